@@ -1,0 +1,205 @@
+//! The control protocol between `lvsd` and `lvsadm`.
+//!
+//! One request per connection: the client writes one JSON object on one line,
+//! the daemon answers with one JSON object on one line and closes. The types
+//! are plain data; the daemon maps them onto the engine, `lvsadm` renders them
+//! in ipvsadm's layouts (see `render`).
+
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// Layer-4 protocol of a virtual service.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    /// IP protocol number (TCP 6, UDP 17, SCTP 132).
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+        }
+    }
+    /// The name ipvsadm prints (`TCP`, `UDP`, `SCTP`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        }
+    }
+}
+
+/// Forwarding method of a destination.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forward {
+    /// NAT (`-m`), shown as `Masq`.
+    Masq,
+    /// Local node, shown as `Local`.
+    Local,
+    /// IP-in-IP and friends (`-i`), shown as `Tunnel`.
+    Tunnel,
+    /// Direct routing (`-g`), shown as `Route`.
+    Route,
+}
+
+impl Forward {
+    /// The name ipvsadm prints in the Forward column.
+    pub fn label(self) -> &'static str {
+        match self {
+            Forward::Masq => "Masq",
+            Forward::Local => "Local",
+            Forward::Tunnel => "Tunnel",
+            Forward::Route => "Route",
+        }
+    }
+}
+
+/// Identifies a virtual service (no fwmark services yet).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    pub protocol: Protocol,
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+/// What `-A`/`-E` send: a complete service definition.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub key: ServiceKey,
+    /// Kernel scheduler name (`rr`, `wrr`, `wlc`, ...).
+    pub scheduler: String,
+    /// Scheduler flag bits (0x08, 0x10, 0x20), as `-b` sets them.
+    pub sched_flags: u32,
+    /// Persistence timeout in seconds, if persistent.
+    pub persistent: Option<u32>,
+    /// Persistence netmask: IPv4 mask as u32 (host order) or IPv6 prefix length.
+    pub netmask: u32,
+    /// One-packet scheduling (`-o`).
+    pub one_packet: bool,
+}
+
+/// What `-a`/`-e` send: a complete destination definition.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DestSpec {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub forward: Forward,
+    pub weight: i32,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+}
+
+/// A destination as listed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DestInfo {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub forward: Forward,
+    pub weight: i32,
+    pub active_conns: u32,
+    pub inact_conns: u32,
+    pub persist_conns: u32,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+}
+
+/// A service as listed, destinations in the engine's list order (front first).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ServiceInfo {
+    pub spec: ServiceSpec,
+    pub dests: Vec<DestInfo>,
+}
+
+/// One entry of the connection table, as `/proc/net/ip_vs_conn` shows it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// `TCP`, `UDP`, `SCTP`, or `IP` for fwmark templates.
+    pub protocol: String,
+    pub caddr: IpAddr,
+    pub cport: u16,
+    pub vaddr: IpAddr,
+    pub vport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    /// State name as the kernel prints it (`ESTABLISHED`, `UDP`, `NONE`, ...).
+    pub state: String,
+    /// Whole seconds until the entry expires.
+    pub expires_secs: u64,
+}
+
+/// The three timeouts of `ipvsadm --set` / `-L --timeout`, in seconds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp: u32,
+    pub tcpfin: u32,
+    pub udp: u32,
+}
+
+/// A request from `lvsadm` to `lvsd`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// All services with their destinations.
+    ListServices,
+    /// One service (`-L -t ADDR:PORT`).
+    GetService(ServiceKey),
+    /// The connection table (`-L -c`).
+    ListConnections,
+    AddService(ServiceSpec),
+    EditService(ServiceSpec),
+    DeleteService(ServiceKey),
+    AddDest { service: ServiceKey, dest: DestSpec },
+    EditDest { service: ServiceKey, dest: DestSpec },
+    DeleteDest { service: ServiceKey, addr: IpAddr, port: u16 },
+    /// `-C`: remove every service.
+    Clear,
+    GetTimeouts,
+    /// `--set`: a 0 leaves that value unchanged.
+    SetTimeouts(Timeouts),
+}
+
+/// Why a request failed; each kind maps to one ipvsadm message (spec §6).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// add service: `Service already exists`
+    ServiceExists,
+    /// add/edit service: `Scheduler or persistence engine not found`
+    SchedulerNotFound,
+    /// edit/delete/get service: `No such service`
+    NoSuchService,
+    /// add/edit/delete server: `Service not defined`
+    ServiceNotDefined,
+    /// add server: `Destination already exists`
+    DestExists,
+    /// edit/delete server: `No such destination`
+    NoSuchDest,
+    /// `Invalid operation.  Possibly wrong module version, address not unicast, ...`
+    Invalid,
+    /// `Operation not supported with IPv6` (and other not-yet-implemented operations)
+    NotSupported,
+    /// The request could not be decoded.
+    BadRequest,
+}
+
+/// The daemon's answer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    Ok,
+    Services {
+        /// Connection hash table size shown in the listing header.
+        conn_tab_size: u32,
+        services: Vec<ServiceInfo>,
+    },
+    Connections(Vec<ConnInfo>),
+    Timeouts(Timeouts),
+    Error {
+        kind: ErrorKind,
+        /// Extra detail for people (logged by lvsd, shown by lvsadm after the ipvsadm text).
+        detail: String,
+    },
+}
