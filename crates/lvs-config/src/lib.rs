@@ -1,1 +1,1202 @@
-//! lvs-config
+//! `lvs-config`: the director configuration language of lvsd.
+//!
+//! This crate turns the text of a configuration file written in the
+//! "director" language of HAProxy ALOHA's LVS manager (plus our global
+//! `interface` statement) into a typed AST ([`Config`]). It does no I/O apart
+//! from [`load`] and knows nothing about the kernel or the data plane: the
+//! daemon (`lvsd`) consumes the AST and may itself reject valid-but-unsupported
+//! constructs with [`ConfigError::at`], which produces the same
+//! `file:line:col` diagnostics as the parser.
+//!
+//! Every line must be understood: an unknown statement, option, or malformed
+//! value is an error pointing at the offending token, never silently ignored.
+//! The parser never panics, whatever the input.
+//!
+//! # Language summary
+//!
+//! ```text
+//! interface <name>                                   # global, repeatable
+//! director <name> [ <ip>[:<port>] [TCP|UDP] ]
+//!     balance { roundrobin | leastconn [localitybased [replication]] | source
+//!             | srcdst | dest | shortestexpected | shortexpdelay | neverqueue
+//!             | fo | mh | ovh | twos }
+//!     mode { gateway | nat | tunnel }
+//!     check [timeout <s>] [interval <s>] [source <ip>] [port <port>]
+//!           [rise <n>] [fall <n>] [inhibit]
+//!     option persistence [timeout <s>] [netmask <mask>]
+//!     option httpcheck [uri <uri>] [statuscode <int>] [vhost <string>]
+//!     option tcpcheck | option arpcheck [iface <name>] | option icmpcheck
+//!     option onepacket
+//!     server <name> <ip>[:<port>] [weight <int>] [check] [sorry]
+//! ```
+//!
+//! `#` at the start of a token starts a comment running to the end of the
+//! line (a `#` in the middle of a token, e.g. in a URI, is part of it).
+//! Tokens are separated by spaces and tabs; indentation is free; `\r\n` line
+//! endings and a leading UTF-8 byte-order mark are accepted.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+#[cfg(test)]
+mod tests;
+
+// ---------------------------------------------------------------------------
+// AST
+// ---------------------------------------------------------------------------
+
+/// A position in the source text: 1-based line and 1-based column, the
+/// column counting characters (not bytes) from the start of the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct Span {
+    /// 1-based line number (0 means "no position", e.g. an I/O error).
+    pub line: u32,
+    /// 1-based column, in characters.
+    pub col: u32,
+}
+
+impl Span {
+    /// Builds a span from a line and a column.
+    pub const fn new(line: u32, col: u32) -> Self {
+        Span { line, col }
+    }
+}
+
+/// A value together with the position of the token it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Spanned<T> {
+    /// The parsed value.
+    pub value: T,
+    /// Where it was written.
+    pub span: Span,
+}
+
+impl<T> Spanned<T> {
+    /// Wraps `value` with `span`.
+    pub const fn new(value: T, span: Span) -> Self {
+        Spanned { value, span }
+    }
+}
+
+/// A whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    /// Interfaces named by `interface` lines, in file order (no duplicates).
+    /// Empty means "all interfaces that are up, except loopback".
+    pub interfaces: Vec<Spanned<String>>,
+    /// Directors (virtual services), in file order; names are unique.
+    pub directors: Vec<Director>,
+}
+
+/// Transport protocol of a director.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// TCP (the default).
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// Packet forwarding method of a director.
+///
+/// The default, when a director has no `mode` line, is [`Mode::Gateway`]
+/// (direct routing), like `ipvsadm`'s default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// `mode gateway`: direct routing (the default).
+    Gateway,
+    /// `mode nat`: destination NAT (masquerading).
+    Nat,
+    /// `mode tunnel`: IP-in-IP encapsulation.
+    Tunnel,
+}
+
+/// A `director` section: one virtual service and its real servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Director {
+    /// The director's name (unique in the file); span of the name token.
+    pub name: Spanned<String>,
+    /// Virtual address, if any (a director without one is reached through a
+    /// flow); span of the address token.
+    pub addr: Option<Spanned<IpAddr>>,
+    /// Virtual port; `None` when the address has no `:port`.
+    pub port: Option<u16>,
+    /// Protocol (default [`Protocol::Tcp`]).
+    pub protocol: Protocol,
+    /// Kernel scheduler name (`"wlc"`, `"wrr"`, `"lblc"`, …). Span of the
+    /// `balance` keyword, or of the `director` keyword when defaulted
+    /// (default `"wlc"`).
+    pub balance: Spanned<&'static str>,
+    /// Forwarding method; span of the `mode` keyword, or of the `director`
+    /// keyword when defaulted (default [`Mode::Gateway`]).
+    pub mode: Spanned<Mode>,
+    /// Global check parameters (`check` line); span of the `check` keyword.
+    pub check: Option<Spanned<Check>>,
+    /// `option persistence`; span of the `persistence` word.
+    pub persistence: Option<Spanned<Persistence>>,
+    /// The health-check method (`option httpcheck|tcpcheck|arpcheck|icmpcheck`);
+    /// span of the method word. `None` means ICMP checks by default.
+    pub health: Option<Spanned<HealthCheck>>,
+    /// `option onepacket` (UDP one-packet scheduling); span of the `onepacket` word.
+    pub one_packet: Option<Span>,
+    /// Real servers, in file order.
+    pub servers: Vec<Server>,
+    /// Span of the `director` keyword (start of the section).
+    pub span: Span,
+}
+
+/// The `check` line: global health-check parameters of a director.
+/// Every field is `None`/`false` when not written; see the associated
+/// constants and methods for the documented defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Check {
+    /// `timeout <seconds>`: connection timeout (default: half the interval).
+    pub timeout: Option<u32>,
+    /// `interval <seconds>`: time between checks (default 10).
+    pub interval: Option<u32>,
+    /// `source <ip>`: force the source address of checks.
+    pub source: Option<IpAddr>,
+    /// `port <port>`: force the destination port (tcpcheck/httpcheck only).
+    pub port: Option<u16>,
+    /// `rise <n>`: consecutive successes to declare a server up (default 1).
+    pub rise: Option<u32>,
+    /// `fall <n>`: consecutive failures to declare a server down (default 1).
+    pub fall: Option<u32>,
+    /// `inhibit`: a failed server gets weight 0 instead of being removed.
+    pub inhibit: bool,
+}
+
+impl Check {
+    /// Default check interval, in seconds.
+    pub const DEFAULT_INTERVAL: u32 = 10;
+
+    /// The interval in seconds, with its default applied.
+    pub fn interval_secs(&self) -> u32 {
+        self.interval.unwrap_or(Self::DEFAULT_INTERVAL)
+    }
+
+    /// The timeout in seconds, with its default (half the interval, at least 1).
+    pub fn timeout_secs(&self) -> u32 {
+        self.timeout.unwrap_or((self.interval_secs() / 2).max(1))
+    }
+
+    /// `rise` with its default (1).
+    pub fn rise_count(&self) -> u32 {
+        self.rise.unwrap_or(1)
+    }
+
+    /// `fall` with its default (1).
+    pub fn fall_count(&self) -> u32 {
+        self.fall.unwrap_or(1)
+    }
+}
+
+/// `option persistence`: client affinity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Persistence {
+    /// `timeout <seconds>` of persistent sessions (`None`: the daemon's
+    /// default, 300 s like ipvsadm).
+    pub timeout: Option<u32>,
+    /// `netmask <mask>` grouping clients (`None`: per client host, i.e.
+    /// 255.255.255.255 or /128).
+    pub netmask: Option<Netmask>,
+}
+
+/// A persistence netmask.
+///
+/// IPv4 directors take a dotted mask (`255.255.255.0`), which must be
+/// contiguous ones; IPv6 directors take a prefix length (`64`, 0..=128);
+/// directors without an address accept either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Netmask {
+    /// A contiguous dotted IPv4 mask, as a host-order `u32` (e.g. `0xffff_ff00`).
+    V4(u32),
+    /// A prefix length, 0..=128.
+    Prefix(u8),
+}
+
+impl Netmask {
+    /// The number of leading one bits (the prefix length).
+    pub fn prefix_len(&self) -> u8 {
+        match *self {
+            // leading_ones() of a u32 is at most 32, so it fits in a u8.
+            Netmask::V4(m) => u8::try_from(m.leading_ones()).unwrap_or(32),
+            Netmask::Prefix(p) => p,
+        }
+    }
+}
+
+/// A health-check method (`option …check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheck {
+    /// `option httpcheck`: HTTP GET on the real server.
+    Http {
+        /// `uri <uri>` (starts with `/`; default `/`).
+        uri: Option<String>,
+        /// `statuscode <int>` expected, 100..=599 (default 200).
+        status_code: Option<u16>,
+        /// `vhost <string>` sent in the `Host` header.
+        vhost: Option<String>,
+    },
+    /// `option tcpcheck`: a TCP connection to the real server.
+    Tcp,
+    /// `option arpcheck`: an ARP who-has for the real server.
+    Arp {
+        /// `iface <name>` to send it on.
+        iface: Option<String>,
+    },
+    /// `option icmpcheck`: an ICMP echo request.
+    Icmp,
+}
+
+/// A `server` line: one real server of a director.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// Name, unique within the director; span of the name token.
+    pub name: Spanned<String>,
+    /// Address; span of the address token.
+    pub addr: Spanned<IpAddr>,
+    /// Port; `None` means the destination port of the incoming packet.
+    pub port: Option<u16>,
+    /// `weight <int>`, 0..=2147483647, default 1.
+    pub weight: u32,
+    /// `check`: health checks are enabled for this server.
+    pub check: bool,
+    /// `sorry`: used only when all other servers are unavailable.
+    pub sorry: bool,
+    /// Span of the `server` keyword.
+    pub span: Span,
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/// A configuration error with its position, rendered like rustc/clang:
+///
+/// ```text
+/// FILE:LINE:COL: error: MESSAGE
+///    LINE | source line text
+///         |      ^
+/// ```
+///
+/// For line 0 (no position, e.g. an I/O error) only the first line is shown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// File name as given to [`parse_str`] / [`load`].
+    pub file: String,
+    /// 1-based line (0: no position).
+    pub line: u32,
+    /// 1-based column in characters (0: no position).
+    pub col: u32,
+    /// What is wrong, e.g. "expected a port number 0..65535, found `99999`".
+    pub message: String,
+    /// The text of the offending line (without line terminator).
+    pub source_line: String,
+}
+
+impl ConfigError {
+    /// Builds an error at `span` of `text` (the whole file contents), taking
+    /// the source line from `text`. Used by the daemon to reject valid but
+    /// unsupported constructs with the parser's diagnostics format.
+    pub fn at(file: impl Into<String>, text: &str, span: Span, message: impl Into<String>) -> Self {
+        let source_line = if span.line == 0 {
+            String::new()
+        } else {
+            let text = strip_bom(text);
+            usize::try_from(span.line - 1)
+                .ok()
+                .and_then(|idx| text.split('\n').nth(idx))
+                .map(|l| l.strip_suffix('\r').unwrap_or(l).to_string())
+                .unwrap_or_default()
+        };
+        ConfigError {
+            file: file.into(),
+            line: span.line,
+            col: span.col,
+            message: message.into(),
+            source_line,
+        }
+    }
+
+    /// An error without position (line 0, column 0).
+    pub fn without_position(file: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: file.into(),
+            line: 0,
+            col: 0,
+            message: message.into(),
+            source_line: String::new(),
+        }
+    }
+
+    /// The position of the error.
+    pub fn span(&self) -> Span {
+        Span::new(self.line, self.col)
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: error: {}",
+            self.file, self.line, self.col, self.message
+        )?;
+        if self.line == 0 {
+            return Ok(());
+        }
+        let num = self.line.to_string();
+        write!(f, "\n   {num} | {}\n   ", self.source_line)?;
+        for _ in 0..num.len() {
+            f.write_char(' ')?;
+        }
+        f.write_str(" | ")?;
+        // Pad up to the column, copying tabs so the caret lines up; never
+        // pad further than one past the end of the line.
+        let width = usize::try_from(self.col.saturating_sub(1)).unwrap_or(usize::MAX);
+        let line_len = self.source_line.chars().count();
+        let width = width.min(line_len.saturating_add(1));
+        let mut chars = self.source_line.chars();
+        for _ in 0..width {
+            f.write_char(if chars.next() == Some('\t') {
+                '\t'
+            } else {
+                ' '
+            })?;
+        }
+        f.write_char('^')
+    }
+}
+
+type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+// ---------------------------------------------------------------------------
+// Entry points
+// ---------------------------------------------------------------------------
+
+fn strip_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
+/// Parses the configuration in `text`; `file_name` is used in errors only.
+pub fn parse_str(text: &str, file_name: &str) -> Result<Config> {
+    let text = strip_bom(text);
+    let mut parser = Parser::default();
+    for (idx, raw) in text.split('\n').enumerate() {
+        let src = raw.strip_suffix('\r').unwrap_or(raw);
+        let line = u32::try_from(idx).unwrap_or(u32::MAX - 1).saturating_add(1);
+        let toks = tokenize(src);
+        if toks.is_empty() {
+            continue;
+        }
+        let cx = Cx {
+            file: file_name,
+            line,
+            src,
+        };
+        parser.statement(&cx, &toks)?;
+    }
+    Ok(parser.finish())
+}
+
+/// Reads and parses the file at `path`. I/O errors are reported with line 0,
+/// column 0; invalid UTF-8 is reported at the position of the first bad byte.
+pub fn load(path: &Path) -> Result<Config> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path)
+        .map_err(|e| ConfigError::without_position(&file, format!("cannot read file: {e}")))?;
+    match String::from_utf8(bytes) {
+        Ok(text) => parse_str(&text, &file),
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let bytes = e.as_bytes();
+            let prefix = bytes
+                .get(..valid)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or("");
+            let line_start = prefix.rfind('\n').map_or(0, |i| i + 1);
+            let line_prefix = prefix.get(line_start..).unwrap_or("");
+            let line = prefix.matches('\n').count().saturating_add(1);
+            let col = line_prefix.chars().count().saturating_add(1);
+            let rest = bytes.get(line_start..).unwrap_or(&[]);
+            let line_bytes = rest.split(|&b| b == b'\n').next().unwrap_or(&[]);
+            let src = String::from_utf8_lossy(line_bytes);
+            Err(ConfigError {
+                file,
+                line: u32::try_from(line).unwrap_or(u32::MAX),
+                col: u32::try_from(col).unwrap_or(u32::MAX),
+                message: "invalid UTF-8".to_string(),
+                source_line: src.strip_suffix('\r').unwrap_or(&src).to_string(),
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Lexing
+// ---------------------------------------------------------------------------
+
+/// One token of a line.
+#[derive(Debug, Clone, Copy)]
+struct Tok<'a> {
+    text: &'a str,
+    /// 1-based column of the first character.
+    col: u32,
+    /// Length in characters.
+    len: u32,
+}
+
+impl Tok<'_> {
+    /// Column just past the token.
+    fn end(&self) -> u32 {
+        self.col.saturating_add(self.len)
+    }
+
+    /// Column of the character at char offset `off` within the token.
+    fn col_at(&self, off: usize) -> u32 {
+        self.col
+            .saturating_add(u32::try_from(off).unwrap_or(u32::MAX))
+    }
+}
+
+fn tokenize(line: &str) -> Vec<Tok<'_>> {
+    fn push<'a>(toks: &mut Vec<Tok<'a>>, line: &'a str, start: usize, end: usize, col: u32) {
+        let text = line.get(start..end).unwrap_or("");
+        let len = u32::try_from(text.chars().count()).unwrap_or(u32::MAX);
+        toks.push(Tok { text, col, len });
+    }
+    let mut toks = Vec::new();
+    let mut start: Option<(usize, u32)> = None;
+    let mut col: u32 = 0;
+    for (i, c) in line.char_indices() {
+        col = col.saturating_add(1);
+        if c == ' ' || c == '\t' {
+            if let Some((s, sc)) = start.take() {
+                push(&mut toks, line, s, i, sc);
+            }
+        } else if start.is_none() {
+            if c == '#' {
+                return toks;
+            }
+            start = Some((i, col));
+        }
+    }
+    if let Some((s, sc)) = start {
+        push(&mut toks, line, s, line.len(), sc);
+    }
+    toks
+}
+
+// ---------------------------------------------------------------------------
+// Parsing
+// ---------------------------------------------------------------------------
+
+/// Per-line context for building errors.
+struct Cx<'a> {
+    file: &'a str,
+    line: u32,
+    src: &'a str,
+}
+
+impl Cx<'_> {
+    fn err(&self, col: u32, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            line: self.line,
+            col,
+            message: message.into(),
+            source_line: self.src.to_string(),
+        }
+    }
+
+    fn span(&self, tok: &Tok<'_>) -> Span {
+        Span::new(self.line, tok.col)
+    }
+}
+
+/// Cursor over the tokens of one statement.
+struct Args<'c, 'a> {
+    cx: &'c Cx<'a>,
+    toks: &'c [Tok<'a>],
+    pos: usize,
+}
+
+impl<'a> Args<'_, 'a> {
+    fn next(&mut self) -> Option<Tok<'a>> {
+        let t = self.toks.get(self.pos).copied();
+        if t.is_some() {
+            self.pos += 1;
+        }
+        t
+    }
+
+    /// Column just past the last consumed token (where a missing value goes).
+    fn end_col(&self) -> u32 {
+        self.pos
+            .checked_sub(1)
+            .and_then(|i| self.toks.get(i))
+            .map_or(1, Tok::end)
+    }
+
+    /// The next token, or an "expected `what`" error just past the last one.
+    fn expect(&mut self, what: &str) -> Result<Tok<'a>> {
+        match self.next() {
+            Some(t) => Ok(t),
+            None => Err(self.cx.err(self.end_col(), format!("expected {what}"))),
+        }
+    }
+
+    /// Errors if tokens remain.
+    fn finish(&mut self, stmt: &str) -> Result<()> {
+        match self.next() {
+            None => Ok(()),
+            Some(t) => Err(self.cx.err(
+                t.col,
+                format!("unexpected `{}` at end of `{stmt}` statement", t.text),
+            )),
+        }
+    }
+}
+
+/// Parses a decimal number in `min..=max` (digits only, no sign).
+fn parse_num(cx: &Cx<'_>, tok: &Tok<'_>, what: &str, min: u64, max: u64) -> Result<u64> {
+    let ok = !tok.text.is_empty() && tok.text.bytes().all(|b| b.is_ascii_digit());
+    match tok.text.parse::<u64>() {
+        Ok(n) if ok && (min..=max).contains(&n) => Ok(n),
+        _ => Err(cx.err(
+            tok.col,
+            format!("expected {what} {min}..{max}, found `{}`", tok.text),
+        )),
+    }
+}
+
+fn num_u32(cx: &Cx<'_>, tok: &Tok<'_>, what: &str, min: u32, max: u32) -> Result<u32> {
+    let n = parse_num(cx, tok, what, min.into(), max.into())?;
+    u32::try_from(n).map_err(|_| cx.err(tok.col, format!("{what} out of range")))
+}
+
+const MAX_I32: u32 = 2_147_483_647;
+
+fn seconds(cx: &Cx<'_>, tok: &Tok<'_>) -> Result<u32> {
+    num_u32(cx, tok, "a number of seconds", 1, MAX_I32)
+}
+
+fn count(cx: &Cx<'_>, tok: &Tok<'_>) -> Result<u32> {
+    num_u32(cx, tok, "a count", 1, MAX_I32)
+}
+
+fn port_str(cx: &Cx<'_>, text: &str, col: u32) -> Result<u16> {
+    let ok = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    match text.parse::<u16>() {
+        Ok(p) if ok => Ok(p),
+        _ => Err(cx.err(
+            col,
+            format!("expected a port number 0..65535, found `{text}`"),
+        )),
+    }
+}
+
+const ADDR_EXPECTED: &str =
+    "an IP address with optional port (`a.b.c.d[:port]`, `[ipv6]:port` or bare `ipv6`)";
+
+/// Parses `a.b.c.d[:port]`, `[ipv6][:port]` or a bare IPv6 address.
+fn parse_addr(cx: &Cx<'_>, tok: &Tok<'_>) -> Result<(IpAddr, Option<u16>)> {
+    let text = tok.text;
+    let bad = || cx.err(tok.col, format!("expected {ADDR_EXPECTED}, found `{text}`"));
+    if let Some(rest) = text.strip_prefix('[') {
+        let Some((inner, after)) = rest.split_once(']') else {
+            return Err(cx.err(tok.col, format!("missing `]` in address `{text}`")));
+        };
+        let ip: Ipv6Addr = inner.parse().map_err(|_| {
+            cx.err(
+                tok.col_at(1),
+                format!("expected an IPv6 address inside `[]`, found `{inner}`"),
+            )
+        })?;
+        // Offset (in chars) of whatever follows `]`.
+        let after_off = inner.chars().count().saturating_add(2);
+        if after.is_empty() {
+            return Ok((IpAddr::V6(ip), None));
+        }
+        let Some(port) = after.strip_prefix(':') else {
+            return Err(cx.err(
+                tok.col_at(after_off),
+                format!("expected `:port` after `]`, found `{after}`"),
+            ));
+        };
+        let port = port_str(cx, port, tok.col_at(after_off.saturating_add(1)))?;
+        return Ok((IpAddr::V6(ip), Some(port)));
+    }
+    if let Ok(ip) = text.parse::<Ipv6Addr>() {
+        return Ok((IpAddr::V6(ip), None));
+    }
+    match text.split_once(':') {
+        None => text
+            .parse::<Ipv4Addr>()
+            .map(|ip| (IpAddr::V4(ip), None))
+            .map_err(|_| bad()),
+        Some((host, port)) => {
+            let ip: Ipv4Addr = host.parse().map_err(|_| bad())?;
+            let off = host.chars().count().saturating_add(1);
+            let port = port_str(cx, port, tok.col_at(off))?;
+            Ok((IpAddr::V4(ip), Some(port)))
+        }
+    }
+}
+
+/// Linux interface name rules (`dev_valid_name`).
+fn check_iface_name(cx: &Cx<'_>, tok: &Tok<'_>) -> Result<String> {
+    let name = tok.text;
+    let problem = if name.is_empty() || name.len() > 15 {
+        Some("must be 1..15 bytes long")
+    } else if name == "." || name == ".." {
+        Some("must not be `.` or `..`")
+    } else if name.contains('/') {
+        Some("must not contain `/`")
+    } else if name.contains(':') {
+        Some("must not contain `:`")
+    } else if name.chars().any(char::is_whitespace) {
+        Some("must not contain whitespace")
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(cx.err(tok.col, format!("invalid interface name `{name}`: {p}"))),
+        None => Ok(name.to_string()),
+    }
+}
+
+/// Parser state across lines.
+#[derive(Default)]
+struct Parser {
+    interfaces: Vec<Spanned<String>>,
+    iface_lines: HashMap<String, u32>,
+    directors: Vec<Director>,
+    director_lines: HashMap<String, u32>,
+    cur: Option<DirState>,
+}
+
+/// The director being parsed, plus what is needed to detect duplicates.
+struct DirState {
+    dir: Director,
+    balance_line: Option<u32>,
+    mode_line: Option<u32>,
+    server_names: HashMap<String, u32>,
+    server_addrs: HashMap<(IpAddr, Option<u16>), u32>,
+}
+
+fn dup_line(what: &str, first: u32) -> String {
+    format!("duplicate {what} (first at line {first})")
+}
+
+impl Parser {
+    fn finish(mut self) -> Config {
+        self.close_director();
+        Config {
+            interfaces: self.interfaces,
+            directors: self.directors,
+        }
+    }
+
+    fn close_director(&mut self) {
+        if let Some(st) = self.cur.take() {
+            self.directors.push(st.dir);
+        }
+    }
+
+    fn statement(&mut self, cx: &Cx<'_>, toks: &[Tok<'_>]) -> Result<()> {
+        let Some(kw) = toks.first().copied() else {
+            return Ok(());
+        };
+        let mut args = Args { cx, toks, pos: 1 };
+        match kw.text {
+            "interface" => self.interface(cx, &mut args),
+            "director" => self.director(cx, kw, &mut args),
+            "balance" | "mode" | "check" | "option" | "server" => {
+                let Some(st) = self.cur.as_mut() else {
+                    return Err(cx.err(
+                        kw.col,
+                        format!("`{}` must follow a `director` line", kw.text),
+                    ));
+                };
+                match kw.text {
+                    "balance" => st.balance(cx, kw, &mut args),
+                    "mode" => st.mode(cx, kw, &mut args),
+                    "check" => st.check(cx, kw, &mut args),
+                    "option" => st.option(cx, &mut args),
+                    _ => st.server(cx, kw, &mut args),
+                }
+            }
+            other => Err(cx.err(kw.col, format!("unknown statement `{other}`"))),
+        }
+    }
+
+    fn interface(&mut self, cx: &Cx<'_>, args: &mut Args<'_, '_>) -> Result<()> {
+        let tok = args.expect("an interface name")?;
+        let name = check_iface_name(cx, &tok)?;
+        if let Some(&first) = self.iface_lines.get(&name) {
+            return Err(cx.err(tok.col, dup_line(&format!("interface `{name}`"), first)));
+        }
+        args.finish("interface")?;
+        self.iface_lines.insert(name.clone(), cx.line);
+        self.interfaces.push(Spanned::new(name, cx.span(&tok)));
+        Ok(())
+    }
+
+    fn director(&mut self, cx: &Cx<'_>, kw: Tok<'_>, args: &mut Args<'_, '_>) -> Result<()> {
+        self.close_director();
+        let name_tok = args.expect("a director name")?;
+        let name = name_tok.text.to_string();
+        if let Some(&first) = self.director_lines.get(&name) {
+            return Err(cx.err(
+                name_tok.col,
+                dup_line(&format!("director name `{name}`"), first),
+            ));
+        }
+        let mut addr = None;
+        let mut port = None;
+        let mut protocol = Protocol::Tcp;
+        if let Some(tok) = args.next() {
+            let (ip, p) = parse_addr(cx, &tok)?;
+            addr = Some(Spanned::new(ip, cx.span(&tok)));
+            port = p;
+            if let Some(tok) = args.next() {
+                protocol = if tok.text.eq_ignore_ascii_case("tcp") {
+                    Protocol::Tcp
+                } else if tok.text.eq_ignore_ascii_case("udp") {
+                    Protocol::Udp
+                } else {
+                    return Err(cx.err(
+                        tok.col,
+                        format!("expected `TCP` or `UDP`, found `{}`", tok.text),
+                    ));
+                };
+            }
+        }
+        args.finish("director")?;
+        let span = cx.span(&kw);
+        self.director_lines.insert(name.clone(), cx.line);
+        self.cur = Some(DirState {
+            dir: Director {
+                name: Spanned::new(name, cx.span(&name_tok)),
+                addr,
+                port,
+                protocol,
+                balance: Spanned::new("wlc", span),
+                mode: Spanned::new(Mode::Gateway, span),
+                check: None,
+                persistence: None,
+                health: None,
+                one_packet: None,
+                servers: Vec::new(),
+                span,
+            },
+            balance_line: None,
+            mode_line: None,
+            server_names: HashMap::new(),
+            server_addrs: HashMap::new(),
+        });
+        Ok(())
+    }
+}
+
+const BALANCE_EXPECTED: &str = "a balance algorithm (`roundrobin`, `leastconn`, `source`, \
+     `srcdst`, `dest`, `shortestexpected`, `shortexpdelay`, `neverqueue`, `fo`, `mh`, `ovh` or `twos`)";
+
+impl DirState {
+    fn balance(&mut self, cx: &Cx<'_>, kw: Tok<'_>, args: &mut Args<'_, '_>) -> Result<()> {
+        if let Some(first) = self.balance_line {
+            return Err(cx.err(kw.col, dup_line("`balance` statement", first)));
+        }
+        let algo = args.expect(BALANCE_EXPECTED)?;
+        let sched: &'static str = match algo.text {
+            "roundrobin" => "wrr",
+            "leastconn" => match args.next() {
+                None => "wlc",
+                Some(t) if t.text == "localitybased" => match args.next() {
+                    None => "lblc",
+                    Some(t) if t.text == "replication" => "lblcr",
+                    Some(t) => {
+                        return Err(cx.err(
+                            t.col,
+                            format!(
+                                "expected `replication` or end of line after \
+                                 `leastconn localitybased`, found `{}`",
+                                t.text
+                            ),
+                        ))
+                    }
+                },
+                Some(t) => {
+                    return Err(cx.err(
+                        t.col,
+                        format!(
+                            "expected `localitybased` or end of line after `leastconn`, found `{}`",
+                            t.text
+                        ),
+                    ))
+                }
+            },
+            "source" => "sh",
+            "dest" => "dh",
+            "srcdst" => "srcdst",
+            "shortestexpected" | "shortexpdelay" => "sed",
+            "neverqueue" => "nq",
+            "fo" => "fo",
+            "mh" => "mh",
+            "ovh" => "ovf",
+            "twos" => "twos",
+            other => {
+                return Err(cx.err(
+                    algo.col,
+                    format!("unknown balance algorithm `{other}`, expected {BALANCE_EXPECTED}"),
+                ))
+            }
+        };
+        args.finish("balance")?;
+        self.balance_line = Some(cx.line);
+        self.dir.balance = Spanned::new(sched, cx.span(&kw));
+        Ok(())
+    }
+
+    fn mode(&mut self, cx: &Cx<'_>, kw: Tok<'_>, args: &mut Args<'_, '_>) -> Result<()> {
+        if let Some(first) = self.mode_line {
+            return Err(cx.err(kw.col, dup_line("`mode` statement", first)));
+        }
+        const EXPECTED: &str = "a mode (`gateway`, `nat` or `tunnel`)";
+        let tok = args.expect(EXPECTED)?;
+        let mode = match tok.text {
+            "gateway" => Mode::Gateway,
+            "nat" => Mode::Nat,
+            "tunnel" => Mode::Tunnel,
+            other => {
+                return Err(cx.err(
+                    tok.col,
+                    format!("unknown mode `{other}`, expected {EXPECTED}"),
+                ))
+            }
+        };
+        args.finish("mode")?;
+        self.mode_line = Some(cx.line);
+        self.dir.mode = Spanned::new(mode, cx.span(&kw));
+        Ok(())
+    }
+
+    fn check(&mut self, cx: &Cx<'_>, kw: Tok<'_>, args: &mut Args<'_, '_>) -> Result<()> {
+        if let Some(first) = &self.dir.check {
+            return Err(cx.err(kw.col, dup_line("`check` statement", first.span.line)));
+        }
+        let mut c = Check::default();
+        let mut seen: Vec<&str> = Vec::new();
+        while let Some(opt) = args.next() {
+            if seen.contains(&opt.text) {
+                return Err(cx.err(opt.col, format!("duplicate `{}` option", opt.text)));
+            }
+            match opt.text {
+                "timeout" => {
+                    c.timeout = Some(seconds(cx, &args.expect("a number of seconds")?)?);
+                }
+                "interval" => {
+                    c.interval = Some(seconds(cx, &args.expect("a number of seconds")?)?);
+                }
+                "source" => {
+                    let t = args.expect("an IP address")?;
+                    let ip = t.text.parse::<IpAddr>().map_err(|_| {
+                        cx.err(t.col, format!("expected an IP address, found `{}`", t.text))
+                    })?;
+                    c.source = Some(ip);
+                }
+                "port" => {
+                    let t = args.expect("a port number 0..65535")?;
+                    c.port = Some(port_str(cx, t.text, t.col)?);
+                }
+                "rise" => c.rise = Some(count(cx, &args.expect("a count")?)?),
+                "fall" => c.fall = Some(count(cx, &args.expect("a count")?)?),
+                "inhibit" => c.inhibit = true,
+                other => {
+                    return Err(cx.err(
+                        opt.col,
+                        format!(
+                            "unknown check option `{other}`, expected `timeout`, `interval`, \
+                             `source`, `port`, `rise`, `fall` or `inhibit`"
+                        ),
+                    ))
+                }
+            }
+            seen.push(opt.text);
+        }
+        self.dir.check = Some(Spanned::new(c, cx.span(&kw)));
+        Ok(())
+    }
+
+    fn option(&mut self, cx: &Cx<'_>, args: &mut Args<'_, '_>) -> Result<()> {
+        const EXPECTED: &str = "an option (`persistence`, `httpcheck`, `tcpcheck`, \
+                                `arpcheck`, `icmpcheck` or `onepacket`)";
+        let which = args.expect(EXPECTED)?;
+        let span = cx.span(&which);
+        match which.text {
+            "persistence" => {
+                if let Some(first) = &self.dir.persistence {
+                    return Err(
+                        cx.err(which.col, dup_line("`option persistence`", first.span.line))
+                    );
+                }
+                let p = self.persistence(cx, args)?;
+                self.dir.persistence = Some(Spanned::new(p, span));
+            }
+            "httpcheck" | "tcpcheck" | "arpcheck" | "icmpcheck" => {
+                if let Some(first) = &self.dir.health {
+                    return Err(cx.err(
+                        which.col,
+                        format!(
+                            "only one health check per director is allowed (one is already \
+                             set at line {})",
+                            first.span.line
+                        ),
+                    ));
+                }
+                let h = health(cx, which.text, args)?;
+                self.dir.health = Some(Spanned::new(h, span));
+            }
+            "onepacket" => {
+                if let Some(first) = self.dir.one_packet {
+                    return Err(cx.err(which.col, dup_line("`option onepacket`", first.line)));
+                }
+                if self.dir.addr.is_some() && self.dir.protocol == Protocol::Tcp {
+                    return Err(cx.err(
+                        which.col,
+                        "`option onepacket` is only valid for UDP directors",
+                    ));
+                }
+                args.finish("option onepacket")?;
+                self.dir.one_packet = Some(span);
+            }
+            other => {
+                return Err(cx.err(
+                    which.col,
+                    format!("unknown option `{other}`, expected {EXPECTED}"),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn persistence(&self, cx: &Cx<'_>, args: &mut Args<'_, '_>) -> Result<Persistence> {
+        let mut p = Persistence::default();
+        let mut seen: Vec<&str> = Vec::new();
+        while let Some(opt) = args.next() {
+            if seen.contains(&opt.text) {
+                return Err(cx.err(opt.col, format!("duplicate `{}` option", opt.text)));
+            }
+            match opt.text {
+                "timeout" => p.timeout = Some(seconds(cx, &args.expect("a number of seconds")?)?),
+                "netmask" => {
+                    let v6 = self.dir.addr.as_ref().map(|a| a.value.is_ipv6());
+                    let what = match v6 {
+                        Some(false) => "a dotted IPv4 netmask",
+                        Some(true) => "a prefix length 0..128",
+                        None => "a dotted IPv4 netmask or a prefix length 0..128",
+                    };
+                    let t = args.expect(what)?;
+                    p.netmask = Some(netmask(cx, &t, v6)?);
+                }
+                other => {
+                    return Err(cx.err(
+                        opt.col,
+                        format!(
+                            "unknown persistence option `{other}`, expected `timeout` or `netmask`"
+                        ),
+                    ))
+                }
+            }
+            seen.push(opt.text);
+        }
+        Ok(p)
+    }
+
+    fn server(&mut self, cx: &Cx<'_>, kw: Tok<'_>, args: &mut Args<'_, '_>) -> Result<()> {
+        let name_tok = args.expect("a server name")?;
+        let name = name_tok.text.to_string();
+        if let Some(&first) = self.server_names.get(&name) {
+            return Err(cx.err(
+                name_tok.col,
+                dup_line(
+                    &format!("server name `{name}` in director `{}`", self.dir.name.value),
+                    first,
+                ),
+            ));
+        }
+        let addr_tok = args.expect(&format!("a server address: {ADDR_EXPECTED}"))?;
+        let (ip, port) = parse_addr(cx, &addr_tok)?;
+        let key = (ip, port.or(self.dir.port));
+        if let Some(&first) = self.server_addrs.get(&key) {
+            return Err(cx.err(
+                addr_tok.col,
+                dup_line(
+                    &format!(
+                        "server address `{}` in director `{}`",
+                        addr_tok.text, self.dir.name.value
+                    ),
+                    first,
+                ),
+            ));
+        }
+        let mut weight = None;
+        let mut check = false;
+        let mut sorry = false;
+        while let Some(opt) = args.next() {
+            let dup = match opt.text {
+                "weight" => weight.is_some(),
+                "check" => check,
+                "sorry" => sorry,
+                _ => false,
+            };
+            if dup {
+                return Err(cx.err(opt.col, format!("duplicate `{}` option", opt.text)));
+            }
+            match opt.text {
+                "weight" => {
+                    let t = args.expect("a weight 0..2147483647")?;
+                    weight = Some(num_u32(cx, &t, "a weight", 0, MAX_I32)?);
+                }
+                "check" => check = true,
+                "sorry" => sorry = true,
+                other => {
+                    return Err(cx.err(
+                        opt.col,
+                        format!(
+                            "unknown server option `{other}`, expected `weight`, `check` or `sorry`"
+                        ),
+                    ))
+                }
+            }
+        }
+        self.server_names.insert(name.clone(), cx.line);
+        self.server_addrs.insert(key, cx.line);
+        self.dir.servers.push(Server {
+            name: Spanned::new(name, cx.span(&name_tok)),
+            addr: Spanned::new(ip, cx.span(&addr_tok)),
+            port,
+            weight: weight.unwrap_or(1),
+            check,
+            sorry,
+            span: cx.span(&kw),
+        });
+        Ok(())
+    }
+}
+
+fn health(cx: &Cx<'_>, which: &str, args: &mut Args<'_, '_>) -> Result<HealthCheck> {
+    let mut seen: Vec<&str> = Vec::new();
+    let h = match which {
+        "httpcheck" => {
+            let (mut uri, mut status_code, mut vhost) = (None, None, None);
+            while let Some(opt) = args.next() {
+                if seen.contains(&opt.text) {
+                    return Err(cx.err(opt.col, format!("duplicate `{}` option", opt.text)));
+                }
+                match opt.text {
+                    "uri" => {
+                        let t = args.expect("a URI starting with `/`")?;
+                        if !t.text.starts_with('/') {
+                            return Err(cx.err(
+                                t.col,
+                                format!("expected a URI starting with `/`, found `{}`", t.text),
+                            ));
+                        }
+                        uri = Some(t.text.to_string());
+                    }
+                    "statuscode" => {
+                        let t = args.expect("an HTTP status code 100..599")?;
+                        let n = parse_num(cx, &t, "an HTTP status code", 100, 599)?;
+                        status_code = u16::try_from(n).ok();
+                    }
+                    "vhost" => vhost = Some(args.expect("a virtual host name")?.text.to_string()),
+                    other => {
+                        return Err(cx.err(
+                            opt.col,
+                            format!(
+                                "unknown httpcheck option `{other}`, expected `uri`, \
+                                 `statuscode` or `vhost`"
+                            ),
+                        ))
+                    }
+                }
+                seen.push(opt.text);
+            }
+            HealthCheck::Http {
+                uri,
+                status_code,
+                vhost,
+            }
+        }
+        "arpcheck" => {
+            let mut iface = None;
+            while let Some(opt) = args.next() {
+                match opt.text {
+                    "iface" if iface.is_none() => {
+                        let t = args.expect("an interface name")?;
+                        iface = Some(check_iface_name(cx, &t)?);
+                    }
+                    "iface" => {
+                        return Err(cx.err(opt.col, "duplicate `iface` option"));
+                    }
+                    other => {
+                        return Err(cx.err(
+                            opt.col,
+                            format!("unknown arpcheck option `{other}`, expected `iface`"),
+                        ))
+                    }
+                }
+            }
+            HealthCheck::Arp { iface }
+        }
+        "tcpcheck" => {
+            args.finish("option tcpcheck")?;
+            HealthCheck::Tcp
+        }
+        _ => {
+            args.finish("option icmpcheck")?;
+            HealthCheck::Icmp
+        }
+    };
+    Ok(h)
+}
+
+/// Parses a persistence netmask; `v6` is the director's family if known.
+fn netmask(cx: &Cx<'_>, tok: &Tok<'_>, v6: Option<bool>) -> Result<Netmask> {
+    let text = tok.text;
+    let is_prefix = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    if is_prefix && v6 != Some(false) {
+        let n = parse_num(cx, tok, "a prefix length", 0, 128)?;
+        return Ok(Netmask::Prefix(u8::try_from(n).unwrap_or(128)));
+    }
+    if v6 == Some(true) {
+        return Err(cx.err(
+            tok.col,
+            format!("expected a prefix length 0..128 for an IPv6 director, found `{text}`"),
+        ));
+    }
+    let what = if v6.is_none() {
+        "a dotted IPv4 netmask or a prefix length 0..128"
+    } else {
+        "a dotted IPv4 netmask"
+    };
+    let ip: Ipv4Addr = text
+        .parse()
+        .map_err(|_| cx.err(tok.col, format!("expected {what}, found `{text}`")))?;
+    let m = u32::from(ip);
+    if m.leading_ones() + m.trailing_zeros() < 32 {
+        return Err(cx.err(
+            tok.col,
+            format!("netmask `{text}` is not contiguous (its one bits must come first)"),
+        ));
+    }
+    Ok(Netmask::V4(m))
+}

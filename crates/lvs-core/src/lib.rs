@@ -1,1 +1,18 @@
-//! lvs-core
+//! `lvs-core`: the semantics of Linux IPVS as a sans-IO engine.
+//!
+//! Nothing here opens a socket, reads a clock or draws a random number: the
+//! caller passes packets, the time (milliseconds on any monotonic clock) and
+//! seeds in, and gets verdicts and rewritten packets out. See `Engine`.
+
+pub mod conn;
+pub mod engine;
+pub mod nat;
+pub mod proto;
+pub mod sched;
+pub mod service;
+pub mod slab;
+pub mod stats;
+pub mod wire;
+
+pub use engine::{ControlError, DestConfig, DropReason, Engine, Verdict};
+pub use service::{Forward, ServiceKey};

@@ -1,1 +1,252 @@
-fn main() {}
+//! `lvsadm`: the ipvsadm-compatible administration command for `lvsd`.
+//!
+//! It parses an ipvsadm command line, sends the matching request over the
+//! control socket of `lvsd` and prints the answer in ipvsadm's formats.
+
+mod args;
+mod help;
+
+use args::{parse_args, Command, ListTarget, UsageError};
+use lvs_control::{render, ControlError, ErrorKind, Request, Response};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+/// Environment variable naming the control socket (`--control` wins).
+const CONTROL_ENV: &str = "LVSADM_CONTROL";
+
+/// Removes `--control PATH` / `--control=PATH` from anywhere in the
+/// arguments. Returns the path (last one wins) and the remaining arguments.
+fn extract_control(args: &[String]) -> Result<(Option<PathBuf>, Vec<String>), String> {
+    let mut path = None;
+    let mut rest = Vec::with_capacity(args.len());
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--control" {
+            match it.next() {
+                Some(p) => path = Some(PathBuf::from(p)),
+                None => return Err("--control: missing argument".into()),
+            }
+        } else if let Some(p) = a.strip_prefix("--control=") {
+            path = Some(PathBuf::from(p));
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    Ok((path, rest))
+}
+
+fn out(s: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(s.as_bytes());
+    let _ = o.flush();
+}
+
+fn err(s: &str) {
+    let _ = std::io::stderr().lock().write_all(s.as_bytes());
+}
+
+/// Outcome of one request.
+enum Failure {
+    /// Could not talk to lvsd (exit 2).
+    Control(ControlError),
+    /// lvsd answered with an error.
+    Daemon(ErrorKind, String),
+    /// lvsd answered something unexpected for this request (exit 2).
+    Unexpected(Response),
+}
+
+fn request(path: &Path, req: &Request) -> Result<Response, Failure> {
+    match lvs_control::call(path, req) {
+        Ok(Response::Error { kind, detail }) => Err(Failure::Daemon(kind, detail)),
+        Ok(r) => Ok(r),
+        Err(e) => Err(Failure::Control(e)),
+    }
+}
+
+/// Prints a failure and returns the exit status; `daemon_status` is the
+/// status for errors reported by lvsd (255, or 1 for `-L <service>`).
+fn report(f: Failure, daemon_status: i32) -> i32 {
+    match f {
+        Failure::Control(e) => {
+            err(&format!("lvsadm: {e}\n"));
+            2
+        }
+        Failure::Daemon(kind, detail) => {
+            err(&format!("{}\n", render::error_message(kind)));
+            if !detail.is_empty() {
+                err(&format!("lvsd: {detail}\n"));
+            }
+            daemon_status
+        }
+        Failure::Unexpected(r) => {
+            err(&format!("lvsadm: unexpected answer from lvsd: {r:?}\n"));
+            2
+        }
+    }
+}
+
+fn execute(cmd: Command, path: &Path, argv0: &str) -> i32 {
+    match cmd {
+        Command::Help => {
+            out(&help::usage(argv0));
+            0
+        }
+        Command::Version => {
+            out(&help::version());
+            0
+        }
+        Command::List { target, opts, .. } => match target {
+            ListTarget::All => match request(path, &Request::ListServices) {
+                Ok(Response::Services {
+                    conn_tab_size,
+                    services,
+                }) => {
+                    out(&render::list(conn_tab_size, &services, &opts));
+                    0
+                }
+                Ok(r) => report(Failure::Unexpected(r), 2),
+                Err(f) => report(f, 255),
+            },
+            ListTarget::Service(key) => match request(path, &Request::GetService(key)) {
+                Ok(Response::Services { services, .. }) => {
+                    let found = services
+                        .iter()
+                        .find(|s| s.spec.key == key)
+                        .or(services.first());
+                    match found {
+                        Some(s) => {
+                            out(&render::list_one(s, &opts));
+                            0
+                        }
+                        None => report(Failure::Daemon(ErrorKind::NoSuchService, String::new()), 1),
+                    }
+                }
+                Ok(r) => report(Failure::Unexpected(r), 2),
+                Err(f) => report(f, 1),
+            },
+            ListTarget::Connections { .. } => match request(path, &Request::ListConnections) {
+                Ok(Response::Connections(c)) => {
+                    out(&render::connections(&c));
+                    0
+                }
+                Ok(r) => report(Failure::Unexpected(r), 2),
+                Err(f) => report(f, 1),
+            },
+            ListTarget::Timeouts => match request(path, &Request::GetTimeouts) {
+                Ok(Response::Timeouts(t)) => {
+                    out(&render::timeouts(&t));
+                    0
+                }
+                Ok(r) => report(Failure::Unexpected(r), 2),
+                Err(f) => report(f, 255),
+            },
+        },
+        Command::Save { nosort } => match request(path, &Request::ListServices) {
+            Ok(Response::Services { services, .. }) => {
+                out(&render::save(&services, nosort));
+                0
+            }
+            Ok(r) => report(Failure::Unexpected(r), 2),
+            Err(f) => report(f, 255),
+        },
+        Command::Restore => restore(path, argv0),
+        Command::Apply(req) => match request(path, &req) {
+            Ok(Response::Ok) => 0,
+            Ok(r) => report(Failure::Unexpected(r), 2),
+            Err(f) => report(f, 255),
+        },
+    }
+}
+
+/// `-R`: every stdin line is a command line (spec §9).
+fn restore(path: &Path, argv0: &str) -> i32 {
+    let stdin = std::io::stdin();
+    let mut status = 0;
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else {
+            err("lvsadm: cannot read standard input\n");
+            return 2;
+        };
+        let words: Vec<String> = line
+            .split([' ', '\t', '\r'])
+            .filter(|w| !w.is_empty() && *w != "ipvsadm" && *w != "lvsadm")
+            .map(str::to_string)
+            .collect();
+        if words.is_empty() {
+            continue;
+        }
+        let cmd = match parse_args(&words) {
+            Ok(Command::Restore) => Err(UsageError::TryHelp),
+            other => other,
+        };
+        match cmd {
+            Ok(cmd) => {
+                status = execute(cmd, path, argv0);
+                if status == 2 {
+                    // lvsd unreachable: no point in going on.
+                    return status;
+                }
+            }
+            Err(e) => {
+                err(&e.message(argv0));
+                return e.exit_code();
+            }
+        }
+    }
+    status
+}
+
+fn main() {
+    let all: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let argv0 = all.first().cloned().unwrap_or_else(|| "lvsadm".into());
+    let rest = all.get(1..).unwrap_or(&[]);
+    let (flag_path, args) = match extract_control(rest) {
+        Ok(v) => v,
+        Err(e) => {
+            err(&format!("{e}\n"));
+            std::process::exit(255);
+        }
+    };
+    let path = flag_path
+        .or_else(|| std::env::var_os(CONTROL_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(lvs_control::DEFAULT_CONTROL_PATH));
+    let code = match parse_args(&args) {
+        Ok(cmd) => execute(cmd, &path, &argv0),
+        Err(e) => {
+            err(&e.message(&argv0));
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn control_anywhere() {
+        let (p, r) = extract_control(&s(&["-L", "--control", "/x.sock", "-n"])).unwrap();
+        assert_eq!(p, Some(PathBuf::from("/x.sock")));
+        assert_eq!(r, s(&["-L", "-n"]));
+        let (p, r) = extract_control(&s(&["--control=/y", "-Ln"])).unwrap();
+        assert_eq!(p, Some(PathBuf::from("/y")));
+        assert_eq!(r, s(&["-Ln"]));
+        assert!(extract_control(&s(&["-L", "--control"])).is_err());
+        let (p, _) = extract_control(&s(&["-L"])).unwrap();
+        assert_eq!(p, None);
+    }
+
+    #[test]
+    fn unreachable_daemon_exits_2() {
+        let path = Path::new("/nonexistent/lvsadm-test.sock");
+        let cmd = parse_args(&s(&["-C"])).unwrap();
+        assert_eq!(execute(cmd, path, "lvsadm"), 2);
+    }
+}

@@ -1,0 +1,1008 @@
+//! Unit tests of the parser.
+
+use super::*;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+fn sp(line: u32, col: u32) -> Span {
+    Span::new(line, col)
+}
+
+fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+}
+
+fn v6(s: &str) -> IpAddr {
+    IpAddr::V6(s.parse::<Ipv6Addr>().expect("test address"))
+}
+
+fn parse(text: &str) -> Config {
+    match parse_str(text, "test.cfg") {
+        Ok(c) => c,
+        Err(e) => panic!("unexpected error:\n{e}"),
+    }
+}
+
+/// Parses `text`, expecting an error at `line`:`col` whose message contains `msg`.
+#[track_caller]
+fn err(text: &str, line: u32, col: u32, msg: &str) -> ConfigError {
+    let e = match parse_str(text, "test.cfg") {
+        Ok(c) => panic!("expected an error, got {c:#?}"),
+        Err(e) => e,
+    };
+    assert_eq!(
+        (e.line, e.col),
+        (line, col),
+        "wrong position for error:\n{e}"
+    );
+    assert!(
+        e.message.contains(msg),
+        "message {:?} does not contain {msg:?}",
+        e.message
+    );
+    assert_eq!(e.file, "test.cfg");
+    e
+}
+
+const FULL: &str = "\
+# global settings
+interface eth0
+interface eth1   # second NIC
+
+director www 10.0.0.1:80 TCP
+    balance leastconn localitybased
+    mode nat
+    check interval 5 timeout 2 rise 2 fall 3 inhibit source 10.0.0.254 port 8080
+    option httpcheck uri /health#x statuscode 204 vhost www.example.com
+    option persistence timeout 300 netmask 255.255.255.0
+    server web1 192.168.0.11:8080 weight 10 check
+\tserver web2 192.168.0.12 check sorry  # backup
+
+director dns [2001:db8::53]:53 udp
+    balance roundrobin
+    option onepacket
+    option persistence netmask 64
+    server ns1 2001:db8::1
+    server ns2 [2001:db8::2]:5353 weight 0
+
+director flow
+    option arpcheck iface eth1
+    server a 10.1.1.1
+";
+
+#[test]
+fn full_example() {
+    let cfg = parse(FULL);
+    let expected = Config {
+        interfaces: vec![
+            Spanned::new("eth0".to_string(), sp(2, 11)),
+            Spanned::new("eth1".to_string(), sp(3, 11)),
+        ],
+        directors: vec![
+            Director {
+                name: Spanned::new("www".to_string(), sp(5, 10)),
+                addr: Some(Spanned::new(v4(10, 0, 0, 1), sp(5, 14))),
+                port: Some(80),
+                protocol: Protocol::Tcp,
+                balance: Spanned::new("lblc", sp(6, 5)),
+                mode: Spanned::new(Mode::Nat, sp(7, 5)),
+                check: Some(Spanned::new(
+                    Check {
+                        timeout: Some(2),
+                        interval: Some(5),
+                        source: Some(v4(10, 0, 0, 254)),
+                        port: Some(8080),
+                        rise: Some(2),
+                        fall: Some(3),
+                        inhibit: true,
+                    },
+                    sp(8, 5),
+                )),
+                persistence: Some(Spanned::new(
+                    Persistence {
+                        timeout: Some(300),
+                        netmask: Some(Netmask::V4(0xffff_ff00)),
+                    },
+                    sp(10, 12),
+                )),
+                health: Some(Spanned::new(
+                    HealthCheck::Http {
+                        uri: Some("/health#x".to_string()),
+                        status_code: Some(204),
+                        vhost: Some("www.example.com".to_string()),
+                    },
+                    sp(9, 12),
+                )),
+                one_packet: None,
+                servers: vec![
+                    Server {
+                        name: Spanned::new("web1".to_string(), sp(11, 12)),
+                        addr: Spanned::new(v4(192, 168, 0, 11), sp(11, 17)),
+                        port: Some(8080),
+                        weight: 10,
+                        check: true,
+                        sorry: false,
+                        span: sp(11, 5),
+                    },
+                    Server {
+                        name: Spanned::new("web2".to_string(), sp(12, 9)),
+                        addr: Spanned::new(v4(192, 168, 0, 12), sp(12, 14)),
+                        port: None,
+                        weight: 1,
+                        check: true,
+                        sorry: true,
+                        span: sp(12, 2),
+                    },
+                ],
+                span: sp(5, 1),
+            },
+            Director {
+                name: Spanned::new("dns".to_string(), sp(14, 10)),
+                addr: Some(Spanned::new(v6("2001:db8::53"), sp(14, 14))),
+                port: Some(53),
+                protocol: Protocol::Udp,
+                balance: Spanned::new("wrr", sp(15, 5)),
+                mode: Spanned::new(Mode::Gateway, sp(14, 1)),
+                check: None,
+                persistence: Some(Spanned::new(
+                    Persistence {
+                        timeout: None,
+                        netmask: Some(Netmask::Prefix(64)),
+                    },
+                    sp(17, 12),
+                )),
+                health: None,
+                one_packet: Some(sp(16, 12)),
+                servers: vec![
+                    Server {
+                        name: Spanned::new("ns1".to_string(), sp(18, 12)),
+                        addr: Spanned::new(v6("2001:db8::1"), sp(18, 16)),
+                        port: None,
+                        weight: 1,
+                        check: false,
+                        sorry: false,
+                        span: sp(18, 5),
+                    },
+                    Server {
+                        name: Spanned::new("ns2".to_string(), sp(19, 12)),
+                        addr: Spanned::new(v6("2001:db8::2"), sp(19, 16)),
+                        port: Some(5353),
+                        weight: 0,
+                        check: false,
+                        sorry: false,
+                        span: sp(19, 5),
+                    },
+                ],
+                span: sp(14, 1),
+            },
+            Director {
+                name: Spanned::new("flow".to_string(), sp(21, 10)),
+                addr: None,
+                port: None,
+                protocol: Protocol::Tcp,
+                balance: Spanned::new("wlc", sp(21, 1)),
+                mode: Spanned::new(Mode::Gateway, sp(21, 1)),
+                check: None,
+                persistence: None,
+                health: Some(Spanned::new(
+                    HealthCheck::Arp {
+                        iface: Some("eth1".to_string()),
+                    },
+                    sp(22, 12),
+                )),
+                one_packet: None,
+                servers: vec![Server {
+                    name: Spanned::new("a".to_string(), sp(23, 12)),
+                    addr: Spanned::new(v4(10, 1, 1, 1), sp(23, 14)),
+                    port: None,
+                    weight: 1,
+                    check: false,
+                    sorry: false,
+                    span: sp(23, 5),
+                }],
+                span: sp(21, 1),
+            },
+        ],
+    };
+    assert_eq!(cfg, expected);
+}
+
+#[test]
+fn crlf_gives_same_ast() {
+    let crlf = FULL.replace('\n', "\r\n");
+    assert_eq!(parse(&crlf), parse(FULL));
+    // And errors on CRLF files do not include the `\r`.
+    let e = err(
+        "director a\r\n  bogus x\r\n",
+        2,
+        3,
+        "unknown statement `bogus`",
+    );
+    assert_eq!(e.source_line, "  bogus x");
+}
+
+#[test]
+fn empty_and_comment_only() {
+    assert_eq!(parse(""), Config::default());
+    assert_eq!(parse("\n\n   \t\n"), Config::default());
+    assert_eq!(parse("# hello\n   # indented\n#\r\n"), Config::default());
+    assert_eq!(parse("\u{feff}# bom\n"), Config::default());
+}
+
+#[test]
+fn balance_algorithms() {
+    let cases = [
+        ("roundrobin", "wrr"),
+        ("leastconn", "wlc"),
+        ("leastconn localitybased", "lblc"),
+        ("leastconn localitybased replication", "lblcr"),
+        ("source", "sh"),
+        ("dest", "dh"),
+        ("srcdst", "srcdst"),
+        ("shortestexpected", "sed"),
+        ("shortexpdelay", "sed"),
+        ("neverqueue", "nq"),
+        ("fo", "fo"),
+        ("mh", "mh"),
+        ("ovh", "ovf"),
+        ("twos", "twos"),
+    ];
+    for (kw, sched) in cases {
+        let cfg = parse(&format!("director d\n balance {kw}\n"));
+        assert_eq!(
+            cfg.directors[0].balance,
+            Spanned::new(sched, sp(2, 2)),
+            "{kw}"
+        );
+    }
+    let cfg = parse("director d\n");
+    assert_eq!(cfg.directors[0].balance, Spanned::new("wlc", sp(1, 1)));
+}
+
+#[test]
+fn balance_errors() {
+    err(
+        "director d\nbalance\n",
+        2,
+        8,
+        "expected a balance algorithm",
+    );
+    err(
+        "director d\nbalance wrr\n",
+        2,
+        9,
+        "unknown balance algorithm `wrr`",
+    );
+    err(
+        "director d\nbalance leastconn foo\n",
+        2,
+        19,
+        "expected `localitybased`",
+    );
+    err(
+        "director d\nbalance leastconn localitybased foo\n",
+        2,
+        33,
+        "expected `replication`",
+    );
+    err(
+        "director d\nbalance roundrobin x\n",
+        2,
+        20,
+        "unexpected `x`",
+    );
+    err(
+        "director d\nbalance fo\n  balance mh\n",
+        3,
+        3,
+        "duplicate `balance` statement (first at line 2)",
+    );
+    err(
+        "director d\nBalance fo\n",
+        2,
+        1,
+        "unknown statement `Balance`",
+    );
+}
+
+#[test]
+fn modes() {
+    for (kw, m) in [
+        ("gateway", Mode::Gateway),
+        ("nat", Mode::Nat),
+        ("tunnel", Mode::Tunnel),
+    ] {
+        let cfg = parse(&format!("director d\nmode {kw}\n"));
+        assert_eq!(cfg.directors[0].mode, Spanned::new(m, sp(2, 1)));
+    }
+    err("director d\nmode\n", 2, 5, "expected a mode");
+    err("director d\nmode NAT\n", 2, 6, "unknown mode `NAT`");
+    err("director d\nmode nat nat\n", 2, 10, "unexpected `nat`");
+    err("director d\nmode nat\nmode nat\n", 3, 1, "duplicate `mode`");
+}
+
+#[test]
+fn director_addresses() {
+    let cfg = parse(
+        "director a 1.2.3.4\n\
+         director b 1.2.3.4:0 udp\n\
+         director c 2001:db8::1\n\
+         director d [::1]\n\
+         director e [::1]:65535 Tcp\n\
+         director f ::ffff:1.2.3.4\n",
+    );
+    let got: Vec<_> = cfg
+        .directors
+        .iter()
+        .map(|d| (d.addr.map(|a| a.value), d.port, d.protocol))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some(v4(1, 2, 3, 4)), None, Protocol::Tcp),
+            (Some(v4(1, 2, 3, 4)), Some(0), Protocol::Udp),
+            (Some(v6("2001:db8::1")), None, Protocol::Tcp),
+            (Some(v6("::1")), None, Protocol::Tcp),
+            (Some(v6("::1")), Some(65535), Protocol::Tcp),
+            (Some(v6("::ffff:1.2.3.4")), None, Protocol::Tcp),
+        ]
+    );
+}
+
+#[test]
+fn director_errors() {
+    err("director\n", 1, 9, "expected a director name");
+    err("director   \n", 1, 9, "expected a director name");
+    err(
+        "director a 1.2.3.4:99999\n",
+        1,
+        20,
+        "expected a port number 0..65535, found `99999`",
+    );
+    err(
+        "director a 1.2.3.4:\n",
+        1,
+        20,
+        "expected a port number 0..65535, found ``",
+    );
+    err("director a 1.2.3.4:+80\n", 1, 20, "found `+80`");
+    err("director a 1.2.3:80\n", 1, 12, "expected an IP address");
+    err(
+        "director a www.example.com\n",
+        1,
+        12,
+        "found `www.example.com`",
+    );
+    err("director a TCP\n", 1, 12, "expected an IP address");
+    err("director a [::1\n", 1, 12, "missing `]`");
+    err(
+        "director a [1.2.3.4]:80\n",
+        1,
+        13,
+        "expected an IPv6 address inside `[]`",
+    );
+    err("director a [::1]80\n", 1, 17, "expected `:port` after `]`");
+    err("director a [::1]:x\n", 1, 18, "expected a port number");
+    err(
+        "director a 1.2.3.4 SCTP\n",
+        1,
+        20,
+        "expected `TCP` or `UDP`, found `SCTP`",
+    );
+    err(
+        "director a 1.2.3.4 udp extra\n",
+        1,
+        24,
+        "unexpected `extra`",
+    );
+    // Columns count characters, not bytes.
+    err("director é 1.2.3.4:70000\n", 1, 20, "found `70000`");
+}
+
+#[test]
+fn duplicate_names() {
+    err(
+        "director a\n\ndirector b\n  director   a 1.2.3.4\n",
+        4,
+        14,
+        "duplicate director name `a` (first at line 1)",
+    );
+    err(
+        "director a\nserver s 1.1.1.1\nserver s 1.1.1.2\n",
+        3,
+        8,
+        "duplicate server name `s` in director `a` (first at line 2)",
+    );
+    // The same server name in two directors is fine.
+    let cfg = parse("director a\nserver s 1.1.1.1\ndirector b\nserver s 1.1.1.1\n");
+    assert_eq!(cfg.directors.len(), 2);
+    err(
+        "director a\nserver s 1.1.1.1:80\nserver t 1.1.1.1:80\n",
+        3,
+        10,
+        "duplicate server address `1.1.1.1:80`",
+    );
+    // Without a port, the director's port is the effective one.
+    err(
+        "director a 10.0.0.1:80\nserver s 1.1.1.1\nserver t 1.1.1.1:80\n",
+        3,
+        10,
+        "duplicate server address",
+    );
+    let cfg = parse("director a\nserver s 1.1.1.1:80\nserver t 1.1.1.1:81\nserver u 1.1.1.1\n");
+    assert_eq!(cfg.directors[0].servers.len(), 3);
+    err(
+        "interface eth0\ninterface eth0\n",
+        2,
+        11,
+        "duplicate interface `eth0`",
+    );
+}
+
+#[test]
+fn statement_before_director() {
+    for kw in ["balance", "mode", "check", "option", "server"] {
+        let e = err(
+            &format!("# c\n  {kw} x\n"),
+            2,
+            3,
+            "must follow a `director` line",
+        );
+        assert_eq!(e.message, format!("`{kw}` must follow a `director` line"));
+    }
+}
+
+#[test]
+fn unknown_statement() {
+    let e = err("director a\n  \tfoo bar\n", 2, 4, "unknown statement");
+    assert_eq!(e.message, "unknown statement `foo`");
+    err("foo\n", 1, 1, "unknown statement `foo`");
+    err("DIRECTOR a\n", 1, 1, "unknown statement `DIRECTOR`");
+}
+
+#[test]
+fn interfaces() {
+    let cfg = parse("director a\ninterface lo\ninterface eth0.100\ndirector b\n");
+    assert_eq!(
+        cfg.interfaces,
+        vec![
+            Spanned::new("lo".to_string(), sp(2, 11)),
+            Spanned::new("eth0.100".to_string(), sp(3, 11)),
+        ]
+    );
+    assert_eq!(cfg.directors.len(), 2);
+    err("interface\n", 1, 10, "expected an interface name");
+    err("interface 0123456789abcdef\n", 1, 11, "1..15 bytes");
+    parse("interface 0123456789abcde\n");
+    err("interface a/b\n", 1, 11, "must not contain `/`");
+    err("interface .\n", 1, 11, "must not be `.`");
+    err("interface ..\n", 1, 11, "must not be `.`");
+    err("interface eth0:1\n", 1, 11, "must not contain `:`");
+    err("interface eth0 eth1\n", 1, 16, "unexpected `eth1`");
+}
+
+#[test]
+fn check_statement() {
+    let cfg = parse("director a\ncheck\n");
+    let c = &cfg.directors[0].check.as_ref().unwrap().value;
+    assert_eq!(*c, Check::default());
+    assert_eq!((c.interval_secs(), c.timeout_secs()), (10, 5));
+    assert_eq!((c.rise_count(), c.fall_count()), (1, 1));
+    let cfg = parse("director a\ncheck source 2001:db8::9\n");
+    assert_eq!(
+        cfg.directors[0].check.as_ref().unwrap().value.source,
+        Some(v6("2001:db8::9"))
+    );
+    err(
+        "director a\ncheck timeout\n",
+        2,
+        14,
+        "expected a number of seconds",
+    );
+    err(
+        "director a\ncheck timeout 0\n",
+        2,
+        15,
+        "expected a number of seconds 1..",
+    );
+    err("director a\ncheck interval -1\n", 2, 16, "found `-1`");
+    err(
+        "director a\ncheck interval 99999999999999999999999\n",
+        2,
+        16,
+        "found",
+    );
+    err(
+        "director a\ncheck source foo\n",
+        2,
+        14,
+        "expected an IP address, found `foo`",
+    );
+    err(
+        "director a\ncheck port 65536\n",
+        2,
+        12,
+        "expected a port number 0..65535",
+    );
+    err("director a\ncheck rise 0\n", 2, 12, "expected a count");
+    err("director a\ncheck fall x\n", 2, 12, "expected a count");
+    err(
+        "director a\ncheck rise 1 rise 2\n",
+        2,
+        14,
+        "duplicate `rise` option",
+    );
+    err(
+        "director a\ncheck inhibit inhibit\n",
+        2,
+        15,
+        "duplicate `inhibit`",
+    );
+    err(
+        "director a\ncheck retries 3\n",
+        2,
+        7,
+        "unknown check option `retries`",
+    );
+    err(
+        "director a\ncheck\ncheck\n",
+        3,
+        1,
+        "duplicate `check` statement",
+    );
+}
+
+#[test]
+fn options() {
+    let cfg = parse("director a\noption tcpcheck\n");
+    assert_eq!(
+        cfg.directors[0].health,
+        Some(Spanned::new(HealthCheck::Tcp, sp(2, 8)))
+    );
+    let cfg = parse("director a\noption icmpcheck\n");
+    assert_eq!(
+        cfg.directors[0].health.as_ref().unwrap().value,
+        HealthCheck::Icmp
+    );
+    let cfg = parse("director a\noption httpcheck\noption persistence\n");
+    let d = &cfg.directors[0];
+    assert_eq!(
+        d.health.as_ref().unwrap().value,
+        HealthCheck::Http {
+            uri: None,
+            status_code: None,
+            vhost: None
+        }
+    );
+    assert_eq!(d.persistence.unwrap().value, Persistence::default());
+    let cfg = parse("director a\noption persistence netmask 0.0.0.0\n");
+    assert_eq!(
+        cfg.directors[0].persistence.unwrap().value.netmask,
+        Some(Netmask::V4(0))
+    );
+    // No address: both forms are accepted.
+    let cfg = parse("director a\noption persistence netmask 24\n");
+    assert_eq!(
+        cfg.directors[0].persistence.unwrap().value.netmask,
+        Some(Netmask::Prefix(24))
+    );
+    assert_eq!(Netmask::V4(0xffff_f000).prefix_len(), 20);
+    // onepacket on a director without address is allowed.
+    parse("director a\noption onepacket\n");
+
+    err("director a\noption\n", 2, 7, "expected an option");
+    err("director a\noption foo\n", 2, 8, "unknown option `foo`");
+    err("director a\noption tcpcheck x\n", 2, 17, "unexpected `x`");
+    err("director a\noption icmpcheck x\n", 2, 18, "unexpected `x`");
+    err(
+        "director a\noption tcpcheck\noption httpcheck\n",
+        3,
+        8,
+        "only one health check",
+    );
+    err(
+        "director a\noption httpcheck uri\n",
+        2,
+        21,
+        "expected a URI",
+    );
+    err(
+        "director a\noption httpcheck uri health\n",
+        2,
+        22,
+        "starting with `/`",
+    );
+    err(
+        "director a\noption httpcheck statuscode 700\n",
+        2,
+        29,
+        "expected an HTTP status code 100..599",
+    );
+    err(
+        "director a\noption httpcheck vhost\n",
+        2,
+        23,
+        "expected a virtual host",
+    );
+    err(
+        "director a\noption httpcheck uri / uri /\n",
+        2,
+        24,
+        "duplicate `uri`",
+    );
+    err(
+        "director a\noption httpcheck host x\n",
+        2,
+        18,
+        "unknown httpcheck option `host`",
+    );
+    err(
+        "director a\noption arpcheck iface\n",
+        2,
+        22,
+        "expected an interface name",
+    );
+    err(
+        "director a\noption arpcheck iface a/b\n",
+        2,
+        23,
+        "invalid interface name",
+    );
+    err(
+        "director a\noption arpcheck iface a iface b\n",
+        2,
+        25,
+        "duplicate `iface`",
+    );
+    err(
+        "director a\noption arpcheck dev a\n",
+        2,
+        17,
+        "unknown arpcheck option `dev`",
+    );
+    err(
+        "director a\noption persistence timeout\n",
+        2,
+        27,
+        "expected a number of seconds",
+    );
+    err(
+        "director a\noption persistence timeout 1 timeout 2\n",
+        2,
+        30,
+        "duplicate `timeout`",
+    );
+    err(
+        "director a\noption persistence foo\n",
+        2,
+        20,
+        "unknown persistence option `foo`",
+    );
+    err(
+        "director a\noption persistence\noption persistence\n",
+        3,
+        8,
+        "duplicate `option persistence` (first at line 2)",
+    );
+    err(
+        "director a 1.2.3.4\noption persistence netmask 255.0.255.0\n",
+        2,
+        28,
+        "not contiguous",
+    );
+    err(
+        "director a 1.2.3.4\noption persistence netmask 24\n",
+        2,
+        28,
+        "expected a dotted IPv4 netmask, found `24`",
+    );
+    err(
+        "director a ::1\noption persistence netmask 255.255.0.0\n",
+        2,
+        28,
+        "expected a prefix length 0..128",
+    );
+    err(
+        "director a ::1\noption persistence netmask 129\n",
+        2,
+        28,
+        "prefix length 0..128",
+    );
+    err(
+        "director a\noption persistence netmask\n",
+        2,
+        27,
+        "expected a dotted IPv4 netmask or",
+    );
+    err(
+        "director a 1.2.3.4:53\noption onepacket\n",
+        2,
+        8,
+        "only valid for UDP directors",
+    );
+    err(
+        "director a 1.2.3.4:53 udp\noption onepacket\noption onepacket\n",
+        3,
+        8,
+        "duplicate `option onepacket`",
+    );
+    err(
+        "director a 1.2.3.4:53 udp\noption onepacket x\n",
+        2,
+        18,
+        "unexpected `x`",
+    );
+}
+
+#[test]
+fn server_errors() {
+    err("director a\nserver\n", 2, 7, "expected a server name");
+    err("director a\nserver s\n", 2, 9, "expected a server address");
+    err(
+        "director a\nserver s foo\n",
+        2,
+        10,
+        "expected an IP address",
+    );
+    err(
+        "director a\nserver s 1.2.3.4:99999\n",
+        2,
+        18,
+        "found `99999`",
+    );
+    err(
+        "director a\nserver s 1.2.3.4 weight\n",
+        2,
+        24,
+        "expected a weight",
+    );
+    err(
+        "director a\nserver s 1.2.3.4 weight -1\n",
+        2,
+        25,
+        "expected a weight 0..2147483647",
+    );
+    err(
+        "director a\nserver s 1.2.3.4 weight 2147483648\n",
+        2,
+        25,
+        "found `2147483648`",
+    );
+    err(
+        "director a\nserver s 1.2.3.4 check check\n",
+        2,
+        24,
+        "duplicate `check`",
+    );
+    err(
+        "director a\nserver s 1.2.3.4 sorry weight 1 sorry\n",
+        2,
+        33,
+        "duplicate `sorry`",
+    );
+    err(
+        "director a\nserver s 1.2.3.4 weight 1 weight 2\n",
+        2,
+        27,
+        "duplicate `weight`",
+    );
+    err(
+        "director a\nserver s 1.2.3.4 backup\n",
+        2,
+        18,
+        "unknown server option `backup`",
+    );
+    let cfg = parse("director a\nserver s 1.2.3.4 sorry weight 2147483647 check\n");
+    let s = &cfg.directors[0].servers[0];
+    assert_eq!((s.weight, s.check, s.sorry), (2147483647, true, true));
+}
+
+#[test]
+fn comments_and_hashes() {
+    let cfg = parse("director a#b # comment\n server s 1.1.1.1 #comment?\n#x\n");
+    // `#` inside a token is part of it; at a token start it begins a comment.
+    assert_eq!(cfg.directors.len(), 1);
+    assert_eq!(cfg.directors[0].name.value, "a#b");
+    assert_eq!(cfg.directors[0].servers.len(), 1);
+    err(
+        "director a\nserver s 1.1.1.1#x\n",
+        2,
+        10,
+        "found `1.1.1.1#x`",
+    );
+}
+
+#[test]
+fn display_format() {
+    let e = err("director a\n    server s 1.2.3.4:99999\n", 2, 22, "99999");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "test.cfg:2:22: error: expected a port number 0..65535, found `99999`\n   \
+             2 |     server s 1.2.3.4:99999\n     | {}^",
+            " ".repeat(21)
+        )
+    );
+    // Tabs are preserved in the caret line so the caret lines up.
+    let e = err("director a\n\tfoo\n", 2, 2, "unknown statement");
+    assert_eq!(
+        e.to_string(),
+        "test.cfg:2:2: error: unknown statement `foo`\n   2 | \tfoo\n     | \t^"
+    );
+    let e = ConfigError::without_position("x.cfg", "cannot read file: nope");
+    assert_eq!(e.to_string(), "x.cfg:0:0: error: cannot read file: nope");
+    // Wide line numbers widen the gutter.
+    let text = format!("{}foo\n", "\n".repeat(122));
+    let e = err(&text, 123, 1, "unknown");
+    assert_eq!(
+        e.to_string(),
+        "test.cfg:123:1: error: unknown statement `foo`\n   123 | foo\n       | ^"
+    );
+}
+
+#[test]
+fn error_at_constructor() {
+    let text = "director a 1.2.3.4\r\n  mode tunnel\r\n";
+    let cfg = parse(text);
+    let span = cfg.directors[0].mode.span;
+    let e = ConfigError::at("f.cfg", text, span, "`mode tunnel` is not supported yet");
+    assert_eq!(e.source_line, "  mode tunnel");
+    assert_eq!((e.line, e.col), (2, 3));
+    assert_eq!(
+        e.to_string(),
+        "f.cfg:2:3: error: `mode tunnel` is not supported yet\n   2 |   mode tunnel\n     |   ^"
+    );
+    // Out-of-range spans do not panic.
+    let e = ConfigError::at("f.cfg", text, sp(99, u32::MAX), "x");
+    assert_eq!(e.source_line, "");
+    let _ = e.to_string();
+    let e = ConfigError::at("f.cfg", text, sp(0, 0), "x");
+    assert_eq!(e.to_string(), "f.cfg:0:0: error: x");
+}
+
+#[test]
+fn load_files() {
+    let dir = std::env::temp_dir().join(format!("lvs-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.cfg");
+    std::fs::write(&good, FULL).unwrap();
+    assert_eq!(load(&good).unwrap(), parse(FULL));
+    let bad = dir.join("bad.cfg");
+    std::fs::write(&bad, b"director a\n  mode \xffnat\n").unwrap();
+    let e = load(&bad).unwrap_err();
+    assert_eq!((e.line, e.col), (2, 8));
+    assert!(e.message.contains("UTF-8"));
+    assert_eq!(e.file, bad.display().to_string());
+    let missing = dir.join("missing.cfg");
+    let e = load(&missing).unwrap_err();
+    assert_eq!((e.line, e.col), (0, 0));
+    assert!(e.message.starts_with("cannot read file"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Fixed-seed xorshift64 generator.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Parses `text` and, on error, renders it (exercising Display too).
+fn no_panic(text: &str) {
+    if let Err(e) = parse_str(text, "fuzz") {
+        assert!(e.line >= 1);
+        assert!(e.col >= 1);
+        let _ = e.to_string();
+        let again = ConfigError::at("fuzz", text, e.span(), e.message.clone());
+        assert_eq!(again, e, "ConfigError::at disagrees with the parser");
+    }
+}
+
+#[test]
+fn garbage_never_panics() {
+    // Every prefix of a valid config (at every char boundary).
+    for (i, _) in FULL.char_indices() {
+        no_panic(&FULL[..i]);
+    }
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    // Random bytes, lossily decoded.
+    for _ in 0..2000 {
+        let len = rng.below(200);
+        let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        no_panic(&String::from_utf8_lossy(&bytes));
+    }
+    // Single-byte mutations of the valid config.
+    let base = FULL.as_bytes();
+    let alphabet = b" \t\n\r#:[].0123456789abcdefx/-\xff";
+    for _ in 0..3000 {
+        let mut bytes = base.to_vec();
+        for _ in 0..1 + rng.below(4) {
+            let pos = rng.below(bytes.len());
+            match rng.below(3) {
+                0 => bytes[pos] = alphabet[rng.below(alphabet.len())],
+                1 => {
+                    bytes.remove(pos);
+                }
+                _ => bytes.insert(pos, alphabet[rng.below(alphabet.len())]),
+            }
+        }
+        no_panic(&String::from_utf8_lossy(&bytes));
+    }
+    // Keyword soup: random lines built from the language's vocabulary.
+    let words = [
+        "director",
+        "interface",
+        "balance",
+        "mode",
+        "check",
+        "option",
+        "server",
+        "leastconn",
+        "localitybased",
+        "replication",
+        "roundrobin",
+        "nat",
+        "tunnel",
+        "gateway",
+        "timeout",
+        "interval",
+        "source",
+        "port",
+        "rise",
+        "fall",
+        "inhibit",
+        "persistence",
+        "netmask",
+        "httpcheck",
+        "tcpcheck",
+        "arpcheck",
+        "icmpcheck",
+        "onepacket",
+        "uri",
+        "statuscode",
+        "vhost",
+        "iface",
+        "weight",
+        "sorry",
+        "udp",
+        "TCP",
+        "1.2.3.4",
+        "1.2.3.4:80",
+        "::1",
+        "[::1]:53",
+        "[::1",
+        "255.255.255.0",
+        "64",
+        "0",
+        "99999",
+        "eth0",
+        "/",
+        "a",
+        "b",
+        "#",
+        "é",
+        "\t",
+        "",
+    ];
+    for _ in 0..3000 {
+        let mut text = String::new();
+        for _ in 0..rng.below(12) {
+            for _ in 0..rng.below(8) {
+                text.push_str(words[rng.below(words.len())]);
+                text.push(if rng.below(5) == 0 { '\t' } else { ' ' });
+            }
+            text.push_str(if rng.below(3) == 0 { "\r\n" } else { "\n" });
+        }
+        no_panic(&text);
+    }
+}

@@ -1,0 +1,357 @@
+//! The connection table: entries in a slab, two hash indexes (client side
+//! "in" and real-server side "out", connections.md §3.1–3.2), and a timing
+//! wheel that expires entries without scanning the table.
+//!
+//! Timers are lazy: a packet only moves an entry's `expires` forward; the
+//! wheel slot it sits in is revisited when due, and an entry that is not yet
+//! due is re-filed under its new expiry. So the per-packet cost of a timer
+//! restart is one store.
+
+use crate::service::DestId;
+use crate::slab::Slab;
+use ahash::RandomState;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// Identifies an entry in the table.
+pub type ConnId = u32;
+
+/// Connection flag values (`IP_VS_CONN_F_*`, connections.md §2).
+pub mod flags {
+    pub const FWD_MASK: u32 = 0x0007;
+    pub const NOOUTPUT: u32 = 0x0080;
+    pub const INACTIVE: u32 = 0x0100;
+    pub const TEMPLATE: u32 = 0x1000;
+    pub const ONE_PACKET: u32 = 0x2000;
+}
+
+/// One connection entry.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    pub protocol: u8,
+    pub caddr: IpAddr,
+    pub cport: u16,
+    pub vaddr: IpAddr,
+    pub vport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    pub flags: u32,
+    /// Protocol state number (TCP: `TcpState as u8`; UDP: 0).
+    pub state: u8,
+    /// Current timeout in milliseconds, set by the state machine.
+    pub timeout_ms: u64,
+    /// Absolute expiry time in milliseconds (engine clock).
+    pub expires: u64,
+    pub dest: Option<DestId>,
+    pub in_pkts: u64,
+    /// Distinguishes this entry from earlier ones that had the same id.
+    generation: u32,
+}
+
+/// Lookup key of the client side: (protocol, caddr, cport, vaddr, vport).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InKey {
+    pub protocol: u8,
+    pub caddr: IpAddr,
+    pub cport: u16,
+    pub vaddr: IpAddr,
+    pub vport: u16,
+}
+
+/// Lookup key of the real-server side: (protocol, daddr, dport, caddr, cport).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OutKey {
+    pub protocol: u8,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    pub caddr: IpAddr,
+    pub cport: u16,
+}
+
+impl Conn {
+    pub fn in_key(&self) -> InKey {
+        InKey {
+            protocol: self.protocol,
+            caddr: self.caddr,
+            cport: self.cport,
+            vaddr: self.vaddr,
+            vport: self.vport,
+        }
+    }
+    pub fn out_key(&self) -> OutKey {
+        OutKey {
+            protocol: self.protocol,
+            daddr: self.daddr,
+            dport: self.dport,
+            caddr: self.caddr,
+            cport: self.cport,
+        }
+    }
+}
+
+/// Granularity of the timing wheel in milliseconds: an entry expires at most
+/// this much after its due time.
+pub const TICK_MS: u64 = 100;
+const WHEEL_SLOTS: usize = 4096;
+
+struct Wheel {
+    slots: Vec<Vec<(ConnId, u32)>>,
+    /// Next tick to process; every tick before it has been processed.
+    next_tick: Option<u64>,
+}
+
+impl Wheel {
+    fn new() -> Self {
+        Wheel { slots: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(), next_tick: None }
+    }
+    fn file(&mut self, id: ConnId, generation: u32, expires: u64) {
+        let tick = expires / TICK_MS;
+        // Never file into a tick that has already been processed.
+        let tick = match self.next_tick {
+            Some(n) if tick < n => n,
+            _ => tick,
+        };
+        self.slots[(tick % WHEEL_SLOTS as u64) as usize].push((id, generation));
+    }
+}
+
+/// The table of connection entries.
+pub struct ConnTable {
+    conns: Slab<Conn>,
+    by_in: HashMap<InKey, ConnId, RandomState>,
+    by_out: HashMap<OutKey, ConnId, RandomState>,
+    wheel: Wheel,
+    next_generation: u32,
+}
+
+impl ConnTable {
+    /// An empty table whose hash indexes are keyed with `seed` (the caller
+    /// supplies randomness; the engine draws none itself).
+    pub fn new(seed: u64) -> Self {
+        let rs = || RandomState::with_seeds(seed, seed ^ 0x9e37_79b9_7f4a_7c15, seed.rotate_left(17), !seed);
+        ConnTable {
+            conns: Slab::default(),
+            by_in: HashMap::with_hasher(rs()),
+            by_out: HashMap::with_hasher(rs()),
+            wheel: Wheel::new(),
+            next_generation: 0,
+        }
+    }
+
+    /// Reserves room for `n` more entries so that inserting them does not allocate.
+    pub fn reserve(&mut self, n: usize) {
+        self.by_in.reserve(n);
+        self.by_out.reserve(n);
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    #[inline]
+    pub fn lookup_in(&self, k: &InKey) -> Option<ConnId> {
+        self.by_in.get(k).copied()
+    }
+    #[inline]
+    pub fn lookup_out(&self, k: &OutKey) -> Option<ConnId> {
+        self.by_out.get(k).copied()
+    }
+    #[inline]
+    pub fn get(&self, id: ConnId) -> &Conn {
+        &self.conns[id]
+    }
+    #[inline]
+    pub fn get_mut(&mut self, id: ConnId) -> &mut Conn {
+        &mut self.conns[id]
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> {
+        self.conns.iter()
+    }
+
+    /// Inserts an entry (a newer entry with the same key replaces the older
+    /// one in the index, as the kernel finds the newest first) and arms its timer.
+    pub fn insert(&mut self, now: u64, mut c: Conn) -> ConnId {
+        if self.wheel.next_tick.is_none() {
+            self.wheel.next_tick = Some(now / TICK_MS);
+        }
+        self.next_generation = self.next_generation.wrapping_add(1);
+        c.generation = self.next_generation;
+        let (ik, ok, exp, g) = (c.in_key(), c.out_key(), c.expires, c.generation);
+        let id = self.conns.insert(c);
+        self.by_in.insert(ik, id);
+        self.by_out.insert(ok, id);
+        self.wheel.file(id, g, exp);
+        id
+    }
+
+    /// Unlinks and returns the entry `id`.
+    pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
+        let c = self.conns.remove(id)?;
+        if self.by_in.get(&c.in_key()) == Some(&id) {
+            self.by_in.remove(&c.in_key());
+        }
+        if self.by_out.get(&c.out_key()) == Some(&id) {
+            self.by_out.remove(&c.out_key());
+        }
+        Some(c)
+    }
+
+    /// Removes every entry due at `now` and hands each to `on_expire`.
+    /// Entries whose timer was restarted are re-filed, not removed.
+    pub fn expire(&mut self, now: u64, mut on_expire: impl FnMut(Conn)) -> usize {
+        let now_tick = now / TICK_MS;
+        let mut next = match self.wheel.next_tick {
+            Some(n) => n,
+            None => {
+                self.wheel.next_tick = Some(now_tick);
+                return 0;
+            }
+        };
+        let mut expired = 0;
+        let mut steps = 0;
+        // A tick is processed once it has completely passed.
+        while next < now_tick && steps < WHEEL_SLOTS {
+            let slot = (next % WHEEL_SLOTS as u64) as usize;
+            let mut due = std::mem::take(&mut self.wheel.slots[slot]);
+            self.wheel.next_tick = Some(next + 1);
+            for &(id, g) in &due {
+                let Some(c) = self.conns.get(id) else { continue };
+                if c.generation != g {
+                    continue;
+                }
+                if c.expires <= now {
+                    if let Some(c) = self.remove(id) {
+                        expired += 1;
+                        on_expire(c);
+                    }
+                } else {
+                    let exp = c.expires;
+                    self.wheel.file(id, g, exp);
+                }
+            }
+            // Keep the slot's allocation; entries re-filed into this very slot
+            // (a full revolution away) are kept too.
+            due.clear();
+            due.append(&mut self.wheel.slots[slot]);
+            self.wheel.slots[slot] = due;
+            next += 1;
+            steps += 1;
+        }
+        if steps == WHEEL_SLOTS {
+            // The clock jumped by more than a revolution: every slot was visited once.
+            self.wheel.next_tick = Some(now_tick);
+        }
+        expired
+    }
+
+    /// A fresh entry value (timer and generation are set by `insert`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_conn(
+        protocol: u8,
+        caddr: IpAddr,
+        cport: u16,
+        vaddr: IpAddr,
+        vport: u16,
+        daddr: IpAddr,
+        dport: u16,
+        flags: u32,
+        now: u64,
+    ) -> Conn {
+        Conn {
+            protocol,
+            caddr,
+            cport,
+            vaddr,
+            vport,
+            daddr,
+            dport,
+            flags,
+            state: 0,
+            // connections.md §1.1: a new entry starts with a 3 s timeout.
+            timeout_ms: 3000,
+            expires: now + 3000,
+            dest: None,
+            in_pkts: 0,
+            generation: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn conn(cport: u16, now: u64, timeout: u64) -> Conn {
+        let c = Ipv4Addr::new(198, 18, 0, 2).into();
+        let v = Ipv4Addr::new(198, 18, 0, 100).into();
+        let d = Ipv4Addr::new(198, 18, 1, 11).into();
+        let mut x = ConnTable::new_conn(6, c, cport, v, 80, d, 80, 0, now);
+        x.timeout_ms = timeout;
+        x.expires = now + timeout;
+        x
+    }
+
+    #[test]
+    fn lookups_in_both_directions() {
+        let mut t = ConnTable::new(1);
+        let id = t.insert(0, conn(1000, 0, 5000));
+        let c = t.get(id).clone();
+        assert_eq!(t.lookup_in(&c.in_key()), Some(id));
+        assert_eq!(t.lookup_out(&c.out_key()), Some(id));
+        let mut other = c.in_key();
+        other.cport = 1001;
+        assert_eq!(t.lookup_in(&other), None);
+        t.remove(id);
+        assert_eq!(t.lookup_in(&c.in_key()), None);
+        assert_eq!(t.lookup_out(&c.out_key()), None);
+    }
+
+    #[test]
+    fn expires_after_timeout_and_restart_postpones() {
+        let mut t = ConnTable::new(7);
+        t.expire(0, |_| {});
+        let a = t.insert(0, conn(1, 0, 2_000));
+        let b = t.insert(0, conn(2, 0, 2_000));
+        let mut gone = vec![];
+        assert_eq!(t.expire(1_900, |c| gone.push(c.cport)), 0);
+        // b sees a packet at 1.5 s: its timer restarts for 2 s.
+        t.get_mut(b).expires = 1_500 + 2_000;
+        assert_eq!(t.expire(2_100 + TICK_MS, |c| gone.push(c.cport)), 1);
+        assert_eq!(gone, [1]);
+        assert!(t.conns.get(a).is_none());
+        assert_eq!(t.expire(3_400, |c| gone.push(c.cport)), 0);
+        assert_eq!(t.expire(3_500 + TICK_MS, |c| gone.push(c.cport)), 1);
+        assert_eq!(gone, [1, 2]);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn long_timeouts_survive_wheel_revolutions() {
+        let mut t = ConnTable::new(3);
+        t.expire(0, |_| {});
+        let span = TICK_MS * WHEEL_SLOTS as u64;
+        t.insert(0, conn(1, 0, 2 * span + 50));
+        let mut n = 0;
+        let mut now = 0;
+        while now + 1000 < 2 * span {
+            now += 1000;
+            n += t.expire(now, |_| {});
+        }
+        assert_eq!(n, 0);
+        assert_eq!(t.expire(2 * span + 50 + 2 * TICK_MS, |_| {}), 1);
+    }
+
+    #[test]
+    fn clock_jump_expires_everything_due() {
+        let mut t = ConnTable::new(3);
+        t.expire(0, |_| {});
+        for p in 0..100 {
+            t.insert(0, conn(p, 0, 1000 + u64::from(p) * 10_000));
+        }
+        assert_eq!(t.expire(10_000_000, |_| {}), 100);
+    }
+}

@@ -1,0 +1,106 @@
+//! Virtual services and their destinations (real servers), as IPVS models them.
+
+use crate::sched::Scheduler;
+use crate::stats::Counters;
+use std::net::IpAddr;
+
+/// Identifies a destination in the engine's destination pool.
+pub type DestId = u32;
+/// Identifies a service in the engine's service pool.
+pub type SvcId = u32;
+
+/// Destination flag: linked in a service (cleared when deleted).
+pub const DEST_F_AVAILABLE: u32 = 0x0001;
+/// Destination flag: upper connection threshold reached.
+pub const DEST_F_OVERLOAD: u32 = 0x0002;
+
+/// Forwarding method of a destination (connection flag values 0..3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Forward {
+    Masq = 0,
+    Local = 1,
+    Tunnel = 2,
+    Route = 3,
+}
+
+/// A virtual service key: protocol number, virtual address, port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    pub protocol: u8,
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+/// A real server of one service.
+#[derive(Debug, Clone)]
+pub struct Dest {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub forward: Forward,
+    /// Current weight (0 = quiesced).
+    pub weight: i32,
+    /// Most recent non-zero weight (schedulers.md §0.2).
+    pub last_weight: i32,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+    pub active_conns: u32,
+    pub inact_conns: u32,
+    pub persist_conns: u32,
+    /// `DEST_F_*` bits.
+    pub flags: u32,
+    /// The service this destination belongs (or belonged) to.
+    pub svc: SvcId,
+    /// Connection entries still pointing here (keeps a deleted destination alive).
+    pub refs: u32,
+    pub stats: Counters,
+}
+
+impl Dest {
+    /// True when the OVERLOAD flag is set.
+    #[inline]
+    pub fn overloaded(&self) -> bool {
+        self.flags & DEST_F_OVERLOAD != 0
+    }
+    /// True while linked in its service.
+    #[inline]
+    pub fn available(&self) -> bool {
+        self.flags & DEST_F_AVAILABLE != 0
+    }
+    /// The load figure of lc/wlc (schedulers.md §0.4).
+    #[inline]
+    pub fn overhead(&self) -> i64 {
+        i64::from(self.active_conns) * 256 + i64::from(self.inact_conns)
+    }
+    /// Re-evaluates OVERLOAD after a bind (schedulers.md §0.3).
+    pub(crate) fn check_overload_on_bind(&mut self) {
+        if self.u_threshold != 0 && self.active_conns + self.inact_conns >= self.u_threshold {
+            self.flags |= DEST_F_OVERLOAD;
+        }
+    }
+    /// Re-evaluates OVERLOAD after an unbind (schedulers.md §0.3).
+    pub(crate) fn check_overload_on_unbind(&mut self) {
+        let total = u64::from(self.active_conns) + u64::from(self.inact_conns);
+        let clear = if self.l_threshold != 0 {
+            total < u64::from(self.l_threshold)
+        } else if self.u_threshold != 0 {
+            total * 4 < u64::from(self.u_threshold) * 3
+        } else {
+            true
+        };
+        if clear {
+            self.flags &= !DEST_F_OVERLOAD;
+        }
+    }
+}
+
+/// A virtual service: key, scheduler and destination list (front first).
+pub struct Service {
+    pub key: ServiceKey,
+    pub scheduler: Box<dyn Scheduler>,
+    /// Scheduler flag bits (`IP_VS_SVC_F_SCHED1..3`).
+    pub sched_flags: u32,
+    /// Destinations in list order: new destinations are inserted at the front.
+    pub dests: Vec<DestId>,
+    pub stats: Counters,
+}

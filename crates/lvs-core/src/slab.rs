@@ -1,0 +1,95 @@
+//! A vector of slots with a free list: stable `u32` ids without per-insert
+//! allocation once grown.
+
+/// Slots addressed by `u32` ids that stay valid until removed.
+#[derive(Debug, Clone)]
+pub struct Slab<T> {
+    slots: Vec<Option<T>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab { slots: Vec::new(), free: Vec::new(), len: 0 }
+    }
+}
+
+impl<T> Slab<T> {
+    /// An empty slab with room for `n` entries.
+    pub fn with_capacity(n: usize) -> Self {
+        Slab { slots: Vec::with_capacity(n), free: Vec::with_capacity(n), len: 0 }
+    }
+    /// Stores `v` and returns its id.
+    pub fn insert(&mut self, v: T) -> u32 {
+        self.len += 1;
+        if let Some(id) = self.free.pop() {
+            self.slots[id as usize] = Some(v);
+            id
+        } else {
+            self.slots.push(Some(v));
+            (self.slots.len() - 1) as u32
+        }
+    }
+    /// Removes and returns the entry `id`.
+    pub fn remove(&mut self, id: u32) -> Option<T> {
+        let v = self.slots.get_mut(id as usize)?.take();
+        if v.is_some() {
+            self.free.push(id);
+            self.len -= 1;
+        }
+        v
+    }
+    #[inline]
+    pub fn get(&self, id: u32) -> Option<&T> {
+        self.slots.get(id as usize)?.as_ref()
+    }
+    #[inline]
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut T> {
+        self.slots.get_mut(id as usize)?.as_mut()
+    }
+    /// Number of live entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Live entries with their ids.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|v| (i as u32, v)))
+    }
+}
+
+impl<T> std::ops::Index<u32> for Slab<T> {
+    type Output = T;
+    #[inline]
+    fn index(&self, id: u32) -> &T {
+        self.get(id).expect("slab id refers to a live entry (engine invariant)")
+    }
+}
+
+impl<T> std::ops::IndexMut<u32> for Slab<T> {
+    #[inline]
+    fn index_mut(&mut self, id: u32) -> &mut T {
+        self.get_mut(id).expect("slab id refers to a live entry (engine invariant)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn ids_are_reused_after_remove() {
+        let mut s = Slab::default();
+        let a = s.insert("a");
+        let b = s.insert("b");
+        assert_eq!(s.remove(a), Some("a"));
+        assert_eq!(s.remove(a), None);
+        let c = s.insert("c");
+        assert_eq!(c, a);
+        assert_eq!(s[b], "b");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.iter().count(), 2);
+    }
+}

@@ -1,0 +1,70 @@
+//! Building the ICMP errors the director sends itself (port unreachable when a
+//! service has no usable destination, connections.md §7.5).
+
+use super::checksum;
+use super::ipv4::Ipv4Packet;
+
+/// ICMP type "destination unreachable".
+pub const DEST_UNREACH: u8 = 3;
+/// ICMP code "port unreachable".
+pub const PORT_UNREACH: u8 = 3;
+
+/// Like Linux, quote as much of the offending datagram as fits in 576 bytes.
+const MAX_ERROR_LEN: usize = 576;
+
+/// Writes an IPv4 ICMP destination-unreachable/port-unreachable for the
+/// datagram `orig` into `out` and returns the length written. The error
+/// comes from the address the datagram was sent to (the VIP) and goes to its
+/// source. Returns `None` if `out` is too small or `orig` is not IPv4.
+pub fn port_unreachable_v4(orig: &[u8], out: &mut [u8]) -> Option<usize> {
+    let o = Ipv4Packet::new_checked(orig).ok()?;
+    let quoted = o.total_len().min(MAX_ERROR_LEN - 28);
+    let len = 28 + quoted;
+    if out.len() < len {
+        return None;
+    }
+    let out = &mut out[..len];
+    out[0] = 0x45;
+    out[1] = 0;
+    out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    out[4..6].copy_from_slice(&[0, 0]);
+    out[6..8].copy_from_slice(&[0x40, 0]); // DF, as Linux sends ICMP errors
+    out[8] = 64;
+    out[9] = super::ipproto::ICMP;
+    out[10..12].copy_from_slice(&[0, 0]);
+    out[12..16].copy_from_slice(&o.dst_bytes());
+    out[16..20].copy_from_slice(&o.src_bytes());
+    let hc = checksum::checksum(&out[..20]);
+    out[10..12].copy_from_slice(&hc.to_be_bytes());
+    out[20] = DEST_UNREACH;
+    out[21] = PORT_UNREACH;
+    out[22..28].copy_from_slice(&[0; 6]);
+    out[28..].copy_from_slice(&orig[..quoted]);
+    let c = checksum::checksum(&out[20..]);
+    out[22..24].copy_from_slice(&c.to_be_bytes());
+    Some(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_a_valid_port_unreachable() {
+        let mut orig = vec![0u8; 48];
+        orig[..20].copy_from_slice(&[
+            0x45, 0, 0, 48, 0, 1, 0x40, 0, 64, 17, 0, 0, 198, 18, 0, 2, 198, 18, 0, 100,
+        ]);
+        let mut out = [0u8; 600];
+        let n = port_unreachable_v4(&orig, &mut out).unwrap();
+        assert_eq!(n, 28 + 48);
+        let p = Ipv4Packet::new_checked(&out[..n]).unwrap();
+        assert!(p.verify_checksum());
+        assert_eq!(p.src_bytes(), [198, 18, 0, 100]);
+        assert_eq!(p.dst_bytes(), [198, 18, 0, 2]);
+        assert_eq!(&out[20..22], &[3, 3]);
+        assert_eq!(checksum::fold(checksum::add_bytes(0, &out[20..n])), 0xffff);
+        assert_eq!(&out[28..n], &orig[..]);
+        assert!(port_unreachable_v4(&orig, &mut [0u8; 40]).is_none());
+    }
+}
