@@ -153,9 +153,19 @@ pub enum Request {
     AddService(ServiceSpec),
     EditService(ServiceSpec),
     DeleteService(ServiceKey),
-    AddDest { service: ServiceKey, dest: DestSpec },
-    EditDest { service: ServiceKey, dest: DestSpec },
-    DeleteDest { service: ServiceKey, addr: IpAddr, port: u16 },
+    AddDest {
+        service: ServiceKey,
+        dest: DestSpec,
+    },
+    EditDest {
+        service: ServiceKey,
+        dest: DestSpec,
+    },
+    DeleteDest {
+        service: ServiceKey,
+        addr: IpAddr,
+        port: u16,
+    },
     /// `-C`: remove every service.
     Clear,
     GetTimeouts,

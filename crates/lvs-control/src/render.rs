@@ -82,8 +82,8 @@ pub fn connections(conns: &[ConnInfo]) -> String {
     let mut out = String::from("IPVS connection entries\n");
     let _ = writeln!(
         out,
-        "pro expire {:<11} {:<18} {:<18} {}",
-        "state", "source", "virtual", "destination"
+        "pro expire {:<11} {:<18} {:<18} destination",
+        "state", "source", "virtual"
     );
     for c in conns {
         let expire = format!("{:02}:{:02}", c.expires_secs / 60, c.expires_secs % 60);
@@ -103,7 +103,10 @@ pub fn connections(conns: &[ConnInfo]) -> String {
 
 /// `-L --timeout`.
 pub fn timeouts(t: &Timeouts) -> String {
-    format!("Timeout (tcp tcpfin udp): {} {} {}\n", t.tcp, t.tcpfin, t.udp)
+    format!(
+        "Timeout (tcp tcpfin udp): {} {} {}\n",
+        t.tcp, t.tcpfin, t.udp
+    )
 }
 
 /// `-S -n` (§8.9): rules in restore format, sorted unless `nosort`.
@@ -186,7 +189,9 @@ pub fn error_message(kind: ErrorKind) -> &'static str {
             "Invalid operation.  Possibly wrong module version, address not unicast, ..."
         }
         ErrorKind::NotSupported => "Operation not supported with IPv6",
-        ErrorKind::BadRequest => "lvsd could not decode the request (lvsadm/lvsd version mismatch?)",
+        ErrorKind::BadRequest => {
+            "lvsd could not decode the request (lvsadm/lvsd version mismatch?)"
+        }
     }
 }
 
@@ -231,7 +236,11 @@ fn cut(mut s: String, max: usize) -> String {
 
 /// Service label `L` of §8.3 (cut to 33 characters for IPv4).
 pub fn service_label(key: &ServiceKey) -> String {
-    let s = format!("{:<4} {}", key.protocol.label(), addrport(key.addr, key.port));
+    let s = format!(
+        "{:<4} {}",
+        key.protocol.label(),
+        addrport(key.addr, key.port)
+    );
     match key.addr {
         IpAddr::V4(_) => cut(s, 33),
         IpAddr::V6(_) => s,

@@ -102,7 +102,10 @@ struct Wheel {
 
 impl Wheel {
     fn new() -> Self {
-        Wheel { slots: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(), next_tick: None }
+        Wheel {
+            slots: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(),
+            next_tick: None,
+        }
     }
     fn file(&mut self, id: ConnId, generation: u32, expires: u64) {
         let tick = expires / TICK_MS;
@@ -128,7 +131,14 @@ impl ConnTable {
     /// An empty table whose hash indexes are keyed with `seed` (the caller
     /// supplies randomness; the engine draws none itself).
     pub fn new(seed: u64) -> Self {
-        let rs = || RandomState::with_seeds(seed, seed ^ 0x9e37_79b9_7f4a_7c15, seed.rotate_left(17), !seed);
+        let rs = || {
+            RandomState::with_seeds(
+                seed,
+                seed ^ 0x9e37_79b9_7f4a_7c15,
+                seed.rotate_left(17),
+                !seed,
+            )
+        };
         ConnTable {
             conns: Slab::default(),
             by_in: HashMap::with_hasher(rs()),
@@ -218,7 +228,9 @@ impl ConnTable {
             let mut due = std::mem::take(&mut self.wheel.slots[slot]);
             self.wheel.next_tick = Some(next + 1);
             for &(id, g) in &due {
-                let Some(c) = self.conns.get(id) else { continue };
+                let Some(c) = self.conns.get(id) else {
+                    continue;
+                };
                 if c.generation != g {
                     continue;
                 }

@@ -13,7 +13,9 @@ use crate::nat::{self, Side};
 use crate::proto::tcp::{self, TcpEvent, TcpState};
 use crate::proto::{udp, Direction};
 use crate::sched::{self, DestList, PacketInfo};
-use crate::service::{Dest, DestId, Forward, Service, ServiceKey, SvcId, DEST_F_AVAILABLE, DEST_F_OVERLOAD};
+use crate::service::{
+    Dest, DestId, Forward, Service, ServiceKey, SvcId, DEST_F_AVAILABLE, DEST_F_OVERLOAD,
+};
 use crate::slab::Slab;
 use crate::stats::Counters;
 use crate::wire::ipv4::Ipv4Packet;
@@ -64,10 +66,12 @@ pub enum DropReason {
     DestDeleted = 0,
     /// The forwarding method of the entry is not implemented yet.
     UnsupportedForward = 1,
+    /// TTL would reach 0 (the kernel also sends ICMP time exceeded; not yet here).
+    TtlExceeded = 2,
 }
 
 /// Number of `DropReason` values.
-pub const DROP_REASONS: usize = 2;
+pub const DROP_REASONS: usize = 3;
 
 /// Engine-wide counters.
 #[derive(Debug, Clone, Default)]
@@ -160,7 +164,12 @@ impl Engine {
     // ----- control plane -------------------------------------------------
 
     /// `ipvsadm -A`: a new, empty service.
-    pub fn add_service(&mut self, key: ServiceKey, scheduler: &str, sched_flags: u32) -> Result<(), ControlError> {
+    pub fn add_service(
+        &mut self,
+        key: ServiceKey,
+        scheduler: &str,
+        sched_flags: u32,
+    ) -> Result<(), ControlError> {
         if self.by_key.contains_key(&key) {
             return Err(ControlError::ServiceExists);
         }
@@ -178,7 +187,12 @@ impl Engine {
     }
 
     /// `ipvsadm -E`: change the scheduler (re-initialised with the current list).
-    pub fn edit_service(&mut self, key: ServiceKey, scheduler: &str, sched_flags: u32) -> Result<(), ControlError> {
+    pub fn edit_service(
+        &mut self,
+        key: ServiceKey,
+        scheduler: &str,
+        sched_flags: u32,
+    ) -> Result<(), ControlError> {
         let id = *self.by_key.get(&key).ok_or(ControlError::NoSuchService)?;
         let mut s = sched::by_name(scheduler).ok_or(ControlError::SchedulerNotFound)?;
         let svc = &mut self.services[id];
@@ -191,8 +205,14 @@ impl Engine {
     /// `ipvsadm -D`: delete a service and its destinations. Existing entries
     /// keep their (now unavailable) destinations until they expire.
     pub fn delete_service(&mut self, key: ServiceKey) -> Result<(), ControlError> {
-        let id = self.by_key.remove(&key).ok_or(ControlError::NoSuchService)?;
-        let svc = self.services.remove(id).expect("service index and pool agree");
+        let id = self
+            .by_key
+            .remove(&key)
+            .ok_or(ControlError::NoSuchService)?;
+        let svc = self
+            .services
+            .remove(id)
+            .expect("service index and pool agree");
         for d in svc.dests {
             self.unlink_dest(d);
         }
@@ -219,17 +239,24 @@ impl Engine {
             return Err(ControlError::Invalid("negative weight"));
         }
         if cfg.l_threshold > cfg.u_threshold && cfg.u_threshold != 0 {
-            return Err(ControlError::Invalid("lower threshold above upper threshold"));
+            return Err(ControlError::Invalid(
+                "lower threshold above upper threshold",
+            ));
         }
         if cfg.forward != Forward::Masq {
-            return Err(ControlError::NotSupported("only masquerading (NAT) is implemented"));
+            return Err(ControlError::NotSupported(
+                "only masquerading (NAT) is implemented",
+            ));
         }
         Ok(())
     }
 
     /// `ipvsadm -a`: the destination goes to the front of the list.
     pub fn add_dest(&mut self, key: ServiceKey, cfg: DestConfig) -> Result<(), ControlError> {
-        let svc = *self.by_key.get(&key).ok_or(ControlError::ServiceNotDefined)?;
+        let svc = *self
+            .by_key
+            .get(&key)
+            .ok_or(ControlError::ServiceNotDefined)?;
         Self::check_dest(&cfg)?;
         if self.find_dest(svc, cfg.addr, cfg.port).is_some() {
             return Err(ControlError::DestExists);
@@ -252,15 +279,21 @@ impl Engine {
         });
         let s = &mut self.services[svc];
         s.dests.insert(0, id);
-        s.scheduler.add_dest(DestList::new(&s.dests, &self.dests), 0);
+        s.scheduler
+            .add_dest(DestList::new(&s.dests, &self.dests), 0);
         Ok(())
     }
 
     /// `ipvsadm -e`: edit in place (the destination keeps its list position).
     pub fn edit_dest(&mut self, key: ServiceKey, cfg: DestConfig) -> Result<(), ControlError> {
-        let svc = *self.by_key.get(&key).ok_or(ControlError::ServiceNotDefined)?;
+        let svc = *self
+            .by_key
+            .get(&key)
+            .ok_or(ControlError::ServiceNotDefined)?;
         Self::check_dest(&cfg)?;
-        let pos = self.find_dest(svc, cfg.addr, cfg.port).ok_or(ControlError::NoSuchDest)?;
+        let pos = self
+            .find_dest(svc, cfg.addr, cfg.port)
+            .ok_or(ControlError::NoSuchDest)?;
         let id = self.services[svc].dests[pos];
         let d = &mut self.dests[id];
         if cfg.u_threshold == 0 || cfg.u_threshold > d.u_threshold {
@@ -274,17 +307,29 @@ impl Engine {
         d.l_threshold = cfg.l_threshold;
         d.forward = cfg.forward;
         let s = &mut self.services[svc];
-        s.scheduler.upd_dest(DestList::new(&s.dests, &self.dests), pos);
+        s.scheduler
+            .upd_dest(DestList::new(&s.dests, &self.dests), pos);
         Ok(())
     }
 
     /// `ipvsadm -d`.
-    pub fn delete_dest(&mut self, key: ServiceKey, addr: IpAddr, port: u16) -> Result<(), ControlError> {
-        let svc = *self.by_key.get(&key).ok_or(ControlError::ServiceNotDefined)?;
-        let pos = self.find_dest(svc, addr, port).ok_or(ControlError::NoSuchDest)?;
+    pub fn delete_dest(
+        &mut self,
+        key: ServiceKey,
+        addr: IpAddr,
+        port: u16,
+    ) -> Result<(), ControlError> {
+        let svc = *self
+            .by_key
+            .get(&key)
+            .ok_or(ControlError::ServiceNotDefined)?;
+        let pos = self
+            .find_dest(svc, addr, port)
+            .ok_or(ControlError::NoSuchDest)?;
         let s = &mut self.services[svc];
         let id = s.dests.remove(pos);
-        s.scheduler.del_dest(DestList::new(&s.dests, &self.dests), pos);
+        s.scheduler
+            .del_dest(DestList::new(&s.dests, &self.dests), pos);
         self.unlink_dest(id);
         Ok(())
     }
@@ -313,14 +358,20 @@ impl Engine {
     /// The `(tcp, tcpfin, udp)` timeouts of `ipvsadm -L --timeout`.
     pub fn timeouts(&self) -> (u32, u32, u32) {
         let t = &self.settings.tcp_timeouts;
-        (t[TcpState::Established as usize], t[TcpState::FinWait as usize], self.settings.udp_timeout)
+        (
+            t[TcpState::Established as usize],
+            t[TcpState::FinWait as usize],
+            self.settings.udp_timeout,
+        )
     }
 
     // ----- inspection ----------------------------------------------------
 
     /// Services with their destinations in list order.
     pub fn services(&self) -> impl Iterator<Item = (&Service, Vec<&Dest>)> {
-        self.services.iter().map(|(_, s)| (s, s.dests.iter().map(|&d| &self.dests[d]).collect()))
+        self.services
+            .iter()
+            .map(|(_, s)| (s, s.dests.iter().map(|&d| &self.dests[d]).collect()))
     }
 
     /// One service by key.
@@ -358,7 +409,12 @@ impl Engine {
     /// Expires every entry that is due at `now` (milliseconds). Call at least
     /// every `conn::TICK_MS`.
     pub fn handle_timeout(&mut self, now: u64) -> usize {
-        let Engine { conns, dests, counters, .. } = self;
+        let Engine {
+            conns,
+            dests,
+            counters,
+            ..
+        } = self;
         let n = conns.expire(now, |c| unbind(dests, &c));
         counters.expired += n as u64;
         n
@@ -386,7 +442,13 @@ impl Engine {
         let src: IpAddr = ip.src().into();
         let dst: IpAddr = ip.dst().into();
 
-        let ik = InKey { protocol, caddr: src, cport: l4.sport, vaddr: dst, vport: l4.dport };
+        let ik = InKey {
+            protocol,
+            caddr: src,
+            cport: l4.sport,
+            vaddr: dst,
+            vport: l4.dport,
+        };
         let mut found = self.conns.lookup_in(&ik);
         if let Some(id) = found {
             if !self.keep_on_reuse(id, protocol, &l4) {
@@ -406,13 +468,23 @@ impl Engine {
             return self.forward_in(now, id, &mut ip, &l4, len, csum_partial);
         }
 
-        let ok = OutKey { protocol, daddr: src, dport: l4.sport, caddr: dst, cport: l4.dport };
+        let ok = OutKey {
+            protocol,
+            daddr: src,
+            dport: l4.sport,
+            caddr: dst,
+            cport: l4.dport,
+        };
         if let Some(id) = self.conns.lookup_out(&ok) {
             return self.forward_out(now, id, &mut ip, &l4, len, csum_partial);
         }
 
         // No entry: is it a new connection to a virtual service? (§4, §6, §7)
-        let Some(&svc) = self.by_key.get(&ServiceKey { protocol, addr: dst, port: l4.dport }) else {
+        let Some(&svc) = self.by_key.get(&ServiceKey {
+            protocol,
+            addr: dst,
+            port: l4.dport,
+        }) else {
             return Verdict::NotOurs;
         };
         if protocol == ipproto::TCP
@@ -421,9 +493,18 @@ impl Engine {
         {
             return Verdict::NotOurs;
         }
-        let info = PacketInfo { protocol, saddr: src, sport: l4.sport, daddr: dst, dport: l4.dport };
+        let info = PacketInfo {
+            protocol,
+            saddr: src,
+            sport: l4.sport,
+            daddr: dst,
+            dport: l4.dport,
+        };
         let s = &mut self.services[svc];
-        let Some(pos) = s.scheduler.schedule(DestList::new(&s.dests, &self.dests), &info) else {
+        let Some(pos) = s
+            .scheduler
+            .schedule(DestList::new(&s.dests, &self.dests), &info)
+        else {
             self.counters.unreachable += 1;
             return Verdict::Unreachable;
         };
@@ -434,7 +515,9 @@ impl Engine {
         if d.forward != Forward::Masq {
             flags |= cf::NOOUTPUT;
         }
-        let mut c = ConnTable::new_conn(protocol, src, l4.sport, dst, l4.dport, d.addr, dport, flags, now);
+        let mut c = ConnTable::new_conn(
+            protocol, src, l4.sport, dst, l4.dport, d.addr, dport, flags, now,
+        );
         c.dest = Some(did);
         // Bind: every new entry starts inactive (§2, §12).
         d.inact_conns += 1;
@@ -494,7 +577,11 @@ impl Engine {
         len: u64,
         csum_partial: bool,
     ) -> Verdict {
-        let dir = if self.conns.get(id).flags & cf::NOOUTPUT != 0 { Direction::InputOnly } else { Direction::Input };
+        let dir = if self.conns.get(id).flags & cf::NOOUTPUT != 0 {
+            Direction::InputOnly
+        } else {
+            Direction::Input
+        };
         self.account(id, true, len);
         self.transition(now, id, dir, l4);
         let c = self.conns.get_mut(id);
@@ -506,6 +593,12 @@ impl Engine {
         let IpAddr::V4(d4) = daddr else {
             return self.drop(DropReason::UnsupportedForward);
         };
+        // forwarding.md §3.3: the IN path decrements TTL towards a remote real server.
+        let ttl = ip.ttl();
+        if ttl <= 1 {
+            return self.drop(DropReason::TtlExceeded);
+        }
+        ip.set_ttl(ttl - 1);
         nat::rewrite_v4(ip, Side::Destination, d4.octets(), dport, csum_partial);
         Verdict::Forward { to: daddr }
     }
@@ -528,12 +621,21 @@ impl Engine {
         let IpAddr::V4(v4) = vaddr else {
             return self.drop(DropReason::UnsupportedForward);
         };
+        // The kernel forwards replies with the normal IP forwarding path,
+        // which decrements TTL once.
+        let ttl = ip.ttl();
+        if ttl <= 1 {
+            return self.drop(DropReason::TtlExceeded);
+        }
+        ip.set_ttl(ttl - 1);
         nat::rewrite_v4(ip, Side::Source, v4.octets(), vport, csum_partial);
         Verdict::Forward { to: caddr }
     }
 
     fn account(&mut self, id: ConnId, inbound: bool, len: u64) {
-        let Some(did) = self.conns.get(id).dest else { return };
+        let Some(did) = self.conns.get(id).dest else {
+            return;
+        };
         let d = &mut self.dests[did];
         let svc = d.svc;
         let bump = |c: &mut Counters| {
@@ -558,7 +660,12 @@ impl Engine {
         let timeout_s = match c.protocol {
             ipproto::TCP => {
                 let cur = TcpState::from_u8(c.state).unwrap_or(TcpState::None);
-                let new = tcp::next_state(settings.secure_tcp, dir, cur, TcpEvent::from_flags(l4.tcp_flags));
+                let new = tcp::next_state(
+                    settings.secure_tcp,
+                    dir,
+                    cur,
+                    TcpEvent::from_flags(l4.tcp_flags),
+                );
                 if new != cur {
                     c.state = new as u8;
                     if let Some(did) = c.dest {

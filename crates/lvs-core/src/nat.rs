@@ -92,7 +92,14 @@ pub(crate) mod tests {
     use super::*;
 
     /// Builds an IPv4 TCP or UDP packet with correct checksums.
-    pub fn packet(protocol: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    pub fn packet(
+        protocol: u8,
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let l4_hdr = if protocol == ipproto::TCP { 20 } else { 8 };
         let total = 20 + l4_hdr + payload.len();
         let mut v = vec![0u8; total];
@@ -131,7 +138,12 @@ pub(crate) mod tests {
 
     pub fn l4_checksum_ok(v: &[u8]) -> bool {
         let p = Ipv4Packet::new_checked(v).unwrap();
-        let sum = checksum::pseudo_v4(p.src_bytes(), p.dst_bytes(), p.protocol(), (v.len() - 20) as u16);
+        let sum = checksum::pseudo_v4(
+            p.src_bytes(),
+            p.dst_bytes(),
+            p.protocol(),
+            (v.len() - 20) as u16,
+        );
         checksum::fold(checksum::add_bytes(sum, &v[20..])) == 0xffff
     }
 
@@ -149,11 +161,17 @@ pub(crate) mod tests {
         assert_eq!(&v[22..24], &8080u16.to_be_bytes());
         assert!(l4_checksum_ok(&v));
         // Equal to a packet built directly for the real server.
-        assert_eq!(v, packet(ipproto::TCP, C, 40000, R, 8080, b"GET / HTTP/1.0\r\n\r\n"));
+        assert_eq!(
+            v,
+            packet(ipproto::TCP, C, 40000, R, 8080, b"GET / HTTP/1.0\r\n\r\n")
+        );
         let mut back = packet(ipproto::TCP, R, 8080, C, 40000, b"HTTP/1.0 200 OK\r\n");
         let mut p = Ipv4Packet::new_checked(&mut back[..]).unwrap();
         rewrite_v4(&mut p, Side::Source, V, 80, false);
-        assert_eq!(back, packet(ipproto::TCP, V, 80, C, 40000, b"HTTP/1.0 200 OK\r\n"));
+        assert_eq!(
+            back,
+            packet(ipproto::TCP, V, 80, C, 40000, b"HTTP/1.0 200 OK\r\n")
+        );
     }
 
     #[test]

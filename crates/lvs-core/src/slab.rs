@@ -11,14 +11,22 @@ pub struct Slab<T> {
 
 impl<T> Default for Slab<T> {
     fn default() -> Self {
-        Slab { slots: Vec::new(), free: Vec::new(), len: 0 }
+        Slab {
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
     }
 }
 
 impl<T> Slab<T> {
     /// An empty slab with room for `n` entries.
     pub fn with_capacity(n: usize) -> Self {
-        Slab { slots: Vec::with_capacity(n), free: Vec::with_capacity(n), len: 0 }
+        Slab {
+            slots: Vec::with_capacity(n),
+            free: Vec::with_capacity(n),
+            len: 0,
+        }
     }
     /// Stores `v` and returns its id.
     pub fn insert(&mut self, v: T) -> u32 {
@@ -57,7 +65,10 @@ impl<T> Slab<T> {
     }
     /// Live entries with their ids.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
-        self.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|v| (i as u32, v)))
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|v| (i as u32, v)))
     }
 }
 
@@ -65,14 +76,16 @@ impl<T> std::ops::Index<u32> for Slab<T> {
     type Output = T;
     #[inline]
     fn index(&self, id: u32) -> &T {
-        self.get(id).expect("slab id refers to a live entry (engine invariant)")
+        self.get(id)
+            .expect("slab id refers to a live entry (engine invariant)")
     }
 }
 
 impl<T> std::ops::IndexMut<u32> for Slab<T> {
     #[inline]
     fn index_mut(&mut self, id: u32) -> &mut T {
-        self.get_mut(id).expect("slab id refers to a live entry (engine invariant)")
+        self.get_mut(id)
+            .expect("slab id refers to a live entry (engine invariant)")
     }
 }
 

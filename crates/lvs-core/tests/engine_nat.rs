@@ -48,17 +48,33 @@ fn packet(protocol: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flag
 
 fn valid(v: &[u8]) -> bool {
     let p = Ipv4Packet::new_checked(v).unwrap();
-    let sum = checksum::pseudo_v4(p.src_bytes(), p.dst_bytes(), p.protocol(), (v.len() - 20) as u16);
+    let sum = checksum::pseudo_v4(
+        p.src_bytes(),
+        p.dst_bytes(),
+        p.protocol(),
+        (v.len() - 20) as u16,
+    );
     p.verify_checksum() && checksum::fold(checksum::add_bytes(sum, &v[20..])) == 0xffff
 }
 
 fn service(e: &mut Engine, protocol: u8, sched: &str, weights: &[(u8, i32)]) -> ServiceKey {
-    let key = ServiceKey { protocol, addr: ip(V), port: 80 };
+    let key = ServiceKey {
+        protocol,
+        addr: ip(V),
+        port: 80,
+    };
     e.add_service(key, sched, 0).unwrap();
     for &(i, w) in weights {
         e.add_dest(
             key,
-            DestConfig { addr: ip(rs(i)), port: 8080, forward: Forward::Masq, weight: w, u_threshold: 0, l_threshold: 0 },
+            DestConfig {
+                addr: ip(rs(i)),
+                port: 8080,
+                forward: Forward::Masq,
+                weight: w,
+                u_threshold: 0,
+                l_threshold: 0,
+            },
         )
         .unwrap();
     }
@@ -67,7 +83,10 @@ fn service(e: &mut Engine, protocol: u8, sched: &str, weights: &[(u8, i32)]) -> 
 
 fn counts(e: &Engine, key: &ServiceKey) -> Vec<(IpAddr, u32, u32)> {
     let (_, dests) = e.service(key).unwrap();
-    dests.iter().map(|d| (d.addr, d.active_conns, d.inact_conns)).collect()
+    dests
+        .iter()
+        .map(|d| (d.addr, d.active_conns, d.inact_conns))
+        .collect()
 }
 
 #[test]
@@ -75,20 +94,30 @@ fn tcp_handshake_through_nat_both_directions() {
     let mut e = Engine::new(42);
     let key = service(&mut e, ipproto::TCP, "rr", &[(1, 1)]);
     let mut syn = packet(ipproto::TCP, C, 40000, V, 80, SYN);
-    assert_eq!(e.process_ipv4(0, &mut syn, false), Verdict::Forward { to: ip(rs(1)) });
+    assert_eq!(
+        e.process_ipv4(0, &mut syn, false),
+        Verdict::Forward { to: ip(rs(1)) }
+    );
     assert!(valid(&syn));
     assert_eq!(&syn[16..20], &rs(1));
     assert_eq!(&syn[22..24], &8080u16.to_be_bytes());
+    assert_eq!(syn[8], 63, "TTL decremented");
     assert_eq!(counts(&e, &key), [(ip(rs(1)), 1, 0)]); // SYN_RECV is active
 
     let mut synack = packet(ipproto::TCP, rs(1), 8080, C, 40000, SYN | ACK);
-    assert_eq!(e.process_ipv4(1, &mut synack, false), Verdict::Forward { to: ip(C) });
+    assert_eq!(
+        e.process_ipv4(1, &mut synack, false),
+        Verdict::Forward { to: ip(C) }
+    );
     assert!(valid(&synack));
     assert_eq!(&synack[12..16], &V);
     assert_eq!(&synack[20..22], &80u16.to_be_bytes());
 
     let mut ack = packet(ipproto::TCP, C, 40000, V, 80, ACK);
-    assert_eq!(e.process_ipv4(2, &mut ack, false), Verdict::Forward { to: ip(rs(1)) });
+    assert_eq!(
+        e.process_ipv4(2, &mut ack, false),
+        Verdict::Forward { to: ip(rs(1)) }
+    );
     let c = e.connections().next().unwrap();
     assert_eq!(Engine::state_name(c), "ESTABLISHED");
     assert_eq!(c.expires, 2 + 900_000);
@@ -137,11 +166,17 @@ fn udp_flows_are_inactive_and_expire_after_300s() {
     let key = service(&mut e, ipproto::UDP, "rr", &[(1, 1), (2, 1)]);
     for p in 0..4u16 {
         let mut q = packet(ipproto::UDP, C, 5000 + p, V, 80, 0);
-        assert!(matches!(e.process_ipv4(0, &mut q, false), Verdict::Forward { .. }));
+        assert!(matches!(
+            e.process_ipv4(0, &mut q, false),
+            Verdict::Forward { .. }
+        ));
         assert!(valid(&q));
     }
     let mut reply = packet(ipproto::UDP, rs(2), 8080, C, 5000, 0);
-    assert_eq!(e.process_ipv4(1_000, &mut reply, false), Verdict::Forward { to: ip(C) });
+    assert_eq!(
+        e.process_ipv4(1_000, &mut reply, false),
+        Verdict::Forward { to: ip(C) }
+    );
     assert!(valid(&reply));
     assert_eq!(counts(&e, &key), [(ip(rs(2)), 0, 2), (ip(rs(1)), 0, 2)]);
     assert!(e.connections().all(|c| Engine::state_name(c) == "UDP"));

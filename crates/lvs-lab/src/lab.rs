@@ -93,6 +93,18 @@ fn parse_owner_pid(name: &str, prefix: &str) -> Option<u32> {
     rest[..digits_len].parse().ok()
 }
 
+/// Whether process `pid` exists and is not a zombie.
+fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // Format: `pid (comm) state ...`; comm may contain spaces/parens.
+        Ok(stat) => match stat.rfind(')') {
+            Some(i) => !matches!(stat[i + 1..].trim_start().chars().next(), Some('Z' | 'X')),
+            None => true,
+        },
+        Err(_) => false,
+    }
+}
+
 fn cidr(ip: std::net::Ipv4Addr) -> String {
     format!("{ip}/{NET_PREFIX_LEN}")
 }
@@ -625,7 +637,7 @@ impl Lab {
             let stale = if owner == me {
                 !lock(&ACTIVE).contains(&name)
             } else {
-                !std::path::Path::new(&format!("/proc/{owner}")).exists()
+                !pid_alive(owner)
             };
             if stale {
                 remove_netns(&name)?;
@@ -699,6 +711,7 @@ mod unit {
         assert_eq!(parse_owner_pid("lvt1234", "lvt"), None);
         assert_eq!(parse_owner_pid("lvtx1234-c", "lvt"), None);
         assert_eq!(parse_owner_pid("other1-c", "lvt"), None);
+        assert!(pid_alive(std::process::id()));
     }
 
     #[test]

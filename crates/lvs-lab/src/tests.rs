@@ -77,7 +77,10 @@ fn curl(lab: &Lab, url: &str) -> std::process::Output {
 fn nat_lab_with_kernel_forwarding() {
     let _g = ns_lock();
     require_root();
-    let _ = Lab::cleanup_stale("lvlt");
+    let stale = Lab::cleanup_stale("lvlt").expect("cleanup_stale");
+    if !stale.is_empty() {
+        eprintln!("removed stale namespaces from an earlier run: {stale:?}");
+    }
     let root_before = root_links();
     let lab = Lab::nat("lvlt", 3).expect("build lab");
     let names = lab.namespaces();

@@ -29,7 +29,9 @@ pub enum Command {
         numeric: bool,
     },
     /// `-S [-n]`.
-    Save { nosort: bool },
+    Save {
+        nosort: bool,
+    },
     /// `-R`: read command lines from stdin.
     Restore,
     /// Everything that changes state: one request, answer `Ok` expected.
@@ -60,9 +62,9 @@ impl UsageError {
     /// The text for stderr, newline included.
     pub fn message(&self, argv0: &str) -> String {
         match self {
-            UsageError::TryHelp => format!(
-                "Try `{argv0} -h' or '{argv0} --help' for more information.\n"
-            ),
+            UsageError::TryHelp => {
+                format!("Try `{argv0} -h' or '{argv0} --help' for more information.\n")
+            }
             UsageError::Popt { option, text } => format!("{option}: {text}\n"),
             UsageError::Fail(m) => format!("{m}\n"),
             UsageError::Unsupported(what) => {
@@ -135,7 +137,7 @@ enum Id {
     Sort,
     Exact,
     McastInterface,
-    SyncId,
+    Syncid,
     SyncMaxlen,
     McastGroup,
     McastPort,
@@ -219,7 +221,7 @@ const OPTS: &[OptDef] = &[
     d("sort", None, Arg::No, Id::Sort),
     d("exact", Some('X'), Arg::No, Id::Exact),
     d("mcast-interface", None, Arg::Required, Id::McastInterface),
-    d("syncid", None, Arg::Required, Id::SyncId),
+    d("syncid", None, Arg::Required, Id::Syncid),
     d("sync-maxlen", None, Arg::Required, Id::SyncMaxlen),
     d("mcast-group", None, Arg::Required, Id::McastGroup),
     d("mcast-port", None, Arg::Required, Id::McastPort),
@@ -546,10 +548,7 @@ impl State {
     /// `set_option`: a second occurrence is an error.
     fn set(&mut self, b: usize) -> Result<(), UsageError> {
         if self.has(b) {
-            return fail(format!(
-                "multiple '{}' options specified",
-                OPT_TABLE[b].0
-            ));
+            return fail(format!("multiple '{}' options specified", OPT_TABLE[b].0));
         }
         self.options |= 1u64 << b;
         Ok(())
@@ -768,7 +767,9 @@ pub fn parse_args(args: &[String]) -> Result<Command, UsageError> {
         return Err(UsageError::Unsupported("fwmark services (-f)".into()));
     }
     if st.has(bit::PE) {
-        return Err(UsageError::Unsupported("a persistence engine (--pe)".into()));
+        return Err(UsageError::Unsupported(
+            "a persistence engine (--pe)".into(),
+        ));
     }
 
     let key = st.svc_addr.map(|addr| ServiceKey {
@@ -857,13 +858,13 @@ pub fn parse_args(args: &[String]) -> Result<Command, UsageError> {
                 Request::EditDest { service, dest }
             }))
         }
-        Cmd::Set => Ok(Command::Apply(Request::SetTimeouts(
-            set_values.unwrap_or(Timeouts {
+        Cmd::Set => Ok(Command::Apply(Request::SetTimeouts(set_values.unwrap_or(
+            Timeouts {
                 tcp: 0,
                 tcpfin: 0,
                 udp: 0,
-            }),
-        ))),
+            },
+        )))),
         Cmd::List => {
             let o = |b| st.has(b);
             if (o(bit::CONNECTION) || o(bit::TIMEOUT) || o(bit::DAEMON))
@@ -1082,7 +1083,7 @@ fn option(st: &mut State, id: Id, val: &str) -> Result<(), UsageError> {
         Id::Sort => {}
         Id::Exact => st.set(bit::EXACT)?,
         Id::McastInterface => st.set(bit::MCAST)?,
-        Id::SyncId => {
+        Id::Syncid => {
             st.set(bit::SYNCID)?;
             if number(val, 0, 255).is_none() {
                 return fail("illegal syncid specified");

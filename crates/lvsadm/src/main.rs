@@ -210,7 +210,11 @@ fn main() {
         }
     };
     let path = flag_path
-        .or_else(|| std::env::var_os(CONTROL_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or_else(|| {
+            std::env::var_os(CONTROL_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
         .unwrap_or_else(|| PathBuf::from(lvs_control::DEFAULT_CONTROL_PATH));
     let code = match parse_args(&args) {
         Ok(cmd) => execute(cmd, &path, &argv0),

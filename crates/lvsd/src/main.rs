@@ -1,1 +1,83 @@
-fn main() {}
+//! `lvsd`: the userspace Linux Virtual Server director.
+
+mod arp;
+mod control;
+mod daemon;
+mod demo;
+mod engine_ops;
+mod io;
+mod net;
+mod setup;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A userspace Linux Virtual Server: IPVS's layer-4 load balancing (same
+/// schedulers, connection states and timeouts, ipvsadm-compatible listings)
+/// without a kernel module.
+///
+/// lvsd runs in the foreground in its network namespace. It attaches to the
+/// interfaces that are up (except loopback and bridge/bond ports), or to
+/// those the configuration names with `interface NAME`, answers ARP for
+/// every virtual IP and announces them with a gratuitous ARP, and balances
+/// the configured directors in NAT mode. While it runs, kernel IPv4
+/// forwarding in the namespace is off, so the kernel does not forward the
+/// balanced packets a second time. SIGTERM or SIGINT stops it cleanly.
+///
+/// Manage it with `lvsadm` (ipvsadm's command line) over the control socket.
+#[derive(Parser, Debug)]
+#[command(
+    name = "lvsd",
+    version,
+    about,
+    long_about,
+    after_help = "Examples:\n  lvsd --config /etc/lvsd.conf\n  lvsd --config empty.conf --control /run/lvsd/test.sock\n  sudo lvsd demo"
+)]
+struct Cli {
+    /// Director configuration file (see README: `director NAME IP:PORT TCP|UDP`,
+    /// `balance roundrobin`, `mode nat`, `server NAME IP[:PORT] [weight N]`).
+    /// Without one, lvsd starts with no services; add them with lvsadm.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Path of the control socket lvsadm talks to.
+    #[arg(long, value_name = "PATH", default_value = lvs_control::DEFAULT_CONTROL_PATH)]
+    control: PathBuf,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Builds a throw-away lab of network namespaces (a client, this
+    /// director, three real servers; addresses from 198.18.0.0/15), runs
+    /// lvsd in it with a built-in round-robin NAT configuration, sends a
+    /// bounded amount of HTTP and UDP traffic through it, prints the
+    /// `lvsadm -L -n` table and what each real server received, and removes
+    /// everything it created. Needs root.
+    Demo {
+        /// HTTP requests to send (each on a new connection).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        requests: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Demo { requests }) => demo::run(requests),
+        None => daemon::run(daemon::Options {
+            config: cli.config,
+            control: cli.control,
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lvsd: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -204,12 +204,72 @@ fn connections_example() {
         expires_secs: e,
     };
     let conns = vec![
-        c("TCP", "203.0.113.10", 51234, "192.0.2.10", 80, "10.0.0.11", 80, "ESTABLISHED", 897),
-        c("TCP", "198.51.100.7", 40112, "192.0.2.10", 443, "10.0.0.12", 443, "FIN_WAIT", 75),
-        c("TCP", "198.51.100.0", 0, "192.0.2.10", 443, "10.0.0.12", 443, "NONE", 359),
-        c("UDP", "203.0.113.44", 33211, "192.0.2.10", 53, "10.0.0.21", 53, "UDP", 298),
-        c("IP", "203.0.113.10", 0, "0.0.0.7", 0, "10.0.1.5", 0, "ASSURED", 1790),
-        c("TCP", "2001:db8:1::5", 50000, "2001:db8::80", 80, "2001:db8::a0a0", 80, "SYN_RECV", 59),
+        c(
+            "TCP",
+            "203.0.113.10",
+            51234,
+            "192.0.2.10",
+            80,
+            "10.0.0.11",
+            80,
+            "ESTABLISHED",
+            897,
+        ),
+        c(
+            "TCP",
+            "198.51.100.7",
+            40112,
+            "192.0.2.10",
+            443,
+            "10.0.0.12",
+            443,
+            "FIN_WAIT",
+            75,
+        ),
+        c(
+            "TCP",
+            "198.51.100.0",
+            0,
+            "192.0.2.10",
+            443,
+            "10.0.0.12",
+            443,
+            "NONE",
+            359,
+        ),
+        c(
+            "UDP",
+            "203.0.113.44",
+            33211,
+            "192.0.2.10",
+            53,
+            "10.0.0.21",
+            53,
+            "UDP",
+            298,
+        ),
+        c(
+            "IP",
+            "203.0.113.10",
+            0,
+            "0.0.0.7",
+            0,
+            "10.0.1.5",
+            0,
+            "ASSURED",
+            1790,
+        ),
+        c(
+            "TCP",
+            "2001:db8:1::5",
+            50000,
+            "2001:db8::80",
+            80,
+            "2001:db8::a0a0",
+            80,
+            "SYN_RECV",
+            59,
+        ),
     ];
     let expected = "\
 IPVS connection entries
@@ -222,7 +282,9 @@ IP  29:50  ASSURED     203.0.113.10:0     0.0.0.7:0          10.0.1.5:0
 TCP 00:59  SYN_RECV    [2001:db8:1::5]:50000 [2001:db8::80]:80  [2001:db8::a0a0]:80
 ";
     assert_eq!(connections(&conns), expected);
-    let long = vec![c("TCP", "1.2.3.4", 1, "5.6.7.8", 2, "9.9.9.9", 3, "NONE", 6000)];
+    let long = vec![c(
+        "TCP", "1.2.3.4", 1, "5.6.7.8", 2, "9.9.9.9", 3, "NONE", 6000,
+    )];
     assert!(connections(&long).contains("TCP 100:00 NONE "));
     assert_eq!(
         connections(&[]),
@@ -268,7 +330,7 @@ fn wrapping_comparator_sorts_192_before_10() {
     let b = out.find("10.0.0.1").unwrap();
     assert!(a < b, "{out}");
     // Real servers too.
-    let s = vec![svc(
+    let s = [svc(
         key(Protocol::Tcp, "192.0.2.1", 80),
         "rr",
         vec![
@@ -327,20 +389,38 @@ fn merge_sort_matches_glibc_on_plain_ints_and_is_stable() {
     merge_sort(&mut v, |a, b| a.0 - b.0);
     assert_eq!(
         v,
-        [(0, 6), (1, 3), (3, 1), (3, 4), (5, 0), (5, 2), (5, 7), (9, 5)]
+        [
+            (0, 6),
+            (1, 3),
+            (3, 1),
+            (3, 4),
+            (5, 0),
+            (5, 2),
+            (5, 7),
+            (9, 5)
+        ]
     );
 }
 
 #[test]
 fn flags_and_ipv6_mask() {
-    assert_eq!(sched_flags_text("wlc", 0x28).as_deref(), Some("flag-1,flag-3"));
-    assert_eq!(sched_flags_text("mh", 0x18).as_deref(), Some("mh-fallback,mh-port"));
+    assert_eq!(
+        sched_flags_text("wlc", 0x28).as_deref(),
+        Some("flag-1,flag-3")
+    );
+    assert_eq!(
+        sched_flags_text("mh", 0x18).as_deref(),
+        Some("mh-fallback,mh-port")
+    );
     assert_eq!(sched_flags_text("rr", 0), None);
     let mut s = svc(key(Protocol::Udp, "2001:db8::1", 53), "mh", vec![]);
     s.spec.persistent = Some(60);
     s.spec.netmask = 64;
     s.spec.sched_flags = 0x10;
     let out = list_one(&s, &ListOptions::default());
-    assert!(out.ends_with("UDP  [2001:db8::1]:53 mh (mh-port) persistent 60 mask 64\n"), "{out}");
+    assert!(
+        out.ends_with("UDP  [2001:db8::1]:53 mh (mh-port) persistent 60 mask 64\n"),
+        "{out}"
+    );
     assert!(save(&[s], false).starts_with("-A -u [2001:db8::1]:53 -s mh -p 60 -M 64 -b mh-port\n"));
 }

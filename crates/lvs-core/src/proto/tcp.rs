@@ -276,7 +276,10 @@ mod tests {
 
     #[test]
     fn flag_priority_and_no_flags() {
-        assert_eq!(TcpEvent::from_flags(RST | SYN | FIN | ACK), Some(TcpEvent::Rst));
+        assert_eq!(
+            TcpEvent::from_flags(RST | SYN | FIN | ACK),
+            Some(TcpEvent::Rst)
+        );
         assert_eq!(TcpEvent::from_flags(SYN | FIN), Some(TcpEvent::Syn));
         assert_eq!(TcpEvent::from_flags(FIN | ACK), Some(TcpEvent::Fin));
         assert_eq!(TcpEvent::from_flags(0x08), None); // PSH alone

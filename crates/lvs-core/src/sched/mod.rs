@@ -113,7 +113,11 @@ pub(crate) mod testutil {
 
     impl Harness {
         pub fn new(name: &str) -> Self {
-            let mut h = Harness { pool: Slab::default(), ids: vec![], sched: by_name(name).unwrap() };
+            let mut h = Harness {
+                pool: Slab::default(),
+                ids: vec![],
+                sched: by_name(name).unwrap(),
+            };
             h.sched.init(DestList::new(&h.ids, &h.pool));
             h
         }
@@ -139,7 +143,10 @@ pub(crate) mod testutil {
             self.sched.add_dest(DestList::new(&self.ids, &self.pool), 0);
         }
         fn pos(&self, octet: u8) -> usize {
-            self.ids.iter().position(|&id| self.octet(id) == octet).unwrap()
+            self.ids
+                .iter()
+                .position(|&id| self.octet(id) == octet)
+                .unwrap()
         }
         fn octet(&self, id: DestId) -> u8 {
             match self.pool[id].addr {
@@ -173,7 +180,10 @@ pub(crate) mod testutil {
         }
         /// One scheduling decision: the last octet of the chosen destination, 0 for none.
         pub fn pick(&mut self) -> u8 {
-            match self.sched.schedule(DestList::new(&self.ids, &self.pool), &pkt()) {
+            match self
+                .sched
+                .schedule(DestList::new(&self.ids, &self.pool), &pkt())
+            {
                 Some(i) => self.octet(self.ids[i]),
                 None => 0,
             }

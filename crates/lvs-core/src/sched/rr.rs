@@ -44,9 +44,10 @@ impl Scheduler for Rr {
             !d.overloaded() && d.weight > 0
         };
         let start = self.cursor.map_or(0, |c| c + 1);
-        let found = (start..n)
-            .find(|&i| eligible(i))
-            .or_else(|| self.cursor.and_then(|c| (0..=c.min(n.saturating_sub(1))).find(|&i| i < n && eligible(i))));
+        let found = (start..n).find(|&i| eligible(i)).or_else(|| {
+            self.cursor
+                .and_then(|c| (0..=c.min(n.saturating_sub(1))).find(|&i| i < n && eligible(i)))
+        });
         if found.is_some() {
             self.cursor = found;
         }

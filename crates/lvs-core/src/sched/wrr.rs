@@ -14,7 +14,12 @@ pub struct Wrr {
 
 impl Default for Wrr {
     fn default() -> Self {
-        Wrr { cl: None, cw: 0, mw: 0, di: 1 }
+        Wrr {
+            cl: None,
+            cw: 0,
+            mw: 0,
+            di: 1,
+        }
     }
 }
 
@@ -144,9 +149,15 @@ mod tests {
     #[test]
     fn worked_examples_fresh_service() {
         let cases: &[(&[(u8, i32)], &[u8])] = &[
-            (&[(A, 4), (B, 3), (C, 2)], &[A, B, C, A, A, B, A, B, C, A, B, C, A, A, B]),
+            (
+                &[(A, 4), (B, 3), (C, 2)],
+                &[A, B, C, A, A, B, A, B, C, A, B, C, A, A, B],
+            ),
             (&[(A, 4), (B, 2)], &[A, B, A, A, B, A]),
-            (&[(A, 6), (B, 4), (C, 2)], &[A, B, C, A, A, B, A, B, C, A, A, B]),
+            (
+                &[(A, 6), (B, 4), (C, 2)],
+                &[A, B, C, A, A, B, A, B, C, A, A, B],
+            ),
             (&[(A, 5), (B, 1), (C, 1)], &[A, B, C, A, A, A, A, A, B, C]),
             (&[(A, 1), (B, 1), (C, 1)], &[A, B, C, A, B, C]),
         ];

@@ -90,7 +90,9 @@ mod tests {
 
     #[test]
     fn incremental_matches_full_recompute() {
-        let mut data: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect();
+        let mut data: Vec<u8> = (0..64u8)
+            .map(|i| i.wrapping_mul(37).wrapping_add(11))
+            .collect();
         let before = checksum(&data);
         let old = [data[8], data[9], data[10], data[11]];
         let new = [198, 18, 1, 11];
@@ -105,6 +107,9 @@ mod tests {
         let old = [data[0], data[1]];
         data[0] = 0xfe;
         data[1] = 0x01;
-        assert_eq!(replace(before, &old, &data[0..2], false), fold(add_bytes(0, &data)));
+        assert_eq!(
+            replace(before, &old, &data[0..2], false),
+            fold(add_bytes(0, &data))
+        );
     }
 }

@@ -62,7 +62,10 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn total_len(&self) -> usize {
         let b = self.buf.as_ref();
-        usize::from(u16::from_be_bytes([b[field::TOTAL_LEN.start], b[field::TOTAL_LEN.start + 1]]))
+        usize::from(u16::from_be_bytes([
+            b[field::TOTAL_LEN.start],
+            b[field::TOTAL_LEN.start + 1],
+        ]))
     }
     #[inline]
     pub fn protocol(&self) -> u8 {
@@ -103,7 +106,10 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
     /// True if the header checksum verifies.
     pub fn verify_checksum(&self) -> bool {
-        checksum::fold(checksum::add_bytes(0, &self.buf.as_ref()[..self.header_len()])) == 0xffff
+        checksum::fold(checksum::add_bytes(
+            0,
+            &self.buf.as_ref()[..self.header_len()],
+        )) == 0xffff
     }
     /// The payload (L4 segment), bounded by `total_len`.
     #[inline]
@@ -119,6 +125,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn set_src(&mut self, a: [u8; 4]) {
         self.buf.as_mut()[field::SRC].copy_from_slice(&a);
+    }
+    #[inline]
+    pub fn set_ttl(&mut self, ttl: u8) {
+        self.buf.as_mut()[field::TTL] = ttl;
     }
     #[inline]
     pub fn set_dst(&mut self, a: [u8; 4]) {
@@ -160,14 +170,26 @@ mod tests {
 
     #[test]
     fn rejects_truncated_and_wrong_lengths() {
-        assert_eq!(Ipv4Packet::new_checked(&SYN_HDR[..19]).unwrap_err(), Ipv4Error::Truncated);
+        assert_eq!(
+            Ipv4Packet::new_checked(&SYN_HDR[..19]).unwrap_err(),
+            Ipv4Error::Truncated
+        );
         // total length 60 but only 20 bytes present
-        assert_eq!(Ipv4Packet::new_checked(&SYN_HDR[..]).unwrap_err(), Ipv4Error::BadTotalLen);
+        assert_eq!(
+            Ipv4Packet::new_checked(&SYN_HDR[..]).unwrap_err(),
+            Ipv4Error::BadTotalLen
+        );
         let mut v = with_len(40);
         v[0] = 0x44;
-        assert_eq!(Ipv4Packet::new_checked(&v[..]).unwrap_err(), Ipv4Error::BadHeaderLen);
+        assert_eq!(
+            Ipv4Packet::new_checked(&v[..]).unwrap_err(),
+            Ipv4Error::BadHeaderLen
+        );
         v[0] = 0x65;
-        assert_eq!(Ipv4Packet::new_checked(&v[..]).unwrap_err(), Ipv4Error::NotIpv4);
+        assert_eq!(
+            Ipv4Packet::new_checked(&v[..]).unwrap_err(),
+            Ipv4Error::NotIpv4
+        );
     }
 
     #[test]

@@ -1,0 +1,466 @@
+//! The packet loop: attaches to interfaces, answers ARP for the VIPs,
+//! runs every IPv4 frame addressed to us through the engine, routes the
+//! rewritten packets out, serves the control socket between batches, and
+//! stops cleanly on SIGTERM/SIGINT.
+
+use crate::arp::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR};
+use crate::control::ControlServer;
+use crate::io::afpacket::AfPacket;
+use crate::io::{PacketIo, PortId};
+use crate::net::{self, Interface, Neighbours};
+use lvs_core::{Engine, Verdict};
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How the daemon was asked to run.
+pub struct Options {
+    pub config: Option<PathBuf>,
+    pub control: PathBuf,
+}
+
+/// A route resolved to one of our ports.
+struct PortRoute {
+    dest: u32,
+    mask: u32,
+    gateway: Option<Ipv4Addr>,
+    port: Option<PortId>,
+}
+
+/// Counters of the daemon's own decisions (the engine counts the rest).
+#[derive(Default, Debug)]
+struct Counters {
+    rx: u64,
+    tx: u64,
+    no_route: u64,
+    no_neighbour: u64,
+    tx_refused: u64,
+    arp_replies: u64,
+}
+
+struct Director {
+    engine: Engine,
+    ports: Vec<Interface>,
+    routes: Vec<PortRoute>,
+    neigh: Neighbours,
+    vips: HashSet<Ipv4Addr>,
+    counters: Counters,
+    /// Last time an ARP request went out for (port, address).
+    arp_asked: std::collections::HashMap<(PortId, Ipv4Addr), Instant>,
+    icmp_buf: Vec<u8>,
+}
+
+/// Runs until SIGTERM/SIGINT. Errors are rendered for people.
+pub fn run(opts: Options) -> Result<(), String> {
+    let mut engine = Engine::new(seed());
+    let mut wanted: Vec<String> = Vec::new();
+    if let Some(path) = &opts.config {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {file}: {e}"))?;
+        let cfg = lvs_config::parse_str(&text, &file).map_err(|e| e.to_string())?;
+        crate::setup::apply(&mut engine, &cfg, &file, &text).map_err(|e| e.to_string())?;
+        wanted = cfg.interfaces.iter().map(|i| i.value.clone()).collect();
+    }
+    let all = net::interfaces().map_err(|e| format!("cannot list interfaces: {e}"))?;
+    let ports: Vec<Interface> = if wanted.is_empty() {
+        all.into_iter()
+            .filter(|i| i.up && !i.loopback && !net::has_master(&i.name))
+            .collect()
+    } else {
+        let mut v = Vec::new();
+        for w in &wanted {
+            let i = all.iter().find(|i| &i.name == w).ok_or_else(|| {
+                format!("interface `{w}` named in the configuration does not exist")
+            })?;
+            if !i.up {
+                return Err(format!("interface `{w}` is down"));
+            }
+            v.push(i.clone());
+        }
+        v
+    };
+    if ports.is_empty() {
+        return Err("no interface to attach to: none is up (besides loopback)".into());
+    }
+    let mut io = AfPacket::open(&ports.iter().map(|p| p.index).collect::<Vec<_>>())
+        .map_err(|e| format!("cannot open packet sockets (are you root?): {e}"))?;
+    let forwarding = KernelForwarding::disable();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| format!("cannot install signal handler: {e}"))?;
+    }
+
+    let mut d = Director {
+        engine,
+        ports,
+        routes: Vec::new(),
+        neigh: Neighbours::default(),
+        vips: HashSet::new(),
+        counters: Counters::default(),
+        arp_asked: Default::default(),
+        icmp_buf: vec![0u8; 1600],
+    };
+    d.reload_routes();
+    d.refresh_vips(&mut io, true);
+    d.warm_up(&mut io, Duration::from_millis(500));
+    // Opened only now: whoever waits for the socket finds a director that
+    // already knows its real servers' MAC addresses.
+    let control = ControlServer::start(&opts.control)
+        .map_err(|e| format!("cannot open control socket {}: {e}", opts.control.display()))?;
+    eprintln!(
+        "lvsd: attached to {}; {} virtual service(s); control socket {}",
+        d.ports
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        d.engine.services().count(),
+        opts.control.display()
+    );
+
+    let start = Instant::now();
+    let mut last_housekeeping = Instant::now() - Duration::from_secs(10);
+    let mut fds: Vec<libc::pollfd> = io
+        .fds()
+        .into_iter()
+        .chain(std::iter::once(control.wake_fd()))
+        .map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let nports = io.port_count();
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: fds is a live array of pollfd of the given length.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(format!("poll: {e}"));
+            }
+            continue;
+        }
+        let now_ms = start.elapsed().as_millis() as u64;
+        for (port, pfd) in fds.iter().enumerate().take(nports) {
+            if pfd.revents & libc::POLLIN == 0 {
+                continue;
+            }
+            // Drain the socket batch by batch (bounded, so control requests
+            // and timers are not starved under load).
+            for _ in 0..64 {
+                let n = match io.recv(port) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        eprintln!("lvsd: receive on {}: {e}", d.ports[port].name);
+                        0
+                    }
+                };
+                if n == 0 {
+                    break;
+                }
+                d.counters.rx += n as u64;
+                for i in 0..n {
+                    d.handle_frame(&mut io, port, i, now_ms);
+                }
+                match io.flush() {
+                    Ok(refused) => d.counters.tx_refused += refused as u64,
+                    Err(e) => eprintln!("lvsd: send: {e}"),
+                }
+                if n < crate::io::afpacket::BATCH {
+                    break;
+                }
+            }
+        }
+        if fds[nports].revents & libc::POLLIN != 0 && control.serve(&mut d.engine, now_ms) {
+            d.refresh_vips(&mut io, false);
+            last_housekeeping = Instant::now() - Duration::from_secs(10);
+        }
+        d.engine.handle_timeout(now_ms);
+        if last_housekeeping.elapsed() >= Duration::from_secs(1) {
+            last_housekeeping = Instant::now();
+            d.reload_routes();
+            d.resolve_destinations(&mut io);
+            let _ = io.flush();
+        }
+    }
+    eprintln!(
+        "lvsd: stopping (rx {} tx {} frames; {} connections created; {} neighbours; drops: no route {}, no neighbour {}, refused {})",
+        d.counters.rx,
+        d.counters.tx,
+        d.engine.counters.conns,
+        d.neigh.len(),
+        d.counters.no_route,
+        d.counters.no_neighbour,
+        d.counters.tx_refused
+    );
+    drop(control);
+    drop(forwarding);
+    Ok(())
+}
+
+impl Director {
+    /// Resolves the destinations' next hops before traffic is expected:
+    /// ARP requests out, replies in, for at most `limit`.
+    fn warm_up(&mut self, io: &mut impl PacketIo, limit: Duration) {
+        let t0 = Instant::now();
+        let mut fds: Vec<libc::pollfd> = io
+            .fds()
+            .into_iter()
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        while t0.elapsed() < limit && !self.all_resolved() {
+            self.resolve_destinations(io);
+            let _ = io.flush();
+            // SAFETY: fds is a live array of pollfd of the given length.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
+            for port in 0..fds.len() {
+                while let Ok(n) = io.recv(port) {
+                    if n == 0 {
+                        break;
+                    }
+                    for i in 0..n {
+                        self.handle_frame(io, port, i, 0);
+                    }
+                    let _ = io.flush();
+                }
+            }
+        }
+    }
+
+    fn destination_hops(&self) -> Vec<(PortId, Ipv4Addr)> {
+        self.engine
+            .services()
+            .flat_map(|(_, ds)| ds.into_iter().map(|d| d.addr).collect::<Vec<_>>())
+            .filter_map(|a| match a {
+                IpAddr::V4(a) => self.route(a),
+                IpAddr::V6(_) => None,
+            })
+            .collect()
+    }
+
+    fn all_resolved(&self) -> bool {
+        self.destination_hops()
+            .iter()
+            .all(|&(p, nh)| self.neigh.get(p, nh).is_some())
+    }
+
+    fn reload_routes(&mut self) {
+        let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+        self.routes = net::parse_routes(&text)
+            .into_iter()
+            .map(|r| PortRoute {
+                dest: r.dest,
+                mask: r.mask,
+                gateway: r.gateway,
+                port: self.ports.iter().position(|p| p.name == r.ifname),
+            })
+            .collect();
+        // The kernel may already know neighbours we have not seen yet.
+        let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
+        for (dev, ip, mac) in net::parse_arp(&arp) {
+            if let Some(p) = self.ports.iter().position(|p| p.name == dev) {
+                self.neigh.learn(p, ip, mac);
+            }
+        }
+    }
+
+    /// Egress port and next hop for `dst`.
+    #[inline]
+    fn route(&self, dst: Ipv4Addr) -> Option<(PortId, Ipv4Addr)> {
+        let d = u32::from(dst);
+        let r = self.routes.iter().find(|r| d & r.mask == r.dest & r.mask)?;
+        Some((r.port?, r.gateway.unwrap_or(dst)))
+    }
+
+    fn refresh_vips(&mut self, io: &mut impl PacketIo, startup: bool) {
+        let now: HashSet<Ipv4Addr> = self
+            .engine
+            .services()
+            .filter_map(|(s, _)| match s.key.addr {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let new: Vec<Ipv4Addr> = now.difference(&self.vips).copied().collect();
+        for vip in &new {
+            for (port, p) in self.ports.iter().enumerate() {
+                if p.addrs.contains(vip) {
+                    eprintln!("lvsd: warning: VIP {vip} is also configured on kernel interface {}; the kernel will answer it too", p.name);
+                }
+                let mut f = [0u8; 60];
+                let n = arp::build(&mut f, [0xff; 6], p.mac, &arp::gratuitous(*vip, p.mac));
+                io.queue_new(port, &f[..n]);
+            }
+        }
+        if !new.is_empty() || startup {
+            let _ = io.flush();
+        }
+        self.vips = now;
+    }
+
+    /// Asks for the MAC of every destination's next hop we do not know yet.
+    fn resolve_destinations(&mut self, io: &mut impl PacketIo) {
+        for (port, nh) in self.destination_hops() {
+            if self.neigh.get(port, nh).is_none() {
+                self.ask(io, port, nh);
+            }
+        }
+    }
+
+    /// Sends an ARP request for `ip` on `port`, at most every 200 ms.
+    fn ask(&mut self, io: &mut impl PacketIo, port: PortId, ip: Ipv4Addr) {
+        let now = Instant::now();
+        if let Some(t) = self.arp_asked.get(&(port, ip)) {
+            if now.duration_since(*t) < Duration::from_millis(200) {
+                return;
+            }
+        }
+        self.arp_asked.insert((port, ip), now);
+        let p = &self.ports[port];
+        let sender = p.addrs.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let mut f = [0u8; 60];
+        let n = arp::build(&mut f, [0xff; 6], p.mac, &arp::request(ip, sender, p.mac));
+        io.queue_new(port, &f[..n]);
+    }
+
+    fn handle_frame(&mut self, io: &mut impl PacketIo, port: PortId, i: usize, now_ms: u64) {
+        let (frame, meta) = io.rx_frame(i);
+        if meta.len < ETH_HDR {
+            return;
+        }
+        let frame = &mut frame[..meta.len];
+        let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+        let src_mac: [u8; 6] = [frame[6], frame[7], frame[8], frame[9], frame[10], frame[11]];
+        match ethertype {
+            ETHERTYPE_ARP => {
+                let Some(a) = arp::parse(&frame[ETH_HDR..]) else {
+                    return;
+                };
+                self.neigh.learn(port, a.sender_ip, a.sender_mac);
+                if a.op == arp::OP_REQUEST
+                    && self.vips.contains(&a.target_ip)
+                    && a.sender_ip != a.target_ip
+                {
+                    let mac = self.ports[port].mac;
+                    let mut f = [0u8; 60];
+                    let n = arp::build(&mut f, a.sender_mac, mac, &arp::reply_to(&a, mac));
+                    io.queue_new(port, &f[..n]);
+                    self.counters.arp_replies += 1;
+                }
+            }
+            ETHERTYPE_IPV4 if meta.to_us => {
+                let ip = &mut frame[ETH_HDR..];
+                let src = match ip.get(12..16) {
+                    Some(s) => Ipv4Addr::new(s[0], s[1], s[2], s[3]),
+                    None => return,
+                };
+                let verdict = self
+                    .engine
+                    .process_ipv4(now_ms, ip, meta.offload.csum_partial);
+                match verdict {
+                    Verdict::NotOurs | Verdict::Drop(_) => {}
+                    Verdict::Forward { to: IpAddr::V4(to) } => {
+                        // Remember on-link senders so replies need no ARP round trip.
+                        if let Some((p, nh)) = self.route(src) {
+                            if p == port && nh == src {
+                                self.neigh.learn(port, src, src_mac);
+                            }
+                        }
+                        let Some((out, nh)) = self.route(to) else {
+                            self.counters.no_route += 1;
+                            return;
+                        };
+                        let Some(mac) = self.neigh.get(out, nh) else {
+                            self.counters.no_neighbour += 1;
+                            self.ask(io, out, nh);
+                            return;
+                        };
+                        let (frame, _) = io.rx_frame(i);
+                        frame[0..6].copy_from_slice(&mac);
+                        frame[6..12].copy_from_slice(&self.ports[out].mac);
+                        io.queue_rx(i, out, meta.len, meta.offload);
+                        self.counters.tx += 1;
+                    }
+                    Verdict::Forward { to: IpAddr::V6(_) } => {}
+                    Verdict::Unreachable => {
+                        let mac = self.ports[port].mac;
+                        let buf = &mut self.icmp_buf;
+                        buf[0..6].copy_from_slice(&src_mac);
+                        buf[6..12].copy_from_slice(&mac);
+                        buf[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+                        let (frame, _) = io.rx_frame(i);
+                        let ip = &frame[ETH_HDR..meta.len];
+                        if let Some(n) =
+                            lvs_core::wire::icmp::port_unreachable_v4(ip, &mut buf[ETH_HDR..])
+                        {
+                            io.queue_new(port, &buf[..ETH_HDR + n]);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A 64-bit seed for the engine's hash tables, from the kernel's random source.
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most 8 bytes into a live buffer.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), 8, 0) };
+    if n != 8 {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        return t.as_nanos() as u64 ^ u64::from(std::process::id());
+    }
+    u64::from_ne_bytes(b)
+}
+
+/// Keeps the kernel from forwarding the packets lvsd balances: IPv4
+/// forwarding is switched off in the namespace while lvsd runs and
+/// restored when it stops.
+struct KernelForwarding {
+    restore: Option<String>,
+}
+
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
+impl KernelForwarding {
+    fn disable() -> KernelForwarding {
+        let old = std::fs::read_to_string(IP_FORWARD).unwrap_or_default();
+        if old.trim() == "0" {
+            return KernelForwarding { restore: None };
+        }
+        match std::fs::write(IP_FORWARD, "0") {
+            Ok(()) => {
+                eprintln!("lvsd: switched kernel IPv4 forwarding off in this namespace (restored on exit)");
+                KernelForwarding {
+                    restore: Some(old.trim().to_string()),
+                }
+            }
+            Err(e) => {
+                eprintln!("lvsd: warning: cannot switch kernel IPv4 forwarding off ({e}); the kernel may forward balanced packets too");
+                KernelForwarding { restore: None }
+            }
+        }
+    }
+}
+
+impl Drop for KernelForwarding {
+    fn drop(&mut self) {
+        if let Some(v) = &self.restore {
+            let _ = std::fs::write(IP_FORWARD, v);
+        }
+    }
+}

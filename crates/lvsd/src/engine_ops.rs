@@ -1,0 +1,204 @@
+//! Maps control requests onto engine operations and engine state onto
+//! control answers (the daemon is the only place that knows both).
+
+use lvs_control as ctl;
+use lvs_control::{ErrorKind, Request, Response};
+use lvs_core::service::Dest;
+use lvs_core::wire::ipproto;
+use lvs_core::{ControlError, DestConfig, Engine, Forward, ServiceKey};
+
+/// Applies one request; returns the answer and whether the configuration changed.
+pub fn apply(engine: &mut Engine, req: &Request, now_ms: u64) -> (Response, bool) {
+    let r = match req {
+        Request::ListServices => return (services(engine, None), false),
+        Request::GetService(k) => return (services(engine, Some(key(k))), false),
+        Request::ListConnections => return (connections(engine, now_ms), false),
+        Request::GetTimeouts => return (timeouts(engine), false),
+        Request::AddService(s) => check_service(s)
+            .and_then(|_| engine.add_service(key(&s.key), &s.scheduler, s.sched_flags)),
+        Request::EditService(s) => check_service(s)
+            .and_then(|_| engine.edit_service(key(&s.key), &s.scheduler, s.sched_flags)),
+        Request::DeleteService(k) => engine.delete_service(key(k)),
+        Request::AddDest { service, dest } => engine.add_dest(key(service), dest_config(dest)),
+        Request::EditDest { service, dest } => engine.edit_dest(key(service), dest_config(dest)),
+        Request::DeleteDest {
+            service,
+            addr,
+            port,
+        } => engine.delete_dest(key(service), *addr, *port),
+        Request::Clear => {
+            engine.clear();
+            Ok(())
+        }
+        Request::SetTimeouts(t) => {
+            engine.set_timeouts(t.tcp, t.tcpfin, t.udp);
+            Ok(())
+        }
+    };
+    match r {
+        Ok(()) => (Response::Ok, true),
+        Err(e) => (error(e), false),
+    }
+}
+
+fn check_service(s: &ctl::ServiceSpec) -> Result<(), ControlError> {
+    if s.persistent.is_some() {
+        return Err(ControlError::NotSupported("persistence"));
+    }
+    if s.one_packet {
+        return Err(ControlError::NotSupported("one-packet scheduling"));
+    }
+    if s.key.protocol == ctl::Protocol::Sctp {
+        return Err(ControlError::NotSupported("SCTP services"));
+    }
+    if s.key.addr.is_ipv6() {
+        return Err(ControlError::NotSupported("IPv6 services"));
+    }
+    Ok(())
+}
+
+fn error(e: ControlError) -> Response {
+    let kind = match e {
+        ControlError::ServiceExists => ErrorKind::ServiceExists,
+        ControlError::SchedulerNotFound => ErrorKind::SchedulerNotFound,
+        ControlError::NoSuchService => ErrorKind::NoSuchService,
+        ControlError::ServiceNotDefined => ErrorKind::ServiceNotDefined,
+        ControlError::DestExists => ErrorKind::DestExists,
+        ControlError::NoSuchDest => ErrorKind::NoSuchDest,
+        ControlError::Invalid(_) => ErrorKind::Invalid,
+        ControlError::NotSupported(_) => ErrorKind::NotSupported,
+    };
+    let detail = match e {
+        ControlError::Invalid(d) | ControlError::NotSupported(d) => format!("{e} ({d})"),
+        ControlError::SchedulerNotFound => {
+            format!(
+                "{e}; this build has: {}",
+                lvs_core::sched::AVAILABLE.join(" ")
+            )
+        }
+        _ => String::new(),
+    };
+    Response::Error { kind, detail }
+}
+
+/// Control-protocol service key to engine key.
+pub fn key(k: &ctl::ServiceKey) -> ServiceKey {
+    ServiceKey {
+        protocol: k.protocol.number(),
+        addr: k.addr,
+        port: k.port,
+    }
+}
+
+fn protocol(p: u8) -> ctl::Protocol {
+    match p {
+        ipproto::UDP => ctl::Protocol::Udp,
+        ipproto::SCTP => ctl::Protocol::Sctp,
+        _ => ctl::Protocol::Tcp,
+    }
+}
+
+fn forward_out(f: Forward) -> ctl::Forward {
+    match f {
+        Forward::Masq => ctl::Forward::Masq,
+        Forward::Local => ctl::Forward::Local,
+        Forward::Tunnel => ctl::Forward::Tunnel,
+        Forward::Route => ctl::Forward::Route,
+    }
+}
+
+/// Control-protocol destination to engine destination.
+pub fn dest_config(d: &ctl::DestSpec) -> DestConfig {
+    DestConfig {
+        addr: d.addr,
+        port: d.port,
+        forward: match d.forward {
+            ctl::Forward::Masq => Forward::Masq,
+            ctl::Forward::Local => Forward::Local,
+            ctl::Forward::Tunnel => Forward::Tunnel,
+            ctl::Forward::Route => Forward::Route,
+        },
+        weight: d.weight,
+        u_threshold: d.u_threshold,
+        l_threshold: d.l_threshold,
+    }
+}
+
+fn dest_info(d: &Dest) -> ctl::DestInfo {
+    ctl::DestInfo {
+        addr: d.addr,
+        port: d.port,
+        forward: forward_out(d.forward),
+        weight: d.weight,
+        active_conns: d.active_conns,
+        inact_conns: d.inact_conns,
+        persist_conns: d.persist_conns,
+        u_threshold: d.u_threshold,
+        l_threshold: d.l_threshold,
+    }
+}
+
+/// The service listing (all, or the one with key `only`).
+pub fn services(engine: &Engine, only: Option<ServiceKey>) -> Response {
+    let mut out = Vec::new();
+    let mut push = |s: &lvs_core::service::Service, dests: Vec<&Dest>| {
+        out.push(ctl::ServiceInfo {
+            spec: ctl::ServiceSpec {
+                key: ctl::ServiceKey {
+                    protocol: protocol(s.key.protocol),
+                    addr: s.key.addr,
+                    port: s.key.port,
+                },
+                scheduler: s.scheduler.name().to_string(),
+                sched_flags: s.sched_flags,
+                persistent: None,
+                netmask: 0xffff_ffff,
+                one_packet: false,
+            },
+            dests: dests.into_iter().map(dest_info).collect(),
+        })
+    };
+    match only {
+        Some(k) => match engine.service(&k) {
+            Some((s, d)) => push(s, d),
+            None => {
+                return Response::Error {
+                    kind: ErrorKind::NoSuchService,
+                    detail: String::new(),
+                }
+            }
+        },
+        None => {
+            for (s, d) in engine.services() {
+                push(s, d);
+            }
+        }
+    }
+    Response::Services {
+        conn_tab_size: lvs_core::engine::CONN_TAB_SIZE,
+        services: out,
+    }
+}
+
+fn connections(engine: &Engine, now_ms: u64) -> Response {
+    let v = engine
+        .connections()
+        .map(|c| ctl::ConnInfo {
+            protocol: protocol(c.protocol).label().to_string(),
+            caddr: c.caddr,
+            cport: c.cport,
+            vaddr: c.vaddr,
+            vport: c.vport,
+            daddr: c.daddr,
+            dport: c.dport,
+            state: Engine::state_name(c).to_string(),
+            expires_secs: c.expires.saturating_sub(now_ms) / 1000,
+        })
+        .collect();
+    Response::Connections(v)
+}
+
+fn timeouts(engine: &Engine) -> Response {
+    let (tcp, tcpfin, udp) = engine.timeouts();
+    Response::Timeouts(ctl::Timeouts { tcp, tcpfin, udp })
+}

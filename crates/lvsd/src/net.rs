@@ -1,0 +1,270 @@
+//! What lvsd knows of its namespace's network: the interfaces it attaches
+//! to, the kernel's IPv4 routing table, and a neighbour (ARP) cache of its own.
+
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+/// An interface lvsd sends and receives on.
+#[derive(Debug, Clone)]
+pub struct Interface {
+    pub name: String,
+    pub index: i32,
+    pub mac: [u8; 6],
+    /// IPv4 addresses the kernel has on it (used as ARP sender address).
+    pub addrs: Vec<Ipv4Addr>,
+    pub up: bool,
+    pub loopback: bool,
+}
+
+/// Lists the namespace's interfaces (getifaddrs).
+pub fn interfaces() -> io::Result<Vec<Interface>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out: Vec<Interface> = Vec::new();
+    let mut p = head;
+    while !p.is_null() {
+        // SAFETY: p is a node of the list returned by getifaddrs, not yet freed.
+        let ifa = unsafe { &*p };
+        p = ifa.ifa_next;
+        if ifa.ifa_name.is_null() || ifa.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
+            .to_string_lossy()
+            .into_owned();
+        // SAFETY: ifa_addr is non-null and points at a sockaddr of the family it names.
+        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+        let entry = match out.iter().position(|i| i.name == name) {
+            Some(k) => k,
+            None => {
+                out.push(Interface {
+                    name: name.clone(),
+                    index: 0,
+                    mac: [0; 6],
+                    addrs: vec![],
+                    up: ifa.ifa_flags & libc::IFF_UP as u32 != 0,
+                    loopback: ifa.ifa_flags & libc::IFF_LOOPBACK as u32 != 0,
+                });
+                out.len() - 1
+            }
+        };
+        if family == libc::AF_PACKET {
+            // SAFETY: for AF_PACKET entries ifa_addr points at a sockaddr_ll.
+            let sll = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_ll) };
+            out[entry].index = sll.sll_ifindex;
+            if sll.sll_halen == 6 {
+                out[entry].mac.copy_from_slice(&sll.sll_addr[..6]);
+            }
+        } else if family == libc::AF_INET {
+            // SAFETY: for AF_INET entries ifa_addr points at a sockaddr_in.
+            let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+            out[entry]
+                .addrs
+                .push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+        }
+    }
+    // SAFETY: head came from getifaddrs and is freed exactly once.
+    unsafe { libc::freeifaddrs(head) };
+    out.retain(|i| i.index > 0);
+    Ok(out)
+}
+
+/// True if the interface is enslaved to a bridge or bond (its master is
+/// attached instead, or frames would be seen twice).
+pub fn has_master(name: &str) -> bool {
+    Path::new("/sys/class/net")
+        .join(name)
+        .join("master")
+        .exists()
+}
+
+/// One IPv4 route of the kernel's main table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub ifname: String,
+    pub dest: u32,
+    pub mask: u32,
+    pub gateway: Option<Ipv4Addr>,
+    pub metric: u32,
+}
+
+/// Parses `/proc/net/route` text (hex fields in network byte order as
+/// written by a little-endian kernel: the file holds the raw u32).
+pub fn parse_routes(text: &str) -> Vec<Route> {
+    let mut v = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 8 {
+            continue;
+        }
+        let hex = |s: &str| u32::from_str_radix(s, 16).ok();
+        let (Some(dest), Some(gw), Some(flags), Some(mask)) =
+            (hex(f[1]), hex(f[2]), hex(f[3]), hex(f[7]))
+        else {
+            continue;
+        };
+        const RTF_UP: u32 = 1;
+        const RTF_GATEWAY: u32 = 2;
+        if flags & RTF_UP == 0 {
+            continue;
+        }
+        // The kernel prints the in-memory (network order) word with %08X.
+        let to_host = u32::from_be;
+        v.push(Route {
+            ifname: f[0].to_string(),
+            dest: to_host(dest),
+            mask: to_host(mask),
+            gateway: (flags & RTF_GATEWAY != 0).then(|| Ipv4Addr::from(to_host(gw))),
+            metric: f[6].parse().unwrap_or(0),
+        });
+    }
+    // Longest prefix first, then lowest metric.
+    v.sort_by(|a, b| {
+        b.mask
+            .count_ones()
+            .cmp(&a.mask.count_ones())
+            .then(a.metric.cmp(&b.metric))
+    });
+    v
+}
+
+/// Parses `/proc/net/arp` into (interface name, address, MAC) of complete entries.
+pub fn parse_arp(text: &str) -> Vec<(String, Ipv4Addr, [u8; 6])> {
+    let mut v = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 {
+            continue;
+        }
+        let Ok(ip) = f[0].parse::<Ipv4Addr>() else {
+            continue;
+        };
+        let flags = u32::from_str_radix(f[2].trim_start_matches("0x"), 16).unwrap_or(0);
+        if flags & 0x2 == 0 {
+            continue;
+        }
+        if let Some(mac) = parse_mac(f[3]) {
+            v.push((f[5].to_string(), ip, mac));
+        }
+    }
+    v
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut n = 0;
+    for part in s.split(':') {
+        if n == 6 {
+            return None;
+        }
+        mac[n] = u8::from_str_radix(part, 16).ok()?;
+        n += 1;
+    }
+    (n == 6).then_some(mac)
+}
+
+/// lvsd's own neighbour cache: (port, IPv4 address) → MAC.
+#[derive(Debug, Default)]
+pub struct Neighbours {
+    map: HashMap<(usize, Ipv4Addr), [u8; 6]>,
+}
+
+impl Neighbours {
+    #[inline]
+    pub fn get(&self, port: usize, ip: Ipv4Addr) -> Option<[u8; 6]> {
+        self.map.get(&(port, ip)).copied()
+    }
+    /// Records what a frame or ARP message told us.
+    #[inline]
+    pub fn learn(&mut self, port: usize, ip: Ipv4Addr, mac: [u8; 6]) {
+        if mac == [0; 6] || mac[0] & 1 != 0 || ip.is_unspecified() || ip.is_broadcast() {
+            return;
+        }
+        match self.map.get_mut(&(port, ip)) {
+            Some(m) if *m == mac => {}
+            Some(m) => *m = mac,
+            None => {
+                self.map.insert((port, ip), mac);
+            }
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Real /proc/net/route content of a director namespace (little-endian host).
+    const ROUTE: &str =
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+d0\t000012C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+br1\t000112C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+br1\t00000000\t010112C6\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
+
+    #[test]
+    fn routes_longest_prefix_and_gateway() {
+        let r = parse_routes(ROUTE);
+        let lookup = |dst: Ipv4Addr| {
+            let d = u32::from(dst);
+            r.iter()
+                .find(|r| d & r.mask == r.dest & r.mask)
+                .map(|r| (r.ifname.as_str(), r.gateway.unwrap_or(dst)))
+        };
+        assert_eq!(
+            lookup(Ipv4Addr::new(198, 18, 0, 2)),
+            Some(("d0", Ipv4Addr::new(198, 18, 0, 2)))
+        );
+        assert_eq!(
+            lookup(Ipv4Addr::new(198, 18, 1, 12)),
+            Some(("br1", Ipv4Addr::new(198, 18, 1, 12)))
+        );
+        assert_eq!(
+            lookup(Ipv4Addr::new(198, 19, 9, 9)),
+            Some(("br1", Ipv4Addr::new(198, 18, 1, 1)))
+        );
+    }
+
+    #[test]
+    fn arp_table_and_macs() {
+        let t = "IP address       HW type     Flags       HW address            Mask     Device\n\
+198.18.1.11      0x1         0x2         02:11:22:33:44:55     *        br1\n\
+198.18.1.12      0x1         0x0         00:00:00:00:00:00     *        br1\n";
+        let v = parse_arp(t);
+        assert_eq!(
+            v,
+            vec![(
+                "br1".to_string(),
+                Ipv4Addr::new(198, 18, 1, 11),
+                [2, 0x11, 0x22, 0x33, 0x44, 0x55]
+            )]
+        );
+        assert_eq!(parse_mac("1:2:3:4:5"), None);
+        assert_eq!(parse_mac("1:2:3:4:5:6:7"), None);
+        assert_eq!(parse_mac("zz:2:3:4:5:6"), None);
+    }
+
+    #[test]
+    fn neighbours_ignore_multicast_and_zero() {
+        let mut n = Neighbours::default();
+        n.learn(0, Ipv4Addr::new(198, 18, 0, 2), [1, 0, 0x5e, 0, 0, 1]);
+        n.learn(0, Ipv4Addr::new(198, 18, 0, 2), [0; 6]);
+        assert_eq!(n.len(), 0);
+        n.learn(0, Ipv4Addr::new(198, 18, 0, 2), [2, 0, 0, 0, 0, 1]);
+        assert_eq!(
+            n.get(0, Ipv4Addr::new(198, 18, 0, 2)),
+            Some([2, 0, 0, 0, 0, 1])
+        );
+        assert_eq!(n.get(1, Ipv4Addr::new(198, 18, 0, 2)), None);
+    }
+}

@@ -1,0 +1,174 @@
+//! Turns a parsed configuration file into engine state, refusing (with the
+//! file, line and column) what this build cannot do yet.
+
+use lvs_config::{Config, ConfigError, Mode, Protocol, Span};
+use lvs_core::wire::ipproto;
+use lvs_core::{DestConfig, Engine, Forward, ServiceKey};
+
+/// Applies every director of `cfg` to `engine`. `text` and `file` are used
+/// to point errors at the offending line.
+pub fn apply(engine: &mut Engine, cfg: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
+    let err = |span: Span, msg: String| ConfigError::at(file, text, span, msg);
+    for d in &cfg.directors {
+        let Some(addr) = &d.addr else {
+            return Err(err(d.name.span, format!(
+                "director `{}` has no address: directors bound to flows (fwmark services) are not supported yet",
+                d.name.value
+            )));
+        };
+        if addr.value.is_ipv6() {
+            return Err(err(
+                addr.span,
+                "IPv6 directors are not supported yet".into(),
+            ));
+        }
+        let Some(port) = d.port else {
+            return Err(err(addr.span, format!(
+                "director `{}` needs a port (`{}:PORT`): port 0 services only work with persistence, which is not supported yet",
+                d.name.value, addr.value
+            )));
+        };
+        if d.mode.value != Mode::Nat {
+            let m = match d.mode.value {
+                Mode::Gateway => "gateway",
+                Mode::Tunnel => "tunnel",
+                Mode::Nat => "nat",
+            };
+            let why = if d.mode.span == d.span {
+                format!("director `{}` has no `mode` line, and the default `mode gateway` (direct routing) is not supported yet; add `mode nat`", d.name.value)
+            } else {
+                format!("`mode {m}` is not supported yet; only `mode nat` is")
+            };
+            return Err(err(d.mode.span, why));
+        }
+        if lvs_core::sched::by_name(d.balance.value).is_none() {
+            return Err(err(
+                d.balance.span,
+                format!(
+                    "scheduler `{}` is not implemented yet; this build has: {}",
+                    d.balance.value,
+                    lvs_core::sched::AVAILABLE.join(", ")
+                ),
+            ));
+        }
+        if let Some(c) = &d.check {
+            return Err(err(
+                c.span,
+                "`check` (health checks) is not supported yet".into(),
+            ));
+        }
+        if let Some(p) = &d.persistence {
+            return Err(err(
+                p.span,
+                "`option persistence` is not supported yet".into(),
+            ));
+        }
+        if let Some(h) = &d.health {
+            return Err(err(
+                h.span,
+                "health checks (`option ...check`) are not supported yet".into(),
+            ));
+        }
+        if let Some(s) = d.one_packet {
+            return Err(err(s, "`option onepacket` is not supported yet".into()));
+        }
+        let protocol = match d.protocol {
+            Protocol::Tcp => ipproto::TCP,
+            Protocol::Udp => ipproto::UDP,
+        };
+        let key = ServiceKey {
+            protocol,
+            addr: addr.value,
+            port,
+        };
+        engine
+            .add_service(key, d.balance.value, 0)
+            .map_err(|e| err(d.name.span, format!("director `{}`: {e}", d.name.value)))?;
+        // Servers are added in file order; like `ipvsadm -a`, each new one
+        // goes to the front of the destination list.
+        for s in &d.servers {
+            if s.check {
+                return Err(err(
+                    s.name.span,
+                    "per-server `check` is not supported yet".into(),
+                ));
+            }
+            if s.sorry {
+                return Err(err(
+                    s.name.span,
+                    "sorry servers are not supported yet".into(),
+                ));
+            }
+            if s.addr.value.is_ipv6() {
+                return Err(err(
+                    s.addr.span,
+                    "IPv6 servers are not supported yet".into(),
+                ));
+            }
+            let cfg = DestConfig {
+                addr: s.addr.value,
+                // No port: the director's port (as ipvsadm does for -r without a port).
+                port: s.port.unwrap_or(port),
+                forward: Forward::Masq,
+                weight: i32::try_from(s.weight).unwrap_or(i32::MAX),
+                u_threshold: 0,
+                l_threshold: 0,
+            };
+            engine
+                .add_dest(key, cfg)
+                .map_err(|e| err(s.span, format!("server `{}`: {e}", s.name.value)))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Engine, ConfigError> {
+        let cfg = lvs_config::parse_str(text, "t.conf")?;
+        let mut e = Engine::new(0);
+        apply(&mut e, &cfg, "t.conf", text)?;
+        Ok(e)
+    }
+
+    #[test]
+    fn a_nat_director_becomes_a_service() {
+        let e = load(
+            "director web 198.18.0.100:80 TCP\n  balance roundrobin\n  mode nat\n  server a 198.18.1.11:80\n  server b 198.18.1.12 weight 2\n",
+        )
+        .unwrap();
+        let (s, dests) = e.services().next().unwrap();
+        assert_eq!(s.scheduler.name(), "wrr");
+        // Front insertion: b (added last) is first in the list.
+        assert_eq!(
+            dests.iter().map(|d| (d.port, d.weight)).collect::<Vec<_>>(),
+            [(80, 2), (80, 1)]
+        );
+    }
+
+    #[test]
+    fn unsupported_constructs_point_at_their_line() {
+        let e = load("director web 198.18.0.100:80\n balance roundrobin\n")
+            .err()
+            .unwrap();
+        assert_eq!((e.line, e.col), (1, 1));
+        assert!(e.message.contains("mode nat"), "{}", e.message);
+        let e = load("director web 198.18.0.100:80\n mode nat\n balance source\n")
+            .err()
+            .unwrap();
+        assert_eq!((e.line, e.col), (3, 2));
+        assert!(e.message.contains("`sh`"), "{}", e.message);
+        let e = load("director web 198.18.0.100:80\n mode tunnel\n")
+            .err()
+            .unwrap();
+        assert_eq!((e.line, e.col), (2, 2));
+        let e = load("director web 198.18.0.100\n mode nat\n")
+            .err()
+            .unwrap();
+        assert_eq!(e.line, 1);
+        assert!(e.message.contains("needs a port"));
+        assert!(load("").is_ok());
+    }
+}
