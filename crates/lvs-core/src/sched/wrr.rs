@@ -148,7 +148,8 @@ mod tests {
     // schedulers.md §2 worked examples, "first picks of a fresh service" column.
     #[test]
     fn worked_examples_fresh_service() {
-        let cases: &[(&[(u8, i32)], &[u8])] = &[
+        type Case<'a> = (&'a [(u8, i32)], &'a [u8]);
+        let cases: &[Case] = &[
             (
                 &[(A, 4), (B, 3), (C, 2)],
                 &[A, B, C, A, A, B, A, B, C, A, B, C, A, A, B],

@@ -1,0 +1,399 @@
+//! End-to-end: real kernels' TCP/UDP stacks in network namespaces (a client,
+//! the director running the real `lvsd` binary, three real servers), real
+//! `curl`, and the real `lvsadm` binary reading the tables back.
+//!
+//! Needs root (namespaces, AF_PACKET) and `curl`. The binaries must be built
+//! (`cargo build --workspace --bins`, which `scripts/test.sh` does).
+
+use lvs_lab::{server_ip, Lab, VIP};
+use std::collections::HashMap;
+use std::net::SocketAddrV4;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Namespace tests run one at a time (two cores; clearer failures).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "the end-to-end tests need root (network namespaces, AF_PACKET); run scripts/test.sh as root");
+}
+
+fn lvsd() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lvsd"))
+}
+
+fn lvsadm_path() -> PathBuf {
+    let p = lvsd().with_file_name("lvsadm");
+    assert!(
+        p.exists(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins)",
+        p.display()
+    );
+    p
+}
+
+fn lvsadm(sock: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(lvsadm_path())
+        .arg("--control")
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("run lvsadm");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn wait_for_socket(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("lvsd did not open {} within 10 s", path.display());
+}
+
+/// A running director inside the lab; stopped (SIGTERM) by `stop` or on drop
+/// of the lab.
+struct Director {
+    pid: u32,
+    sock: PathBuf,
+    conf: PathBuf,
+}
+
+impl Director {
+    fn start(lab: &Lab, tag: &str, config: &str) -> Director {
+        let dir = std::env::temp_dir();
+        let conf = dir.join(format!("lvsd-e2e-{tag}-{}.conf", std::process::id()));
+        let sock = dir.join(format!("lvsd-e2e-{tag}-{}.sock", std::process::id()));
+        std::fs::write(&conf, config).unwrap();
+        let mut cmd = lab.command(lab.director_ns(), &lvsd().to_string_lossy());
+        cmd.arg("--config").arg(&conf).arg("--control").arg(&sock);
+        let pid = lab.spawn(lab.director_ns(), cmd).expect("start lvsd");
+        wait_for_socket(&sock);
+        Director { pid, sock, conf }
+    }
+
+    /// SIGTERM; asserts a clean exit and that the control socket is gone.
+    fn stop(self, lab: &Lab) {
+        let status = lab.stop(self.pid).expect("stop lvsd");
+        assert!(
+            status.success(),
+            "lvsd did not exit cleanly on SIGTERM: {status:?}"
+        );
+        assert!(!self.sock.exists(), "control socket left behind");
+        let _ = std::fs::remove_file(&self.conf);
+    }
+}
+
+fn curl(lab: &Lab, url: &str) -> Result<String, String> {
+    let out = lab
+        .exec(
+            lab.client_ns(),
+            "curl",
+            &["-s", "-S", "-m", "5", url],
+            Duration::from_secs(10),
+        )
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "curl {url}: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Polls `lvsadm ARGS` until its output equals `want` (connections finish
+/// closing a moment after the client is done) or 5 s have passed.
+fn assert_listing(sock: &Path, args: &[&str], want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (code, out, err) = lvsadm(sock, args);
+        assert_eq!(code, 0, "lvsadm {args:?} failed: {err}");
+        if out == want {
+            return;
+        }
+        if Instant::now() > deadline {
+            assert_eq!(out, want, "lvsadm {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const CONFIG: &str = "\
+# e2e: round-robin NAT, TCP and UDP
+director web 198.18.0.100:80 TCP
+    balance roundrobin
+    mode nat
+    server rs1 198.18.1.11:80
+    server rs2 198.18.1.12:80
+    server rs3 198.18.1.13:80
+
+director dns 198.18.0.100:53 UDP
+    balance roundrobin
+    mode nat
+    server rs1 198.18.1.11:53
+    server rs2 198.18.1.12:53
+    server rs3 198.18.1.13:53
+";
+
+#[test]
+fn round_robin_nat_tcp_and_udp_through_lvsd() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let _ = Lab::cleanup_stale("lvte");
+    let lab = Lab::nat("lvte", 3).expect("build lab");
+    let servers = lab.start_identity_servers(80, 53).expect("real servers");
+    let director = Director::start(&lab, "rr", CONFIG);
+
+    // 300 sequential HTTP requests, a new curl (and connection) each.
+    let mut bodies: HashMap<String, u32> = HashMap::new();
+    let mut failures = Vec::new();
+    for _ in 0..300 {
+        match curl(&lab, "http://198.18.0.100/") {
+            Ok(b) => *bodies.entry(b).or_default() += 1,
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} requests failed, first: {}",
+        failures.len(),
+        failures[0]
+    );
+    for i in 1..=3 {
+        assert_eq!(
+            bodies.get(&format!("rs{i}\n")),
+            Some(&100),
+            "answers per server: {bodies:?}"
+        );
+    }
+    for s in &servers {
+        assert_eq!(s.tcp_requests(), 100, "{} counted", s.name);
+    }
+
+    // 30 UDP request/response exchanges from distinct source ports.
+    let replies = lab
+        .run_in(lab.client_ns(), || {
+            (0..30u16)
+                .map(|i| {
+                    lvs_lab::udp_exchange(
+                        42000 + i,
+                        SocketAddrV4::new(VIP, 53),
+                        b"who?",
+                        Duration::from_secs(3),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .expect("udp client");
+    let mut per: HashMap<Vec<u8>, u32> = HashMap::new();
+    for r in replies {
+        *per.entry(r.expect("udp reply through the VIP"))
+            .or_default() += 1;
+    }
+    for i in 1..=3 {
+        assert_eq!(
+            per.get(format!("rs{i}\n").as_bytes()),
+            Some(&10),
+            "udp answers: {per:?}"
+        );
+    }
+    for s in &servers {
+        assert_eq!(s.udp_requests(), 10, "{} counted", s.name);
+    }
+
+    // The table, in ipvsadm's exact layout (trailing spaces included).
+    let want = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  198.18.0.100:80 wrr
+  -> 198.18.1.11:80               Masq    1      0          100       
+  -> 198.18.1.12:80               Masq    1      0          100       
+  -> 198.18.1.13:80               Masq    1      0          100       
+UDP  198.18.0.100:53 wrr
+  -> 198.18.1.11:53               Masq    1      0          10        
+  -> 198.18.1.12:53               Masq    1      0          10        
+  -> 198.18.1.13:53               Masq    1      0          10        
+";
+    assert_listing(&director.sock, &["-L", "-n"], want);
+    assert_listing(&director.sock, &["-l", "-n"], want);
+    assert_listing(&director.sock, &["-Ln"], want);
+
+    // The connection table: 300 closed TCP entries and 30 UDP entries.
+    let (code, out, err) = lvsadm(&director.sock, &["-L", "-n", "-c"]);
+    assert_eq!(code, 0, "{err}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("IPVS connection entries"));
+    assert_eq!(
+        lines.next(),
+        Some("pro expire state       source             virtual            destination")
+    );
+    let rest: Vec<&str> = lines.collect();
+    assert_eq!(rest.len(), 330, "{out}");
+    let tcp: Vec<&&str> = rest.iter().filter(|l| l.starts_with("TCP ")).collect();
+    let udp: Vec<&&str> = rest.iter().filter(|l| l.starts_with("UDP ")).collect();
+    assert_eq!((tcp.len(), udp.len()), (300, 30));
+    for l in &tcp {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        assert!(
+            matches!(
+                f[2],
+                "TIME_WAIT" | "FIN_WAIT" | "CLOSE_WAIT" | "CLOSE" | "LAST_ACK"
+            ),
+            "{l}"
+        );
+        assert!(
+            f[3].starts_with("198.18.0.2:") && f[4] == "198.18.0.100:80",
+            "{l}"
+        );
+        assert!(
+            (1..=3).any(|i| f[5] == format!("{}:80", server_ip(i))),
+            "{l}"
+        );
+    }
+    for l in &udp {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(f[2], "UDP", "{l}");
+        // UDP entries live 300 s; the listing shows mm:ss of what is left.
+        assert!(f[1].starts_with("04:") || f[1] == "05:00", "{l}");
+    }
+    director.stop(&lab);
+    drop(servers);
+    lab.close().expect("lab cleanup");
+}
+
+#[test]
+fn empty_config_then_lvsadm_alone() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let _ = Lab::cleanup_stale("lvtadm");
+    let lab = Lab::nat("lvtadm", 3).expect("build lab");
+    let servers = lab
+        .start_identity_servers(8080, 5300)
+        .expect("real servers");
+    let director = Director::start(&lab, "adm", "# nothing yet\n");
+    let sock = &director.sock;
+    assert_listing(
+        sock,
+        &["-L", "-n"],
+        "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+    );
+    let ok = |args: &[&str]| {
+        let (code, _, err) = lvsadm(sock, args);
+        assert_eq!(code, 0, "lvsadm {args:?}: {err}");
+    };
+    ok(&["-A", "-t", "198.18.0.100:80", "-s", "rr"]);
+    ok(&[
+        "-a",
+        "-t",
+        "198.18.0.100:80",
+        "-r",
+        "198.18.1.11:8080",
+        "-m",
+    ]);
+    ok(&[
+        "-a",
+        "-t",
+        "198.18.0.100:80",
+        "-r",
+        "198.18.1.12:8080",
+        "-m",
+        "-w",
+        "3",
+    ]);
+    // ipvsadm's own error texts and exit codes.
+    let (code, _, err) = lvsadm(sock, &["-A", "-t", "198.18.0.100:80", "-s", "rr"]);
+    assert_eq!(
+        (code, err.lines().next()),
+        (255, Some("Service already exists"))
+    );
+    let (code, _, err) = lvsadm(
+        sock,
+        &["-a", "-t", "198.18.0.100:81", "-r", "198.18.1.11", "-m"],
+    );
+    assert_eq!(
+        (code, err.lines().next()),
+        (255, Some("Service not defined"))
+    );
+
+    // rr ignores weights: alternates between the two (list order: .12 first).
+    let mut order = Vec::new();
+    for _ in 0..6 {
+        order.push(curl(&lab, "http://198.18.0.100/").expect("request through the VIP"));
+    }
+    assert_eq!(
+        order,
+        ["rs2\n", "rs1\n", "rs2\n", "rs1\n", "rs2\n", "rs1\n"]
+    );
+
+    // Quiesce rs2 (weight 0): new connections all go to rs1.
+    ok(&[
+        "-e",
+        "-t",
+        "198.18.0.100:80",
+        "-r",
+        "198.18.1.12:8080",
+        "-m",
+        "-w",
+        "0",
+    ]);
+    for _ in 0..3 {
+        assert_eq!(curl(&lab, "http://198.18.0.100/").unwrap(), "rs1\n");
+    }
+    assert_eq!(servers[0].tcp_requests(), 6);
+    assert_eq!(servers[1].tcp_requests(), 3);
+
+    // --set and --timeout.
+    ok(&["--set", "100", "20", "30"]);
+    let (_, out, _) = lvsadm(sock, &["-L", "--timeout"]);
+    assert_eq!(out, "Timeout (tcp tcpfin udp): 100 20 30\n");
+
+    // Deleting the service empties the table; with no service the VIP no
+    // longer answers (curl fails).
+    ok(&["-D", "-t", "198.18.0.100:80"]);
+    assert!(curl(&lab, "http://198.18.0.100/").is_err());
+    director.stop(&lab);
+    drop(servers);
+    lab.close().expect("lab cleanup");
+}
+
+#[test]
+fn config_errors_name_file_line_and_column() {
+    let dir = std::env::temp_dir();
+    let conf = dir.join(format!("lvsd-bad-{}.conf", std::process::id()));
+    std::fs::write(
+        &conf,
+        "director web 198.18.0.100:80 TCP\n    mode nat\n    balanse roundrobin\n",
+    )
+    .unwrap();
+    let out = Command::new(lvsd())
+        .arg("--config")
+        .arg(&conf)
+        .arg("--control")
+        .arg(dir.join("unused.sock"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&conf);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.contains(&format!(
+            "{}:3:5: error: unknown statement `balanse`",
+            conf.display()
+        )),
+        "{err}"
+    );
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, property and engine tests, plus the end-to-end
+# tests that build network namespaces and push real curl/UDP traffic through
+# lvsd. Run as root on Linux (namespaces, AF_PACKET). Installs missing
+# Debian packages (iproute2, curl) first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+lvs_install_deps
+# The end-to-end tests run the real lvsd and lvsadm binaries.
+cargo build --workspace --bins --locked
+cargo test --workspace --locked "$@"
