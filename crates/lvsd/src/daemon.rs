@@ -35,6 +35,10 @@ struct PortRoute {
 struct Counters {
     rx: u64,
     tx: u64,
+    /// IPv4 frames whose L4 checksum was left to offload (partial).
+    rx_csum_partial: u64,
+    /// GSO super-packets received.
+    rx_gso: u64,
     no_route: u64,
     no_neighbour: u64,
     tx_refused: u64,
@@ -190,9 +194,11 @@ pub fn run(opts: Options) -> Result<(), String> {
         }
     }
     eprintln!(
-        "lvsd: stopping (rx {} tx {} frames; {} connections created; {} neighbours; drops: no route {}, no neighbour {}, refused {})",
+        "lvsd: stopping (rx {} tx {} frames, {} with partial checksum, {} GSO; {} connections created; {} neighbours; drops: no route {}, no neighbour {}, refused {})",
         d.counters.rx,
         d.counters.tx,
+        d.counters.rx_csum_partial,
+        d.counters.rx_gso,
         d.engine.counters.conns,
         d.neigh.len(),
         d.counters.no_route,
@@ -364,6 +370,8 @@ impl Director {
                     Some(s) => Ipv4Addr::new(s[0], s[1], s[2], s[3]),
                     None => return,
                 };
+                self.counters.rx_csum_partial += u64::from(meta.offload.csum_partial);
+                self.counters.rx_gso += u64::from(meta.offload.gso_type != 0);
                 let verdict = self
                     .engine
                     .process_ipv4(now_ms, ip, meta.offload.csum_partial);
