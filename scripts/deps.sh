@@ -6,6 +6,7 @@ lvs_install_deps() {
   command -v ip >/dev/null 2>&1 || need+=(iproute2)
   command -v curl >/dev/null 2>&1 || need+=(curl)
   command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
+  command -v nft >/dev/null 2>&1 || need+=(nftables)
   command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

@@ -2,10 +2,13 @@
 //! "in" and real-server side "out", connections.md §3.1–3.2), and a timing
 //! wheel that expires entries without scanning the table.
 //!
-//! Timers are lazy: a packet only moves an entry's `expires` forward; the
-//! wheel slot it sits in is revisited when due, and an entry that is not yet
-//! due is re-filed under its new expiry. So the per-packet cost of a timer
-//! restart is one store.
+//! Timers are lazy: a packet that moves an entry's expiry later only stores
+//! the new time; when the wheel reaches the tick the entry was filed under,
+//! an entry that is not yet due is re-filed under its new expiry. A packet
+//! that moves the expiry *earlier* (a shorter timeout, e.g. ESTABLISHED →
+//! CLOSE) files the entry again under the earlier tick; the older filing is
+//! recognised as stale and skipped. So a timer restart costs one store, or
+//! one push when the timeout shrinks.
 
 use crate::service::DestId;
 use crate::slab::Slab;
@@ -46,6 +49,8 @@ pub struct Conn {
     pub in_pkts: u64,
     /// Distinguishes this entry from earlier ones that had the same id.
     generation: u32,
+    /// The wheel tick this entry is currently filed under.
+    filed_tick: u64,
 }
 
 /// Lookup key of the client side: (protocol, caddr, cport, vaddr, vport).
@@ -94,8 +99,11 @@ impl Conn {
 pub const TICK_MS: u64 = 100;
 const WHEEL_SLOTS: usize = 4096;
 
+/// A wheel filing: entry, its generation, and the tick it was filed for.
+type Filing = (ConnId, u32, u64);
+
 struct Wheel {
-    slots: Vec<Vec<(ConnId, u32)>>,
+    slots: Vec<Vec<Filing>>,
     /// Next tick to process; every tick before it has been processed.
     next_tick: Option<u64>,
 }
@@ -107,14 +115,18 @@ impl Wheel {
             next_tick: None,
         }
     }
-    fn file(&mut self, id: ConnId, generation: u32, expires: u64) {
+    /// The tick an expiry time is filed under (never one already processed).
+    fn tick_for(&self, expires: u64) -> u64 {
         let tick = expires / TICK_MS;
-        // Never file into a tick that has already been processed.
-        let tick = match self.next_tick {
+        match self.next_tick {
             Some(n) if tick < n => n,
             _ => tick,
-        };
-        self.slots[(tick % WHEEL_SLOTS as u64) as usize].push((id, generation));
+        }
+    }
+    fn file(&mut self, id: ConnId, generation: u32, expires: u64) -> u64 {
+        let tick = self.tick_for(expires);
+        self.slots[(tick % WHEEL_SLOTS as u64) as usize].push((id, generation, tick));
+        tick
     }
 }
 
@@ -193,8 +205,23 @@ impl ConnTable {
         let id = self.conns.insert(c);
         self.by_in.insert(ik, id);
         self.by_out.insert(ok, id);
-        self.wheel.file(id, g, exp);
+        let tick = self.wheel.file(id, g, exp);
+        self.conns[id].filed_tick = tick;
         id
+    }
+
+    /// Restarts the timer of entry `id`: it now expires `timeout_ms` after `now`.
+    #[inline]
+    pub fn restart_timer(&mut self, id: ConnId, now: u64, timeout_ms: u64) {
+        let c = &mut self.conns[id];
+        c.timeout_ms = timeout_ms;
+        c.expires = now + timeout_ms;
+        let tick = self.wheel.tick_for(c.expires);
+        if tick < c.filed_tick {
+            let (g, exp) = (c.generation, c.expires);
+            let t = self.wheel.file(id, g, exp);
+            self.conns[id].filed_tick = t;
+        }
     }
 
     /// Unlinks and returns the entry `id`.
@@ -227,11 +254,12 @@ impl ConnTable {
             let slot = (next % WHEEL_SLOTS as u64) as usize;
             let mut due = std::mem::take(&mut self.wheel.slots[slot]);
             self.wheel.next_tick = Some(next + 1);
-            for &(id, g) in &due {
+            for &(id, g, tick) in &due {
                 let Some(c) = self.conns.get(id) else {
                     continue;
                 };
-                if c.generation != g {
+                if c.generation != g || c.filed_tick != tick {
+                    // A newer entry under a reused id, or a stale filing.
                     continue;
                 }
                 if c.expires <= now {
@@ -239,9 +267,13 @@ impl ConnTable {
                         expired += 1;
                         on_expire(c);
                     }
+                } else if tick > next {
+                    // Filed for a later revolution of the wheel.
+                    self.wheel.slots[slot].push((id, g, tick));
                 } else {
                     let exp = c.expires;
-                    self.wheel.file(id, g, exp);
+                    let t = self.wheel.file(id, g, exp);
+                    self.conns[id].filed_tick = t;
                 }
             }
             // Keep the slot's allocation; entries re-filed into this very slot
@@ -288,6 +320,7 @@ impl ConnTable {
             dest: None,
             in_pkts: 0,
             generation: 0,
+            filed_tick: 0,
         }
     }
 }
@@ -355,6 +388,23 @@ mod tests {
         }
         assert_eq!(n, 0);
         assert_eq!(t.expire(2 * span + 50 + 2 * TICK_MS, |_| {}), 1);
+    }
+
+    #[test]
+    fn a_shorter_timeout_takes_effect_at_once() {
+        let mut t = ConnTable::new(11);
+        t.expire(0, |_| {});
+        let id = t.insert(0, conn(1, 0, 3_000));
+        t.restart_timer(id, 10, 900_000); // ESTABLISHED
+        assert_eq!(t.expire(5_000, |_| {}), 0); // re-filed under 900 s
+        t.restart_timer(id, 81_000, 10_000); // RST: CLOSE, 10 s
+        assert_eq!(t.expire(90_900, |_| {}), 0);
+        assert_eq!(t.expire(91_000 + 2 * TICK_MS, |_| {}), 1);
+        assert!(t.is_empty());
+        // The stale 900 s filing is skipped later and harms nobody.
+        let other = t.insert(100_000, conn(2, 100_000, 1_000_000));
+        assert_eq!(t.expire(901_000, |_| {}), 0);
+        assert_eq!(t.get(other).cport, 2);
     }
 
     #[test]

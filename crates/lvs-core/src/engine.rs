@@ -194,10 +194,14 @@ impl Engine {
         sched_flags: u32,
     ) -> Result<(), ControlError> {
         let id = *self.by_key.get(&key).ok_or(ControlError::NoSuchService)?;
-        let mut s = sched::by_name(scheduler).ok_or(ControlError::SchedulerNotFound)?;
         let svc = &mut self.services[id];
-        s.init(DestList::new(&svc.dests, &self.dests));
-        svc.scheduler = s;
+        // The kernel rebinds the scheduler only when its name changes, so an
+        // edit that keeps it keeps its state (rr cursor, wrr cycle).
+        if svc.scheduler.name() != scheduler {
+            let mut s = sched::by_name(scheduler).ok_or(ControlError::SchedulerNotFound)?;
+            s.init(DestList::new(&svc.dests, &self.dests));
+            svc.scheduler = s;
+        }
         svc.sched_flags = sched_flags;
         Ok(())
     }
@@ -234,13 +238,18 @@ impl Engine {
         })
     }
 
-    fn check_dest(cfg: &DestConfig) -> Result<(), ControlError> {
+    fn check_dest(key: &ServiceKey, cfg: &DestConfig) -> Result<(), ControlError> {
         if cfg.weight < 0 {
             return Err(ControlError::Invalid("negative weight"));
         }
-        if cfg.l_threshold > cfg.u_threshold && cfg.u_threshold != 0 {
+        if cfg.l_threshold > cfg.u_threshold {
             return Err(ControlError::Invalid(
                 "lower threshold above upper threshold",
+            ));
+        }
+        if cfg.addr.is_ipv4() != key.addr.is_ipv4() && cfg.forward != Forward::Tunnel {
+            return Err(ControlError::Invalid(
+                "a different address family is allowed only for tunnelling",
             ));
         }
         if cfg.forward != Forward::Masq {
@@ -257,9 +266,34 @@ impl Engine {
             .by_key
             .get(&key)
             .ok_or(ControlError::ServiceNotDefined)?;
-        Self::check_dest(&cfg)?;
+        Self::check_dest(&key, &cfg)?;
         if self.find_dest(svc, cfg.addr, cfg.port).is_some() {
             return Err(ControlError::DestExists);
+        }
+        // A deleted destination that still has connections is revived, with
+        // its counters, so those connections keep flowing (connections.md §15).
+        let trashed = self
+            .dests
+            .iter()
+            .find(|(_, d)| {
+                !d.available() && d.svc_key == key && d.addr == cfg.addr && d.port == cfg.port
+            })
+            .map(|(id, _)| id);
+        if let Some(id) = trashed {
+            let d = &mut self.dests[id];
+            d.flags |= DEST_F_AVAILABLE;
+            d.flags &= !DEST_F_OVERLOAD;
+            d.svc = svc;
+            d.weight = cfg.weight;
+            d.last_weight = cfg.weight;
+            d.u_threshold = cfg.u_threshold;
+            d.l_threshold = cfg.l_threshold;
+            d.forward = cfg.forward;
+            let s = &mut self.services[svc];
+            s.dests.insert(0, id);
+            s.scheduler
+                .add_dest(DestList::new(&s.dests, &self.dests), 0);
+            return Ok(());
         }
         let id = self.dests.insert(Dest {
             addr: cfg.addr,
@@ -274,6 +308,7 @@ impl Engine {
             persist_conns: 0,
             flags: DEST_F_AVAILABLE,
             svc,
+            svc_key: key,
             refs: 0,
             stats: Counters::default(),
         });
@@ -290,7 +325,7 @@ impl Engine {
             .by_key
             .get(&key)
             .ok_or(ControlError::ServiceNotDefined)?;
-        Self::check_dest(&cfg)?;
+        Self::check_dest(&key, &cfg)?;
         let pos = self
             .find_dest(svc, cfg.addr, cfg.port)
             .ok_or(ControlError::NoSuchDest)?;
@@ -378,6 +413,11 @@ impl Engine {
     pub fn service(&self, key: &ServiceKey) -> Option<(&Service, Vec<&Dest>)> {
         let s = &self.services[*self.by_key.get(key)?];
         Some((s, s.dests.iter().map(|&d| &self.dests[d]).collect()))
+    }
+
+    /// Every destination, including deleted ones that still have connections.
+    pub fn all_dests(&self) -> impl Iterator<Item = &Dest> {
+        self.dests.iter().map(|(_, d)| d)
     }
 
     /// All connection entries.
@@ -637,6 +677,10 @@ impl Engine {
             return;
         };
         let d = &mut self.dests[did];
+        // Only destinations still linked in their service count (§19.1).
+        if !d.available() {
+            return;
+        }
         let svc = d.svc;
         let bump = |c: &mut Counters| {
             if inbound {
@@ -686,8 +730,8 @@ impl Engine {
             }
             _ => settings.udp_timeout,
         };
-        c.timeout_ms = u64::from(timeout_s) * 1000;
-        c.expires = now + c.timeout_ms;
+        self.conns
+            .restart_timer(id, now, u64::from(timeout_s) * 1000);
     }
 }
 

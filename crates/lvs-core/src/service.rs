@@ -51,6 +51,8 @@ pub struct Dest {
     pub flags: u32,
     /// The service this destination belongs (or belonged) to.
     pub svc: SvcId,
+    /// That service's key (still meaningful after the service is gone).
+    pub svc_key: ServiceKey,
     /// Connection entries still pointing here (keeps a deleted destination alive).
     pub refs: u32,
     pub stats: Counters,

@@ -35,6 +35,34 @@ pub struct ControlServer {
 /// Longest request line accepted.
 const MAX_REQUEST: u64 = 1 << 20;
 
+/// Fails if another daemon answers on `path` or if something other than a
+/// (stale) socket is in the way. Called before lvsd touches any interface.
+pub fn check_free(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} exists and is not a socket; choose another --control PATH",
+                path.display()
+            ),
+        ));
+    }
+    if UnixStream::connect(path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "another lvsd answers on {}; stop it or use --control PATH",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl ControlServer {
     /// Binds the socket at `path` (creating its directory, replacing a stale
     /// socket, refusing if another daemon answers there) and starts the thread.
@@ -44,16 +72,8 @@ impl ControlServer {
                 std::fs::create_dir_all(dir)?;
             }
         }
+        check_free(path)?;
         if path.exists() {
-            if UnixStream::connect(path).is_ok() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!(
-                        "another lvsd answers on {}; stop it or use --control PATH",
-                        path.display()
-                    ),
-                ));
-            }
             std::fs::remove_file(path)?;
         }
         let listener = UnixListener::bind(path)?;

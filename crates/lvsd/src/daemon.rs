@@ -5,6 +5,7 @@
 
 use crate::arp::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR};
 use crate::control::ControlServer;
+use crate::guard::KernelGuard;
 use crate::io::afpacket::AfPacket;
 use crate::io::{PacketIo, PortId};
 use crate::net::{self, Interface, Neighbours};
@@ -43,6 +44,27 @@ struct Counters {
     no_neighbour: u64,
     tx_refused: u64,
     arp_replies: u64,
+    icmp_ratelimited: u64,
+}
+
+/// A token bucket of one token per millisecond, `BURST` deep.
+struct IcmpLimit {
+    tokens: u64,
+    last_ms: u64,
+}
+
+impl IcmpLimit {
+    const BURST: u64 = 50;
+
+    fn allow(&mut self, now_ms: u64) -> bool {
+        self.tokens = (self.tokens + now_ms.saturating_sub(self.last_ms)).min(Self::BURST);
+        self.last_ms = now_ms;
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
 }
 
 struct Director {
@@ -55,11 +77,18 @@ struct Director {
     /// Last time an ARP request went out for (port, address).
     arp_asked: std::collections::HashMap<(PortId, Ipv4Addr), Instant>,
     icmp_buf: Vec<u8>,
+    /// Without the nftables guard a VIP on a kernel interface is answered by
+    /// the kernel too: worth a warning.
+    warn_local_vip: bool,
+    icmp_limit: IcmpLimit,
 }
 
 /// Runs until SIGTERM/SIGINT. Errors are rendered for people.
 pub fn run(opts: Options) -> Result<(), String> {
+    crate::control::check_free(&opts.control).map_err(|e| format!("control socket: {e}"))?;
     let mut engine = Engine::new(seed());
+    // Room for the first connections without rehashing on the packet path.
+    engine.reserve_connections(1 << 16);
     let mut wanted: Vec<String> = Vec::new();
     if let Some(path) = &opts.config {
         let file = path.display().to_string();
@@ -71,7 +100,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     let all = net::interfaces().map_err(|e| format!("cannot list interfaces: {e}"))?;
     let ports: Vec<Interface> = if wanted.is_empty() {
         all.into_iter()
-            .filter(|i| i.up && !i.loopback && !net::has_master(&i.name))
+            .filter(|i| i.up && !i.loopback && i.ethernet && !net::has_master(&i.name))
             .collect()
     } else {
         let mut v = Vec::new();
@@ -82,6 +111,9 @@ pub fn run(opts: Options) -> Result<(), String> {
             if !i.up {
                 return Err(format!("interface `{w}` is down"));
             }
+            if !i.ethernet {
+                return Err(format!("interface `{w}` is not an Ethernet interface"));
+            }
             v.push(i.clone());
         }
         v
@@ -91,7 +123,8 @@ pub fn run(opts: Options) -> Result<(), String> {
     }
     let mut io = AfPacket::open(&ports.iter().map(|p| p.index).collect::<Vec<_>>())
         .map_err(|e| format!("cannot open packet sockets (are you root?): {e}"))?;
-    let forwarding = KernelForwarding::disable();
+    let names: Vec<String> = ports.iter().map(|p| p.name.clone()).collect();
+    let mut guard = KernelGuard::install(&engine, &names)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -108,6 +141,11 @@ pub fn run(opts: Options) -> Result<(), String> {
         counters: Counters::default(),
         arp_asked: Default::default(),
         icmp_buf: vec![0u8; 1600],
+        warn_local_vip: matches!(guard, KernelGuard::Forwarding { .. }),
+        icmp_limit: IcmpLimit {
+            tokens: IcmpLimit::BURST,
+            last_ms: 0,
+        },
     };
     d.reload_routes();
     d.refresh_vips(&mut io, true);
@@ -152,7 +190,9 @@ pub fn run(opts: Options) -> Result<(), String> {
         }
         let now_ms = start.elapsed().as_millis() as u64;
         for (port, pfd) in fds.iter().enumerate().take(nports) {
-            if pfd.revents & libc::POLLIN == 0 {
+            // An error (e.g. the interface went down) is read and reported by
+            // recv; skipping it would make poll return at once forever.
+            if pfd.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) == 0 {
                 continue;
             }
             // Drain the socket batch by batch (bounded, so control requests
@@ -182,6 +222,9 @@ pub fn run(opts: Options) -> Result<(), String> {
             }
         }
         if fds[nports].revents & libc::POLLIN != 0 && control.serve(&mut d.engine, now_ms) {
+            if let Err(e) = guard.update(&d.engine) {
+                eprintln!("lvsd: warning: {e}");
+            }
             d.refresh_vips(&mut io, false);
             last_housekeeping = Instant::now() - Duration::from_secs(10);
         }
@@ -206,7 +249,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         d.counters.tx_refused
     );
     drop(control);
-    drop(forwarding);
+    drop(guard);
     Ok(())
 }
 
@@ -230,7 +273,9 @@ impl Director {
             // SAFETY: fds is a live array of pollfd of the given length.
             unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
             for port in 0..fds.len() {
-                while let Ok(n) = io.recv(port) {
+                // Bounded: under load the sockets never run dry.
+                for _ in 0..16 {
+                    let n = io.recv(port).unwrap_or(0);
                     if n == 0 {
                         break;
                     }
@@ -300,8 +345,8 @@ impl Director {
         let new: Vec<Ipv4Addr> = now.difference(&self.vips).copied().collect();
         for vip in &new {
             for (port, p) in self.ports.iter().enumerate() {
-                if p.addrs.contains(vip) {
-                    eprintln!("lvsd: warning: VIP {vip} is also configured on kernel interface {}; the kernel will answer it too", p.name);
+                if self.warn_local_vip && p.addrs.contains(vip) {
+                    eprintln!("lvsd: warning: VIP {vip} is also configured on kernel interface {}; the kernel will answer it too (install nftables to prevent that)", p.name);
                 }
                 let mut f = [0u8; 60];
                 let n = arp::build(&mut f, [0xff; 6], p.mac, &arp::gratuitous(*vip, p.mac));
@@ -401,6 +446,12 @@ impl Director {
                     }
                     Verdict::Forward { to: IpAddr::V6(_) } => {}
                     Verdict::Unreachable => {
+                        // Rate-limited like the kernel's ICMP (1000/s, burst
+                        // 50): a SYN flood must not become an ICMP flood.
+                        if !self.icmp_limit.allow(now_ms) {
+                            self.counters.icmp_ratelimited += 1;
+                            return;
+                        }
                         let mac = self.ports[port].mac;
                         let buf = &mut self.icmp_buf;
                         buf[0..6].copy_from_slice(&src_mac);
@@ -435,40 +486,20 @@ fn seed() -> u64 {
     u64::from_ne_bytes(b)
 }
 
-/// Keeps the kernel from forwarding the packets lvsd balances: IPv4
-/// forwarding is switched off in the namespace while lvsd runs and
-/// restored when it stops.
-struct KernelForwarding {
-    restore: Option<String>,
-}
+#[cfg(test)]
+mod tests {
+    use super::IcmpLimit;
 
-const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
-
-impl KernelForwarding {
-    fn disable() -> KernelForwarding {
-        let old = std::fs::read_to_string(IP_FORWARD).unwrap_or_default();
-        if old.trim() == "0" {
-            return KernelForwarding { restore: None };
-        }
-        match std::fs::write(IP_FORWARD, "0") {
-            Ok(()) => {
-                eprintln!("lvsd: switched kernel IPv4 forwarding off in this namespace (restored on exit)");
-                KernelForwarding {
-                    restore: Some(old.trim().to_string()),
-                }
-            }
-            Err(e) => {
-                eprintln!("lvsd: warning: cannot switch kernel IPv4 forwarding off ({e}); the kernel may forward balanced packets too");
-                KernelForwarding { restore: None }
-            }
-        }
-    }
-}
-
-impl Drop for KernelForwarding {
-    fn drop(&mut self) {
-        if let Some(v) = &self.restore {
-            let _ = std::fs::write(IP_FORWARD, v);
-        }
+    #[test]
+    fn icmp_limit_allows_a_burst_then_one_per_millisecond() {
+        let mut l = IcmpLimit {
+            tokens: IcmpLimit::BURST,
+            last_ms: 1000,
+        };
+        assert_eq!((0..100).filter(|_| l.allow(1000)).count(), 50);
+        assert!(!l.allow(1000));
+        assert!(l.allow(1001));
+        assert!(!l.allow(1001));
+        assert_eq!((0..100).filter(|_| l.allow(2000)).count(), 50);
     }
 }

@@ -5,6 +5,7 @@ mod control;
 mod daemon;
 mod demo;
 mod engine_ops;
+mod guard;
 mod io;
 mod net;
 mod setup;
@@ -21,9 +22,10 @@ use std::process::ExitCode;
 /// interfaces that are up (except loopback and bridge/bond ports), or to
 /// those the configuration names with `interface NAME`, answers ARP for
 /// every virtual IP and announces them with a gratuitous ARP, and balances
-/// the configured directors in NAT mode. While it runs, kernel IPv4
-/// forwarding in the namespace is off, so the kernel does not forward the
-/// balanced packets a second time. SIGTERM or SIGINT stops it cleanly.
+/// the configured directors in NAT mode. While it runs, an nftables table
+/// `ip lvsd` keeps the kernel from also handling the balanced packets (without
+/// nft: kernel IPv4 forwarding is switched off instead). SIGTERM or SIGINT
+/// stops it cleanly and removes what it installed.
 ///
 /// Manage it with `lvsadm` (ipvsadm's command line) over the control socket.
 #[derive(Parser, Debug)]

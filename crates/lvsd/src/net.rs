@@ -17,6 +17,8 @@ pub struct Interface {
     pub addrs: Vec<Ipv4Addr>,
     pub up: bool,
     pub loopback: bool,
+    /// Ethernet framing (ARPHRD_ETHER): the only kind lvsd can drive.
+    pub ethernet: bool,
 }
 
 /// Lists the namespace's interfaces (getifaddrs).
@@ -51,6 +53,7 @@ pub fn interfaces() -> io::Result<Vec<Interface>> {
                     addrs: vec![],
                     up: ifa.ifa_flags & libc::IFF_UP as u32 != 0,
                     loopback: ifa.ifa_flags & libc::IFF_LOOPBACK as u32 != 0,
+                    ethernet: false,
                 });
                 out.len() - 1
             }
@@ -59,6 +62,7 @@ pub fn interfaces() -> io::Result<Vec<Interface>> {
             // SAFETY: for AF_PACKET entries ifa_addr points at a sockaddr_ll.
             let sll = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_ll) };
             out[entry].index = sll.sll_ifindex;
+            out[entry].ethernet = sll.sll_hatype == libc::ARPHRD_ETHER;
             if sll.sll_halen == 6 {
                 out[entry].mac.copy_from_slice(&sll.sll_addr[..6]);
             }

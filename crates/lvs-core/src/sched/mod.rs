@@ -136,6 +136,11 @@ pub(crate) mod testutil {
                 persist_conns: 0,
                 flags: DEST_F_AVAILABLE,
                 svc: 0,
+                svc_key: crate::service::ServiceKey {
+                    protocol: 6,
+                    addr: pkt().daddr,
+                    port: 80,
+                },
                 refs: 0,
                 stats: Counters::default(),
             });

@@ -184,22 +184,37 @@ impl PacketIo for AfPacket {
     }
 
     fn recv(&mut self, port: PortId) -> io::Result<usize> {
+        // Queued frames may point into the receive slots about to be reused.
+        if self.tx.iter().any(|q| !q.is_empty()) {
+            self.flush()?;
+        }
         let fd = self.socks[port].as_raw_fd();
+        // Raw pointers taken once, so that writing one header does not
+        // invalidate the pointers already stored in the others.
+        let rx = self.rx_buf.as_mut_ptr();
+        let iov = self.iov.as_mut_ptr();
+        let msgs = self.msgs.as_mut_ptr();
+        let addrs = self.rx_addr.as_mut_ptr();
         for i in 0..BATCH {
-            self.iov[i] = libc::iovec {
-                // SAFETY: slot i lies inside rx_buf (BATCH * SLOT bytes).
-                iov_base: unsafe { self.rx_buf.as_mut_ptr().add(i * SLOT) }.cast(),
-                iov_len: SLOT,
-            };
-            let m = &mut self.msgs[i];
-            m.msg_hdr.msg_name = (&mut self.rx_addr[i] as *mut libc::sockaddr_ll).cast();
-            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-            m.msg_hdr.msg_iov = &mut self.iov[i];
-            m.msg_hdr.msg_iovlen = 1;
-            m.msg_hdr.msg_control = std::ptr::null_mut();
-            m.msg_hdr.msg_controllen = 0;
-            m.msg_hdr.msg_flags = 0;
-            m.msg_len = 0;
+            // SAFETY: i < BATCH and rx_buf has BATCH * SLOT bytes, iov and
+            // msgs BATCH + NEW_SLOTS entries, rx_addr BATCH entries; all
+            // live as long as self, and the kernel writes through them only
+            // during the recvmmsg call below.
+            unsafe {
+                *iov.add(i) = libc::iovec {
+                    iov_base: rx.add(i * SLOT).cast(),
+                    iov_len: SLOT,
+                };
+                let m = &mut *msgs.add(i);
+                m.msg_hdr.msg_name = addrs.add(i).cast();
+                m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+                m.msg_hdr.msg_iov = iov.add(i);
+                m.msg_hdr.msg_iovlen = 1;
+                m.msg_hdr.msg_control = std::ptr::null_mut();
+                m.msg_hdr.msg_controllen = 0;
+                m.msg_hdr.msg_flags = 0;
+                m.msg_len = 0;
+            }
         }
         // SAFETY: msgs holds BATCH initialised headers whose buffers and
         // names point into our own live allocations.
@@ -248,15 +263,25 @@ impl PacketIo for AfPacket {
     }
 
     fn queue_rx(&mut self, i: usize, out: PortId, len: usize, offload: Offload) {
+        let cap = self.iov.len();
+        let Some(q) = self.tx.get_mut(out) else {
+            return;
+        };
+        // The send headers are preallocated: beyond them a frame is dropped.
+        if i >= BATCH || q.len() >= cap {
+            return;
+        }
+        q.push((TxSrc::Rx(i), VNET_LEN + len.min(SLOT - VNET_LEN)));
         let base = i * SLOT;
         Self::write_vnet(&mut self.rx_buf[base..base + VNET_LEN], &offload);
-        if let Some(q) = self.tx.get_mut(out) {
-            q.push((TxSrc::Rx(i), VNET_LEN + len.min(SLOT - VNET_LEN)));
-        }
     }
 
     fn queue_new(&mut self, out: PortId, frame: &[u8]) {
-        if self.new_used >= NEW_SLOTS || frame.len() > NEW_SLOT - VNET_LEN || out >= self.tx.len() {
+        if self.new_used >= NEW_SLOTS
+            || frame.len() > NEW_SLOT - VNET_LEN
+            || out >= self.tx.len()
+            || self.tx[out].len() >= self.iov.len()
+        {
             return;
         }
         let k = self.new_used;
@@ -275,31 +300,38 @@ impl PacketIo for AfPacket {
                 self.tx[port] = q;
                 continue;
             }
-            for (j, &(src, len)) in q.iter().enumerate() {
-                let base = match src {
-                    // SAFETY: both offsets lie inside their buffers (checked when queued).
-                    TxSrc::Rx(i) => unsafe { self.rx_buf.as_mut_ptr().add(i * SLOT) },
-                    // SAFETY: as above.
-                    TxSrc::New(k) => unsafe { self.new_buf.as_mut_ptr().add(k * NEW_SLOT) },
-                };
-                self.iov[j] = libc::iovec {
-                    iov_base: base.cast(),
-                    iov_len: len,
-                };
-                let m = &mut self.msgs[j];
-                m.msg_hdr.msg_name = std::ptr::null_mut();
-                m.msg_hdr.msg_namelen = 0;
-                m.msg_hdr.msg_iov = &mut self.iov[j];
-                m.msg_hdr.msg_iovlen = 1;
-                m.msg_hdr.msg_control = std::ptr::null_mut();
-                m.msg_hdr.msg_controllen = 0;
-                m.msg_hdr.msg_flags = 0;
+            let (rx, new) = (self.rx_buf.as_mut_ptr(), self.new_buf.as_mut_ptr());
+            let (iov, msgs) = (self.iov.as_mut_ptr(), self.msgs.as_mut_ptr());
+            for (j, &(src, len)) in q.iter().enumerate().take(self.iov.len()) {
+                // SAFETY: queue_rx/queue_new only queue slots inside rx_buf /
+                // new_buf with lengths within the slot, and at most
+                // iov.len() (== msgs.len()) frames per port, so j is in
+                // bounds; the pointers are used by the sendmmsg calls below
+                // while self is borrowed.
+                unsafe {
+                    let base = match src {
+                        TxSrc::Rx(i) => rx.add(i * SLOT),
+                        TxSrc::New(k) => new.add(k * NEW_SLOT),
+                    };
+                    *iov.add(j) = libc::iovec {
+                        iov_base: base.cast(),
+                        iov_len: len,
+                    };
+                    let m = &mut *msgs.add(j);
+                    m.msg_hdr.msg_name = std::ptr::null_mut();
+                    m.msg_hdr.msg_namelen = 0;
+                    m.msg_hdr.msg_iov = iov.add(j);
+                    m.msg_hdr.msg_iovlen = 1;
+                    m.msg_hdr.msg_control = std::ptr::null_mut();
+                    m.msg_hdr.msg_controllen = 0;
+                    m.msg_hdr.msg_flags = 0;
+                }
             }
             let fd = self.socks[port].as_raw_fd();
             let mut sent = 0usize;
-            let mut tries = 0;
-            while sent < q.len() && tries < 4 {
-                tries += 1;
+            // Give up only after repeated calls that made no progress.
+            let mut stalls = 0;
+            while sent < q.len() && stalls < 4 {
                 // SAFETY: msgs[sent..q.len()] are initialised headers pointing into our buffers.
                 let r = unsafe {
                     libc::sendmmsg(
@@ -314,6 +346,7 @@ impl PacketIo for AfPacket {
                     match e.kind() {
                         io::ErrorKind::Interrupted => continue,
                         io::ErrorKind::WouldBlock => {
+                            stalls += 1;
                             // Socket buffer full: wait briefly for room.
                             let mut pfd = libc::pollfd {
                                 fd,
@@ -329,6 +362,8 @@ impl PacketIo for AfPacket {
                             refused += 1;
                         }
                     }
+                } else if r == 0 {
+                    stalls += 1;
                 } else {
                     sent += r as usize;
                 }
