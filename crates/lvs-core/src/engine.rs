@@ -634,13 +634,14 @@ impl Engine {
             return self.drop(DropReason::UnsupportedForward);
         };
         // forwarding.md §3.3: the IN path decrements TTL towards a remote real server.
-        let ttl = ip.ttl();
-        if ttl <= 1 {
-            return self.drop(DropReason::TtlExceeded);
-        }
-        ip.set_ttl(ttl - 1);
-        nat::rewrite_v4(ip, Side::Destination, d4.octets(), dport, csum_partial);
-        Verdict::Forward { to: daddr }
+        self.masquerade(
+            ip,
+            Side::Destination,
+            d4.octets(),
+            dport,
+            csum_partial,
+            daddr,
+        )
     }
 
     fn forward_out(
@@ -663,13 +664,26 @@ impl Engine {
         };
         // The kernel forwards replies with the normal IP forwarding path,
         // which decrements TTL once.
+        self.masquerade(ip, Side::Source, v4.octets(), vport, csum_partial, caddr)
+    }
+
+    /// Decrements TTL (dropping at 1) and rewrites `side` to `addr:port`.
+    fn masquerade(
+        &mut self,
+        ip: &mut Ipv4Packet<&mut [u8]>,
+        side: Side,
+        addr: [u8; 4],
+        port: u16,
+        csum_partial: bool,
+        to: IpAddr,
+    ) -> Verdict {
         let ttl = ip.ttl();
         if ttl <= 1 {
             return self.drop(DropReason::TtlExceeded);
         }
         ip.set_ttl(ttl - 1);
-        nat::rewrite_v4(ip, Side::Source, v4.octets(), vport, csum_partial);
-        Verdict::Forward { to: caddr }
+        nat::rewrite_v4(ip, side, addr, port, csum_partial);
+        Verdict::Forward { to }
     }
 
     fn account(&mut self, id: ConnId, inbound: bool, len: u64) {

@@ -371,3 +371,18 @@ fn random_l4_contents_never_panic() {
         "some random packets must have opened connections"
     );
 }
+
+#[test]
+fn ttl_one_is_dropped_not_forwarded() {
+    let mut e = Engine::new(2);
+    service(&mut e, ipproto::TCP, "rr", &[(1, 1)]);
+    let mut syn = packet(ipproto::TCP, C, 40000, V, 80, SYN);
+    syn[8] = 1;
+    let mut p = Ipv4Packet::new_checked(&mut syn[..]).unwrap();
+    p.fill_checksum();
+    assert_eq!(
+        e.process_ipv4(0, &mut syn, false),
+        Verdict::Drop(lvs_core::DropReason::TtlExceeded)
+    );
+    assert_eq!(e.counters.drops[lvs_core::DropReason::TtlExceeded as usize], 1);
+}
