@@ -384,5 +384,8 @@ fn ttl_one_is_dropped_not_forwarded() {
         e.process_ipv4(0, &mut syn, false),
         Verdict::Drop(lvs_core::DropReason::TtlExceeded)
     );
-    assert_eq!(e.counters.drops[lvs_core::DropReason::TtlExceeded as usize], 1);
+    assert_eq!(
+        e.counters.drops[lvs_core::DropReason::TtlExceeded as usize],
+        1
+    );
 }
