@@ -12,7 +12,8 @@ use crate::conn::{flags as cf, Conn, ConnId, ConnTable, InKey, OutKey};
 use crate::nat::{self, Side};
 use crate::proto::tcp::{self, TcpEvent, TcpState};
 use crate::proto::{udp, Direction};
-use crate::sched::{self, DestList, PacketInfo};
+use crate::rng::Rng;
+use crate::sched::{self, DestList, PacketInfo, SchedCtx};
 use crate::service::{
     Dest, DestId, Forward, Service, ServiceKey, SvcId, DEST_F_AVAILABLE, DEST_F_OVERLOAD,
 };
@@ -137,7 +138,13 @@ pub struct Engine {
     dests: Slab<Dest>,
     conns: ConnTable,
     pub settings: Settings,
+    /// Knobs the schedulers read (lblc/lblcr expiration).
+    pub sched_settings: sched::SchedSettings,
     pub counters: EngineCounters,
+    rng: Rng,
+    next_dest_uid: u64,
+    /// Last time the schedulers' periodic hooks ran.
+    last_sched_tick: u64,
 }
 
 /// Parsed L4 facts of a packet.
@@ -157,7 +164,11 @@ impl Engine {
             dests: Slab::default(),
             conns: ConnTable::new(seed),
             settings: Settings::default(),
+            sched_settings: sched::SchedSettings::default(),
             counters: EngineCounters::default(),
+            rng: Rng::new(seed.rotate_left(29) ^ 0x6a09_e667_f3bc_c909),
+            next_dest_uid: 0,
+            last_sched_tick: 0,
         }
     }
 
@@ -174,7 +185,7 @@ impl Engine {
             return Err(ControlError::ServiceExists);
         }
         let mut s = sched::by_name(scheduler).ok_or(ControlError::SchedulerNotFound)?;
-        s.init(DestList::new(&[], &self.dests));
+        s.init(DestList::new(&[], &self.dests), sched_flags);
         let id = self.services.insert(Service {
             key,
             scheduler: s,
@@ -195,11 +206,12 @@ impl Engine {
     ) -> Result<(), ControlError> {
         let id = *self.by_key.get(&key).ok_or(ControlError::NoSuchService)?;
         let svc = &mut self.services[id];
-        // The kernel rebinds the scheduler only when its name changes, so an
-        // edit that keeps it keeps its state (rr cursor, wrr cycle).
-        if svc.scheduler.name() != scheduler {
+        // The kernel rebinds the scheduler only when it changes, so an edit
+        // that keeps it keeps its state (rr cursor, wrr cycle). New flags
+        // take effect through a rebind, as sh/mh read them at init.
+        if svc.scheduler.name() != scheduler || svc.sched_flags != sched_flags {
             let mut s = sched::by_name(scheduler).ok_or(ControlError::SchedulerNotFound)?;
-            s.init(DestList::new(&svc.dests, &self.dests));
+            s.init(DestList::new(&svc.dests, &self.dests), sched_flags);
             svc.scheduler = s;
         }
         svc.sched_flags = sched_flags;
@@ -309,6 +321,10 @@ impl Engine {
             flags: DEST_F_AVAILABLE,
             svc,
             svc_key: key,
+            uid: {
+                self.next_dest_uid += 1;
+                self.next_dest_uid
+            },
             refs: 0,
             stats: Counters::default(),
         });
@@ -457,6 +473,18 @@ impl Engine {
         } = self;
         let n = conns.expire(now, |c| unbind(dests, &c));
         counters.expired += n as u64;
+        if now.saturating_sub(self.last_sched_tick) >= 1000 {
+            self.last_sched_tick = now;
+            let mut ctx = SchedCtx {
+                now_ms: now,
+                rng: &mut self.rng,
+                settings: &self.sched_settings,
+            };
+            for (_, s) in self.services.iter_mut() {
+                s.scheduler
+                    .tick(DestList::new(&s.dests, &self.dests), &mut ctx);
+            }
+        }
         n
     }
 
@@ -541,9 +569,14 @@ impl Engine {
             dport: l4.dport,
         };
         let s = &mut self.services[svc];
+        let mut ctx = SchedCtx {
+            now_ms: now,
+            rng: &mut self.rng,
+            settings: &self.sched_settings,
+        };
         let Some(pos) = s
             .scheduler
-            .schedule(DestList::new(&s.dests, &self.dests), &info)
+            .schedule(DestList::new(&s.dests, &self.dests), &info, &mut ctx)
         else {
             self.counters.unreachable += 1;
             return Verdict::Unreachable;

@@ -8,6 +8,7 @@ pub mod conn;
 pub mod engine;
 pub mod nat;
 pub mod proto;
+pub mod rng;
 pub mod sched;
 pub mod service;
 pub mod slab;

@@ -51,6 +51,8 @@ pub struct Dest {
     pub flags: u32,
     /// The service this destination belongs (or belonged) to.
     pub svc: SvcId,
+    /// Unique for the engine's lifetime (slab ids are reused; this is not).
+    pub uid: u64,
     /// That service's key (still meaningful after the service is gone).
     pub svc_key: ServiceKey,
     /// Connection entries still pointing here (keeps a deleted destination alive).

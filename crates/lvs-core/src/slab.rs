@@ -70,6 +70,13 @@ impl<T> Slab<T> {
             .enumerate()
             .filter_map(|(i, s)| s.as_ref().map(|v| (i as u32, v)))
     }
+    /// Live entries with their ids, mutable.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (u32, &mut T)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_mut().map(|v| (i as u32, v)))
+    }
 }
 
 impl<T> std::ops::Index<u32> for Slab<T> {

@@ -1,7 +1,7 @@
 //! lc — least connection (schedulers.md §3): minimum overhead among
 //! destinations that are not overloaded and have a non-zero weight.
 
-use super::{DestList, PacketInfo, Scheduler};
+use super::{DestList, PacketInfo, SchedCtx, Scheduler};
 
 /// Stateless.
 #[derive(Debug, Default)]
@@ -12,7 +12,12 @@ impl Scheduler for Lc {
         "lc"
     }
 
-    fn schedule(&mut self, dests: DestList<'_>, _pkt: &PacketInfo) -> Option<usize> {
+    fn schedule(
+        &mut self,
+        dests: DestList<'_>,
+        _pkt: &PacketInfo,
+        _ctx: &mut SchedCtx<'_>,
+    ) -> Option<usize> {
         let mut best: Option<(usize, i64)> = None;
         for (i, d) in dests.iter().enumerate() {
             if d.overloaded() || d.weight == 0 {

@@ -40,6 +40,12 @@ impl<'a> DestList<'a> {
     pub fn get(&self, i: usize) -> &'a Dest {
         &self.pool[self.ids[i]]
     }
+    /// List position of the destination whose `uid` is `uid`, if it is
+    /// still in the list (schedulers that remember destinations across
+    /// calls, like lblc, hold uids, never positions).
+    pub fn position_of(&self, uid: u64) -> Option<usize> {
+        self.iter().position(|d| d.uid == uid)
+    }
     pub fn iter(&self) -> impl Iterator<Item = &'a Dest> + 'a {
         let pool = self.pool;
         self.ids.iter().map(move |&id| &pool[id])
@@ -56,13 +62,48 @@ pub struct PacketInfo {
     pub dport: u16,
 }
 
+/// Scheduler flag bit 1 (`-b sh-fallback` / `mh-fallback` / `flag-1`).
+pub const SCHED_F_FALLBACK: u32 = 0x0008;
+/// Scheduler flag bit 2 (`-b sh-port` / `mh-port` / `flag-2`).
+pub const SCHED_F_PORT: u32 = 0x0010;
+/// Scheduler flag bit 3 (`flag-3`).
+pub const SCHED_F_3: u32 = 0x0020;
+
+/// Run-time knobs (sysctls) that schedulers read.
+#[derive(Debug, Clone)]
+pub struct SchedSettings {
+    /// `lblc_expiration`, seconds (default 86400).
+    pub lblc_expiration_s: u32,
+    /// `lblcr_expiration`, seconds (default 86400).
+    pub lblcr_expiration_s: u32,
+}
+
+impl Default for SchedSettings {
+    fn default() -> Self {
+        SchedSettings {
+            lblc_expiration_s: 24 * 60 * 60,
+            lblcr_expiration_s: 24 * 60 * 60,
+        }
+    }
+}
+
+/// What a scheduling call may use besides the list and the packet: the
+/// engine's clock, its seeded random source, and the sysctls.
+pub struct SchedCtx<'a> {
+    /// Engine time in milliseconds.
+    pub now_ms: u64,
+    pub rng: &'a mut crate::rng::Rng,
+    pub settings: &'a SchedSettings,
+}
+
 /// One scheduling algorithm bound to one service. The hooks mirror the
 /// kernel's: they run after the list has changed.
 pub trait Scheduler: Send {
     /// Kernel name (`rr`, `wrr`, ...).
     fn name(&self) -> &'static str;
     /// Bound to the service (at creation or when the scheduler is changed).
-    fn init(&mut self, _dests: DestList<'_>) {}
+    /// `flags` are the service's scheduler flag bits (`SCHED_F_*`).
+    fn init(&mut self, _dests: DestList<'_>, _flags: u32) {}
     /// A destination was inserted at list position `index` (always 0).
     fn add_dest(&mut self, _dests: DestList<'_>, _index: usize) {}
     /// The destination that was at `index` was unlinked (explicit delete).
@@ -70,7 +111,15 @@ pub trait Scheduler: Send {
     /// The destination at `index` was edited.
     fn upd_dest(&mut self, _dests: DestList<'_>, _index: usize) {}
     /// Picks a destination for a new connection, or `None`.
-    fn schedule(&mut self, dests: DestList<'_>, pkt: &PacketInfo) -> Option<usize>;
+    fn schedule(
+        &mut self,
+        dests: DestList<'_>,
+        pkt: &PacketInfo,
+        ctx: &mut SchedCtx<'_>,
+    ) -> Option<usize>;
+    /// Called regularly (at least every second) with the engine's time, for
+    /// schedulers with their own timers (lblc/lblcr garbage collection).
+    fn tick(&mut self, _dests: DestList<'_>, _ctx: &mut SchedCtx<'_>) {}
 }
 
 /// Kernel names of the schedulers this build provides.
@@ -99,6 +148,10 @@ pub(crate) mod testutil {
         pub pool: Slab<Dest>,
         pub ids: Vec<DestId>,
         pub sched: Box<dyn Scheduler>,
+        pub rng: crate::rng::Rng,
+        pub settings: SchedSettings,
+        pub now_ms: u64,
+        next_uid: u64,
     }
 
     pub fn pkt() -> PacketInfo {
@@ -113,16 +166,24 @@ pub(crate) mod testutil {
 
     impl Harness {
         pub fn new(name: &str) -> Self {
+            Self::with_flags(name, 0)
+        }
+        pub fn with_flags(name: &str, flags: u32) -> Self {
             let mut h = Harness {
                 pool: Slab::default(),
                 ids: vec![],
                 sched: by_name(name).unwrap(),
+                rng: crate::rng::Rng::new(1),
+                settings: SchedSettings::default(),
+                now_ms: 0,
+                next_uid: 1,
             };
-            h.sched.init(DestList::new(&h.ids, &h.pool));
+            h.sched.init(DestList::new(&h.ids, &h.pool), flags);
             h
         }
         /// `ipvsadm -a`: the destination named by its last octet goes to the front.
         pub fn add(&mut self, octet: u8, weight: i32) {
+            self.next_uid += 1;
             let id = self.pool.insert(Dest {
                 addr: Ipv4Addr::new(198, 18, 1, octet).into(),
                 port: 80,
@@ -136,6 +197,7 @@ pub(crate) mod testutil {
                 persist_conns: 0,
                 flags: DEST_F_AVAILABLE,
                 svc: 0,
+                uid: self.next_uid,
                 svc_key: crate::service::ServiceKey {
                     protocol: 6,
                     addr: pkt().daddr,
@@ -147,7 +209,7 @@ pub(crate) mod testutil {
             self.ids.insert(0, id);
             self.sched.add_dest(DestList::new(&self.ids, &self.pool), 0);
         }
-        fn pos(&self, octet: u8) -> usize {
+        pub fn pos(&self, octet: u8) -> usize {
             self.ids
                 .iter()
                 .position(|&id| self.octet(id) == octet)
@@ -163,6 +225,9 @@ pub(crate) mod testutil {
             let i = self.pos(octet);
             let id = self.ids[i];
             self.pool[id].weight = weight;
+            if weight != 0 {
+                self.pool[id].last_weight = weight;
+            }
             self.sched.upd_dest(DestList::new(&self.ids, &self.pool), i);
         }
         pub fn set_overload(&mut self, octet: u8, on: bool) {
@@ -180,14 +245,24 @@ pub(crate) mod testutil {
         }
         pub fn delete(&mut self, octet: u8) {
             let i = self.pos(octet);
-            self.ids.remove(i);
+            let id = self.ids.remove(i);
+            self.pool[id].flags &= !DEST_F_AVAILABLE;
             self.sched.del_dest(DestList::new(&self.ids, &self.pool), i);
         }
         /// One scheduling decision: the last octet of the chosen destination, 0 for none.
         pub fn pick(&mut self) -> u8 {
+            self.pick_for(&pkt())
+        }
+        /// One decision for a given packet.
+        pub fn pick_for(&mut self, p: &PacketInfo) -> u8 {
+            let mut ctx = SchedCtx {
+                now_ms: self.now_ms,
+                rng: &mut self.rng,
+                settings: &self.settings,
+            };
             match self
                 .sched
-                .schedule(DestList::new(&self.ids, &self.pool), &pkt())
+                .schedule(DestList::new(&self.ids, &self.pool), p, &mut ctx)
             {
                 Some(i) => self.octet(self.ids[i]),
                 None => 0,
@@ -195,6 +270,16 @@ pub(crate) mod testutil {
         }
         pub fn picks(&mut self, n: usize) -> Vec<u8> {
             (0..n).map(|_| self.pick()).collect()
+        }
+        /// Runs the scheduler's periodic hook at the harness time.
+        pub fn tick(&mut self) {
+            let mut ctx = SchedCtx {
+                now_ms: self.now_ms,
+                rng: &mut self.rng,
+                settings: &self.settings,
+            };
+            self.sched
+                .tick(DestList::new(&self.ids, &self.pool), &mut ctx);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! rr — round robin (schedulers.md §1): a cursor walks the list; eligible is
 //! "not overloaded and weight > 0"; the weight value is otherwise ignored.
 
-use super::{DestList, PacketInfo, Scheduler};
+use super::{DestList, PacketInfo, SchedCtx, Scheduler};
 
 /// Round-robin state: the cursor is the last returned position (`None` = list head).
 #[derive(Debug, Default)]
@@ -14,7 +14,7 @@ impl Scheduler for Rr {
         "rr"
     }
 
-    fn init(&mut self, _dests: DestList<'_>) {
+    fn init(&mut self, _dests: DestList<'_>, _flags: u32) {
         self.cursor = None;
     }
 
@@ -37,7 +37,12 @@ impl Scheduler for Rr {
         };
     }
 
-    fn schedule(&mut self, dests: DestList<'_>, _pkt: &PacketInfo) -> Option<usize> {
+    fn schedule(
+        &mut self,
+        dests: DestList<'_>,
+        _pkt: &PacketInfo,
+        _ctx: &mut SchedCtx<'_>,
+    ) -> Option<usize> {
         let n = dests.len();
         let eligible = |i: usize| {
             let d = dests.get(i);

@@ -1,7 +1,7 @@
 //! wlc — weighted least connection (schedulers.md §4): least
 //! `overhead / weight` by strict cross-multiplication; ties keep list order.
 
-use super::{DestList, PacketInfo, Scheduler};
+use super::{DestList, PacketInfo, SchedCtx, Scheduler};
 
 /// Stateless.
 #[derive(Debug, Default)]
@@ -12,7 +12,12 @@ impl Scheduler for Wlc {
         "wlc"
     }
 
-    fn schedule(&mut self, dests: DestList<'_>, _pkt: &PacketInfo) -> Option<usize> {
+    fn schedule(
+        &mut self,
+        dests: DestList<'_>,
+        _pkt: &PacketInfo,
+        _ctx: &mut SchedCtx<'_>,
+    ) -> Option<usize> {
         let first = (0..dests.len()).find(|&i| {
             let d = dests.get(i);
             !d.overloaded() && d.weight > 0

@@ -1,7 +1,7 @@
 //! wrr — weighted round robin (schedulers.md §2), including the kernel's cycle
 //! state across weight changes and its "fresh service starts at cw = 1" quirk.
 
-use super::{DestList, PacketInfo, Scheduler};
+use super::{DestList, PacketInfo, SchedCtx, Scheduler};
 
 /// wrr state: cursor (`None` = list head), current weight, max weight, gcd.
 #[derive(Debug)]
@@ -67,7 +67,7 @@ impl Scheduler for Wrr {
         "wrr"
     }
 
-    fn init(&mut self, dests: DestList<'_>) {
+    fn init(&mut self, dests: DestList<'_>, _flags: u32) {
         self.recompute(dests);
         self.cw = self.mw;
         self.cl = None;
@@ -85,7 +85,12 @@ impl Scheduler for Wrr {
         self.list_changed(dests);
     }
 
-    fn schedule(&mut self, dests: DestList<'_>, _pkt: &PacketInfo) -> Option<usize> {
+    fn schedule(
+        &mut self,
+        dests: DestList<'_>,
+        _pkt: &PacketInfo,
+        _ctx: &mut SchedCtx<'_>,
+    ) -> Option<usize> {
         if self.mw == 0 {
             return None;
         }
