@@ -1,0 +1,22 @@
+//! dh — placeholder until implemented (schedulers.md). Schedules nothing.
+
+use super::{DestList, PacketInfo, SchedCtx, Scheduler};
+
+/// Not implemented yet.
+#[derive(Debug, Default)]
+pub struct Dh;
+
+impl Scheduler for Dh {
+    fn name(&self) -> &'static str {
+        "dh"
+    }
+
+    fn schedule(
+        &mut self,
+        _dests: DestList<'_>,
+        _pkt: &PacketInfo,
+        _ctx: &mut SchedCtx<'_>,
+    ) -> Option<usize> {
+        None
+    }
+}

@@ -1,0 +1,22 @@
+//! fo — placeholder until implemented (schedulers.md). Schedules nothing.
+
+use super::{DestList, PacketInfo, SchedCtx, Scheduler};
+
+/// Not implemented yet.
+#[derive(Debug, Default)]
+pub struct Fo;
+
+impl Scheduler for Fo {
+    fn name(&self) -> &'static str {
+        "fo"
+    }
+
+    fn schedule(
+        &mut self,
+        _dests: DestList<'_>,
+        _pkt: &PacketInfo,
+        _ctx: &mut SchedCtx<'_>,
+    ) -> Option<usize> {
+        None
+    }
+}

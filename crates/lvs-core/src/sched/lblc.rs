@@ -1,0 +1,22 @@
+//! lblc — placeholder until implemented (schedulers.md). Schedules nothing.
+
+use super::{DestList, PacketInfo, SchedCtx, Scheduler};
+
+/// Not implemented yet.
+#[derive(Debug, Default)]
+pub struct Lblc;
+
+impl Scheduler for Lblc {
+    fn name(&self) -> &'static str {
+        "lblc"
+    }
+
+    fn schedule(
+        &mut self,
+        _dests: DestList<'_>,
+        _pkt: &PacketInfo,
+        _ctx: &mut SchedCtx<'_>,
+    ) -> Option<usize> {
+        None
+    }
+}

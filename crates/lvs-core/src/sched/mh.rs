@@ -1,0 +1,22 @@
+//! mh — placeholder until implemented (schedulers.md). Schedules nothing.
+
+use super::{DestList, PacketInfo, SchedCtx, Scheduler};
+
+/// Not implemented yet.
+#[derive(Debug, Default)]
+pub struct Mh;
+
+impl Scheduler for Mh {
+    fn name(&self) -> &'static str {
+        "mh"
+    }
+
+    fn schedule(
+        &mut self,
+        _dests: DestList<'_>,
+        _pkt: &PacketInfo,
+        _ctx: &mut SchedCtx<'_>,
+    ) -> Option<usize> {
+        None
+    }
+}

@@ -1,0 +1,22 @@
+//! srcdst — placeholder until implemented (schedulers.md). Schedules nothing.
+
+use super::{DestList, PacketInfo, SchedCtx, Scheduler};
+
+/// Not implemented yet.
+#[derive(Debug, Default)]
+pub struct Srcdst;
+
+impl Scheduler for Srcdst {
+    fn name(&self) -> &'static str {
+        "srcdst"
+    }
+
+    fn schedule(
+        &mut self,
+        _dests: DestList<'_>,
+        _pkt: &PacketInfo,
+        _ctx: &mut SchedCtx<'_>,
+    ) -> Option<usize> {
+        None
+    }
+}
