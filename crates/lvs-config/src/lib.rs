@@ -144,6 +144,11 @@ pub struct Director {
     pub health: Option<Spanned<HealthCheck>>,
     /// `option onepacket` (UDP one-packet scheduling); span of the `onepacket` word.
     pub one_packet: Option<Span>,
+    /// `option schedflags FLAG[,FLAG...]`: scheduler flags with ipvsadm's
+    /// names (`sh-fallback`, `sh-port`, `mh-fallback`, `mh-port`, `flag-1`,
+    /// `flag-2`, `flag-3`); span of the `schedflags` word. Whether they fit
+    /// the scheduler is checked by the daemon, as ipvsadm checks `-b`.
+    pub sched_flags: Option<Spanned<Vec<String>>>,
     /// Real servers, in file order.
     pub servers: Vec<Server>,
     /// Span of the `director` keyword (start of the section).
@@ -269,6 +274,13 @@ pub struct Server {
     pub check: bool,
     /// `sorry`: used only when all other servers are unavailable.
     pub sorry: bool,
+    /// `maxconn <n>`: the upper connection threshold (ipvsadm `-x`): once
+    /// the server holds this many connections it gets no new ones until it
+    /// falls below `minconn` (or 3/4 of `maxconn`). 0 or absent = no limit.
+    pub maxconn: Option<u32>,
+    /// `minconn <n>`: the lower connection threshold (ipvsadm `-y`); must not
+    /// exceed `maxconn`.
+    pub minconn: Option<u32>,
     /// Span of the `server` keyword.
     pub span: Span,
 }
@@ -794,6 +806,7 @@ impl Parser {
                 persistence: None,
                 health: None,
                 one_packet: None,
+                sched_flags: None,
                 servers: Vec::new(),
                 span,
             },
@@ -937,7 +950,7 @@ impl DirState {
 
     fn option(&mut self, cx: &Cx<'_>, args: &mut Args<'_, '_>) -> Result<()> {
         const EXPECTED: &str = "an option (`persistence`, `httpcheck`, `tcpcheck`, \
-                                `arpcheck`, `icmpcheck` or `onepacket`)";
+                                `arpcheck`, `icmpcheck`, `onepacket` or `schedflags`)";
         let which = args.expect(EXPECTED)?;
         let span = cx.span(&which);
         match which.text {
@@ -976,6 +989,41 @@ impl DirState {
                 }
                 args.finish("option onepacket")?;
                 self.dir.one_packet = Some(span);
+            }
+            "schedflags" => {
+                if let Some(first) = &self.dir.sched_flags {
+                    return Err(cx.err(which.col, dup_line("`option schedflags`", first.span.line)));
+                }
+                const FLAGS: &str =
+                    "sh-fallback, sh-port, mh-fallback, mh-port, flag-1, flag-2, flag-3";
+                let list = args.expect(&format!(
+                    "a comma-separated list of scheduler flags ({FLAGS})"
+                ))?;
+                let mut names: Vec<String> = Vec::new();
+                let mut off = 0usize;
+                for part in list.text.split(',') {
+                    let col = list.col + list.text[..off].chars().count() as u32;
+                    off += part.len() + 1;
+                    let known = matches!(
+                        part,
+                        "sh-fallback"
+                            | "sh-port"
+                            | "mh-fallback"
+                            | "mh-port"
+                            | "flag-1"
+                            | "flag-2"
+                            | "flag-3"
+                    );
+                    if !known {
+                        return Err(cx.err(
+                            col,
+                            format!("unknown scheduler flag `{part}`, expected one of {FLAGS}"),
+                        ));
+                    }
+                    names.push(part.to_string());
+                }
+                args.finish("option schedflags")?;
+                self.dir.sched_flags = Some(Spanned::new(names, span));
             }
             other => {
                 return Err(cx.err(
@@ -1050,9 +1098,13 @@ impl DirState {
         let mut weight = None;
         let mut check = false;
         let mut sorry = false;
+        let mut maxconn: Option<u32> = None;
+        let mut minconn: Option<(u32, u32)> = None;
         while let Some(opt) = args.next() {
             let dup = match opt.text {
                 "weight" => weight.is_some(),
+                "maxconn" => maxconn.is_some(),
+                "minconn" => minconn.is_some(),
                 "check" => check,
                 "sorry" => sorry,
                 _ => false,
@@ -1067,14 +1119,32 @@ impl DirState {
                 }
                 "check" => check = true,
                 "sorry" => sorry = true,
+                "maxconn" => {
+                    let t = args.expect("a connection count 0..2147483647")?;
+                    maxconn = Some(num_u32(cx, &t, "a connection count", 0, MAX_I32)?);
+                }
+                "minconn" => {
+                    let t = args.expect("a connection count 0..2147483647")?;
+                    minconn = Some((num_u32(cx, &t, "a connection count", 0, MAX_I32)?, t.col));
+                }
                 other => {
                     return Err(cx.err(
                         opt.col,
                         format!(
-                            "unknown server option `{other}`, expected `weight`, `check` or `sorry`"
+                            "unknown server option `{other}`, expected `weight`, `maxconn`, \
+                             `minconn`, `check` or `sorry`"
                         ),
                     ))
                 }
+            }
+        }
+        if let Some((min, col)) = minconn {
+            let max = maxconn.unwrap_or(0);
+            if min > max {
+                return Err(cx.err(
+                    col,
+                    format!("`minconn {min}` is above `maxconn {max}` (the kernel refuses a lower threshold above the upper one)"),
+                ));
             }
         }
         self.server_names.insert(name.clone(), cx.line);
@@ -1086,6 +1156,8 @@ impl DirState {
             weight: weight.unwrap_or(1),
             check,
             sorry,
+            maxconn,
+            minconn: minconn.map(|(m, _)| m),
             span: cx.span(&kw),
         });
         Ok(())

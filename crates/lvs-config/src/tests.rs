@@ -113,6 +113,7 @@ fn full_example() {
                     sp(9, 12),
                 )),
                 one_packet: None,
+                sched_flags: None,
                 servers: vec![
                     Server {
                         name: Spanned::new("web1".to_string(), sp(11, 12)),
@@ -121,6 +122,8 @@ fn full_example() {
                         weight: 10,
                         check: true,
                         sorry: false,
+                        maxconn: None,
+                        minconn: None,
                         span: sp(11, 5),
                     },
                     Server {
@@ -130,6 +133,8 @@ fn full_example() {
                         weight: 1,
                         check: true,
                         sorry: true,
+                        maxconn: None,
+                        minconn: None,
                         span: sp(12, 2),
                     },
                 ],
@@ -152,6 +157,7 @@ fn full_example() {
                 )),
                 health: None,
                 one_packet: Some(sp(16, 12)),
+                sched_flags: None,
                 servers: vec![
                     Server {
                         name: Spanned::new("ns1".to_string(), sp(18, 12)),
@@ -160,6 +166,8 @@ fn full_example() {
                         weight: 1,
                         check: false,
                         sorry: false,
+                        maxconn: None,
+                        minconn: None,
                         span: sp(18, 5),
                     },
                     Server {
@@ -169,6 +177,8 @@ fn full_example() {
                         weight: 0,
                         check: false,
                         sorry: false,
+                        maxconn: None,
+                        minconn: None,
                         span: sp(19, 5),
                     },
                 ],
@@ -190,6 +200,7 @@ fn full_example() {
                     sp(22, 12),
                 )),
                 one_packet: None,
+                sched_flags: None,
                 servers: vec![Server {
                     name: Spanned::new("a".to_string(), sp(23, 12)),
                     addr: Spanned::new(v4(10, 1, 1, 1), sp(23, 14)),
@@ -197,6 +208,8 @@ fn full_example() {
                     weight: 1,
                     check: false,
                     sorry: false,
+                    maxconn: None,
+                    minconn: None,
                     span: sp(23, 5),
                 }],
                 span: sp(21, 1),
@@ -1005,4 +1018,47 @@ fn garbage_never_panics() {
         }
         no_panic(&text);
     }
+}
+
+#[test]
+fn sched_flags_and_connection_thresholds() {
+    let text = "director d 198.18.0.100:53 UDP\n  balance source\n  option schedflags sh-fallback,sh-port\n  server a 198.18.1.11 maxconn 100 minconn 50\n  server b 198.18.1.12 maxconn 10\n";
+    let cfg = parse_str(text, "t.conf").unwrap();
+    let d = &cfg.directors[0];
+    let f = d.sched_flags.as_ref().unwrap();
+    assert_eq!(f.value, ["sh-fallback", "sh-port"]);
+    assert_eq!((f.span.line, f.span.col), (3, 10));
+    assert_eq!(
+        (d.servers[0].maxconn, d.servers[0].minconn),
+        (Some(100), Some(50))
+    );
+    assert_eq!(
+        (d.servers[1].maxconn, d.servers[1].minconn),
+        (Some(10), None)
+    );
+
+    let e = parse_str(
+        "director d 198.18.0.100:80\n option schedflags sh-port,bogus\n",
+        "t.conf",
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.col), (2, 28));
+    assert!(
+        e.message.contains("unknown scheduler flag `bogus`"),
+        "{}",
+        e.message
+    );
+    let e = parse_str(
+        "director d 198.18.0.100:80\n server a 198.18.1.1 minconn 5\n",
+        "t.conf",
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.col), (2, 30));
+    assert!(e.message.contains("above `maxconn 0`"), "{}", e.message);
+    let e = parse_str(
+        "director d 198.18.0.100:80\n server a 198.18.1.1 maxconn 5 maxconn 6\n",
+        "t.conf",
+    )
+    .unwrap_err();
+    assert!(e.message.contains("duplicate `maxconn`"), "{}", e.message);
 }

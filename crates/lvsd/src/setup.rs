@@ -81,8 +81,12 @@ pub fn apply(engine: &mut Engine, cfg: &Config, file: &str, text: &str) -> Resul
             addr: addr.value,
             port,
         };
+        let flags = match &d.sched_flags {
+            None => 0,
+            Some(f) => sched_flags(d.balance.value, &f.value).map_err(|m| err(f.span, m))?,
+        };
         engine
-            .add_service(key, d.balance.value, 0)
+            .add_service(key, d.balance.value, flags)
             .map_err(|e| err(d.name.span, format!("director `{}`: {e}", d.name.value)))?;
         // Servers are added in file order; like `ipvsadm -a`, each new one
         // goes to the front of the destination list.
@@ -111,8 +115,8 @@ pub fn apply(engine: &mut Engine, cfg: &Config, file: &str, text: &str) -> Resul
                 port: s.port.unwrap_or(port),
                 forward: Forward::Masq,
                 weight: i32::try_from(s.weight).unwrap_or(i32::MAX),
-                u_threshold: 0,
-                l_threshold: 0,
+                u_threshold: s.maxconn.unwrap_or(0),
+                l_threshold: s.minconn.unwrap_or(0),
             };
             engine
                 .add_dest(key, cfg)
@@ -120,6 +124,38 @@ pub fn apply(engine: &mut Engine, cfg: &Config, file: &str, text: &str) -> Resul
         }
     }
     Ok(())
+}
+
+/// Scheduler flag names to bits, refusing flags that do not belong to the
+/// scheduler the way ipvsadm refuses them for `-b`.
+fn sched_flags(scheduler: &str, names: &[String]) -> Result<u32, String> {
+    let mut bits = 0;
+    for n in names {
+        let (bit, needs) = match n.as_str() {
+            "sh-fallback" => (lvs_core::sched::SCHED_F_FALLBACK, Some("sh")),
+            "sh-port" => (lvs_core::sched::SCHED_F_PORT, Some("sh")),
+            "mh-fallback" => (lvs_core::sched::SCHED_F_FALLBACK, Some("mh")),
+            "mh-port" => (lvs_core::sched::SCHED_F_PORT, Some("mh")),
+            "flag-1" => (lvs_core::sched::SCHED_F_FALLBACK, None),
+            "flag-2" => (lvs_core::sched::SCHED_F_PORT, None),
+            "flag-3" => (lvs_core::sched::SCHED_F_3, None),
+            other => return Err(format!("unknown scheduler flag `{other}`")),
+        };
+        if let Some(want) = needs {
+            if want != scheduler {
+                let balance = if want == "sh" {
+                    "balance source"
+                } else {
+                    "balance mh"
+                };
+                return Err(format!(
+                    "scheduler flag `{n}` needs `{balance}`, not the `{scheduler}` scheduler"
+                ));
+            }
+        }
+        bits |= bit;
+    }
+    Ok(bits)
 }
 
 #[cfg(test)]
@@ -170,5 +206,29 @@ mod tests {
         assert_eq!(e.line, 1);
         assert!(e.message.contains("needs a port"));
         assert!(load("").is_ok());
+        let e = load("director web 198.18.0.100:80\n mode nat\n option schedflags sh-port\n")
+            .err()
+            .unwrap();
+        assert_eq!((e.line, e.col), (3, 9));
+        assert!(
+            e.message.contains("needs `balance source`"),
+            "{}",
+            e.message
+        );
+    }
+}
+
+#[cfg(test)]
+mod threshold_tests {
+    use super::*;
+
+    #[test]
+    fn maxconn_and_minconn_become_thresholds() {
+        let text = "director web 198.18.0.100:80\n mode nat\n server a 198.18.1.11:80 maxconn 100 minconn 50\n";
+        let cfg = lvs_config::parse_str(text, "t.conf").unwrap();
+        let mut e = Engine::new(0);
+        apply(&mut e, &cfg, "t.conf", text).unwrap();
+        let (_, dests) = e.services().next().unwrap();
+        assert_eq!((dests[0].u_threshold, dests[0].l_threshold), (100, 50));
     }
 }
