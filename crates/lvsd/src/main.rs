@@ -23,7 +23,7 @@ use std::process::ExitCode;
 /// those the configuration names with `interface NAME`, answers ARP for
 /// every virtual IP and announces them with a gratuitous ARP, and balances
 /// the configured directors in NAT mode. While it runs, an nftables table
-/// `ip lvsd` keeps the kernel from also handling the balanced packets (without
+/// `netdev lvsd` keeps the kernel from also handling the balanced packets (without
 /// nft: kernel IPv4 forwarding is switched off instead). SIGTERM or SIGINT
 /// stops it cleanly and removes what it installed.
 ///
