@@ -207,12 +207,14 @@ impl Engine {
         let id = *self.by_key.get(&key).ok_or(ControlError::NoSuchService)?;
         let svc = &mut self.services[id];
         // The kernel rebinds the scheduler only when it changes, so an edit
-        // that keeps it keeps its state (rr cursor, wrr cycle). New flags
-        // take effect through a rebind, as sh/mh read them at init.
-        if svc.scheduler.name() != scheduler || svc.sched_flags != sched_flags {
+        // that keeps it keeps its state (rr cursor, wrr cycle, tables); new
+        // flags are simply handed over.
+        if svc.scheduler.name() != scheduler {
             let mut s = sched::by_name(scheduler).ok_or(ControlError::SchedulerNotFound)?;
             s.init(DestList::new(&svc.dests, &self.dests), sched_flags);
             svc.scheduler = s;
+        } else if svc.sched_flags != sched_flags {
+            svc.scheduler.set_flags(sched_flags);
         }
         svc.sched_flags = sched_flags;
         Ok(())

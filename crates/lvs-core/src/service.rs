@@ -71,10 +71,14 @@ impl Dest {
     pub fn available(&self) -> bool {
         self.flags & DEST_F_AVAILABLE != 0
     }
-    /// The load figure of lc/wlc (schedulers.md §0.4).
+    /// The load figure of lc/wlc/lblc/lblcr (schedulers.md §0.4). Computed
+    /// like the kernel's `int` helper, wrapping past 2^23 active connections,
+    /// then widened for the s64 cross-multiplication.
     #[inline]
     pub fn overhead(&self) -> i64 {
-        i64::from(self.active_conns) * 256 + i64::from(self.inact_conns)
+        let active = self.active_conns as i32;
+        let inactive = self.inact_conns as i32;
+        i64::from(active.wrapping_shl(8).wrapping_add(inactive))
     }
     /// Re-evaluates OVERLOAD after a bind (schedulers.md §0.3).
     pub(crate) fn check_overload_on_bind(&mut self) {
@@ -107,4 +111,42 @@ pub struct Service {
     /// Destinations in list order: new destinations are inserted at the front.
     pub dests: Vec<DestId>,
     pub stats: Counters,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dest(active: u32, inactive: u32) -> Dest {
+        Dest {
+            addr: std::net::Ipv4Addr::new(198, 18, 1, 1).into(),
+            port: 80,
+            forward: Forward::Masq,
+            weight: 1,
+            last_weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+            active_conns: active,
+            inact_conns: inactive,
+            persist_conns: 0,
+            flags: DEST_F_AVAILABLE,
+            svc: 0,
+            uid: 1,
+            svc_key: ServiceKey {
+                protocol: 6,
+                addr: std::net::Ipv4Addr::new(198, 18, 0, 100).into(),
+                port: 80,
+            },
+            refs: 0,
+            stats: Counters::default(),
+        }
+    }
+
+    #[test]
+    fn overhead_is_the_kernels_int_formula() {
+        assert_eq!(dest(1, 0).overhead(), 256);
+        assert_eq!(dest(2, 7).overhead(), 519);
+        // 2^23 active connections: (1 << 31) wraps to i32::MIN in the kernel.
+        assert_eq!(dest(1 << 23, 0).overhead(), i64::from(i32::MIN));
+    }
 }

@@ -191,11 +191,12 @@ mod tests {
             .unwrap();
         assert_eq!((e.line, e.col), (1, 1));
         assert!(e.message.contains("mode nat"), "{}", e.message);
-        let e = load("director web 198.18.0.100:80\n mode nat\n balance source\n")
-            .err()
-            .unwrap();
-        assert_eq!((e.line, e.col), (3, 2));
-        assert!(e.message.contains("`sh`"), "{}", e.message);
+        let e = load("director web 198.18.0.100:80\n mode nat\n balance source\n option schedflags sh-port\n").unwrap();
+        let (s, _) = e.services().next().unwrap();
+        assert_eq!(
+            (s.scheduler.name(), s.sched_flags),
+            ("sh", lvs_core::sched::SCHED_F_PORT)
+        );
         let e = load("director web 198.18.0.100:80\n mode tunnel\n")
             .err()
             .unwrap();

@@ -132,6 +132,10 @@ pub trait Scheduler: Send {
     fn del_dest(&mut self, _dests: DestList<'_>, _index: usize) {}
     /// The destination at `index` was edited.
     fn upd_dest(&mut self, _dests: DestList<'_>, _index: usize) {}
+    /// The service's scheduler flags changed (`ipvsadm -E` with the same
+    /// scheduler). The kernel reads the flags at every decision; schedulers
+    /// that use them store the new value here, keeping all other state.
+    fn set_flags(&mut self, _flags: u32) {}
     /// Picks a destination for a new connection, or `None`.
     fn schedule(
         &mut self,
@@ -146,7 +150,9 @@ pub trait Scheduler: Send {
 
 /// Kernel names of the schedulers this build provides (and `srcdst`, the
 /// director language's source+destination hash).
-pub const AVAILABLE: &[&str] = &["rr", "wrr", "lc", "wlc"];
+pub const AVAILABLE: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "sed", "nq", "fo", "ovf", "twos", "dh", "sh", "srcdst", "mh",
+];
 
 /// Creates the scheduler called `name`, if this build offers it.
 pub fn by_name(name: &str) -> Option<Box<dyn Scheduler>> {

@@ -188,6 +188,10 @@ impl Scheduler for Sh {
         "sh"
     }
 
+    fn set_flags(&mut self, flags: u32) {
+        self.flags = flags;
+    }
+
     fn init(&mut self, dests: DestList<'_>, flags: u32) {
         self.flags = flags;
         self.table.fill_weighted(dests);
@@ -227,7 +231,6 @@ impl Scheduler for Sh {
 mod tests {
     use super::*;
     use crate::sched::testutil::{pkt, Harness};
-    use crate::sched::SCHED_F_PORT;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn from(saddr: IpAddr, sport: u16, protocol: u8) -> PacketInfo {
