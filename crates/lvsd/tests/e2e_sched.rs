@@ -176,17 +176,28 @@ fn lvsd_schedules_the_kernels_flows_like_the_kernel() {
     let sock = dir.join(format!("lvsd-e2e-sched-{}.sock", std::process::id()));
     let conf = dir.join(format!("lvsd-e2e-sched-{}.conf", std::process::id()));
     std::fs::write(&conf, "# services come from lvsadm\n").unwrap();
-    let mut cmd = lab.command(lab.director_ns(), &lvsd().to_string_lossy());
-    cmd.arg("--config").arg(&conf).arg("--control").arg(&sock);
-    let pid = lab.spawn(lab.director_ns(), cmd).expect("start lvsd");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "lvsd did not open its control socket"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let start = || {
+        let mut cmd = lab.command(lab.director_ns(), &lvsd().to_string_lossy());
+        cmd.arg("--config").arg(&conf).arg("--control").arg(&sock);
+        let pid = lab.spawn(lab.director_ns(), cmd).expect("start lvsd");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "lvsd did not open its control socket"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pid
+    };
+    let stop = |pid: u32| {
+        let status = lab.stop(pid).expect("stop lvsd");
+        assert!(status.success(), "lvsd exit: {status:?}");
+    };
+    let mut pid = start();
+    // Scenario files number their services from the same port: when a port
+    // comes back, a fresh lvsd (empty tables, like the oracle's fresh VM).
+    let mut used_ports = std::collections::HashSet::new();
 
     let mut ran = Vec::new();
     let mut skipped = Vec::new();
@@ -201,6 +212,12 @@ fn lvsd_schedules_the_kernels_flows_like_the_kernel() {
             continue;
         }
         let vport = svc["vport"].as_u64().unwrap_or(0) as u16;
+        if !used_ports.insert(vport) {
+            stop(pid);
+            pid = start();
+            used_ports.clear();
+            used_ports.insert(vport);
+        }
         let vip: Ipv4Addr = svc["vip"].as_str().unwrap_or("0.0.0.0").parse().unwrap();
         let commands: Vec<String> = doc["ipvsadm_commands"]
             .as_array()
@@ -309,14 +326,13 @@ fn lvsd_schedules_the_kernels_flows_like_the_kernel() {
         }
         ran.push(format!("{file} ({sched}, {} flows)", flows.len()));
     }
-    let status = lab.stop(pid).expect("stop lvsd");
+    stop(pid);
     let _ = std::fs::remove_file(&conf);
     eprintln!(
         "replayed through lvsd: {}\nskipped: {}",
         ran.join(", "),
         skipped.join(", ")
     );
-    assert!(status.success(), "lvsd exit: {status:?}");
     lab.close().expect("lab cleanup");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(!ran.is_empty(), "no scenario could be replayed");
