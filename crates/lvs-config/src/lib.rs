@@ -91,6 +91,10 @@ pub struct Config {
     pub interfaces: Vec<Spanned<String>>,
     /// Directors (virtual services), in file order; names are unique.
     pub directors: Vec<Director>,
+    /// `sysctl NAME VALUE` lines (IPVS's `/proc/sys/net/ipv4/vs/*` knobs),
+    /// in file order; a name at most once. Names and values are checked
+    /// by the daemon against its sysctl table.
+    pub sysctls: Vec<(Spanned<String>, Spanned<String>)>,
 }
 
 /// Transport protocol of a director.
@@ -689,6 +693,8 @@ fn check_iface_name(cx: &Cx<'_>, tok: &Tok<'_>) -> Result<String> {
 struct Parser {
     interfaces: Vec<Spanned<String>>,
     iface_lines: HashMap<String, u32>,
+    sysctls: Vec<(Spanned<String>, Spanned<String>)>,
+    sysctl_lines: HashMap<String, u32>,
     directors: Vec<Director>,
     director_lines: HashMap<String, u32>,
     cur: Option<DirState>,
@@ -713,6 +719,7 @@ impl Parser {
         Config {
             interfaces: self.interfaces,
             directors: self.directors,
+            sysctls: self.sysctls,
         }
     }
 
@@ -729,6 +736,7 @@ impl Parser {
         let mut args = Args { cx, toks, pos: 1 };
         match kw.text {
             "interface" => self.interface(cx, &mut args),
+            "sysctl" => self.sysctl(cx, &mut args),
             "director" => self.director(cx, kw, &mut args),
             "balance" | "mode" | "check" | "option" | "server" => {
                 let Some(st) = self.cur.as_mut() else {
@@ -747,6 +755,26 @@ impl Parser {
             }
             other => Err(cx.err(kw.col, format!("unknown statement `{other}`"))),
         }
+    }
+
+    fn sysctl(&mut self, cx: &Cx<'_>, args: &mut Args<'_, '_>) -> Result<()> {
+        let name = args.expect("a sysctl name (e.g. `conn_reuse_mode`)")?;
+        let short = name
+            .text
+            .strip_prefix("net.ipv4.vs.")
+            .unwrap_or(name.text)
+            .to_string();
+        if let Some(&first) = self.sysctl_lines.get(&short) {
+            return Err(cx.err(name.col, dup_line(&format!("sysctl `{short}`"), first)));
+        }
+        let value = args.expect("a value")?;
+        args.finish("sysctl")?;
+        self.sysctl_lines.insert(short.clone(), cx.line);
+        self.sysctls.push((
+            Spanned::new(short, cx.span(&name)),
+            Spanned::new(value.text.to_string(), cx.span(&value)),
+        ));
+        Ok(())
     }
 
     fn interface(&mut self, cx: &Cx<'_>, args: &mut Args<'_, '_>) -> Result<()> {

@@ -215,6 +215,7 @@ fn full_example() {
                 span: sp(21, 1),
             },
         ],
+        sysctls: vec![],
     };
     assert_eq!(cfg, expected);
 }
@@ -1061,4 +1062,35 @@ fn sched_flags_and_connection_thresholds() {
     )
     .unwrap_err();
     assert!(e.message.contains("duplicate `maxconn`"), "{}", e.message);
+}
+
+#[test]
+fn sysctl_lines_are_global_and_unique() {
+    let cfg = parse_str(
+        "sysctl conn_reuse_mode 0\nsysctl net.ipv4.vs.lblc_expiration 600\n",
+        "t.conf",
+    )
+    .unwrap();
+    let got: Vec<(&str, &str, u32, u32)> = cfg
+        .sysctls
+        .iter()
+        .map(|(n, v)| (n.value.as_str(), v.value.as_str(), v.span.line, v.span.col))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("conn_reuse_mode", "0", 1, 24),
+            ("lblc_expiration", "600", 2, 36)
+        ]
+    );
+    let e = parse_str(
+        "sysctl sloppy_tcp 1\nsysctl net.ipv4.vs.sloppy_tcp 0\n",
+        "t.conf",
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.col), (2, 8));
+    let e = parse_str("sysctl sloppy_tcp\n", "t.conf").unwrap_err();
+    assert!(e.message.contains("expected a value"), "{}", e.message);
+    let e = parse_str("sysctl sloppy_tcp 1 2\n", "t.conf").unwrap_err();
+    assert_eq!((e.line, e.col), (1, 21));
 }

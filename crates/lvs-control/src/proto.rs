@@ -141,6 +141,17 @@ pub struct Timeouts {
     pub udp: u32,
 }
 
+/// One sysctl as `lvsadm --sysctl` lists it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SysctlValue {
+    /// Name without the `net.ipv4.vs.` prefix.
+    pub name: String,
+    pub value: String,
+    /// False when lvsd does not act on it yet (only the default is accepted).
+    pub implemented: bool,
+    pub doc: String,
+}
+
 /// A request from `lvsadm` to `lvsd`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -169,6 +180,13 @@ pub enum Request {
     /// `-C`: remove every service.
     Clear,
     GetTimeouts,
+    /// Every sysctl with its value (`lvsadm --sysctl`).
+    GetSysctls,
+    /// Sets one sysctl (`lvsadm --sysctl NAME=VALUE`).
+    SetSysctl {
+        name: String,
+        value: String,
+    },
     /// `--set`: a 0 leaves that value unchanged.
     SetTimeouts(Timeouts),
 }
@@ -207,6 +225,7 @@ pub enum Response {
     },
     Connections(Vec<ConnInfo>),
     Timeouts(Timeouts),
+    Sysctls(Vec<SysctlValue>),
     Error {
         kind: ErrorKind,
         /// Extra detail for people (logged by lvsd, shown by lvsadm after the ipvsadm text).

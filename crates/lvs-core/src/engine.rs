@@ -91,11 +91,11 @@ pub struct EngineCounters {
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `conn_reuse_mode` (default 1).
-    pub conn_reuse_mode: u32,
+    pub conn_reuse_mode: i32,
     /// `expire_nodest_conn` (default 0).
-    pub expire_nodest_conn: bool,
+    pub expire_nodest_conn: i32,
     /// `sloppy_tcp` (default 0).
-    pub sloppy_tcp: bool,
+    pub sloppy_tcp: i32,
     /// Whether the `secure_tcp` state table is in effect.
     pub secure_tcp: bool,
     /// TCP timeouts per state, seconds.
@@ -108,8 +108,8 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             conn_reuse_mode: 1,
-            expire_nodest_conn: false,
-            sloppy_tcp: false,
+            expire_nodest_conn: 0,
+            sloppy_tcp: 0,
             secure_tcp: false,
             tcp_timeouts: tcp::DEFAULT_TIMEOUTS,
             udp_timeout: udp::DEFAULT_TIMEOUT,
@@ -526,7 +526,7 @@ impl Engine {
                 found = None;
             } else if let Some(d) = self.conns.get(id).dest {
                 if !self.dests[d].available() {
-                    if !self.settings.expire_nodest_conn {
+                    if self.settings.expire_nodest_conn == 0 {
                         return self.drop(DropReason::DestDeleted);
                     }
                     self.expire_now(id);
@@ -559,7 +559,7 @@ impl Engine {
         };
         if protocol == ipproto::TCP
             && (l4.tcp_flags & tcp_flags::RST != 0
-                || (l4.tcp_flags & tcp_flags::SYN == 0 && !self.settings.sloppy_tcp))
+                || (l4.tcp_flags & tcp_flags::SYN == 0 && self.settings.sloppy_tcp == 0))
         {
             return Verdict::NotOurs;
         }
@@ -617,7 +617,7 @@ impl Engine {
             return true;
         }
         let c = self.conns.get(id);
-        if self.settings.expire_nodest_conn {
+        if self.settings.expire_nodest_conn != 0 {
             if let Some(d) = c.dest {
                 if self.dests[d].weight == 0 {
                     return false;

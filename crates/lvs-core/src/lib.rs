@@ -13,6 +13,7 @@ pub mod sched;
 pub mod service;
 pub mod slab;
 pub mod stats;
+pub mod sysctl;
 pub mod wire;
 
 pub use engine::{ControlError, DestConfig, DropReason, Engine, Verdict};

@@ -85,6 +85,94 @@ fn report(f: Failure, daemon_status: i32) -> i32 {
     }
 }
 
+/// What `--sysctl [NAME[=VALUE]]` asks for (an lvsd extension: the kernel's
+/// `/proc/sys/net/ipv4/vs/*` knobs live in lvsd).
+#[derive(Debug, PartialEq, Eq)]
+enum SysctlCmd {
+    All,
+    Show(String),
+    Set(String, String),
+}
+
+fn parse_sysctl(args: &[String]) -> Result<SysctlCmd, String> {
+    let mut words: Vec<String> = Vec::new();
+    if let Some(v) = args[0].strip_prefix("--sysctl=") {
+        words.push(v.to_string());
+    }
+    words.extend(args[1..].iter().cloned());
+    match words.as_slice() {
+        [] => Ok(SysctlCmd::All),
+        [one] => match one.split_once('=') {
+            Some((n, v)) if !n.is_empty() => Ok(SysctlCmd::Set(n.to_string(), v.to_string())),
+            Some(_) => Err(format!("--sysctl: no name in `{one}`")),
+            None => Ok(SysctlCmd::Show(one.clone())),
+        },
+        _ => Err("--sysctl takes one NAME or NAME=VALUE".into()),
+    }
+}
+
+/// `lvsadm --sysctl`: list all as `net.ipv4.vs.NAME = VALUE`, show one, or set one.
+fn sysctl(path: &Path, args: &[String]) -> i32 {
+    let cmd = match parse_sysctl(args) {
+        Ok(c) => c,
+        Err(e) => {
+            err(&format!("{e}\n"));
+            return 2;
+        }
+    };
+    let (name, set) = match &cmd {
+        SysctlCmd::Set(n, v) => (Some(n.clone()), Some(v.clone())),
+        SysctlCmd::Show(n) => (Some(n.clone()), None),
+        SysctlCmd::All => (None, None),
+    };
+    let short = name
+        .as_deref()
+        .map(|n| n.strip_prefix("net.ipv4.vs.").unwrap_or(n).to_string());
+    if let (Some(n), Some(v)) = (&short, &set) {
+        match lvs_control::call(
+            path,
+            &Request::SetSysctl {
+                name: n.clone(),
+                value: v.clone(),
+            },
+        ) {
+            Ok(Response::Ok) => {}
+            Ok(Response::Error { detail, .. }) => {
+                err(&format!("lvsadm: {detail}\n"));
+                return 2;
+            }
+            Ok(r) => return report(Failure::Unexpected(r), 2),
+            Err(e) => return report(Failure::Control(e), 2),
+        }
+    }
+    let all = match request(path, &Request::GetSysctls) {
+        Ok(Response::Sysctls(v)) => v,
+        Ok(r) => return report(Failure::Unexpected(r), 2),
+        Err(f) => return report(f, 2),
+    };
+    let line = |s: &lvs_control::SysctlValue| {
+        let note = if s.implemented {
+            ""
+        } else {
+            "   # not implemented yet"
+        };
+        format!("net.ipv4.vs.{} = {}{note}\n", s.name, s.value)
+    };
+    match short {
+        None => out(&all.iter().map(line).collect::<String>()),
+        Some(n) => match all.iter().find(|s| s.name == n) {
+            Some(s) => out(&line(s)),
+            None => {
+                err(&format!(
+                    "lvsadm: no sysctl `{n}` (lvsadm --sysctl lists them)\n"
+                ));
+                return 2;
+            }
+        },
+    }
+    0
+}
+
 fn execute(cmd: Command, path: &Path, argv0: &str) -> i32 {
     match cmd {
         Command::Help => {
@@ -216,6 +304,12 @@ fn main() {
                 .map(PathBuf::from)
         })
         .unwrap_or_else(|| PathBuf::from(lvs_control::DEFAULT_CONTROL_PATH));
+    if args
+        .first()
+        .is_some_and(|a| a == "--sysctl" || a.starts_with("--sysctl="))
+    {
+        std::process::exit(sysctl(&path, &args));
+    }
     let code = match parse_args(&args) {
         Ok(cmd) => execute(cmd, &path, &argv0),
         Err(e) => {
@@ -232,6 +326,25 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn sysctl_arguments() {
+        assert_eq!(parse_sysctl(&s(&["--sysctl"])), Ok(SysctlCmd::All));
+        assert_eq!(
+            parse_sysctl(&s(&["--sysctl", "sloppy_tcp"])),
+            Ok(SysctlCmd::Show("sloppy_tcp".into()))
+        );
+        assert_eq!(
+            parse_sysctl(&s(&["--sysctl", "net.ipv4.vs.sloppy_tcp=1"])),
+            Ok(SysctlCmd::Set("net.ipv4.vs.sloppy_tcp".into(), "1".into()))
+        );
+        assert_eq!(
+            parse_sysctl(&s(&["--sysctl=lblc_expiration=60"])),
+            Ok(SysctlCmd::Set("lblc_expiration".into(), "60".into()))
+        );
+        assert!(parse_sysctl(&s(&["--sysctl", "=1"])).is_err());
+        assert!(parse_sysctl(&s(&["--sysctl", "a", "b"])).is_err());
     }
 
     #[test]

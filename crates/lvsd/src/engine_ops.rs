@@ -14,6 +14,19 @@ pub fn apply(engine: &mut Engine, req: &Request, now_ms: u64) -> (Response, bool
         Request::GetService(k) => return (services(engine, Some(key(k))), false),
         Request::ListConnections => return (connections(engine, now_ms), false),
         Request::GetTimeouts => return (timeouts(engine), false),
+        Request::GetSysctls => return (sysctls(engine), false),
+        Request::SetSysctl { name, value } => {
+            return match engine.set_sysctl(name, value) {
+                Ok(()) => (Response::Ok, true),
+                Err(e) => (
+                    Response::Error {
+                        kind: ErrorKind::Invalid,
+                        detail: e.to_string(),
+                    },
+                    false,
+                ),
+            };
+        }
         Request::AddService(s) => check_service(s)
             .and_then(|_| engine.add_service(key(&s.key), &s.scheduler, s.sched_flags)),
         Request::EditService(s) => check_service(s)
@@ -196,6 +209,21 @@ fn connections(engine: &Engine, now_ms: u64) -> Response {
         })
         .collect();
     Response::Connections(v)
+}
+
+fn sysctls(engine: &Engine) -> Response {
+    let v = lvs_core::sysctl::SYSCTLS
+        .iter()
+        .map(|s| ctl::SysctlValue {
+            name: s.name.to_string(),
+            value: engine
+                .sysctl(s.name)
+                .unwrap_or_else(|_| s.default.to_string()),
+            implemented: s.implemented,
+            doc: s.doc.to_string(),
+        })
+        .collect();
+    Response::Sysctls(v)
 }
 
 fn timeouts(engine: &Engine) -> Response {

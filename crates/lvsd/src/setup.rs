@@ -9,6 +9,14 @@ use lvs_core::{DestConfig, Engine, Forward, ServiceKey};
 /// to point errors at the offending line.
 pub fn apply(engine: &mut Engine, cfg: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
     let err = |span: Span, msg: String| ConfigError::at(file, text, span, msg);
+    for (name, value) in &cfg.sysctls {
+        use lvs_core::sysctl::SysctlError;
+        match engine.set_sysctl(&name.value, &value.value) {
+            Ok(()) => {}
+            Err(e @ SysctlError::Unknown(_)) => return Err(err(name.span, e.to_string())),
+            Err(e) => return Err(err(value.span, e.to_string())),
+        }
+    }
     for d in &cfg.directors {
         let Some(addr) = &d.addr else {
             return Err(err(d.name.span, format!(
@@ -231,5 +239,31 @@ mod threshold_tests {
         apply(&mut e, &cfg, "t.conf", text).unwrap();
         let (_, dests) = e.services().next().unwrap();
         assert_eq!((dests[0].u_threshold, dests[0].l_threshold), (100, 50));
+    }
+}
+
+#[cfg(test)]
+mod sysctl_tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Engine, ConfigError> {
+        let cfg = lvs_config::parse_str(text, "t.conf")?;
+        let mut e = Engine::new(0);
+        apply(&mut e, &cfg, "t.conf", text)?;
+        Ok(e)
+    }
+
+    #[test]
+    fn sysctl_lines_set_the_engine_and_errors_point_at_them() {
+        let e = load("sysctl conn_reuse_mode 0\nsysctl lblcr_expiration 60\n").unwrap();
+        assert_eq!(e.sysctl("conn_reuse_mode").unwrap(), "0");
+        assert_eq!(e.sched_settings.lblcr_expiration_s, 60);
+        let e = load("sysctl conn_reuse_modes 0\n").err().unwrap();
+        assert_eq!((e.line, e.col), (1, 8));
+        let e = load("\nsysctl lblc_expiration 9999999\n").err().unwrap();
+        assert_eq!((e.line, e.col), (2, 24));
+        assert!(e.message.contains("-8589934..8589934"), "{}", e.message);
+        let e = load("sysctl secure_tcp 3\n").err().unwrap();
+        assert!(e.message.contains("not implemented yet"), "{}", e.message);
     }
 }

@@ -392,6 +392,19 @@ fn empty_config_then_lvsadm_alone() {
     assert_eq!(servers[1].tcp_requests(), 3);
 
     // --set and --timeout.
+    // Sysctls: listed, set, range-checked.
+    ok(&["--sysctl", "conn_reuse_mode=0"]);
+    let (_, out, _) = lvsadm(sock, &["--sysctl", "net.ipv4.vs.conn_reuse_mode"]);
+    assert_eq!(out, "net.ipv4.vs.conn_reuse_mode = 0\n");
+    let (code, _, err) = lvsadm(sock, &["--sysctl", "lblc_expiration=9999999"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("-8589934..8589934"), "{err}");
+    let (_, out, _) = lvsadm(sock, &["--sysctl"]);
+    assert_eq!(out.lines().count(), 31, "{out}");
+    assert!(
+        out.contains("net.ipv4.vs.secure_tcp = 0   # not implemented yet\n"),
+        "{out}"
+    );
     ok(&["--set", "100", "20", "30"]);
     let (_, out, _) = lvsadm(sock, &["-L", "--timeout"]);
     assert_eq!(out, "Timeout (tcp tcpfin udp): 100 20 30\n");
