@@ -36,6 +36,8 @@ socket. Any of the forms above may also carry:
                                        command line; default {ctl}, or the
                                        LVSADM_CONTROL environment variable)
 Without arguments, {p} lists the table (same as -L).
+  {p} --sysctl [NAME[=VALUE]]    list IPVS's sysctls (net.ipv4.vs.*) as lvsd
+                                       has them, show one, or set one
 
 Commands (the first option must be one of these):
   --add-service     -A        add a virtual service with options
