@@ -145,6 +145,10 @@ pub struct Engine {
     next_dest_uid: u64,
     /// Last time the schedulers' periodic hooks ran.
     last_sched_tick: u64,
+    trash: Trash,
+    /// A scheduler was (re)bound since: tick at the next `handle_timeout`,
+    /// so its own timers (lblc/lblcr) start from then, not up to 1 s later.
+    sched_bound: bool,
 }
 
 /// Parsed L4 facts of a packet.
@@ -169,6 +173,8 @@ impl Engine {
             rng: Rng::new(seed.rotate_left(29) ^ 0x6a09_e667_f3bc_c909),
             next_dest_uid: 0,
             last_sched_tick: 0,
+            sched_bound: false,
+            trash: Trash::default(),
         }
     }
 
@@ -194,6 +200,7 @@ impl Engine {
             stats: Counters::default(),
         });
         self.by_key.insert(key, id);
+        self.sched_bound = true;
         Ok(())
     }
 
@@ -213,6 +220,7 @@ impl Engine {
             let mut s = sched::by_name(scheduler).ok_or(ControlError::SchedulerNotFound)?;
             s.init(DestList::new(&svc.dests, &self.dests), sched_flags);
             svc.scheduler = s;
+            self.sched_bound = true;
         } else if svc.sched_flags != sched_flags {
             svc.scheduler.set_flags(sched_flags);
         }
@@ -323,9 +331,12 @@ impl Engine {
             flags: DEST_F_AVAILABLE,
             svc,
             svc_key: key,
-            uid: {
-                self.next_dest_uid += 1;
-                self.next_dest_uid
+            uid: match self.trash.take(key, cfg.addr, cfg.port) {
+                Some(uid) => uid,
+                None => {
+                    self.next_dest_uid += 1;
+                    self.next_dest_uid
+                }
             },
             refs: 0,
             stats: Counters::default(),
@@ -391,7 +402,7 @@ impl Engine {
         let d = &mut self.dests[id];
         d.flags &= !DEST_F_AVAILABLE;
         if d.refs == 0 {
-            self.dests.remove(id);
+            free_dest(&mut self.dests, &mut self.trash, id);
         }
     }
 
@@ -471,11 +482,13 @@ impl Engine {
             conns,
             dests,
             counters,
+            trash,
             ..
         } = self;
-        let n = conns.expire(now, |c| unbind(dests, &c));
+        let n = conns.expire(now, |c| unbind(dests, trash, &c));
         counters.expired += n as u64;
-        if now.saturating_sub(self.last_sched_tick) >= 1000 {
+        if self.sched_bound || now.saturating_sub(self.last_sched_tick) >= 1000 {
+            self.sched_bound = false;
             self.last_sched_tick = now;
             let mut ctx = SchedCtx {
                 now_ms: now,
@@ -638,7 +651,7 @@ impl Engine {
     /// immediate unlink and unbind.
     fn expire_now(&mut self, id: ConnId) {
         if let Some(c) = self.conns.remove(id) {
-            unbind(&mut self.dests, &c);
+            unbind(&mut self.dests, &mut self.trash, &c);
             self.counters.expired += 1;
         }
     }
@@ -785,7 +798,40 @@ impl Engine {
 }
 
 /// Releases an entry's hold on its destination (§12).
-fn unbind(dests: &mut Slab<Dest>, c: &Conn) {
+/// Identities of destinations that were deleted and freed. The kernel keeps
+/// a deleted destination in its trash while anything references it —
+/// lblc/lblcr entries included — and revives the same object when it is
+/// added again. Our schedulers reference destinations by uid, so a re-added
+/// destination gets its old uid back and those entries become valid again.
+#[derive(Default)]
+struct Trash {
+    uids: HashMap<(ServiceKey, IpAddr, u16), u64>,
+}
+
+impl Trash {
+    /// Bound on remembered identities (oldest forgotten first is not
+    /// tracked; past the bound the map is simply cleared).
+    const MAX: usize = 1 << 16;
+
+    fn remember(&mut self, d: &Dest) {
+        if self.uids.len() >= Self::MAX {
+            self.uids.clear();
+        }
+        self.uids.insert((d.svc_key, d.addr, d.port), d.uid);
+    }
+
+    fn take(&mut self, key: ServiceKey, addr: IpAddr, port: u16) -> Option<u64> {
+        self.uids.remove(&(key, addr, port))
+    }
+}
+
+fn free_dest(dests: &mut Slab<Dest>, trash: &mut Trash, did: DestId) {
+    if let Some(d) = dests.remove(did) {
+        trash.remember(&d);
+    }
+}
+
+fn unbind(dests: &mut Slab<Dest>, trash: &mut Trash, c: &Conn) {
     let Some(did) = c.dest else { return };
     let Some(d) = dests.get_mut(did) else { return };
     if c.flags & cf::TEMPLATE != 0 {
@@ -798,7 +844,7 @@ fn unbind(dests: &mut Slab<Dest>, c: &Conn) {
     d.check_overload_on_unbind();
     d.refs = d.refs.saturating_sub(1);
     if d.refs == 0 && !d.available() {
-        dests.remove(did);
+        free_dest(dests, trash, did);
     }
 }
 

@@ -389,3 +389,27 @@ fn ttl_one_is_dropped_not_forwarded() {
         1
     );
 }
+
+/// A destination deleted and freed, then added again, keeps its identity,
+/// as the kernel revives the object it still holds in its trash (so lblc
+/// and lblcr entries that name it are valid again).
+#[test]
+fn a_re_added_destination_keeps_its_identity() {
+    let mut e = Engine::new(6);
+    let key = service(&mut e, ipproto::UDP, "lblc", &[(1, 1), (2, 1)]);
+    let uid = |e: &Engine, o: u8| e.all_dests().find(|d| d.addr == ip(rs(o))).map(|d| d.uid);
+    let before = uid(&e, 1).unwrap();
+    e.delete_dest(key, ip(rs(1)), 8080).unwrap();
+    assert_eq!(uid(&e, 1), None, "no connections: freed at once");
+    let cfg = DestConfig {
+        addr: ip(rs(1)),
+        port: 8080,
+        forward: Forward::Masq,
+        weight: 1,
+        u_threshold: 0,
+        l_threshold: 0,
+    };
+    e.add_dest(key, cfg).unwrap();
+    assert_eq!(uid(&e, 1), Some(before));
+    assert_ne!(uid(&e, 2), Some(before));
+}
