@@ -10,7 +10,30 @@ use lvs_core::wire::tcp_flags::{ACK, SYN};
 use lvs_core::{DestConfig, Engine, Forward, ServiceKey, Verdict};
 use std::hint::black_box;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// Counts live heap bytes, to report the memory cost of a connection entry.
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counter is only bookkeeping.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size(), Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { std::alloc::System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        // SAFETY: p was allocated by System with layout l.
+        unsafe { std::alloc::System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 const VIP: [u8; 4] = [198, 18, 0, 100];
 
@@ -61,6 +84,26 @@ fn engine_with(dests: u8) -> Engine {
         e.add_dest(key, cfg).unwrap();
     }
     e
+}
+
+/// Heap bytes per connection entry with 1M TCP entries in the table (all
+/// indexes and timer filings included). Printed, not timed.
+fn memory_per_connection(_c: &mut Criterion) {
+    let n = 1_000_000u32;
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut e = engine_with(3);
+    for i in 0..n {
+        let (a, p) = client(i);
+        let mut syn = tcp(a, p, VIP, 80, SYN);
+        e.process_ipv4(0, &mut syn, false);
+    }
+    let used = LIVE.load(Ordering::Relaxed) - before;
+    eprintln!(
+        "memory_per_connection: {} entries, {} bytes of heap, {:.1} bytes per entry",
+        e.connection_count(),
+        used,
+        used as f64 / f64::from(n)
+    );
 }
 
 fn established(c: &mut Criterion) {
@@ -135,5 +178,5 @@ fn new_connections(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, established, new_connections);
+criterion_group!(benches, memory_per_connection, established, new_connections);
 criterion_main!(benches);
