@@ -9,8 +9,8 @@
 //!
 //! Needs root. UDP scenarios only (TCP ones are replayed at engine level by
 //! `lvs-core/tests/kernel_sched.rs`); `twos` draws kernel random numbers and
-//! one-packet scheduling is not implemented yet, so those are skipped, as
-//! are schedulers this build does not offer yet (named in the output).
+//! one-packet scheduling is not implemented yet, so those are skipped
+//! (named in the output); a scheduler that is not offered is a failure.
 
 use lvs_lab::Lab;
 use serde_json::Value;
@@ -235,7 +235,7 @@ fn lvsd_schedules_the_kernels_flows_like_the_kernel() {
             let (code, _, err) = lvsadm(&sock, &refs);
             if code != 0 {
                 if err.contains("Scheduler or persistence engine not found") {
-                    skipped.push(format!("{file} (scheduler {sched} not offered yet)"));
+                    failures.push(format!("{file}: scheduler {sched} is not offered"));
                 } else {
                     failures.push(format!("{file}: `{c}` failed: {err}"));
                 }
@@ -335,5 +335,6 @@ fn lvsd_schedules_the_kernels_flows_like_the_kernel() {
     );
     lab.close().expect("lab cleanup");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(!ran.is_empty(), "no scenario could be replayed");
+    // 53 of the 96 recorded scenarios are UDP and not twos.
+    assert!(ran.len() >= 50, "only {} scenarios replayed", ran.len());
 }

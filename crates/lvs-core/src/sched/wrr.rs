@@ -100,6 +100,7 @@ impl Scheduler for Wrr {
         let mut stop: Option<usize> = None;
         let mut last_pass = false;
         let mut restarted = false;
+        let mut floor: Option<i32> = None;
         loop {
             let start = pos.map_or(0, |p| p + 1);
             for i in start..n {
@@ -124,6 +125,26 @@ impl Scheduler for Wrr {
                 }
                 restarted = true;
             }
+            // A pass at a level above every non-overloaded weight (and above
+            // di, so not a last pass) finds nothing and changes nothing but
+            // cw. The kernel walks such levels one pass at a time — with one
+            // huge weight overloaded that is billions of passes per new
+            // connection. Skipping straight to the first level that can
+            // matter gives the same decisions.
+            let f = *floor.get_or_insert_with(|| {
+                let m = dests
+                    .iter()
+                    .filter(|d| !d.overloaded())
+                    .map(|d| d.weight)
+                    .max()
+                    .unwrap_or(0);
+                m.max(self.di)
+            });
+            if self.cw > f {
+                let (cw, f, di) = (i64::from(self.cw), i64::from(f), i64::from(self.di));
+                let k = (cw - f + di - 1) / di;
+                self.cw = (cw - k * di) as i32;
+            }
             last_pass = self.cw <= self.di;
             if last_pass && restarted && last.is_some() {
                 stop = last;
@@ -133,7 +154,54 @@ impl Scheduler for Wrr {
 }
 
 #[cfg(test)]
+mod literal {
+    //! The kernel's loop as the spec writes it, one pass per level: the
+    //! reference the level skipping is checked against.
+    use super::Wrr;
+    use crate::sched::DestList;
+
+    pub fn schedule(w: &mut Wrr, dests: DestList<'_>) -> Option<usize> {
+        if w.mw == 0 {
+            return None;
+        }
+        let n = dests.len();
+        let last = w.cl;
+        let mut pos = w.cl;
+        let mut stop: Option<usize> = None;
+        let (mut last_pass, mut restarted) = (false, false);
+        loop {
+            for i in pos.map_or(0, |p| p + 1)..n {
+                let d = dests.get(i);
+                if !d.overloaded() && d.weight >= w.cw {
+                    w.cl = Some(i);
+                    return Some(i);
+                }
+                if stop == Some(i) {
+                    w.cl = Some(i);
+                    return None;
+                }
+            }
+            pos = None;
+            w.cw -= w.di;
+            if w.cw <= 0 {
+                w.cw = w.mw;
+                if last_pass || last.is_none() {
+                    w.cl = None;
+                    return None;
+                }
+                restarted = true;
+            }
+            last_pass = w.cw <= w.di;
+            if last_pass && restarted && last.is_some() {
+                stop = last;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
+    use super::{literal, Wrr};
     use crate::sched::testutil::Harness;
 
     /// Builds a service whose list order (front first) is `weights` by adding
@@ -205,6 +273,58 @@ mod tests {
         h.set_weight(C, 3);
         assert_eq!(h.picks(6), [A, B, C, A, B, C]);
         assert_eq!(h.picks(4), [A, A, B, C]);
+    }
+
+    /// Random weights, overloads and edits: the level-skipping loop makes
+    /// the same decisions as the literal one, step after step (a diverging
+    /// cursor or cw would show in later decisions).
+    #[test]
+    fn level_skipping_matches_the_literal_kernel_loop() {
+        use crate::rng::Rng;
+        use crate::sched::{DestList, Scheduler};
+        let mut rng = Rng::new(99);
+        for round in 0..300 {
+            let mut h = Harness::new("wrr");
+            let mut reference = Wrr::default();
+            reference.init(DestList::new(&h.ids, &h.pool), 0);
+            let n = 1 + (rng.next_u32() % 5) as u8;
+            for o in 1..=n {
+                let w = match rng.next_u32() % 4 {
+                    0 => 0,
+                    1 => (rng.next_u32() % 4) as i32,
+                    2 => (rng.next_u32() % 40) as i32,
+                    _ => 1000 + (rng.next_u32() % 5000) as i32,
+                };
+                h.add(o, w);
+                reference.add_dest(DestList::new(&h.ids, &h.pool), 0);
+            }
+            for step in 0..60 {
+                if rng.next_u32() % 7 == 0 {
+                    let o = 1 + (rng.next_u32() % u32::from(n)) as u8;
+                    h.set_overload(o, rng.next_u32() % 2 == 0);
+                }
+                if rng.next_u32() % 13 == 0 {
+                    let o = 1 + (rng.next_u32() % u32::from(n)) as u8;
+                    h.set_weight(o, (rng.next_u32() % 9) as i32);
+                    reference.upd_dest(DestList::new(&h.ids, &h.pool), h.pos(o));
+                }
+                let want = literal::schedule(&mut reference, DestList::new(&h.ids, &h.pool))
+                    .map_or(0, |i| match h.pool[h.ids[i]].addr {
+                        std::net::IpAddr::V4(a) => a.octets()[3],
+                        std::net::IpAddr::V6(_) => 255,
+                    });
+                assert_eq!(h.pick(), want, "round {round} step {step}");
+            }
+        }
+    }
+
+    /// One huge weight overloaded next to a small one: a decision is a few
+    /// passes, not two billion (the literal loop would take seconds here).
+    #[test]
+    fn a_huge_overloaded_weight_does_not_stall() {
+        let mut h = service(&[(A, i32::MAX), (B, 1)]);
+        h.set_overload(A, true);
+        assert_eq!(h.picks(4), [B, B, B, B]);
     }
 
     #[test]
