@@ -150,8 +150,8 @@ impl Engine {
             "conn_reuse_mode" => s.conn_reuse_mode.to_string(),
             "expire_nodest_conn" => s.expire_nodest_conn.to_string(),
             "sloppy_tcp" => s.sloppy_tcp.to_string(),
-            "lblc_expiration" => self.sched_settings.lblc_expiration_s.to_string(),
-            "lblcr_expiration" => self.sched_settings.lblcr_expiration_s.to_string(),
+            "lblc_expiration" => self.sched_settings.lblc_expiration_written.to_string(),
+            "lblcr_expiration" => self.sched_settings.lblcr_expiration_written.to_string(),
             _ => d.default.to_string(),
         })
     }
@@ -160,7 +160,12 @@ impl Engine {
     pub fn set_sysctl(&mut self, name: &str, value: &str) -> Result<(), SysctlError> {
         let d = lookup(name).ok_or_else(|| SysctlError::Unknown(name.to_string()))?;
         if !d.implemented {
-            if value.trim() == d.default {
+            let same = match d.accepts {
+                // `00`, `-0` and `0` are the same number to the kernel.
+                AnyInt | Range(..) => d.parse(value).ok() == d.parse(d.default).ok(),
+                Text => value.split_whitespace().eq(d.default.split_whitespace()),
+            };
+            if same {
                 return Ok(());
             }
             return Err(SysctlError::NotImplemented(d.name, d.default));
@@ -171,8 +176,14 @@ impl Engine {
             "conn_reuse_mode" => s.conn_reuse_mode = v as i32,
             "expire_nodest_conn" => s.expire_nodest_conn = v as i32,
             "sloppy_tcp" => s.sloppy_tcp = v as i32,
-            "lblc_expiration" => self.sched_settings.lblc_expiration_s = clamp_secs(v),
-            "lblcr_expiration" => self.sched_settings.lblcr_expiration_s = clamp_secs(v),
+            "lblc_expiration" => {
+                self.sched_settings.lblc_expiration_s = clamp_secs(v);
+                self.sched_settings.lblc_expiration_written = v;
+            }
+            "lblcr_expiration" => {
+                self.sched_settings.lblcr_expiration_s = clamp_secs(v);
+                self.sched_settings.lblcr_expiration_written = v;
+            }
             _ => {}
         }
         Ok(())
@@ -221,6 +232,11 @@ mod tests {
     fn knobs_not_implemented_accept_only_their_default() {
         let mut e = Engine::new(1);
         e.set_sysctl("secure_tcp", "0").unwrap();
+        e.set_sysctl("secure_tcp", "00").unwrap();
+        e.set_sysctl("sync_threshold", "3 50").unwrap();
+        e.set_sysctl("lblc_expiration", "-5").unwrap();
+        assert_eq!(e.sysctl("lblc_expiration").unwrap(), "-5");
+        assert_eq!(e.sched_settings.lblc_expiration_s, 0);
         let err = e.set_sysctl("secure_tcp", "2").unwrap_err();
         assert_eq!(
             err.to_string(),

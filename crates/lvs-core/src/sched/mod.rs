@@ -98,6 +98,12 @@ pub struct SchedSettings {
     pub lblc_expiration_s: u32,
     /// `lblcr_expiration`, seconds (default 86400).
     pub lblcr_expiration_s: u32,
+    /// The two values as written: the kernel accepts negative values and
+    /// reads them back unchanged; they act like 0 here (entries are due at
+    /// the next check), except for lblcr's same-millisecond `lastmod`
+    /// comparison (kernel: strictly after `lastmod - x`).
+    pub lblc_expiration_written: i64,
+    pub lblcr_expiration_written: i64,
 }
 
 impl Default for SchedSettings {
@@ -105,6 +111,8 @@ impl Default for SchedSettings {
         SchedSettings {
             lblc_expiration_s: 24 * 60 * 60,
             lblcr_expiration_s: 24 * 60 * 60,
+            lblc_expiration_written: 24 * 60 * 60,
+            lblcr_expiration_written: 24 * 60 * 60,
         }
     }
 }
