@@ -413,3 +413,45 @@ fn a_re_added_destination_keeps_its_identity() {
     assert_eq!(uid(&e, 1), Some(before));
     assert_ne!(uid(&e, 2), Some(before));
 }
+
+/// `ipvsadm -E` that only changes the flags keeps the scheduler (and its
+/// table) and the new flags apply at once, as the kernel reads them at
+/// every decision: sh without fallback gives nothing for a quiesced
+/// bucket, with `-b sh-fallback` the next server, and back.
+#[test]
+fn flag_only_edit_applies_at_once() {
+    let mut e = Engine::new(12);
+    let key = service(&mut e, ipproto::UDP, "sh", &[(1, 1), (2, 1), (3, 1)]);
+    let send = |e: &mut Engine, port: u16| {
+        let mut q = packet(ipproto::UDP, C, port, V, 80, 0);
+        e.process_ipv4(0, &mut q, false)
+    };
+    let first = send(&mut e, 1000);
+    let Verdict::Forward { to } = first else {
+        panic!("{first:?}")
+    };
+    // Quiesce the server this client hashes to.
+    let cfg = DestConfig {
+        addr: to,
+        port: 8080,
+        forward: Forward::Masq,
+        weight: 0,
+        u_threshold: 0,
+        l_threshold: 0,
+    };
+    e.edit_dest(key, cfg).unwrap();
+    assert_eq!(
+        send(&mut e, 1001),
+        Verdict::Unreachable,
+        "sh without fallback"
+    );
+    e.edit_service(key, "sh", lvs_core::sched::SCHED_F_FALLBACK)
+        .unwrap();
+    let fb = send(&mut e, 1002);
+    assert!(
+        matches!(fb, Verdict::Forward { to: t } if t != to),
+        "{fb:?}"
+    );
+    e.edit_service(key, "sh", 0).unwrap();
+    assert_eq!(send(&mut e, 1003), Verdict::Unreachable);
+}
