@@ -95,6 +95,26 @@ pub struct DestSpec {
     pub l_threshold: u32,
 }
 
+/// Statistics of a service or destination as `--stats`/`--rate` list them
+/// (connections.md §19): the estimator's snapshot minus the `-Z` zero
+/// point, and the estimated rates.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsInfo {
+    pub conns: u64,
+    pub in_pkts: u64,
+    pub out_pkts: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    /// Connections per second.
+    pub cps: u64,
+    /// Packets per second, in and out.
+    pub in_pps: u64,
+    pub out_pps: u64,
+    /// Bytes per second, in and out.
+    pub in_bps: u64,
+    pub out_bps: u64,
+}
+
 /// A destination as listed.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct DestInfo {
@@ -107,6 +127,9 @@ pub struct DestInfo {
     pub persist_conns: u32,
     pub u_threshold: u32,
     pub l_threshold: u32,
+    /// Counters and rates (`None` from a daemon without statistics: shown as 0).
+    #[serde(default)]
+    pub stats: Option<StatsInfo>,
 }
 
 /// A service as listed, destinations in the engine's list order (front first).
@@ -114,6 +137,9 @@ pub struct DestInfo {
 pub struct ServiceInfo {
     pub spec: ServiceSpec,
     pub dests: Vec<DestInfo>,
+    /// Counters and rates (`None`: shown as 0).
+    #[serde(default)]
+    pub stats: Option<StatsInfo>,
 }
 
 /// One entry of the connection table, as `/proc/net/ip_vs_conn` shows it.
@@ -189,6 +215,9 @@ pub enum Request {
     },
     /// `--set`: a 0 leaves that value unchanged.
     SetTimeouts(Timeouts),
+    /// `-Z`: zero the counters and rates of one service and its real
+    /// servers, or (`None`) of everything, totals included.
+    Zero(Option<ServiceKey>),
 }
 
 /// Why a request failed; each kind maps to one ipvsadm message (spec §6).

@@ -6,14 +6,13 @@
 //! output of ipvsadm without `-n` depends on the resolver anyway).
 
 use crate::proto::{
-    ConnInfo, DestInfo, ErrorKind, Forward, Protocol, ServiceInfo, ServiceKey, Timeouts,
+    ConnInfo, DestInfo, ErrorKind, Forward, Protocol, ServiceInfo, ServiceKey, StatsInfo, Timeouts,
 };
 use std::cmp::Ordering;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
-/// Column layout of a service listing (§8.2; `--stats`/`--rate` are not
-/// available: there are no counters yet).
+/// Column layout of a service listing (§8.2).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ListMode {
     /// `Forward Weight ActiveConn InActConn`.
@@ -25,6 +24,10 @@ pub enum ListMode {
     PersistentConn,
     /// `--tun-info` (every tunnel is shown as `ipip`: there are no tunnel types yet).
     TunInfo,
+    /// `--stats`; `exact` is `--exact` (§7.3).
+    Stats { exact: bool },
+    /// `--rate`; `exact` is `--exact` (§7.3).
+    Rate { exact: bool },
 }
 
 /// Options of a service listing.
@@ -53,7 +56,39 @@ pub fn titles(mode: ListMode) -> String {
             "{:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port\n",
             "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
         ),
+        ListMode::Stats { .. } => format!(
+            "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port\n",
+            "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
+        ),
+        ListMode::Rate { .. } => format!(
+            "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port\n",
+            "Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"
+        ),
     }
+}
+
+/// One number of a `--stats`/`--rate` line, its field including the leading
+/// space (§7.3): K/M/G/T-scaled by default, every digit with `--exact`.
+pub fn push_big(out: &mut String, n: u64, exact: bool) {
+    let _ = if exact {
+        write!(out, " {n:>8}")
+    } else if n < 100_000_000 {
+        write!(out, "{n:>9}")
+    } else if n < 1_000_000_000 {
+        write!(out, "{:>8}K", n / 1_000)
+    } else if n < 100_000_000_000 {
+        write!(out, "{:>8}M", n / 1_000_000)
+    } else if n < 100_000_000_000_000 {
+        write!(out, "{:>8}G", n / 1_000_000_000)
+    } else {
+        write!(out, "{:>8}T", n / 1_000_000_000_000)
+    };
+}
+
+/// The low 32 bits: ipvsadm 1.31 reads these fields of a real server's
+/// netlink statistics as 32-bit values (§8.4, known quirk).
+fn low32(n: u64) -> u64 {
+    n & 0xffff_ffff
 }
 
 /// `-L -n` (and `-L`): header, titles, every service with its real servers.
@@ -256,6 +291,9 @@ fn dest_label(d: &DestInfo) -> String {
 }
 
 fn push_service(out: &mut String, svc: &ServiceInfo, opts: &ListOptions) {
+    if let ListMode::Stats { exact } | ListMode::Rate { exact } = opts.mode {
+        return push_service_stats(out, svc, opts, exact);
+    }
     let spec = &svc.spec;
     out.push_str(&service_label(&spec.key));
     out.push(' ');
@@ -319,7 +357,58 @@ fn push_service(out: &mut String, svc: &ServiceInfo, opts: &ListOptions) {
                 d.active_conns,
                 d.inact_conns
             ),
+            // Handled by `push_service_stats`.
+            ListMode::Stats { .. } | ListMode::Rate { .. } => Ok(()),
         };
+    }
+}
+
+/// A service and its real servers in `--stats` or `--rate` layout (§8.3, §8.4).
+fn push_service_stats(out: &mut String, svc: &ServiceInfo, opts: &ListOptions, exact: bool) {
+    let rate = matches!(opts.mode, ListMode::Rate { .. });
+    let s = svc.stats.unwrap_or_default();
+    let _ = write!(out, "{:<33}", service_label(&svc.spec.key));
+    let five = if rate {
+        [s.cps, s.in_pps, s.out_pps, s.in_bps, s.out_bps]
+    } else {
+        [s.conns, s.in_pkts, s.out_pkts, s.in_bytes, s.out_bytes]
+    };
+    for n in five {
+        push_big(out, n, exact);
+    }
+    out.push('\n');
+    let mut dests: Vec<&DestInfo> = svc.dests.iter().collect();
+    if !opts.nosort {
+        merge_sort(&mut dests, |a, b| cmp_dests(a, b));
+    }
+    for d in dests {
+        let st: StatsInfo = d.stats.unwrap_or_default();
+        let label = dest_label(d);
+        if rate {
+            // Plain numbers for the first three, no K/M suffixes (§8.4).
+            let _ = write!(
+                out,
+                "  -> {:<28} {:>8} {:>8} {:>8}",
+                label,
+                low32(st.cps),
+                low32(st.in_pps),
+                low32(st.out_pps)
+            );
+            push_big(out, low32(st.in_bps), exact);
+            push_big(out, low32(st.out_bps), exact);
+        } else {
+            let _ = write!(out, "  -> {label:<28}");
+            for n in [
+                low32(st.conns),
+                low32(st.in_pkts),
+                low32(st.out_pkts),
+                st.in_bytes,
+                st.out_bytes,
+            ] {
+                push_big(out, n, exact);
+            }
+        }
+        out.push('\n');
     }
 }
 

@@ -18,7 +18,7 @@ use crate::service::{
     Dest, DestId, Forward, Service, ServiceKey, SvcId, DEST_F_AVAILABLE, DEST_F_OVERLOAD,
 };
 use crate::slab::Slab;
-use crate::stats::Counters;
+use crate::stats::{Counters, Estimator, StatsView, EST_TICKS, EST_TICK_MS};
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::{ipproto, tcp_flags};
 use std::collections::HashMap;
@@ -149,6 +149,18 @@ pub struct Engine {
     /// A scheduler was (re)bound since: tick at the next `handle_timeout`,
     /// so its own timers (lblc/lblcr) start from then, not up to 1 s later.
     sched_bound: bool,
+    /// Namespace totals (live) and their estimator (connections.md §19).
+    total: Counters,
+    total_est: Estimator,
+    /// Estimators of destinations, indexed by `DestId`.
+    dest_est: Vec<Estimator>,
+    /// Estimation runs once the first service has been added (as the
+    /// kernel's estimator kthread starts then).
+    est_running: bool,
+    /// Index of the next estimator tick to run (slot = index % EST_TICKS).
+    est_tick: u64,
+    /// When that tick is due (set at the first `handle_timeout` after start).
+    est_next_ms: Option<u64>,
 }
 
 /// Parsed L4 facts of a packet.
@@ -175,6 +187,12 @@ impl Engine {
             last_sched_tick: 0,
             sched_bound: false,
             trash: Trash::default(),
+            total: Counters::default(),
+            total_est: Estimator::default(),
+            dest_est: Vec::new(),
+            est_running: false,
+            est_tick: 0,
+            est_next_ms: None,
         }
     }
 
@@ -192,12 +210,18 @@ impl Engine {
         }
         let mut s = sched::by_name(scheduler).ok_or(ControlError::SchedulerNotFound)?;
         s.init(DestList::new(&[], &self.dests), sched_flags);
+        if !self.est_running {
+            self.est_running = true;
+            self.total_est.slot = self.new_est_slot();
+        }
+        let est = Estimator::new(self.new_est_slot());
         let id = self.services.insert(Service {
             key,
             scheduler: s,
             sched_flags,
             dests: Vec::new(),
             stats: Counters::default(),
+            est,
         });
         self.by_key.insert(key, id);
         self.sched_bound = true;
@@ -341,6 +365,12 @@ impl Engine {
             refs: 0,
             stats: Counters::default(),
         });
+        let est = Estimator::new(self.new_est_slot());
+        let slot = id as usize;
+        if self.dest_est.len() <= slot {
+            self.dest_est.resize(slot + 1, Estimator::default());
+        }
+        self.dest_est[slot] = est;
         let s = &mut self.services[svc];
         s.dests.insert(0, id);
         s.scheduler
@@ -500,7 +530,116 @@ impl Engine {
                     .tick(DestList::new(&s.dests, &self.dests), &mut ctx);
             }
         }
+        if self.est_running {
+            self.run_estimator(now);
+        }
         n
+    }
+
+    // ----- statistics (connections.md §19) ---------------------------------
+
+    /// The slot of a new estimator: the tick that ran last, so that its first
+    /// visit comes one full period (~2 s) after its creation.
+    fn new_est_slot(&self) -> u8 {
+        ((self.est_tick + EST_TICKS - 1) % EST_TICKS) as u8
+    }
+
+    /// Runs the estimator ticks due at `now`: each 40 ms tick visits the
+    /// estimators of its slot, so every estimator is visited once per 2 s.
+    /// After a long gap at most one period is caught up (each estimator
+    /// visited once, its delta covering the whole gap).
+    fn run_estimator(&mut self, now: u64) {
+        let next = *self
+            .est_next_ms
+            .get_or_insert(now.saturating_add(EST_TICK_MS));
+        let mut next = next;
+        let mut ran = 0;
+        while now >= next && ran < EST_TICKS {
+            let slot = (self.est_tick % EST_TICKS) as u8;
+            if self.total_est.slot == slot {
+                self.total_est.visit(&self.total);
+            }
+            for (_, s) in self.services.iter_mut() {
+                if s.est.slot == slot {
+                    s.est.visit(&s.stats);
+                }
+            }
+            for (id, d) in self.dests.iter() {
+                // Deleted destinations have no running estimator.
+                if !d.available() {
+                    continue;
+                }
+                if let Some(e) = self.dest_est.get_mut(id as usize) {
+                    if e.slot == slot {
+                        e.visit(&d.stats);
+                    }
+                }
+            }
+            self.est_tick = self.est_tick.wrapping_add(1);
+            next = next.saturating_add(EST_TICK_MS);
+            ran += 1;
+        }
+        if now >= next {
+            next = now.saturating_add(EST_TICK_MS);
+        }
+        self.est_next_ms = Some(next);
+    }
+
+    /// A service's statistics and those of its destinations (in list order,
+    /// as `service()` returns them), as listings show them.
+    pub fn service_stats(&self, key: &ServiceKey) -> Option<(StatsView, Vec<StatsView>)> {
+        let s = &self.services[*self.by_key.get(key)?];
+        let dests = s
+            .dests
+            .iter()
+            .map(|&d| {
+                self.dest_est
+                    .get(d as usize)
+                    .map(Estimator::view)
+                    .unwrap_or_default()
+            })
+            .collect();
+        Some((s.est.view(), dests))
+    }
+
+    /// The namespace totals (`/proc/net/ip_vs_stats`).
+    pub fn total_stats(&self) -> StatsView {
+        self.total_est.view()
+    }
+
+    /// `ipvsadm -Z`: zero one service and its destinations, or (`None`)
+    /// every service, every destination and the totals.
+    pub fn zero_stats(&mut self, key: Option<ServiceKey>) -> Result<(), ControlError> {
+        let Engine {
+            services,
+            by_key,
+            dest_est,
+            total_est,
+            ..
+        } = self;
+        let mut zero_svc = |s: &mut Service| {
+            s.est.zero();
+            for &d in &s.dests {
+                if let Some(e) = dest_est.get_mut(d as usize) {
+                    e.zero();
+                }
+            }
+        };
+        match key {
+            Some(k) => {
+                let id = *by_key.get(&k).ok_or(ControlError::NoSuchService)?;
+                if let Some(s) = services.get_mut(id) {
+                    zero_svc(s);
+                }
+            }
+            None => {
+                for (_, s) in services.iter_mut() {
+                    zero_svc(s);
+                }
+                total_est.zero();
+            }
+        }
+        Ok(())
     }
 
     // ----- data path -----------------------------------------------------
@@ -613,6 +752,7 @@ impl Engine {
         d.check_overload_on_bind();
         d.stats.conns += 1;
         s.stats.conns += 1;
+        self.total.conns += 1;
         self.counters.conns += 1;
         let id = self.conns.insert(now, c);
         self.forward_in(now, id, &mut ip, &l4, len, csum_partial)
@@ -746,17 +886,16 @@ impl Engine {
         let svc = d.svc;
         let bump = |c: &mut Counters| {
             if inbound {
-                c.in_pkts += 1;
-                c.in_bytes += len;
+                c.add_in(len);
             } else {
-                c.out_pkts += 1;
-                c.out_bytes += len;
+                c.add_out(len);
             }
         };
         bump(&mut d.stats);
         if let Some(s) = self.services.get_mut(svc) {
             bump(&mut s.stats);
         }
+        bump(&mut self.total);
     }
 
     /// Runs the protocol state machine and restarts the entry's timer.

@@ -13,6 +13,8 @@ pub mod sched;
 pub mod service;
 pub mod slab;
 pub mod stats;
+#[cfg(test)]
+mod stats_tests;
 pub mod sysctl;
 pub mod wire;
 

@@ -1,7 +1,7 @@
 //! Virtual services and their destinations (real servers), as IPVS models them.
 
 use crate::sched::Scheduler;
-use crate::stats::Counters;
+use crate::stats::{Counters, Estimator};
 use std::net::IpAddr;
 
 /// Identifies a destination in the engine's destination pool.
@@ -110,7 +110,10 @@ pub struct Service {
     pub sched_flags: u32,
     /// Destinations in list order: new destinations are inserted at the front.
     pub dests: Vec<DestId>,
+    /// Live counters (the data path adds to these).
     pub stats: Counters,
+    /// The service's rate estimator: what listings show (connections.md §19).
+    pub est: Estimator,
 }
 
 #[cfg(test)]

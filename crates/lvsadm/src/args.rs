@@ -873,15 +873,19 @@ pub fn parse_args(args: &[String]) -> Result<Command, UsageError> {
             {
                 return fail("options conflicts in the list command");
             }
-            if o(bit::STATS) || o(bit::RATE) {
-                return Err(UsageError::Unsupported(
-                    "listing statistics (--stats, --rate)".into(),
-                ));
-            }
             if o(bit::DAEMON) {
                 return Err(UsageError::Unsupported("the sync daemon (--daemon)".into()));
             }
-            let mode = if o(bit::THRESHOLDS) {
+            // Precedence: stats > rate > thresholds > persistent-conn > tun-info.
+            let mode = if o(bit::STATS) {
+                ListMode::Stats {
+                    exact: o(bit::EXACT),
+                }
+            } else if o(bit::RATE) {
+                ListMode::Rate {
+                    exact: o(bit::EXACT),
+                }
+            } else if o(bit::THRESHOLDS) {
                 ListMode::Thresholds
             } else if o(bit::PERSISTENTCONN) {
                 ListMode::PersistentConn
@@ -914,7 +918,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, UsageError> {
             nosort: st.has(bit::NOSORT),
         }),
         Cmd::Restore => Ok(Command::Restore),
-        Cmd::Zero => Err(UsageError::Unsupported("zeroing counters (-Z)".into())),
+        Cmd::Zero => Ok(Command::Apply(Request::Zero(key))),
         Cmd::StartDaemon | Cmd::StopDaemon => {
             Err(UsageError::Unsupported("the sync daemon".into()))
         }

@@ -22,7 +22,7 @@ Usage:
   {p} -a|e virtual-service -r server-address [options]
   {p} -d virtual-service -r server-address
   {p} -L|l [virtual-service] [options]
-  {p} -Z [virtual-service]                (not supported yet)
+  {p} -Z [virtual-service]
   {p} --set tcp tcpfin udp
   {p} --start-daemon {{master|backup}}     (not supported yet)
   {p} --stop-daemon {{master|backup}}      (not supported yet)
@@ -50,7 +50,7 @@ Commands (the first option must be one of these):
   --edit-server     -e        replace a real server's definition
   --delete-server   -d        delete a real server
   --list            -L|-l     list the table, one service, connections or timeouts
-  --zero            -Z        zero counters (not supported yet)
+  --zero            -Z        zero the counters and rates of one service or all
   --set tcp tcpfin udp        set the connection timeouts in seconds (0 = keep)
   --help            -h        show this text
   --version         -v        show the version
@@ -89,7 +89,9 @@ Options:
   --tun-info                  list the tunnel column
   --nosort                    do not sort the listing
   --sort                      sort the listing (the default)
-  --stats, --rate, --exact    statistics listings (not supported yet)
+  --stats                     list the counters (conns, packets, bytes)
+  --rate                      list the rates (per second, smoothed over ~8 s)
+  --exact        -X           every digit of --stats/--rate numbers (no K/M/G/T)
 ",
         version = version(),
         ctl = lvs_control::DEFAULT_CONTROL_PATH,

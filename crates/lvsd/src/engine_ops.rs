@@ -4,6 +4,7 @@
 use lvs_control as ctl;
 use lvs_control::{ErrorKind, Request, Response};
 use lvs_core::service::Dest;
+use lvs_core::stats::StatsView;
 use lvs_core::wire::ipproto;
 use lvs_core::{ControlError, DestConfig, Engine, Forward, ServiceKey};
 
@@ -46,6 +47,13 @@ pub fn apply(engine: &mut Engine, req: &Request, now_ms: u64) -> (Response, bool
         Request::SetTimeouts(t) => {
             engine.set_timeouts(t.tcp, t.tcpfin, t.udp);
             Ok(())
+        }
+        // Zeroing changes no configuration (nothing for the guard to follow).
+        Request::Zero(k) => {
+            return match engine.zero_stats(k.as_ref().map(key)) {
+                Ok(()) => (Response::Ok, false),
+                Err(e) => (error(e), false),
+            };
         }
     };
     match r {
@@ -137,7 +145,23 @@ pub fn dest_config(d: &ctl::DestSpec) -> DestConfig {
     }
 }
 
-fn dest_info(d: &Dest) -> ctl::DestInfo {
+fn stats_info(v: &StatsView) -> ctl::StatsInfo {
+    let (c, r) = (&v.counters, &v.rates);
+    ctl::StatsInfo {
+        conns: c.conns,
+        in_pkts: c.in_pkts,
+        out_pkts: c.out_pkts,
+        in_bytes: c.in_bytes,
+        out_bytes: c.out_bytes,
+        cps: r.cps,
+        in_pps: r.in_pps,
+        out_pps: r.out_pps,
+        in_bps: r.in_bps,
+        out_bps: r.out_bps,
+    }
+}
+
+fn dest_info(d: &Dest, stats: Option<&StatsView>) -> ctl::DestInfo {
     ctl::DestInfo {
         addr: d.addr,
         port: d.port,
@@ -148,6 +172,7 @@ fn dest_info(d: &Dest) -> ctl::DestInfo {
         persist_conns: d.persist_conns,
         u_threshold: d.u_threshold,
         l_threshold: d.l_threshold,
+        stats: Some(stats.map(stats_info).unwrap_or_default()),
     }
 }
 
@@ -155,6 +180,7 @@ fn dest_info(d: &Dest) -> ctl::DestInfo {
 pub fn services(engine: &Engine, only: Option<ServiceKey>) -> Response {
     let mut out = Vec::new();
     let mut push = |s: &lvs_core::service::Service, dests: Vec<&Dest>| {
+        let (svc_stats, dest_stats) = engine.service_stats(&s.key).unwrap_or_default();
         out.push(ctl::ServiceInfo {
             spec: ctl::ServiceSpec {
                 key: ctl::ServiceKey {
@@ -168,7 +194,12 @@ pub fn services(engine: &Engine, only: Option<ServiceKey>) -> Response {
                 netmask: 0xffff_ffff,
                 one_packet: false,
             },
-            dests: dests.into_iter().map(dest_info).collect(),
+            dests: dests
+                .into_iter()
+                .enumerate()
+                .map(|(i, d)| dest_info(d, dest_stats.get(i)))
+                .collect(),
+            stats: Some(stats_info(&svc_stats)),
         })
     };
     match only {

@@ -391,6 +391,82 @@ fn empty_config_then_lvsadm_alone() {
     assert_eq!(servers[0].tcp_requests(), 6);
     assert_eq!(servers[1].tcp_requests(), 3);
 
+    // Statistics (connections.md §19): the listing shows the estimator's
+    // snapshot, refreshed every 2 s. Conns = connections each server got.
+    let stats = |args: &[&str]| -> HashMap<String, Vec<u64>> {
+        let (code, out, err) = lvsadm(sock, args);
+        assert_eq!(code, 0, "lvsadm {args:?}: {err}");
+        let mut lines = out.lines();
+        assert_eq!(
+            lines.next(),
+            Some("IP Virtual Server version 1.2.1 (size=4096)")
+        );
+        lines
+            .skip(2)
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // `TCP  VIP:PORT n…` or `-> RIP:PORT n…`.
+                let (name, nums) = (f[1], &f[2..]);
+                let v = nums
+                    .iter()
+                    .map(|n| {
+                        n.parse()
+                            .unwrap_or_else(|_| panic!("number {n:?} in {out}"))
+                    })
+                    .collect();
+                (name.to_string(), v)
+            })
+            .collect()
+    };
+    let (_, out, _) = lvsadm(sock, &["-L", "-n", "--stats"]);
+    assert!(
+        out.starts_with("IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n  -> RemoteAddress:Port\n"),
+        "{out}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let st = stats(&["-L", "-n", "--stats", "--exact"]);
+        let conns = |k: &str| st.get(k).map(|v| v[0]);
+        if conns("198.18.1.11:8080") == Some(6) && conns("198.18.1.12:8080") == Some(3) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stats never caught up: {st:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // One more estimator period so that the closing packets are in too.
+    std::thread::sleep(Duration::from_millis(2200));
+    let st = stats(&["-L", "-n", "--stats", "--exact"]);
+    let svc = &st["198.18.0.100:80"];
+    let (rs1, rs2) = (&st["198.18.1.11:8080"], &st["198.18.1.12:8080"]);
+    assert_eq!((svc[0], rs1[0], rs2[0]), (9, 6, 3), "{st:?}");
+    for v in [svc, rs1, rs2] {
+        assert!(v[1..].iter().all(|&n| n > 0), "{st:?}");
+        // At least a SYN, an ACK and a request per connection in, bytes
+        // at least 40 per packet (IP + TCP headers).
+        assert!(v[1] >= 3 * v[0] && v[2] >= 2 * v[0], "{st:?}");
+        assert!(v[3] >= 40 * v[1] && v[4] >= 40 * v[2], "{st:?}");
+    }
+    for i in 0..5 {
+        assert_eq!(svc[i], rs1[i] + rs2[i], "{st:?}");
+    }
+    // --rate lists the same rows (rates decay, their values are not checked).
+    let rates = stats(&["-L", "-n", "--rate"]);
+    assert_eq!(rates.len(), 3, "{rates:?}");
+    // -Z of an unknown service is ipvsadm's error; -Z zeroes everything.
+    let (code, _, err) = lvsadm(sock, &["-Z", "-t", "198.18.0.100:81"]);
+    assert_eq!((code, err.lines().next()), (255, Some("No such service")));
+    ok(&["-Z", "-t", "198.18.0.100:80"]);
+    ok(&["-Z"]);
+    let st = stats(&["-L", "-n", "--stats"]);
+    assert_eq!(st.len(), 3, "{st:?}");
+    for (k, v) in &st {
+        assert_eq!(v, &vec![0; 5], "{k}: {st:?}");
+    }
+    let st = stats(&["-L", "-n", "--rate"]);
+    for (k, v) in &st {
+        assert_eq!(v, &vec![0; 5], "{k}: {st:?}");
+    }
+
     // --set and --timeout.
     // Sysctls: listed, set, range-checked.
     ok(&["--sysctl", "conn_reuse_mode=0"]);

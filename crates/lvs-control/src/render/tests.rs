@@ -1,5 +1,5 @@
 use super::*;
-use crate::proto::{ServiceSpec, Timeouts};
+use crate::proto::{ServiceSpec, StatsInfo, Timeouts};
 
 fn key(p: Protocol, a: &str, port: u16) -> ServiceKey {
     ServiceKey {
@@ -21,6 +21,7 @@ fn dest(a: &str, port: u16, fwd: Forward, w: i32, act: u32, inact: u32) -> DestI
         persist_conns: 0,
         u_threshold: 0,
         l_threshold: 0,
+        stats: None,
     }
 }
 
@@ -35,6 +36,7 @@ fn svc(k: ServiceKey, sched: &str, dests: Vec<DestInfo>) -> ServiceInfo {
             one_packet: false,
         },
         dests,
+        stats: None,
     }
 }
 
@@ -423,4 +425,176 @@ fn flags_and_ipv6_mask() {
         "{out}"
     );
     assert!(save(&[s], false).starts_with("-A -u [2001:db8::1]:53 -s mh -p 60 -M 64 -b mh-port\n"));
+}
+
+#[allow(clippy::too_many_arguments)]
+fn st(c: u64, ip: u64, op: u64, ib: u64, ob: u64, r: [u64; 5]) -> Option<StatsInfo> {
+    Some(StatsInfo {
+        conns: c,
+        in_pkts: ip,
+        out_pkts: op,
+        in_bytes: ib,
+        out_bytes: ob,
+        cps: r[0],
+        in_pps: r[1],
+        out_pps: r[2],
+        in_bps: r[3],
+        out_bps: r[4],
+    })
+}
+
+/// `setup()` with the counters and rates of the §8.6 `--stats`/`--rate` examples.
+fn setup_stats() -> Vec<ServiceInfo> {
+    let mut s = setup();
+    // http: index 3, dests [.12, .11]; https: index 2, dests [.12, .11].
+    let http = &mut s[3];
+    http.stats = st(
+        184211,
+        2874125,
+        2571034,
+        243551287,
+        3221847611,
+        [12, 204, 181, 17302, 226511],
+    );
+    http.dests[0].stats = st(
+        92124,
+        1436824,
+        1285412,
+        121775073,
+        1610926221,
+        [6, 102, 91, 8652, 113261],
+    );
+    http.dests[1].stats = st(
+        92087,
+        1437301,
+        1285622,
+        121776214,
+        1610921390,
+        [6, 102, 90, 8650, 113250],
+    );
+    let https = &mut s[2];
+    https.stats = st(5120, 81200, 70321, 9210311, 120133456, [0, 3, 2, 410, 5322]);
+    https.dests[0].stats = st(2520, 40200, 0, 4610311, 0, [0, 1, 0, 205, 0]);
+    https.dests[1].stats = st(2600, 41000, 0, 4600000, 0, [0, 2, 0, 205, 0]);
+    // The UDP and IPv6 services: explicit zeros and absent statistics.
+    s[1].stats = Some(StatsInfo::default());
+    s
+}
+
+fn first_lines(s: &str, n: usize) -> String {
+    s.split_inclusive('\n').take(n).collect()
+}
+
+#[test]
+fn stats_example() {
+    let expected = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  192.0.2.10:80                  184211  2874125  2571034  243551K    3221M
+  -> 10.0.0.11:80                    92087  1437301  1285622  121776K    1610M
+  -> 10.0.0.12:80                    92124  1436824  1285412  121775K    1610M
+TCP  192.0.2.10:443                   5120    81200    70321  9210311  120133K
+  -> 10.0.0.11:443                    2600    41000        0  4600000        0
+  -> 10.0.0.12:443                    2520    40200        0  4610311        0
+UDP  192.0.2.10:53                       0        0        0        0        0
+  -> 10.0.0.21:53                        0        0        0        0        0
+TCP  [2001:db8::80]:80                   0        0        0        0        0
+  -> [2001:db8::a0a0]:80                 0        0        0        0        0
+";
+    let opts = ListOptions {
+        mode: ListMode::Stats { exact: false },
+        nosort: false,
+    };
+    assert_eq!(list(4096, &setup_stats(), &opts), expected);
+}
+
+#[test]
+fn stats_exact_example() {
+    let expected = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  192.0.2.10:80                  184211  2874125  2571034 243551287 3221847611
+  -> 10.0.0.11:80                    92087  1437301  1285622 121776214 1610921390
+  -> 10.0.0.12:80                    92124  1436824  1285412 121775073 1610926221
+";
+    let opts = ListOptions {
+        mode: ListMode::Stats { exact: true },
+        nosort: false,
+    };
+    assert_eq!(first_lines(&list(4096, &setup_stats(), &opts), 6), expected);
+}
+
+#[test]
+fn rate_example() {
+    let expected = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS
+  -> RemoteAddress:Port
+TCP  192.0.2.10:80                      12      204      181    17302   226511
+  -> 10.0.0.11:80                        6      102       90     8650   113250
+  -> 10.0.0.12:80                        6      102       91     8652   113261
+TCP  192.0.2.10:443                      0        3        2      410     5322
+  -> 10.0.0.11:443                       0        2        0      205        0
+  -> 10.0.0.12:443                       0        1        0      205        0
+";
+    let opts = ListOptions {
+        mode: ListMode::Rate { exact: false },
+        nosort: false,
+    };
+    assert_eq!(first_lines(&list(4096, &setup_stats(), &opts), 9), expected);
+    // --exact does not change numbers that fit.
+    let exact = ListOptions {
+        mode: ListMode::Rate { exact: true },
+        nosort: false,
+    };
+    assert_eq!(
+        first_lines(&list(4096, &setup_stats(), &exact), 9),
+        expected
+    );
+}
+
+#[test]
+fn big_numbers_scale_and_exact_widens() {
+    let big = |n: u64, exact: bool| {
+        let mut s = String::new();
+        push_big(&mut s, n, exact);
+        s
+    };
+    assert_eq!(big(0, false), "        0");
+    assert_eq!(big(99_999_999, false), " 99999999");
+    assert_eq!(big(100_000_000, false), "  100000K");
+    assert_eq!(big(999_999_999, false), "  999999K");
+    assert_eq!(big(1_000_000_000, false), "    1000M");
+    assert_eq!(big(99_999_999_999, false), "   99999M");
+    assert_eq!(big(100_000_000_000, false), "     100G");
+    assert_eq!(big(99_999_999_999_999, false), "   99999G");
+    assert_eq!(big(100_000_000_000_000, false), "     100T");
+    // 2^64 − 1 fills all eight digits: ipvsadm prints `%8lluT`, no space left.
+    assert_eq!(big(u64::MAX, false), "18446744T");
+    assert_eq!(big(12, true), "       12");
+    assert_eq!(big(99_999_999, true), " 99999999");
+    assert_eq!(big(100_000_000, true), " 100000000");
+    assert_eq!(big(u64::MAX, true), " 18446744073709551615");
+}
+
+#[test]
+fn rate_real_server_line_has_no_suffixes_and_stats_titles_for_one_service() {
+    let mut s = setup_stats();
+    s[3].dests[0].stats = st(0, 0, 0, 0, 0, [123_456_789, 0, 0, 5_000_000_000, 0]);
+    let opts = ListOptions {
+        mode: ListMode::Rate { exact: false },
+        nosort: false,
+    };
+    let out = list_one(&s[3], &opts);
+    // cps plain (wider than 8), inbps: ipvsadm reads it as 32 bits
+    // (5_000_000_000 mod 2^32 = 705032704 → 705032K).
+    assert!(
+        out.contains(
+            "  -> 10.0.0.12:80                 123456789        0        0  705032K        0\n"
+        ),
+        "{out}"
+    );
+    assert!(out.starts_with("Prot LocalAddress:Port                 CPS"));
 }

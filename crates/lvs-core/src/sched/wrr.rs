@@ -299,11 +299,11 @@ mod tests {
                 reference.add_dest(DestList::new(&h.ids, &h.pool), 0);
             }
             for step in 0..60 {
-                if rng.next_u32() % 7 == 0 {
+                if rng.next_u32().is_multiple_of(7) {
                     let o = 1 + (rng.next_u32() % u32::from(n)) as u8;
-                    h.set_overload(o, rng.next_u32() % 2 == 0);
+                    h.set_overload(o, rng.next_u32().is_multiple_of(2));
                 }
-                if rng.next_u32() % 13 == 0 {
+                if rng.next_u32().is_multiple_of(13) {
                     let o = 1 + (rng.next_u32() % u32::from(n)) as u8;
                     h.set_weight(o, (rng.next_u32() % 9) as i32);
                     reference.upd_dest(DestList::new(&h.ids, &h.pool), h.pos(o));

@@ -496,11 +496,16 @@ fn other_commands() {
     );
     assert_eq!(p(&["-S", "-n"]).unwrap(), Command::Save { nosort: false });
     assert_eq!(p(&["-R"]).unwrap(), Command::Restore);
-    assert!(matches!(p(&["-Z"]), Err(UsageError::Unsupported(_))));
-    assert!(matches!(
-        p(&["-Ln", "--stats"]),
-        Err(UsageError::Unsupported(_))
-    ));
+    assert_eq!(p(&["-Z"]).unwrap(), Command::Apply(Request::Zero(None)));
+    assert_eq!(
+        p(&["-Ln", "--stats"]).unwrap(),
+        list(
+            ListTarget::All,
+            ListMode::Stats { exact: false },
+            false,
+            true
+        )
+    );
     assert_eq!(
         failmsg(&["--start-daemon", "bogus"]),
         "illegal start-daemon parameter specified"
@@ -565,4 +570,80 @@ fn never_panics_on_odd_input() {
             }
         }
     }
+}
+
+#[test]
+fn stats_rate_exact_and_zero() {
+    let all = |mode| list(ListTarget::All, mode, false, true);
+    assert_eq!(
+        p(&["-L", "-n", "--stats"]).unwrap(),
+        all(ListMode::Stats { exact: false })
+    );
+    assert_eq!(
+        p(&["-L", "-n", "--stats", "--exact"]).unwrap(),
+        all(ListMode::Stats { exact: true })
+    );
+    assert_eq!(
+        p(&["-Ln", "--rate", "-X"]).unwrap(),
+        all(ListMode::Rate { exact: true })
+    );
+    assert_eq!(
+        p(&["-Ln", "--rate"]).unwrap(),
+        all(ListMode::Rate { exact: false })
+    );
+    // --stats --rate together is allowed: stats wins; stats/rate win over
+    // --thresholds and --persistent-conn.
+    assert_eq!(
+        p(&["-Ln", "--rate", "--stats"]).unwrap(),
+        all(ListMode::Stats { exact: false })
+    );
+    assert_eq!(
+        p(&["-Ln", "--thresholds", "--rate"]).unwrap(),
+        all(ListMode::Rate { exact: false })
+    );
+    // --exact alone changes nothing in the default layout.
+    assert_eq!(p(&["-Ln", "--exact"]).unwrap(), all(ListMode::Default));
+    assert_eq!(
+        p(&["-L", "-n", "--stats", "-t", "1.2.3.4:80"]).unwrap(),
+        list(
+            ListTarget::Service(key(Protocol::Tcp, "1.2.3.4", 80)),
+            ListMode::Stats { exact: false },
+            false,
+            true
+        )
+    );
+    assert_eq!(
+        failmsg(&["-L", "-c", "--rate"]),
+        "options conflicts in the list command"
+    );
+    assert_eq!(
+        failmsg(&["-L", "--timeout", "--stats"]),
+        "options conflicts in the list command"
+    );
+    // -Z: optional service, nothing else.
+    assert_eq!(
+        p(&["-Z", "-t", "1.2.3.4:80"]).unwrap(),
+        Command::Apply(Request::Zero(Some(key(Protocol::Tcp, "1.2.3.4", 80))))
+    );
+    assert_eq!(
+        p(&["--zero", "-u", "1.2.3.4:53"]).unwrap(),
+        Command::Apply(Request::Zero(Some(key(Protocol::Udp, "1.2.3.4", 53))))
+    );
+    assert_eq!(
+        failmsg(&["-Z", "-n"]),
+        "Illegal 'numeric' option with the 'zero' command"
+    );
+    assert_eq!(
+        failmsg(&["-Z", "--stats"]),
+        "Illegal 'stats' option with the 'zero' command"
+    );
+    assert_eq!(
+        failmsg(&["-Z", "-t", "1.2.3.4:80", "-r", "10.0.0.1"]),
+        "Illegal 'real-server' option with the 'zero' command"
+    );
+    assert_eq!(p(&["--stats", "-L"]), Err(UsageError::TryHelp));
+    assert_eq!(
+        failmsg(&["-A", "-t", "1.2.3.4:80", "--stats"]),
+        "Illegal 'stats' option with the 'add-service' command"
+    );
 }
