@@ -172,8 +172,18 @@ struct L4 {
 }
 
 impl Engine {
-    /// A new engine; `seed` keys its hash tables (the caller supplies randomness).
+    /// A new engine; `seed` keys its hash tables and seeds its random source
+    /// (the caller supplies randomness). See `with_seeds` to keep the two
+    /// apart.
     pub fn new(seed: u64) -> Self {
+        Self::with_seeds(seed, seed.rotate_left(29) ^ 0x6a09_e667_f3bc_c909)
+    }
+
+    /// A new engine whose hash tables are keyed with `hash_seed` and whose
+    /// random source (twos) starts from `rng_seed`. The daemon draws both
+    /// independently, so that what twos reveals of its random numbers says
+    /// nothing about the hash key.
+    pub fn with_seeds(seed: u64, rng_seed: u64) -> Self {
         Engine {
             services: Slab::default(),
             by_key: HashMap::new(),
@@ -182,7 +192,7 @@ impl Engine {
             settings: Settings::default(),
             sched_settings: sched::SchedSettings::default(),
             counters: EngineCounters::default(),
-            rng: Rng::new(seed.rotate_left(29) ^ 0x6a09_e667_f3bc_c909),
+            rng: Rng::new(rng_seed),
             next_dest_uid: 0,
             last_sched_tick: 0,
             sched_bound: false,
@@ -328,7 +338,11 @@ impl Engine {
         if let Some(id) = trashed {
             let d = &mut self.dests[id];
             d.flags |= DEST_F_AVAILABLE;
-            d.flags &= !DEST_F_OVERLOAD;
+            // As for an edit (schedulers.md §0.3): cleared only if the upper
+            // threshold goes away or rises.
+            if cfg.u_threshold == 0 || cfg.u_threshold > d.u_threshold {
+                d.flags &= !DEST_F_OVERLOAD;
+            }
             d.svc = svc;
             d.weight = cfg.weight;
             d.last_weight = cfg.weight;

@@ -455,3 +455,46 @@ fn flag_only_edit_applies_at_once() {
     e.edit_service(key, "sh", 0).unwrap();
     assert_eq!(send(&mut e, 1003), Verdict::Unreachable);
 }
+
+/// Re-adding a deleted, still-overloaded destination with the same upper
+/// threshold keeps it overloaded (schedulers.md §0.3: cleared only when the
+/// threshold goes away or rises).
+#[test]
+fn revived_destination_keeps_overload_unless_threshold_rises() {
+    let mut e = Engine::new(13);
+    let key = ServiceKey {
+        protocol: ipproto::UDP,
+        addr: ip(V),
+        port: 80,
+    };
+    e.add_service(key, "rr", 0).unwrap();
+    let cfg = |u| DestConfig {
+        addr: ip(rs(1)),
+        port: 8080,
+        forward: Forward::Masq,
+        weight: 1,
+        u_threshold: u,
+        l_threshold: 0,
+    };
+    e.add_dest(key, cfg(1)).unwrap();
+    let mut q = packet(ipproto::UDP, C, 5000, V, 80, 0);
+    assert_eq!(
+        e.process_ipv4(0, &mut q, false),
+        Verdict::Forward { to: ip(rs(1)) }
+    );
+    e.delete_dest(key, ip(rs(1)), 8080).unwrap();
+    e.add_dest(key, cfg(1)).unwrap();
+    let mut q = packet(ipproto::UDP, C, 5001, V, 80, 0);
+    assert_eq!(
+        e.process_ipv4(1, &mut q, false),
+        Verdict::Unreachable,
+        "still overloaded"
+    );
+    e.delete_dest(key, ip(rs(1)), 8080).unwrap();
+    e.add_dest(key, cfg(5)).unwrap();
+    let mut q = packet(ipproto::UDP, C, 5002, V, 80, 0);
+    assert_eq!(
+        e.process_ipv4(2, &mut q, false),
+        Verdict::Forward { to: ip(rs(1)) }
+    );
+}

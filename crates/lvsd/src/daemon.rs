@@ -86,7 +86,7 @@ struct Director {
 /// Runs until SIGTERM/SIGINT. Errors are rendered for people.
 pub fn run(opts: Options) -> Result<(), String> {
     crate::control::check_free(&opts.control).map_err(|e| format!("control socket: {e}"))?;
-    let mut engine = Engine::new(seed());
+    let mut engine = Engine::with_seeds(seed(), seed());
     // Room for the first connections without rehashing on the packet path.
     engine.reserve_connections(1 << 16);
     let mut wanted: Vec<String> = Vec::new();
