@@ -95,6 +95,9 @@ pub struct Config {
     /// in file order; a name at most once. Names and values are checked
     /// by the daemon against its sysctl table.
     pub sysctls: Vec<(Spanned<String>, Spanned<String>)>,
+    /// `timeout TCP TCPFIN UDP` (global, at most once): the three timeouts
+    /// of `ipvsadm --set`, seconds 0..=2678400, 0 = leave the default.
+    pub timeouts: Option<Spanned<[u32; 3]>>,
 }
 
 /// Transport protocol of a director.
@@ -695,6 +698,7 @@ struct Parser {
     iface_lines: HashMap<String, u32>,
     sysctls: Vec<(Spanned<String>, Spanned<String>)>,
     sysctl_lines: HashMap<String, u32>,
+    timeouts: Option<Spanned<[u32; 3]>>,
     directors: Vec<Director>,
     director_lines: HashMap<String, u32>,
     cur: Option<DirState>,
@@ -720,6 +724,7 @@ impl Parser {
             interfaces: self.interfaces,
             directors: self.directors,
             sysctls: self.sysctls,
+            timeouts: self.timeouts,
         }
     }
 
@@ -737,6 +742,7 @@ impl Parser {
         match kw.text {
             "interface" => self.interface(cx, &mut args),
             "sysctl" => self.sysctl(cx, &mut args),
+            "timeout" => self.timeout(cx, kw, &mut args),
             "director" => self.director(cx, kw, &mut args),
             "balance" | "mode" | "check" | "option" | "server" => {
                 let Some(st) = self.cur.as_mut() else {
@@ -755,6 +761,28 @@ impl Parser {
             }
             other => Err(cx.err(kw.col, format!("unknown statement `{other}`"))),
         }
+    }
+
+    fn timeout(&mut self, cx: &Cx<'_>, kw: Tok<'_>, args: &mut Args<'_, '_>) -> Result<()> {
+        if let Some(first) = &self.timeouts {
+            return Err(cx.err(kw.col, dup_line("`timeout`", first.span.line)));
+        }
+        let mut v = [0u32; 3];
+        for (slot, what) in v.iter_mut().zip(["TCP", "TCPFIN", "UDP"]) {
+            let t = args.expect(&format!(
+                "the {what} timeout in seconds (0..2678400, 0 = default)"
+            ))?;
+            *slot = num_u32(
+                cx,
+                &t,
+                &format!("a {what} timeout in seconds"),
+                0,
+                2_678_400,
+            )?;
+        }
+        args.finish("timeout")?;
+        self.timeouts = Some(Spanned::new(v, cx.span(&kw)));
+        Ok(())
     }
 
     fn sysctl(&mut self, cx: &Cx<'_>, args: &mut Args<'_, '_>) -> Result<()> {

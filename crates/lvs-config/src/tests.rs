@@ -216,6 +216,7 @@ fn full_example() {
             },
         ],
         sysctls: vec![],
+        timeouts: None,
     };
     assert_eq!(cfg, expected);
 }
@@ -1093,4 +1094,16 @@ fn sysctl_lines_are_global_and_unique() {
     assert!(e.message.contains("expected a value"), "{}", e.message);
     let e = parse_str("sysctl sloppy_tcp 1 2\n", "t.conf").unwrap_err();
     assert_eq!((e.line, e.col), (1, 21));
+}
+
+#[test]
+fn timeout_line_like_ipvsadm_set() {
+    let cfg = parse_str("timeout 3600 60 30\n", "t.conf").unwrap();
+    assert_eq!(cfg.timeouts.unwrap().value, [3600, 60, 30]);
+    let e = parse_str("timeout 1 2 2678401\n", "t.conf").unwrap_err();
+    assert_eq!((e.line, e.col), (1, 13));
+    let e = parse_str("timeout 1 2\n", "t.conf").unwrap_err();
+    assert!(e.message.contains("UDP timeout"), "{}", e.message);
+    let e = parse_str("timeout 1 2 3\ntimeout 4 5 6\n", "t.conf").unwrap_err();
+    assert_eq!((e.line, e.col), (2, 1));
 }

@@ -9,6 +9,10 @@ use lvs_core::{DestConfig, Engine, Forward, ServiceKey};
 /// to point errors at the offending line.
 pub fn apply(engine: &mut Engine, cfg: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
     let err = |span: Span, msg: String| ConfigError::at(file, text, span, msg);
+    if let Some(t) = &cfg.timeouts {
+        let [tcp, tcpfin, udp] = t.value;
+        engine.set_timeouts(tcp, tcpfin, udp);
+    }
     for (name, value) in &cfg.sysctls {
         use lvs_core::sysctl::SysctlError;
         match engine.set_sysctl(&name.value, &value.value) {
@@ -255,7 +259,9 @@ mod sysctl_tests {
 
     #[test]
     fn sysctl_lines_set_the_engine_and_errors_point_at_them() {
-        let e = load("sysctl conn_reuse_mode 0\nsysctl lblcr_expiration 60\n").unwrap();
+        let e = load("timeout 3600 60 30\nsysctl conn_reuse_mode 0\nsysctl lblcr_expiration 60\n")
+            .unwrap();
+        assert_eq!(e.timeouts(), (3600, 60, 30));
         assert_eq!(e.sysctl("conn_reuse_mode").unwrap(), "0");
         assert_eq!(e.sched_settings.lblcr_expiration_s, 60);
         let e = load("sysctl conn_reuse_modes 0\n").err().unwrap();
