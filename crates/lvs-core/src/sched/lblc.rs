@@ -230,6 +230,8 @@ impl<E: GcEntry> Table<E> {
 struct Entry {
     addr: IpAddr,
     dest_uid: u64,
+    /// Where that destination was in the list last time (a lookup hint).
+    pos_hint: usize,
     lastuse: u64,
 }
 
@@ -271,7 +273,8 @@ impl Scheduler for Lblc {
         //    destination: not AVAILABLE.
         if let Some(en) = self.tab.find_mut(&pkt.daddr) {
             en.lastuse = now;
-            if let Some(i) = dests.position_of(en.dest_uid) {
+            if let Some(i) = dests.position_hinted(en.dest_uid, en.pos_hint) {
+                en.pos_hint = i;
                 let d = dests.get(i);
                 if d.available() && d.weight > 0 && !lblc_overloaded(d, dests) {
                     return Some(i);
@@ -292,6 +295,7 @@ impl Scheduler for Lblc {
             found = true;
             if en.dest_uid != uid {
                 en.dest_uid = uid;
+                en.pos_hint = n;
                 en.lastuse = now;
                 replaced = true;
             }
@@ -302,6 +306,7 @@ impl Scheduler for Lblc {
             self.tab.insert(Entry {
                 addr: pkt.daddr,
                 dest_uid: uid,
+                pos_hint: n,
                 lastuse: now,
             });
         }
@@ -331,6 +336,7 @@ mod tests {
         Entry {
             addr: IpAddr::V4(Ipv4Addr::from(a)),
             dest_uid: 1,
+            pos_hint: 0,
             lastuse,
         }
     }

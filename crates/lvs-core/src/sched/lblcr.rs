@@ -63,7 +63,7 @@ impl GcEntry for Entry {
 fn refresh(members: &mut [Member], dests: DestList<'_>) {
     for m in members.iter_mut() {
         m.pos = dests
-            .position_of(m.uid)
+            .position_hinted(m.uid, m.pos.unwrap_or(usize::MAX))
             .filter(|&i| dests.get(i).available());
         if let Some(i) = m.pos {
             let d = dests.get(i);

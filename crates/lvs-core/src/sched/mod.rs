@@ -68,6 +68,15 @@ impl<'a> DestList<'a> {
     pub fn position_of(&self, uid: u64) -> Option<usize> {
         self.iter().position(|d| d.uid == uid)
     }
+    /// `position_of` that first tries where the destination was last seen:
+    /// O(1) until the list changes.
+    #[inline]
+    pub fn position_hinted(&self, uid: u64, hint: usize) -> Option<usize> {
+        if hint < self.len() && self.get(hint).uid == uid {
+            return Some(hint);
+        }
+        self.position_of(uid)
+    }
     pub fn iter(&self) -> impl Iterator<Item = &'a Dest> + 'a {
         let pool = self.pool;
         self.ids.iter().map(move |&id| &pool[id])
