@@ -63,26 +63,7 @@ pub(super) fn lblc_overloaded(d: &Dest, dests: DestList<'_>) -> bool {
 /// `__ip_vs_lblc_schedule()` / `__ip_vs_lblcr_schedule()`: wlc over the whole
 /// service (OVERLOAD skipped, first `weight > 0` starts, strict s64 compare).
 pub(super) fn wlc_pick(dests: DestList<'_>) -> Option<usize> {
-    let first = (0..dests.len()).find(|&i| {
-        let d = dests.get(i);
-        !d.overloaded() && d.weight > 0
-    })?;
-    let mut least = first;
-    let mut loh = i64::from(kernel_overhead(dests.get(first)));
-    let mut lw = i64::from(dests.get(first).weight);
-    for i in first + 1..dests.len() {
-        let d = dests.get(i);
-        if d.overloaded() {
-            continue;
-        }
-        let doh = i64::from(kernel_overhead(d));
-        if loh * i64::from(d.weight) > doh * lw {
-            least = i;
-            loh = doh;
-            lw = i64::from(d.weight);
-        }
-    }
-    Some(least)
+    super::wlc::least_loaded(dests, Dest::overhead)
 }
 
 /// Expiration sysctl in ms.

@@ -32,26 +32,7 @@ impl Scheduler for Sed {
         _pkt: &PacketInfo,
         _ctx: &mut SchedCtx<'_>,
     ) -> Option<usize> {
-        let first = (0..dests.len()).find(|&i| {
-            let d = dests.get(i);
-            !d.overloaded() && d.weight > 0
-        })?;
-        let mut least = first;
-        let mut loh = sed_overhead(dests.get(first));
-        let mut lw = i64::from(dests.get(first).weight);
-        for i in first + 1..dests.len() {
-            let d = dests.get(i);
-            if d.overloaded() {
-                continue;
-            }
-            let doh = sed_overhead(d);
-            if loh * i64::from(d.weight) > doh * lw {
-                least = i;
-                loh = doh;
-                lw = i64::from(d.weight);
-            }
-        }
-        Some(least)
+        super::wlc::least_loaded(dests, sed_overhead)
     }
 }
 

@@ -2,6 +2,7 @@
 //! `overhead / weight` by strict cross-multiplication; ties keep list order.
 
 use super::{DestList, PacketInfo, SchedCtx, Scheduler};
+use crate::service::Dest;
 
 /// Stateless.
 #[derive(Debug, Default)]
@@ -18,27 +19,37 @@ impl Scheduler for Wlc {
         _pkt: &PacketInfo,
         _ctx: &mut SchedCtx<'_>,
     ) -> Option<usize> {
-        let first = (0..dests.len()).find(|&i| {
-            let d = dests.get(i);
-            !d.overloaded() && d.weight > 0
-        })?;
-        let mut least = first;
-        let mut loh = dests.get(first).overhead();
-        let mut lw = i64::from(dests.get(first).weight);
-        for i in first + 1..dests.len() {
-            let d = dests.get(i);
-            if d.overloaded() {
-                continue;
-            }
-            let doh = d.overhead();
-            if loh * i64::from(d.weight) > doh * lw {
-                least = i;
-                loh = doh;
-                lw = i64::from(d.weight);
-            }
-        }
-        Some(least)
+        least_loaded(dests, Dest::overhead)
     }
+}
+
+/// The selection wlc, sed and the fallback of lblc/lblcr share: the first
+/// destination with OVERLOAD clear and `weight > 0` is the candidate; every
+/// later one with OVERLOAD clear replaces it when
+/// `load(least) * weight(d) > load(d) * weight(least)` (strict, s64), so
+/// ties keep list order and a later weight-0 destination never wins.
+#[inline]
+pub(super) fn least_loaded(dests: DestList<'_>, load: impl Fn(&Dest) -> i64) -> Option<usize> {
+    let first = (0..dests.len()).find(|&i| {
+        let d = dests.get(i);
+        !d.overloaded() && d.weight > 0
+    })?;
+    let mut least = first;
+    let mut loh = load(dests.get(first));
+    let mut lw = i64::from(dests.get(first).weight);
+    for i in first + 1..dests.len() {
+        let d = dests.get(i);
+        if d.overloaded() {
+            continue;
+        }
+        let doh = load(d);
+        if loh * i64::from(d.weight) > doh * lw {
+            least = i;
+            loh = doh;
+            lw = i64::from(d.weight);
+        }
+    }
+    Some(least)
 }
 
 #[cfg(test)]
