@@ -124,13 +124,15 @@ fn reported(log: &str, what: &str) -> u64 {
 }
 
 fn curl(lab: &Lab, url: &str) -> Result<String, String> {
+    curl_args(lab, url, &[])
+}
+
+fn curl_args(lab: &Lab, url: &str, extra: &[&str]) -> Result<String, String> {
+    let mut args = vec!["-s", "-S", "-m", "5"];
+    args.extend_from_slice(extra);
+    args.push(url);
     let out = lab
-        .exec(
-            lab.client_ns(),
-            "curl",
-            &["-s", "-S", "-m", "5", url],
-            Duration::from_secs(10),
-        )
+        .exec(lab.client_ns(), "curl", &args, Duration::from_secs(10))
         .map_err(|e| e.to_string())?;
     if !out.status.success() {
         return Err(format!(
@@ -188,8 +190,13 @@ fn round_robin_nat_tcp_and_udp_through_lvsd() {
     // 300 sequential HTTP requests, a new curl (and connection) each.
     let mut bodies: HashMap<String, u32> = HashMap::new();
     let mut failures = Vec::new();
-    for _ in 0..300 {
-        match curl(&lab, "http://198.18.0.100/") {
+    // Each request from its own source port: the servers close first, so
+    // the client could otherwise reuse a port whose old entry is still in
+    // TIME_WAIT, and conn_reuse_mode (as in the kernel) would replace that
+    // entry — correct, but it would make the listing below vary.
+    for i in 0..300u16 {
+        let port = (41000 + i).to_string();
+        match curl_args(&lab, "http://198.18.0.100/", &["--local-port", &port]) {
             Ok(b) => *bodies.entry(b).or_default() += 1,
             Err(e) => failures.push(e),
         }
