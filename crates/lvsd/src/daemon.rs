@@ -7,8 +7,9 @@ use crate::arp::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR};
 use crate::control::ControlServer;
 use crate::guard::KernelGuard;
 use crate::io::afpacket::AfPacket;
-use crate::io::{PacketIo, PortId};
+use crate::io::{Offload, PacketIo, PortId};
 use crate::net::{self, Interface, Neighbours};
+use crate::pending::Pending;
 use lvs_core::{Engine, Verdict};
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -45,6 +46,8 @@ struct Counters {
     tx_refused: u64,
     arp_replies: u64,
     icmp_ratelimited: u64,
+    /// Frames parked while their next hop was being resolved.
+    parked: u64,
 }
 
 /// A token bucket of one token per millisecond, `BURST` deep.
@@ -81,6 +84,7 @@ struct Director {
     /// the kernel too: worth a warning.
     warn_local_vip: bool,
     icmp_limit: IcmpLimit,
+    pending: Pending,
 }
 
 /// Runs until SIGTERM/SIGINT. Errors are rendered for people.
@@ -142,6 +146,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         arp_asked: Default::default(),
         icmp_buf: vec![0u8; 1600],
         warn_local_vip: matches!(guard, KernelGuard::Forwarding { .. }),
+        pending: Pending::default(),
         icmp_limit: IcmpLimit {
             tokens: IcmpLimit::BURST,
             last_ms: 0,
@@ -229,6 +234,10 @@ pub fn run(opts: Options) -> Result<(), String> {
             last_housekeeping = Instant::now() - Duration::from_secs(10);
         }
         d.engine.handle_timeout(now_ms);
+        if !d.pending.is_empty() {
+            // Frames whose next hop never answered are dropped after a second.
+            d.counters.no_neighbour += d.pending.expire(now_ms) as u64;
+        }
         if last_housekeeping.elapsed() >= Duration::from_secs(1) {
             last_housekeeping = Instant::now();
             d.reload_routes();
@@ -237,13 +246,14 @@ pub fn run(opts: Options) -> Result<(), String> {
         }
     }
     eprintln!(
-        "lvsd: stopping (rx {} tx {} frames, {} with partial checksum, {} GSO; {} connections created; {} neighbours; drops: no route {}, no neighbour {}, refused {})",
+"lvsd: stopping (rx {} tx {} frames, {} with partial checksum, {} GSO; {} connections created; {} neighbours, {} frames parked for ARP; drops: no route {}, no neighbour {}, refused {})",
         d.counters.rx,
         d.counters.tx,
         d.counters.rx_csum_partial,
         d.counters.rx_gso,
         d.engine.counters.conns,
         d.neigh.len(),
+        d.counters.parked,
         d.counters.no_route,
         d.counters.no_neighbour,
         d.counters.tx_refused
@@ -350,7 +360,7 @@ impl Director {
                 }
                 let mut f = [0u8; 60];
                 let n = arp::build(&mut f, [0xff; 6], p.mac, &arp::gratuitous(*vip, p.mac));
-                io.queue_new(port, &f[..n]);
+                io.queue_new(port, &f[..n], Offload::default());
             }
         }
         if !new.is_empty() || startup {
@@ -381,7 +391,7 @@ impl Director {
         let sender = p.addrs.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
         let mut f = [0u8; 60];
         let n = arp::build(&mut f, [0xff; 6], p.mac, &arp::request(ip, sender, p.mac));
-        io.queue_new(port, &f[..n]);
+        io.queue_new(port, &f[..n], Offload::default());
     }
 
     fn handle_frame(&mut self, io: &mut impl PacketIo, port: PortId, i: usize, now_ms: u64) {
@@ -398,6 +408,15 @@ impl Director {
                     return;
                 };
                 self.neigh.learn(port, a.sender_ip, a.sender_mac);
+                if !self.pending.is_empty() {
+                    let ours = self.ports[port].mac;
+                    let theirs = a.sender_mac;
+                    self.pending.release(port, a.sender_ip, |f, offload| {
+                        f[0..6].copy_from_slice(&theirs);
+                        f[6..12].copy_from_slice(&ours);
+                        io.queue_new(port, f, offload);
+                    });
+                }
                 if a.op == arp::OP_REQUEST
                     && self.vips.contains(&a.target_ip)
                     && a.sender_ip != a.target_ip
@@ -405,7 +424,7 @@ impl Director {
                     let mac = self.ports[port].mac;
                     let mut f = [0u8; 60];
                     let n = arp::build(&mut f, a.sender_mac, mac, &arp::reply_to(&a, mac));
-                    io.queue_new(port, &f[..n]);
+                    io.queue_new(port, &f[..n], Offload::default());
                     self.counters.arp_replies += 1;
                 }
             }
@@ -434,7 +453,15 @@ impl Director {
                             return;
                         };
                         let Some(mac) = self.neigh.get(out, nh) else {
-                            self.counters.no_neighbour += 1;
+                            let (frame, _) = io.rx_frame(i);
+                            if self
+                                .pending
+                                .park(out, nh, &frame[..meta.len], meta.offload, now_ms)
+                            {
+                                self.counters.parked += 1;
+                            } else {
+                                self.counters.no_neighbour += 1;
+                            }
                             self.ask(io, out, nh);
                             return;
                         };
@@ -462,7 +489,7 @@ impl Director {
                         if let Some(n) =
                             lvs_core::wire::icmp::port_unreachable_v4(ip, &mut buf[ETH_HDR..])
                         {
-                            io.queue_new(port, &buf[..ETH_HDR + n]);
+                            io.queue_new(port, &buf[..ETH_HDR + n], Offload::default());
                         }
                     }
                 }

@@ -8,6 +8,7 @@ mod engine_ops;
 mod guard;
 mod io;
 mod net;
+mod pending;
 mod setup;
 
 use clap::{Parser, Subcommand};

@@ -276,7 +276,7 @@ impl PacketIo for AfPacket {
         Self::write_vnet(&mut self.rx_buf[base..base + VNET_LEN], &offload);
     }
 
-    fn queue_new(&mut self, out: PortId, frame: &[u8]) {
+    fn queue_new(&mut self, out: PortId, frame: &[u8], offload: Offload) {
         if self.new_used >= NEW_SLOTS
             || frame.len() > NEW_SLOT - VNET_LEN
             || out >= self.tx.len()
@@ -287,7 +287,7 @@ impl PacketIo for AfPacket {
         let k = self.new_used;
         self.new_used += 1;
         let slot = &mut self.new_buf[k * NEW_SLOT..(k + 1) * NEW_SLOT];
-        slot[..VNET_LEN].fill(0);
+        Self::write_vnet(&mut slot[..VNET_LEN], &offload);
         slot[VNET_LEN..VNET_LEN + frame.len()].copy_from_slice(frame);
         self.tx[out].push((TxSrc::New(k), VNET_LEN + frame.len()));
     }

@@ -52,7 +52,9 @@ pub trait PacketIo {
     /// Queues frame `i` of the last `recv`, truncated to `len`, for sending on `out`.
     fn queue_rx(&mut self, i: usize, out: PortId, len: usize, offload: Offload);
     /// Queues a frame the daemon built itself (ARP, ICMP).
-    fn queue_new(&mut self, out: PortId, frame: &[u8]);
+    /// Queues a frame the daemon built or kept itself (ARP, ICMP, frames
+    /// parked while a neighbour was resolved), with its offload metadata.
+    fn queue_new(&mut self, out: PortId, frame: &[u8], offload: Offload);
     /// Sends everything queued; returns the number of frames the kernel refused.
     fn flush(&mut self) -> io::Result<usize>;
 }
