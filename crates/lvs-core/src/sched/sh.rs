@@ -176,16 +176,59 @@ pub(super) fn weighted_lookup(
     None
 }
 
-/// sh state: the flags given at init and the bucket table.
-#[derive(Debug, Default)]
-pub struct Sh {
-    flags: u32,
-    table: Table,
+/// How a weighted-bucket scheduler turns a packet into its 32-bit key.
+pub(super) trait BucketKey: Send + Sync + 'static {
+    /// The scheduler's name.
+    const NAME: &'static str;
+    /// The key for `pkt` under the service's scheduler `flags`.
+    fn key(pkt: &PacketInfo, flags: u32) -> u32;
 }
 
-impl Scheduler for Sh {
+/// A scheduler over sh's weighted 256-bucket table: sh itself, and srcdst
+/// with another key. The table is rebuilt at init and by the add, del and
+/// upd hooks; the flags are read at every decision.
+#[derive(Debug)]
+pub struct Weighted<K> {
+    flags: u32,
+    table: Table,
+    key: std::marker::PhantomData<K>,
+}
+
+impl<K> Default for Weighted<K> {
+    fn default() -> Self {
+        Weighted {
+            flags: 0,
+            table: Table::default(),
+            key: std::marker::PhantomData,
+        }
+    }
+}
+
+/// sh's key: the source address, plus the source port with `sh-port`.
+#[derive(Debug)]
+pub struct SourceKey;
+
+impl BucketKey for SourceKey {
+    const NAME: &'static str = "sh";
+
+    fn key(pkt: &PacketInfo, flags: u32) -> u32 {
+        // Only TCP, UDP and SCTP have ports; port 0 otherwise. (The
+        // "inverse" ICMP-error key is not reachable through PacketInfo.)
+        let port = if flags & SCHED_F_PORT != 0 && matches!(pkt.protocol, 6 | 17 | 132) {
+            pkt.sport
+        } else {
+            0
+        };
+        u32::from(port).wrapping_add(fold(&pkt.saddr))
+    }
+}
+
+/// sh: source hashing (schedulers.md §12).
+pub type Sh = Weighted<SourceKey>;
+
+impl<K: BucketKey> Scheduler for Weighted<K> {
     fn name(&self) -> &'static str {
-        "sh"
+        K::NAME
     }
 
     fn set_flags(&mut self, flags: u32) {
@@ -215,14 +258,7 @@ impl Scheduler for Sh {
         pkt: &PacketInfo,
         _ctx: &mut SchedCtx<'_>,
     ) -> Option<usize> {
-        // Only TCP, UDP and SCTP have ports; port 0 otherwise. (The
-        // "inverse" ICMP-error key is not reachable through PacketInfo.)
-        let port = if self.flags & SCHED_F_PORT != 0 && matches!(pkt.protocol, 6 | 17 | 132) {
-            pkt.sport
-        } else {
-            0
-        };
-        let key = u32::from(port).wrapping_add(fold(&pkt.saddr));
+        let key = K::key(pkt, self.flags);
         weighted_lookup(&self.table, dests, key, self.flags & SCHED_F_FALLBACK != 0)
     }
 }

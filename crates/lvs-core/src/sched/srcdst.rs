@@ -27,11 +27,23 @@
 //! * Ports are never part of the key (`SCHED_F_PORT` is ignored): the
 //!   director language hashes addresses only.
 
-use super::sh::{fold, weighted_lookup, Table};
-use super::{DestList, PacketInfo, SchedCtx, Scheduler, SCHED_F_FALLBACK};
+use super::sh::{fold, BucketKey, Weighted};
+use super::PacketInfo;
 
 /// Multiplier of `hash_32` (schedulers.md §0.7), reused to spread the source.
 const GOLDEN: u32 = 0x61C8_8647;
+
+/// srcdst's key (see the module doc); ports are ignored.
+#[derive(Debug)]
+pub struct SrcDstKey;
+
+impl BucketKey for SrcDstKey {
+    const NAME: &'static str = "srcdst";
+
+    fn key(pkt: &PacketInfo, _flags: u32) -> u32 {
+        key(pkt)
+    }
+}
 
 /// The 32-bit key hashed into the table (see the module doc).
 #[inline]
@@ -39,60 +51,15 @@ fn key(pkt: &PacketInfo) -> u32 {
     fold(&pkt.saddr).wrapping_mul(GOLDEN) ^ fold(&pkt.daddr)
 }
 
-/// srcdst state: the flags given at init and sh's weighted table.
-#[derive(Debug, Default)]
-pub struct Srcdst {
-    flags: u32,
-    table: Table,
-}
-
-impl Scheduler for Srcdst {
-    fn name(&self) -> &'static str {
-        "srcdst"
-    }
-
-    fn set_flags(&mut self, flags: u32) {
-        self.flags = flags;
-    }
-
-    fn init(&mut self, dests: DestList<'_>, flags: u32) {
-        self.flags = flags;
-        self.table.fill_weighted(dests);
-    }
-
-    fn add_dest(&mut self, dests: DestList<'_>, _index: usize) {
-        self.table.fill_weighted(dests);
-    }
-
-    fn del_dest(&mut self, dests: DestList<'_>, _index: usize) {
-        self.table.fill_weighted(dests);
-    }
-
-    fn upd_dest(&mut self, dests: DestList<'_>, _index: usize) {
-        self.table.fill_weighted(dests);
-    }
-
-    fn schedule(
-        &mut self,
-        dests: DestList<'_>,
-        pkt: &PacketInfo,
-        _ctx: &mut SchedCtx<'_>,
-    ) -> Option<usize> {
-        weighted_lookup(
-            &self.table,
-            dests,
-            key(pkt),
-            self.flags & SCHED_F_FALLBACK != 0,
-        )
-    }
-}
+/// srcdst: sh's weighted table keyed by source and destination.
+pub type Srcdst = Weighted<SrcDstKey>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sched::sh::hash_32;
     use crate::sched::testutil::{pkt, Harness};
-    use crate::sched::SCHED_F_PORT;
+    use crate::sched::{SCHED_F_FALLBACK, SCHED_F_PORT};
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
