@@ -185,7 +185,28 @@ fn round_robin_nat_tcp_and_udp_through_lvsd() {
     let _ = Lab::cleanup_stale("lvte");
     let lab = Lab::nat("lvte", 3).expect("build lab");
     let servers = lab.start_identity_servers(80, 53).expect("real servers");
+    // Let the client learn neighbours from gratuitous ARP, to see lvsd's.
+    for key in [
+        "net.ipv4.conf.all.arp_accept",
+        "net.ipv4.conf.c0.arp_accept",
+    ] {
+        lab.set_sysctl(lab.client_ns(), key, "1").unwrap();
+    }
     let director = Director::start(&lab, "rr", CONFIG);
+    // lvsd announced the VIP before anyone asked: the client already has it.
+    let out = lab
+        .exec(
+            lab.client_ns(),
+            "ip",
+            &["neigh", "show", "198.18.0.100"],
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    let neigh = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        neigh.contains("lladdr"),
+        "no neighbour entry for the VIP from lvsd's gratuitous ARP: {neigh:?}"
+    );
 
     // 300 sequential HTTP requests, a new curl (and connection) each.
     let mut bodies: HashMap<String, u32> = HashMap::new();
