@@ -212,7 +212,7 @@ impl Check {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Persistence {
     /// `timeout <seconds>` of persistent sessions (`None`: the daemon's
-    /// default, 300 s like ipvsadm).
+    /// default, 360 s like `ipvsadm -p` without a value).
     pub timeout: Option<u32>,
     /// `netmask <mask>` grouping clients (`None`: per client host, i.e.
     /// 255.255.255.255 or /128).

@@ -173,8 +173,9 @@ pub struct SysctlValue {
     /// Name without the `net.ipv4.vs.` prefix.
     pub name: String,
     pub value: String,
-    /// False when lvsd does not act on it yet (only the default is accepted).
-    pub implemented: bool,
+    /// Why it has no effect in this build (`None`: lvsd acts on it).
+    #[serde(default)]
+    pub no_effect: Option<String>,
     pub doc: String,
 }
 

@@ -22,6 +22,8 @@ pub type ConnId = u32;
 /// Connection flag values (`IP_VS_CONN_F_*`, connections.md §2).
 pub mod flags {
     pub const FWD_MASK: u32 = 0x0007;
+    /// Forwarding-method value of masquerading (NAT).
+    pub const MASQ: u32 = 0;
     pub const NOOUTPUT: u32 = 0x0080;
     pub const INACTIVE: u32 = 0x0100;
     pub const TEMPLATE: u32 = 0x1000;
@@ -47,6 +49,10 @@ pub struct Conn {
     pub expires: u64,
     pub dest: Option<DestId>,
     pub in_pkts: u64,
+    /// The entry controlling this one (its persistence template).
+    pub control: Option<ConnId>,
+    /// How many entries this one controls (a template: its connections).
+    pub n_control: u32,
     /// Distinguishes this entry from earlier ones that had the same id.
     generation: u32,
     /// The wheel tick this entry is currently filed under.
@@ -83,16 +89,37 @@ impl Conn {
             vport: self.vport,
         }
     }
+    /// The real-server side key (§3.2): replies come from the real server
+    /// for NAT; for the other methods they would carry the virtual address.
     pub fn out_key(&self) -> OutKey {
+        let (daddr, dport) = if self.flags & flags::FWD_MASK == flags::MASQ {
+            (self.daddr, self.dport)
+        } else {
+            (self.vaddr, self.vport)
+        };
         OutKey {
             protocol: self.protocol,
-            daddr: self.daddr,
-            dport: self.dport,
+            daddr,
+            dport,
             caddr: self.caddr,
             cport: self.cport,
         }
     }
+    /// True for a persistence template.
+    #[inline]
+    pub fn is_template(&self) -> bool {
+        self.flags & flags::TEMPLATE != 0
+    }
+    /// When the entry's timer was last restarted.
+    #[inline]
+    pub fn last_restart(&self) -> u64 {
+        self.expires.saturating_sub(self.timeout_ms)
+    }
 }
+
+/// Timeout an entry gets when its timer fires while it still controls
+/// others (connections.md §8.3, §9): it is kept and retried after 60 s.
+pub const RETRY_MS: u64 = 60_000;
 
 /// Granularity of the timing wheel in milliseconds: an entry expires at most
 /// this much after its due time.
@@ -130,6 +157,29 @@ impl Wheel {
     }
 }
 
+/// Points the index slot of `key` at `id` (a newer entry with the same key
+/// replaces the older one there, so lookups find the newest first).
+fn index_put<K: std::hash::Hash + Eq>(
+    index: &mut HashTable<ConnId>,
+    conns: &Slab<Conn>,
+    hasher: &RandomState,
+    id: ConnId,
+    key: K,
+    key_of: fn(&Conn) -> K,
+) {
+    let h = hasher.hash_one(&key);
+    match index.entry(
+        h,
+        |&x| x != id && key_of(&conns[x]) == key,
+        |&x| hasher.hash_one(key_of(&conns[x])),
+    ) {
+        hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = id,
+        hashbrown::hash_table::Entry::Vacant(e) => {
+            e.insert(id);
+        }
+    }
+}
+
 /// The table of connection entries.
 ///
 /// The two indexes hold only entry ids (4 bytes a slot); keys are hashed
@@ -140,6 +190,8 @@ pub struct ConnTable {
     conns: Slab<Conn>,
     by_in: HashTable<ConnId>,
     by_out: HashTable<ConnId>,
+    /// Persistence templates, by their (masked) client-side key (§3.3).
+    by_tmpl: HashTable<ConnId>,
     hasher: RandomState,
     wheel: Wheel,
     next_generation: u32,
@@ -153,6 +205,7 @@ impl ConnTable {
             conns: Slab::default(),
             by_in: HashTable::new(),
             by_out: HashTable::new(),
+            by_tmpl: HashTable::new(),
             hasher: RandomState::with_seeds(
                 seed,
                 seed ^ 0x9e37_79b9_7f4a_7c15,
@@ -202,44 +255,73 @@ impl ConnTable {
     pub fn get_mut(&mut self, id: ConnId) -> &mut Conn {
         &mut self.conns[id]
     }
+    /// The entry `id` if it still exists.
+    #[inline]
+    pub fn get_mut_checked(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.conns.get_mut(id)
+    }
+    /// Whether entry `id` exists.
+    #[inline]
+    pub fn contains(&self, id: ConnId) -> bool {
+        self.conns.get(id).is_some()
+    }
     pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> {
         self.conns.iter()
     }
 
     /// Inserts an entry (a newer entry with the same key replaces the older
-    /// one in the index, as the kernel finds the newest first) and arms its timer.
+    /// one in the index, as the kernel finds the newest first) and arms its
+    /// timer. Templates go to the template index only; one-packet entries
+    /// are stored without being indexed or timed (§3, §16).
     pub fn insert(&mut self, now: u64, mut c: Conn) -> ConnId {
         if self.wheel.next_tick.is_none() {
             self.wheel.next_tick = Some(now / TICK_MS);
         }
         self.next_generation = self.next_generation.wrapping_add(1);
         c.generation = self.next_generation;
-        let (ik, ok, exp, g) = (c.in_key(), c.out_key(), c.expires, c.generation);
+        let (ik, ok, exp, g, fl) = (c.in_key(), c.out_key(), c.expires, c.generation, c.flags);
         let id = self.conns.insert(c);
-        let (conns, hasher) = (&self.conns, &self.hasher);
-        match self.by_in.entry(
-            hasher.hash_one(ik),
-            |&x| x != id && conns[x].in_key() == ik,
-            |&x| hasher.hash_one(conns[x].in_key()),
-        ) {
-            hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = id,
-            hashbrown::hash_table::Entry::Vacant(e) => {
-                e.insert(id);
-            }
+        if fl & flags::ONE_PACKET != 0 {
+            return id;
         }
-        match self.by_out.entry(
-            hasher.hash_one(ok),
-            |&x| x != id && conns[x].out_key() == ok,
-            |&x| hasher.hash_one(conns[x].out_key()),
-        ) {
-            hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = id,
-            hashbrown::hash_table::Entry::Vacant(e) => {
-                e.insert(id);
-            }
+        let (conns, hasher) = (&self.conns, &self.hasher);
+        if fl & flags::TEMPLATE != 0 {
+            index_put(&mut self.by_tmpl, conns, hasher, id, ik, Conn::in_key);
+        } else {
+            index_put(&mut self.by_in, conns, hasher, id, ik, Conn::in_key);
+            index_put(&mut self.by_out, conns, hasher, id, ok, Conn::out_key);
         }
         let tick = self.wheel.file(id, g, exp);
         self.conns[id].filed_tick = tick;
         id
+    }
+
+    /// The newest template with key `k` (§3.3).
+    #[inline]
+    pub fn lookup_template(&self, k: &InKey) -> Option<ConnId> {
+        let h = self.hasher.hash_one(k);
+        self.by_tmpl
+            .find(h, |&id| self.conns[id].in_key() == *k)
+            .copied()
+    }
+
+    /// Takes a template out of the template index so that no lookup finds
+    /// it again (it stays in the table until its timer expires it), and
+    /// re-keys it as the kernel does: client port 0, virtual and real port
+    /// 65535 (§8.2).
+    pub fn unhash_template(&mut self, id: ConnId) {
+        let Some(c) = self.conns.get(id) else { return };
+        let ik = c.in_key();
+        if let Ok(e) = self
+            .by_tmpl
+            .find_entry(self.hasher.hash_one(ik), |&x| x == id)
+        {
+            e.remove();
+        }
+        let c = &mut self.conns[id];
+        c.cport = 0;
+        c.vport = 65535;
+        c.dport = 65535;
     }
 
     /// Restarts the timer of entry `id`: it now expires `timeout_ms` after `now`.
@@ -258,29 +340,37 @@ impl ConnTable {
 
     /// Unlinks and returns the entry `id`.
     pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
-        let (ik, ok) = {
+        let (ik, ok, fl) = {
             let c = self.conns.get(id)?;
-            (c.in_key(), c.out_key())
+            (c.in_key(), c.out_key(), c.flags)
         };
         // Only this id's slots go; a newer entry with the same key keeps its own.
-        if let Ok(e) = self
-            .by_in
-            .find_entry(self.hasher.hash_one(ik), |&x| x == id)
-        {
-            e.remove();
-        }
-        if let Ok(e) = self
-            .by_out
-            .find_entry(self.hasher.hash_one(ok), |&x| x == id)
-        {
-            e.remove();
+        if fl & flags::ONE_PACKET == 0 {
+            let h = self.hasher.hash_one(ik);
+            let index = if fl & flags::TEMPLATE != 0 {
+                &mut self.by_tmpl
+            } else {
+                &mut self.by_in
+            };
+            if let Ok(e) = index.find_entry(h, |&x| x == id) {
+                e.remove();
+            }
+            if fl & flags::TEMPLATE == 0 {
+                if let Ok(e) = self
+                    .by_out
+                    .find_entry(self.hasher.hash_one(ok), |&x| x == id)
+                {
+                    e.remove();
+                }
+            }
         }
         self.conns.remove(id)
     }
 
-    /// Removes every entry due at `now` and hands each to `on_expire`.
-    /// Entries whose timer was restarted are re-filed, not removed.
-    pub fn expire(&mut self, now: u64, mut on_expire: impl FnMut(Conn)) -> usize {
+    /// Removes every entry due at `now` and appends it to `out`. Entries
+    /// whose timer was restarted are re-filed, not removed; entries that
+    /// still control others are kept and retried after 60 s (§9).
+    pub fn expire(&mut self, now: u64, out: &mut Vec<Conn>) -> usize {
         let now_tick = now / TICK_MS;
         let mut next = match self.wheel.next_tick {
             Some(n) => n,
@@ -305,9 +395,15 @@ impl ConnTable {
                     continue;
                 }
                 if c.expires <= now {
-                    if let Some(c) = self.remove(id) {
+                    if c.n_control > 0 {
+                        let c = &mut self.conns[id];
+                        c.timeout_ms = RETRY_MS;
+                        c.expires = now.saturating_add(RETRY_MS);
+                        let t = self.wheel.file(id, g, c.expires);
+                        self.conns[id].filed_tick = t;
+                    } else if let Some(c) = self.remove(id) {
                         expired += 1;
-                        on_expire(c);
+                        out.push(c);
                     }
                 } else if tick > next {
                     // Filed for a later revolution of the wheel.
@@ -331,6 +427,15 @@ impl ConnTable {
             self.wheel.next_tick = Some(now_tick);
         }
         expired
+    }
+
+    /// Ids of the live entries whose slab index is congruent to `bucket`
+    /// modulo `buckets` (the drop_entry scan's "random bucket", §17.2).
+    pub fn bucket_ids(&self, bucket: usize, buckets: usize) -> impl Iterator<Item = ConnId> + '_ {
+        (bucket..self.conns.capacity())
+            .step_by(buckets.max(1))
+            .map(|i| i as ConnId)
+            .filter(|&i| self.conns.get(i).is_some())
     }
 
     /// A fresh entry value (timer and generation are set by `insert`).
@@ -361,6 +466,8 @@ impl ConnTable {
             expires: now + 3000,
             dest: None,
             in_pkts: 0,
+            control: None,
+            n_control: 0,
             generation: 0,
             filed_tick: 0,
         }
@@ -382,6 +489,13 @@ mod tests {
         x
     }
 
+    fn expire_into(t: &mut ConnTable, now: u64, gone: &mut Vec<u16>) -> usize {
+        let mut out = Vec::new();
+        let n = t.expire(now, &mut out);
+        gone.extend(out.iter().map(|c| c.cport));
+        n
+    }
+
     #[test]
     fn lookups_in_both_directions() {
         let mut t = ConnTable::new(1);
@@ -400,18 +514,18 @@ mod tests {
     #[test]
     fn expires_after_timeout_and_restart_postpones() {
         let mut t = ConnTable::new(7);
-        t.expire(0, |_| {});
+        t.expire(0, &mut Vec::new());
         let a = t.insert(0, conn(1, 0, 2_000));
         let b = t.insert(0, conn(2, 0, 2_000));
         let mut gone = vec![];
-        assert_eq!(t.expire(1_900, |c| gone.push(c.cport)), 0);
+        assert_eq!(expire_into(&mut t, 1_900, &mut gone), 0);
         // b sees a packet at 1.5 s: its timer restarts for 2 s.
         t.get_mut(b).expires = 1_500 + 2_000;
-        assert_eq!(t.expire(2_100 + TICK_MS, |c| gone.push(c.cport)), 1);
+        assert_eq!(expire_into(&mut t, 2_100 + TICK_MS, &mut gone), 1);
         assert_eq!(gone, [1]);
         assert!(t.conns.get(a).is_none());
-        assert_eq!(t.expire(3_400, |c| gone.push(c.cport)), 0);
-        assert_eq!(t.expire(3_500 + TICK_MS, |c| gone.push(c.cport)), 1);
+        assert_eq!(expire_into(&mut t, 3_400, &mut gone), 0);
+        assert_eq!(expire_into(&mut t, 3_500 + TICK_MS, &mut gone), 1);
         assert_eq!(gone, [1, 2]);
         assert!(t.is_empty());
     }
@@ -419,43 +533,43 @@ mod tests {
     #[test]
     fn long_timeouts_survive_wheel_revolutions() {
         let mut t = ConnTable::new(3);
-        t.expire(0, |_| {});
+        t.expire(0, &mut Vec::new());
         let span = TICK_MS * WHEEL_SLOTS as u64;
         t.insert(0, conn(1, 0, 2 * span + 50));
         let mut n = 0;
         let mut now = 0;
         while now + 1000 < 2 * span {
             now += 1000;
-            n += t.expire(now, |_| {});
+            n += t.expire(now, &mut Vec::new());
         }
         assert_eq!(n, 0);
-        assert_eq!(t.expire(2 * span + 50 + 2 * TICK_MS, |_| {}), 1);
+        assert_eq!(t.expire(2 * span + 50 + 2 * TICK_MS, &mut Vec::new()), 1);
     }
 
     #[test]
     fn a_shorter_timeout_takes_effect_at_once() {
         let mut t = ConnTable::new(11);
-        t.expire(0, |_| {});
+        t.expire(0, &mut Vec::new());
         let id = t.insert(0, conn(1, 0, 3_000));
         t.restart_timer(id, 10, 900_000); // ESTABLISHED
-        assert_eq!(t.expire(5_000, |_| {}), 0); // re-filed under 900 s
+        assert_eq!(t.expire(5_000, &mut Vec::new()), 0); // re-filed under 900 s
         t.restart_timer(id, 81_000, 10_000); // RST: CLOSE, 10 s
-        assert_eq!(t.expire(90_900, |_| {}), 0);
-        assert_eq!(t.expire(91_000 + 2 * TICK_MS, |_| {}), 1);
+        assert_eq!(t.expire(90_900, &mut Vec::new()), 0);
+        assert_eq!(t.expire(91_000 + 2 * TICK_MS, &mut Vec::new()), 1);
         assert!(t.is_empty());
         // The stale 900 s filing is skipped later and harms nobody.
         let other = t.insert(100_000, conn(2, 100_000, 1_000_000));
-        assert_eq!(t.expire(901_000, |_| {}), 0);
+        assert_eq!(t.expire(901_000, &mut Vec::new()), 0);
         assert_eq!(t.get(other).cport, 2);
     }
 
     #[test]
     fn clock_jump_expires_everything_due() {
         let mut t = ConnTable::new(3);
-        t.expire(0, |_| {});
+        t.expire(0, &mut Vec::new());
         for p in 0..100 {
             t.insert(0, conn(p, 0, 1000 + u64::from(p) * 10_000));
         }
-        assert_eq!(t.expire(10_000_000, |_| {}), 100);
+        assert_eq!(t.expire(10_000_000, &mut Vec::new()), 100);
     }
 }

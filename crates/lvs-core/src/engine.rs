@@ -9,13 +9,16 @@
 //! advances, and their timer restarts.
 
 use crate::conn::{flags as cf, Conn, ConnId, ConnTable, InKey, OutKey};
+use crate::defense::Defense;
 use crate::nat::{self, Side};
 use crate::proto::tcp::{self, TcpEvent, TcpState};
+use crate::proto::sctp::{self, SctpEvent, SctpState};
 use crate::proto::{udp, Direction};
 use crate::rng::Rng;
 use crate::sched::{self, DestList, PacketInfo, SchedCtx};
 use crate::service::{
-    Dest, DestId, Forward, Service, ServiceKey, SvcId, DEST_F_AVAILABLE, DEST_F_OVERLOAD,
+    Dest, DestId, Forward, Service, ServiceKey, ServiceOptions, SvcId, DEST_F_AVAILABLE,
+    DEST_F_OVERLOAD,
 };
 use crate::slab::Slab;
 use crate::stats::{Counters, Estimator, StatsView, EST_TICKS, EST_TICK_MS};
@@ -57,6 +60,9 @@ pub enum Verdict {
     /// Discard it and send the client ICMP port unreachable
     /// (no destination available, connections.md §7.5).
     Unreachable,
+    /// Discard it and send its sender, a NAT real server, ICMP port
+    /// unreachable from the director's own address (`nat_icmp_send`, §18).
+    UnreachableToRealServer,
 }
 
 /// Why a packet was dropped; each reason has a counter.
@@ -69,10 +75,22 @@ pub enum DropReason {
     UnsupportedForward = 1,
     /// TTL would reach 0 (the kernel also sends ICMP time exceeded; not yet here).
     TtlExceeded = 2,
+    /// The drop_packet defense dropped a new-connection packet (§17.3).
+    DefenseDropPacket = 3,
 }
 
 /// Number of `DropReason` values.
-pub const DROP_REASONS: usize = 3;
+pub const DROP_REASONS: usize = 4;
+
+/// Template state bit: a controlled connection got established (§8.3).
+pub const TEMPLATE_ASSURED: u8 = 1;
+
+/// `net.ipv4.ip_unprivileged_port_start` at its default: destination ports
+/// from here on may be FTP data for a port-21 service (§4).
+const UNPRIVILEGED_PORT_START: u16 = 1024;
+
+/// drop_entry examines `CONN_TAB_SIZE / 32` random buckets a second (§17.2).
+const DROP_ENTRY_BUCKETS: usize = CONN_TAB_SIZE as usize / 32;
 
 /// Engine-wide counters.
 #[derive(Debug, Clone, Default)]
@@ -82,8 +100,12 @@ pub struct EngineCounters {
     pub unreachable: u64,
     /// Connections created.
     pub conns: u64,
-    /// Entries expired.
+    /// Entries expired or deleted.
     pub expired: u64,
+    /// Entries deleted by the drop_entry defense.
+    pub defense_dropped_entries: u64,
+    /// ICMP errors asked for by `nat_icmp_send`.
+    pub nat_icmp_sent: u64,
 }
 
 /// The run-time knobs the skeleton honours (sysctls.md); the full sysctl
@@ -96,12 +118,22 @@ pub struct Settings {
     pub expire_nodest_conn: i32,
     /// `sloppy_tcp` (default 0).
     pub sloppy_tcp: i32,
-    /// Whether the `secure_tcp` state table is in effect.
-    pub secure_tcp: bool,
+    /// `sloppy_sctp` (default 0).
+    pub sloppy_sctp: i32,
+    /// `expire_quiescent_template` (default 0).
+    pub expire_quiescent_template: i32,
+    /// `nat_icmp_send` (default 0).
+    pub nat_icmp_send: i32,
+    /// `run_estimation` (default 1).
+    pub run_estimation: i32,
+    /// Values written to sysctls the engine does not read itself.
+    pub stored: std::collections::BTreeMap<&'static str, String>,
     /// TCP timeouts per state, seconds.
     pub tcp_timeouts: [u32; tcp::STATE_COUNT],
     /// UDP timeout, seconds.
     pub udp_timeout: u32,
+    /// SCTP timeouts per state, seconds (not settable, §11).
+    pub sctp_timeouts: [u32; sctp::STATE_COUNT],
 }
 
 impl Default for Settings {
@@ -110,9 +142,14 @@ impl Default for Settings {
             conn_reuse_mode: 1,
             expire_nodest_conn: 0,
             sloppy_tcp: 0,
-            secure_tcp: false,
+            sloppy_sctp: 0,
+            expire_quiescent_template: 0,
+            nat_icmp_send: 0,
+            run_estimation: 1,
+            stored: Default::default(),
             tcp_timeouts: tcp::DEFAULT_TIMEOUTS,
             udp_timeout: udp::DEFAULT_TIMEOUT,
+            sctp_timeouts: sctp::DEFAULT_TIMEOUTS,
         }
     }
 }
@@ -161,6 +198,24 @@ pub struct Engine {
     est_tick: u64,
     /// When that tick is due (set at the first `handle_timeout` after start).
     est_next_ms: Option<u64>,
+    /// The defense strategies (§17) and the memory figure they follow.
+    pub(crate) defense: Defense,
+    mem_avail_pages: Option<u64>,
+    /// When the 1-second defense job runs next.
+    defense_next_ms: Option<u64>,
+    /// A destination was deleted with `expire_nodest_conn` on: flush its
+    /// entries at the next `handle_timeout` (§14 effect 3).
+    flush_nodest: bool,
+    /// Services on port 21 and on port 0 (they widen the service lookup, §4).
+    port21_services: u32,
+    port0_services: u32,
+    /// NAT real servers of all services, (protocol, address, port) → how
+    /// many destinations (for `nat_icmp_send`, §18).
+    nat_rs: HashMap<(u8, IpAddr, u16), u32>,
+    /// Reused buffer for entries expired in one `handle_timeout`.
+    expired_buf: Vec<Conn>,
+    /// Reused buffer of entry ids for table walks.
+    id_buf: Vec<ConnId>,
 }
 
 /// Parsed L4 facts of a packet.
@@ -169,6 +224,10 @@ struct L4 {
     sport: u16,
     dport: u16,
     tcp_flags: u8,
+    /// SCTP: the first chunk's type, if the packet has a chunk.
+    sctp_chunk: Option<u8>,
+    /// SCTP: the state-machine event of the packet (§10.3).
+    sctp_event: Option<SctpEvent>,
 }
 
 impl Engine {
@@ -203,6 +262,15 @@ impl Engine {
             est_running: false,
             est_tick: 0,
             est_next_ms: None,
+            defense: Defense::default(),
+            mem_avail_pages: None,
+            defense_next_ms: None,
+            flush_nodest: false,
+            port21_services: 0,
+            port0_services: 0,
+            nat_rs: HashMap::new(),
+            expired_buf: Vec::new(),
+            id_buf: Vec::new(),
         }
     }
 
@@ -215,9 +283,21 @@ impl Engine {
         scheduler: &str,
         sched_flags: u32,
     ) -> Result<(), ControlError> {
+        self.add_service_with(key, scheduler, sched_flags, ServiceOptions::default())
+    }
+
+    /// `ipvsadm -A` with persistence / one-packet options (`-p`, `-M`, `-o`).
+    pub fn add_service_with(
+        &mut self,
+        key: ServiceKey,
+        scheduler: &str,
+        sched_flags: u32,
+        opts: ServiceOptions,
+    ) -> Result<(), ControlError> {
         if self.by_key.contains_key(&key) {
             return Err(ControlError::ServiceExists);
         }
+        Self::check_options(&key, &opts)?;
         let mut s = sched::by_name(scheduler).ok_or(ControlError::SchedulerNotFound)?;
         s.init(DestList::new(&[], &self.dests), sched_flags);
         if !self.est_running {
@@ -227,6 +307,7 @@ impl Engine {
         let est = Estimator::new(self.new_est_slot());
         let id = self.services.insert(Service {
             key,
+            opts,
             scheduler: s,
             sched_flags,
             dests: Vec::new(),
@@ -234,11 +315,29 @@ impl Engine {
             est,
         });
         self.by_key.insert(key, id);
+        self.count_port(key.port, 1);
         self.sched_bound = true;
         Ok(())
     }
 
-    /// `ipvsadm -E`: change the scheduler (re-initialised with the current list).
+    fn check_options(key: &ServiceKey, opts: &ServiceOptions) -> Result<(), ControlError> {
+        if key.addr.is_ipv6() && opts.persistent.is_some() && !(1..=128).contains(&opts.netmask) {
+            return Err(ControlError::Invalid("IPv6 netmask must be a prefix length 1..128"));
+        }
+        Ok(())
+    }
+
+    fn count_port(&mut self, port: u16, add: i32) {
+        let c = match port {
+            0 => &mut self.port0_services,
+            21 => &mut self.port21_services,
+            _ => return,
+        };
+        *c = c.saturating_add_signed(add);
+    }
+
+    /// `ipvsadm -E`: change the scheduler (re-initialised with the current
+    /// list); persistence and one-packet options are left as they are.
     pub fn edit_service(
         &mut self,
         key: ServiceKey,
@@ -246,7 +345,26 @@ impl Engine {
         sched_flags: u32,
     ) -> Result<(), ControlError> {
         let id = *self.by_key.get(&key).ok_or(ControlError::NoSuchService)?;
+        let opts = self.services[id].opts;
+        self.edit_service_with(key, scheduler, sched_flags, opts)
+    }
+
+    /// `ipvsadm -E` with all options. Changing persistence leaves existing
+    /// templates to expire on their own, as the kernel does.
+    pub fn edit_service_with(
+        &mut self,
+        key: ServiceKey,
+        scheduler: &str,
+        sched_flags: u32,
+        opts: ServiceOptions,
+    ) -> Result<(), ControlError> {
+        let id = *self.by_key.get(&key).ok_or(ControlError::NoSuchService)?;
+        Self::check_options(&key, &opts)?;
+        if self.services[id].scheduler.name() != scheduler && sched::by_name(scheduler).is_none() {
+            return Err(ControlError::SchedulerNotFound);
+        }
         let svc = &mut self.services[id];
+        svc.opts = opts;
         // The kernel rebinds the scheduler only when it changes, so an edit
         // that keeps it keeps its state (rr cursor, wrr cycle, tables); new
         // flags are simply handed over.
@@ -273,6 +391,7 @@ impl Engine {
             .services
             .remove(id)
             .expect("service index and pool agree");
+        self.count_port(key.port, -1);
         for d in svc.dests {
             self.unlink_dest(d);
         }
@@ -306,11 +425,6 @@ impl Engine {
         if cfg.addr.is_ipv4() != key.addr.is_ipv4() && cfg.forward != Forward::Tunnel {
             return Err(ControlError::Invalid(
                 "a different address family is allowed only for tunnelling",
-            ));
-        }
-        if cfg.forward != Forward::Masq {
-            return Err(ControlError::NotSupported(
-                "only masquerading (NAT) is implemented",
             ));
         }
         Ok(())
@@ -349,6 +463,7 @@ impl Engine {
             d.u_threshold = cfg.u_threshold;
             d.l_threshold = cfg.l_threshold;
             d.forward = cfg.forward;
+            self.index_rs(id, 1);
             let s = &mut self.services[svc];
             s.dests.insert(0, id);
             s.scheduler
@@ -385,6 +500,7 @@ impl Engine {
             self.dest_est.resize(slot + 1, Estimator::default());
         }
         self.dest_est[slot] = est;
+        self.index_rs(id, 1);
         let s = &mut self.services[svc];
         s.dests.insert(0, id);
         s.scheduler
@@ -403,6 +519,7 @@ impl Engine {
             .find_dest(svc, cfg.addr, cfg.port)
             .ok_or(ControlError::NoSuchDest)?;
         let id = self.services[svc].dests[pos];
+        self.index_rs(id, -1);
         let d = &mut self.dests[id];
         if cfg.u_threshold == 0 || cfg.u_threshold > d.u_threshold {
             d.flags &= !DEST_F_OVERLOAD;
@@ -414,6 +531,7 @@ impl Engine {
         d.u_threshold = cfg.u_threshold;
         d.l_threshold = cfg.l_threshold;
         d.forward = cfg.forward;
+        self.index_rs(id, 1);
         let s = &mut self.services[svc];
         s.scheduler
             .upd_dest(DestList::new(&s.dests, &self.dests), pos);
@@ -443,10 +561,29 @@ impl Engine {
     }
 
     fn unlink_dest(&mut self, id: DestId) {
+        self.index_rs(id, -1);
+        if self.settings.expire_nodest_conn != 0 {
+            self.flush_nodest = true;
+        }
         let d = &mut self.dests[id];
         d.flags &= !DEST_F_AVAILABLE;
         if d.refs == 0 {
             free_dest(&mut self.dests, &mut self.trash, id);
+        }
+    }
+
+    /// Adds (`add` = 1) or removes (-1) a NAT destination in the real-server
+    /// index that `nat_icmp_send` consults (§18).
+    fn index_rs(&mut self, id: DestId, add: i32) {
+        let d = &self.dests[id];
+        if d.forward != Forward::Masq {
+            return;
+        }
+        let k = (d.svc_key.protocol, d.addr, d.port);
+        let n = self.nat_rs.entry(k).or_insert(0);
+        *n = n.saturating_add_signed(add);
+        if *n == 0 {
+            self.nat_rs.remove(&k);
         }
     }
 
@@ -510,9 +647,17 @@ impl Engine {
 
     /// Name of a connection's state as ipvsadm prints it.
     pub fn state_name(c: &Conn) -> &'static str {
+        if c.is_template() {
+            return if c.state & TEMPLATE_ASSURED != 0 {
+                "ASSURED"
+            } else {
+                "NONE"
+            };
+        }
         match c.protocol {
             ipproto::TCP => TcpState::from_u8(c.state).map_or("ERR!", TcpState::name),
             ipproto::UDP => udp::STATE_NAME,
+            ipproto::SCTP => SctpState::from_u8(c.state).map_or("ERR!", SctpState::name),
             _ => "NONE",
         }
     }
@@ -522,15 +667,17 @@ impl Engine {
     /// Expires every entry that is due at `now` (milliseconds). Call at least
     /// every `conn::TICK_MS`.
     pub fn handle_timeout(&mut self, now: u64) -> usize {
-        let Engine {
-            conns,
-            dests,
-            counters,
-            trash,
-            ..
-        } = self;
-        let n = conns.expire(now, |c| unbind(dests, trash, &c));
-        counters.expired += n as u64;
+        let mut buf = std::mem::take(&mut self.expired_buf);
+        let n = self.conns.expire(now, &mut buf);
+        for c in buf.drain(..) {
+            self.release(&c);
+        }
+        self.expired_buf = buf;
+        self.counters.expired += n as u64;
+        if self.flush_nodest {
+            self.flush_nodest = false;
+            self.flush_nodest_entries();
+        }
         if self.sched_bound || now.saturating_sub(self.last_sched_tick) >= 1000 {
             self.sched_bound = false;
             self.last_sched_tick = now;
@@ -544,10 +691,110 @@ impl Engine {
                     .tick(DestList::new(&s.dests, &self.dests), &mut ctx);
             }
         }
-        if self.est_running {
+        let due = *self.defense_next_ms.get_or_insert(now.saturating_add(1000));
+        if now >= due {
+            self.defense_next_ms = Some(now.max(due.saturating_add(1000)));
+            self.defense.update(self.mem_avail_pages);
+            if self.defense.drop_entry_on() {
+                self.random_drop_entries(now);
+            }
+        }
+        if self.est_running && self.estimation_on() {
             self.run_estimator(now);
         }
         n
+    }
+
+    /// The memory figure the defenses follow (§17.1): free plus buffer
+    /// pages, as the caller measures it (lvsd: `MemFree + Buffers` from
+    /// /proc/meminfo, in 4 KiB pages). Read by the next 1-second run.
+    pub fn set_available_memory(&mut self, pages: u64) {
+        self.mem_avail_pages = Some(pages);
+    }
+
+    /// Re-runs the defense update at once (after a mode sysctl changed).
+    pub(crate) fn update_defense(&mut self) {
+        self.defense.update(self.mem_avail_pages);
+    }
+
+    /// Whether the secure TCP state table is in effect now.
+    pub fn secure_tcp_on(&self) -> bool {
+        self.defense.secure_on()
+    }
+
+    /// §14 effect 3: deletes every entry whose destination was deleted and
+    /// that controls nothing, and its controller if that is left idle.
+    fn flush_nodest_entries(&mut self) {
+        let mut ids = std::mem::take(&mut self.id_buf);
+        ids.clear();
+        ids.extend(self.conns.iter().filter_map(|(id, c)| {
+            let gone = c.dest.is_some_and(|d| !self.dests[d].available());
+            (gone && c.n_control == 0).then_some(id)
+        }));
+        for &id in &ids {
+            // An earlier deletion may have taken this one (as a controller).
+            let Some(c) = self.conns.get_mut_checked(id) else {
+                continue;
+            };
+            if c.n_control != 0 {
+                continue;
+            }
+            let control = c.control;
+            self.delete_forced(id);
+            if let Some(t) = control {
+                if self.conns.get_mut_checked(t).is_some_and(|t| t.n_control == 0) {
+                    self.delete_forced(t);
+                }
+            }
+        }
+        self.id_buf = ids;
+    }
+
+    /// drop_entry (§17.2): examines the entries of `CONN_TAB_SIZE / 32`
+    /// random buckets and deletes half-open ones and idle, low-traffic ones.
+    fn random_drop_entries(&mut self, now: u64) {
+        let mut ids = std::mem::take(&mut self.id_buf);
+        ids.clear();
+        for _ in 0..DROP_ENTRY_BUCKETS {
+            let b = self.rng.below(CONN_TAB_SIZE) as usize;
+            ids.extend(self.conns.bucket_ids(b, CONN_TAB_SIZE as usize));
+        }
+        for &id in &ids {
+            let Some(c) = self.conns.get_mut_checked(id) else {
+                continue;
+            };
+            if c.n_control != 0 {
+                continue;
+            }
+            let (state, protocol, in_pkts) = (c.state, c.protocol, c.in_pkts);
+            let idle = now.saturating_sub(c.last_restart()) >= 60_000;
+            let rate_test = |d: &mut Defense| idle && d.rate_drop(in_pkts);
+            let drop = if c.is_template() {
+                let ops = c
+                    .dest
+                    .and_then(|d| self.dests.get(d))
+                    .and_then(|d| self.services.get(d.svc))
+                    .is_some_and(|s| s.opts.one_packet);
+                if ops {
+                    rate_test(&mut self.defense)
+                } else {
+                    state & TEMPLATE_ASSURED == 0
+                }
+            } else if protocol == ipproto::TCP {
+                match TcpState::from_u8(state) {
+                    Some(TcpState::SynRecv | TcpState::SynAck) => true,
+                    Some(TcpState::Established) => rate_test(&mut self.defense),
+                    _ => false,
+                }
+            } else {
+                rate_test(&mut self.defense)
+            };
+            if drop {
+                self.delete_forced(id);
+                self.counters.defense_dropped_entries += 1;
+            }
+        }
+        self.id_buf = ids;
     }
 
     // ----- statistics (connections.md §19) ---------------------------------
@@ -716,17 +963,17 @@ impl Engine {
         }
 
         // No entry: is it a new connection to a virtual service? (§4, §6, §7)
-        let Some(&svc) = self.by_key.get(&ServiceKey {
-            protocol,
-            addr: dst,
-            port: l4.dport,
-        }) else {
-            return Verdict::NotOurs;
+        let Some(svc) = self.find_service(protocol, dst, l4.dport) else {
+            return self.unmatched_out(protocol, src, &l4);
         };
-        if protocol == ipproto::TCP
-            && (l4.tcp_flags & tcp_flags::RST != 0
-                || (l4.tcp_flags & tcp_flags::SYN == 0 && self.settings.sloppy_tcp == 0))
-        {
+        if !self.new_conn_gate(protocol, &l4) {
+            return Verdict::NotOurs;
+        }
+        if self.defense.todrop_packet() {
+            return self.drop(DropReason::DefenseDropPacket);
+        }
+        // §7 step 1: FTP data from the client's port 20 is left alone.
+        if l4.sport == 20 {
             return Verdict::NotOurs;
         }
         let info = PacketInfo {
@@ -736,40 +983,238 @@ impl Engine {
             daddr: dst,
             dport: l4.dport,
         };
+        let id = if self.services[svc].opts.persistent.is_some() {
+            self.schedule_persistent(now, svc, &info)
+        } else {
+            self.schedule_plain(now, svc, &info)
+        };
+        let Some(id) = id else {
+            return self.leave(svc, l4.dport);
+        };
+        let verdict = self.forward_in(now, id, &mut ip, &l4, len, csum_partial);
+        if self.conns.get(id).flags & cf::ONE_PACKET != 0 {
+            // §16: used for this one packet, then destroyed at once.
+            if let Some(c) = self.conns.remove(id) {
+                self.release(&c);
+            }
+        }
+        verdict
+    }
+
+    /// Service lookup for a packet to be scheduled (§4): exact match, then
+    /// the FTP data fallback to port 21, then a port-0 service.
+    fn find_service(&self, protocol: u8, addr: IpAddr, port: u16) -> Option<SvcId> {
+        let get = |port| self.by_key.get(&ServiceKey { protocol, addr, port });
+        if let Some(&s) = get(port) {
+            return Some(s);
+        }
+        if protocol == ipproto::TCP
+            && self.port21_services > 0
+            && (port == 20 || port >= UNPRIVILEGED_PORT_START)
+        {
+            if let Some(&s) = get(21) {
+                return Some(s);
+            }
+        }
+        if self.port0_services > 0 {
+            return get(0).copied();
+        }
+        None
+    }
+
+    /// The protocol gates of §6: does this packet open a connection?
+    fn new_conn_gate(&self, protocol: u8, l4: &L4) -> bool {
+        match protocol {
+            ipproto::TCP => {
+                l4.tcp_flags & tcp_flags::RST == 0
+                    && (l4.tcp_flags & tcp_flags::SYN != 0 || self.settings.sloppy_tcp != 0)
+            }
+            ipproto::SCTP => l4
+                .sctp_chunk
+                .is_some_and(|c| sctp::may_create_entry(c, self.settings.sloppy_sctp != 0)),
+            _ => true,
+        }
+    }
+
+    /// What happens when no destination was found (§7.5): pass FTP data of
+    /// an FTP service, otherwise ICMP port unreachable to the client.
+    fn leave(&mut self, svc: SvcId, dport: u16) -> Verdict {
+        if self.services[svc].key.port == 21 && dport != 21 {
+            return Verdict::NotOurs;
+        }
+        self.counters.unreachable += 1;
+        Verdict::Unreachable
+    }
+
+    /// A packet that matched no entry and no service (§5.2 step 5, §18):
+    /// with `nat_icmp_send`, one from a NAT real server's address and port
+    /// is answered with ICMP port unreachable and dropped, except TCP RST
+    /// and SCTP ABORT.
+    fn unmatched_out(&mut self, protocol: u8, src: IpAddr, l4: &L4) -> Verdict {
+        if self.settings.nat_icmp_send == 0
+            || (protocol == ipproto::TCP && l4.tcp_flags & tcp_flags::RST != 0)
+            || (protocol == ipproto::SCTP && l4.sctp_chunk == Some(sctp::chunk::ABORT))
+            || !self.nat_rs.contains_key(&(protocol, src, l4.sport))
+        {
+            return Verdict::NotOurs;
+        }
+        self.counters.nat_icmp_sent += 1;
+        Verdict::UnreachableToRealServer
+    }
+
+    /// §7 steps 4–7 for a service without persistence.
+    fn schedule_plain(&mut self, now: u64, svc: SvcId, info: &PacketInfo) -> Option<ConnId> {
         let s = &mut self.services[svc];
+        // Only a port-0 service or the FTP fallback gets here with another
+        // port; without persistence they make no entry (step 4).
+        if info.dport != s.key.port {
+            return None;
+        }
         let mut ctx = SchedCtx {
             now_ms: now,
             rng: &mut self.rng,
             settings: &self.sched_settings,
         };
-        let Some(pos) = s
+        let pos = s
             .scheduler
-            .schedule(DestList::new(&s.dests, &self.dests), &info, &mut ctx)
-        else {
-            self.counters.unreachable += 1;
-            return Verdict::Unreachable;
-        };
+            .schedule(DestList::new(&s.dests, &self.dests), info, &mut ctx)?;
         let did = s.dests[pos];
+        let d = &self.dests[did];
+        let dport = if d.port != 0 { d.port } else { info.dport };
+        Some(self.new_entry(now, svc, did, info, dport, None))
+    }
+
+    /// §8: scheduling through a persistence template.
+    fn schedule_persistent(&mut self, now: u64, svc: SvcId, info: &PacketInfo) -> Option<ConnId> {
+        let s = &self.services[svc];
+        let opts = s.opts;
+        let svc_port = s.key.port;
+        // §8.1: which template this packet belongs to.
+        let (tvport, dport_from_dest) = if info.dport == svc_port && svc_port != 21 {
+            (info.dport, true)
+        } else {
+            (0, false)
+        };
+        let tkey = InKey {
+            protocol: info.protocol,
+            caddr: opts.masked(info.saddr),
+            cport: 0,
+            vaddr: info.daddr,
+            vport: tvport,
+        };
+        let mut tmpl = self.conns.lookup_template(&tkey);
+        if let Some(t) = tmpl {
+            if !self.template_valid(t) {
+                // Neutralised: no lookup finds it again; it expires on its
+                // own timer, still counted in its old destination.
+                self.conns.unhash_template(t);
+                tmpl = None;
+            }
+        }
+        let (tid, did) = match tmpl {
+            Some(t) => (t, self.conns.get(t).dest?),
+            None => {
+                let s = &mut self.services[svc];
+                let mut ctx = SchedCtx {
+                    now_ms: now,
+                    rng: &mut self.rng,
+                    settings: &self.sched_settings,
+                };
+                let pos =
+                    s.scheduler
+                        .schedule(DestList::new(&s.dests, &self.dests), info, &mut ctx)?;
+                let did = s.dests[pos];
+                let d = &mut self.dests[did];
+                let tdport = if dport_from_dest { d.port } else { 0 };
+                let flags = cf::TEMPLATE | d.conn_flags();
+                let mut t = ConnTable::new_conn(
+                    info.protocol,
+                    tkey.caddr,
+                    0,
+                    tkey.vaddr,
+                    tkey.vport,
+                    d.addr,
+                    tdport,
+                    flags,
+                    now,
+                );
+                let timeout = u64::from(opts.persistent.unwrap_or(0)) * 1000;
+                t.timeout_ms = timeout;
+                t.expires = now + timeout;
+                t.dest = Some(did);
+                d.persist_conns += 1;
+                d.refs += 1;
+                d.check_overload_on_bind();
+                (self.conns.insert(now, t), did)
+            }
+        };
+        // §8.2 step 5: the real port.
+        let d = &self.dests[did];
+        let dport = if info.dport == svc_port && d.port != 0 {
+            d.port
+        } else {
+            info.dport
+        };
+        let id = self.new_entry(now, svc, did, info, dport, Some(tid));
+        // Step 6: the template's timer restarts with its own timeout.
+        let t = self.conns.get_mut(tid);
+        t.n_control += 1;
+        let timeout = t.timeout_ms;
+        self.conns.restart_timer(tid, now, timeout);
+        Some(id)
+    }
+
+    /// §8.2 step 2: whether a template may still be used.
+    fn template_valid(&self, t: ConnId) -> bool {
+        let Some(did) = self.conns.get(t).dest else {
+            return false;
+        };
+        let Some(d) = self.dests.get(did) else {
+            return false;
+        };
+        d.available() && !(self.settings.expire_quiescent_template != 0 && d.weight == 0)
+    }
+
+    /// Creates and binds a connection entry to destination `did` (§7 step
+    /// 6–7, §12), controlled by `control` if given.
+    fn new_entry(
+        &mut self,
+        now: u64,
+        svc: SvcId,
+        did: DestId,
+        info: &PacketInfo,
+        dport: u16,
+        control: Option<ConnId>,
+    ) -> ConnId {
+        let one_packet =
+            self.services[svc].opts.one_packet && info.protocol == ipproto::UDP;
         let d = &mut self.dests[did];
-        let dport = if d.port != 0 { d.port } else { l4.dport };
-        let mut flags = d.forward as u32 | cf::INACTIVE;
-        if d.forward != Forward::Masq {
-            flags |= cf::NOOUTPUT;
+        let mut flags = d.conn_flags();
+        if one_packet {
+            flags |= cf::ONE_PACKET;
         }
         let mut c = ConnTable::new_conn(
-            protocol, src, l4.sport, dst, l4.dport, d.addr, dport, flags, now,
+            info.protocol,
+            info.saddr,
+            info.sport,
+            info.daddr,
+            info.dport,
+            d.addr,
+            dport,
+            flags,
+            now,
         );
         c.dest = Some(did);
+        c.control = control;
         // Bind: every new entry starts inactive (§2, §12).
         d.inact_conns += 1;
         d.refs += 1;
         d.check_overload_on_bind();
         d.stats.conns += 1;
-        s.stats.conns += 1;
+        self.services[svc].stats.conns += 1;
         self.total.conns += 1;
         self.counters.conns += 1;
-        let id = self.conns.insert(now, c);
-        self.forward_in(now, id, &mut ip, &l4, len, csum_partial)
+        self.conns.insert(now, c)
     }
 
     fn drop(&mut self, r: DropReason) -> Verdict {
@@ -780,7 +1225,13 @@ impl Engine {
     /// The reuse check of §14: false if a new-connection packet must not
     /// reuse entry `id` (it will be expired and the packet rescheduled).
     fn keep_on_reuse(&self, id: ConnId, protocol: u8, l4: &L4) -> bool {
-        if protocol != ipproto::TCP || l4.tcp_flags & tcp_flags::SYN == 0 {
+        // Only new-connection packets: TCP SYN, SCTP with INIT first (§5.1 step 5).
+        let new_conn = match protocol {
+            ipproto::TCP => l4.tcp_flags & tcp_flags::SYN != 0,
+            ipproto::SCTP => l4.sctp_chunk == Some(sctp::chunk::INIT),
+            _ => false,
+        };
+        if !new_conn {
             return true;
         }
         let c = self.conns.get(id);
@@ -792,22 +1243,60 @@ impl Engine {
             }
         }
         let mode = self.settings.conn_reuse_mode;
-        if mode == 0 {
+        // A controlled entry never expects a new connection.
+        if mode == 0 || c.control.is_some() {
             return true;
         }
-        let st = TcpState::from_u8(c.state);
-        let expected = matches!(st, Some(TcpState::TimeWait) | Some(TcpState::Close))
-            || (mode & 2 != 0 && st == Some(TcpState::FinWait) && c.flags & cf::NOOUTPUT != 0);
+        let expected = if protocol == ipproto::SCTP {
+            SctpState::from_u8(c.state) == Some(SctpState::Closed)
+        } else {
+            let st = TcpState::from_u8(c.state);
+            matches!(st, Some(TcpState::TimeWait) | Some(TcpState::Close))
+                || (mode & 2 != 0
+                    && st == Some(TcpState::FinWait)
+                    && c.flags & cf::NOOUTPUT != 0)
+        };
         !expected
     }
 
-    /// "Expire now": with no controlled entries in this build, that is an
-    /// immediate unlink and unbind.
+    /// "Expire now" (§9): the entry goes at once. It controls nothing (only
+    /// templates control, and they are never found by packet lookups), and
+    /// its timeout is kept, so its template stays.
     fn expire_now(&mut self, id: ConnId) {
         if let Some(c) = self.conns.remove(id) {
-            unbind(&mut self.dests, &mut self.trash, &c);
+            self.release(&c);
             self.counters.expired += 1;
         }
+    }
+
+    /// Deletes an entry on one of the forced paths (drop_entry, the
+    /// expire_nodest_conn flush): its timeout becomes 0, so a controller
+    /// left controlling nothing goes too unless it is an assured template.
+    fn delete_forced(&mut self, id: ConnId) {
+        if let Some(mut c) = self.conns.remove(id) {
+            c.timeout_ms = 0;
+            self.release(&c);
+            self.counters.expired += 1;
+        }
+    }
+
+    /// What follows the removal of an entry: detach it from its controller
+    /// (§8.3) and unbind it from its destination (§12).
+    fn release(&mut self, c: &Conn) {
+        if let Some(t) = c.control {
+            if let Some(ctl) = self.conns.get_mut_checked(t) {
+                ctl.n_control = ctl.n_control.saturating_sub(1);
+                let orphan = ctl.n_control == 0
+                    && (!ctl.is_template() || ctl.state & TEMPLATE_ASSURED == 0);
+                if c.timeout_ms == 0 && orphan {
+                    if let Some(ctl) = self.conns.remove(t) {
+                        self.release(&ctl);
+                        self.counters.expired += 1;
+                    }
+                }
+            }
+        }
+        unbind(&mut self.dests, &mut self.trash, c);
     }
 
     fn forward_in(
@@ -827,7 +1316,17 @@ impl Engine {
         self.account(id, true, len);
         self.transition(now, id, dir, l4);
         let c = self.conns.get_mut(id);
-        c.in_pkts += 1;
+        let (flags, control) = (c.flags, c.control);
+        // §5.1 step 8: a one-packet entry counts on its template.
+        match control {
+            Some(t) if flags & cf::ONE_PACKET != 0 => {
+                if let Some(t) = self.conns.get_mut_checked(t) {
+                    t.in_pkts += 1;
+                }
+            }
+            _ => c.in_pkts += 1,
+        }
+        let c = self.conns.get(id);
         if c.flags & cf::FWD_MASK != Forward::Masq as u32 {
             return self.drop(DropReason::UnsupportedForward);
         }
@@ -855,6 +1354,15 @@ impl Engine {
         len: u64,
         csum_partial: bool,
     ) -> Verdict {
+        let c = self.conns.get(id);
+        if c.flags & cf::FWD_MASK != Forward::Masq as u32 {
+            // Only NAT rewrites replies; for the other methods the kernel
+            // just accounts and lets them pass.
+            self.account(id, false, len);
+            self.conns.get_mut(id).flags &= !cf::NOOUTPUT;
+            self.transition(now, id, Direction::Output, l4);
+            return Verdict::NotOurs;
+        }
         self.account(id, false, len);
         let c = self.conns.get_mut(id);
         c.flags &= !cf::NOOUTPUT;
@@ -916,11 +1424,12 @@ impl Engine {
     fn transition(&mut self, now: u64, id: ConnId, dir: Direction, l4: &L4) {
         let settings = &self.settings;
         let c = self.conns.get_mut(id);
+        let mut assure = false;
         let timeout_s = match c.protocol {
             ipproto::TCP => {
                 let cur = TcpState::from_u8(c.state).unwrap_or(TcpState::None);
                 let new = tcp::next_state(
-                    settings.secure_tcp,
+                    self.defense.secure_on(),
                     dir,
                     cur,
                     TcpEvent::from_flags(l4.tcp_flags),
@@ -928,25 +1437,61 @@ impl Engine {
                 if new != cur {
                     c.state = new as u8;
                     if let Some(did) = c.dest {
-                        let d = &mut self.dests[did];
-                        let inactive = c.flags & cf::INACTIVE != 0;
-                        if inactive && new.is_active() {
-                            d.inact_conns = d.inact_conns.saturating_sub(1);
-                            d.active_conns += 1;
-                            c.flags &= !cf::INACTIVE;
-                        } else if !inactive && !new.is_active() {
-                            d.active_conns = d.active_conns.saturating_sub(1);
-                            d.inact_conns += 1;
-                            c.flags |= cf::INACTIVE;
-                        }
+                        move_counters(&mut self.dests[did], &mut c.flags, new.is_active());
                     }
+                    assure = new == TcpState::Established;
                 }
                 settings.tcp_timeouts[new as usize]
             }
-            _ => settings.udp_timeout,
+            ipproto::SCTP => {
+                let cur = SctpState::from_u8(c.state).unwrap_or(SctpState::None);
+                // A packet without a chunk changes nothing (its timer restarts).
+                let new = l4
+                    .sctp_event
+                    .map_or(cur, |ev| sctp::next_state(dir, cur, ev));
+                if new != cur {
+                    c.state = new as u8;
+                    if let Some(did) = c.dest {
+                        move_counters(&mut self.dests[did], &mut c.flags, new.is_active());
+                    }
+                    assure = new == SctpState::Established;
+                }
+                if l4.sctp_event.is_none() {
+                    (c.timeout_ms / 1000) as u32
+                } else {
+                    settings.sctp_timeouts[new as usize]
+                }
+            }
+            _ => {
+                assure = dir == Direction::Output;
+                settings.udp_timeout
+            }
         };
+        let control = c.control;
         self.conns
             .restart_timer(id, now, u64::from(timeout_s) * 1000);
+        if assure {
+            if let Some(t) = control.and_then(|t| self.conns.get_mut_checked(t)) {
+                if t.is_template() {
+                    t.state |= TEMPLATE_ASSURED;
+                }
+            }
+        }
+    }
+}
+
+/// Moves an entry between its destination's active and inactive counters
+/// when its state changes between an active and an inactive one (§12).
+fn move_counters(d: &mut Dest, flags: &mut u32, active: bool) {
+    let inactive = *flags & cf::INACTIVE != 0;
+    if inactive && active {
+        d.inact_conns = d.inact_conns.saturating_sub(1);
+        d.active_conns += 1;
+        *flags &= !cf::INACTIVE;
+    } else if !inactive && !active {
+        d.active_conns = d.active_conns.saturating_sub(1);
+        d.inact_conns += 1;
+        *flags |= cf::INACTIVE;
     }
 }
 
@@ -1003,17 +1548,29 @@ fn unbind(dests: &mut Slab<Dest>, trash: &mut Trash, c: &Conn) {
 
 #[inline]
 fn parse_l4(protocol: u8, l4: &[u8]) -> Option<L4> {
-    match protocol {
-        ipproto::TCP if l4.len() >= 20 => Some(L4 {
-            sport: u16::from_be_bytes([l4[0], l4[1]]),
-            dport: u16::from_be_bytes([l4[2], l4[3]]),
-            tcp_flags: l4[13],
-        }),
-        ipproto::UDP if l4.len() >= 8 => Some(L4 {
-            sport: u16::from_be_bytes([l4[0], l4[1]]),
-            dport: u16::from_be_bytes([l4[2], l4[3]]),
-            tcp_flags: 0,
-        }),
-        _ => None,
+    let min = match protocol {
+        ipproto::TCP => 20,
+        ipproto::UDP => 8,
+        ipproto::SCTP => sctp::COMMON_HEADER_LEN,
+        _ => return None,
+    };
+    if l4.len() < min {
+        return None;
     }
+    let mut p = L4 {
+        sport: u16::from_be_bytes([l4[0], l4[1]]),
+        dport: u16::from_be_bytes([l4[2], l4[3]]),
+        tcp_flags: 0,
+        sctp_chunk: None,
+        sctp_event: None,
+    };
+    match protocol {
+        ipproto::TCP => p.tcp_flags = l4[13],
+        ipproto::SCTP => {
+            p.sctp_chunk = sctp::first_chunk_type(l4);
+            p.sctp_event = sctp::event(l4);
+        }
+        _ => {}
+    }
+    Some(p)
 }

@@ -5,6 +5,7 @@
 //! seeds in, and gets verdicts and rewritten packets out. See `Engine`.
 
 pub mod conn;
+pub mod defense;
 pub mod engine;
 pub mod nat;
 pub mod proto;
@@ -19,4 +20,4 @@ pub mod sysctl;
 pub mod wire;
 
 pub use engine::{ControlError, DestConfig, DropReason, Engine, Verdict};
-pub use service::{Forward, ServiceKey};
+pub use service::{Forward, ServiceKey, ServiceOptions};

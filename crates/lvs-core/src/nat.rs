@@ -1,7 +1,9 @@
 //! Masquerading (NAT) as an in-place packet transformation
 //! (forwarding.md §4, §5, §5.1): rewrite one address and its port, update
-//! the L4 checksum incrementally, recompute the IPv4 header checksum.
+//! the L4 checksum incrementally (TCP, UDP) or recompute it (SCTP's CRC32c),
+//! recompute the IPv4 header checksum.
 
+use crate::proto::sctp;
 use crate::wire::checksum;
 use crate::wire::ipproto;
 use crate::wire::ipv4::Ipv4Packet;
@@ -15,12 +17,13 @@ pub enum Side {
     Source,
 }
 
-/// Rewrites `side` of a TCP or UDP IPv4 packet to `addr:port`.
+/// Rewrites `side` of a TCP, UDP or SCTP IPv4 packet to `addr:port`.
 ///
 /// `csum_partial` says the L4 checksum field holds a non-complemented
 /// pseudo-header sum left for checksum offload (only the address is part of
-/// it, not the port), rather than a finished checksum. The caller has checked
-/// that the L4 header is present.
+/// it, not the port), rather than a finished checksum; for SCTP, that the
+/// CRC32c was left for offload. The caller has checked that the L4 header is
+/// present.
 pub fn rewrite_v4(
     pkt: &mut Ipv4Packet<&mut [u8]>,
     side: Side,
@@ -29,6 +32,10 @@ pub fn rewrite_v4(
     csum_partial: bool,
 ) {
     let protocol = pkt.protocol();
+    if protocol == ipproto::SCTP {
+        rewrite_sctp_v4(pkt, side, addr, port, csum_partial);
+        return;
+    }
     let Some((csum_off, min_len)) = crate::wire::l4_layout(protocol) else {
         return;
     };
@@ -80,6 +87,37 @@ pub fn rewrite_v4(
         }
     };
     l4[csum_off..csum_off + 2].copy_from_slice(&new_check.to_be_bytes());
+    match side {
+        Side::Destination => pkt.set_dst(addr),
+        Side::Source => pkt.set_src(addr),
+    }
+    pkt.fill_checksum();
+}
+
+/// SCTP's CRC32c covers no address, so only the port matters to it. It is
+/// recomputed over the whole SCTP packet when the port actually changes or
+/// the checksum was left for offload, and otherwise left exactly as it came,
+/// right or wrong (forwarding.md §5.1).
+fn rewrite_sctp_v4(
+    pkt: &mut Ipv4Packet<&mut [u8]>,
+    side: Side,
+    addr: [u8; 4],
+    port: u16,
+    csum_partial: bool,
+) {
+    let l4 = pkt.payload_mut();
+    if l4.len() < sctp::COMMON_HEADER_LEN {
+        return;
+    }
+    let port_field = match side {
+        Side::Destination => sctp::field::DST_PORT,
+        Side::Source => sctp::field::SRC_PORT,
+    };
+    let new_port = port.to_be_bytes();
+    if l4[port_field.clone()] != new_port || csum_partial {
+        l4[port_field].copy_from_slice(&new_port);
+        sctp::fill_checksum(l4);
+    }
     match side {
         Side::Destination => pkt.set_dst(addr),
         Side::Source => pkt.set_src(addr),
@@ -204,5 +242,126 @@ pub(crate) mod tests {
         rewrite_v4(&mut p, Side::Destination, R, 8080, true);
         let want = checksum::fold(checksum::pseudo_v4(C, R, ipproto::TCP, len));
         assert_eq!(u16::from_be_bytes([v[36], v[37]]), want);
+    }
+
+    /// An IPv4 SCTP packet with a valid header checksum and a CRC32c computed
+    /// by the bitwise reference (not by the code under test).
+    fn sctp_packet(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, chunks: &[u8]) -> Vec<u8> {
+        let total = 20 + 12 + chunks.len();
+        let mut v = vec![0u8; total];
+        v[0] = 0x45;
+        v[1] = 0xbb;
+        v[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        v[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+        v[6] = 0x40;
+        v[8] = 64;
+        v[9] = ipproto::SCTP;
+        v[12..16].copy_from_slice(&src);
+        v[16..20].copy_from_slice(&dst);
+        v[20..22].copy_from_slice(&sport.to_be_bytes());
+        v[22..24].copy_from_slice(&dport.to_be_bytes());
+        v[24..28].copy_from_slice(&0x1122_3344u32.to_be_bytes());
+        v[32..].copy_from_slice(chunks);
+        let crc = crate::proto::sctp::tests::crc32c_bitwise(&v[20..]);
+        v[28..32].copy_from_slice(&crc.to_le_bytes());
+        let mut p = Ipv4Packet::new_checked(&mut v[..]).unwrap();
+        p.fill_checksum();
+        v
+    }
+
+    /// INIT chunk: tag, a_rwnd, streams out/in, initial TSN.
+    const INIT: [u8; 20] = [
+        1, 0, 0, 20, 0xaa, 0xbb, 0xcc, 0xdd, 0, 1, 0, 0, 0, 10, 0, 10, 0, 0, 3, 0xe8,
+    ];
+    /// DATA chunk with a 5-byte payload (length 21, padded to 24).
+    const DATA: [u8; 24] = [
+        0, 3, 0, 21, 0, 0, 3, 0xe8, 0, 0, 0, 0, 0, 0, 0, 0x2f, b'h', b'e', b'l', b'l', b'o', 0, 0,
+        0,
+    ];
+
+    fn sctp_crc_ok(v: &[u8]) -> bool {
+        let mut zeroed = v[20..].to_vec();
+        zeroed[8..12].fill(0);
+        let want = crate::proto::sctp::tests::crc32c_bitwise(&zeroed);
+        v[28..32] == want.to_le_bytes()
+    }
+
+    #[test]
+    fn sctp_in_and_out_recompute_the_crc_when_the_port_changes() {
+        let mut v = sctp_packet(C, 40000, V, 80, &INIT);
+        let mut p = Ipv4Packet::new_checked(&mut v[..]).unwrap();
+        rewrite_v4(&mut p, Side::Destination, R, 8080, false);
+        assert!(p.verify_checksum());
+        assert!(sctp_crc_ok(&v));
+        assert_eq!(v, sctp_packet(C, 40000, R, 8080, &INIT));
+
+        let mut back = sctp_packet(R, 8080, C, 40000, &DATA);
+        let mut p = Ipv4Packet::new_checked(&mut back[..]).unwrap();
+        rewrite_v4(&mut p, Side::Source, V, 80, false);
+        assert!(p.verify_checksum());
+        assert!(sctp_crc_ok(&back));
+        assert_eq!(back, sctp_packet(V, 80, C, 40000, &DATA));
+    }
+
+    #[test]
+    fn sctp_same_port_leaves_the_crc_alone() {
+        // A wrong CRC stays wrong: it is not recomputed when only the address
+        // changes (the CRC covers no address).
+        let mut v = sctp_packet(C, 40000, V, 80, &DATA);
+        v[28] ^= 0xff;
+        let crc_before = v[28..32].to_vec();
+        let mut p = Ipv4Packet::new_checked(&mut v[..]).unwrap();
+        rewrite_v4(&mut p, Side::Destination, R, 80, false);
+        assert!(p.verify_checksum());
+        assert_eq!(p.dst_bytes(), R);
+        assert_eq!(&v[28..32], &crc_before[..]);
+        // A right one stays right.
+        let mut v = sctp_packet(C, 40000, V, 80, &DATA);
+        let mut p = Ipv4Packet::new_checked(&mut v[..]).unwrap();
+        rewrite_v4(&mut p, Side::Destination, R, 80, false);
+        assert_eq!(v, sctp_packet(C, 40000, R, 80, &DATA));
+    }
+
+    #[test]
+    fn sctp_offloaded_crc_is_filled_in_even_without_a_port_change() {
+        let mut v = sctp_packet(C, 40000, V, 80, &INIT);
+        v[28..32].fill(0); // left for the NIC
+        let mut p = Ipv4Packet::new_checked(&mut v[..]).unwrap();
+        rewrite_v4(&mut p, Side::Destination, R, 80, true);
+        assert!(p.verify_checksum());
+        assert!(sctp_crc_ok(&v));
+        assert_eq!(v, sctp_packet(C, 40000, R, 80, &INIT));
+    }
+
+    #[test]
+    fn sctp_truncated_common_header_is_left_untouched() {
+        let full = sctp_packet(C, 40000, V, 80, &[]);
+        for cut in 20..32 {
+            let mut v = full[..cut].to_vec();
+            v[2..4].copy_from_slice(&(cut as u16).to_be_bytes());
+            let mut p = Ipv4Packet::new_checked(&mut v[..]).unwrap();
+            p.fill_checksum();
+            let before = v.clone();
+            let mut p = Ipv4Packet::new_checked(&mut v[..]).unwrap();
+            rewrite_v4(&mut p, Side::Destination, R, 8080, true);
+            assert_eq!(v, before, "SCTP payload of {} bytes", cut - 20);
+        }
+    }
+
+    #[test]
+    fn sctp_rewrite_of_garbage_never_panics_and_keeps_checksums() {
+        let mut rng = crate::rng::Rng::new(132);
+        for _ in 0..20_000 {
+            let n = (rng.next_u32() % 80) as usize;
+            let chunks: Vec<u8> = (0..n).map(|_| rng.next_u32() as u8).collect();
+            let mut v = sctp_packet(C, 40000, V, 80, &chunks);
+            let port = [80, 8080][(rng.next_u32() & 1) as usize];
+            let mut p = Ipv4Packet::new_checked(&mut v[..]).unwrap();
+            let partial = rng.next_u32() < u32::MAX / 3;
+            rewrite_v4(&mut p, Side::Destination, R, port, partial);
+            assert!(p.verify_checksum());
+            assert!(sctp_crc_ok(&v));
+            assert_eq!(v, sctp_packet(C, 40000, R, port, &chunks));
+        }
     }
 }

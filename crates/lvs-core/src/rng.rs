@@ -27,6 +27,11 @@ impl Rng {
         self.state = x;
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
+    /// A number in `0..n` (`n` > 0; slightly biased for huge `n`, which
+    /// does not matter for its uses).
+    pub fn below(&mut self, n: u32) -> u32 {
+        ((u64::from(self.next_u32()) * u64::from(n.max(1))) >> 32) as u32
+    }
     /// The next 32 random bits.
     pub fn next_u32(&mut self) -> u32 {
         (self.next_u64() >> 32) as u32

@@ -80,6 +80,17 @@ impl Dest {
         let inactive = self.inact_conns as i32;
         i64::from(active.wrapping_shl(8).wrapping_add(inactive))
     }
+    /// The flags a new entry bound here starts with (connections.md §2):
+    /// the forwarding method, INACTIVE, and NOOUTPUT unless it is NAT.
+    #[inline]
+    pub fn conn_flags(&self) -> u32 {
+        use crate::conn::flags;
+        let mut f = self.forward as u32 | flags::INACTIVE;
+        if self.forward != Forward::Masq {
+            f |= flags::NOOUTPUT;
+        }
+        f
+    }
     /// Re-evaluates OVERLOAD after a bind (schedulers.md §0.3).
     pub(crate) fn check_overload_on_bind(&mut self) {
         if self.u_threshold != 0 && self.active_conns + self.inact_conns >= self.u_threshold {
@@ -102,9 +113,52 @@ impl Dest {
     }
 }
 
+/// Service options beyond the scheduler: persistence and one-packet
+/// scheduling (`ipvsadm -p`, `-M`, `-o`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceOptions {
+    /// Persistence timeout in seconds (`-p`); `None`: not persistent.
+    pub persistent: Option<u32>,
+    /// Persistence granularity: an IPv4 netmask (host order, e.g.
+    /// `0xffff_ff00`) or, for IPv6 services, a prefix length (1..=128).
+    pub netmask: u32,
+    /// One-packet scheduling (`-o`; effective for UDP only).
+    pub one_packet: bool,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        ServiceOptions {
+            persistent: None,
+            netmask: u32::MAX,
+            one_packet: false,
+        }
+    }
+}
+
+impl ServiceOptions {
+    /// The client network a persistence template is keyed by (§8.1).
+    pub fn masked(&self, addr: IpAddr) -> IpAddr {
+        match addr {
+            IpAddr::V4(a) => IpAddr::V4((u32::from(a) & self.netmask).into()),
+            IpAddr::V6(a) => {
+                let plen = self.netmask.min(128);
+                let mask = if plen == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - plen)
+                };
+                IpAddr::V6((u128::from(a) & mask).into())
+            }
+        }
+    }
+}
+
 /// A virtual service: key, scheduler and destination list (front first).
 pub struct Service {
     pub key: ServiceKey,
+    /// Persistence and one-packet scheduling.
+    pub opts: ServiceOptions,
     pub scheduler: Box<dyn Scheduler>,
     /// Scheduler flag bits (`IP_VS_SVC_F_SCHED1..3`).
     pub sched_flags: u32,

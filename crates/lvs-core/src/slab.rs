@@ -56,6 +56,10 @@ impl<T> Slab<T> {
     pub fn get_mut(&mut self, id: u32) -> Option<&mut T> {
         self.slots.get_mut(id as usize)?.as_mut()
     }
+    /// Number of slots (live or free): ids are below this.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
     /// Number of live entries.
     pub fn len(&self) -> usize {
         self.len

@@ -151,10 +151,9 @@ fn sysctl(path: &Path, args: &[String]) -> i32 {
         Err(f) => return report(f, 2),
     };
     let line = |s: &lvs_control::SysctlValue| {
-        let note = if s.implemented {
-            ""
-        } else {
-            "   # not implemented yet"
+        let note = match &s.no_effect {
+            None => String::new(),
+            Some(why) => format!("   # no effect: {why}"),
         };
         format!("net.ipv4.vs.{} = {}{note}\n", s.name, s.value)
     };

@@ -240,6 +240,9 @@ pub fn run(opts: Options) -> Result<(), String> {
         }
         if last_housekeeping.elapsed() >= Duration::from_secs(1) {
             last_housekeeping = Instant::now();
+            if let Some(pages) = crate::net::available_memory_pages() {
+                d.engine.set_available_memory(pages);
+            }
             d.reload_routes();
             d.resolve_destinations(&mut io);
             let _ = io.flush();
@@ -472,7 +475,7 @@ impl Director {
                         self.counters.tx += 1;
                     }
                     Verdict::Forward { to: IpAddr::V6(_) } => {}
-                    Verdict::Unreachable => {
+                    Verdict::Unreachable | Verdict::UnreachableToRealServer => {
                         // Rate-limited like the kernel's ICMP (1000/s, burst
                         // 50): a SYN flood must not become an ICMP flood.
                         if !self.icmp_limit.allow(now_ms) {
@@ -486,9 +489,19 @@ impl Director {
                         buf[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
                         let (frame, _) = io.rx_frame(i);
                         let ip = &frame[ETH_HDR..meta.len];
-                        if let Some(n) =
-                            lvs_core::wire::icmp::port_unreachable_v4(ip, &mut buf[ETH_HDR..])
-                        {
+                        // About a packet that was not for a VIP (nat_icmp_send):
+                        // from the director's own address on that interface.
+                        let from = match verdict {
+                            Verdict::UnreachableToRealServer => {
+                                self.ports[port].addrs.first().map(|a| a.octets())
+                            }
+                            _ => None,
+                        };
+                        if let Some(n) = lvs_core::wire::icmp::port_unreachable_v4_from(
+                            ip,
+                            &mut buf[ETH_HDR..],
+                            from,
+                        ) {
                             io.queue_new(port, &buf[..ETH_HDR + n], Offload::default());
                         }
                     }

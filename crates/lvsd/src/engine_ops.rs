@@ -6,7 +6,7 @@ use lvs_control::{ErrorKind, Request, Response};
 use lvs_core::service::Dest;
 use lvs_core::stats::StatsView;
 use lvs_core::wire::ipproto;
-use lvs_core::{ControlError, DestConfig, Engine, Forward, ServiceKey};
+use lvs_core::{ControlError, DestConfig, Engine, Forward, ServiceKey, ServiceOptions};
 
 /// Applies one request; returns the answer and whether the configuration changed.
 pub fn apply(engine: &mut Engine, req: &Request, now_ms: u64) -> (Response, bool) {
@@ -28,13 +28,17 @@ pub fn apply(engine: &mut Engine, req: &Request, now_ms: u64) -> (Response, bool
                 ),
             };
         }
-        Request::AddService(s) => check_service(s)
-            .and_then(|_| engine.add_service(key(&s.key), &s.scheduler, s.sched_flags)),
-        Request::EditService(s) => check_service(s)
-            .and_then(|_| engine.edit_service(key(&s.key), &s.scheduler, s.sched_flags)),
+        Request::AddService(s) => check_service(s).and_then(|_| {
+            engine.add_service_with(key(&s.key), &s.scheduler, s.sched_flags, options(s))
+        }),
+        Request::EditService(s) => check_service(s).and_then(|_| {
+            engine.edit_service_with(key(&s.key), &s.scheduler, s.sched_flags, options(s))
+        }),
         Request::DeleteService(k) => engine.delete_service(key(k)),
-        Request::AddDest { service, dest } => engine.add_dest(key(service), dest_config(dest)),
-        Request::EditDest { service, dest } => engine.edit_dest(key(service), dest_config(dest)),
+        Request::AddDest { service, dest } => check_dest(dest)
+            .and_then(|_| engine.add_dest(key(service), dest_config(dest))),
+        Request::EditDest { service, dest } => check_dest(dest)
+            .and_then(|_| engine.edit_dest(key(service), dest_config(dest))),
         Request::DeleteDest {
             service,
             addr,
@@ -62,16 +66,26 @@ pub fn apply(engine: &mut Engine, req: &Request, now_ms: u64) -> (Response, bool
     }
 }
 
+/// The engine's service options from a control-protocol service.
+fn options(s: &ctl::ServiceSpec) -> ServiceOptions {
+    ServiceOptions {
+        persistent: s.persistent,
+        netmask: s.netmask,
+        one_packet: s.one_packet,
+    }
+}
+
+/// The engine tracks every forwarding method, but lvsd transmits NAT only.
+fn check_dest(d: &ctl::DestSpec) -> Result<(), ControlError> {
+    if d.forward != ctl::Forward::Masq {
+        return Err(ControlError::NotSupported(
+            "only masquerading (NAT, -m) is implemented",
+        ));
+    }
+    Ok(())
+}
+
 fn check_service(s: &ctl::ServiceSpec) -> Result<(), ControlError> {
-    if s.persistent.is_some() {
-        return Err(ControlError::NotSupported("persistence"));
-    }
-    if s.one_packet {
-        return Err(ControlError::NotSupported("one-packet scheduling"));
-    }
-    if s.key.protocol == ctl::Protocol::Sctp {
-        return Err(ControlError::NotSupported("SCTP services"));
-    }
     if s.key.addr.is_ipv6() {
         return Err(ControlError::NotSupported("IPv6 services"));
     }
@@ -190,9 +204,9 @@ pub fn services(engine: &Engine, only: Option<ServiceKey>) -> Response {
                 },
                 scheduler: s.scheduler.name().to_string(),
                 sched_flags: s.sched_flags,
-                persistent: None,
-                netmask: 0xffff_ffff,
-                one_packet: false,
+                persistent: s.opts.persistent,
+                netmask: s.opts.netmask,
+                one_packet: s.opts.one_packet,
             },
             dests: dests
                 .into_iter()
@@ -250,7 +264,10 @@ fn sysctls(engine: &Engine) -> Response {
             value: engine
                 .sysctl(s.name)
                 .unwrap_or_else(|_| s.default.to_string()),
-            implemented: s.implemented,
+            no_effect: match s.effect {
+                lvs_core::sysctl::Effect::Acts => None,
+                lvs_core::sysctl::Effect::NoEffect(why) => Some(why.to_string()),
+            },
             doc: s.doc.to_string(),
         })
         .collect();

@@ -41,6 +41,7 @@ fn proto_name(p: u8) -> Option<&'static str> {
     match p {
         ipproto::TCP => Some("tcp"),
         ipproto::UDP => Some("udp"),
+        ipproto::SCTP => Some("sctp"),
         _ => None,
     }
 }

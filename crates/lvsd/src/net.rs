@@ -272,3 +272,31 @@ br1\t00000000\t010112C6\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
         assert_eq!(n.get(1, Ipv4Addr::new(198, 18, 0, 2)), None);
     }
 }
+
+/// The memory figure the IPVS defenses follow (connections.md §17.1): free
+/// plus buffer memory, in 4 KiB pages, from /proc/meminfo.
+pub fn available_memory_pages() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    meminfo_pages(&text)
+}
+
+/// `MemFree + Buffers` of a /proc/meminfo text, in 4 KiB pages.
+fn meminfo_pages(text: &str) -> Option<u64> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+    };
+    Some((field("MemFree")? + field("Buffers")?) / 4)
+}
+
+#[cfg(test)]
+mod meminfo_tests {
+    #[test]
+    fn free_plus_buffers_in_pages() {
+        let t = "MemTotal:       24000000 kB\nMemFree:        14000000 kB\nMemAvailable:   23000000 kB\nBuffers:            4000 kB\n";
+        assert_eq!(super::meminfo_pages(t), Some((14_000_000 + 4000) / 4));
+        assert_eq!(super::meminfo_pages("MemFree: 1 kB\n"), None);
+        assert!(super::available_memory_pages().is_some());
+    }
+}

@@ -1,9 +1,12 @@
 //! Turns a parsed configuration file into engine state, refusing (with the
 //! file, line and column) what this build cannot do yet.
 
-use lvs_config::{Config, ConfigError, Mode, Protocol, Span};
+use lvs_config::{Config, ConfigError, Mode, Netmask, Protocol, Span};
 use lvs_core::wire::ipproto;
-use lvs_core::{DestConfig, Engine, Forward, ServiceKey};
+use lvs_core::{DestConfig, Engine, Forward, ServiceKey, ServiceOptions};
+
+/// Persistence timeout when `option persistence` gives none (`ipvsadm -p`'s default).
+pub const DEFAULT_PERSISTENCE_SECS: u32 = 360;
 
 /// Applies every director of `cfg` to `engine`. `text` and `file` are used
 /// to point errors at the offending line.
@@ -69,20 +72,11 @@ pub fn apply(engine: &mut Engine, cfg: &Config, file: &str, text: &str) -> Resul
                 "`check` (health checks) is not supported yet".into(),
             ));
         }
-        if let Some(p) = &d.persistence {
-            return Err(err(
-                p.span,
-                "`option persistence` is not supported yet".into(),
-            ));
-        }
         if let Some(h) = &d.health {
             return Err(err(
                 h.span,
                 "health checks (`option ...check`) are not supported yet".into(),
             ));
-        }
-        if let Some(s) = d.one_packet {
-            return Err(err(s, "`option onepacket` is not supported yet".into()));
         }
         let protocol = match d.protocol {
             Protocol::Tcp => ipproto::TCP,
@@ -97,8 +91,22 @@ pub fn apply(engine: &mut Engine, cfg: &Config, file: &str, text: &str) -> Resul
             None => 0,
             Some(f) => sched_flags(d.balance.value, &f.value).map_err(|m| err(f.span, m))?,
         };
+        let opts = ServiceOptions {
+            persistent: d
+                .persistence
+                .as_ref()
+                .map(|p| p.value.timeout.unwrap_or(DEFAULT_PERSISTENCE_SECS)),
+            netmask: match d.persistence.as_ref().and_then(|p| p.value.netmask) {
+                None if key.addr.is_ipv6() => 128,
+                None => u32::MAX,
+                Some(Netmask::V4(m)) => m,
+                Some(Netmask::Prefix(p)) if key.addr.is_ipv6() => u32::from(p),
+                Some(Netmask::Prefix(p)) => u32::MAX.checked_shl(32 - u32::from(p)).unwrap_or(0),
+            },
+            one_packet: d.one_packet.is_some(),
+        };
         engine
-            .add_service(key, d.balance.value, flags)
+            .add_service_with(key, d.balance.value, flags, opts)
             .map_err(|e| err(d.name.span, format!("director `{}`: {e}", d.name.value)))?;
         // Servers are added in file order; like `ipvsadm -a`, each new one
         // goes to the front of the destination list.

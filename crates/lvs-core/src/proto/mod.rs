@@ -1,5 +1,6 @@
 //! Protocol state machines: one module per protocol, each a data table.
 
+pub mod sctp;
 pub mod tcp;
 pub mod udp;
 

@@ -17,6 +17,16 @@ const MAX_ERROR_LEN: usize = 576;
 /// comes from the address the datagram was sent to (the VIP) and goes to its
 /// source. Returns `None` if `out` is too small or `orig` is not IPv4.
 pub fn port_unreachable_v4(orig: &[u8], out: &mut [u8]) -> Option<usize> {
+    port_unreachable_v4_from(orig, out, None)
+}
+
+/// Like `port_unreachable_v4`, from address `from` if given (the director's
+/// own address, for errors about packets that were not addressed to it).
+pub fn port_unreachable_v4_from(
+    orig: &[u8],
+    out: &mut [u8],
+    from: Option<[u8; 4]>,
+) -> Option<usize> {
     let o = Ipv4Packet::new_checked(orig).ok()?;
     let quoted = o.total_len().min(MAX_ERROR_LEN - 28);
     let len = 28 + quoted;
@@ -32,7 +42,7 @@ pub fn port_unreachable_v4(orig: &[u8], out: &mut [u8]) -> Option<usize> {
     out[8] = 64;
     out[9] = super::ipproto::ICMP;
     out[10..12].copy_from_slice(&[0, 0]);
-    out[12..16].copy_from_slice(&o.dst_bytes());
+    out[12..16].copy_from_slice(&from.unwrap_or(o.dst_bytes()));
     out[16..20].copy_from_slice(&o.src_bytes());
     let hc = checksum::checksum(&out[..20]);
     out[10..12].copy_from_slice(&hc.to_be_bytes());
