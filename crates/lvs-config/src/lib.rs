@@ -796,11 +796,16 @@ impl Parser {
             return Err(cx.err(name.col, dup_line(&format!("sysctl `{short}`"), first)));
         }
         let value = args.expect("a value")?;
-        args.finish("sysctl")?;
+        // Some knobs take more than one word (`sync_threshold 3 50`).
+        let mut text = value.text.to_string();
+        while let Some(more) = args.next() {
+            text.push(' ');
+            text.push_str(more.text);
+        }
         self.sysctl_lines.insert(short.clone(), cx.line);
         self.sysctls.push((
             Spanned::new(short, cx.span(&name)),
-            Spanned::new(value.text.to_string(), cx.span(&value)),
+            Spanned::new(text, cx.span(&value)),
         ));
         Ok(())
     }

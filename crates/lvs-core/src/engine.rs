@@ -11,8 +11,8 @@
 use crate::conn::{flags as cf, Conn, ConnId, ConnTable, InKey, OutKey};
 use crate::defense::Defense;
 use crate::nat::{self, Side};
-use crate::proto::tcp::{self, TcpEvent, TcpState};
 use crate::proto::sctp::{self, SctpEvent, SctpState};
+use crate::proto::tcp::{self, TcpEvent, TcpState};
 use crate::proto::{udp, Direction};
 use crate::rng::Rng;
 use crate::sched::{self, DestList, PacketInfo, SchedCtx};
@@ -322,7 +322,9 @@ impl Engine {
 
     fn check_options(key: &ServiceKey, opts: &ServiceOptions) -> Result<(), ControlError> {
         if key.addr.is_ipv6() && opts.persistent.is_some() && !(1..=128).contains(&opts.netmask) {
-            return Err(ControlError::Invalid("IPv6 netmask must be a prefix length 1..128"));
+            return Err(ControlError::Invalid(
+                "IPv6 netmask must be a prefix length 1..128",
+            ));
         }
         Ok(())
     }
@@ -742,7 +744,11 @@ impl Engine {
             let control = c.control;
             self.delete_forced(id);
             if let Some(t) = control {
-                if self.conns.get_mut_checked(t).is_some_and(|t| t.n_control == 0) {
+                if self
+                    .conns
+                    .get_mut_checked(t)
+                    .is_some_and(|t| t.n_control == 0)
+                {
                     self.delete_forced(t);
                 }
             }
@@ -1004,7 +1010,13 @@ impl Engine {
     /// Service lookup for a packet to be scheduled (§4): exact match, then
     /// the FTP data fallback to port 21, then a port-0 service.
     fn find_service(&self, protocol: u8, addr: IpAddr, port: u16) -> Option<SvcId> {
-        let get = |port| self.by_key.get(&ServiceKey { protocol, addr, port });
+        let get = |port| {
+            self.by_key.get(&ServiceKey {
+                protocol,
+                addr,
+                port,
+            })
+        };
         if let Some(&s) = get(port) {
             return Some(s);
         }
@@ -1186,8 +1198,7 @@ impl Engine {
         dport: u16,
         control: Option<ConnId>,
     ) -> ConnId {
-        let one_packet =
-            self.services[svc].opts.one_packet && info.protocol == ipproto::UDP;
+        let one_packet = self.services[svc].opts.one_packet && info.protocol == ipproto::UDP;
         let d = &mut self.dests[did];
         let mut flags = d.conn_flags();
         if one_packet {
@@ -1252,9 +1263,7 @@ impl Engine {
         } else {
             let st = TcpState::from_u8(c.state);
             matches!(st, Some(TcpState::TimeWait) | Some(TcpState::Close))
-                || (mode & 2 != 0
-                    && st == Some(TcpState::FinWait)
-                    && c.flags & cf::NOOUTPUT != 0)
+                || (mode & 2 != 0 && st == Some(TcpState::FinWait) && c.flags & cf::NOOUTPUT != 0)
         };
         !expected
     }
@@ -1286,8 +1295,8 @@ impl Engine {
         if let Some(t) = c.control {
             if let Some(ctl) = self.conns.get_mut_checked(t) {
                 ctl.n_control = ctl.n_control.saturating_sub(1);
-                let orphan = ctl.n_control == 0
-                    && (!ctl.is_template() || ctl.state & TEMPLATE_ASSURED == 0);
+                let orphan =
+                    ctl.n_control == 0 && (!ctl.is_template() || ctl.state & TEMPLATE_ASSURED == 0);
                 if c.timeout_ms == 0 && orphan {
                     if let Some(ctl) = self.conns.remove(t) {
                         self.release(&ctl);

@@ -365,7 +365,11 @@ mod tests {
             ("conntrack", "7", "7"),
             ("sync_ports", "8", "8"),
             ("sync_qlen_max", "0", "0"),
-            ("sync_qlen_max", "18446744073709551615", "18446744073709551615"),
+            (
+                "sync_qlen_max",
+                "18446744073709551615",
+                "18446744073709551615",
+            ),
             ("sync_threshold", "5 0", "5\t0"),
             ("sync_threshold", "  2\t9 ", "2\t9"),
             ("est_cpulist", "0-1,3", "0-1,3"),
@@ -373,7 +377,8 @@ mod tests {
             ("est_nice", "-20", "-20"),
             ("lblc_expiration", "-5", "-5"),
         ] {
-            e.set_sysctl(name, good).unwrap_or_else(|err| panic!("{name}={good}: {err}"));
+            e.set_sysctl(name, good)
+                .unwrap_or_else(|err| panic!("{name}={good}: {err}"));
             assert_eq!(e.sysctl(name).unwrap(), shown, "{name}");
         }
         assert_eq!(e.sched_settings.lblc_expiration_s, 0);

@@ -35,10 +35,12 @@ pub fn apply(engine: &mut Engine, req: &Request, now_ms: u64) -> (Response, bool
             engine.edit_service_with(key(&s.key), &s.scheduler, s.sched_flags, options(s))
         }),
         Request::DeleteService(k) => engine.delete_service(key(k)),
-        Request::AddDest { service, dest } => check_dest(dest)
-            .and_then(|_| engine.add_dest(key(service), dest_config(dest))),
-        Request::EditDest { service, dest } => check_dest(dest)
-            .and_then(|_| engine.edit_dest(key(service), dest_config(dest))),
+        Request::AddDest { service, dest } => {
+            check_dest(dest).and_then(|_| engine.add_dest(key(service), dest_config(dest)))
+        }
+        Request::EditDest { service, dest } => {
+            check_dest(dest).and_then(|_| engine.edit_dest(key(service), dest_config(dest)))
+        }
         Request::DeleteDest {
             service,
             addr,

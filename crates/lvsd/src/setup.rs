@@ -37,11 +37,16 @@ pub fn apply(engine: &mut Engine, cfg: &Config, file: &str, text: &str) -> Resul
                 "IPv6 directors are not supported yet".into(),
             ));
         }
-        let Some(port) = d.port else {
-            return Err(err(addr.span, format!(
-                "director `{}` needs a port (`{}:PORT`): port 0 services only work with persistence, which is not supported yet",
-                d.name.value, addr.value
-            )));
+        let port = match d.port {
+            Some(p) => p,
+            // A port-0 service catches every port, through persistence (§7).
+            None if d.persistence.is_some() => 0,
+            None => {
+                return Err(err(addr.span, format!(
+                    "director `{}` needs a port (`{}:PORT`): a director for all ports works only with `option persistence`",
+                    d.name.value, addr.value
+                )))
+            }
         };
         if d.mode.value != Mode::Nat {
             let m = match d.mode.value {
@@ -277,7 +282,11 @@ mod sysctl_tests {
         let e = load("\nsysctl lblc_expiration 9999999\n").err().unwrap();
         assert_eq!((e.line, e.col), (2, 24));
         assert!(e.message.contains("-8589934..8589934"), "{}", e.message);
-        let e = load("sysctl secure_tcp 3\n").err().unwrap();
-        assert!(e.message.contains("not implemented yet"), "{}", e.message);
+        let e = load("sysctl secure_tcp 4\n").err().unwrap();
+        assert_eq!((e.line, e.col), (1, 19));
+        assert!(e.message.contains("an integer in 0..3"), "{}", e.message);
+        let e = load("sysctl secure_tcp 3\nsysctl sync_threshold 5 10\n").unwrap();
+        assert!(e.secure_tcp_on());
+        assert_eq!(e.sysctl("sync_threshold").unwrap(), "5\t10");
     }
 }

@@ -506,7 +506,10 @@ fn empty_config_then_lvsadm_alone() {
     let (_, out, _) = lvsadm(sock, &["--sysctl"]);
     assert_eq!(out.lines().count(), 31, "{out}");
     assert!(
-        out.contains("net.ipv4.vs.secure_tcp = 0   # not implemented yet\n"),
+        out.contains("net.ipv4.vs.secure_tcp = 0\n")
+            && out.contains(
+                "net.ipv4.vs.sync_version = 1   # no effect: no connection sync daemon yet\n"
+            ),
         "{out}"
     );
     ok(&["--set", "100", "20", "30"]);

@@ -9,7 +9,7 @@
 //!
 //! Needs root. UDP scenarios only (TCP ones are replayed at engine level by
 //! `lvs-core/tests/kernel_sched.rs`); `twos` draws kernel random numbers and
-//! one-packet scheduling is not implemented yet, so those are skipped
+//! one-packet scenarios leave no entries to list, so those are skipped
 //! (named in the output); a scheduler that is not offered is a failure.
 
 use lvs_lab::Lab;

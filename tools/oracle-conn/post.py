@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""post.py RUN_DIR OUT_DIR [--kernel-package "PKG VERSION"] [--command CMD]
+
+Turns one recording (RUN_DIR = run.sh's output folder: conn/host-steps.jsonl, conn/resp/N,
+conn/eth0.pcap, conn/eth1.pcap from the guest) into one JSON file per scenario in OUT_DIR
+(format "lvs-oracle-conn/1", described in README.md). Times are seconds since the scenario's first
+step on the guest's clock: a packet's time is when the guest captured it arriving, a command's
+when the guest started it, a snapshot's when `ipvsadm -Lcn` was started."""
+import argparse
+import datetime
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import oc  # noqa: E402
+
+GUEST_MAC = {"eth0": "52:54:00:00:00:02", "eth1": "52:54:00:00:01:02"}
+PROTO = {"tcp": 6, "udp": 17, "sctp": 132}
+SCTP_CHUNK_NAMES = {0: "data", 1: "init", 2: "init-ack", 3: "sack", 4: "heartbeat", 6: "abort",
+                    7: "shutdown", 8: "shutdown-ack", 9: "error", 10: "cookie-echo", 11: "cookie-ack",
+                    14: "shutdown-complete"}
+
+
+def r6(x):
+    return round(x, 6)
+
+
+class Frames:
+    def __init__(self, run):
+        self.f = {}
+        for d in ("eth0", "eth1"):
+            fr = oc.pcap_frames(f"{run}/conn/{d}.pcap")
+            for x in fr:
+                x["dir"] = "out" if x["smac"] == GUEST_MAC[d] else "in"
+            self.f[d] = fr
+
+    def find(self, dev, direction, pred, after=None, before=None):
+        for x in self.f[dev]:
+            if x["dir"] != direction:
+                continue
+            if after is not None and x["ts"] < after - 0.002:
+                continue
+            if before is not None and x["ts"] > before:
+                continue
+            if pred(x):
+                return x
+        return None
+
+
+def reply_desc(x):
+    if x["proto"] == 6:
+        return "tcp-" + oc.tcp_flags_str(x.get("tcp_flags", 0))
+    if x["proto"] == 1:
+        return f"icmp-{x['icmp_type']}-{x['icmp_code']}"
+    if x["proto"] == 132:
+        return "sctp-" + SCTP_CHUNK_NAMES.get(x.get("sctp_chunk"), str(x.get("sctp_chunk")))
+    return f"proto-{x['proto']}"
+
+
+def delivered(prev, cur):
+    """Packets the guest's own stack received (IP InDelivers + InUnknownProtos) between snapshots."""
+    def tot(s):
+        ip = s["snmp"]["Ip"]
+        return ip["InDelivers"] + ip["InUnknownProtos"]
+    return tot(cur) - tot(prev)
+
+
+def outcome(st, frames, snap, prev_snap, t_next):
+    """What the kernel did with one packet, from the guest's captures and IP counters."""
+    proto = PROTO[st["proto"]]
+    src_a, src_p = oc.addr_port(st["src"])
+    dst_a, dst_p = oc.addr_port(st["dst"])
+    ident = st["ip_id"]
+    in_dev, out_dev = ("eth0", "eth1") if st["from"] == "client" else ("eth1", "eth0")
+    fin = frames.find(in_dev, "in", lambda x: x["id"] == ident and x["proto"] == proto
+                      and x["src"] == src_a and x["dst"] == dst_a and x["sport"] == src_p)
+    if fin is None:
+        raise SystemExit(f"post: {st['scenario']}: `{st['line']}` (ip id {ident}) not captured arriving on {in_dev}")
+    t_in = fin["ts"]
+    res = {"t_in": t_in}
+    local = delivered(prev_snap, snap) if prev_snap else 0
+    if st["from"] == "client":
+        fw = frames.find(out_dev, "out", lambda x: x["id"] == ident and x["proto"] == proto
+                         and x["src"] == src_a and x["sport"] == src_p, after=t_in, before=t_next)
+    else:
+        fw = frames.find(out_dev, "out", lambda x: x["id"] == ident and x["proto"] == proto
+                         and x["dst"] == dst_a and x["dport"] == dst_p, after=t_in, before=t_next)
+    icmp = frames.find(in_dev, "out", lambda x: x["proto"] == 1 and x["dst"] == src_a
+                       and x.get("icmp_inner") and x["icmp_inner"]["id"] == ident
+                       and x["icmp_inner"]["src"] == src_a, after=t_in, before=t_next)
+    reply = frames.find(in_dev, "out", lambda x: x["proto"] == proto and x["src"] == dst_a
+                        and x["sport"] == dst_p and x["dst"] == src_a and x["dport"] == src_p,
+                        after=t_in, before=t_next)
+    if fw is not None:
+        res["t_out"] = fw["ts"]
+        if st["from"] == "client":
+            res["verdict"] = "forward"
+            res["to"] = f"{fw['dst']}:{fw['dport']}"
+            if fw["dst"] == dst_a:
+                res["method"] = "route"      # DR: the VIP packet is sent on unchanged
+            else:
+                res["method"] = "masq"
+        else:
+            if (fw["src"], fw["sport"]) == (src_a, src_p):
+                res["verdict"] = "routed"    # IPVS left it alone; the guest routed it as it was
+            else:
+                res["verdict"] = "forward"
+                res["method"] = "masq"
+                res["from"] = f"{fw['src']}:{fw['sport']}"
+            res["to"] = f"{fw['dst']}:{fw['dport']}"
+    elif local > 0:
+        res["verdict"] = "local"             # passed by IPVS to the guest's own stack
+        answer = icmp or reply
+        if answer is not None:
+            res["reply"] = reply_desc(answer)
+    elif icmp is not None:
+        res["verdict"] = "icmp"              # IPVS answered (no destination available)
+        res["icmp"] = [icmp["icmp_type"], icmp["icmp_code"]]
+        res["icmp_from"] = icmp["src"]
+        res["t_out"] = icmp["ts"]
+    else:
+        res["verdict"] = "drop"
+    if local > 0 and res["verdict"] != "local":
+        res["warning"] = f"{local} packet(s) delivered locally as well"
+    return res
+
+
+def snapshot_json(snap, vip, t0):
+    conns = [e for e in snap["conns"] if e["virtual"].rpartition(":")[0] == vip]
+    dests, services = [], []
+    for svc, body in snap["persist"].items():
+        if svc.split()[1].rpartition(":")[0] != vip:
+            continue
+        stats = snap["stats"].get(svc, {"dests": {}, "totals": {}})
+        services.append({"service": svc, "line": body["line"], **stats.get("totals", {})})
+        for d, v in body["dests"].items():
+            row = {"service": svc, "dest": d, **v}
+            row.update(stats["dests"].get(d, {}))
+            dests.append(row)
+    conns.sort(key=lambda e: (e["client"], e["virtual"], e["dest"], e["state"]))
+    return {"t": r6(snap["ts0"] - t0), "t_listing_end": r6(snap["ts1"] - t0), "t_end": r6(snap["ts2"] - t0),
+            "conns": conns, "services": services, "dests": dests}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run")
+    ap.add_argument("out")
+    ap.add_argument("--kernel-package", default="")
+    ap.add_argument("--command", default="tools/oracle-conn/record.sh")
+    a = ap.parse_args()
+    run = a.run
+    steps = [json.loads(l) for l in open(f"{run}/conn/host-steps.jsonl")]
+    resp = {}
+    for st in steps:
+        if st["req"] not in resp:
+            resp[st["req"]] = oc.parse_response(open(f"{run}/conn/resp/{st['req']}").read())
+    frames = Frames(run)
+    info = dict(l.strip().split("=", 1) for l in open(f"{run}/conn/guest-info.txt") if "=" in l)
+    scen = {s["name"]: s for s in oc.parse_scenarios(f"{run}/tools/scenarios.txt")}
+    os.makedirs(a.out, exist_ok=True)
+    recorded = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    by_scen = {}
+    for st in steps:
+        by_scen.setdefault(st["scenario"], []).append(st)
+    # the snapshot before each request (IP counter deltas span scenarios)
+    reqs = sorted(resp)
+    prev_of = {r: (resp[reqs[k - 1]]["snap"] if k else None) for k, r in enumerate(reqs)}
+    # start time of each request: to bound the frame search of a packet to its own step
+    req_start = {}
+    for r in reqs:
+        c = resp[r]["cmds"]
+        req_start[r] = c[0]["t0"] if c else resp[r]["snap"]["ts0"]
+    summary = []
+    for name, sts in by_scen.items():
+        first = resp[sts[0]["req"]]["cmds"][0]["t0"]
+        t0 = first
+        out_steps = []
+        for idx, st in enumerate(sts):
+            r = resp[st["req"]]
+            o = {"index": idx, "kind": st["kind"], "line": st["line"], "reset": bool(st.get("reset"))}
+            if st["kind"] in ("ipvsadm", "sysctl"):
+                c = r["cmds"][st["cmd_index"]]
+                o["t"] = r6(c["t0"] - t0)
+                o["t_end"] = r6(c["t1"] - t0)
+                o["rc"] = c["rc"]
+                if st["kind"] == "ipvsadm":
+                    o["args"] = st["args"]
+                    o["output"] = c["out"]
+                else:
+                    o["name"], o["value"] = st["name"], st["value"]
+                    lines = c["out"].split("\n")
+                    rb = [l for l in lines if l.startswith("readback=")]
+                    o["readback"] = rb[-1][len("readback="):] if rb else None
+                    o["output"] = "\n".join(l for l in lines if not l.startswith("readback="))
+            elif st["kind"] == "wait":
+                o["seconds"] = st["seconds"]
+                o["t"] = r6(r["snap"]["ts0"] - t0)
+            else:
+                o.update({"from": st["from"], "proto": st["proto"], "src": st["src"], "dst": st["dst"],
+                          "seg": st["seg"], "ip_id": st["ip_id"]})
+                if st["from"] == "server":
+                    o["rs_from_entry"] = bool(st.get("resolved"))
+                nxt = [q for q in reqs if q > st["req"]]
+                t_next = req_start[nxt[0]] if nxt else None
+                res = outcome(st, frames, r["snap"], prev_of[st["req"]], t_next)
+                o["t"] = r6(res.pop("t_in") - t0)
+                if "t_out" in res:
+                    res["t_out"] = r6(res["t_out"] - t0)
+                o["outcome"] = res
+                o["t_host_send"] = st["t_host_send"]
+            o["snapshot"] = snapshot_json(r["snap"], st["vip"], t0) if st.get("snap") else None
+            out_steps.append(o)
+        sc = scen[name]
+        doc = {
+            "format": "lvs-oracle-conn/1",
+            "scenario": name,
+            "description": " ".join(sc["desc"]),
+            "kernel": {"release": info.get("kernel", ""), "package": a.kernel_package},
+            "ipvsadm": info.get("ipvsadm", ""),
+            "recorded_at": recorded,
+            "command": a.command,
+            "vip": sc["vip"],
+            "time": "seconds since the scenario's first step, guest clock (packets: captured arriving; "
+                    "commands: started; snapshots: `ipvsadm -Lcn` started)",
+            "steps": out_steps,
+        }
+        with open(f"{a.out}/{name}.json", "w") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+        dur = out_steps[-1]["snapshot"]["t_end"] if out_steps[-1]["snapshot"] else out_steps[-1]["t"]
+        summary.append(f"{name:24} {len(out_steps):3} steps {dur:7.1f} s")
+    with open(f"{a.out}/summary.txt", "w") as f:
+        f.write("\n".join(summary) + "\n")
+    print("\n".join(summary))
+
+
+if __name__ == "__main__":
+    main()

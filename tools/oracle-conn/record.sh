@@ -1,0 +1,36 @@
+#!/bin/bash
+# record.sh [-s "NAME..."] [OUT_DIR]  -- record the connection-tracking vectors against a real kernel.
+#
+# Boots the IPVS oracle VM (/work/shared/oracle, ORACLE_KERNEL, default 6.18) with the test network
+# and pcaps, runs guest.sh in it and host.py next to it (scenarios.txt, step by step), then turns
+# the run into one JSON file per scenario (post.py) in OUT_DIR (default:
+# /var/tmp/ipvs-oracle-results/kernel-$ORACLE_KERNEL/conn). -s records only the named scenarios.
+# Needs root. See README.md.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ORACLE=${ORACLE:-/work/shared/oracle}
+export ORACLE_KERNEL=${ORACLE_KERNEL:-6.18}
+ONLY=""
+while getopts "s:" o; do case $o in s) ONLY=$OPTARG ;; *) sed -n '2,9p' "$0" >&2; exit 2 ;; esac; done
+shift $((OPTIND-1))
+DEST=${1:-/var/tmp/ipvs-oracle-results/kernel-$ORACLE_KERNEL/conn}
+. "$ORACLE/lib/kernel-env.sh"
+WORK=${IPVS_ORACLE_WORK:-/var/tmp/ipvs-oracle}
+"$ORACLE/build.sh" >/dev/null
+mkdir -p "$WORK/runs"
+RUN=$(mktemp -d "$WORK/runs/conn.XXXXXX")
+mkdir -p "$RUN/tools" "$RUN/conn"
+cp "$HERE"/{scenarios.txt,oc.py,craft.py,host.py} "$RUN/tools/"
+T0=$(date +%s)
+rc=0
+"$ORACLE/run.sh" -q -p -t 1200 -o "$RUN" -e "OC_ONLY=$ONLY" -H "$HERE/host.sh" "$HERE/guest.sh" || rc=$?
+T1=$(date +%s)
+echo "record.sh: run dir $RUN, guest rc=$rc, host rc=$(cat "$RUN/host.rc" 2>/dev/null), $((T1 - T0)) s" >&2
+if [ $rc != 0 ] || [ "$(cat "$RUN/host.rc" 2>/dev/null)" != 0 ]; then
+  tail -20 "$RUN/host.log" "$RUN/guest.log" >&2; exit 1
+fi
+rm -rf "$DEST"; mkdir -p "$DEST"
+python3 "$HERE/post.py" "$RUN" "$DEST" --kernel-package "$(cat "$WORK/kernel-package" 2>/dev/null)" \
+  --command "tools/oracle-conn/record.sh${ONLY:+ -s \"$ONLY\"}"
+cp "$RUN/run.timing" "$DEST/run.timing"
+echo "record.sh: $((T1 - T0)) s of VM time; vectors in $DEST" >&2
