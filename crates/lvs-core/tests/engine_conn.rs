@@ -626,7 +626,9 @@ fn sctp_nat_association_through_the_engine() {
         l.send(sctp_packet(c, 1000, V, 80, &[chunk::DATA])).0,
         Verdict::NotOurs
     );
-    let steps: [(bool, u8, &str, u64, (u32, u32, u32)); 5] = [
+    // (from the client?, chunk, state, seconds left, dest counters)
+    type Step = (bool, u8, &'static str, u64, (u32, u32, u32));
+    let steps: [Step; 5] = [
         (true, chunk::INIT, "INIT1", 4, (0, 1, 0)),
         (false, chunk::INIT_ACK, "C-SENT", 61, (0, 1, 0)),
         (true, chunk::COOKIE_ECHO, "C-REPLIED", 61, (0, 1, 0)),
