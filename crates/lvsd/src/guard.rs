@@ -64,20 +64,23 @@ pub fn ruleset(engine: &Engine, devices: &[String]) -> String {
         let (IpAddr::V4(vip), Some(proto)) = (svc.key.addr, proto_name(svc.key.protocol)) else {
             continue;
         };
-        lines.insert(format!(
-            "    ip daddr {vip} {proto} dport {} drop",
-            svc.key.port
-        ));
+        // A port-0 service (persistent, all ports) takes every port.
+        lines.insert(match svc.key.port {
+            0 => format!("    ip daddr {vip} meta l4proto {proto} drop"),
+            port => format!("    ip daddr {vip} {proto} dport {port} drop"),
+        });
     }
     for d in engine.all_dests() {
         let (IpAddr::V4(rip), Some(proto)) = (d.addr, proto_name(d.svc_key.protocol)) else {
             continue;
         };
-        // Port 0 means "the port the client asked for" (the service's).
+        // Port 0 means "the port the client asked for" (the service's, or
+        // any for a port-0 service).
         let port = if d.port != 0 { d.port } else { d.svc_key.port };
-        lines.insert(format!(
-            "    ip saddr {rip} {proto} sport {port} fib daddr type != local drop"
-        ));
+        lines.insert(match port {
+            0 => format!("    ip saddr {rip} meta l4proto {proto} fib daddr type != local drop"),
+            port => format!("    ip saddr {rip} {proto} sport {port} fib daddr type != local drop"),
+        });
     }
     for l in lines {
         r.push_str(&l);
@@ -202,7 +205,7 @@ mod tests {
             u_threshold: 0,
             l_threshold: 0,
         };
-        e.add_dest(key, d).unwrap();
+        e.add_dest(key, d.clone()).unwrap();
         let r = ruleset(&e, &["d0".into(), "br1".into()]);
         assert!(
             r.starts_with("add table netdev lvsd\ndelete table netdev lvsd\n"),
@@ -220,6 +223,37 @@ mod tests {
             r.contains("    ip saddr 198.18.1.11 tcp sport 8080 fib daddr type != local drop\n"),
             "{r}"
         );
+        // A port-0 (all ports, persistent) service takes every port.
+        let all = ServiceKey { port: 0, ..key };
+        let opts = lvs_core::ServiceOptions {
+            persistent: Some(60),
+            ..Default::default()
+        };
+        e.add_service_with(all, "rr", 0, opts).unwrap();
+        e.add_dest(
+            all,
+            DestConfig {
+                port: 0,
+                ..d.clone()
+            },
+        )
+        .unwrap();
+        let r0 = ruleset(&e, &["d0".into()]);
+        assert!(
+            r0.contains(
+                "    ip daddr 198.18.0.100 meta l4proto tcp drop
+"
+            ),
+            "{r0}"
+        );
+        assert!(
+            r0.contains(
+                "    ip saddr 198.18.1.11 meta l4proto tcp fib daddr type != local drop
+"
+            ),
+            "{r0}"
+        );
+        e.delete_service(all).unwrap();
         // Deleting the service removes its rules (its destination had no connections).
         e.delete_service(key).unwrap();
         let r = ruleset(&e, &["d0".into()]);

@@ -290,3 +290,37 @@ mod sysctl_tests {
         assert_eq!(e.sysctl("sync_threshold").unwrap(), "5\t10");
     }
 }
+
+#[cfg(test)]
+mod persistence_tests {
+    use super::*;
+
+    fn opts(text: &str) -> ServiceOptions {
+        let cfg = lvs_config::parse_str(text, "t.conf").unwrap();
+        let mut e = Engine::new(0);
+        apply(&mut e, &cfg, "t.conf", text).unwrap();
+        let (s, _) = e.services().next().unwrap();
+        s.opts
+    }
+
+    #[test]
+    fn persistence_and_onepacket_options_reach_the_engine() {
+        let o = opts("director web 198.18.0.100:443\n mode nat\n option persistence timeout 60 netmask 255.255.255.0\n");
+        assert_eq!(
+            o,
+            ServiceOptions {
+                persistent: Some(60),
+                netmask: 0xffff_ff00,
+                one_packet: false
+            }
+        );
+        let o = opts("director web 198.18.0.100:443\n mode nat\n option persistence\n");
+        assert_eq!((o.persistent, o.netmask), (Some(360), u32::MAX));
+        // A director for all ports needs persistence, as port-0 services do.
+        let o =
+            opts("director all 198.18.0.100\n mode nat\n option persistence netmask 255.255.0.0\n");
+        assert_eq!((o.persistent, o.netmask), (Some(360), 0xffff_0000));
+        let o = opts("director dns 198.18.0.100:53 UDP\n mode nat\n option onepacket\n");
+        assert!(o.one_packet && o.persistent.is_none());
+    }
+}

@@ -740,3 +740,157 @@ fn vip_on_a_kernel_interface_with_forwarding_on() {
     drop(servers);
     lab.close().expect("lab cleanup");
 }
+
+/// The persistence templates of `lvsadm -L -n -c` as (client, real server).
+fn templates(sock: &Path) -> Vec<(String, String, String)> {
+    let (_, out, _) = lvsadm(sock, &["-L", "-n", "-c"]);
+    out.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 6 && f[3].ends_with(":0"))
+                .then(|| (f[2].to_string(), f[3].to_string(), f[5].to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn persistence_and_timeouts_set_through_lvsadm() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let _ = Lab::cleanup_stale("lvtpers");
+    let lab = Lab::nat("lvtpers", 3).expect("build lab");
+    let servers = lab.start_identity_servers(80, 53).expect("real servers");
+    // A second client host in the same /24.
+    let out = lab
+        .exec(
+            lab.client_ns(),
+            "ip",
+            &["addr", "add", "198.18.0.3/24", "dev", lvs_lab::CLIENT_IF],
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let director = Director::start(&lab, "pers", "# empty\n");
+    let sock = &director.sock;
+    let ok = |args: &[&str]| {
+        let (code, _, err) = lvsadm(sock, args);
+        assert_eq!(code, 0, "lvsadm {args:?}: {err}");
+    };
+    ok(&["-A", "-t", "198.18.0.100:80", "-s", "rr", "-p", "30"]);
+    for i in 1..=3 {
+        ok(&[
+            "-a",
+            "-t",
+            "198.18.0.100:80",
+            "-r",
+            &format!("198.18.1.1{i}:80"),
+            "-m",
+        ]);
+    }
+    // Six connections from each client host, each from its own port: a
+    // /32 template per host keeps each host on one server, and rr gives the
+    // second host the next server.
+    let mut port = 43000u16;
+    let mut from = |host: &str| -> Vec<String> {
+        (0..6)
+            .map(|_| {
+                port += 1;
+                let p = port.to_string();
+                curl_args(
+                    &lab,
+                    "http://198.18.0.100/",
+                    &["--interface", host, "--local-port", &p],
+                )
+                .expect("request through the VIP")
+            })
+            .collect()
+    };
+    let a = from("198.18.0.2");
+    let b = from("198.18.0.3");
+    assert!(a.iter().all(|x| *x == a[0]), "198.18.0.2 moved: {a:?}");
+    assert!(b.iter().all(|x| *x == b[0]), "198.18.0.3 moved: {b:?}");
+    assert_ne!(a[0], b[0]);
+    let (_, out, _) = lvsadm(sock, &["-L", "-n"]);
+    assert!(
+        out.contains("TCP  198.18.0.100:80 rr persistent 30\n"),
+        "{out}"
+    );
+    let mut t = templates(sock);
+    t.sort();
+    assert_eq!(t.len(), 2, "{t:?}");
+    assert_eq!(t[0].0, "ASSURED");
+    assert_eq!(t[0].1, "198.18.0.2:0");
+    assert_eq!(t[1].1, "198.18.0.3:0");
+    let server_of = |body: &str| format!("198.18.1.1{}:80", &body[2..3]);
+    assert_eq!(t[0].2, server_of(&a[0]));
+    assert_eq!(t[1].2, server_of(&b[0]));
+    let (_, out, _) = lvsadm(sock, &["-L", "-n", "--persistent-conn"]);
+    let persist: u32 = out
+        .lines()
+        .filter(|l| l.starts_with("  -> 198.18.1."))
+        .map(|l| l.split_whitespace().nth(3).unwrap().parse::<u32>().unwrap())
+        .sum();
+    assert_eq!(persist, 2, "{out}");
+
+    // A /24 mask: both hosts now share one template (old ones just expire).
+    ok(&[
+        "-E",
+        "-t",
+        "198.18.0.100:80",
+        "-s",
+        "rr",
+        "-p",
+        "30",
+        "-M",
+        "255.255.255.0",
+    ]);
+    let (_, out, _) = lvsadm(sock, &["-L", "-n"]);
+    assert!(
+        out.contains("TCP  198.18.0.100:80 rr persistent 30 mask 255.255.255.0\n"),
+        "{out}"
+    );
+    let c = from("198.18.0.2");
+    let d = from("198.18.0.3");
+    assert!(c.iter().chain(&d).all(|x| *x == c[0]), "{c:?} {d:?}");
+    assert!(templates(sock).iter().any(|t| t.1 == "198.18.0.0:0"));
+    let total: u64 = servers.iter().map(|s| s.tcp_requests()).sum();
+    assert_eq!(total, 24);
+
+    // Timeouts set at run time: a UDP entry lives `--set`'s UDP seconds.
+    ok(&["--set", "0", "0", "3"]);
+    let (_, out, _) = lvsadm(sock, &["-L", "--timeout"]);
+    assert_eq!(out, "Timeout (tcp tcpfin udp): 900 120 3\n");
+    ok(&["-A", "-u", "198.18.0.100:53", "-s", "rr"]);
+    ok(&["-a", "-u", "198.18.0.100:53", "-r", "198.18.1.11:53", "-m"]);
+    let reply = lab
+        .run_in(lab.client_ns(), || {
+            lvs_lab::udp_exchange(
+                44000,
+                SocketAddrV4::new(VIP, 53),
+                b"who?",
+                Duration::from_secs(3),
+            )
+        })
+        .expect("udp client");
+    assert_eq!(reply.expect("udp reply"), b"rs1\n");
+    let udp_line = |sock: &Path| {
+        let (_, out, _) = lvsadm(sock, &["-L", "-n", "-c"]);
+        out.lines()
+            .find(|l| l.starts_with("UDP") && l.contains("198.18.0.2:44000"))
+            .map(str::to_string)
+    };
+    let line = udp_line(sock).expect("UDP entry listed");
+    assert!(
+        line.starts_with("UDP 00:02  UDP") || line.starts_with("UDP 00:03  UDP"),
+        "{line}"
+    );
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(
+        udp_line(sock),
+        None,
+        "the UDP entry outlived its 3 s timeout"
+    );
+    director.stop(&lab);
+    lab.close().expect("clean up the lab");
+}
