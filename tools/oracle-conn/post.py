@@ -126,6 +126,42 @@ def outcome(st, frames, snap, prev_snap, t_next):
     return res
 
 
+ACTIVE = {"TCP": {"ESTABLISHED", "SYN_SENT", "SYN_RECV", "SYNACK"}, "SCTP": {"ESTABLISHED"}, "UDP": set()}
+
+
+def check_snapshot(sj):
+    """Problems that make a snapshot unusable as a reference: per-destination counters that do not
+    add up to the listed entries (an entry expired between the two listings), or an entry listed at
+    0 s (it expires about when it is read)."""
+    out = []
+    for e in sj["conns"]:
+        if e["expire"] <= 0:
+            out.append(f"entry listed with expire {e['expire']} s: {e}")
+    for r in sj["dests"]:
+        proto, svc = r["service"].split()
+        vip = svc.rpartition(":")[0]
+        daddr = r["dest"].rpartition(":")[0]
+        act = inact = pers = 0
+        for e in sj["conns"]:
+            if e["protocol"] != proto:
+                continue
+            template = e["client"].endswith(":0")
+            if template:
+                # a neutralised template is re-keyed to VIP:65535 -> RS:65535 (connections.md §8.2)
+                neutral = e["virtual"] == f"{vip}:65535" and e["dest"] == f"{daddr}:65535"
+                if (e["virtual"] == svc and e["dest"] == r["dest"]) or neutral:
+                    pers += 1
+            elif e["virtual"] == svc and e["dest"] == r["dest"]:
+                if e["state"] in ACTIVE[proto]:
+                    act += 1
+                else:
+                    inact += 1
+        if (act, inact, pers) != (r["active"], r["inact"], r["persist"]):
+            out.append(f"{r['dest']} of {r['service']}: listed ActiveConn/InActConn/PersistConn "
+                       f"{r['active']}/{r['inact']}/{r['persist']}, entries give {act}/{inact}/{pers}")
+    return out
+
+
 def snapshot_json(snap, vip, t0):
     conns = [e for e in snap["conns"] if e["virtual"].rpartition(":")[0] == vip]
     dests, services = [], []
@@ -173,6 +209,7 @@ def main():
         c = resp[r]["cmds"]
         req_start[r] = c[0]["t0"] if c else resp[r]["snap"]["ts0"]
     summary = []
+    warnings = []
     for name, sts in by_scen.items():
         first = resp[sts[0]["req"]]["cmds"][0]["t0"]
         t0 = first
@@ -211,6 +248,11 @@ def main():
                 o["outcome"] = res
                 o["t_host_send"] = st["t_host_send"]
             o["snapshot"] = snapshot_json(r["snap"], st["vip"], t0) if st.get("snap") else None
+            if o["snapshot"]:
+                for w in check_snapshot(o["snapshot"]):
+                    warnings.append(f"{name} step {idx} `{st['line']}`: {w}")
+            if o.get("outcome", {}).get("warning"):
+                warnings.append(f"{name} step {idx} `{st['line']}`: {o['outcome']['warning']}")
             out_steps.append(o)
         sc = scen[name]
         doc = {
@@ -233,7 +275,14 @@ def main():
         summary.append(f"{name:24} {len(out_steps):3} steps {dur:7.1f} s")
     with open(f"{a.out}/summary.txt", "w") as f:
         f.write("\n".join(summary) + "\n")
+        for w in warnings:
+            f.write(f"WARNING {w}\n")
     print("\n".join(summary))
+    if warnings:
+        print("\n".join(f"WARNING {w}" for w in warnings), file=sys.stderr)
+        print(f"post: {len(warnings)} marginal snapshot(s): the guest was too slow for a scenario's "
+              "timing; record again (nothing else running on the host)", file=sys.stderr)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

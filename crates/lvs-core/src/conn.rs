@@ -159,13 +159,14 @@ impl Wheel {
 
 /// Points the index slot of `key` at `id` (a newer entry with the same key
 /// replaces the older one there, so lookups find the newest first).
+#[inline(always)]
 fn index_put<K: std::hash::Hash + Eq>(
     index: &mut HashTable<ConnId>,
     conns: &Slab<Conn>,
     hasher: &RandomState,
     id: ConnId,
     key: K,
-    key_of: fn(&Conn) -> K,
+    key_of: impl Fn(&Conn) -> K,
 ) {
     let h = hasher.hash_one(&key);
     match index.entry(

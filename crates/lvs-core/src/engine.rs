@@ -171,7 +171,9 @@ pub const CONN_TAB_SIZE: u32 = 4096;
 /// The IPVS engine.
 pub struct Engine {
     services: Slab<Service>,
-    by_key: HashMap<ServiceKey, SvcId>,
+    /// Services by key; ahash (keyed from the engine seed) instead of
+    /// SipHash: this lookup runs for every packet that matches no entry.
+    by_key: HashMap<ServiceKey, SvcId, ahash::RandomState>,
     dests: Slab<Dest>,
     conns: ConnTable,
     pub settings: Settings,
@@ -223,11 +225,19 @@ pub struct Engine {
 struct L4 {
     sport: u16,
     dport: u16,
+    /// TCP: the flags byte; SCTP: the first chunk's type (if `sctp_event`).
     tcp_flags: u8,
-    /// SCTP: the first chunk's type, if the packet has a chunk.
-    sctp_chunk: Option<u8>,
-    /// SCTP: the state-machine event of the packet (§10.3).
+    /// SCTP: the state-machine event of the packet (§10.3); `None` when the
+    /// packet has no chunk.
     sctp_event: Option<SctpEvent>,
+}
+
+impl L4 {
+    /// SCTP: the first chunk's type, if the packet has a chunk.
+    #[inline]
+    fn sctp_chunk(&self) -> Option<u8> {
+        self.sctp_event.map(|_| self.tcp_flags)
+    }
 }
 
 impl Engine {
@@ -245,7 +255,12 @@ impl Engine {
     pub fn with_seeds(seed: u64, rng_seed: u64) -> Self {
         Engine {
             services: Slab::default(),
-            by_key: HashMap::new(),
+            by_key: HashMap::with_hasher(ahash::RandomState::with_seeds(
+                seed.rotate_left(7),
+                seed ^ 0x243f_6a88_85a3_08d3,
+                seed.rotate_left(41),
+                !seed.rotate_left(3),
+            )),
             dests: Slab::default(),
             conns: ConnTable::new(seed),
             settings: Settings::default(),
@@ -1042,7 +1057,7 @@ impl Engine {
                     && (l4.tcp_flags & tcp_flags::SYN != 0 || self.settings.sloppy_tcp != 0)
             }
             ipproto::SCTP => l4
-                .sctp_chunk
+                .sctp_chunk()
                 .is_some_and(|c| sctp::may_create_entry(c, self.settings.sloppy_sctp != 0)),
             _ => true,
         }
@@ -1065,7 +1080,7 @@ impl Engine {
     fn unmatched_out(&mut self, protocol: u8, src: IpAddr, l4: &L4) -> Verdict {
         if self.settings.nat_icmp_send == 0
             || (protocol == ipproto::TCP && l4.tcp_flags & tcp_flags::RST != 0)
-            || (protocol == ipproto::SCTP && l4.sctp_chunk == Some(sctp::chunk::ABORT))
+            || (protocol == ipproto::SCTP && l4.sctp_chunk() == Some(sctp::chunk::ABORT))
             || !self.nat_rs.contains_key(&(protocol, src, l4.sport))
         {
             return Verdict::NotOurs;
@@ -1237,10 +1252,10 @@ impl Engine {
     /// reuse entry `id` (it will be expired and the packet rescheduled).
     fn keep_on_reuse(&self, id: ConnId, protocol: u8, l4: &L4) -> bool {
         // Only new-connection packets: TCP SYN, SCTP with INIT first (§5.1 step 5).
-        let new_conn = match protocol {
-            ipproto::TCP => l4.tcp_flags & tcp_flags::SYN != 0,
-            ipproto::SCTP => l4.sctp_chunk == Some(sctp::chunk::INIT),
-            _ => false,
+        let new_conn = if protocol == ipproto::TCP {
+            l4.tcp_flags & tcp_flags::SYN != 0
+        } else {
+            protocol == ipproto::SCTP && l4.sctp_chunk() == Some(sctp::chunk::INIT)
         };
         if !new_conn {
             return true;
@@ -1557,29 +1572,40 @@ fn unbind(dests: &mut Slab<Dest>, trash: &mut Trash, c: &Conn) {
 
 #[inline]
 fn parse_l4(protocol: u8, l4: &[u8]) -> Option<L4> {
-    let min = match protocol {
-        ipproto::TCP => 20,
-        ipproto::UDP => 8,
-        ipproto::SCTP => sctp::COMMON_HEADER_LEN,
-        _ => return None,
-    };
-    if l4.len() < min {
-        return None;
-    }
-    let mut p = L4 {
-        sport: u16::from_be_bytes([l4[0], l4[1]]),
-        dport: u16::from_be_bytes([l4[2], l4[3]]),
-        tcp_flags: 0,
-        sctp_chunk: None,
-        sctp_event: None,
+    let ports = |l4: &[u8]| {
+        (
+            u16::from_be_bytes([l4[0], l4[1]]),
+            u16::from_be_bytes([l4[2], l4[3]]),
+        )
     };
     match protocol {
-        ipproto::TCP => p.tcp_flags = l4[13],
-        ipproto::SCTP => {
-            p.sctp_chunk = sctp::first_chunk_type(l4);
-            p.sctp_event = sctp::event(l4);
+        ipproto::TCP if l4.len() >= 20 => {
+            let (sport, dport) = ports(l4);
+            Some(L4 {
+                sport,
+                dport,
+                tcp_flags: l4[13],
+                sctp_event: None,
+            })
         }
-        _ => {}
+        ipproto::UDP if l4.len() >= 8 => {
+            let (sport, dport) = ports(l4);
+            Some(L4 {
+                sport,
+                dport,
+                tcp_flags: 0,
+                sctp_event: None,
+            })
+        }
+        ipproto::SCTP if l4.len() >= sctp::COMMON_HEADER_LEN => {
+            let (sport, dport) = ports(l4);
+            Some(L4 {
+                sport,
+                dport,
+                tcp_flags: sctp::first_chunk_type(l4).unwrap_or(0),
+                sctp_event: sctp::event(l4),
+            })
+        }
+        _ => None,
     }
-    Some(p)
 }
