@@ -89,6 +89,11 @@ pub const TEMPLATE_ASSURED: u8 = 1;
 /// from here on may be FTP data for a port-21 service (§4).
 const UNPRIVILEGED_PORT_START: u16 = 1024;
 
+/// The trash timer's period and how long a deleted, unreferenced
+/// destination stays revivable (§15).
+const TRASH_PERIOD_MS: u64 = 60_000;
+const TRASH_IDLE_MS: u64 = 120_000;
+
 /// drop_entry examines `CONN_TAB_SIZE / 32` random buckets a second (§17.2).
 const DROP_ENTRY_BUCKETS: usize = CONN_TAB_SIZE as usize / 32;
 
@@ -218,6 +223,10 @@ pub struct Engine {
     expired_buf: Vec<Conn>,
     /// Reused buffer of entry ids for table walks.
     id_buf: Vec<ConnId>,
+    /// A destination went to the trash since the last `handle_timeout`.
+    trash_pending: bool,
+    /// When the trash timer runs next (`None`: trash empty).
+    trash_next_ms: Option<u64>,
 }
 
 /// Parsed L4 facts of a packet.
@@ -286,6 +295,8 @@ impl Engine {
             nat_rs: HashMap::new(),
             expired_buf: Vec::new(),
             id_buf: Vec::new(),
+            trash_pending: false,
+            trash_next_ms: None,
         }
     }
 
@@ -469,6 +480,7 @@ impl Engine {
         if let Some(id) = trashed {
             let d = &mut self.dests[id];
             d.flags |= DEST_F_AVAILABLE;
+            d.trash_idle_since = None;
             // As for an edit (schedulers.md §0.3): cleared only if the upper
             // threshold goes away or rises.
             if cfg.u_threshold == 0 || cfg.u_threshold > d.u_threshold {
@@ -509,6 +521,7 @@ impl Engine {
                 }
             },
             refs: 0,
+            trash_idle_since: None,
             stats: Counters::default(),
         });
         let est = Estimator::new(self.new_est_slot());
@@ -584,9 +597,49 @@ impl Engine {
         }
         let d = &mut self.dests[id];
         d.flags &= !DEST_F_AVAILABLE;
-        if d.refs == 0 {
+        d.trash_idle_since = None;
+        // It stays in the trash (revived if added again) until the trash
+        // timer finds it unreferenced for 120 s (§15).
+        self.trash_pending = true;
+    }
+
+    /// The trash timer (§15), every 60 s while the trash is not empty: a
+    /// deleted destination that nothing references is freed 120 s after a
+    /// run first found it unreferenced.
+    fn run_trash(&mut self, now: u64) {
+        if self.trash_pending && self.trash_next_ms.is_none() {
+            self.trash_next_ms = Some(now.saturating_add(TRASH_PERIOD_MS));
+        }
+        self.trash_pending = false;
+        let Some(due) = self.trash_next_ms else {
+            return;
+        };
+        if now < due {
+            return;
+        }
+        let mut left = false;
+        let mut free = Vec::new();
+        for (id, d) in self.dests.iter_mut() {
+            if d.available() {
+                continue;
+            }
+            if d.refs > 0 {
+                left = true;
+                continue;
+            }
+            match d.trash_idle_since {
+                None => {
+                    d.trash_idle_since = Some(now);
+                    left = true;
+                }
+                Some(t) if now.saturating_sub(t) >= TRASH_IDLE_MS => free.push(id),
+                Some(_) => left = true,
+            }
+        }
+        for id in free {
             free_dest(&mut self.dests, &mut self.trash, id);
         }
+        self.trash_next_ms = left.then(|| now.saturating_add(TRASH_PERIOD_MS));
     }
 
     /// Adds (`add` = 1) or removes (-1) a NAT destination in the real-server
@@ -695,6 +748,7 @@ impl Engine {
             self.flush_nodest = false;
             self.flush_nodest_entries();
         }
+        self.run_trash(now);
         if self.sched_bound || now.saturating_sub(self.last_sched_tick) >= 1000 {
             self.sched_bound = false;
             self.last_sched_tick = now;
@@ -1320,7 +1374,7 @@ impl Engine {
                 }
             }
         }
-        unbind(&mut self.dests, &mut self.trash, c);
+        unbind(&mut self.dests, c);
     }
 
     fn forward_in(
@@ -1519,7 +1573,6 @@ fn move_counters(d: &mut Dest, flags: &mut u32, active: bool) {
     }
 }
 
-/// Releases an entry's hold on its destination (§12).
 /// Identities of destinations that were deleted and freed. The kernel keeps
 /// a deleted destination in its trash while anything references it —
 /// lblc/lblcr entries included — and revives the same object when it is
@@ -1553,7 +1606,8 @@ fn free_dest(dests: &mut Slab<Dest>, trash: &mut Trash, did: DestId) {
     }
 }
 
-fn unbind(dests: &mut Slab<Dest>, trash: &mut Trash, c: &Conn) {
+/// Releases an entry's hold on its destination (§12).
+fn unbind(dests: &mut Slab<Dest>, c: &Conn) {
     let Some(did) = c.dest else { return };
     let Some(d) = dests.get_mut(did) else { return };
     if c.flags & cf::TEMPLATE != 0 {
@@ -1565,9 +1619,6 @@ fn unbind(dests: &mut Slab<Dest>, trash: &mut Trash, c: &Conn) {
     }
     d.check_overload_on_unbind();
     d.refs = d.refs.saturating_sub(1);
-    if d.refs == 0 && !d.available() {
-        free_dest(dests, trash, did);
-    }
 }
 
 #[inline]

@@ -57,6 +57,9 @@ pub struct Dest {
     pub svc_key: ServiceKey,
     /// Connection entries still pointing here (keeps a deleted destination alive).
     pub refs: u32,
+    /// Deleted and unreferenced since this time (the trash timer's
+    /// `idle_start`, connections.md §15); freed 120 s later.
+    pub trash_idle_since: Option<u64>,
     pub stats: Counters,
 }
 
@@ -195,6 +198,7 @@ mod tests {
                 port: 80,
             },
             refs: 0,
+            trash_idle_since: None,
             stats: Counters::default(),
         }
     }

@@ -390,17 +390,21 @@ fn ttl_one_is_dropped_not_forwarded() {
     );
 }
 
-/// A destination deleted and freed, then added again, keeps its identity,
-/// as the kernel revives the object it still holds in its trash (so lblc
-/// and lblcr entries that name it are valid again).
+/// A deleted destination stays in the trash, revivable with its counters,
+/// until the 60 s trash timer has found it unreferenced for 120 s (§15);
+/// even after that, added again, it keeps its identity (so lblc and lblcr
+/// entries that name it are valid again).
 #[test]
 fn a_re_added_destination_keeps_its_identity() {
     let mut e = Engine::new(6);
     let key = service(&mut e, ipproto::UDP, "lblc", &[(1, 1), (2, 1)]);
     let uid = |e: &Engine, o: u8| e.all_dests().find(|d| d.addr == ip(rs(o))).map(|d| d.uid);
+    let conns = |e: &Engine, o: u8| {
+        e.all_dests()
+            .find(|d| d.addr == ip(rs(o)))
+            .map(|d| d.stats.conns)
+    };
     let before = uid(&e, 1).unwrap();
-    e.delete_dest(key, ip(rs(1)), 8080).unwrap();
-    assert_eq!(uid(&e, 1), None, "no connections: freed at once");
     let cfg = DestConfig {
         addr: ip(rs(1)),
         port: 8080,
@@ -409,9 +413,42 @@ fn a_re_added_destination_keeps_its_identity() {
         u_threshold: 0,
         l_threshold: 0,
     };
+    // lblc sends this client to rs1 or rs2; make sure rs1 has counted one.
+    let mut sent = 0;
+    while conns(&e, 1) == Some(0) {
+        let mut p = packet(ipproto::UDP, C, 2000 + sent, V, 80, 0);
+        e.process_ipv4(0, &mut p, false);
+        sent += 1;
+        assert!(sent < 50);
+        if conns(&e, 1) == Some(0) {
+            e.delete_dest(key, ip(rs(2)), 8080).unwrap();
+        }
+    }
+    e.handle_timeout(1000);
+    e.set_timeouts(0, 0, 1);
+    e.delete_dest(key, ip(rs(1)), 8080).unwrap();
+    let mut now = 1000;
+    let mut tick = |e: &mut Engine, until: u64| {
+        while now < until {
+            now += 100;
+            e.handle_timeout(now);
+        }
+    };
+    // Its UDP entry expires after 300 s; then 60–180 s more in the trash.
+    tick(&mut e, 301_000 + 60_000);
+    assert_eq!(conns(&e, 1), Some(1), "still in the trash");
+    e.add_dest(key, cfg.clone()).unwrap();
+    assert_eq!(conns(&e, 1), Some(1), "revived with its statistics");
+    e.delete_dest(key, ip(rs(1)), 8080).unwrap();
+    tick(&mut e, 361_000 + 181_000);
+    assert_eq!(
+        uid(&e, 1),
+        None,
+        "freed 120-180 s after it became unreferenced"
+    );
     e.add_dest(key, cfg).unwrap();
     assert_eq!(uid(&e, 1), Some(before));
-    assert_ne!(uid(&e, 2), Some(before));
+    assert_eq!(conns(&e, 1), Some(0));
 }
 
 /// `ipvsadm -E` that only changes the flags keeps the scheduler (and its
