@@ -44,6 +44,7 @@ fn dests(n: u32) -> (Slab<Dest>, Vec<u32>) {
                 port: 80,
             },
             refs: 0,
+            trash_idle_since: None,
             stats: Counters::default(),
         });
         ids.insert(0, id);

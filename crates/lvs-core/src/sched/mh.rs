@@ -429,6 +429,7 @@ mod tests {
                 uid: self.next_uid,
                 svc_key: self.key,
                 refs: 0,
+                trash_idle_since: None,
                 stats: Counters::default(),
             });
             self.ids.insert(0, id);

@@ -272,6 +272,7 @@ pub(crate) mod testutil {
                     port: 80,
                 },
                 refs: 0,
+                trash_idle_since: None,
                 stats: Counters::default(),
             });
             self.ids.insert(0, id);
