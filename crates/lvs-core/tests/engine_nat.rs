@@ -326,8 +326,32 @@ fn control_plane_checks_match_the_kernel() {
 #[test]
 fn random_l4_contents_never_panic() {
     let mut e = Engine::new(77);
-    service(&mut e, ipproto::TCP, "wrr", &[(1, 1), (2, 3)]);
-    service(&mut e, ipproto::UDP, "rr", &[(1, 1)]);
+    let tcp = service(&mut e, ipproto::TCP, "wrr", &[(1, 1), (2, 3)]);
+    let udp = service(&mut e, ipproto::UDP, "rr", &[(1, 1)]);
+    service(&mut e, ipproto::SCTP, "rr", &[(1, 1), (2, 1)]);
+    // Persistence on TCP, one-packet + persistence on UDP.
+    let persist = lvs_core::ServiceOptions {
+        persistent: Some(5),
+        netmask: 0xffff_ff00,
+        one_packet: false,
+    };
+    e.edit_service_with(tcp, "wrr", 0, persist).unwrap();
+    let ops = lvs_core::ServiceOptions {
+        one_packet: true,
+        ..persist
+    };
+    e.edit_service_with(udp, "rr", 0, ops).unwrap();
+    let knobs = [
+        "sloppy_tcp",
+        "sloppy_sctp",
+        "secure_tcp",
+        "drop_entry",
+        "drop_packet",
+        "nat_icmp_send",
+        "expire_nodest_conn",
+        "expire_quiescent_template",
+        "conn_reuse_mode",
+    ];
     let mut x: u64 = 0x1234_5678_9abc_def1;
     let mut rnd = || {
         x ^= x << 13;
@@ -336,11 +360,7 @@ fn random_l4_contents_never_panic() {
         x
     };
     for n in 0..200_000u64 {
-        let protocol = if rnd() % 2 == 0 {
-            ipproto::TCP
-        } else {
-            ipproto::UDP
-        };
+        let protocol = [ipproto::TCP, ipproto::UDP, ipproto::SCTP][(rnd() % 3) as usize];
         let l4_len = (rnd() % 48) as usize;
         let mut v = vec![0u8; 20 + l4_len];
         v[0] = 0x45;
@@ -364,11 +384,52 @@ fn random_l4_contents_never_panic() {
         let _ = e.process_ipv4(n, &mut v, rnd() % 2 == 0);
         if n % 10_000 == 0 {
             e.handle_timeout(n);
+            // Flip a knob, and take a real server away or bring it back.
+            let k = knobs[(rnd() % knobs.len() as u64) as usize];
+            let v = (rnd() % 4).to_string();
+            e.set_sysctl(k, &v).unwrap();
+            e.set_available_memory(rnd() % 2048);
+            let cfg = DestConfig {
+                addr: ip(rs(2)),
+                port: 8080,
+                forward: Forward::Masq,
+                weight: (rnd() % 3) as i32,
+                u_threshold: 0,
+                l_threshold: 0,
+            };
+            if e.delete_dest(tcp, cfg.addr, 8080).is_err() {
+                e.add_dest(tcp, cfg).unwrap();
+            }
         }
     }
     assert!(
         e.connection_count() > 0,
         "some random packets must have opened connections"
+    );
+    // The destinations' counters agree with the table.
+    let tmpl = lvs_core::conn::flags::TEMPLATE;
+    let inact = lvs_core::conn::flags::INACTIVE;
+    let count = |f: &dyn Fn(&lvs_core::conn::Conn) -> bool| {
+        e.connections().filter(|c| c.dest.is_some() && f(c)).count() as u64
+    };
+    let sum = |f: &dyn Fn(&lvs_core::service::Dest) -> u32| {
+        e.all_dests().map(|d| u64::from(f(d))).sum::<u64>()
+    };
+    assert_eq!(count(&|c| c.flags & tmpl != 0), sum(&|d| d.persist_conns));
+    assert_eq!(
+        count(&|c| c.flags & (tmpl | inact) == inact),
+        sum(&|d| d.inact_conns)
+    );
+    assert_eq!(
+        count(&|c| c.flags & (tmpl | inact) == 0),
+        sum(&|d| d.active_conns)
+    );
+    assert_eq!(count(&|_| true), sum(&|d| d.refs));
+    eprintln!(
+        "{} entries, {} templates, {} expired",
+        count(&|_| true),
+        count(&|c| c.flags & tmpl != 0),
+        e.counters.expired
     );
 }
 
