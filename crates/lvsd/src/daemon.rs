@@ -439,9 +439,14 @@ impl Director {
                 };
                 self.counters.rx_csum_partial += u64::from(meta.offload.csum_partial);
                 self.counters.rx_gso += u64::from(meta.offload.gso_type != 0);
-                let verdict = self
-                    .engine
-                    .process_ipv4(now_ms, ip, meta.offload.csum_partial);
+                let mut offload = meta.offload;
+                let verdict = self.engine.process_ipv4(now_ms, ip, offload.csum_partial);
+                // The engine completes an offloaded SCTP CRC32c itself; the
+                // virtio header cannot say "CRC", so it must not ask for an
+                // Internet checksum on the way out.
+                if ip.get(9) == Some(&lvs_core::wire::ipproto::SCTP) {
+                    offload.csum_partial = false;
+                }
                 match verdict {
                     Verdict::NotOurs | Verdict::Drop(_) => {}
                     Verdict::Forward { to: IpAddr::V4(to) } => {
@@ -459,7 +464,7 @@ impl Director {
                             let (frame, _) = io.rx_frame(i);
                             if self
                                 .pending
-                                .park(out, nh, &frame[..meta.len], meta.offload, now_ms)
+                                .park(out, nh, &frame[..meta.len], offload, now_ms)
                             {
                                 self.counters.parked += 1;
                             } else {
@@ -471,7 +476,7 @@ impl Director {
                         let (frame, _) = io.rx_frame(i);
                         frame[0..6].copy_from_slice(&mac);
                         frame[6..12].copy_from_slice(&self.ports[out].mac);
-                        io.queue_rx(i, out, meta.len, meta.offload);
+                        io.queue_rx(i, out, meta.len, offload);
                         self.counters.tx += 1;
                     }
                     Verdict::Forward { to: IpAddr::V6(_) } => {}
