@@ -271,11 +271,8 @@ def parse_ipv4(ip):
         fr["sctp_chunk"] = l4[12]
     if proto == 1 and len(l4) >= 8:
         fr["icmp_type"], fr["icmp_code"] = l4[0], l4[1]
-        inner = parse_ipv4(l4[8:]) if len(l4) >= 28 else None
-        # the quoted header's total length covers more than is quoted: parse what is there
-        if inner is None and len(l4) >= 28:
-            inner = None
-        fr["icmp_inner"] = inner
+        # the quoted packet is cut short: parse_ipv4 reads what is there
+        fr["icmp_inner"] = parse_ipv4(l4[8:]) if len(l4) >= 28 else None
     return fr
 
 

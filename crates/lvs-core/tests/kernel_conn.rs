@@ -763,6 +763,13 @@ impl<'a> Replay<'a> {
                 ));
             }
         }
+        for svc in self.services.keys() {
+            if !listed.contains(svc) {
+                problems.push(format!(
+                    "service {svc} is in the engine but not listed by the kernel"
+                ));
+            }
+        }
         let mut our_rows: BTreeMap<(String, String), [u64; 5]> = BTreeMap::new();
         for (name, key) in &self.services {
             if let Some((_, dests)) = self.e.service(key) {
