@@ -1,60 +1,19 @@
 //! Engine-level NAT flows with a virtual clock: real packet bytes in, checked
 //! rewritten bytes out.
 
-use lvs_core::wire::checksum;
+mod support;
+
 use lvs_core::wire::ipv4::Ipv4Packet;
 use lvs_core::wire::{ipproto, tcp_flags::*};
 use lvs_core::{DestConfig, Engine, Forward, ServiceKey, Verdict};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
+use support::{ip, packet, valid};
 
 const C: [u8; 4] = [198, 18, 0, 2];
 const V: [u8; 4] = [198, 18, 0, 100];
 
 fn rs(i: u8) -> [u8; 4] {
     [198, 18, 1, 10 + i]
-}
-
-fn ip(a: [u8; 4]) -> IpAddr {
-    Ipv4Addr::from(a).into()
-}
-
-fn packet(protocol: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
-    let l4 = if protocol == ipproto::TCP { 20 } else { 8 };
-    let total = 20 + l4 + 4;
-    let mut v = vec![0u8; total];
-    v[0] = 0x45;
-    v[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    v[8] = 64;
-    v[9] = protocol;
-    v[12..16].copy_from_slice(&src);
-    v[16..20].copy_from_slice(&dst);
-    v[20..22].copy_from_slice(&sport.to_be_bytes());
-    v[22..24].copy_from_slice(&dport.to_be_bytes());
-    if protocol == ipproto::TCP {
-        v[32] = 5 << 4;
-        v[33] = flags;
-    } else {
-        v[24..26].copy_from_slice(&((l4 + 4) as u16).to_be_bytes());
-    }
-    v[total - 4..].copy_from_slice(b"ping");
-    let off = if protocol == ipproto::TCP { 36 } else { 26 };
-    let sum = checksum::pseudo_v4(src, dst, protocol, (total - 20) as u16);
-    let c = !checksum::fold(checksum::add_bytes(sum, &v[20..]));
-    v[off..off + 2].copy_from_slice(&c.to_be_bytes());
-    let mut p = Ipv4Packet::new_checked(&mut v[..]).unwrap();
-    p.fill_checksum();
-    v
-}
-
-fn valid(v: &[u8]) -> bool {
-    let p = Ipv4Packet::new_checked(v).unwrap();
-    let sum = checksum::pseudo_v4(
-        p.src_bytes(),
-        p.dst_bytes(),
-        p.protocol(),
-        (v.len() - 20) as u16,
-    );
-    p.verify_checksum() && checksum::fold(checksum::add_bytes(sum, &v[20..])) == 0xffff
 }
 
 fn service(e: &mut Engine, protocol: u8, sched: &str, weights: &[(u8, i32)]) -> ServiceKey {

@@ -55,6 +55,22 @@ pub fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Vec
     v
 }
 
+/// A TCP segment (with `flags`) or UDP datagram, 4-byte payload.
+pub fn packet(
+    protocol: u8,
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    flags: u8,
+) -> Vec<u8> {
+    if protocol == ipproto::TCP {
+        tcp(src, sport, dst, dport, flags)
+    } else {
+        udp(src, sport, dst, dport)
+    }
+}
+
 /// A UDP datagram with a 4-byte payload.
 pub fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
     let mut l4 = vec![0u8; 12];
