@@ -124,7 +124,10 @@ pub const RETRY_MS: u64 = 60_000;
 /// Granularity of the timing wheel in milliseconds: an entry expires at most
 /// this much after its due time.
 pub const TICK_MS: u64 = 100;
-const WHEEL_SLOTS: usize = 4096;
+/// Slots of the timing wheel: one revolution spans `TICK_MS * WHEEL_SLOTS`
+/// = 1638.4 s, more than the longest default timeout (ESTABLISHED, 900 s),
+/// so entries are not revisited before they are due.
+pub const WHEEL_SLOTS: usize = 16384;
 
 /// A wheel filing: entry, its generation, and the tick it was filed for.
 type Filing = (ConnId, u32, u64);
@@ -220,6 +223,7 @@ impl ConnTable {
 
     /// Reserves room for `n` more entries so that inserting them does not allocate.
     pub fn reserve(&mut self, n: usize) {
+        self.conns.reserve(n);
         let (conns, hasher) = (&self.conns, &self.hasher);
         self.by_in
             .reserve(n, |&id| hasher.hash_one(conns[id].in_key()));
@@ -372,54 +376,78 @@ impl ConnTable {
     /// whose timer was restarted are re-filed, not removed; entries that
     /// still control others are kept and retried after 60 s (§9).
     pub fn expire(&mut self, now: u64, out: &mut Vec<Conn>) -> usize {
+        self.expire_some(now, out, usize::MAX).0
+    }
+
+    /// Like `expire`, but looks at no more than `budget` wheel filings, so
+    /// that a burst of a million entries falling due together does not stall
+    /// the caller: the rest is done by the next calls. Returns the number of
+    /// entries removed and whether everything due at `now` was handled.
+    pub fn expire_some(&mut self, now: u64, out: &mut Vec<Conn>, budget: usize) -> (usize, bool) {
         let now_tick = now / TICK_MS;
         let mut next = match self.wheel.next_tick {
             Some(n) => n,
             None => {
                 self.wheel.next_tick = Some(now_tick);
-                return 0;
+                return (0, true);
             }
         };
         let mut expired = 0;
+        let mut visited = 0;
         let mut steps = 0;
         // A tick is processed once it has completely passed.
         while next < now_tick && steps < WHEEL_SLOTS {
             let slot = (next % WHEEL_SLOTS as u64) as usize;
             let mut due = std::mem::take(&mut self.wheel.slots[slot]);
+            // Re-filings land on later ticks, never on the one being processed.
             self.wheel.next_tick = Some(next + 1);
-            for &(id, g, tick) in &due {
+            let mut i = 0;
+            let mut out_of_budget = false;
+            while i < due.len() {
+                if visited == budget {
+                    out_of_budget = true;
+                    break;
+                }
+                visited += 1;
+                let (id, g, tick) = due[i];
                 let Some(c) = self.conns.get(id) else {
+                    due.swap_remove(i);
                     continue;
                 };
                 if c.generation != g || c.filed_tick != tick {
                     // A newer entry under a reused id, or a stale filing.
+                    due.swap_remove(i);
                     continue;
                 }
-                if c.expires <= now {
-                    if c.n_control > 0 {
-                        let c = &mut self.conns[id];
-                        c.timeout_ms = RETRY_MS;
-                        c.expires = now.saturating_add(RETRY_MS);
-                        let t = self.wheel.file(id, g, c.expires);
-                        self.conns[id].filed_tick = t;
-                    } else if let Some(c) = self.remove(id) {
-                        expired += 1;
-                        out.push(c);
-                    }
-                } else if tick > next {
-                    // Filed for a later revolution of the wheel.
-                    self.wheel.slots[slot].push((id, g, tick));
-                } else {
+                if tick > next {
+                    // Filed for a later revolution of the wheel: stays here.
+                    i += 1;
+                    continue;
+                }
+                due.swap_remove(i);
+                if c.expires > now {
                     let exp = c.expires;
                     let t = self.wheel.file(id, g, exp);
                     self.conns[id].filed_tick = t;
+                } else if c.n_control > 0 {
+                    let c = &mut self.conns[id];
+                    c.timeout_ms = RETRY_MS;
+                    c.expires = now.saturating_add(RETRY_MS);
+                    let t = self.wheel.file(id, g, c.expires);
+                    self.conns[id].filed_tick = t;
+                } else if let Some(c) = self.remove(id) {
+                    expired += 1;
+                    out.push(c);
                 }
             }
-            // Keep the slot's allocation; entries re-filed into this very slot
-            // (a full revolution away) are kept too.
-            due.clear();
+            // Keep the slot's allocation; entries filed into this very slot
+            // meanwhile (a full revolution away) are kept too.
             due.append(&mut self.wheel.slots[slot]);
             self.wheel.slots[slot] = due;
+            if out_of_budget {
+                self.wheel.next_tick = Some(next);
+                return (expired, false);
+            }
             next += 1;
             steps += 1;
         }
@@ -427,7 +455,7 @@ impl ConnTable {
             // The clock jumped by more than a revolution: every slot was visited once.
             self.wheel.next_tick = Some(now_tick);
         }
-        expired
+        (expired, true)
     }
 
     /// Ids of the live entries whose slab index is congruent to `bucket`
@@ -562,6 +590,33 @@ mod tests {
         let other = t.insert(100_000, conn(2, 100_000, 1_000_000));
         assert_eq!(t.expire(901_000, &mut Vec::new()), 0);
         assert_eq!(t.get(other).cport, 2);
+    }
+
+    #[test]
+    fn a_burst_is_expired_within_a_budget_per_call() {
+        let mut t = ConnTable::new(5);
+        t.expire(0, &mut Vec::new());
+        for p in 0..1000 {
+            t.insert(0, conn(p, 0, 60_000));
+        }
+        // One long-lived entry in the same slot a revolution later stays.
+        let span = TICK_MS * WHEEL_SLOTS as u64;
+        t.insert(0, conn(5000, 0, 60_000 + span));
+        let mut out = Vec::new();
+        let mut calls = 0;
+        loop {
+            calls += 1;
+            let (n, done) = t.expire_some(60_200, &mut out, 100);
+            assert!(n <= 100);
+            if done {
+                break;
+            }
+            assert!(calls < 20);
+        }
+        assert_eq!(out.len(), 1000);
+        assert_eq!(calls, 11);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.expire(60_000 + span + 2 * TICK_MS, &mut out), 1);
     }
 
     #[test]

@@ -89,6 +89,10 @@ pub const TEMPLATE_ASSURED: u8 = 1;
 /// from here on may be FTP data for a port-21 service (§4).
 const UNPRIVILEGED_PORT_START: u16 = 1024;
 
+/// Wheel filings one `handle_timeout` looks at, at most (a few ms of work):
+/// a burst of entries due together is spread over the following calls.
+pub const EXPIRE_BUDGET: usize = 16_384;
+
 /// The trash timer's period and how long a deleted, unreferenced
 /// destination stays revivable (§15).
 const TRASH_PERIOD_MS: u64 = 60_000;
@@ -738,7 +742,7 @@ impl Engine {
     /// every `conn::TICK_MS`.
     pub fn handle_timeout(&mut self, now: u64) -> usize {
         let mut buf = std::mem::take(&mut self.expired_buf);
-        let n = self.conns.expire(now, &mut buf);
+        let (n, _) = self.conns.expire_some(now, &mut buf, EXPIRE_BUDGET);
         for c in buf.drain(..) {
             self.release(&c);
         }

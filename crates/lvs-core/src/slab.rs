@@ -28,6 +28,11 @@ impl<T> Slab<T> {
             len: 0,
         }
     }
+    /// Makes room for `n` more entries without reallocating.
+    pub fn reserve(&mut self, n: usize) {
+        let spare = self.free.len();
+        self.slots.reserve(n.saturating_sub(spare));
+    }
     /// Stores `v` and returns its id.
     pub fn insert(&mut self, v: T) -> u32 {
         self.len += 1;
