@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""craft.py --src IP --sport P --dst IP --dport P --ident N SEG...
+"""craft.py --src IP --sport P[-P2] --dst IP --dport P --ident N SEG...
 
-Hand-made IPv4 packets from a raw socket (IP header built here), one per SEG, so that
+Hand-made IPv4 packets from a raw socket (IP header built here), one per SEG (and per source
+port, for a range P-P2: every SEG from P, then from P+1, ...; a burst), so that
 every packet of a flow -- client side and real-server side -- is chosen by the test.
 An extended copy of the oracle's lib/tcpcraft.py for tools/oracle-conn:
 
@@ -17,7 +18,7 @@ Prints one line per packet: `sent SEG SRC:SPORT > DST:DPORT id=N len=L t=EPOCH`.
 import argparse, socket, struct, time
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--src", required=True); ap.add_argument("--sport", type=int, required=True)
+ap.add_argument("--src", required=True); ap.add_argument("--sport", required=True)
 ap.add_argument("--dst", required=True); ap.add_argument("--dport", type=int, required=True)
 ap.add_argument("--ident", type=int, required=True)
 ap.add_argument("--gap-ms", type=float, default=0); ap.add_argument("--seq", type=int, default=1000)
@@ -58,8 +59,12 @@ SCTP_CHUNKS = {
 }
 src, dst = socket.inet_aton(a.src), socket.inet_aton(a.dst)
 sk = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-seq, ident = a.seq, a.ident
-for seg in a.segs:
+lo, _, hi = a.sport.partition("-")
+sports = range(int(lo), int(hi or lo) + 1)
+ident = a.ident
+for j, seg, sport in ((j, g, p) for p in sports for j, g in enumerate(a.segs)):
+    if j == 0:
+        seq = a.seq   # a new flow (source port): the sequence number starts again
     kind, _, n = seg.partition("+")
     payload = bytes((0x41 + k % 26) for k in range(int(n or 0)))
     if kind.startswith("sctp-"):
@@ -68,18 +73,18 @@ for seg in a.segs:
         chunk = struct.pack("!BBH", ctype, 0, 4 + len(val)) + val
         chunk += b"\0" * ((-len(chunk)) % 4)
         vtag = 0 if ctype == 1 else 0x55667788
-        l4 = struct.pack("!HHII", a.sport, a.dport, vtag, 0) + chunk
+        l4 = struct.pack("!HHII", sport, a.dport, vtag, 0) + chunk
         l4 = l4[:8] + struct.pack("<I", crc32c(l4)) + l4[12:]
     elif kind == "udp":
         proto = 17
-        l4 = struct.pack("!HHHH", a.sport, a.dport, 8 + len(payload), 0) + payload
+        l4 = struct.pack("!HHHH", sport, a.dport, 8 + len(payload), 0) + payload
         c = csum(src + dst + struct.pack("!BBH", 0, 17, len(l4)) + l4) or 0xFFFF
         l4 = l4[:6] + struct.pack("!H", c) + l4[8:]
     else:
         proto = 6
         fl = sum({"F": 1, "S": 2, "R": 4, "P": 8, "A": 16, "U": 32}[ch] for ch in kind)
         ack = 5000 if fl & 16 else 0
-        hdr = struct.pack("!HHIIBBHHH", a.sport, a.dport, seq, ack, 5 << 4, fl, 64240, 0, 0)
+        hdr = struct.pack("!HHIIBBHHH", sport, a.dport, seq, ack, 5 << 4, fl, 64240, 0, 0)
         c = csum(src + dst + struct.pack("!BBH", 0, 6, len(hdr) + len(payload)) + hdr + payload)
         l4 = hdr[:16] + struct.pack("!H", c) + hdr[18:] + payload
         seq = (seq + len(payload) + (1 if fl & 3 else 0)) & 0xFFFFFFFF
@@ -88,7 +93,7 @@ for seg in a.segs:
     ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
     t = time.time()
     sk.sendto(ip + l4, (a.dst, 0))
-    print(f"sent {seg} {a.src}:{a.sport} > {a.dst}:{a.dport} id={ident} len={20 + len(l4)} t={t:.6f}",
+    print(f"sent {seg} {a.src}:{sport} > {a.dst}:{a.dport} id={ident} len={20 + len(l4)} t={t:.6f}",
           flush=True)
     ident += 1
     if a.gap_ms: time.sleep(a.gap_ms / 1000)

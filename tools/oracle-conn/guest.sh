@@ -11,6 +11,9 @@ snapshot() {
   echo "@ts0 $(now)"
   echo "@lcn"; ipvsadm -Lcn
   echo "@ts1 $(now)"
+  # the defenses' memory figure (MemFree + Buffers) and knobs, read right after the listing
+  echo "@mem"; grep -E '^(MemFree|Buffers):' /proc/meminfo
+  echo "@vs"; (cd /proc/sys/net/ipv4/vs && grep . amemthresh am_droprate drop_entry drop_packet secure_tcp)
   echo "@pc"; ipvsadm -L -n --persistent-conn
   echo "@st"; ipvsadm -L -n --stats --exact
   echo "@snmp"; cat /proc/net/snmp
@@ -29,6 +32,9 @@ for d in eth0 eth1; do
   for _ in $(seq 100); do grep -q listening /tmp/tcpdump-$d.err 2>/dev/null && break; sleep 0.1; done
 done
 { echo "kernel=$(uname -r)"; echo "ipvsadm=$(ipvsadm -v 2>&1)"; echo "hz_probe=$(getconf CLK_TCK 2>/dev/null)"
+  echo "conn_tab=$(head -1 /proc/net/ip_vs)"
+  for d in eth0 eth1; do echo "addr_$d=$(iproute2-ip -4 -o addr show dev $d | awk '{printf "%s ", $4}')"; done
+  echo "icmp_errors_use_inbound_ifaddr=$(cat /proc/sys/net/ipv4/icmp_errors_use_inbound_ifaddr)"
   echo "t_ready=$(now)"; cat /proc/uptime; } > $C/guest-info.txt
 signal ready
 n=0

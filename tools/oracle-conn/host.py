@@ -137,16 +137,34 @@ def main():
                     st = dict(st, rs=rs, resolved=resolved)
                     src, dst = rs, (ca, cp)
                     cmd = ["ip", "netns", "exec", NS_R, PY, f"{TOOLS}/craft.py"]
-                cmd += ["--src", src[0], "--sport", str(src[1]), "--dst", dst[0], "--dport", str(dst[1]),
-                        "--ident", str(ident), st["seg"]]
+                burst = st.get("burst")
+                if burst:
+                    # one craft.py run: every port of the range, `reps` packets each
+                    ports, reps = burst["ports"], burst["reps"]
+                    sport = f"{ports[0]}-{ports[-1]}"
+                    pkts = [(p, k) for p in ports for k in range(reps)]
+                else:
+                    sport, reps, pkts = str(src[1]), 1, [(src[1], 0)]
+                cmd += ["--src", src[0], "--sport", sport, "--dst", dst[0], "--dport", str(dst[1]),
+                        "--ident", str(ident)] + [st["seg"]] * reps
                 out = sh(*cmd)
-                t_send = float(out.strip().rsplit("t=", 1)[1])
-                time.sleep(0.15)   # let the guest process it before the snapshot
+                t_sends = [float(ln.rsplit("t=", 1)[1]) for ln in out.strip().split("\n")]
+                if len(t_sends) != len(pkts):
+                    raise SystemExit(f"host: {s['name']}: `{st['line']}`: craft.py sent {len(t_sends)} packets")
+                # let the guest process it (them) before the snapshot
+                time.sleep(0.15 if len(pkts) == 1 else 0.4)
                 n, resp = request([], snap=True)
-                rec = dict(st, scenario=s["name"], vip=s["vip"], req=n, snap=True, ip_id=ident,
-                           src=f"{src[0]}:{src[1]}", dst=f"{dst[0]}:{dst[1]}", t_host_send=t_send)
-                log.write(json.dumps(rec) + "\n")
-                ident += 1
+                for k, ((port, _), t_send) in enumerate(zip(pkts, t_sends)):
+                    rec = dict(st, scenario=s["name"], vip=s["vip"], req=n, snap=k == len(pkts) - 1,
+                               ip_id=ident, src=f"{src[0]}:{port}", dst=f"{dst[0]}:{dst[1]}",
+                               t_host_send=t_send)
+                    if burst:
+                        rec["burst"] = st["line"]
+                        rec["line"] = f"c {src[0]}:{port} {st['seg']}" + \
+                            (f" :{dst[1]}" if st["line"].split()[-1].startswith(":") else "")
+                        rec["client"] = (src[0], port)
+                    log.write(json.dumps(rec) + "\n")
+                    ident += 1
                 last_snap = resp["snap"]
             log.flush()
             i += 1

@@ -13,11 +13,18 @@ RESET = [
     ("sysctl", "expire_nodest_conn", "0"),
     ("sysctl", "expire_quiescent_template", "0"),
     ("sysctl", "sloppy_tcp", "0"),
+    ("sysctl", "sloppy_sctp", "0"),
+    ("sysctl", "nat_icmp_send", "0"),
+    ("sysctl", "amemthresh", "1024"),
     ("sysctl", "secure_tcp", "0"),
     ("sysctl", "drop_packet", "0"),
+    ("sysctl", "drop_entry", "0"),
     ("sysctl", "am_droprate", "10"),
     ("ipvsadm", "--set 900 120 300"),
 ]
+
+# The defense knobs every snapshot reads back (/proc/sys/net/ipv4/vs/NAME).
+SNAP_SYSCTLS = ("amemthresh", "am_droprate", "drop_entry", "drop_packet", "secure_tcp")
 
 
 class ScenarioError(Exception):
@@ -28,6 +35,23 @@ def addr_port(s):
     a, _, p = s.rpartition(":")
     socket.inet_aton(a)
     return a, int(p)
+
+
+def client_spec(s):
+    """`ADDR:PORT` or `ADDR:PORT-PORT2` (a burst, one packet per port) -> (addr, [ports])."""
+    a, _, p = s.rpartition(":")
+    socket.inet_aton(a)
+    lo, _, hi = p.partition("-")
+    ports = list(range(int(lo), int(hi or lo) + 1))
+    if not ports or len(ports) > 256:
+        raise ScenarioError(f"bad port range in {s!r}")
+    return a, ports
+
+
+def seg_reps(seg):
+    """`SEG*N` (N copies of SEG per port) -> (SEG, N)."""
+    base, _, n = seg.partition("*")
+    return base, int(n or 1)
 
 
 def seg_proto(seg):
@@ -41,8 +65,10 @@ def seg_proto(seg):
 
 
 def parse_scenarios(path):
-    """-> list of dicts {name, vip, desc, steps:[...]}; each step a dict with `kind`
-    (ipvsadm, sysctl, packet, wait) and `line` (as written, $V expanded)."""
+    """-> list of dicts {name, vip, desc, count_classes, steps:[...]}; each step a dict with `kind`
+    (ipvsadm, sysctl, packet, wait) and `line` (as written, $V expanded). A client packet line
+    may be a burst (`c ADDR:P1-P2 SEG[*N]`: N packets per port, ports P1..P2, one step per
+    packet in the vectors, one snapshot after the last)."""
     scen = []
     cur = None
     for lno, raw in enumerate(open(path), 1):
@@ -54,7 +80,8 @@ def parse_scenarios(path):
         where = f"{path}:{lno}"
         if word == "scenario":
             vip = VIP_BASE + str(VIP_FIRST + len(scen))
-            cur = {"name": rest, "vip": vip, "desc": [], "steps": [], "default_port": None}
+            cur = {"name": rest, "vip": vip, "desc": [], "steps": [], "default_port": None,
+                   "count_classes": []}
             scen.append(cur)
             continue
         if cur is None:
@@ -63,6 +90,19 @@ def parse_scenarios(path):
         line_x = f"{word} {rest}"
         if word == "desc":
             cur["desc"].append(rest)
+        elif word == "count":
+            # count ADDR [idle=S]: the entries of client ADDR are evicted at random by drop_entry
+            # (every scan that looks at them, once drop_entry is on and they are idle >= S s):
+            # the replay compares them as counts (statistically) once eviction can have begun
+            parts = rest.split()
+            socket.inet_aton(parts[0])
+            cls = {"client": parts[0], "idle": 0.0}
+            for kv in parts[1:]:
+                k, _, v = kv.partition("=")
+                if k != "idle":
+                    raise ScenarioError(f"{where}: count ADDR [idle=SECONDS]")
+                cls["idle"] = float(v)
+            cur["count_classes"].append(cls)
         elif word == "ipvsadm":
             if cur["default_port"] is None and re.search(r"(^|\s)-A\s", " " + rest):
                 m = re.search(r"(-t|-u|--sctp-service)\s+(\S+)", rest)
@@ -88,10 +128,17 @@ def parse_scenarios(path):
                 raise ScenarioError(f"{where}: packet before the service exists")
             if word == "c":
                 if len(parts) != 2:
-                    raise ScenarioError(f"{where}: c SRC:SPORT SEG [:VPORT]")
-                client = addr_port(parts[0])
-                seg = parts[1]
+                    raise ScenarioError(f"{where}: c SRC:SPORT[-SPORT2] SEG[*N] [:VPORT]")
+                ca, ports = client_spec(parts[0])
+                seg, reps = seg_reps(parts[1])
+                client = (ca, ports[0])
                 st = {"kind": "packet", "from": "client", "client": client, "seg": seg}
+                if len(ports) > 1 or reps > 1:
+                    if seg_proto(seg) == "tcp" and reps > 1:
+                        # craft.py advances the sequence number within a flow; the replay
+                        # rebuilds every segment with seq 1000
+                        raise ScenarioError(f"{where}: TCP bursts take one segment per port")
+                    st["burst"] = {"ports": ports, "reps": reps}
             else:
                 if len(parts) != 3:
                     raise ScenarioError(f"{where}: s RS:PORT|@ CLIENT:PORT SEG [:VPORT]")
@@ -141,7 +188,7 @@ def parse_response(text):
             k, v = ln.split(" ", 1)
             snap[k[1:]] = float(v)
             section = None
-        elif ln in ("@lcn", "@pc", "@st", "@snmp"):
+        elif ln in ("@lcn", "@pc", "@st", "@snmp", "@mem", "@vs"):
             snap = snap or {"raw": {}}
             section = ln[1:]
             snap["raw"][section] = []
@@ -157,6 +204,18 @@ def parse_response(text):
         snap["stats"] = parse_service_listing(snap["raw"]["st"],
                                               ("conns", "inpkts", "outpkts", "inbytes", "outbytes"))
         snap["snmp"] = parse_snmp(snap["raw"]["snmp"])
+        # /proc/meminfo MemFree and Buffers (kB) and the defense knobs, when the guest read them
+        mem = {}
+        for ln in snap["raw"].get("mem", []):
+            k, _, v = ln.partition(":")
+            if v.strip().endswith("kB"):
+                mem[k.strip()] = int(v.split()[0])
+        snap["meminfo_kb"] = mem
+        snap["sysctls"] = {}
+        for ln in snap["raw"].get("vs", []):
+            k, _, v = ln.partition(":")
+            if k in SNAP_SYSCTLS:
+                snap["sysctls"][k] = v.strip()
     return {"cmds": cmds, "snap": snap}
 
 

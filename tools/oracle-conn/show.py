@@ -26,9 +26,21 @@ def main():
             sn = s.get("snapshot")
             if not sn:
                 continue
-            for e in sn["conns"]:
-                print(f"        {e['protocol']:4} {e['expire']:4}s {e['state']:11} {e['client']:21} "
-                      f"{e['virtual']:21} {e['dest']}")
+            if sn.get("sysctls") or "mem_pages" in sn:
+                print(f"        mem={sn.get('mem_pages')} pages "
+                      + " ".join(f"{k}={v}" for k, v in sn.get("sysctls", {}).items()))
+            if len(sn["conns"]) > 12:
+                # long listings: entries per client address and state
+                groups = {}
+                for e in sn["conns"]:
+                    k = (e["protocol"], e["state"], e["client"].rpartition(":")[0])
+                    groups.setdefault(k, []).append(e["expire"])
+                for (pr, st, cl), ex in sorted(groups.items()):
+                    print(f"        {pr:4} {st:11} {cl:15} x{len(ex):<3} expire {min(ex)}..{max(ex)} s")
+            else:
+                for e in sn["conns"]:
+                    print(f"        {e['protocol']:4} {e['expire']:4}s {e['state']:11} {e['client']:21} "
+                          f"{e['virtual']:21} {e['dest']}")
             for r in sn["dests"]:
                 print(f"        -> {r['dest']:21} w={r['weight']} P={r['persist']} A={r['active']} "
                       f"I={r['inact']} conns={r.get('conns')}")
