@@ -865,6 +865,12 @@ impl Engine {
                     Some(TcpState::Established) => rate_test(&mut self.defense),
                     _ => false,
                 }
+            } else if protocol == ipproto::SCTP {
+                match SctpState::from_u8(state) {
+                    Some(SctpState::Init1 | SctpState::Init) => true,
+                    Some(SctpState::Established) => rate_test(&mut self.defense),
+                    _ => false,
+                }
             } else {
                 rate_test(&mut self.defense)
             };
