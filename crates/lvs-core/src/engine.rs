@@ -115,6 +115,8 @@ pub struct EngineCounters {
     pub defense_dropped_entries: u64,
     /// ICMP errors asked for by `nat_icmp_send`.
     pub nat_icmp_sent: u64,
+    /// Real servers' packets that matched no entry, forwarded untouched.
+    pub passed_untouched: u64,
 }
 
 /// The run-time knobs the skeleton honours (sysctls.md); the full sysctl
@@ -222,7 +224,7 @@ pub struct Engine {
     port0_services: u32,
     /// NAT real servers of all services, (protocol, address, port) → how
     /// many destinations (for `nat_icmp_send`, §18).
-    nat_rs: HashMap<(u8, IpAddr, u16), u32>,
+    nat_rs: HashMap<(u8, IpAddr, u16), u32, ahash::RandomState>,
     /// Reused buffer for entries expired in one `handle_timeout`.
     expired_buf: Vec<Conn>,
     /// Reused buffer of entry ids for table walks.
@@ -296,7 +298,12 @@ impl Engine {
             flush_nodest: false,
             port21_services: 0,
             port0_services: 0,
-            nat_rs: HashMap::new(),
+            nat_rs: HashMap::with_hasher(ahash::RandomState::with_seeds(
+                seed.rotate_left(13),
+                seed ^ 0x1319_8a2e_0370_7344,
+                seed.rotate_left(53),
+                !seed.rotate_left(11),
+            )),
             expired_buf: Vec::new(),
             id_buf: Vec::new(),
             trash_pending: false,
@@ -653,7 +660,10 @@ impl Engine {
         if d.forward != Forward::Masq {
             return;
         }
-        let k = (d.svc_key.protocol, d.addr, d.port);
+        // A destination without port uses the service's (0 for all-port
+        // services), as the guard's rules do.
+        let port = if d.port != 0 { d.port } else { d.svc_key.port };
+        let k = (d.svc_key.protocol, d.addr, port);
         let n = self.nat_rs.entry(k).or_insert(0);
         *n = n.saturating_add_signed(add);
         if *n == 0 {
@@ -1049,7 +1059,7 @@ impl Engine {
 
         // No entry: is it a new connection to a virtual service? (§4, §6, §7)
         let Some(svc) = self.find_service(protocol, dst, l4.dport) else {
-            return self.unmatched_out(protocol, src, &l4);
+            return self.unmatched_out(&mut ip, protocol, src, dst, &l4);
         };
         if !self.new_conn_gate(protocol, &l4) {
             return Verdict::NotOurs;
@@ -1137,20 +1147,43 @@ impl Engine {
         Verdict::Unreachable
     }
 
-    /// A packet that matched no entry and no service (§5.2 step 5, §18):
-    /// with `nat_icmp_send`, one from a NAT real server's address and port
-    /// is answered with ICMP port unreachable and dropped, except TCP RST
-    /// and SCTP ABORT.
-    fn unmatched_out(&mut self, protocol: u8, src: IpAddr, l4: &L4) -> Verdict {
-        if self.settings.nat_icmp_send == 0
-            || (protocol == ipproto::TCP && l4.tcp_flags & tcp_flags::RST != 0)
-            || (protocol == ipproto::SCTP && l4.sctp_chunk() == Some(sctp::chunk::ABORT))
-            || !self.nat_rs.contains_key(&(protocol, src, l4.sport))
-        {
+    /// A packet that matched no entry and no service, from a NAT real
+    /// server's address (§5.2 steps 5–6, §18). With `nat_icmp_send`, one
+    /// from a real server's address and port is answered with ICMP port
+    /// unreachable and dropped, except TCP RST and SCTP ABORT. Otherwise the
+    /// kernel passes it on untouched (IP forwarding); lvsd's guard keeps
+    /// the host from forwarding real servers' packets, so the engine does
+    /// it: TTL decremented, nothing rewritten.
+    fn unmatched_out(
+        &mut self,
+        ip: &mut Ipv4Packet<&mut [u8]>,
+        protocol: u8,
+        src: IpAddr,
+        dst: IpAddr,
+        l4: &L4,
+    ) -> Verdict {
+        if self.nat_rs.is_empty() {
             return Verdict::NotOurs;
         }
-        self.counters.nat_icmp_sent += 1;
-        Verdict::UnreachableToRealServer
+        let exact = self.nat_rs.contains_key(&(protocol, src, l4.sport));
+        // A port-0 destination (all-port service) answers from any port.
+        if !exact && !self.nat_rs.contains_key(&(protocol, src, 0)) {
+            return Verdict::NotOurs;
+        }
+        let spared = (protocol == ipproto::TCP && l4.tcp_flags & tcp_flags::RST != 0)
+            || (protocol == ipproto::SCTP && l4.sctp_chunk() == Some(sctp::chunk::ABORT));
+        if exact && self.settings.nat_icmp_send != 0 && !spared {
+            self.counters.nat_icmp_sent += 1;
+            return Verdict::UnreachableToRealServer;
+        }
+        let ttl = ip.ttl();
+        if ttl <= 1 {
+            return self.drop(DropReason::TtlExceeded);
+        }
+        ip.set_ttl(ttl - 1);
+        ip.fill_checksum();
+        self.counters.passed_untouched += 1;
+        Verdict::Forward { to: dst }
     }
 
     /// §7 steps 4–7 for a service without persistence.

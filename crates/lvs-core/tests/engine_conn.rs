@@ -467,8 +467,10 @@ fn one_packet_scheduling_schedules_every_datagram() {
     assert!(l.entries().is_empty());
     assert_eq!((l.counts(1), l.counts(2)), ((0, 0, 0), (0, 0, 0)));
     assert_eq!(l.e.counters.conns, 4);
-    // Replies find no entry.
-    assert_eq!(l.send(udp(rs(1), 8080, cl(0, 5), 1000)).0, Verdict::NotOurs);
+    // Replies find no entry: passed on un-NATed, from the real server.
+    let (v, out) = l.send(udp(rs(1), 8080, cl(0, 5), 1000));
+    assert_eq!(v, Verdict::Forward { to: ip(cl(0, 5)) });
+    assert_eq!(&out[12..16], &rs(1));
     // TCP ignores the flag.
     let mut t = Lab::new(ipproto::TCP, 80, opts, &[1], false);
     t.to(tcp(cl(0, 5), 1000, V, 80, SYN)).unwrap();
@@ -595,13 +597,18 @@ fn drop_entry_evicts_half_open_and_idle_single_packet_entries() {
 fn nat_icmp_send_answers_unmatched_packets_from_real_servers() {
     let mut l = Lab::new(ipproto::TCP, 80, ServiceOptions::default(), &[1], false);
     let stray = || tcp(rs(1), 8080, cl(0, 9), 5555, ACK);
-    assert_eq!(l.send(stray()).0, Verdict::NotOurs);
+    // Off: passed on untouched, as the kernel's IP forwarding does.
+    let (v, out) = l.send(stray());
+    assert_eq!(v, Verdict::Forward { to: ip(cl(0, 9)) });
+    let mut want = stray();
+    want[8] -= 1;
+    assert_eq!(&out[12..], &want[12..], "nothing but the TTL changes");
+    assert!(valid(&out));
     l.set("nat_icmp_send", "1");
     assert_eq!(l.send(stray()).0, Verdict::UnreachableToRealServer);
-    assert_eq!(
-        l.send(tcp(rs(1), 8080, cl(0, 9), 5555, RST)).0,
-        Verdict::NotOurs
-    );
+    assert_eq!(l.e.counters.nat_icmp_sent, 1);
+    let (v, _) = l.send(tcp(rs(1), 8080, cl(0, 9), 5555, RST));
+    assert_eq!(v, Verdict::Forward { to: ip(cl(0, 9)) }, "RST passes");
     // Other ports of the real server, and other hosts, are not concerned.
     assert_eq!(
         l.send(tcp(rs(1), 22, cl(0, 9), 5555, ACK)).0,
@@ -611,6 +618,7 @@ fn nat_icmp_send_answers_unmatched_packets_from_real_servers() {
         l.send(tcp(rs(2), 8080, cl(0, 9), 5555, ACK)).0,
         Verdict::NotOurs
     );
+    assert_eq!(l.send(udp(rs(1), 8080, cl(0, 9), 5555)).0, Verdict::NotOurs);
     l.e.delete_dest(l.key, ip(rs(1)), 8080).unwrap();
     assert_eq!(l.send(stray()).0, Verdict::NotOurs);
 }

@@ -449,6 +449,11 @@ impl Director {
                 }
                 match verdict {
                     Verdict::NotOurs | Verdict::Drop(_) => {}
+                    // A real server's packet for the director itself: the
+                    // host has it already (the guard spares local
+                    // destinations).
+                    Verdict::Forward { to: IpAddr::V4(to) }
+                        if self.ports.iter().any(|p| p.addrs.contains(&to)) => {}
                     Verdict::Forward { to: IpAddr::V4(to) } => {
                         // Remember on-link senders so replies need no ARP round trip.
                         if let Some((p, nh)) = self.route(src) {
