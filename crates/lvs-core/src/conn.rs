@@ -269,11 +269,6 @@ impl ConnTable {
     pub fn get_mut_checked(&mut self, id: ConnId) -> Option<&mut Conn> {
         self.conns.get_mut(id)
     }
-    /// Whether entry `id` exists.
-    #[inline]
-    pub fn contains(&self, id: ConnId) -> bool {
-        self.conns.get(id).is_some()
-    }
     pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> {
         self.conns.iter()
     }

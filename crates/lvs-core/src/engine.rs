@@ -660,10 +660,7 @@ impl Engine {
         if d.forward != Forward::Masq {
             return;
         }
-        // A destination without port uses the service's (0 for all-port
-        // services), as the guard's rules do.
-        let port = if d.port != 0 { d.port } else { d.svc_key.port };
-        let k = (d.svc_key.protocol, d.addr, port);
+        let k = (d.svc_key.protocol, d.addr, d.reply_port());
         let n = self.nat_rs.entry(k).or_insert(0);
         *n = n.saturating_add_signed(add);
         if *n == 0 {
@@ -1384,18 +1381,21 @@ impl Engine {
     /// templates control, and they are never found by packet lookups), and
     /// its timeout is kept, so its template stays.
     fn expire_now(&mut self, id: ConnId) {
-        if let Some(c) = self.conns.remove(id) {
-            self.release(&c);
-            self.counters.expired += 1;
-        }
+        self.delete(id, false);
     }
 
     /// Deletes an entry on one of the forced paths (drop_entry, the
     /// expire_nodest_conn flush): its timeout becomes 0, so a controller
     /// left controlling nothing goes too unless it is an assured template.
     fn delete_forced(&mut self, id: ConnId) {
+        self.delete(id, true);
+    }
+
+    fn delete(&mut self, id: ConnId, forced: bool) {
         if let Some(mut c) = self.conns.remove(id) {
-            c.timeout_ms = 0;
+            if forced {
+                c.timeout_ms = 0;
+            }
             self.release(&c);
             self.counters.expired += 1;
         }
@@ -1410,10 +1410,7 @@ impl Engine {
                 let orphan =
                     ctl.n_control == 0 && (!ctl.is_template() || ctl.state & TEMPLATE_ASSURED == 0);
                 if c.timeout_ms == 0 && orphan {
-                    if let Some(ctl) = self.conns.remove(t) {
-                        self.release(&ctl);
-                        self.counters.expired += 1;
-                    }
+                    self.delete_forced(t);
                 }
             }
         }
@@ -1475,20 +1472,15 @@ impl Engine {
         len: u64,
         csum_partial: bool,
     ) -> Verdict {
+        self.account(id, false, len);
+        self.conns.get_mut(id).flags &= !cf::NOOUTPUT;
+        self.transition(now, id, Direction::Output, l4);
         let c = self.conns.get(id);
         if c.flags & cf::FWD_MASK != Forward::Masq as u32 {
             // Only NAT rewrites replies; for the other methods the kernel
             // just accounts and lets them pass.
-            self.account(id, false, len);
-            self.conns.get_mut(id).flags &= !cf::NOOUTPUT;
-            self.transition(now, id, Direction::Output, l4);
             return Verdict::NotOurs;
         }
-        self.account(id, false, len);
-        let c = self.conns.get_mut(id);
-        c.flags &= !cf::NOOUTPUT;
-        self.transition(now, id, Direction::Output, l4);
-        let c = self.conns.get(id);
         let (vaddr, vport, caddr) = (c.vaddr, c.vport, c.caddr);
         let IpAddr::V4(v4) = vaddr else {
             return self.drop(DropReason::UnsupportedForward);

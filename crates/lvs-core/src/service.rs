@@ -83,6 +83,16 @@ impl Dest {
         let inactive = self.inact_conns as i32;
         i64::from(active.wrapping_shl(8).wrapping_add(inactive))
     }
+    /// The port this real server answers from: its own, or when it has
+    /// none the service's (0 for an all-port service: any port).
+    #[inline]
+    pub fn reply_port(&self) -> u16 {
+        if self.port != 0 {
+            self.port
+        } else {
+            self.svc_key.port
+        }
+    }
     /// The flags a new entry bound here starts with (connections.md §2):
     /// the forwarding method, INACTIVE, and NOOUTPUT unless it is NAT.
     #[inline]

@@ -74,10 +74,8 @@ pub fn ruleset(engine: &Engine, devices: &[String]) -> String {
         let (IpAddr::V4(rip), Some(proto)) = (d.addr, proto_name(d.svc_key.protocol)) else {
             continue;
         };
-        // Port 0 means "the port the client asked for" (the service's, or
-        // any for a port-0 service).
-        let port = if d.port != 0 { d.port } else { d.svc_key.port };
-        lines.insert(match port {
+        // Port 0: any port (a real server of an all-port service).
+        lines.insert(match d.reply_port() {
             0 => format!("    ip saddr {rip} meta l4proto {proto} fib daddr type != local drop"),
             port => format!("    ip saddr {rip} {proto} sport {port} fib daddr type != local drop"),
         });
