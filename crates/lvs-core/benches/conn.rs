@@ -19,53 +19,21 @@
 //!
 //! Memory is printed, not timed, whenever a table or engine is built
 //! (`memory/table/N`, `memory/engine/N` on stderr): live heap bytes counted
-//! by a global allocator, as in `benches/engine.rs`, and the resident-set
+//! by the global allocator of `benches/support`, and the resident-set
 //! growth, each per entry and against the 320-byte `ip_vs_conn` slab object
 //! of the 6.18 kernel.
 
+mod support;
+
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use lvs_core::conn::{flags, Conn, ConnTable, InKey, TICK_MS};
-use lvs_core::wire::checksum;
 use lvs_core::wire::tcp_flags::{ACK, SYN};
-use lvs_core::{DestConfig, Engine, Forward, ServiceKey, Verdict};
+use lvs_core::{Engine, Verdict};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-/// Counts live heap bytes, to report the memory cost of a connection entry.
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the
-// counter is only bookkeeping.
-unsafe impl std::alloc::GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size(), Ordering::Relaxed);
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { std::alloc::System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        // SAFETY: p was allocated by System with layout l.
-        unsafe { std::alloc::System.dealloc(p, l) }
-    }
-    // Forwarded too (the default would allocate, copy and free), so that a
-    // growing 1 GB slab is moved by mremap as in lvsd, not copied.
-    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
-        // SAFETY: p was allocated by System with layout l; the caller
-        // guarantees `new` is a valid size for l's alignment.
-        let q = unsafe { std::alloc::System.realloc(p, l, new) };
-        if !q.is_null() {
-            LIVE.fetch_add(new, Ordering::Relaxed);
-            LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        }
-        q
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use support::{client, engine_with, tcp, CLIENT_BASE, LIVE, VIP};
 
 /// Size of the 6.18 kernel's `ip_vs_conn` slab object (`/proc/slabinfo`
 /// objsize of the `ip_vs_conn` cache).
@@ -80,8 +48,6 @@ fn calls_for(n: u32) -> usize {
     n as usize / lvs_core::engine::EXPIRE_BUDGET + 2
 }
 
-const VIP: [u8; 4] = [198, 18, 0, 100];
-
 /// Table sizes, with their labels.
 const SIZES: [(u32, &str); 3] = [(10_000, "10k"), (1_000_000, "1M"), (10_000_000, "10M")];
 
@@ -90,35 +56,6 @@ const SIZES: [(u32, &str); 3] = [(10_000, "10k"), (1_000_000, "1M"), (10_000_000
 const SAMPLES: usize = 1 << 20;
 /// Lookups or packets per timed iteration.
 const BATCH: usize = 256;
-
-/// A 64-byte-frame-sized TCP packet (IP 20 + TCP 20 + 6 payload).
-fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> [u8; 46] {
-    let mut v = [0u8; 46];
-    v[0] = 0x45;
-    v[2..4].copy_from_slice(&46u16.to_be_bytes());
-    v[8] = 64;
-    v[9] = 6;
-    v[12..16].copy_from_slice(&src);
-    v[16..20].copy_from_slice(&dst);
-    v[20..22].copy_from_slice(&sport.to_be_bytes());
-    v[22..24].copy_from_slice(&dport.to_be_bytes());
-    v[32] = 5 << 4;
-    v[33] = flags;
-    let sum = checksum::pseudo_v4(src, dst, 6, 26);
-    let c = !checksum::fold(checksum::add_bytes(sum, &v[20..]));
-    v[36..38].copy_from_slice(&c.to_be_bytes());
-    let hc = checksum::checksum(&v[..20]);
-    v[10..12].copy_from_slice(&hc.to_be_bytes());
-    v
-}
-
-const CLIENT_BASE: u32 = 0xC612_8000; // 198.18.128.0
-
-/// Client number `i` as (address from 198.18.128.0 up, port 1024..17408).
-fn client(i: u32) -> ([u8; 4], u16) {
-    let host = CLIENT_BASE + (i >> 14);
-    (host.to_be_bytes(), 1024 + (i & 0x3fff) as u16)
-}
 
 /// The client number of (address, port), the inverse of `client`.
 fn client_number(addr: Ipv4Addr, port: u16) -> usize {
@@ -131,28 +68,6 @@ fn scatter(k: u64, n: u32) -> u32 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     ((z ^ (z >> 31)) % u64::from(n)) as u32
-}
-
-fn engine_with(dests: u8) -> Engine {
-    let mut e = Engine::new(0x5eed);
-    let key = ServiceKey {
-        protocol: 6,
-        addr: Ipv4Addr::from(VIP).into(),
-        port: 80,
-    };
-    e.add_service(key, "wrr", 0).unwrap();
-    for d in 0..dests {
-        let cfg = DestConfig {
-            addr: Ipv4Addr::new(198, 18, 1, 11 + d).into(),
-            port: 80,
-            forward: Forward::Masq,
-            weight: 1 + i32::from(d % 3),
-            u_threshold: 0,
-            l_threshold: 0,
-        };
-        e.add_dest(key, cfg).unwrap();
-    }
-    e
 }
 
 /// Resident set size of this process in bytes.

@@ -4,87 +4,15 @@
 //! Each measured packet is first copied from a template (the engine rewrites
 //! in place), which stands in for the NIC writing the frame.
 
+mod support;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use lvs_core::wire::checksum;
 use lvs_core::wire::tcp_flags::{ACK, SYN};
-use lvs_core::{DestConfig, Engine, Forward, ServiceKey, Verdict};
+use lvs_core::Verdict;
 use std::hint::black_box;
-use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-/// Counts live heap bytes, to report the memory cost of a connection entry.
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the
-// counter is only bookkeeping.
-unsafe impl std::alloc::GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size(), Ordering::Relaxed);
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { std::alloc::System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        // SAFETY: p was allocated by System with layout l.
-        unsafe { std::alloc::System.dealloc(p, l) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-const VIP: [u8; 4] = [198, 18, 0, 100];
-
-/// A 64-byte-frame-sized TCP packet (IP 20 + TCP 20 + 6 payload).
-fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> [u8; 46] {
-    let mut v = [0u8; 46];
-    v[0] = 0x45;
-    v[2..4].copy_from_slice(&46u16.to_be_bytes());
-    v[8] = 64;
-    v[9] = 6;
-    v[12..16].copy_from_slice(&src);
-    v[16..20].copy_from_slice(&dst);
-    v[20..22].copy_from_slice(&sport.to_be_bytes());
-    v[22..24].copy_from_slice(&dport.to_be_bytes());
-    v[32] = 5 << 4;
-    v[33] = flags;
-    let sum = checksum::pseudo_v4(src, dst, 6, 26);
-    let c = !checksum::fold(checksum::add_bytes(sum, &v[20..]));
-    v[36..38].copy_from_slice(&c.to_be_bytes());
-    let hc = checksum::checksum(&v[..20]);
-    v[10..12].copy_from_slice(&hc.to_be_bytes());
-    v
-}
-
-/// Client number `i` as (address in 198.18.128.0/17 .. 198.19.x, port).
-fn client(i: u32) -> ([u8; 4], u16) {
-    let host = 0xC612_8000u32 + (i >> 14);
-    (host.to_be_bytes(), 1024 + (i & 0x3fff) as u16)
-}
-
-fn engine_with(dests: u8) -> Engine {
-    let mut e = Engine::new(0x5eed);
-    let key = ServiceKey {
-        protocol: 6,
-        addr: Ipv4Addr::from(VIP).into(),
-        port: 80,
-    };
-    e.add_service(key, "wrr", 0).unwrap();
-    for d in 0..dests {
-        let cfg = DestConfig {
-            addr: Ipv4Addr::new(198, 18, 1, 11 + d).into(),
-            port: 80,
-            forward: Forward::Masq,
-            weight: 1 + i32::from(d % 3),
-            u_threshold: 0,
-            l_threshold: 0,
-        };
-        e.add_dest(key, cfg).unwrap();
-    }
-    e
-}
+use support::{client, engine_with, tcp, LIVE, VIP};
 
 /// Heap bytes per connection entry with 1M TCP entries in the table (all
 /// indexes and timer filings included). Printed, not timed.
