@@ -894,3 +894,79 @@ fn persistence_and_timeouts_set_through_lvsadm() {
     director.stop(&lab);
     lab.close().expect("clean up the lab");
 }
+
+/// A real server's datagram that belongs to no connection: forwarded
+/// untouched (as the kernel's IP forwarding does after IPVS passes it,
+/// although lvsd's guard keeps the host from forwarding it), and with
+/// `nat_icmp_send` answered with ICMP port unreachable instead.
+#[test]
+fn unmatched_real_server_packets_and_nat_icmp_send() {
+    use std::net::UdpSocket;
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let _ = Lab::cleanup_stale("lvtstray");
+    let lab = Lab::nat("lvtstray", 1).expect("build lab");
+    let director = Director::start(&lab, "stray", "# empty\n");
+    let sock = &director.sock;
+    let ok = |args: &[&str]| {
+        let (code, _, err) = lvsadm(sock, args);
+        assert_eq!(code, 0, "lvsadm {args:?}: {err}");
+    };
+    ok(&["-A", "-u", "198.18.0.100:5400", "-s", "rr"]);
+    ok(&[
+        "-a",
+        "-u",
+        "198.18.0.100:5400",
+        "-r",
+        "198.18.1.11:5400",
+        "-m",
+    ]);
+    // The client listens; the real server sends it a datagram from its
+    // service port and then waits for an answer (an ICMP error shows as
+    // ECONNREFUSED on its connected socket).
+    let listener = lab
+        .run_in(lab.client_ns(), || UdpSocket::bind("198.18.0.2:44444"))
+        .unwrap()
+        .expect("client socket");
+    listener
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let send_from_server = |tag: &'static [u8]| {
+        lab.run_in(lab.server_ns(1), move || {
+            let s = UdpSocket::bind("198.18.1.11:5400")?;
+            s.connect("198.18.0.2:44444")?;
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            s.send(tag)?;
+            let mut b = [0u8; 64];
+            s.recv(&mut b).map(|_| ())
+        })
+        .unwrap()
+    };
+    let mut buf = [0u8; 64];
+
+    // nat_icmp_send 0: the client gets it, from the real server's address.
+    let answer = send_from_server(b"late");
+    let (n, from) = listener.recv_from(&mut buf).expect("forwarded untouched");
+    assert_eq!(
+        (&buf[..n], from.to_string().as_str()),
+        (&b"late"[..], "198.18.1.11:5400")
+    );
+    assert!(
+        matches!(&answer, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "no answer expected: {answer:?}"
+    );
+
+    // nat_icmp_send 1: dropped, and the real server is told port unreachable.
+    ok(&["--sysctl", "nat_icmp_send=1"]);
+    let answer = send_from_server(b"again");
+    assert!(
+        matches!(&answer, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+        "expected ICMP port unreachable at the real server: {answer:?}"
+    );
+    assert!(
+        listener.recv_from(&mut buf).is_err(),
+        "the datagram reached the client"
+    );
+    director.stop(&lab);
+    lab.close().expect("clean up the lab");
+}
