@@ -288,3 +288,34 @@ fn no_estimation_before_the_first_service() {
     e.handle_timeout(u64::MAX);
     assert_eq!(svc_view(&e, &key).counters.conns, 1);
 }
+
+/// `run_estimation 0` (or an emptied `est_cpulist`) freezes the listed
+/// counters, and turning it back on catches up (§19.1).
+#[test]
+fn run_estimation_off_freezes_the_listed_counters() {
+    let mut e = Engine::new(1);
+    let key = add_service(&mut e, 53, &[1]);
+    let run = |e: &mut Engine, from: u64, until: u64| {
+        for t in (from..until).step_by(10) {
+            e.handle_timeout(t);
+        }
+    };
+    flow(&mut e, 0, &key, 2000, false);
+    run(&mut e, 0, 2_100);
+    assert_eq!(svc_view(&e, &key).counters.conns, 1);
+    e.set_sysctl("run_estimation", "0").unwrap();
+    flow(&mut e, 2_100, &key, 2001, false);
+    run(&mut e, 2_100, 6_100);
+    assert_eq!(svc_view(&e, &key).counters.conns, 1, "frozen");
+    e.set_sysctl("run_estimation", "1").unwrap();
+    e.set_sysctl("est_cpulist", "").unwrap();
+    run(&mut e, 6_100, 10_100);
+    assert_eq!(
+        svc_view(&e, &key).counters.conns,
+        1,
+        "empty CPU list: still frozen"
+    );
+    e.set_sysctl("est_cpulist", "0-1").unwrap();
+    run(&mut e, 10_100, 12_200);
+    assert_eq!(svc_view(&e, &key).counters.conns, 2);
+}
