@@ -479,7 +479,7 @@ impl Engine {
         if self.find_dest(svc, cfg.addr, cfg.port).is_some() {
             return Err(ControlError::DestExists);
         }
-        // A deleted destination that still has connections is revived, with
+        // A deleted destination still in the trash is revived, with
         // its counters, so those connections keep flowing (connections.md §15).
         let trashed = self
             .dests
@@ -503,11 +503,7 @@ impl Engine {
             d.u_threshold = cfg.u_threshold;
             d.l_threshold = cfg.l_threshold;
             d.forward = cfg.forward;
-            self.index_rs(id, 1);
-            let s = &mut self.services[svc];
-            s.dests.insert(0, id);
-            s.scheduler
-                .add_dest(DestList::new(&s.dests, &self.dests), 0);
+            self.link_dest(svc, id);
             return Ok(());
         }
         let id = self.dests.insert(Dest {
@@ -541,12 +537,18 @@ impl Engine {
             self.dest_est.resize(slot + 1, Estimator::default());
         }
         self.dest_est[slot] = est;
+        self.link_dest(svc, id);
+        Ok(())
+    }
+
+    /// Puts destination `id` at the front of service `svc`'s list and tells
+    /// the scheduler and the real-server index.
+    fn link_dest(&mut self, svc: SvcId, id: DestId) {
         self.index_rs(id, 1);
         let s = &mut self.services[svc];
         s.dests.insert(0, id);
         s.scheduler
             .add_dest(DestList::new(&s.dests, &self.dests), 0);
-        Ok(())
     }
 
     /// `ipvsadm -e`: edit in place (the destination keeps its list position).
