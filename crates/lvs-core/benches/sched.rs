@@ -25,6 +25,7 @@ fn dests(n: u32) -> (Slab<Dest>, Vec<u32>) {
     let vip: IpAddr = Ipv4Addr::new(198, 18, 0, 100).into();
     for i in 0..n {
         let id = pool.insert(Dest {
+            tunnel: Default::default(),
             addr: Ipv4Addr::from(0xC612_0100u32 + i).into(),
             port: 80,
             forward: Forward::Masq,

@@ -17,7 +17,7 @@ use crate::proto::{udp, Direction};
 use crate::rng::Rng;
 use crate::sched::{self, DestList, PacketInfo, SchedCtx};
 use crate::service::{
-    Dest, DestId, Forward, Service, ServiceKey, ServiceOptions, SvcId, DEST_F_AVAILABLE,
+    Dest, DestId, Forward, Service, ServiceKey, ServiceOptions, SvcId, Tunnel, DEST_F_AVAILABLE,
     DEST_F_OVERLOAD,
 };
 use crate::slab::Slab;
@@ -171,6 +171,8 @@ pub struct DestConfig {
     pub addr: IpAddr,
     pub port: u16,
     pub forward: Forward,
+    /// Encapsulation (`--tun-type` and friends), for `Forward::Tunnel`.
+    pub tunnel: Tunnel,
     pub weight: i32,
     pub u_threshold: u32,
     pub l_threshold: u32,
@@ -503,6 +505,7 @@ impl Engine {
             d.u_threshold = cfg.u_threshold;
             d.l_threshold = cfg.l_threshold;
             d.forward = cfg.forward;
+            d.tunnel = cfg.tunnel;
             self.link_dest(svc, id);
             return Ok(());
         }
@@ -510,6 +513,7 @@ impl Engine {
             addr: cfg.addr,
             port: cfg.port,
             forward: cfg.forward,
+            tunnel: cfg.tunnel,
             weight: cfg.weight,
             last_weight: cfg.weight,
             u_threshold: cfg.u_threshold,
@@ -574,6 +578,7 @@ impl Engine {
         d.u_threshold = cfg.u_threshold;
         d.l_threshold = cfg.l_threshold;
         d.forward = cfg.forward;
+        d.tunnel = cfg.tunnel;
         self.index_rs(id, 1);
         let s = &mut self.services[svc];
         s.scheduler

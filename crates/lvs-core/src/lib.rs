@@ -20,4 +20,4 @@ pub mod sysctl;
 pub mod wire;
 
 pub use engine::{ControlError, DestConfig, DropReason, Engine, Verdict};
-pub use service::{Forward, ServiceKey, ServiceOptions};
+pub use service::{Forward, ServiceKey, ServiceOptions, Tunnel, TunnelCsum, TunnelType};

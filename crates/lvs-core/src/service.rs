@@ -24,6 +24,53 @@ pub enum Forward {
     Route = 3,
 }
 
+/// Encapsulation of a tunnelling destination (`--tun-type`, forwarding.md §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum TunnelType {
+    /// IP in IP (protocol 4, or 41 for an IPv6 inner packet).
+    #[default]
+    Ipip = 0,
+    /// Generic UDP Encapsulation to `Tunnel::port`.
+    Gue = 1,
+    /// GRE (protocol 47), without key or sequence number.
+    Gre = 2,
+}
+
+/// Checksum option of a tunnel (`--tun-nocsum`, `--tun-csum`, `--tun-remcsum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TunnelCsum {
+    /// No outer checksum (the default).
+    #[default]
+    NoCsum,
+    /// GUE: UDP checksum; GRE: the C bit and a GRE checksum.
+    Csum,
+    /// GUE remote checksum offload; for forwarded packets (never partial
+    /// when received from the network) the bytes are those of `Csum`.
+    RemCsum,
+}
+
+/// The tunnel settings of a destination; meaningful with `Forward::Tunnel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Tunnel {
+    pub kind: TunnelType,
+    /// GUE destination port (`--tun-port`); 0 for the other types.
+    pub port: u16,
+    pub csum: TunnelCsum,
+}
+
+impl Tunnel {
+    /// Bytes the encapsulation adds after the outer IP header (§7.5).
+    pub fn encap_len(&self) -> usize {
+        match (self.kind, self.csum) {
+            (TunnelType::Ipip, _) => 0,
+            (TunnelType::Gue, _) => 8 + 4,
+            (TunnelType::Gre, TunnelCsum::NoCsum) => 4,
+            (TunnelType::Gre, _) => 8,
+        }
+    }
+}
+
 /// A virtual service key: protocol number, virtual address, port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ServiceKey {
@@ -38,6 +85,8 @@ pub struct Dest {
     pub addr: IpAddr,
     pub port: u16,
     pub forward: Forward,
+    /// Encapsulation, for `Forward::Tunnel`.
+    pub tunnel: Tunnel,
     /// Current weight (0 = quiesced).
     pub weight: i32,
     /// Most recent non-zero weight (schedulers.md §0.2).
@@ -189,6 +238,7 @@ mod tests {
 
     fn dest(active: u32, inactive: u32) -> Dest {
         Dest {
+            tunnel: Default::default(),
             addr: std::net::Ipv4Addr::new(198, 18, 1, 1).into(),
             port: 80,
             forward: Forward::Masq,

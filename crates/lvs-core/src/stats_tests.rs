@@ -51,6 +51,7 @@ fn add_service(e: &mut Engine, port: u16, dests: &[u8]) -> ServiceKey {
         e.add_dest(
             key,
             DestConfig {
+                tunnel: Default::default(),
                 addr: ip(rs(i)),
                 port: 53,
                 forward: Forward::Masq,

@@ -44,6 +44,7 @@ impl Lab {
             e.add_dest(
                 key,
                 DestConfig {
+                    tunnel: Default::default(),
                     addr: ip(rs(i)),
                     port: if dr || port == 0 { 0 } else { 8080 },
                     forward: if dr { Forward::Route } else { Forward::Masq },
@@ -130,6 +131,7 @@ impl Lab {
         let (_, dests) = self.e.service(&self.key).unwrap();
         let d = dests.iter().find(|d| d.addr == ip(rs(i))).unwrap();
         let cfg = DestConfig {
+            tunnel: Default::default(),
             addr: d.addr,
             port: d.port,
             forward: d.forward,

@@ -27,6 +27,7 @@ fn service(e: &mut Engine, protocol: u8, sched: &str, weights: &[(u8, i32)]) -> 
         e.add_dest(
             key,
             DestConfig {
+                tunnel: Default::default(),
                 addr: ip(rs(i)),
                 port: 8080,
                 forward: Forward::Masq,
@@ -231,6 +232,7 @@ fn a_deleted_destination_re_added_keeps_its_connections() {
     assert!(matches!(e.process_ipv4(1, &mut q, false), Verdict::Drop(_)));
     // Re-adding (e.g. a reload) revives the same destination and its counters.
     let cfg = DestConfig {
+        tunnel: Default::default(),
         addr: ip(rs(1)),
         port: 8080,
         forward: Forward::Masq,
@@ -252,6 +254,7 @@ fn control_plane_checks_match_the_kernel() {
     let mut e = Engine::new(4);
     let key = service(&mut e, ipproto::TCP, "wrr", &[(1, 2), (2, 1)]);
     let mut cfg = DestConfig {
+        tunnel: Default::default(),
         addr: ip(rs(3)),
         port: 80,
         forward: Forward::Masq,
@@ -349,6 +352,7 @@ fn random_l4_contents_never_panic() {
             e.set_sysctl(k, &v).unwrap();
             e.set_available_memory(rnd() % 2048);
             let cfg = DestConfig {
+                tunnel: Default::default(),
                 addr: ip(rs(2)),
                 port: 8080,
                 forward: Forward::Masq,
@@ -426,6 +430,7 @@ fn a_re_added_destination_keeps_its_identity() {
     };
     let before = uid(&e, 1).unwrap();
     let cfg = DestConfig {
+        tunnel: Default::default(),
         addr: ip(rs(1)),
         port: 8080,
         forward: Forward::Masq,
@@ -489,6 +494,7 @@ fn flag_only_edit_applies_at_once() {
     };
     // Quiesce the server this client hashes to.
     let cfg = DestConfig {
+        tunnel: Default::default(),
         addr: to,
         port: 8080,
         forward: Forward::Masq,
@@ -526,6 +532,7 @@ fn revived_destination_keeps_overload_unless_threshold_rises() {
     };
     e.add_service(key, "rr", 0).unwrap();
     let cfg = |u| DestConfig {
+        tunnel: Default::default(),
         addr: ip(rs(1)),
         port: 8080,
         forward: Forward::Masq,

@@ -461,6 +461,7 @@ fn parse_ipvsadm(args: &str) -> Command {
     let dest = |weight: i32| {
         let (a, p) = rs.unwrap_or_else(|| panic!("no -r in {args:?}"));
         DestConfig {
+            tunnel: Default::default(),
             addr: IpAddr::V4(a),
             port: p.unwrap_or(vport),
             forward: fwd,

@@ -102,6 +102,7 @@ struct DestSpec {
 impl DestSpec {
     fn config(&self) -> DestConfig {
         DestConfig {
+            tunnel: Default::default(),
             addr: self.addr.into(),
             port: self.port,
             forward: Forward::Masq,

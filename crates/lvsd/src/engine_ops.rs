@@ -147,6 +147,7 @@ fn forward_out(f: Forward) -> ctl::Forward {
 /// Control-protocol destination to engine destination.
 pub fn dest_config(d: &ctl::DestSpec) -> DestConfig {
     DestConfig {
+        tunnel: Default::default(),
         addr: d.addr,
         port: d.port,
         forward: match d.forward {

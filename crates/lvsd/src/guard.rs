@@ -196,6 +196,7 @@ mod tests {
         };
         e.add_service(key, "rr", 0).unwrap();
         let d = DestConfig {
+            tunnel: Default::default(),
             addr: Ipv4Addr::new(198, 18, 1, 11).into(),
             port: 8080,
             forward: Forward::Masq,
@@ -231,6 +232,7 @@ mod tests {
         e.add_dest(
             all,
             DestConfig {
+                tunnel: Default::default(),
                 port: 0,
                 ..d.clone()
             },

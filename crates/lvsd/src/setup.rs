@@ -135,6 +135,7 @@ pub fn apply(engine: &mut Engine, cfg: &Config, file: &str, text: &str) -> Resul
                 ));
             }
             let cfg = DestConfig {
+                tunnel: Default::default(),
                 addr: s.addr.value,
                 // No port: the director's port (as ipvsadm does for -r without a port).
                 port: s.port.unwrap_or(port),

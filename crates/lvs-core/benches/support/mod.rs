@@ -85,6 +85,7 @@ pub fn engine_with(dests: u8) -> Engine {
     e.add_service(key, "wrr", 0).unwrap();
     for d in 0..dests {
         let cfg = DestConfig {
+            tunnel: Default::default(),
             addr: Ipv4Addr::new(198, 18, 1, 11 + d).into(),
             port: 80,
             forward: Forward::Masq,

@@ -414,6 +414,7 @@ mod tests {
         fn add(&mut self, addr: IpAddr, port: u16, weight: i32) {
             self.next_uid += 1;
             let id = self.pool.insert(Dest {
+                tunnel: Default::default(),
                 addr,
                 port,
                 forward: Forward::Masq,

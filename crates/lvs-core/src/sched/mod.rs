@@ -253,6 +253,7 @@ pub(crate) mod testutil {
         pub fn add(&mut self, octet: u8, weight: i32) {
             self.next_uid += 1;
             let id = self.pool.insert(Dest {
+                tunnel: Default::default(),
                 addr: Ipv4Addr::new(198, 18, 1, octet).into(),
                 port: 80,
                 forward: Forward::Masq,
