@@ -20,15 +20,42 @@
 //!     balance { roundrobin | leastconn [localitybased [replication]] | source
 //!             | srcdst | dest | shortestexpected | shortexpdelay | neverqueue
 //!             | fo | mh | ovh | twos }
-//!     mode { gateway | nat | tunnel }
+//!     mode { gateway | nat | tunnel [<tunnel>] }
 //!     check [timeout <s>] [interval <s>] [source <ip>] [port <port>]
 //!           [rise <n>] [fall <n>] [inhibit]
 //!     option persistence [timeout <s>] [netmask <mask>]
 //!     option httpcheck [uri <uri>] [statuscode <int>] [vhost <string>]
 //!     option tcpcheck | option arpcheck [iface <name>] | option icmpcheck
 //!     option onepacket
-//!     server <name> <ip>[:<port>] [weight <int>] [check] [sorry]
+//!     option schedflags <flag>[,<flag>...]
+//!     server <name> <ip>[:<port>] [weight <int>] [maxconn <n>] [minconn <n>]
+//!            [check] [sorry] [mode { gateway | nat | tunnel [<tunnel>] }]
+//! sysctl <name> <value>                              # global
+//! timeout <tcp> <tcpfin> <udp>                       # global
+//!
+//! <tunnel> = [ ipip | gue port <port> | gre ] [ nocsum | csum | remcsum ]
 //! ```
+//!
+//! # Forwarding methods
+//!
+//! `mode` sets how a director's servers are reached: `gateway` (direct
+//! routing, ipvsadm `-g`; the default when there is no `mode` line), `nat`
+//! (`-m`) or `tunnel` (`-i`). A `server` may carry its own `mode`, which
+//! replaces the director's entirely for that server (ipvsadm sets the method
+//! per real server, so one service may mix them); on a server line the
+//! tunnel options end at the first word that is not one.
+//!
+//! Tunnel options, in any order (ipvsadm's `--tun-*` rules):
+//! `ipip` (the default type), `gue port <port>` (GUE to UDP port 1..65535 of
+//! the real server; the port is required, and only `gue` takes one) or
+//! `gre`; then at most one checksum option: `nocsum` (the default), `csum`
+//! (`gue` or `gre`) or `remcsum` (`gue` only). `ipip` has no checksum.
+//!
+//! Gateway and tunnel forwarding deliver the packet unchanged, so the real
+//! server gets the director's port: such a server's port must be absent or
+//! equal to the director's (0 for a director without a port). Another port
+//! is an error pointing at it (ipvsadm would silently replace it); use
+//! `mode nat` to change ports.
 //!
 //! `#` at the start of a token starts a comment running to the end of the
 //! line (a `#` in the middle of a token, e.g. in a URI, is part of it).
@@ -109,18 +136,58 @@ pub enum Protocol {
     Udp,
 }
 
-/// Packet forwarding method of a director.
+/// Packet forwarding method of a director or of one server.
 ///
 /// The default, when a director has no `mode` line, is [`Mode::Gateway`]
 /// (direct routing), like `ipvsadm`'s default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
-    /// `mode gateway`: direct routing (the default).
+    /// `mode gateway`: direct routing (the default; ipvsadm `-g`).
     Gateway,
-    /// `mode nat`: destination NAT (masquerading).
+    /// `mode nat`: destination NAT (masquerading; ipvsadm `-m`).
     Nat,
-    /// `mode tunnel`: IP-in-IP encapsulation.
-    Tunnel,
+    /// `mode tunnel [...]`: encapsulation to the real server (ipvsadm `-i`).
+    Tunnel(Tunnel),
+}
+
+/// The options of `mode tunnel`: `[ipip | gue port <port> | gre]
+/// [nocsum | csum | remcsum]`, default `ipip` without checksum.
+///
+/// The parser guarantees ipvsadm's rules: `port` only (and always) with
+/// `gue`, `remcsum` only with `gue`, `csum` not with `ipip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Tunnel {
+    /// The encapsulation (`--tun-type`, `--tun-port`).
+    pub kind: TunnelType,
+    /// The checksum option (`--tun-nocsum`, `--tun-csum`, `--tun-remcsum`).
+    pub csum: TunnelCsum,
+}
+
+/// Encapsulation of a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TunnelType {
+    /// `ipip`: IP in IP (the default).
+    #[default]
+    Ipip,
+    /// `gue port <port>`: Generic UDP Encapsulation to UDP port `port` (1..=65535).
+    Gue {
+        /// The real server's GUE port.
+        port: u16,
+    },
+    /// `gre`: GRE without key or sequence number.
+    Gre,
+}
+
+/// Checksum option of a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TunnelCsum {
+    /// `nocsum`: no outer checksum (the default).
+    #[default]
+    NoCsum,
+    /// `csum`: GUE with a UDP checksum, GRE with a GRE checksum (`gue`, `gre`).
+    Csum,
+    /// `remcsum`: GUE remote checksum offload (`gue` only).
+    RemCsum,
 }
 
 /// A `director` section: one virtual service and its real servers.
@@ -139,8 +206,9 @@ pub struct Director {
     /// `balance` keyword, or of the `director` keyword when defaulted
     /// (default `"wlc"`).
     pub balance: Spanned<&'static str>,
-    /// Forwarding method; span of the `mode` keyword, or of the `director`
-    /// keyword when defaulted (default [`Mode::Gateway`]).
+    /// Forwarding method of servers without their own `mode`; span of the
+    /// `mode` keyword, or of the `director` keyword when defaulted (default
+    /// [`Mode::Gateway`]). See [`Director::server_mode`].
     pub mode: Spanned<Mode>,
     /// Global check parameters (`check` line); span of the `check` keyword.
     pub check: Option<Spanned<Check>>,
@@ -160,6 +228,13 @@ pub struct Director {
     pub servers: Vec<Server>,
     /// Span of the `director` keyword (start of the section).
     pub span: Span,
+}
+
+impl Director {
+    /// The forwarding method of `server`: its own `mode`, else the director's.
+    pub fn server_mode(&self, server: &Server) -> Spanned<Mode> {
+        server.mode.unwrap_or(self.mode)
+    }
 }
 
 /// The `check` line: global health-check parameters of a director.
@@ -273,7 +348,9 @@ pub struct Server {
     pub name: Spanned<String>,
     /// Address; span of the address token.
     pub addr: Spanned<IpAddr>,
-    /// Port; `None` means the destination port of the incoming packet.
+    /// Port; `None` means the director's port. With gateway and tunnel
+    /// forwarding the parser allows only `None` or the director's port
+    /// (0 for a director without one): those methods cannot change it.
     pub port: Option<u16>,
     /// `weight <int>`, 0..=2147483647, default 1.
     pub weight: u32,
@@ -288,6 +365,10 @@ pub struct Server {
     /// `minconn <n>`: the lower connection threshold (ipvsadm `-y`); must not
     /// exceed `maxconn`.
     pub minconn: Option<u32>,
+    /// `mode ...`: this server's own forwarding method, overriding the
+    /// director's (ipvsadm sets the method per real server); span of the
+    /// server's `mode` word.
+    pub mode: Option<Spanned<Mode>>,
     /// Span of the `server` keyword.
     pub span: Span,
 }
@@ -421,7 +502,7 @@ pub fn parse_str(text: &str, file_name: &str) -> Result<Config> {
         };
         parser.statement(&cx, &toks)?;
     }
-    Ok(parser.finish())
+    parser.finish(file_name)
 }
 
 /// Reads and parses the file at `path`. I/O errors are reported with line 0,
@@ -547,6 +628,11 @@ struct Args<'c, 'a> {
 }
 
 impl<'a> Args<'_, 'a> {
+    /// The next token, without consuming it.
+    fn peek(&self) -> Option<Tok<'a>> {
+        self.toks.get(self.pos).copied()
+    }
+
     fn next(&mut self) -> Option<Tok<'a>> {
         let t = self.toks.get(self.pos).copied();
         if t.is_some() {
@@ -711,6 +797,19 @@ struct DirState {
     mode_line: Option<u32>,
     server_names: HashMap<String, u32>,
     server_addrs: HashMap<(IpAddr, Option<u16>), u32>,
+    /// Servers with an explicit port that follow the director's mode, seen
+    /// before any `mode` line: whether their port is allowed is known once
+    /// the mode is (at the `mode` line or the end of the director).
+    pending_ports: Vec<PendingPort>,
+}
+
+/// Where a server's explicit port was written, for an error found later.
+struct PendingPort {
+    /// Index in `Director::servers`.
+    server: usize,
+    line: u32,
+    col: u32,
+    src: String,
 }
 
 fn dup_line(what: &str, first: u32) -> String {
@@ -718,20 +817,23 @@ fn dup_line(what: &str, first: u32) -> String {
 }
 
 impl Parser {
-    fn finish(mut self) -> Config {
-        self.close_director();
-        Config {
+    fn finish(mut self, file: &str) -> Result<Config> {
+        self.close_director(file)?;
+        Ok(Config {
             interfaces: self.interfaces,
             directors: self.directors,
             sysctls: self.sysctls,
             timeouts: self.timeouts,
-        }
+        })
     }
 
-    fn close_director(&mut self) {
-        if let Some(st) = self.cur.take() {
+    fn close_director(&mut self, file: &str) -> Result<()> {
+        if let Some(mut st) = self.cur.take() {
+            // No `mode` line: the default applies to the waiting servers.
+            st.check_pending_ports(file)?;
             self.directors.push(st.dir);
         }
+        Ok(())
     }
 
     fn statement(&mut self, cx: &Cx<'_>, toks: &[Tok<'_>]) -> Result<()> {
@@ -823,7 +925,7 @@ impl Parser {
     }
 
     fn director(&mut self, cx: &Cx<'_>, kw: Tok<'_>, args: &mut Args<'_, '_>) -> Result<()> {
-        self.close_director();
+        self.close_director(cx.file)?;
         let name_tok = args.expect("a director name")?;
         let name = name_tok.text.to_string();
         if let Some(&first) = self.director_lines.get(&name) {
@@ -875,6 +977,7 @@ impl Parser {
             mode_line: None,
             server_names: HashMap::new(),
             server_addrs: HashMap::new(),
+            pending_ports: Vec::new(),
         });
         Ok(())
     }
@@ -943,23 +1046,63 @@ impl DirState {
         if let Some(first) = self.mode_line {
             return Err(cx.err(kw.col, dup_line("`mode` statement", first)));
         }
-        const EXPECTED: &str = "a mode (`gateway`, `nat` or `tunnel`)";
-        let tok = args.expect(EXPECTED)?;
-        let mode = match tok.text {
-            "gateway" => Mode::Gateway,
-            "nat" => Mode::Nat,
-            "tunnel" => Mode::Tunnel,
-            other => {
-                return Err(cx.err(
-                    tok.col,
-                    format!("unknown mode `{other}`, expected {EXPECTED}"),
-                ))
-            }
-        };
+        let mode = mode_value(cx, args, false)?;
         args.finish("mode")?;
         self.mode_line = Some(cx.line);
         self.dir.mode = Spanned::new(mode, cx.span(&kw));
+        self.check_pending_ports(cx.file)
+    }
+
+    /// Checks the servers waiting for the director's mode (now known: the
+    /// `mode` line's, or the default at the end of the director).
+    fn check_pending_ports(&mut self, file: &str) -> Result<()> {
+        for p in std::mem::take(&mut self.pending_ports) {
+            let Some(server) = self.dir.servers.get(p.server) else {
+                continue;
+            };
+            if let Some(message) = self.port_problem(server) {
+                return Err(ConfigError {
+                    file: file.to_string(),
+                    line: p.line,
+                    col: p.col,
+                    message,
+                    source_line: p.src,
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// Why `server`'s explicit port cannot be used with its forwarding
+    /// method, if it cannot: direct routing and tunnelling deliver the
+    /// packet unchanged, so the real server gets the director's port (the
+    /// kernel takes the service's port, as `ipvsadm -g`/`-i` force it).
+    fn port_problem(&self, server: &Server) -> Option<String> {
+        let port = server.port?;
+        let mode = self.dir.server_mode(server).value;
+        let want = self.dir.port.unwrap_or(0);
+        let method = match mode {
+            Mode::Nat => return None,
+            _ if port == want => return None,
+            Mode::Gateway => "`mode gateway` (direct routing)",
+            Mode::Tunnel(_) => "`mode tunnel` (tunnelling)",
+        };
+        let whose = if server.mode.is_some() {
+            ""
+        } else if self.mode_line.is_none() {
+            ", the director's default,"
+        } else {
+            ", the director's mode,"
+        };
+        let arrives = match self.dir.port {
+            Some(p) => format!("on the director's port {p}"),
+            None => "on their original port (the director has none)".to_string(),
+        };
+        Some(format!(
+            "server `{}` has port {port}, but with {method}{whose} packets reach the real \
+             server unchanged, {arrives}; remove `:{port}`, or use `mode nat` to change the port",
+            server.name.value
+        ))
     }
 
     fn check(&mut self, cx: &Cx<'_>, kw: Tok<'_>, args: &mut Args<'_, '_>) -> Result<()> {
@@ -1161,6 +1304,7 @@ impl DirState {
         let mut sorry = false;
         let mut maxconn: Option<u32> = None;
         let mut minconn: Option<(u32, u32)> = None;
+        let mut mode: Option<Spanned<Mode>> = None;
         while let Some(opt) = args.next() {
             let dup = match opt.text {
                 "weight" => weight.is_some(),
@@ -1168,6 +1312,7 @@ impl DirState {
                 "minconn" => minconn.is_some(),
                 "check" => check,
                 "sorry" => sorry,
+                "mode" => mode.is_some(),
                 _ => false,
             };
             if dup {
@@ -1188,12 +1333,22 @@ impl DirState {
                     let t = args.expect("a connection count 0..2147483647")?;
                     minconn = Some((num_u32(cx, &t, "a connection count", 0, MAX_I32)?, t.col));
                 }
+                "mode" => {
+                    let m = mode_value(cx, args, true)?;
+                    mode = Some(Spanned::new(m, cx.span(&opt)));
+                }
+                other if TUNNEL_WORDS.contains(&other) => {
+                    return Err(cx.err(
+                        opt.col,
+                        format!("`{other}` is a tunnel option: it goes right after `mode tunnel`"),
+                    ))
+                }
                 other => {
                     return Err(cx.err(
                         opt.col,
                         format!(
                             "unknown server option `{other}`, expected `weight`, `maxconn`, \
-                             `minconn`, `check` or `sorry`"
+                             `minconn`, `check`, `sorry` or `mode`"
                         ),
                     ))
                 }
@@ -1208,10 +1363,8 @@ impl DirState {
                 ));
             }
         }
-        self.server_names.insert(name.clone(), cx.line);
-        self.server_addrs.insert(key, cx.line);
-        self.dir.servers.push(Server {
-            name: Spanned::new(name, cx.span(&name_tok)),
+        let server = Server {
+            name: Spanned::new(name.clone(), cx.span(&name_tok)),
             addr: Spanned::new(ip, cx.span(&addr_tok)),
             port,
             weight: weight.unwrap_or(1),
@@ -1219,10 +1372,171 @@ impl DirState {
             sorry,
             maxconn,
             minconn: minconn.map(|(m, _)| m),
+            mode,
             span: cx.span(&kw),
-        });
+        };
+        if port.is_some() {
+            // The port is the text after the address's last `:`.
+            let off = addr_tok
+                .text
+                .rfind(':')
+                .map_or(0, |i| addr_tok.text[..i].chars().count() + 1);
+            let col = addr_tok.col_at(off);
+            if mode.is_some() || self.mode_line.is_some() {
+                if let Some(message) = self.port_problem(&server) {
+                    return Err(cx.err(col, message));
+                }
+            } else {
+                self.pending_ports.push(PendingPort {
+                    server: self.dir.servers.len(),
+                    line: cx.line,
+                    col,
+                    src: cx.src.to_string(),
+                });
+            }
+        }
+        self.server_names.insert(name, cx.line);
+        self.server_addrs.insert(key, cx.line);
+        self.dir.servers.push(server);
         Ok(())
     }
+}
+
+const MODE_EXPECTED: &str = "a mode (`gateway`, `nat` or `tunnel`)";
+
+/// The words that may follow `mode tunnel`.
+const TUNNEL_WORDS: [&str; 7] = ["ipip", "gue", "gre", "port", "nocsum", "csum", "remcsum"];
+
+const TUNNEL_EXPECTED: &str = "a tunnel type (`ipip`, `gue port <port>`, `gre`) \
+     or a checksum option (`nocsum`, `csum`, `remcsum`)";
+
+/// The value of a `mode` (after the word `mode`, on a `mode` line or a
+/// `server` line). On a server line the tunnel options end at the first word
+/// that is not one (a server option follows); on a `mode` line the caller
+/// refuses leftovers.
+fn mode_value(cx: &Cx<'_>, args: &mut Args<'_, '_>, on_server: bool) -> Result<Mode> {
+    let tok = args.expect(MODE_EXPECTED)?;
+    let mode = match tok.text {
+        "gateway" => Mode::Gateway,
+        "nat" => Mode::Nat,
+        "tunnel" => return Ok(Mode::Tunnel(tunnel(cx, args, on_server)?)),
+        other => {
+            return Err(cx.err(
+                tok.col,
+                format!("unknown mode `{other}`, expected {MODE_EXPECTED}"),
+            ))
+        }
+    };
+    if let Some(t) = args.peek().filter(|t| TUNNEL_WORDS.contains(&t.text)) {
+        return Err(cx.err(
+            t.col,
+            format!(
+                "`{}` is a tunnel option: it is only valid after `mode tunnel`, not `mode {}`",
+                t.text, tok.text
+            ),
+        ));
+    }
+    Ok(mode)
+}
+
+/// The options of `mode tunnel`, in any order, checked against ipvsadm's
+/// tunnel-type table: `gue` needs `port` and only `gue` takes one;
+/// `remcsum` is for `gue` only; `ipip` has no checksum (`nocsum` is
+/// accepted, as it is what `ipip` does).
+fn tunnel(cx: &Cx<'_>, args: &mut Args<'_, '_>, on_server: bool) -> Result<Tunnel> {
+    let mut kind: Option<Tok<'_>> = None;
+    let mut port: Option<(u16, Tok<'_>)> = None;
+    let mut csum: Option<Tok<'_>> = None;
+    while let Some(t) = args.peek() {
+        match t.text {
+            "ipip" | "gue" | "gre" => {
+                if let Some(first) = kind {
+                    let msg = if first.text == t.text {
+                        format!("duplicate tunnel type `{}`", t.text)
+                    } else {
+                        format!(
+                            "more than one tunnel type: `{}` after `{}`",
+                            t.text, first.text
+                        )
+                    };
+                    return Err(cx.err(t.col, msg));
+                }
+                kind = Some(t);
+            }
+            "port" => {
+                if port.is_some() {
+                    return Err(cx.err(t.col, "duplicate `port` option"));
+                }
+                args.next();
+                let v = args.expect("a GUE port 1..65535")?;
+                let n = parse_num(cx, &v, "a GUE port", 1, 65535)?;
+                port = Some((u16::try_from(n).unwrap_or(u16::MAX), t));
+                continue;
+            }
+            "nocsum" | "csum" | "remcsum" => {
+                if let Some(first) = csum {
+                    let msg = if first.text == t.text {
+                        format!("duplicate `{}` option", t.text)
+                    } else {
+                        format!(
+                            "`{}` conflicts with `{}`: a tunnel has one checksum option",
+                            t.text, first.text
+                        )
+                    };
+                    return Err(cx.err(t.col, msg));
+                }
+                csum = Some(t);
+            }
+            _ if on_server => break,
+            other => {
+                return Err(cx.err(
+                    t.col,
+                    format!("unknown tunnel option `{other}`, expected {TUNNEL_EXPECTED}"),
+                ))
+            }
+        }
+        args.next();
+    }
+    let type_name = kind.map_or("ipip", |t| t.text);
+    let kind = match (kind, port) {
+        (Some(t), None) if t.text == "gue" => {
+            return Err(cx.err(
+                t.col,
+                "the `gue` tunnel type needs the real server's UDP port: `gue port <port>`",
+            ))
+        }
+        (Some(t), Some((p, _))) if t.text == "gue" => TunnelType::Gue { port: p },
+        (k, Some((_, ptok))) => {
+            let msg = if k.is_none() {
+                "`port` is only valid with the `gue` tunnel type, and without a type the \
+                 tunnel is `ipip`: write `gue port <port>`"
+                    .to_string()
+            } else {
+                format!("`port` is only valid with the `gue` tunnel type, not `{type_name}`")
+            };
+            return Err(cx.err(ptok.col, msg));
+        }
+        (Some(t), None) if t.text == "gre" => TunnelType::Gre,
+        _ => TunnelType::Ipip,
+    };
+    let csum = match (csum.map(|t| t.text), kind) {
+        (None | Some("nocsum"), _) => TunnelCsum::NoCsum,
+        (Some("remcsum"), TunnelType::Gue { .. }) => TunnelCsum::RemCsum,
+        (Some("csum"), TunnelType::Gue { .. } | TunnelType::Gre) => TunnelCsum::Csum,
+        (Some(c), _) => {
+            let why = if c == "remcsum" {
+                "remote checksum offload is a GUE feature; use `gue port <port>`"
+            } else {
+                "`ipip` has no checksum; use `gue port <port>` or `gre`"
+            };
+            let col = csum.map_or(0, |t| t.col);
+            return Err(cx.err(
+                col,
+                format!("`{c}` is not valid with the `{type_name}` tunnel type ({why})"),
+            ));
+        }
+    };
+    Ok(Tunnel { kind, csum })
 }
 
 fn health(cx: &Cx<'_>, which: &str, args: &mut Args<'_, '_>) -> Result<HealthCheck> {

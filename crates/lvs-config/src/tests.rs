@@ -62,7 +62,7 @@ director dns [2001:db8::53]:53 udp
     option onepacket
     option persistence netmask 64
     server ns1 2001:db8::1
-    server ns2 [2001:db8::2]:5353 weight 0
+    server ns2 [2001:db8::2]:5353 weight 0 mode nat
 
 director flow
     option arpcheck iface eth1
@@ -124,6 +124,7 @@ fn full_example() {
                         sorry: false,
                         maxconn: None,
                         minconn: None,
+                        mode: None,
                         span: sp(11, 5),
                     },
                     Server {
@@ -135,6 +136,7 @@ fn full_example() {
                         sorry: true,
                         maxconn: None,
                         minconn: None,
+                        mode: None,
                         span: sp(12, 2),
                     },
                 ],
@@ -168,6 +170,7 @@ fn full_example() {
                         sorry: false,
                         maxconn: None,
                         minconn: None,
+                        mode: None,
                         span: sp(18, 5),
                     },
                     Server {
@@ -179,6 +182,7 @@ fn full_example() {
                         sorry: false,
                         maxconn: None,
                         minconn: None,
+                        mode: Some(Spanned::new(Mode::Nat, sp(19, 44))),
                         span: sp(19, 5),
                     },
                 ],
@@ -210,6 +214,7 @@ fn full_example() {
                     sorry: false,
                     maxconn: None,
                     minconn: None,
+                    mode: None,
                     span: sp(23, 5),
                 }],
                 span: sp(21, 1),
@@ -324,7 +329,7 @@ fn modes() {
     for (kw, m) in [
         ("gateway", Mode::Gateway),
         ("nat", Mode::Nat),
-        ("tunnel", Mode::Tunnel),
+        ("tunnel", Mode::Tunnel(Tunnel::default())),
     ] {
         let cfg = parse(&format!("director d\nmode {kw}\n"));
         assert_eq!(cfg.directors[0].mode, Spanned::new(m, sp(2, 1)));
@@ -443,7 +448,8 @@ fn duplicate_names() {
         10,
         "duplicate server address",
     );
-    let cfg = parse("director a\nserver s 1.1.1.1:80\nserver t 1.1.1.1:81\nserver u 1.1.1.1\n");
+    let cfg =
+        parse("director a\nmode nat\nserver s 1.1.1.1:80\nserver t 1.1.1.1:81\nserver u 1.1.1.1\n");
     assert_eq!(cfg.directors[0].servers.len(), 3);
     err(
         "interface eth0\ninterface eth0\n",
@@ -989,6 +995,13 @@ fn garbage_never_panics() {
         "iface",
         "weight",
         "sorry",
+        "ipip",
+        "gue",
+        "gre",
+        "nocsum",
+        "csum",
+        "remcsum",
+        "1.2.3.4:81",
         "udp",
         "TCP",
         "1.2.3.4",
@@ -1108,4 +1121,334 @@ fn timeout_line_like_ipvsadm_set() {
     assert!(e.message.contains("UDP timeout"), "{}", e.message);
     let e = parse_str("timeout 1 2 3\ntimeout 4 5 6\n", "t.conf").unwrap_err();
     assert_eq!((e.line, e.col), (2, 1));
+}
+
+fn tunnel(kind: TunnelType, csum: TunnelCsum) -> Mode {
+    Mode::Tunnel(Tunnel { kind, csum })
+}
+
+#[test]
+fn tunnel_modes() {
+    use TunnelCsum::{Csum, NoCsum, RemCsum};
+    let gue = |port| TunnelType::Gue { port };
+    let cases = [
+        ("tunnel", tunnel(TunnelType::Ipip, NoCsum)),
+        ("tunnel ipip", tunnel(TunnelType::Ipip, NoCsum)),
+        ("tunnel ipip nocsum", tunnel(TunnelType::Ipip, NoCsum)),
+        ("tunnel nocsum", tunnel(TunnelType::Ipip, NoCsum)),
+        ("tunnel gue port 6080", tunnel(gue(6080), NoCsum)),
+        ("tunnel gue port 6080 csum", tunnel(gue(6080), Csum)),
+        ("tunnel gue port 1 remcsum", tunnel(gue(1), RemCsum)),
+        ("tunnel gue port 65535 nocsum", tunnel(gue(65535), NoCsum)),
+        // Any order.
+        ("tunnel port 6080 gue", tunnel(gue(6080), NoCsum)),
+        ("tunnel csum gue port 6080", tunnel(gue(6080), Csum)),
+        ("tunnel gre", tunnel(TunnelType::Gre, NoCsum)),
+        ("tunnel gre csum", tunnel(TunnelType::Gre, Csum)),
+        ("tunnel\tgre\tnocsum", tunnel(TunnelType::Gre, NoCsum)),
+    ];
+    for (text, mode) in cases {
+        let cfg = parse(&format!(
+            "director d 10.0.0.1:80\n  mode {text}   # comment\n"
+        ));
+        assert_eq!(
+            cfg.directors[0].mode,
+            Spanned::new(mode, sp(2, 3)),
+            "{text}"
+        );
+    }
+    // Without a `mode` line: gateway, spanned at the `director` keyword.
+    let cfg = parse("director d 10.0.0.1:80\n");
+    assert_eq!(cfg.directors[0].mode, Spanned::new(Mode::Gateway, sp(1, 1)));
+}
+
+#[test]
+fn tunnel_mode_errors() {
+    let d = "director d 10.0.0.1:80\n";
+    let cases: &[(&str, u32, &str)] = &[
+        // col is on line 2; "mode " is 5 columns.
+        ("mode tunnel gue", 13, "the `gue` tunnel type needs the real server's UDP port: `gue port <port>`"),
+        ("mode tunnel gue port", 21, "expected a GUE port 1..65535"),
+        ("mode tunnel gue port 0", 22, "expected a GUE port 1..65535, found `0`"),
+        ("mode tunnel gue port 65536", 22, "found `65536`"),
+        ("mode tunnel gue port x", 22, "found `x`"),
+        ("mode tunnel gue port 1 port 2", 24, "duplicate `port` option"),
+        ("mode tunnel port 6080", 13, "`port` is only valid with the `gue` tunnel type, and without a type the tunnel is `ipip`: write `gue port <port>`"),
+        ("mode tunnel gre port 6080", 17, "`port` is only valid with the `gue` tunnel type, not `gre`"),
+        ("mode tunnel ipip port 6080", 18, "not `ipip`"),
+        ("mode tunnel gre remcsum", 17, "`remcsum` is not valid with the `gre` tunnel type (remote checksum offload is a GUE feature; use `gue port <port>`)"),
+        ("mode tunnel remcsum", 13, "`remcsum` is not valid with the `ipip` tunnel type"),
+        ("mode tunnel csum", 13, "`csum` is not valid with the `ipip` tunnel type (`ipip` has no checksum; use `gue port <port>` or `gre`)"),
+        ("mode tunnel ipip csum", 18, "`csum` is not valid with the `ipip` tunnel type"),
+        ("mode tunnel gue gre", 17, "more than one tunnel type: `gre` after `gue`"),
+        ("mode tunnel gre gre", 17, "duplicate tunnel type `gre`"),
+        ("mode tunnel gre csum nocsum", 22, "`nocsum` conflicts with `csum`: a tunnel has one checksum option"),
+        ("mode tunnel gre csum csum", 22, "duplicate `csum` option"),
+        ("mode tunnel gue port 6080 vxlan", 27, "unknown tunnel option `vxlan`, expected a tunnel type"),
+        ("mode tunnel GRE", 13, "unknown tunnel option `GRE`"),
+        ("mode gateway gre", 14, "`gre` is a tunnel option: it is only valid after `mode tunnel`, not `mode gateway`"),
+        ("mode nat csum", 10, "only valid after `mode tunnel`, not `mode nat`"),
+        ("mode nat weight", 10, "unexpected `weight` at end of `mode` statement"),
+        ("mode ipip", 6, "unknown mode `ipip`, expected a mode (`gateway`, `nat` or `tunnel`)"),
+    ];
+    for &(line, col, msg) in cases {
+        err(&format!("{d}{line}\n"), 2, col, msg);
+    }
+    // The first problem in the line wins, after the whole line is read.
+    err(
+        &format!("{d}mode tunnel gre port 1 remcsum\n"),
+        2,
+        17,
+        "`port`",
+    );
+}
+
+#[test]
+fn per_server_modes() {
+    let text = "\
+director mixed 10.0.0.1:80
+    mode tunnel gue port 6080 csum
+    server inherit 10.1.0.1
+    server dr      10.1.0.2:80 weight 2 mode gateway
+    server nat     10.1.0.3:8080 mode nat weight 3
+    server ipip    10.1.0.4 mode tunnel maxconn 10
+    server gre     10.1.0.5 mode tunnel gre csum sorry
+    server gue     10.1.0.6 weight 0 mode tunnel remcsum gue port 7000
+    server v6      2001:db8::7 mode tunnel
+";
+    let cfg = parse(text);
+    let d = &cfg.directors[0];
+    let modes: Vec<(&str, Option<Spanned<Mode>>, Mode)> = d
+        .servers
+        .iter()
+        .map(|s| (s.name.value.as_str(), s.mode, d.server_mode(s).value))
+        .collect();
+    let gue = |port| TunnelType::Gue { port };
+    let dir_mode = tunnel(gue(6080), TunnelCsum::Csum);
+    assert_eq!(
+        modes,
+        [
+            ("inherit", None, dir_mode),
+            (
+                "dr",
+                Some(Spanned::new(Mode::Gateway, sp(4, 41))),
+                Mode::Gateway
+            ),
+            ("nat", Some(Spanned::new(Mode::Nat, sp(5, 34))), Mode::Nat),
+            (
+                "ipip",
+                Some(Spanned::new(Mode::Tunnel(Tunnel::default()), sp(6, 29))),
+                Mode::Tunnel(Tunnel::default())
+            ),
+            (
+                "gre",
+                Some(Spanned::new(
+                    tunnel(TunnelType::Gre, TunnelCsum::Csum),
+                    sp(7, 29)
+                )),
+                tunnel(TunnelType::Gre, TunnelCsum::Csum)
+            ),
+            (
+                "gue",
+                Some(Spanned::new(
+                    tunnel(gue(7000), TunnelCsum::RemCsum),
+                    sp(8, 38)
+                )),
+                tunnel(gue(7000), TunnelCsum::RemCsum)
+            ),
+            (
+                "v6",
+                Some(Spanned::new(Mode::Tunnel(Tunnel::default()), sp(9, 32))),
+                Mode::Tunnel(Tunnel::default())
+            ),
+        ]
+    );
+    // The server options around `mode` are all taken.
+    let s = &d.servers;
+    assert_eq!((s[1].weight, s[1].port), (2, Some(80)));
+    assert_eq!((s[2].weight, s[2].port), (3, Some(8080)));
+    assert_eq!(s[3].maxconn, Some(10));
+    assert!(s[4].sorry);
+    assert_eq!(s[5].weight, 0);
+    // A server's `mode tunnel` takes nothing from the director's tunnel:
+    // `ipip` above is plain ipip, not GUE.
+    assert_eq!(d.mode.span, sp(2, 5));
+}
+
+#[test]
+fn per_server_mode_errors() {
+    let d = "director d 10.0.0.1:80\n";
+    let cases: &[(&str, u32, &str)] = &[
+        ("server a 10.1.0.1 mode", 23, "expected a mode"),
+        ("server a 10.1.0.1 mode direct", 24, "unknown mode `direct`"),
+        ("server a 10.1.0.1 mode nat mode nat", 28, "duplicate `mode` option"),
+        ("server a 10.1.0.1 mode nat gre", 28, "`gre` is a tunnel option: it is only valid after `mode tunnel`, not `mode nat`"),
+        ("server a 10.1.0.1 mode tunnel weight 2 csum", 40, "`csum` is a tunnel option: it goes right after `mode tunnel`"),
+        ("server a 10.1.0.1 gue port 6080", 19, "`gue` is a tunnel option: it goes right after `mode tunnel`"),
+        ("server a 10.1.0.1 mode tunnel gue weight 2", 31, "the `gue` tunnel type needs the real server's UDP port"),
+        ("server a 10.1.0.1 mode tunnel gue port weight", 40, "expected a GUE port 1..65535, found `weight`"),
+        ("server a 10.1.0.1 mode tunnel gre remcsum", 35, "`remcsum` is not valid with the `gre` tunnel type"),
+        ("server a 10.1.0.1 mode tunnel gue port 6080 gwight 2", 45, "unknown server option `gwight`, expected `weight`, `maxconn`, `minconn`, `check`, `sorry` or `mode`"),
+    ];
+    for &(line, col, msg) in cases {
+        err(&format!("{d}{line}\n"), 2, col, msg);
+    }
+}
+
+/// Direct routing and tunnelling cannot change the port: a server port
+/// other than the director's is refused where it is written, whether the
+/// mode is the server's, the director's (before or after the server line)
+/// or the default.
+#[test]
+fn gateway_and_tunnel_servers_keep_the_directors_port() {
+    // Allowed: no port, the director's port, any port with NAT.
+    let ok = [
+        "director d 10.0.0.1:80\nserver a 10.1.0.1\nserver b 10.1.0.2:80\n",
+        "director d 10.0.0.1:80\nmode tunnel\nserver a 10.1.0.1:80\n",
+        "director d 10.0.0.1:80\nserver a 10.1.0.1:8080\nmode nat\n",
+        "director d 10.0.0.1:80\nserver a 10.1.0.1:8080 mode nat\n",
+        "director d 10.0.0.1:80\nmode nat\nserver a 10.1.0.1:8080\nserver b 10.1.0.2:80 mode gateway\n",
+        "director d [2001:db8::1]:53 UDP\nserver a [2001:db8::2]:53\n",
+        // A director without a port (all ports, or a flow): port 0 only.
+        "director d 10.0.0.1\noption persistence\nserver a 10.1.0.1:0\nserver b 10.1.0.2\n",
+        "director d\nserver a 10.1.0.1\n",
+    ];
+    for text in ok {
+        parse(text);
+    }
+    // The default mode, found at the end of the director (the next
+    // `director` line or the end of the file): the error is on the server.
+    let e = err(
+        "director web 10.0.0.1:80\n  server a 10.1.0.1:8080 weight 2\n",
+        2,
+        21,
+        "server `a` has port 8080, but with `mode gateway` (direct routing), the director's default, packets reach the real server unchanged, on the director's port 80; remove `:8080`, or use `mode nat` to change the port",
+    );
+    assert_eq!(e.source_line, "  server a 10.1.0.1:8080 weight 2");
+    err(
+        "director web 10.0.0.1:80\nserver a 10.1.0.1:8080\n\ndirector other\n",
+        2,
+        19,
+        "the director's default",
+    );
+    // A later `mode` line decides, and the error points at the server.
+    let e = err(
+        "director web 10.0.0.1:80\nserver a 10.1.0.1:8080\nmode tunnel gre\n",
+        2,
+        19,
+        "with `mode tunnel` (tunnelling), the director's mode, packets",
+    );
+    assert_eq!(e.source_line, "server a 10.1.0.1:8080");
+    // An earlier `mode` line, or the server's own: at once.
+    err(
+        "director web 10.0.0.1:80\nmode gateway\nserver a 10.1.0.1:81\nbogus\n",
+        3,
+        19,
+        "the director's mode",
+    );
+    err(
+        "director web 10.0.0.1:80\nmode nat\nserver a 10.1.0.1:81 mode tunnel\n",
+        3,
+        19,
+        "but with `mode tunnel` (tunnelling) packets",
+    );
+    err(
+        "director web [2001:db8::1]:80\nserver a [2001:db8::2]:8080 mode gateway\n",
+        2,
+        24,
+        "has port 8080",
+    );
+    err(
+        "director all 10.0.0.1\noption persistence\nserver a 10.1.0.1:80\n",
+        3,
+        19,
+        "on their original port (the director has none); remove `:80`",
+    );
+    // A syntax error before the end of the director comes first.
+    err(
+        "director web 10.0.0.1:80\nserver a 10.1.0.1:8080\nbogus\n",
+        3,
+        1,
+        "unknown statement `bogus`",
+    );
+}
+
+/// Director sections written straight from the syntax and examples of the
+/// ALOHA LVS documentation (seed 003), without `mode` lines: every server
+/// forwards by direct routing, the documented default.
+#[test]
+fn seed_document_example_without_mode_is_gateway() {
+    let text = "\
+director web 192.168.10.100:80 TCP
+  balance roundrobin
+  check timeout 2 interval 10 source 192.168.10.1 port 80 rise 2 fall 3 inhibit
+  option persistence timeout 300 netmask 255.255.255.0
+  option httpcheck uri /health statuscode 200 vhost www.example.com
+  server web1 192.168.10.11:80 weight 10 check
+  server web2 192.168.10.12 weight 10 check
+  server sorry1 192.168.10.13 check sorry
+
+director dns 192.168.10.100:53 UDP
+  balance leastconn localitybased replication
+  option icmpcheck
+  option onepacket
+  server ns1 192.168.10.21
+  server ns2 192.168.10.22 weight 5
+";
+    let cfg = parse(text);
+    assert_eq!(cfg.directors.len(), 2);
+    for d in &cfg.directors {
+        assert_eq!(d.mode, Spanned::new(Mode::Gateway, d.span));
+        for s in &d.servers {
+            assert_eq!(s.mode, None);
+            assert_eq!(d.server_mode(s).value, Mode::Gateway, "{}", s.name.value);
+        }
+    }
+    assert_eq!(cfg.directors[0].servers.len(), 3);
+    assert_eq!(cfg.directors[1].servers.len(), 2);
+}
+
+#[test]
+fn tunnel_vocabulary_never_panics() {
+    let words = [
+        "director",
+        "d",
+        "10.0.0.1:80",
+        "mode",
+        "server",
+        "s",
+        "10.1.0.1",
+        "10.1.0.1:81",
+        "10.1.0.1:80",
+        "tunnel",
+        "gateway",
+        "nat",
+        "ipip",
+        "gue",
+        "gre",
+        "port",
+        "6080",
+        "0",
+        "65536",
+        "nocsum",
+        "csum",
+        "remcsum",
+        "weight",
+        "2",
+        "sorry",
+        "maxconn",
+        "#",
+    ];
+    let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
+    for _ in 0..4000 {
+        let mut text = String::new();
+        for _ in 0..rng.below(8) {
+            for _ in 0..rng.below(10) {
+                text.push_str(words[rng.below(words.len())]);
+                text.push(' ');
+            }
+            text.push('\n');
+        }
+        no_panic(&text);
+    }
 }

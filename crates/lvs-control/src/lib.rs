@@ -139,6 +139,34 @@ mod tests {
         ));
     }
 
+    /// An `-a` from an lvsadm that predates tunnel types still decodes (as
+    /// ipip), and a GUE destination survives the round trip.
+    #[test]
+    fn dest_spec_tunnel_is_optional_on_the_wire() {
+        let old = r#"{"AddDest":{"service":{"protocol":"Tcp","addr":"192.0.2.10","port":80},"dest":{"addr":"10.0.1.5","port":80,"forward":"Tunnel","weight":1,"u_threshold":0,"l_threshold":0}}}"#;
+        let Request::AddDest { dest, .. } = read_request(old).unwrap() else {
+            panic!("not an AddDest")
+        };
+        assert_eq!(dest.tunnel, Tunnel::default());
+        assert_eq!(dest.tunnel.kind, TunnelType::Ipip);
+        let req = Request::EditDest {
+            service: ServiceKey {
+                protocol: Protocol::Udp,
+                addr: "192.0.2.10".parse().unwrap(),
+                port: 53,
+            },
+            dest: DestSpec {
+                tunnel: Tunnel {
+                    kind: TunnelType::Gue,
+                    port: 6080,
+                    csum: TunnelCsum::RemCsum,
+                },
+                ..dest
+            },
+        };
+        assert_eq!(read_request(&encode_request(&req)).unwrap(), req);
+    }
+
     #[test]
     fn call_against_a_fake_daemon() {
         let dir = std::env::temp_dir().join(format!("lvs-control-test-{}", std::process::id()));

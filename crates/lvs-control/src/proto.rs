@@ -60,6 +60,54 @@ impl Forward {
     }
 }
 
+/// Encapsulation of a tunnelling destination (`--tun-type`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TunnelType {
+    /// IP in IP (the default).
+    #[default]
+    Ipip,
+    /// Generic UDP Encapsulation to [`Tunnel::port`].
+    Gue,
+    /// GRE without key or sequence number.
+    Gre,
+}
+
+impl TunnelType {
+    /// The name ipvsadm uses (`--tun-type` value, `--tun-info` prefix).
+    pub fn label(self) -> &'static str {
+        match self {
+            TunnelType::Ipip => "ipip",
+            TunnelType::Gue => "gue",
+            TunnelType::Gre => "gre",
+        }
+    }
+}
+
+/// Checksum option of a tunnel (`--tun-nocsum`, `--tun-csum`, `--tun-remcsum`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TunnelCsum {
+    /// No outer checksum (the default).
+    #[default]
+    NoCsum,
+    /// Outer checksum (GUE: UDP checksum; GRE: the C bit).
+    Csum,
+    /// GUE remote checksum offload.
+    RemCsum,
+}
+
+/// The tunnel settings of a destination, meaningful with [`Forward::Tunnel`]
+/// (ipvsadm's initial values otherwise: ipip, port 0, no checksum).
+/// ipvsadm's rules: a GUE tunnel has a port 1..65535, the others port 0;
+/// `RemCsum` only with GUE; IPIP only `NoCsum`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(default)]
+pub struct Tunnel {
+    pub kind: TunnelType,
+    /// GUE destination port (`--tun-port`); 0 for the other types.
+    pub port: u16,
+    pub csum: TunnelCsum,
+}
+
 /// Identifies a virtual service (no fwmark services yet).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ServiceKey {
@@ -93,6 +141,9 @@ pub struct DestSpec {
     pub weight: i32,
     pub u_threshold: u32,
     pub l_threshold: u32,
+    /// Encapsulation for [`Forward::Tunnel`] (absent from older clients: ipip).
+    #[serde(default)]
+    pub tunnel: Tunnel,
 }
 
 /// Statistics of a service or destination as `--stats`/`--rate` list them
@@ -127,6 +178,9 @@ pub struct DestInfo {
     pub persist_conns: u32,
     pub u_threshold: u32,
     pub l_threshold: u32,
+    /// Encapsulation for [`Forward::Tunnel`] (absent from older daemons: ipip).
+    #[serde(default)]
+    pub tunnel: Tunnel,
     /// Counters and rates (`None` from a daemon without statistics: shown as 0).
     #[serde(default)]
     pub stats: Option<StatsInfo>,

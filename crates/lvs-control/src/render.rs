@@ -7,6 +7,7 @@
 
 use crate::proto::{
     ConnInfo, DestInfo, ErrorKind, Forward, Protocol, ServiceInfo, ServiceKey, StatsInfo, Timeouts,
+    Tunnel, TunnelCsum, TunnelType,
 };
 use std::cmp::Ordering;
 use std::fmt::Write as _;
@@ -22,7 +23,7 @@ pub enum ListMode {
     Thresholds,
     /// `--persistent-conn`.
     PersistentConn,
-    /// `--tun-info` (every tunnel is shown as `ipip`: there are no tunnel types yet).
+    /// `--tun-info`: the TunnelInfo column (`n/a`, `ipip`, `gue:PORT:F`, `gre:F`).
     TunInfo,
     /// `--stats`; `exact` is `--exact` (§7.3).
     Stats { exact: bool },
@@ -195,12 +196,52 @@ pub fn save(services: &[ServiceInfo], nosort: bool) -> String {
                 d.weight
             );
             if d.forward == Forward::Tunnel {
-                out.push_str(" --tun-type ipip");
+                push_tunnel_options(&mut out, &d.tunnel);
             }
             out.push('\n');
         }
     }
     out
+}
+
+/// The tunnel options of a tunnelling real server's save line (§8.9):
+/// ` --tun-type ipip`, ` --tun-type gue --tun-port P CSUM`,
+/// ` --tun-type gre CSUM`.
+fn push_tunnel_options(out: &mut String, t: &Tunnel) {
+    let _ = write!(out, " --tun-type {}", t.kind.label());
+    let csum = match t.csum {
+        TunnelCsum::NoCsum => "--tun-nocsum",
+        TunnelCsum::Csum => "--tun-csum",
+        TunnelCsum::RemCsum => "--tun-remcsum",
+    };
+    match t.kind {
+        TunnelType::Ipip => {}
+        TunnelType::Gue => {
+            let _ = write!(out, " --tun-port {} {csum}", t.port);
+        }
+        TunnelType::Gre => {
+            let _ = write!(out, " {csum}");
+        }
+    }
+}
+
+/// The TunnelInfo column of `--tun-info` (§8.4): `n/a` for other methods,
+/// `ipip`, `gue:{port}:{f}` or `gre:{f}` with f = `-c`, `+c` or `r+c`.
+pub fn tunnel_info(d: &DestInfo) -> String {
+    if d.forward != Forward::Tunnel {
+        return "n/a".to_string();
+    }
+    let t = &d.tunnel;
+    let f = match t.csum {
+        TunnelCsum::NoCsum => "-c",
+        TunnelCsum::Csum => "+c",
+        TunnelCsum::RemCsum => "r+c",
+    };
+    match t.kind {
+        TunnelType::Ipip => "ipip".to_string(),
+        TunnelType::Gue => format!("gue:{}:{f}", t.port),
+        TunnelType::Gre => format!("gre:{f}"),
+    }
 }
 
 fn save_proto_option(p: Protocol) -> &'static str {
@@ -348,11 +389,7 @@ fn push_service(out: &mut String, svc: &ServiceInfo, opts: &ListOptions) {
                 "  -> {:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
                 label,
                 d.forward.label(),
-                if d.forward == Forward::Tunnel {
-                    "ipip"
-                } else {
-                    "n/a"
-                },
+                tunnel_info(d),
                 d.weight,
                 d.active_conns,
                 d.inact_conns

@@ -10,7 +10,6 @@
 
 use crate::conn::{flags as cf, Conn, ConnId, ConnTable, InKey, OutKey};
 use crate::defense::Defense;
-use crate::nat::{self, Side};
 use crate::proto::sctp::{self, SctpEvent, SctpState};
 use crate::proto::tcp::{self, TcpEvent, TcpState};
 use crate::proto::{udp, Direction};
@@ -24,6 +23,8 @@ use crate::slab::Slab;
 use crate::stats::{Counters, Estimator, StatsView, EST_TICKS, EST_TICK_MS};
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::{ipproto, tcp_flags};
+use crate::xmit::tunnel::TunnelState;
+use crate::xmit::{self, IcmpError, IcmpSource, Method, OnLink, PacketBuf, Paths, Reply, Transmit};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -48,7 +49,9 @@ pub enum ControlError {
     NotSupported(&'static str),
 }
 
-/// What to do with a packet after `Engine::process_ipv4`.
+/// A summary of a [`Transmit`] for `Engine::process_ipv4`, the
+/// convenience entry used by tests and tools that do not care how a packet
+/// leaves (every address on-link, no MTU limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Not a packet of any virtual service or connection: leave it to the host.
@@ -63,6 +66,31 @@ pub enum Verdict {
     /// Discard it and send its sender, a NAT real server, ICMP port
     /// unreachable from the director's own address (`nat_icmp_send`, §18).
     UnreachableToRealServer,
+    /// Discard it and answer its sender otherwise (fragmentation needed,
+    /// a TCP reset).
+    Reply(Reply),
+}
+
+impl Verdict {
+    fn of(t: Transmit) -> Verdict {
+        match t {
+            Transmit::Pass => Verdict::NotOurs,
+            Transmit::Drop(r) => Verdict::Drop(r),
+            Transmit::Send(s) => Verdict::Forward { to: s.next_hop },
+            Transmit::Reply(Reply::Icmp {
+                error: IcmpError::PortUnreachable,
+                from,
+            }) => match from {
+                IcmpSource::PacketDestination => Verdict::Unreachable,
+                IcmpSource::Director => Verdict::UnreachableToRealServer,
+            },
+            Transmit::Reply(Reply::Icmp {
+                error: IcmpError::TimeExceeded,
+                ..
+            }) => Verdict::Drop(DropReason::TtlExceeded),
+            Transmit::Reply(r) => Verdict::Reply(r),
+        }
+    }
 }
 
 /// Why a packet was dropped; each reason has a counter.
@@ -71,16 +99,67 @@ pub enum Verdict {
 pub enum DropReason {
     /// The entry's destination was deleted and `expire_nodest_conn` is 0.
     DestDeleted = 0,
-    /// The forwarding method of the entry is not implemented yet.
+    /// The forwarding method of the entry cannot be carried out here (an
+    /// IPv6 real server of an IPv4 service, a tunnel entry without its
+    /// destination).
     UnsupportedForward = 1,
-    /// TTL would reach 0 (the kernel also sends ICMP time exceeded; not yet here).
+    /// TTL would reach 0; the sender gets ICMP time exceeded.
     TtlExceeded = 2,
     /// The drop_packet defense dropped a new-connection packet (§17.3).
     DefenseDropPacket = 3,
+    /// No route to the real server (or to the client, for a reply).
+    NoRoute = 4,
+    /// A NAT real server that is the director itself: the kernel would
+    /// deliver the translated packet locally, which lvsd cannot.
+    LocalTarget = 5,
+    /// The tunnel MTU would be below 68 bytes (§7.5).
+    TunnelMtu = 6,
+    /// A GSO super-packet for a tunnel (no tunnel segmentation offload).
+    GsoTunnel = 7,
+    /// The buffer had no room in front of the packet for the outer header.
+    NoHeadroom = 8,
+    /// The packet's headers do not hold together.
+    Malformed = 9,
+    /// Too big for the path with DF set; the sender gets "fragmentation
+    /// needed".
+    FragNeeded = 10,
 }
 
 /// Number of `DropReason` values.
-pub const DROP_REASONS: usize = 4;
+pub const DROP_REASONS: usize = 11;
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; DROP_REASONS] = [
+        DropReason::DestDeleted,
+        DropReason::UnsupportedForward,
+        DropReason::TtlExceeded,
+        DropReason::DefenseDropPacket,
+        DropReason::NoRoute,
+        DropReason::LocalTarget,
+        DropReason::TunnelMtu,
+        DropReason::GsoTunnel,
+        DropReason::NoHeadroom,
+        DropReason::Malformed,
+        DropReason::FragNeeded,
+    ];
+    /// A short name for listings and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::DestDeleted => "dest_deleted",
+            DropReason::UnsupportedForward => "unsupported_forward",
+            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::DefenseDropPacket => "defense_drop_packet",
+            DropReason::NoRoute => "no_route",
+            DropReason::LocalTarget => "local_target",
+            DropReason::TunnelMtu => "tunnel_mtu",
+            DropReason::GsoTunnel => "gso_tunnel",
+            DropReason::NoHeadroom => "no_headroom",
+            DropReason::Malformed => "malformed",
+            DropReason::FragNeeded => "frag_needed",
+        }
+    }
+}
 
 /// Template state bit: a controlled connection got established (§8.3).
 pub const TEMPLATE_ASSURED: u8 = 1;
@@ -117,6 +196,15 @@ pub struct EngineCounters {
     pub nat_icmp_sent: u64,
     /// Real servers' packets that matched no entry, forwarded untouched.
     pub passed_untouched: u64,
+    /// TCP resets answered for segments to a service that match no entry.
+    pub resets: u64,
+    /// ICMP errors asked for: time exceeded, fragmentation needed.
+    pub icmp_time_exceeded: u64,
+    pub icmp_frag_needed: u64,
+    /// Packets sent per method: NAT, direct routing, tunnel.
+    pub sent_masq: u64,
+    pub sent_route: u64,
+    pub sent_tunnel: u64,
 }
 
 /// The run-time knobs the skeleton honours (sysctls.md); the full sysctl
@@ -137,6 +225,8 @@ pub struct Settings {
     pub nat_icmp_send: i32,
     /// `run_estimation` (default 1).
     pub run_estimation: i32,
+    /// `pmtu_disc` (default 1): DF checks against the tunnel MTU.
+    pub pmtu_disc: i32,
     /// Values written to sysctls the engine does not read itself.
     pub stored: std::collections::BTreeMap<&'static str, String>,
     /// TCP timeouts per state, seconds.
@@ -157,6 +247,7 @@ impl Default for Settings {
             expire_quiescent_template: 0,
             nat_icmp_send: 0,
             run_estimation: 1,
+            pmtu_disc: 1,
             stored: Default::default(),
             tcp_timeouts: tcp::DEFAULT_TIMEOUTS,
             udp_timeout: udp::DEFAULT_TIMEOUT,
@@ -194,6 +285,8 @@ pub struct Engine {
     pub sched_settings: sched::SchedSettings,
     pub counters: EngineCounters,
     rng: Rng,
+    /// Outer IP IDs and the GUE source-port hash key.
+    tunnel: TunnelState,
     next_dest_uid: u64,
     /// Last time the schedulers' periodic hooks ran.
     last_sched_tick: u64,
@@ -284,6 +377,10 @@ impl Engine {
             sched_settings: sched::SchedSettings::default(),
             counters: EngineCounters::default(),
             rng: Rng::new(rng_seed),
+            tunnel: TunnelState {
+                next_id: (seed >> 17) as u16,
+                hash_key: (seed >> 32) as u32 ^ seed as u32,
+            },
             next_dest_uid: 0,
             last_sched_tick: 0,
             sched_bound: false,
@@ -1004,25 +1101,80 @@ impl Engine {
 
     // ----- data path -----------------------------------------------------
 
-    /// Processes one IPv4 packet `pkt` (starting at the IP header) at time
-    /// `now` (milliseconds). `csum_partial` tells that the L4 checksum field
-    /// holds an offload pseudo-header sum. The packet is rewritten in place.
+    /// Processes one IPv4 packet `pkt` (starting at the IP header, no
+    /// headroom) at time `now` (milliseconds), with every address on-link
+    /// and no MTU limit, and summarises the answer. `csum_partial` tells
+    /// that the L4 checksum field holds an offload pseudo-header sum. The
+    /// packet is rewritten in place. The daemon uses [`Engine::process`].
     pub fn process_ipv4(&mut self, now: u64, pkt: &mut [u8], csum_partial: bool) -> Verdict {
-        let Ok(mut ip) = Ipv4Packet::new_checked(pkt) else {
-            return Verdict::NotOurs;
+        let paths = OnLink {
+            src: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            mtu: u16::MAX,
+        };
+        let mut buf = PacketBuf::new(pkt, 0);
+        buf.csum_partial = csum_partial;
+        Verdict::of(self.process(now, &mut buf, &paths))
+    }
+
+    /// Processes one IPv4 packet at time `now` (milliseconds) and answers
+    /// how it leaves (forwarding.md §2–§8). The packet is rewritten in
+    /// place; an encapsulation is written into the buffer's headroom (the
+    /// answer says where the packet to send starts). `paths` is the host's
+    /// routing as the transmit step needs it.
+    pub fn process(&mut self, now: u64, pkt: &mut PacketBuf, paths: &impl Paths) -> Transmit {
+        let t = self.process_inner(now, pkt, paths);
+        self.tally(t)
+    }
+
+    /// Counts what a packet came to.
+    #[inline]
+    fn tally(&mut self, t: Transmit) -> Transmit {
+        let c = &mut self.counters;
+        match t {
+            Transmit::Pass => {}
+            Transmit::Send(s) => match s.method {
+                Method::Masq => c.sent_masq += 1,
+                Method::Route => c.sent_route += 1,
+                Method::Tunnel(_) => c.sent_tunnel += 1,
+                Method::Forwarded => c.passed_untouched += 1,
+            },
+            Transmit::Drop(r) => c.drops[r as usize] += 1,
+            Transmit::Reply(Reply::TcpReset) => c.resets += 1,
+            Transmit::Reply(Reply::Icmp { error, from }) => match error {
+                IcmpError::PortUnreachable if from == IcmpSource::Director => c.nat_icmp_sent += 1,
+                IcmpError::PortUnreachable => c.unreachable += 1,
+                IcmpError::TimeExceeded => {
+                    c.icmp_time_exceeded += 1;
+                    c.drops[DropReason::TtlExceeded as usize] += 1;
+                }
+                IcmpError::FragNeeded { .. } => {
+                    c.icmp_frag_needed += 1;
+                    c.drops[DropReason::FragNeeded as usize] += 1;
+                }
+            },
+        }
+        t
+    }
+
+    fn process_inner(&mut self, now: u64, pkt: &mut PacketBuf, paths: &impl Paths) -> Transmit {
+        let Ok(ip) = Ipv4Packet::new_checked(pkt.bytes()) else {
+            return Transmit::Pass;
         };
         let protocol = ip.protocol();
         // Fragments are not handled yet: leave them to the host (which drops
         // what is addressed to a VIP it does not have).
         if ip.frag_offset() != 0 || ip.more_frags() {
-            return Verdict::NotOurs;
+            return Transmit::Pass;
         }
         let Some(l4) = parse_l4(protocol, ip.payload()) else {
-            return Verdict::NotOurs;
+            return Transmit::Pass;
         };
         let len = ip.total_len() as u64;
         let src: IpAddr = ip.src().into();
         let dst: IpAddr = ip.dst().into();
+        // Trailing bytes past the IP total length (Ethernet padding) are
+        // not part of the packet.
+        pkt.len = ip.total_len();
 
         let ik = InKey {
             protocol,
@@ -1039,7 +1191,7 @@ impl Engine {
             } else if let Some(d) = self.conns.get(id).dest {
                 if !self.dests[d].available() {
                     if self.settings.expire_nodest_conn == 0 {
-                        return self.drop(DropReason::DestDeleted);
+                        return Transmit::Drop(DropReason::DestDeleted);
                     }
                     self.expire_now(id);
                     found = None;
@@ -1047,7 +1199,7 @@ impl Engine {
             }
         }
         if let Some(id) = found {
-            return self.forward_in(now, id, &mut ip, &l4, len, csum_partial);
+            return self.forward_in(now, id, pkt, paths, &l4, len);
         }
 
         let ok = OutKey {
@@ -1058,22 +1210,28 @@ impl Engine {
             cport: l4.dport,
         };
         if let Some(id) = self.conns.lookup_out(&ok) {
-            return self.forward_out(now, id, &mut ip, &l4, len, csum_partial);
+            return self.forward_out(now, id, pkt, paths, &l4, len);
         }
 
         // No entry: is it a new connection to a virtual service? (§4, §6, §7)
         let Some(svc) = self.find_service(protocol, dst, l4.dport) else {
-            return self.unmatched_out(&mut ip, protocol, src, dst, &l4);
+            return self.unmatched_out(pkt, paths, protocol, src, dst, &l4);
         };
         if !self.new_conn_gate(protocol, &l4) {
-            return Verdict::NotOurs;
+            // IPVS lets it through to the host, whose TCP stack has no
+            // socket for it (the VIP is a local address of a kernel
+            // director) and answers with a reset.
+            if protocol == ipproto::TCP && l4.tcp_flags & tcp_flags::RST == 0 {
+                return Transmit::Reply(Reply::TcpReset);
+            }
+            return Transmit::Pass;
         }
         if self.defense.todrop_packet() {
-            return self.drop(DropReason::DefenseDropPacket);
+            return Transmit::Drop(DropReason::DefenseDropPacket);
         }
         // §7 step 1: FTP data from the client's port 20 is left alone.
         if l4.sport == 20 {
-            return Verdict::NotOurs;
+            return Transmit::Pass;
         }
         let info = PacketInfo {
             protocol,
@@ -1090,14 +1248,14 @@ impl Engine {
         let Some(id) = id else {
             return self.leave(svc, l4.dport);
         };
-        let verdict = self.forward_in(now, id, &mut ip, &l4, len, csum_partial);
+        let t = self.forward_in(now, id, pkt, paths, &l4, len);
         if self.conns.get(id).flags & cf::ONE_PACKET != 0 {
             // §16: used for this one packet, then destroyed at once.
             if let Some(c) = self.conns.remove(id) {
                 self.release(&c);
             }
         }
-        verdict
+        t
     }
 
     /// Service lookup for a packet to be scheduled (§4): exact match, then
@@ -1143,12 +1301,14 @@ impl Engine {
 
     /// What happens when no destination was found (§7.5): pass FTP data of
     /// an FTP service, otherwise ICMP port unreachable to the client.
-    fn leave(&mut self, svc: SvcId, dport: u16) -> Verdict {
+    fn leave(&mut self, svc: SvcId, dport: u16) -> Transmit {
         if self.services[svc].key.port == 21 && dport != 21 {
-            return Verdict::NotOurs;
+            return Transmit::Pass;
         }
-        self.counters.unreachable += 1;
-        Verdict::Unreachable
+        Transmit::Reply(Reply::Icmp {
+            error: IcmpError::PortUnreachable,
+            from: IcmpSource::PacketDestination,
+        })
     }
 
     /// A packet that matched no entry and no service, from a NAT real
@@ -1160,34 +1320,30 @@ impl Engine {
     /// it: TTL decremented, nothing rewritten.
     fn unmatched_out(
         &mut self,
-        ip: &mut Ipv4Packet<&mut [u8]>,
+        pkt: &mut PacketBuf,
+        paths: &impl Paths,
         protocol: u8,
         src: IpAddr,
         dst: IpAddr,
         l4: &L4,
-    ) -> Verdict {
+    ) -> Transmit {
         if self.nat_rs.is_empty() {
-            return Verdict::NotOurs;
+            return Transmit::Pass;
         }
         let exact = self.nat_rs.contains_key(&(protocol, src, l4.sport));
         // A port-0 destination (all-port service) answers from any port.
         if !exact && !self.nat_rs.contains_key(&(protocol, src, 0)) {
-            return Verdict::NotOurs;
+            return Transmit::Pass;
         }
         let spared = (protocol == ipproto::TCP && l4.tcp_flags & tcp_flags::RST != 0)
             || (protocol == ipproto::SCTP && l4.sctp_chunk() == Some(sctp::chunk::ABORT));
         if exact && self.settings.nat_icmp_send != 0 && !spared {
-            self.counters.nat_icmp_sent += 1;
-            return Verdict::UnreachableToRealServer;
+            return Transmit::Reply(Reply::Icmp {
+                error: IcmpError::PortUnreachable,
+                from: IcmpSource::Director,
+            });
         }
-        let ttl = ip.ttl();
-        if ttl <= 1 {
-            return self.drop(DropReason::TtlExceeded);
-        }
-        ip.set_ttl(ttl - 1);
-        ip.fill_checksum();
-        self.counters.passed_untouched += 1;
-        Verdict::Forward { to: dst }
+        xmit::route::forward(pkt, paths, dst)
     }
 
     /// §7 steps 4–7 for a service without persistence.
@@ -1344,11 +1500,6 @@ impl Engine {
         self.conns.insert(now, c)
     }
 
-    fn drop(&mut self, r: DropReason) -> Verdict {
-        self.counters.drops[r as usize] += 1;
-        Verdict::Drop(r)
-    }
-
     /// The reuse check of §14: false if a new-connection packet must not
     /// reuse entry `id` (it will be expired and the packet rescheduled).
     fn keep_on_reuse(&self, id: ConnId, protocol: u8, l4: &L4) -> bool {
@@ -1428,11 +1579,11 @@ impl Engine {
         &mut self,
         now: u64,
         id: ConnId,
-        ip: &mut Ipv4Packet<&mut [u8]>,
+        pkt: &mut PacketBuf,
+        paths: &impl Paths,
         l4: &L4,
         len: u64,
-        csum_partial: bool,
-    ) -> Verdict {
+    ) -> Transmit {
         let dir = if self.conns.get(id).flags & cf::NOOUTPUT != 0 {
             Direction::InputOnly
         } else {
@@ -1452,68 +1603,56 @@ impl Engine {
             _ => c.in_pkts += 1,
         }
         let c = self.conns.get(id);
-        if c.flags & cf::FWD_MASK != Forward::Masq as u32 {
-            return self.drop(DropReason::UnsupportedForward);
+        let (daddr, dport, dest) = (c.daddr, c.dport, c.dest);
+        let tunnel = dest.map(|d| self.dests[d].tunnel);
+        let kind = tunnel.map(|t| t.kind).unwrap_or_default();
+        // The one place that says which method an entry's packets leave by.
+        match Method::of_flags(flags, kind) {
+            Some(Method::Masq) => match daddr {
+                IpAddr::V4(rip) => xmit::masq::xmit_in(pkt, paths, rip, dport),
+                IpAddr::V6(_) => Transmit::Drop(DropReason::UnsupportedForward),
+            },
+            Some(Method::Route) => xmit::route::xmit(pkt, paths, daddr),
+            Some(Method::Tunnel(_)) => match tunnel {
+                Some(t) => xmit::tunnel::xmit(
+                    pkt,
+                    paths,
+                    daddr,
+                    &t,
+                    self.settings.pmtu_disc != 0,
+                    &mut self.tunnel,
+                ),
+                // §7: a tunnel entry without its real server is dropped.
+                None => Transmit::Drop(DropReason::UnsupportedForward),
+            },
+            // LOCALNODE: the host's own stack takes it unmodified (§8).
+            Some(Method::Forwarded) | None => Transmit::Pass,
         }
-        let (daddr, dport) = (c.daddr, c.dport);
-        let IpAddr::V4(d4) = daddr else {
-            return self.drop(DropReason::UnsupportedForward);
-        };
-        // forwarding.md §3.3: the IN path decrements TTL towards a remote real server.
-        self.masquerade(
-            ip,
-            Side::Destination,
-            d4.octets(),
-            dport,
-            csum_partial,
-            daddr,
-        )
     }
 
     fn forward_out(
         &mut self,
         now: u64,
         id: ConnId,
-        ip: &mut Ipv4Packet<&mut [u8]>,
+        pkt: &mut PacketBuf,
+        paths: &impl Paths,
         l4: &L4,
         len: u64,
-        csum_partial: bool,
-    ) -> Verdict {
+    ) -> Transmit {
         self.account(id, false, len);
         self.conns.get_mut(id).flags &= !cf::NOOUTPUT;
         self.transition(now, id, Direction::Output, l4);
         let c = self.conns.get(id);
         if c.flags & cf::FWD_MASK != Forward::Masq as u32 {
             // Only NAT rewrites replies; for the other methods the kernel
-            // just accounts and lets them pass.
-            return Verdict::NotOurs;
+            // just accounts and lets the host forward them.
+            return Transmit::Pass;
         }
         let (vaddr, vport, caddr) = (c.vaddr, c.vport, c.caddr);
         let IpAddr::V4(v4) = vaddr else {
-            return self.drop(DropReason::UnsupportedForward);
+            return Transmit::Drop(DropReason::UnsupportedForward);
         };
-        // The kernel forwards replies with the normal IP forwarding path,
-        // which decrements TTL once.
-        self.masquerade(ip, Side::Source, v4.octets(), vport, csum_partial, caddr)
-    }
-
-    /// Decrements TTL (dropping at 1) and rewrites `side` to `addr:port`.
-    fn masquerade(
-        &mut self,
-        ip: &mut Ipv4Packet<&mut [u8]>,
-        side: Side,
-        addr: [u8; 4],
-        port: u16,
-        csum_partial: bool,
-        to: IpAddr,
-    ) -> Verdict {
-        let ttl = ip.ttl();
-        if ttl <= 1 {
-            return self.drop(DropReason::TtlExceeded);
-        }
-        ip.set_ttl(ttl - 1);
-        nat::rewrite_v4(ip, side, addr, port, csum_partial);
-        Verdict::Forward { to }
+        xmit::masq::xmit_out(pkt, paths, v4, vport, caddr)
     }
 
     fn account(&mut self, id: ConnId, inbound: bool, len: u64) {

@@ -18,6 +18,7 @@ pub mod stats;
 mod stats_tests;
 pub mod sysctl;
 pub mod wire;
+pub mod xmit;
 
 pub use engine::{ControlError, DestConfig, DropReason, Engine, Verdict};
 pub use service::{Forward, ServiceKey, ServiceOptions, Tunnel, TunnelCsum, TunnelType};

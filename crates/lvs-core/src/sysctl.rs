@@ -92,7 +92,7 @@ pub const SYSCTLS: &[Sysctl] = &[
     sysctl!("sync_refresh_period", Range(-JIFFIES_SECS, JIFFIES_SECS), "0", NO_SYNC, "re-sync an unchanged connection only when its expiry moved this much"),
     sysctl!("sync_retries", Range(0, 3), "0", NO_SYNC, "number of sync re-sends"),
     sysctl!("nat_icmp_send", AnyInt, "0", Acts, "answer unmatched packets from NAT real servers with ICMP port unreachable"),
-    sysctl!("pmtu_disc", AnyInt, "1", NoEffect("no MTU checks or tunnelling yet"), "send FRAG_NEEDED for oversize DF packets"),
+    sysctl!("pmtu_disc", AnyInt, "1", Acts, "tunnels: send FRAG_NEEDED for DF packets over the tunnel MTU and copy DF to the outer header (0: fragment the outer packet instead)"),
     sysctl!("backup_only", AnyInt, "0", NO_SYNC, "disable the director while a backup sync daemon runs"),
     sysctl!("conn_reuse_mode", AnyInt, "1", Acts, "reschedule a new SYN that hits an old entry in TIME_WAIT/CLOSE (bit 2: also FIN_WAIT of DR/TUN entries)"),
     sysctl!("schedule_icmp", AnyInt, "0", NoEffect("ICMP errors related to connections are not handled yet"), "create entries for ICMP errors whose embedded packet matches none"),
@@ -249,6 +249,7 @@ impl Engine {
             "expire_quiescent_template" => s.expire_quiescent_template.to_string(),
             "nat_icmp_send" => s.nat_icmp_send.to_string(),
             "run_estimation" => s.run_estimation.to_string(),
+            "pmtu_disc" => s.pmtu_disc.to_string(),
             "lblc_expiration" => self.sched_settings.lblc_expiration_written.to_string(),
             "lblcr_expiration" => self.sched_settings.lblcr_expiration_written.to_string(),
             other => s
@@ -290,6 +291,7 @@ impl Engine {
             "expire_quiescent_template" => s.expire_quiescent_template = v()?,
             "nat_icmp_send" => s.nat_icmp_send = v()?,
             "run_estimation" => s.run_estimation = v()?,
+            "pmtu_disc" => s.pmtu_disc = v()?,
             "lblc_expiration" => {
                 let n = d.parse(value)?;
                 self.sched_settings.lblc_expiration_s = clamp_secs(n);

@@ -9,6 +9,7 @@ use lvs_core::conn::flags::TEMPLATE;
 use lvs_core::conn::Conn;
 use lvs_core::proto::sctp::chunk;
 use lvs_core::wire::{ipproto, tcp_flags::*};
+use lvs_core::xmit::Reply;
 use lvs_core::{DestConfig, DropReason, Engine, Forward, ServiceKey, ServiceOptions, Verdict};
 use support::*;
 
@@ -358,7 +359,8 @@ fn reuse_of_close_and_fin_wait_entries() {
         l.set("conn_reuse_mode", mode);
         for f in [SYN, ACK, FIN | ACK] {
             let (v, _) = l.send(tcp(cl(0, 5), 1000, V, 80, f));
-            assert_eq!(v, Verdict::Drop(DropReason::UnsupportedForward));
+            // Direct routing: the packet goes to the real server as next hop.
+            assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
         }
         let c = l.conns()[0];
         assert_eq!(Engine::state_name(c), "FIN_WAIT");
@@ -395,8 +397,11 @@ fn expire_nodest_conn_and_deleted_destinations() {
             // The background flush removes the entry at the next timer run.
             l.wait(100);
             assert_eq!(l.conns().len(), 0);
-            // A data packet of the flow is now left to the host; a SYN is scheduled.
-            assert_eq!(l.send(tcp(cl(0, 5), 1000, V, 80, ACK)).0, Verdict::NotOurs);
+            // A data packet of the flow now gets the host's reset; a SYN is scheduled.
+            assert_eq!(
+                l.send(tcp(cl(0, 5), 1000, V, 80, ACK)).0,
+                Verdict::Reply(Reply::TcpReset)
+            );
             assert_ne!(l.to(tcp(cl(0, 5), 1000, V, 80, SYN)), Some(s));
         }
     }
@@ -429,7 +434,10 @@ fn expire_nodest_conn_reschedules_syns_to_weight_0() {
 #[test]
 fn sloppy_tcp_creates_entries_from_mid_stream_packets() {
     let mut l = Lab::new(ipproto::TCP, 80, ServiceOptions::default(), &[1], false);
-    assert_eq!(l.send(tcp(cl(0, 5), 1000, V, 80, ACK)).0, Verdict::NotOurs);
+    assert_eq!(
+        l.send(tcp(cl(0, 5), 1000, V, 80, ACK)).0,
+        Verdict::Reply(Reply::TcpReset)
+    );
     l.set("sloppy_tcp", "1");
     assert!(l.to(tcp(cl(0, 5), 1000, V, 80, ACK)).is_some());
     assert_eq!(Engine::state_name(l.conns()[0]), "ESTABLISHED");

@@ -155,9 +155,23 @@ fn not_ours_and_unreachable() {
     // A service without destinations answers port unreachable.
     service(&mut e, ipproto::TCP, "wrr", &[]);
     assert_eq!(e.process_ipv4(0, &mut syn, false), Verdict::Unreachable);
-    // A non-SYN without entry is passed (sloppy_tcp off).
+    // A non-SYN without entry is passed to the host (sloppy_tcp off),
+    // whose stack answers with a reset; a RST gets nothing.
     let mut ack = packet(ipproto::TCP, C, 40001, V, 80, ACK);
-    assert_eq!(e.process_ipv4(0, &mut ack, false), Verdict::NotOurs);
+    assert_eq!(
+        e.process_ipv4(0, &mut ack, false),
+        Verdict::Reply(lvs_core::xmit::Reply::TcpReset)
+    );
+    let mut rst = packet(
+        ipproto::TCP,
+        C,
+        40001,
+        V,
+        80,
+        lvs_core::wire::tcp_flags::RST,
+    );
+    assert_eq!(e.process_ipv4(0, &mut rst, false), Verdict::NotOurs);
+    assert_eq!(e.counters.resets, 1);
     // Garbage never panics.
     for n in 0..64 {
         let mut g: Vec<u8> = (0..n).map(|i| (i * 7 + 0x45) as u8).collect();

@@ -869,6 +869,15 @@ impl<'a> Replay<'a> {
                     .err()
                     .map(|e| format!("routed on untouched, but with a bad {e}"))
             }
+            // The host stack of a kernel director resets a TCP segment
+            // that IPVS passed up and no socket owns; the engine answers
+            // that reset itself.
+            "local"
+                if o["reply"].as_str() == Some("tcp-R")
+                    && got == Verdict::Reply(lvs_core::xmit::Reply::TcpReset) =>
+            {
+                None
+            }
             "local" | "routed" => (got != Verdict::NotOurs).then(|| {
                 format!(
                     "kernel {} it ({}), engine: {}",

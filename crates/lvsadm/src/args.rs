@@ -5,7 +5,10 @@
 //! exact ipvsadm message and exit status.
 
 use lvs_control::render::{ListMode, ListOptions};
-use lvs_control::{DestSpec, Forward, Protocol, Request, ServiceKey, ServiceSpec, Timeouts};
+use lvs_control::{
+    DestSpec, Forward, Protocol, Request, ServiceKey, ServiceSpec, Timeouts, Tunnel, TunnelCsum,
+    TunnelType,
+};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// What to list with `-L`.
@@ -483,13 +486,6 @@ const MAX_TIMEOUT: i64 = 2_678_400;
 /// `-p` without a value.
 const DEFAULT_PERSISTENT: u32 = 360;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum TunType {
-    Ipip,
-    Gue,
-    Gre,
-}
-
 struct State {
     cmd: Option<Cmd>,
     options: u64,
@@ -509,7 +505,9 @@ struct State {
     weight: i32,
     u_threshold: u32,
     l_threshold: u32,
-    tun_type: TunType,
+    /// `--tun-type`, `--tun-port` and the checksum option, as given
+    /// (ipvsadm's initial values: ipip, port 0, no checksum).
+    tunnel: Tunnel,
     daemon_state: Option<String>,
     leftovers: Vec<String>,
 }
@@ -535,7 +533,7 @@ impl State {
             weight: 1,
             u_threshold: 0,
             l_threshold: 0,
-            tun_type: TunType::Ipip,
+            tunnel: Tunnel::default(),
             daemon_state: None,
             leftovers: Vec::new(),
         }
@@ -838,11 +836,6 @@ pub fn parse_args(args: &[String]) -> Result<Command, UsageError> {
                     return fail("Tunnel options conflict with forward method");
                 }
                 tunnel_check(&st)?;
-                if st.tun_type != TunType::Ipip {
-                    return Err(UsageError::Unsupported(
-                        "tunnel types other than ipip (--tun-type)".into(),
-                    ));
-                }
             }
             let dest = DestSpec {
                 addr,
@@ -851,6 +844,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, UsageError> {
                 weight: st.weight,
                 u_threshold: st.u_threshold,
                 l_threshold: st.l_threshold,
+                tunnel: st.tunnel,
             };
             Ok(Command::Apply(if cmd == Cmd::AddDest {
                 Request::AddDest { service, dest }
@@ -1058,22 +1052,32 @@ fn option(st: &mut State, id: Id, val: &str) -> Result<(), UsageError> {
         }
         Id::TunType => {
             st.set(bit::TUN_TYPE)?;
-            st.tun_type = match val {
-                "ipip" => TunType::Ipip,
-                "gue" => TunType::Gue,
-                "gre" => TunType::Gre,
+            st.tunnel.kind = match val {
+                "ipip" => TunnelType::Ipip,
+                "gue" => TunnelType::Gue,
+                "gre" => TunnelType::Gre,
                 _ => return fail("illegal tunnel type specified"),
             };
         }
         Id::TunPort => {
             st.set(bit::TUN_PORT)?;
-            if number(val, 1, 65535).is_none() {
-                return fail("illegal tunnel port specified");
+            match number(val, 1, 65535).and_then(|n| u16::try_from(n).ok()) {
+                Some(n) => st.tunnel.port = n,
+                None => return fail("illegal tunnel port specified"),
             }
         }
-        Id::TunNocsum => st.set(bit::TUN_NOCSUM)?,
-        Id::TunCsum => st.set(bit::TUN_CSUM)?,
-        Id::TunRemcsum => st.set(bit::TUN_REMCSUM)?,
+        Id::TunNocsum => {
+            st.set(bit::TUN_NOCSUM)?;
+            st.tunnel.csum = TunnelCsum::NoCsum;
+        }
+        Id::TunCsum => {
+            st.set(bit::TUN_CSUM)?;
+            st.tunnel.csum = TunnelCsum::Csum;
+        }
+        Id::TunRemcsum => {
+            st.set(bit::TUN_REMCSUM)?;
+            st.tunnel.csum = TunnelCsum::RemCsum;
+        }
         Id::Numeric => st.set(bit::NUMERIC)?,
         Id::Connection => st.set(bit::CONNECTION)?,
         Id::Timeout => st.set(bit::TIMEOUT)?,
@@ -1168,10 +1172,11 @@ fn generic_opt_check(cmd: Cmd, options: u64) -> Result<(), UsageError> {
 
 /// The tunnel-type table of §4 (only called with method tunnel).
 fn tunnel_check(st: &State) -> Result<(), UsageError> {
-    let (tname, port_rule, csum_rules) = match st.tun_type {
-        TunType::Ipip => ("ipip", b'x', [b'x', b'x', b'x']),
-        TunType::Gue => ("gue", b'+', [b'1', b'1', b'1']),
-        TunType::Gre => ("gre", b'x', [b'1', b'1', b'x']),
+    let tname = st.tunnel.kind.label();
+    let (port_rule, csum_rules) = match st.tunnel.kind {
+        TunnelType::Ipip => (b'x', [b'x', b'x', b'x']),
+        TunnelType::Gue => (b'+', [b'1', b'1', b'1']),
+        TunnelType::Gre => (b'x', [b'1', b'1', b'x']),
     };
     let checks = [
         (bit::TUN_PORT, port_rule),

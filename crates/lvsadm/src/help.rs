@@ -75,12 +75,16 @@ Options:
   --real-server  -r address   real server, host[:port] (port defaults to the
                               service's; forced to it for -g and -i)
   --gatewaying   -g           direct routing (the default)
-  --ipip         -i           tunnelling (ipip)
+  --ipip         -i           tunnelling (ipip, gue or gre: see --tun-type)
   --masquerading -m           NAT
   --weight       -w weight    capacity of the real server, 0 .. 2147483647 (default 1)
   --u-threshold  -x uthreshold upper connection threshold, 0 = none
   --l-threshold  -y lthreshold lower connection threshold, 0 = none
-  --tun-type     ipip         tunnel type (only ipip for now)
+  --tun-type     type         one of ipip|gue|gre (with -i); the default is ipip
+  --tun-port     port         GUE destination port, 1 .. 65535 (required for gue)
+  --tun-nocsum                no outer checksum (gue, gre; the default)
+  --tun-csum                  outer checksum (gue: UDP checksum, gre: C bit)
+  --tun-remcsum               GUE remote checksum offload (gue only)
   --numeric      -n           numeric output (lvsadm always prints numbers)
   --connection   -c           list the connection table
   --timeout                   list the timeouts

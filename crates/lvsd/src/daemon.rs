@@ -10,7 +10,8 @@ use crate::io::afpacket::AfPacket;
 use crate::io::{Offload, PacketIo, PortId};
 use crate::net::{self, Interface, Neighbours};
 use crate::pending::Pending;
-use lvs_core::{Engine, Verdict};
+use lvs_core::xmit::{self, PacketBuf, Transmit};
+use lvs_core::Engine;
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ struct Counters {
     icmp_ratelimited: u64,
     /// Frames parked while their next hop was being resolved.
     parked: u64,
+    /// Fragments sent for packets over the path MTU.
+    fragments: u64,
 }
 
 /// A token bucket of one token per millisecond, `BURST` deep.
@@ -85,6 +88,46 @@ struct Director {
     warn_local_vip: bool,
     icmp_limit: IcmpLimit,
     pending: Pending,
+    /// Scratch for fragmentation: a copy of the packet (`FRAG_SRC` bytes),
+    /// then one fragment frame (Ethernet header + up to a jumbo MTU).
+    frag_buf: Vec<u8>,
+}
+
+/// Largest packet the director fragments itself.
+const FRAG_SRC: usize = 65536;
+
+/// The director's routing as the engine's transmit step asks for it: the
+/// route (longest prefix first), the egress port, its MTU and address.
+struct Net<'a> {
+    ports: &'a [Interface],
+    routes: &'a [PortRoute],
+}
+
+impl xmit::Paths for Net<'_> {
+    fn path(&self, to: IpAddr) -> Option<xmit::Path> {
+        let IpAddr::V4(to4) = to else { return None };
+        let local = self.ports.iter().any(|p| p.addrs.contains(&to4));
+        let (port, nh) = route(self.routes, to4)?;
+        let p = &self.ports[port];
+        // The preferred source: the port's address on the next hop's subnet
+        // when there is one (kernel source selection, simplified).
+        let src = p.addrs.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
+        Some(xmit::Path {
+            port: port as u32,
+            next_hop: IpAddr::V4(nh),
+            src: IpAddr::V4(src),
+            mtu: p.mtu,
+            local,
+        })
+    }
+}
+
+/// Egress port and next hop for `dst` (routes sorted longest prefix first).
+#[inline]
+fn route(routes: &[PortRoute], dst: Ipv4Addr) -> Option<(PortId, Ipv4Addr)> {
+    let d = u32::from(dst);
+    let r = routes.iter().find(|r| d & r.mask == r.dest & r.mask)?;
+    Some((r.port?, r.gateway.unwrap_or(dst)))
 }
 
 /// Runs until SIGTERM/SIGINT. Errors are rendered for people.
@@ -145,6 +188,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         counters: Counters::default(),
         arp_asked: Default::default(),
         icmp_buf: vec![0u8; 1600],
+        frag_buf: vec![0u8; FRAG_SRC + 9216 + 64],
         warn_local_vip: matches!(guard, KernelGuard::Forwarding { .. }),
         pending: Pending::default(),
         icmp_limit: IcmpLimit {
@@ -341,9 +385,7 @@ impl Director {
     /// Egress port and next hop for `dst`.
     #[inline]
     fn route(&self, dst: Ipv4Addr) -> Option<(PortId, Ipv4Addr)> {
-        let d = u32::from(dst);
-        let r = self.routes.iter().find(|r| d & r.mask == r.dest & r.mask)?;
-        Some((r.port?, r.gateway.unwrap_or(dst)))
+        route(&self.routes, dst)
     }
 
     fn refresh_vips(&mut self, io: &mut impl PacketIo, startup: bool) {
@@ -397,17 +439,137 @@ impl Director {
         io.queue_new(port, &f[..n], Offload::default());
     }
 
+    /// Sends the packet the engine rewrote (`s` says where it now starts in
+    /// receive buffer `i`, which port and neighbour it goes to, and what is
+    /// left to do): prepends the Ethernet header in place and queues it, or
+    /// parks it while the neighbour is resolved, or splits it into
+    /// fragments when it may be fragmented.
+    fn send(
+        &mut self,
+        io: &mut impl PacketIo,
+        i: usize,
+        rx_offload: Offload,
+        s: &xmit::Send,
+        now_ms: u64,
+    ) {
+        let out = s.port as PortId;
+        let IpAddr::V4(nh) = s.next_hop else { return };
+        if out >= self.ports.len() {
+            self.counters.no_route += 1;
+            return;
+        }
+        // The offload request follows the packet only when its L4 checksum
+        // is still partial at the same place (NAT, DR); an encapsulated or
+        // completed packet asks for nothing. GSO metadata stays for packets
+        // that were not encapsulated (the engine refuses GSO tunnels).
+        let mut offload = rx_offload;
+        offload.csum_partial = s.csum_partial;
+        if !s.csum_partial {
+            offload.csum_start = 0;
+            offload.csum_offset = 0;
+        }
+        let (frame, meta) = io.rx_frame(i);
+        let ip_was = meta.start + ETH_HDR;
+        if s.start != ip_was {
+            offload.gso_type = 0;
+            offload.gso_size = 0;
+            offload.hdr_len = 0;
+        }
+        // The engine completes an offloaded SCTP CRC32c itself; the virtio
+        // header cannot say "CRC", so it must not ask for an Internet checksum.
+        if frame.get(s.start + 9) == Some(&lvs_core::wire::ipproto::SCTP) {
+            offload.csum_partial = false;
+        }
+        let Some(fstart) = s.start.checked_sub(ETH_HDR) else {
+            return;
+        };
+        let flen = ETH_HDR + s.len;
+        let our_mac = self.ports[out].mac;
+        frame[fstart + 6..fstart + 12].copy_from_slice(&our_mac);
+        frame[fstart + 12..fstart + 14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        let Some(mac) = self.neigh.get(out, nh) else {
+            if self
+                .pending
+                .park(out, nh, &frame[fstart..fstart + flen], offload, now_ms)
+            {
+                self.counters.parked += 1;
+            } else {
+                self.counters.no_neighbour += 1;
+            }
+            self.ask(io, out, nh);
+            return;
+        };
+        frame[fstart..fstart + 6].copy_from_slice(&mac);
+        if let Some(mtu) = s.fragment {
+            // Copies only here (a packet over the path MTU that may be
+            // fragmented): each fragment is a new frame.
+            let (frame, _) = io.rx_frame(i);
+            let (src, scratch) = self.frag_buf.split_at_mut(FRAG_SRC);
+            if s.len > src.len() {
+                self.counters.tx_refused += 1;
+                return;
+            }
+            src[..s.len].copy_from_slice(&frame[s.start..s.start + s.len]);
+            scratch[..ETH_HDR].copy_from_slice(&frame[fstart..fstart + ETH_HDR]);
+            let pkt = &src[..s.len];
+            let mut frags: u64 = 0;
+            let n = lvs_core::wire::ipv4::fragment(pkt, usize::from(mtu), scratch, ETH_HDR, |f| {
+                io.queue_new(out, f, Offload::default());
+                frags += 1;
+            });
+            if n.is_none() {
+                self.counters.tx_refused += 1;
+            }
+            self.counters.fragments += frags;
+            self.counters.tx += frags;
+            return;
+        }
+        io.queue_rx(i, out, fstart, flen, offload);
+        self.counters.tx += 1;
+    }
+
+    /// Answers the sender of receive buffer `i`'s packet (ICMP error or TCP
+    /// reset) on the port it came in on, to the MAC it came from.
+    fn reply(
+        &mut self,
+        io: &mut impl PacketIo,
+        i: usize,
+        port: PortId,
+        src_mac: [u8; 6],
+        r: &xmit::Reply,
+        now_ms: u64,
+    ) {
+        // Rate-limited like the kernel's ICMP (1000/s, burst 50): a SYN
+        // flood must not become an ICMP flood.
+        if matches!(r, xmit::Reply::Icmp { .. }) && !self.icmp_limit.allow(now_ms) {
+            self.counters.icmp_ratelimited += 1;
+            return;
+        }
+        let mac = self.ports[port].mac;
+        let director = self.ports[port].addrs.first().map(|a| a.octets());
+        let buf = &mut self.icmp_buf;
+        buf[0..6].copy_from_slice(&src_mac);
+        buf[6..12].copy_from_slice(&mac);
+        buf[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        let (frame, meta) = io.rx_frame(i);
+        let ip = &frame[meta.start + ETH_HDR..meta.start + meta.len];
+        if let Some(n) = r.build(ip, &mut buf[ETH_HDR..], director) {
+            io.queue_new(port, &buf[..ETH_HDR + n], Offload::default());
+        }
+    }
+
     fn handle_frame(&mut self, io: &mut impl PacketIo, port: PortId, i: usize, now_ms: u64) {
         let (frame, meta) = io.rx_frame(i);
         if meta.len < ETH_HDR {
             return;
         }
-        let frame = &mut frame[..meta.len];
-        let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
-        let src_mac: [u8; 6] = [frame[6], frame[7], frame[8], frame[9], frame[10], frame[11]];
+        let frame = &mut frame[..meta.start + meta.len];
+        let eth = &frame[meta.start..];
+        let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
+        let src_mac: [u8; 6] = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
         match ethertype {
             ETHERTYPE_ARP => {
-                let Some(a) = arp::parse(&frame[ETH_HDR..]) else {
+                let Some(a) = arp::parse(&frame[meta.start + ETH_HDR..]) else {
                     return;
                 };
                 self.neigh.learn(port, a.sender_ip, a.sender_mac);
@@ -432,89 +594,37 @@ impl Director {
                 }
             }
             ETHERTYPE_IPV4 if meta.to_us => {
-                let ip = &mut frame[ETH_HDR..];
-                let src = match ip.get(12..16) {
+                let ip_start = meta.start + ETH_HDR;
+                let src = match frame.get(ip_start + 12..ip_start + 16) {
                     Some(s) => Ipv4Addr::new(s[0], s[1], s[2], s[3]),
                     None => return,
                 };
                 self.counters.rx_csum_partial += u64::from(meta.offload.csum_partial);
                 self.counters.rx_gso += u64::from(meta.offload.gso_type != 0);
-                let mut offload = meta.offload;
-                let verdict = self.engine.process_ipv4(now_ms, ip, offload.csum_partial);
-                // The engine completes an offloaded SCTP CRC32c itself; the
-                // virtio header cannot say "CRC", so it must not ask for an
-                // Internet checksum on the way out.
-                if ip.get(9) == Some(&lvs_core::wire::ipproto::SCTP) {
-                    offload.csum_partial = false;
-                }
-                match verdict {
-                    Verdict::NotOurs | Verdict::Drop(_) => {}
-                    // A real server's packet for the director itself: the
-                    // host has it already (the guard spares local
-                    // destinations).
-                    Verdict::Forward { to: IpAddr::V4(to) }
-                        if self.ports.iter().any(|p| p.addrs.contains(&to)) => {}
-                    Verdict::Forward { to: IpAddr::V4(to) } => {
+                let mut pkt = PacketBuf {
+                    len: meta.len - ETH_HDR,
+                    buf: &mut frame[..meta.start + meta.len],
+                    start: ip_start,
+                    csum_partial: meta.offload.csum_partial,
+                    gso: meta.offload.gso_type != 0,
+                };
+                let paths = Net {
+                    ports: &self.ports,
+                    routes: &self.routes,
+                };
+                let t = self.engine.process(now_ms, &mut pkt, &paths);
+                match t {
+                    Transmit::Pass | Transmit::Drop(_) => {}
+                    Transmit::Send(s) => {
                         // Remember on-link senders so replies need no ARP round trip.
                         if let Some((p, nh)) = self.route(src) {
                             if p == port && nh == src {
                                 self.neigh.learn(port, src, src_mac);
                             }
                         }
-                        let Some((out, nh)) = self.route(to) else {
-                            self.counters.no_route += 1;
-                            return;
-                        };
-                        let Some(mac) = self.neigh.get(out, nh) else {
-                            let (frame, _) = io.rx_frame(i);
-                            if self
-                                .pending
-                                .park(out, nh, &frame[..meta.len], offload, now_ms)
-                            {
-                                self.counters.parked += 1;
-                            } else {
-                                self.counters.no_neighbour += 1;
-                            }
-                            self.ask(io, out, nh);
-                            return;
-                        };
-                        let (frame, _) = io.rx_frame(i);
-                        frame[0..6].copy_from_slice(&mac);
-                        frame[6..12].copy_from_slice(&self.ports[out].mac);
-                        io.queue_rx(i, out, meta.len, offload);
-                        self.counters.tx += 1;
+                        self.send(io, i, meta.offload, &s, now_ms);
                     }
-                    Verdict::Forward { to: IpAddr::V6(_) } => {}
-                    Verdict::Unreachable | Verdict::UnreachableToRealServer => {
-                        // Rate-limited like the kernel's ICMP (1000/s, burst
-                        // 50): a SYN flood must not become an ICMP flood.
-                        if !self.icmp_limit.allow(now_ms) {
-                            self.counters.icmp_ratelimited += 1;
-                            return;
-                        }
-                        let mac = self.ports[port].mac;
-                        let buf = &mut self.icmp_buf;
-                        buf[0..6].copy_from_slice(&src_mac);
-                        buf[6..12].copy_from_slice(&mac);
-                        buf[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-                        let (frame, _) = io.rx_frame(i);
-                        let ip = &frame[ETH_HDR..meta.len];
-                        // About a packet that was not for a VIP (nat_icmp_send):
-                        // from the director's own address on that interface.
-                        let from = match verdict {
-                            Verdict::UnreachableToRealServer => {
-                                self.ports[port].addrs.first().map(|a| a.octets())
-                            }
-                            _ => None,
-                        };
-                        if let Some(n) = lvs_core::wire::icmp::port_unreachable_v4_from(
-                            ip,
-                            &mut buf[ETH_HDR..],
-                            from,
-                        ) {
-                            io.queue_new(port, &buf[..ETH_HDR + n], Offload::default());
-                        }
-                    }
+                    Transmit::Reply(r) => self.reply(io, i, port, src_mac, &r, now_ms),
                 }
             }
             _ => {}

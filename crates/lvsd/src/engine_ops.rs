@@ -6,7 +6,10 @@ use lvs_control::{ErrorKind, Request, Response};
 use lvs_core::service::Dest;
 use lvs_core::stats::StatsView;
 use lvs_core::wire::ipproto;
-use lvs_core::{ControlError, DestConfig, Engine, Forward, ServiceKey, ServiceOptions};
+use lvs_core::{
+    ControlError, DestConfig, Engine, Forward, ServiceKey, ServiceOptions, Tunnel, TunnelCsum,
+    TunnelType,
+};
 
 /// Applies one request; returns the answer and whether the configuration changed.
 pub fn apply(engine: &mut Engine, req: &Request, now_ms: u64) -> (Response, bool) {
@@ -77,12 +80,41 @@ fn options(s: &ctl::ServiceSpec) -> ServiceOptions {
     }
 }
 
-/// The engine tracks every forwarding method, but lvsd transmits NAT only.
+/// Refuses what lvsd cannot transmit (local delivery, IPv6 real servers)
+/// and tunnel settings ipvsadm's table would refuse (lvsadm checks them
+/// too; this guards other clients).
 fn check_dest(d: &ctl::DestSpec) -> Result<(), ControlError> {
-    if d.forward != ctl::Forward::Masq {
+    if d.forward == ctl::Forward::Local {
         return Err(ControlError::NotSupported(
-            "only masquerading (NAT, -m) is implemented",
+            "local forwarding (the director as its own real server) is not implemented; use -g, -i or -m",
         ));
+    }
+    if d.addr.is_ipv6() {
+        return Err(ControlError::NotSupported("IPv6 real servers"));
+    }
+    if d.forward == ctl::Forward::Tunnel {
+        let t = &d.tunnel;
+        match (t.kind, t.port, t.csum) {
+            (ctl::TunnelType::Gue, 0, _) => {
+                return Err(ControlError::Invalid(
+                    "a GUE tunnel needs a port (--tun-port)",
+                ))
+            }
+            (ctl::TunnelType::Ipip | ctl::TunnelType::Gre, p, _) if p != 0 => {
+                return Err(ControlError::Invalid("only a GUE tunnel has a port"))
+            }
+            (ctl::TunnelType::Ipip, _, c) if c != ctl::TunnelCsum::NoCsum => {
+                return Err(ControlError::Invalid(
+                    "an ipip tunnel has no checksum option",
+                ))
+            }
+            (ctl::TunnelType::Gre, _, ctl::TunnelCsum::RemCsum) => {
+                return Err(ControlError::Invalid(
+                    "remote checksum offload is for GUE tunnels only",
+                ))
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
@@ -144,10 +176,49 @@ fn forward_out(f: Forward) -> ctl::Forward {
     }
 }
 
-/// Control-protocol destination to engine destination.
+/// Control-protocol tunnel settings to the engine's.
+fn tunnel_in(t: &ctl::Tunnel) -> Tunnel {
+    Tunnel {
+        kind: match t.kind {
+            ctl::TunnelType::Ipip => TunnelType::Ipip,
+            ctl::TunnelType::Gue => TunnelType::Gue,
+            ctl::TunnelType::Gre => TunnelType::Gre,
+        },
+        port: t.port,
+        csum: match t.csum {
+            ctl::TunnelCsum::NoCsum => TunnelCsum::NoCsum,
+            ctl::TunnelCsum::Csum => TunnelCsum::Csum,
+            ctl::TunnelCsum::RemCsum => TunnelCsum::RemCsum,
+        },
+    }
+}
+
+fn tunnel_out(t: &Tunnel) -> ctl::Tunnel {
+    ctl::Tunnel {
+        kind: match t.kind {
+            TunnelType::Ipip => ctl::TunnelType::Ipip,
+            TunnelType::Gue => ctl::TunnelType::Gue,
+            TunnelType::Gre => ctl::TunnelType::Gre,
+        },
+        port: t.port,
+        csum: match t.csum {
+            TunnelCsum::NoCsum => ctl::TunnelCsum::NoCsum,
+            TunnelCsum::Csum => ctl::TunnelCsum::Csum,
+            TunnelCsum::RemCsum => ctl::TunnelCsum::RemCsum,
+        },
+    }
+}
+
+/// Control-protocol destination to engine destination. The tunnel
+/// settings are kept for tunnelling destinations only (the others get
+/// ipvsadm's initial values).
 pub fn dest_config(d: &ctl::DestSpec) -> DestConfig {
     DestConfig {
-        tunnel: Default::default(),
+        tunnel: if d.forward == ctl::Forward::Tunnel {
+            tunnel_in(&d.tunnel)
+        } else {
+            Tunnel::default()
+        },
         addr: d.addr,
         port: d.port,
         forward: match d.forward {
@@ -189,6 +260,7 @@ fn dest_info(d: &Dest, stats: Option<&StatsView>) -> ctl::DestInfo {
         persist_conns: d.persist_conns,
         u_threshold: d.u_threshold,
         l_threshold: d.l_threshold,
+        tunnel: tunnel_out(&d.tunnel),
         stats: Some(stats.map(stats_info).unwrap_or_default()),
     }
 }
@@ -280,4 +352,185 @@ fn sysctls(engine: &Engine) -> Response {
 fn timeouts(engine: &Engine) -> Response {
     let (tcp, tcpfin, udp) = engine.timeouts();
     Response::Timeouts(ctl::Timeouts { tcp, tcpfin, udp })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc_key() -> ctl::ServiceKey {
+        ctl::ServiceKey {
+            protocol: ctl::Protocol::Tcp,
+            addr: "198.18.0.100".parse().unwrap(),
+            port: 80,
+        }
+    }
+
+    fn engine() -> Engine {
+        let mut e = Engine::new(0);
+        let spec = ctl::ServiceSpec {
+            key: svc_key(),
+            scheduler: "rr".into(),
+            sched_flags: 0,
+            persistent: None,
+            netmask: u32::MAX,
+            one_packet: false,
+        };
+        let (r, _) = apply(&mut e, &Request::AddService(spec), 0);
+        assert_eq!(r, Response::Ok);
+        e
+    }
+
+    fn dest(addr: &str, forward: ctl::Forward, tunnel: ctl::Tunnel) -> ctl::DestSpec {
+        ctl::DestSpec {
+            addr: addr.parse().unwrap(),
+            port: 80,
+            forward,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+            tunnel,
+        }
+    }
+
+    fn add(e: &mut Engine, d: ctl::DestSpec) -> Response {
+        apply(
+            e,
+            &Request::AddDest {
+                service: svc_key(),
+                dest: d,
+            },
+            0,
+        )
+        .0
+    }
+
+    fn gue(port: u16, csum: ctl::TunnelCsum) -> ctl::Tunnel {
+        ctl::Tunnel {
+            kind: ctl::TunnelType::Gue,
+            port,
+            csum,
+        }
+    }
+
+    #[test]
+    fn route_and_tunnel_destinations_are_accepted_and_listed() {
+        let mut e = engine();
+        let t = gue(6080, ctl::TunnelCsum::Csum);
+        assert_eq!(
+            add(&mut e, dest("198.18.1.11", ctl::Forward::Tunnel, t)),
+            Response::Ok
+        );
+        assert_eq!(
+            add(&mut e, dest("198.18.1.12", ctl::Forward::Route, t)),
+            Response::Ok
+        );
+        let Response::Services { services, .. } = services(&e, None) else {
+            panic!("not a listing")
+        };
+        let got: Vec<_> = services[0]
+            .dests
+            .iter()
+            .map(|d| (d.addr.to_string(), d.forward, d.tunnel))
+            .collect();
+        // Front insertion; a non-tunnel destination keeps no tunnel settings.
+        assert_eq!(
+            got,
+            [
+                (
+                    "198.18.1.12".into(),
+                    ctl::Forward::Route,
+                    ctl::Tunnel::default()
+                ),
+                ("198.18.1.11".into(), ctl::Forward::Tunnel, t),
+            ]
+        );
+        // -e changes the tunnel.
+        let t2 = ctl::Tunnel {
+            kind: ctl::TunnelType::Gre,
+            port: 0,
+            csum: ctl::TunnelCsum::NoCsum,
+        };
+        let (r, changed) = apply(
+            &mut e,
+            &Request::EditDest {
+                service: svc_key(),
+                dest: dest("198.18.1.11", ctl::Forward::Tunnel, t2),
+            },
+            0,
+        );
+        assert_eq!((r, changed), (Response::Ok, true));
+        let (_, dests) = e.services().next().unwrap();
+        let d = dests
+            .iter()
+            .find(|d| d.addr.to_string() == "198.18.1.11")
+            .unwrap();
+        assert_eq!(d.tunnel.kind, TunnelType::Gre);
+    }
+
+    #[test]
+    fn local_ipv6_and_bad_tunnels_are_refused() {
+        let mut e = engine();
+        let cases = [
+            (
+                dest("198.18.1.11", ctl::Forward::Local, ctl::Tunnel::default()),
+                ErrorKind::NotSupported,
+            ),
+            (
+                dest("2001:db8::1", ctl::Forward::Tunnel, ctl::Tunnel::default()),
+                ErrorKind::NotSupported,
+            ),
+            (
+                dest(
+                    "198.18.1.11",
+                    ctl::Forward::Tunnel,
+                    gue(0, ctl::TunnelCsum::NoCsum),
+                ),
+                ErrorKind::Invalid,
+            ),
+            (
+                dest(
+                    "198.18.1.11",
+                    ctl::Forward::Tunnel,
+                    ctl::Tunnel {
+                        kind: ctl::TunnelType::Gre,
+                        port: 0,
+                        csum: ctl::TunnelCsum::RemCsum,
+                    },
+                ),
+                ErrorKind::Invalid,
+            ),
+            (
+                dest(
+                    "198.18.1.11",
+                    ctl::Forward::Tunnel,
+                    ctl::Tunnel {
+                        kind: ctl::TunnelType::Ipip,
+                        port: 6080,
+                        csum: ctl::TunnelCsum::NoCsum,
+                    },
+                ),
+                ErrorKind::Invalid,
+            ),
+            (
+                dest(
+                    "198.18.1.11",
+                    ctl::Forward::Tunnel,
+                    ctl::Tunnel {
+                        kind: ctl::TunnelType::Ipip,
+                        port: 0,
+                        csum: ctl::TunnelCsum::Csum,
+                    },
+                ),
+                ErrorKind::Invalid,
+            ),
+        ];
+        for (d, want) in cases {
+            match add(&mut e, d.clone()) {
+                Response::Error { kind, .. } => assert_eq!(kind, want, "{d:?}"),
+                other => panic!("{d:?} accepted: {other:?}"),
+            }
+        }
+        assert!(e.services().next().unwrap().1.is_empty());
+    }
 }

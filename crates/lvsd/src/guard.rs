@@ -71,6 +71,12 @@ pub fn ruleset(engine: &Engine, devices: &[String]) -> String {
         });
     }
     for d in engine.all_dests() {
+        // Only NAT real servers' replies are translated by lvsd; replies of
+        // direct-routing and tunnel servers carry the VIP and are the host's
+        // to forward (or to never see).
+        if d.forward != lvs_core::Forward::Masq {
+            continue;
+        }
         let (IpAddr::V4(rip), Some(proto)) = (d.addr, proto_name(d.svc_key.protocol)) else {
             continue;
         };

@@ -19,6 +19,16 @@ pub struct Interface {
     pub loopback: bool,
     /// Ethernet framing (ARPHRD_ETHER): the only kind lvsd can drive.
     pub ethernet: bool,
+    /// The interface MTU (the route MTU lvsd uses towards its neighbours).
+    pub mtu: u16,
+}
+
+/// The MTU of interface `name` (1500 if sysfs does not say).
+fn read_mtu(name: &str) -> u16 {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(1500)
 }
 
 /// Lists the namespace's interfaces (getifaddrs).
@@ -54,6 +64,7 @@ pub fn interfaces() -> io::Result<Vec<Interface>> {
                     up: ifa.ifa_flags & libc::IFF_UP as u32 != 0,
                     loopback: ifa.ifa_flags & libc::IFF_LOOPBACK as u32 != 0,
                     ethernet: false,
+                    mtu: read_mtu(&name),
                 });
                 out.len() - 1
             }

@@ -3,7 +3,9 @@
 
 use lvs_config::{Config, ConfigError, Mode, Netmask, Protocol, Span};
 use lvs_core::wire::ipproto;
-use lvs_core::{DestConfig, Engine, Forward, ServiceKey, ServiceOptions};
+use lvs_core::{
+    DestConfig, Engine, Forward, ServiceKey, ServiceOptions, Tunnel, TunnelCsum, TunnelType,
+};
 
 /// Persistence timeout when `option persistence` gives none (`ipvsadm -p`'s default).
 pub const DEFAULT_PERSISTENCE_SECS: u32 = 360;
@@ -48,19 +50,6 @@ pub fn apply(engine: &mut Engine, cfg: &Config, file: &str, text: &str) -> Resul
                 )))
             }
         };
-        if d.mode.value != Mode::Nat {
-            let m = match d.mode.value {
-                Mode::Gateway => "gateway",
-                Mode::Tunnel => "tunnel",
-                Mode::Nat => "nat",
-            };
-            let why = if d.mode.span == d.span {
-                format!("director `{}` has no `mode` line, and the default `mode gateway` (direct routing) is not supported yet; add `mode nat`", d.name.value)
-            } else {
-                format!("`mode {m}` is not supported yet; only `mode nat` is")
-            };
-            return Err(err(d.mode.span, why));
-        }
         if lvs_core::sched::by_name(d.balance.value).is_none() {
             return Err(err(
                 d.balance.span,
@@ -134,12 +123,19 @@ pub fn apply(engine: &mut Engine, cfg: &Config, file: &str, text: &str) -> Resul
                     "IPv6 servers are not supported yet".into(),
                 ));
             }
+            let (forward, tunnel) = forwarding(d.server_mode(s).value);
             let cfg = DestConfig {
-                tunnel: Default::default(),
+                tunnel,
                 addr: s.addr.value,
-                // No port: the director's port (as ipvsadm does for -r without a port).
-                port: s.port.unwrap_or(port),
-                forward: Forward::Masq,
+                // No port: the director's port (as ipvsadm does for -r
+                // without a port). Direct routing and tunnelling always
+                // use it (the parser refuses another one), as ipvsadm
+                // forces it for -g and -i.
+                port: match forward {
+                    Forward::Masq => s.port.unwrap_or(port),
+                    _ => port,
+                },
+                forward,
                 weight: i32::try_from(s.weight).unwrap_or(i32::MAX),
                 u_threshold: s.maxconn.unwrap_or(0),
                 l_threshold: s.minconn.unwrap_or(0),
@@ -150,6 +146,27 @@ pub fn apply(engine: &mut Engine, cfg: &Config, file: &str, text: &str) -> Resul
         }
     }
     Ok(())
+}
+
+/// The engine's forwarding method and tunnel settings for a server's mode.
+fn forwarding(mode: Mode) -> (Forward, Tunnel) {
+    match mode {
+        Mode::Gateway => (Forward::Route, Tunnel::default()),
+        Mode::Nat => (Forward::Masq, Tunnel::default()),
+        Mode::Tunnel(t) => {
+            let (kind, port) = match t.kind {
+                lvs_config::TunnelType::Ipip => (TunnelType::Ipip, 0),
+                lvs_config::TunnelType::Gue { port } => (TunnelType::Gue, port),
+                lvs_config::TunnelType::Gre => (TunnelType::Gre, 0),
+            };
+            let csum = match t.csum {
+                lvs_config::TunnelCsum::NoCsum => TunnelCsum::NoCsum,
+                lvs_config::TunnelCsum::Csum => TunnelCsum::Csum,
+                lvs_config::TunnelCsum::RemCsum => TunnelCsum::RemCsum,
+            };
+            (Forward::Tunnel, Tunnel { kind, port, csum })
+        }
+    }
 }
 
 /// Scheduler flag names to bits, refusing flags that do not belong to the
@@ -212,21 +229,12 @@ mod tests {
 
     #[test]
     fn unsupported_constructs_point_at_their_line() {
-        let e = load("director web 198.18.0.100:80\n balance roundrobin\n")
-            .err()
-            .unwrap();
-        assert_eq!((e.line, e.col), (1, 1));
-        assert!(e.message.contains("mode nat"), "{}", e.message);
         let e = load("director web 198.18.0.100:80\n mode nat\n balance source\n option schedflags sh-port\n").unwrap();
         let (s, _) = e.services().next().unwrap();
         assert_eq!(
             (s.scheduler.name(), s.sched_flags),
             ("sh", lvs_core::sched::SCHED_F_PORT)
         );
-        let e = load("director web 198.18.0.100:80\n mode tunnel\n")
-            .err()
-            .unwrap();
-        assert_eq!((e.line, e.col), (2, 2));
         let e = load("director web 198.18.0.100\n mode nat\n")
             .err()
             .unwrap();
@@ -323,5 +331,127 @@ mod persistence_tests {
         assert_eq!((o.persistent, o.netmask), (Some(360), 0xffff_0000));
         let o = opts("director dns 198.18.0.100:53 UDP\n mode nat\n option onepacket\n");
         assert!(o.one_packet && o.persistent.is_none());
+    }
+}
+
+#[cfg(test)]
+mod forwarding_tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Engine, ConfigError> {
+        let cfg = lvs_config::parse_str(text, "t.conf")?;
+        let mut e = Engine::new(0);
+        apply(&mut e, &cfg, "t.conf", text)?;
+        Ok(e)
+    }
+
+    /// `(address, port, method, tunnel)` of every destination, sorted by address.
+    fn dests(e: &Engine) -> Vec<(String, u16, Forward, Tunnel)> {
+        let (_, dests) = e.services().next().unwrap();
+        let mut v: Vec<_> = dests
+            .iter()
+            .map(|d| (d.addr.to_string(), d.port, d.forward, d.tunnel))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn tun(kind: TunnelType, port: u16, csum: TunnelCsum) -> Tunnel {
+        Tunnel { kind, port, csum }
+    }
+
+    #[test]
+    fn a_director_without_mode_routes_directly() {
+        // Seed 003's syntax, no `mode` line: direct routing, the service port.
+        let e = load(
+            "director web 198.18.0.100:80 TCP\n  balance roundrobin\n  server web1 198.18.1.11:80 weight 10\n  server web2 198.18.1.12 weight 10\n",
+        )
+        .unwrap();
+        assert_eq!(
+            dests(&e),
+            [
+                ("198.18.1.11".into(), 80, Forward::Route, Tunnel::default()),
+                ("198.18.1.12".into(), 80, Forward::Route, Tunnel::default()),
+            ]
+        );
+    }
+
+    #[test]
+    fn tunnel_settings_and_per_server_methods_reach_the_engine() {
+        use TunnelCsum::{Csum, NoCsum, RemCsum};
+        let e = load(
+            "\
+director mixed 198.18.0.100:80
+  mode tunnel gue port 6080 csum
+  server a 198.18.1.11
+  server b 198.18.1.12:80 mode gateway
+  server c 198.18.1.13:8080 mode nat
+  server d 198.18.1.14 mode tunnel
+  server e 198.18.1.15 mode tunnel gre csum
+  server f 198.18.1.16 mode tunnel gue port 7000 remcsum
+",
+        )
+        .unwrap();
+        assert_eq!(
+            dests(&e),
+            [
+                (
+                    "198.18.1.11".into(),
+                    80,
+                    Forward::Tunnel,
+                    tun(TunnelType::Gue, 6080, Csum)
+                ),
+                ("198.18.1.12".into(), 80, Forward::Route, Tunnel::default()),
+                ("198.18.1.13".into(), 8080, Forward::Masq, Tunnel::default()),
+                (
+                    "198.18.1.14".into(),
+                    80,
+                    Forward::Tunnel,
+                    tun(TunnelType::Ipip, 0, NoCsum)
+                ),
+                (
+                    "198.18.1.15".into(),
+                    80,
+                    Forward::Tunnel,
+                    tun(TunnelType::Gre, 0, Csum)
+                ),
+                (
+                    "198.18.1.16".into(),
+                    80,
+                    Forward::Tunnel,
+                    tun(TunnelType::Gue, 7000, RemCsum)
+                ),
+            ]
+        );
+        // A director for all ports: gateway servers get port 0 (any port).
+        let e = load(
+            "director all 198.18.0.100\n option persistence\n server a 198.18.1.11\n server b 198.18.1.12:0 mode tunnel gre\n",
+        )
+        .unwrap();
+        assert_eq!(
+            dests(&e),
+            [
+                ("198.18.1.11".into(), 0, Forward::Route, Tunnel::default()),
+                (
+                    "198.18.1.12".into(),
+                    0,
+                    Forward::Tunnel,
+                    tun(TunnelType::Gre, 0, NoCsum)
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn ipv6_servers_stay_refused_whatever_the_method() {
+        let e = load("director web 198.18.0.100:80\n server a 2001:db8::1 mode tunnel\n")
+            .err()
+            .unwrap();
+        assert_eq!((e.line, e.col), (2, 11));
+        assert!(e.message.contains("IPv6"), "{}", e.message);
+        let e = load("director web [2001:db8::1]:80\n server a 2001:db8::2\n")
+            .err()
+            .unwrap();
+        assert_eq!((e.line, e.col), (1, 14));
     }
 }

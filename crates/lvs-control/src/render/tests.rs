@@ -1,5 +1,5 @@
 use super::*;
-use crate::proto::{ServiceSpec, StatsInfo, Timeouts};
+use crate::proto::{ServiceSpec, StatsInfo, Timeouts, Tunnel, TunnelCsum, TunnelType};
 
 fn key(p: Protocol, a: &str, port: u16) -> ServiceKey {
     ServiceKey {
@@ -21,7 +21,19 @@ fn dest(a: &str, port: u16, fwd: Forward, w: i32, act: u32, inact: u32) -> DestI
         persist_conns: 0,
         u_threshold: 0,
         l_threshold: 0,
+        tunnel: Tunnel::default(),
         stats: None,
+    }
+}
+
+fn tunnel_dest(a: &str, port: u16, kind: TunnelType, tun_port: u16, csum: TunnelCsum) -> DestInfo {
+    DestInfo {
+        tunnel: Tunnel {
+            kind,
+            port: tun_port,
+            csum,
+        },
+        ..dest(a, port, Forward::Tunnel, 3, 0, 0)
     }
 }
 
@@ -190,6 +202,111 @@ TCP  192.0.2.20:80 wlc
   -> 10.0.1.6:80                  Masq    n/a           3      0          2         
 ";
     assert_eq!(list_one(&s, &opts), expected);
+}
+
+/// The real-server lines of spec §8.6's `ipvsadm -L -n --tun-info` example
+/// (there a fwmark-7 service, which lvsd has not: the service line differs).
+#[test]
+fn tun_info_gue_and_gre_example() {
+    let mut a = tunnel_dest("10.0.1.5", 0, TunnelType::Gue, 6080, TunnelCsum::Csum);
+    a.active_conns = 1;
+    let mut b = tunnel_dest("10.0.1.6", 0, TunnelType::Gre, 0, TunnelCsum::NoCsum);
+    b.inact_conns = 2;
+    let s = svc(key(Protocol::Tcp, "192.0.2.20", 0), "wlc", vec![b, a]);
+    let opts = ListOptions {
+        mode: ListMode::TunInfo,
+        nosort: false,
+    };
+    let expected = "\
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn
+TCP  192.0.2.20:0 wlc
+  -> 10.0.1.5:0                   Tunnel  gue:6080:+c   3      1          0         
+  -> 10.0.1.6:0                   Tunnel  gre:-c        3      0          2         
+";
+    assert_eq!(list_one(&s, &opts), expected);
+}
+
+/// Every tunnel type and checksum option in the TunnelInfo column (§8.4;
+/// the oracle's captures include `gue:6080:-c` and `gre:+c`).
+#[test]
+fn tun_info_column_for_every_type_and_checksum() {
+    use TunnelCsum::{Csum, NoCsum, RemCsum};
+    use TunnelType::{Gre, Gue, Ipip};
+    let cases = [
+        (Ipip, 0, NoCsum, "ipip"),
+        (Gue, 6080, NoCsum, "gue:6080:-c"),
+        (Gue, 6080, Csum, "gue:6080:+c"),
+        (Gue, 65535, RemCsum, "gue:65535:r+c"),
+        (Gre, 0, NoCsum, "gre:-c"),
+        (Gre, 0, Csum, "gre:+c"),
+    ];
+    for (kind, port, csum, want) in cases {
+        assert_eq!(
+            tunnel_info(&tunnel_dest("10.0.1.5", 80, kind, port, csum)),
+            want
+        );
+    }
+    // Other methods show n/a, whatever tunnel settings they carry.
+    let mut d = tunnel_dest("10.0.1.5", 80, Gue, 6080, Csum);
+    d.forward = Forward::Route;
+    assert_eq!(tunnel_info(&d), "n/a");
+    // The widest value fills the 13-character column exactly.
+    let s = svc(
+        key(Protocol::Tcp, "192.0.2.20", 80),
+        "wlc",
+        vec![tunnel_dest("10.0.1.5", 80, Gue, 65535, RemCsum)],
+    );
+    let opts = ListOptions {
+        mode: ListMode::TunInfo,
+        nosort: false,
+    };
+    assert!(list_one(&s, &opts).ends_with(
+        "  -> 10.0.1.5:80                  Tunnel  gue:65535:r+c 3      0          0         \n"
+    ));
+}
+
+/// The tunnel real-server lines of spec §8.9's `ipvsadm -S -n` example,
+/// plus ipip and the remaining checksum options.
+#[test]
+fn save_tunnel_options() {
+    use TunnelCsum::{Csum, NoCsum, RemCsum};
+    use TunnelType::{Gre, Gue, Ipip};
+    let s = svc(
+        key(Protocol::Tcp, "192.0.2.20", 0),
+        "wlc",
+        vec![
+            tunnel_dest("10.0.1.5", 0, Gue, 6080, Csum),
+            tunnel_dest("10.0.1.6", 0, Gre, 0, NoCsum),
+            tunnel_dest("10.0.1.7", 0, Ipip, 0, NoCsum),
+            tunnel_dest("10.0.1.8", 0, Gue, 6081, NoCsum),
+            tunnel_dest("10.0.1.9", 0, Gue, 6082, RemCsum),
+            tunnel_dest("10.0.1.10", 0, Gre, 0, Csum),
+            dest("10.0.1.11", 0, Forward::Route, 1, 0, 0),
+        ],
+    );
+    let expected = "\
+-A -t 192.0.2.20:0 -s wlc
+-a -t 192.0.2.20:0 -r 10.0.1.5:0 -i -w 3 --tun-type gue --tun-port 6080 --tun-csum
+-a -t 192.0.2.20:0 -r 10.0.1.6:0 -i -w 3 --tun-type gre --tun-nocsum
+-a -t 192.0.2.20:0 -r 10.0.1.7:0 -i -w 3 --tun-type ipip
+-a -t 192.0.2.20:0 -r 10.0.1.8:0 -i -w 3 --tun-type gue --tun-port 6081 --tun-nocsum
+-a -t 192.0.2.20:0 -r 10.0.1.9:0 -i -w 3 --tun-type gue --tun-port 6082 --tun-remcsum
+-a -t 192.0.2.20:0 -r 10.0.1.10:0 -i -w 3 --tun-type gre --tun-csum
+-a -t 192.0.2.20:0 -r 10.0.1.11:0 -g -w 1
+";
+    assert_eq!(save(&[s], false), expected);
+}
+
+/// A destination from a daemon that predates tunnel types decodes as ipip.
+#[test]
+fn dest_info_without_tunnel_field_decodes_as_ipip() {
+    let d = dest("10.0.1.5", 80, Forward::Tunnel, 1, 0, 0);
+    let mut v = serde_json::to_value(&d).unwrap();
+    v.as_object_mut().unwrap().remove("tunnel");
+    let back: DestInfo = serde_json::from_value(v).unwrap();
+    assert_eq!(back, d);
+    assert_eq!(tunnel_info(&back), "ipip");
 }
 
 #[test]

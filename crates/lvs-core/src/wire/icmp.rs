@@ -12,12 +12,21 @@ pub const PORT_UNREACH: u8 = 3;
 /// Like Linux, quote as much of the offending datagram as fits in 576 bytes.
 const MAX_ERROR_LEN: usize = 576;
 
+/// ICMP type "time exceeded" (code 0: TTL expired in transit).
+pub const TIME_EXCEEDED: u8 = 11;
+/// ICMP type "source quench" (deprecated, still "related" for IPVS).
+pub const SOURCE_QUENCH: u8 = 4;
+/// ICMP code "host unreachable".
+pub const HOST_UNREACH: u8 = 1;
+/// ICMP code "fragmentation needed and DF set".
+pub const FRAG_NEEDED: u8 = 4;
+
 /// Writes an IPv4 ICMP destination-unreachable/port-unreachable for the
 /// datagram `orig` into `out` and returns the length written. The error
 /// comes from the address the datagram was sent to (the VIP) and goes to its
 /// source. Returns `None` if `out` is too small or `orig` is not IPv4.
 pub fn port_unreachable_v4(orig: &[u8], out: &mut [u8]) -> Option<usize> {
-    port_unreachable_v4_from(orig, out, None)
+    error_v4(orig, out, DEST_UNREACH, PORT_UNREACH, 0, None)
 }
 
 /// Like `port_unreachable_v4`, from address `from` if given (the director's
@@ -25,6 +34,24 @@ pub fn port_unreachable_v4(orig: &[u8], out: &mut [u8]) -> Option<usize> {
 pub fn port_unreachable_v4_from(
     orig: &[u8],
     out: &mut [u8],
+    from: Option<[u8; 4]>,
+) -> Option<usize> {
+    error_v4(orig, out, DEST_UNREACH, PORT_UNREACH, 0, from)
+}
+
+/// Writes an IPv4 ICMP error of `typ`/`code` about the datagram `orig` into
+/// `out`, with `info` as the 4 bytes after the checksum (the next-hop MTU
+/// of "fragmentation needed" sits in the low 16 bits), and returns its
+/// length. Like Linux's `icmp_send`: the error quotes as much of `orig` as
+/// fits in 576 bytes, goes to `orig`'s source, comes from `from` or else
+/// from the address `orig` was sent to, with TTL 64, the precedence
+/// "internetwork control" over `orig`'s TOS bits, and DF clear.
+pub fn error_v4(
+    orig: &[u8],
+    out: &mut [u8],
+    typ: u8,
+    code: u8,
+    info: u32,
     from: Option<[u8; 4]>,
 ) -> Option<usize> {
     let o = Ipv4Packet::new_checked(orig).ok()?;
@@ -35,10 +62,10 @@ pub fn port_unreachable_v4_from(
     }
     let out = &mut out[..len];
     out[0] = 0x45;
-    out[1] = 0;
+    out[1] = (o.tos() & 0x1e) | 0xc0;
     out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
     out[4..6].copy_from_slice(&[0, 0]);
-    out[6..8].copy_from_slice(&[0x40, 0]); // DF, as Linux sends ICMP errors
+    out[6..8].copy_from_slice(&[0, 0]);
     out[8] = 64;
     out[9] = super::ipproto::ICMP;
     out[10..12].copy_from_slice(&[0, 0]);
@@ -46,9 +73,10 @@ pub fn port_unreachable_v4_from(
     out[16..20].copy_from_slice(&o.src_bytes());
     let hc = checksum::checksum(&out[..20]);
     out[10..12].copy_from_slice(&hc.to_be_bytes());
-    out[20] = DEST_UNREACH;
-    out[21] = PORT_UNREACH;
-    out[22..28].copy_from_slice(&[0; 6]);
+    out[20] = typ;
+    out[21] = code;
+    out[22..24].copy_from_slice(&[0, 0]);
+    out[24..28].copy_from_slice(&info.to_be_bytes());
     out[28..].copy_from_slice(&orig[..quoted]);
     let c = checksum::checksum(&out[20..]);
     out[22..24].copy_from_slice(&c.to_be_bytes());

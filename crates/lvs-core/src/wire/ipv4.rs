@@ -93,6 +93,22 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn dst(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.dst_bytes())
     }
+    /// Type of service / traffic class byte (DSCP and ECN).
+    #[inline]
+    pub fn tos(&self) -> u8 {
+        self.buf.as_ref()[1]
+    }
+    /// Identification field.
+    #[inline]
+    pub fn ident(&self) -> u16 {
+        let b = self.buf.as_ref();
+        u16::from_be_bytes([b[4], b[5]])
+    }
+    /// "Don't fragment" flag.
+    #[inline]
+    pub fn dont_frag(&self) -> bool {
+        self.buf.as_ref()[field::FLAGS_FRAG.start] & 0x40 != 0
+    }
     /// Fragment offset in 8-byte units.
     #[inline]
     pub fn frag_offset(&self) -> u16 {
@@ -133,6 +149,18 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn set_dst(&mut self, a: [u8; 4]) {
         self.buf.as_mut()[field::DST].copy_from_slice(&a);
+    }
+    /// Decrements TTL by one and updates the header checksum incrementally
+    /// (RFC 1624; the same value a full recomputation gives).
+    #[inline]
+    pub fn decrement_ttl(&mut self) {
+        let b = self.buf.as_mut();
+        let old = [b[field::TTL], b[field::PROTOCOL]];
+        b[field::TTL] = old[0].wrapping_sub(1);
+        let new = [b[field::TTL], old[1]];
+        let c = u16::from_be_bytes([b[10], b[11]]);
+        let c = checksum::replace(c, &old, &new, true);
+        b[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
     }
     /// Recomputes the header checksum over the header.
     #[inline]
@@ -209,5 +237,118 @@ mod tests {
         p.fill_checksum();
         assert!(p.verify_checksum());
         assert_eq!(p.payload().len(), 40);
+    }
+}
+
+/// Splits the IPv4 packet `pkt` into fragments of at most `mtu` bytes, as the
+/// output path does for a packet marked "ignore DF" (forwarding.md §3.4,
+/// §7.5): each fragment is written into `out` and handed to `emit`. Options
+/// are copied into every fragment only when they are marked "copied"; the
+/// simple case (no options) is what tunnels produce. Fragments get DF clear.
+/// Each fragment is written at `out[reserve..]` and `emit` gets
+/// `out[..reserve + fragment length]` (the caller's link header stays in
+/// front). Returns the number of fragments, or `None` if `pkt` is not a
+/// valid IPv4 packet, `mtu` leaves no room for 8 payload bytes, or `out` is
+/// too small.
+pub fn fragment(
+    pkt: &[u8],
+    mtu: usize,
+    out: &mut [u8],
+    reserve: usize,
+    mut emit: impl FnMut(&[u8]),
+) -> Option<usize> {
+    let p = Ipv4Packet::new_checked(pkt).ok()?;
+    let hl = p.header_len();
+    let payload = p.payload();
+    // Fragment payloads are multiples of 8 bytes, except the last.
+    let chunk = mtu.checked_sub(hl)? & !7;
+    if chunk == 0 || out.len() < reserve + hl + chunk.min(payload.len()) {
+        return None;
+    }
+    let base_off = usize::from(p.frag_offset()) * 8;
+    let last_mf = p.more_frags();
+    let mut n = 0;
+    let mut off = 0;
+    while off < payload.len() {
+        let take = chunk.min(payload.len() - off);
+        let more = off + take < payload.len() || last_mf;
+        let f = &mut out[reserve..reserve + hl + take];
+        f[..hl].copy_from_slice(&pkt[..hl]);
+        f[hl..].copy_from_slice(&payload[off..off + take]);
+        f[2..4].copy_from_slice(&((hl + take) as u16).to_be_bytes());
+        let units = ((base_off + off) / 8) as u16;
+        let flags: u16 = if more { 0x2000 } else { 0 };
+        f[6..8].copy_from_slice(&(flags | (units & 0x1fff)).to_be_bytes());
+        let mut v = Ipv4Packet { buf: &mut *f };
+        v.fill_checksum();
+        emit(&out[..reserve + hl + take]);
+        n += 1;
+        off += take;
+    }
+    Some(n)
+}
+
+#[cfg(test)]
+mod fragment_tests {
+    use super::*;
+
+    #[test]
+    fn fragments_cover_the_payload_in_8_byte_units() {
+        let total = 20 + 100;
+        let mut v = vec![0u8; total];
+        v[0] = 0x45;
+        v[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        v[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+        v[8] = 64;
+        v[9] = 4;
+        for (i, b) in v[20..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let mut frags = Vec::new();
+        let mut buf = [0u8; 64];
+        let n = fragment(&v, 60, &mut buf, 0, |f| frags.push(f.to_vec())).unwrap();
+        assert_eq!(n, 3);
+        // 60 - 20 = 40 bytes per fragment (a multiple of 8).
+        assert_eq!(frags[0].len(), 60);
+        assert_eq!(&frags[0][6..8], &[0x20, 0]);
+        assert_eq!(&frags[1][6..8], &[0x20, 5]);
+        assert_eq!(frags[2].len(), 40);
+        assert_eq!(&frags[2][6..8], &[0, 10]);
+        let mut joined = Vec::new();
+        for f in &frags {
+            let p = Ipv4Packet::new_checked(&f[..]).unwrap();
+            assert!(p.verify_checksum());
+            assert_eq!(p.ident(), 0x1234);
+            joined.extend_from_slice(p.payload());
+        }
+        assert_eq!(&joined[..], &v[20..]);
+        assert!(fragment(&v, 27, &mut buf, 0, |_| {}).is_none());
+        // A reserved prefix stays in front of every fragment.
+        let mut big = [0xeeu8; 80];
+        fragment(&v, 60, &mut big, 14, |f| {
+            assert_eq!(&f[..14], &[0xee; 14]);
+            assert_eq!(f[14], 0x45);
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn ttl_decrement_matches_a_full_recomputation() {
+        for ttl in [2u8, 64, 255] {
+            let mut v = [0u8; 20];
+            v[0] = 0x45;
+            v[2..4].copy_from_slice(&20u16.to_be_bytes());
+            v[8] = ttl;
+            v[9] = 6;
+            v[12..16].copy_from_slice(&[198, 18, 0, 2]);
+            let mut p = Ipv4Packet::new_checked(&mut v[..]).unwrap();
+            p.fill_checksum();
+            p.decrement_ttl();
+            let inc = [v[10], v[11]];
+            let mut p = Ipv4Packet::new_checked(&mut v[..]).unwrap();
+            p.fill_checksum();
+            assert_eq!(inc, [v[10], v[11]], "ttl {ttl}");
+            assert_eq!(v[8], ttl - 1);
+        }
     }
 }

@@ -329,6 +329,7 @@ fn servers() {
                 weight: 1,
                 u_threshold: 0,
                 l_threshold: 0,
+                tunnel: Tunnel::default(),
             }
         })
     );
@@ -458,6 +459,163 @@ fn servers() {
             "x"
         ]),
         "illegal tunnel type specified"
+    );
+}
+
+/// The tunnel of an `-a`/`-e` line, or the ipvsadm message refusing it.
+fn tunnel_of(extra: &[&str]) -> Result<(Forward, u16, Tunnel), String> {
+    let mut v = vec!["-a", "-t", "192.0.2.10:80", "-r", "10.0.1.5:8080"];
+    v.extend_from_slice(extra);
+    match p(&v) {
+        Ok(Command::Apply(Request::AddDest { dest, .. })) => {
+            Ok((dest.forward, dest.port, dest.tunnel))
+        }
+        Err(UsageError::Fail(m)) => Err(m),
+        other => panic!("unexpected {other:?} for {v:?}"),
+    }
+}
+
+fn tun(kind: TunnelType, port: u16, csum: TunnelCsum) -> Tunnel {
+    Tunnel { kind, port, csum }
+}
+
+#[test]
+fn tunnel_types_and_options_reach_the_dest_spec() {
+    use TunnelCsum::{Csum, NoCsum, RemCsum};
+    use TunnelType::{Gre, Gue, Ipip};
+    // -i alone: ipip, no checksum; the port is forced to the service's.
+    assert_eq!(
+        tunnel_of(&["-i"]),
+        Ok((Forward::Tunnel, 80, tun(Ipip, 0, NoCsum)))
+    );
+    assert_eq!(
+        tunnel_of(&["-i", "--tun-type", "ipip"]),
+        Ok((Forward::Tunnel, 80, tun(Ipip, 0, NoCsum)))
+    );
+    // The §8.9 example's two tunnel servers, as their save lines read.
+    assert_eq!(
+        tunnel_of(&[
+            "-i",
+            "-w",
+            "3",
+            "--tun-type",
+            "gue",
+            "--tun-port",
+            "6080",
+            "--tun-csum"
+        ]),
+        Ok((Forward::Tunnel, 80, tun(Gue, 6080, Csum)))
+    );
+    assert_eq!(
+        tunnel_of(&["-i", "-w", "3", "--tun-type", "gre", "--tun-nocsum"]),
+        Ok((Forward::Tunnel, 80, tun(Gre, 0, NoCsum)))
+    );
+    assert_eq!(
+        tunnel_of(&["--tun-port", "1", "--tun-type", "gue", "-i"]),
+        Ok((Forward::Tunnel, 80, tun(Gue, 1, NoCsum)))
+    );
+    assert_eq!(
+        tunnel_of(&["-i", "--tun-type=gue", "--tun-port=65535", "--tun-remcsum"]),
+        Ok((Forward::Tunnel, 80, tun(Gue, 65535, RemCsum)))
+    );
+    assert_eq!(
+        tunnel_of(&["-i", "--tun-type", "gre", "--tun-csum"]),
+        Ok((Forward::Tunnel, 80, tun(Gre, 0, Csum)))
+    );
+    assert_eq!(
+        tunnel_of(&["-i", "--tun-type", "gre"]),
+        Ok((Forward::Tunnel, 80, tun(Gre, 0, NoCsum)))
+    );
+    // -e carries them too.
+    let Command::Apply(Request::EditDest { dest, .. }) = p(&[
+        "-e",
+        "-t",
+        "192.0.2.10:80",
+        "-r",
+        "10.0.1.5",
+        "-i",
+        "--tun-type",
+        "gue",
+        "--tun-port",
+        "6080",
+    ])
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(dest.tunnel, tun(Gue, 6080, NoCsum));
+    // Direct routing and NAT carry the initial values.
+    assert_eq!(
+        tunnel_of(&["-g"]),
+        Ok((Forward::Route, 80, Tunnel::default()))
+    );
+    assert_eq!(
+        tunnel_of(&["-m"]),
+        Ok((Forward::Masq, 8080, Tunnel::default()))
+    );
+}
+
+/// ipvsadm's tunnel-type table (§4) and option values (§3), message for message.
+#[test]
+fn tunnel_option_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["-i", "--tun-type", "vxlan"], "illegal tunnel type specified"),
+        (&["-i", "--tun-type", "gue", "--tun-port", "0"], "illegal tunnel port specified"),
+        (&["-i", "--tun-type", "gue", "--tun-port", "65536"], "illegal tunnel port specified"),
+        (&["-i", "--tun-type", "gue", "--tun-port", "x"], "illegal tunnel port specified"),
+        (
+            &["-g", "--tun-type", "gue", "--tun-port", "6080"],
+            "Tunnel options conflict with forward method",
+        ),
+        (&["--tun-csum"], "Tunnel options conflict with forward method"),
+        (&["-m", "--tun-port", "6080"], "Tunnel options conflict with forward method"),
+        (
+            &["-i", "--tun-type", "gue"],
+            "You need to supply the 'tun-port' option for the 'gue' tunnel type",
+        ),
+        (
+            &["-i", "--tun-type", "gue", "--tun-port", "6080", "--tun-csum", "--tun-remcsum"],
+            "The option 'tun-remcsum' conflicts with the 'tun-csum' option in the 'gue' tunnel type",
+        ),
+        (
+            &["-i", "--tun-type", "gue", "--tun-port", "6080", "--tun-nocsum", "--tun-csum"],
+            "The option 'tun-csum' conflicts with the 'tun-nocsum' option in the 'gue' tunnel type",
+        ),
+        (
+            &["-i", "--tun-type", "gre", "--tun-port", "6080"],
+            "Illegal 'tun-port' option with the 'gre' tunnel type",
+        ),
+        (
+            &["-i", "--tun-type", "gre", "--tun-remcsum"],
+            "Illegal 'tun-remcsum' option with the 'gre' tunnel type",
+        ),
+        (
+            &["-i", "--tun-type", "gre", "--tun-nocsum", "--tun-csum"],
+            "The option 'tun-csum' conflicts with the 'tun-nocsum' option in the 'gre' tunnel type",
+        ),
+        (
+            &["-i", "--tun-port", "6080"],
+            "Illegal 'tun-port' option with the 'ipip' tunnel type",
+        ),
+        (
+            &["-i", "--tun-type", "ipip", "--tun-nocsum"],
+            "Illegal 'tun-nocsum' option with the 'ipip' tunnel type",
+        ),
+        (
+            &["-i", "--tun-type", "gre", "--tun-type", "gue"],
+            "multiple 'tun-type' options specified",
+        ),
+    ];
+    for (extra, want) in cases {
+        assert_eq!(
+            tunnel_of(extra).as_ref().err().map(String::as_str),
+            Some(*want),
+            "{extra:?}"
+        );
+    }
+    // Tunnel options are real-server options only.
+    assert_eq!(
+        failmsg(&["-A", "-t", "192.0.2.10:80", "--tun-type", "gre"]),
+        "Illegal 'tun-type' option with the 'add-service' command"
     );
 }
 

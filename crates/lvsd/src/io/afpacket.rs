@@ -11,8 +11,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 pub const BATCH: usize = 64;
 /// Size of the virtio-net header in front of each frame.
 const VNET_LEN: usize = 10;
+/// Free bytes in front of each received frame's virtio-net header, for an
+/// encapsulation written in place.
+const HEADROOM: usize = lvs_core::xmit::HEADROOM;
 /// Room for the largest GSO super-packet plus headers.
-const SLOT: usize = VNET_LEN + 65536 + 64;
+const SLOT: usize = HEADROOM + VNET_LEN + 65536 + 64;
 /// Slots for frames the daemon builds itself, per flush.
 const NEW_SLOTS: usize = 64;
 const NEW_SLOT: usize = VNET_LEN + 1600;
@@ -93,10 +96,11 @@ fn open_socket(ifindex: i32) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// One queued transmission: which buffer, which bytes.
+/// One queued transmission: which buffer, from which offset.
 #[derive(Clone, Copy)]
 enum TxSrc {
-    Rx(usize),
+    /// Receive slot `i`, starting at this offset (the virtio-net header).
+    Rx(usize, usize),
     New(usize),
 }
 
@@ -202,8 +206,8 @@ impl PacketIo for AfPacket {
             // during the recvmmsg call below.
             unsafe {
                 *iov.add(i) = libc::iovec {
-                    iov_base: rx.add(i * SLOT).cast(),
-                    iov_len: SLOT,
+                    iov_base: rx.add(i * SLOT + HEADROOM).cast(),
+                    iov_len: SLOT - HEADROOM,
                 };
                 let m = &mut *msgs.add(i);
                 m.msg_hdr.msg_name = addrs.add(i).cast();
@@ -242,37 +246,41 @@ impl PacketIo for AfPacket {
     }
 
     fn rx_frame(&mut self, i: usize) -> (&mut [u8], RxMeta) {
-        let total = self.rx_len[i].min(SLOT);
-        let slot = &mut self.rx_buf[i * SLOT..i * SLOT + total];
+        let total = self.rx_len[i].min(SLOT - HEADROOM);
+        let slot = &mut self.rx_buf[i * SLOT..i * SLOT + HEADROOM + total];
         let pkttype = self.rx_addr[i].sll_pkttype;
         if total < VNET_LEN {
             let meta = RxMeta {
+                start: 0,
                 len: 0,
                 to_us: false,
                 offload: Offload::default(),
             };
-            return (&mut slot[total..], meta);
+            return (slot, meta);
         }
-        let offload = Self::read_vnet(&slot[..VNET_LEN]);
+        let offload = Self::read_vnet(&slot[HEADROOM..HEADROOM + VNET_LEN]);
         let meta = RxMeta {
+            start: HEADROOM + VNET_LEN,
             len: total - VNET_LEN,
             to_us: pkttype == libc::PACKET_HOST,
             offload,
         };
-        (&mut slot[VNET_LEN..], meta)
+        (slot, meta)
     }
 
-    fn queue_rx(&mut self, i: usize, out: PortId, len: usize, offload: Offload) {
+    fn queue_rx(&mut self, i: usize, out: PortId, start: usize, len: usize, offload: Offload) {
         let cap = self.iov.len();
         let Some(q) = self.tx.get_mut(out) else {
             return;
         };
-        // The send headers are preallocated: beyond them a frame is dropped.
-        if i >= BATCH || q.len() >= cap {
+        // The send headers are preallocated: beyond them a frame is dropped;
+        // so is a frame that leaves no room for its virtio-net header.
+        if i >= BATCH || q.len() >= cap || !(VNET_LEN..SLOT).contains(&start) {
             return;
         }
-        q.push((TxSrc::Rx(i), VNET_LEN + len.min(SLOT - VNET_LEN)));
-        let base = i * SLOT;
+        let vnet = start - VNET_LEN;
+        q.push((TxSrc::Rx(i, vnet), VNET_LEN + len.min(SLOT - start)));
+        let base = i * SLOT + vnet;
         Self::write_vnet(&mut self.rx_buf[base..base + VNET_LEN], &offload);
     }
 
@@ -310,7 +318,7 @@ impl PacketIo for AfPacket {
                 // while self is borrowed.
                 unsafe {
                     let base = match src {
-                        TxSrc::Rx(i) => rx.add(i * SLOT),
+                        TxSrc::Rx(i, off) => rx.add(i * SLOT + off),
                         TxSrc::New(k) => new.add(k * NEW_SLOT),
                     };
                     *iov.add(j) = libc::iovec {

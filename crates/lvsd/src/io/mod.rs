@@ -31,6 +31,10 @@ pub struct Offload {
 /// What the backend knows of a received frame.
 #[derive(Debug, Clone, Copy)]
 pub struct RxMeta {
+    /// Where the Ethernet frame starts in the buffer `rx_frame` returns;
+    /// the bytes before it are free headroom (at least
+    /// `lvs_core::xmit::HEADROOM`) for encapsulation headers.
+    pub start: usize,
     pub len: usize,
     /// Addressed to this host's MAC (PACKET_HOST), as opposed to broadcast,
     /// multicast or another host.
@@ -47,11 +51,12 @@ pub trait PacketIo {
     /// Receives up to one batch from `port` into the backend's buffers;
     /// returns how many frames arrived (0 when none is waiting).
     fn recv(&mut self, port: PortId) -> io::Result<usize>;
-    /// Frame `i` of the last `recv` (Ethernet header first) and its metadata.
+    /// The buffer of frame `i` of the last `recv` (headroom, then the
+    /// Ethernet frame at `meta.start`) and its metadata.
     fn rx_frame(&mut self, i: usize) -> (&mut [u8], RxMeta);
-    /// Queues frame `i` of the last `recv`, truncated to `len`, for sending on `out`.
-    fn queue_rx(&mut self, i: usize, out: PortId, len: usize, offload: Offload);
-    /// Queues a frame the daemon built itself (ARP, ICMP).
+    /// Queues the bytes `start..start + len` of frame `i`'s buffer (an
+    /// Ethernet frame, which may now begin in the headroom) for sending on `out`.
+    fn queue_rx(&mut self, i: usize, out: PortId, start: usize, len: usize, offload: Offload);
     /// Queues a frame the daemon built or kept itself (ARP, ICMP, frames
     /// parked while a neighbour was resolved), with its offload metadata.
     fn queue_new(&mut self, out: PortId, frame: &[u8], offload: Offload);

@@ -1,0 +1,143 @@
+//! TCP segments the director builds itself: the reset a host stack sends
+//! for a segment that belongs to no connection (RFC 793 "reset
+//! generation", as Linux's `tcp_v4_send_reset` fills it).
+
+use super::checksum;
+use super::ipv4::Ipv4Packet;
+use super::tcp_flags;
+
+/// Length of the reset: IPv4 header plus a TCP header without options.
+pub const RST_LEN: usize = 40;
+
+/// Writes into `out` the RST answering the IPv4 TCP segment `orig`, from
+/// `orig`'s destination to its source, and returns its length. `None` if
+/// `orig` is not a TCP segment with a complete header, is itself a RST, or
+/// `out` is too small.
+///
+/// Sequence numbers: a segment with ACK gets `seq = its ack`, no ACK flag;
+/// one without gets `seq 0`, ACK, and `ack = its seq + SYN + FIN + payload
+/// length`. IP: DF set and ID 0, TTL 64, the segment's DSCP with ECN clear.
+pub fn reset_v4(orig: &[u8], out: &mut [u8]) -> Option<usize> {
+    let o = Ipv4Packet::new_checked(orig).ok()?;
+    if o.protocol() != super::ipproto::TCP || out.len() < RST_LEN {
+        return None;
+    }
+    let t = o.payload();
+    if t.len() < 20 {
+        return None;
+    }
+    let flags = t[13];
+    if flags & tcp_flags::RST != 0 {
+        return None;
+    }
+    let doff = usize::from(t[12] >> 4) * 4;
+    let payload = t.len().saturating_sub(doff.max(20)) as u32;
+    let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+    let ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
+    let out = &mut out[..RST_LEN];
+    out.fill(0);
+    out[0] = 0x45;
+    out[1] = o.tos() & !0x03;
+    out[2..4].copy_from_slice(&(RST_LEN as u16).to_be_bytes());
+    out[6] = 0x40;
+    out[8] = 64;
+    out[9] = super::ipproto::TCP;
+    out[12..16].copy_from_slice(&o.dst_bytes());
+    out[16..20].copy_from_slice(&o.src_bytes());
+    let hc = checksum::checksum(&out[..20]);
+    out[10..12].copy_from_slice(&hc.to_be_bytes());
+    let th = &mut out[20..];
+    th[0..2].copy_from_slice(&t[2..4]);
+    th[2..4].copy_from_slice(&t[0..2]);
+    if flags & tcp_flags::ACK != 0 {
+        th[4..8].copy_from_slice(&ack.to_be_bytes());
+        th[13] = tcp_flags::RST;
+    } else {
+        let syn_fin =
+            u32::from(flags & tcp_flags::SYN != 0) + u32::from(flags & tcp_flags::FIN != 0);
+        let a = seq.wrapping_add(syn_fin).wrapping_add(payload);
+        th[8..12].copy_from_slice(&a.to_be_bytes());
+        th[13] = tcp_flags::RST | tcp_flags::ACK;
+    }
+    th[12] = 5 << 4;
+    let sum = checksum::pseudo_v4(o.dst_bytes(), o.src_bytes(), super::ipproto::TCP, 20);
+    let c = !checksum::fold(checksum::add_bytes(sum, &out[20..]));
+    out[36..38].copy_from_slice(&c.to_be_bytes());
+    Some(RST_LEN)
+}
+
+/// Completes an L4 checksum left for offload: the field holds the
+/// non-complemented pseudo-header sum, and the checksum runs from
+/// `l4` 's first byte to its end, as a NIC would finish it. `csum_off` is
+/// the field's offset in `l4`; `udp` maps a zero result to 0xFFFF.
+pub fn complete_partial(l4: &mut [u8], csum_off: usize, udp: bool) {
+    if l4.len() < csum_off + 2 {
+        return;
+    }
+    let c = !checksum::fold(checksum::add_bytes(0, l4));
+    let c = if udp && c == 0 { 0xffff } else { c };
+    l4[csum_off..csum_off + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(flags: u8, seq: u32, ack: u32, payload: usize) -> Vec<u8> {
+        let total = 40 + payload;
+        let mut v = vec![0u8; total];
+        v[0] = 0x45;
+        v[1] = 0xbb;
+        v[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        v[8] = 64;
+        v[9] = 6;
+        v[12..16].copy_from_slice(&[198, 18, 0, 2]);
+        v[16..20].copy_from_slice(&[198, 18, 0, 100]);
+        v[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        v[22..24].copy_from_slice(&80u16.to_be_bytes());
+        v[24..28].copy_from_slice(&seq.to_be_bytes());
+        v[28..32].copy_from_slice(&ack.to_be_bytes());
+        v[32] = 5 << 4;
+        v[33] = flags;
+        v
+    }
+
+    fn l4_ok(v: &[u8]) -> bool {
+        let p = Ipv4Packet::new_checked(v).unwrap();
+        let sum = checksum::pseudo_v4(p.src_bytes(), p.dst_bytes(), 6, (v.len() - 20) as u16);
+        checksum::fold(checksum::add_bytes(sum, &v[20..])) == 0xffff
+    }
+
+    #[test]
+    fn reset_for_an_ack_takes_its_ack_number() {
+        let orig = segment(tcp_flags::ACK, 1000, 0xdead_beef, 10);
+        let mut out = [0u8; 64];
+        let n = reset_v4(&orig, &mut out).unwrap();
+        let r = &out[..n];
+        let p = Ipv4Packet::new_checked(r).unwrap();
+        assert!(p.verify_checksum());
+        assert!(l4_ok(r));
+        assert_eq!(p.src_bytes(), [198, 18, 0, 100]);
+        assert_eq!(p.dst_bytes(), [198, 18, 0, 2]);
+        assert_eq!(r[1], 0xb8);
+        assert_eq!(&r[20..24], &[0, 80, 0x9c, 0x40]);
+        assert_eq!(&r[24..28], &0xdead_beefu32.to_be_bytes());
+        assert_eq!(&r[28..32], &[0, 0, 0, 0]);
+        assert_eq!(r[33], tcp_flags::RST);
+    }
+
+    #[test]
+    fn reset_for_a_segment_without_ack_acknowledges_it() {
+        let orig = segment(tcp_flags::FIN, 1000, 0, 10);
+        let mut out = [0u8; 64];
+        let n = reset_v4(&orig, &mut out).unwrap();
+        let r = &out[..n];
+        assert!(l4_ok(r));
+        assert_eq!(&r[24..28], &[0, 0, 0, 0]);
+        assert_eq!(&r[28..32], &1011u32.to_be_bytes());
+        assert_eq!(r[33], tcp_flags::RST | tcp_flags::ACK);
+        // A RST is never answered.
+        assert!(reset_v4(&segment(tcp_flags::RST, 1, 0, 0), &mut out).is_none());
+        assert!(reset_v4(&orig[..30], &mut out).is_none());
+    }
+}

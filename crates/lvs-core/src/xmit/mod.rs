@@ -1,0 +1,290 @@
+//! The transmit seam: how a packet leaves the director (forwarding.md
+//! §3–§8). The engine answers every packet with a [`Transmit`]: leave it to
+//! the host, drop it, send it (with the method, the path, where the bytes
+//! now start in the buffer and what is left for the I/O layer), or answer
+//! its sender (an ICMP error, a TCP reset).
+//!
+//! Each forwarding method has one home here, as in the kernel's transmit
+//! paths: [`masq`] (NAT, both directions), [`route`] (direct routing) and
+//! [`tunnel`] (IPIP, GUE, GRE). The common step of §3 (route, local
+//! policy, TTL, MTU) is [`prepare`]. Which method an entry uses is answered
+//! once, by [`Method::of_flags`].
+//!
+//! The engine does not know the host's routes: the caller passes a
+//! [`Paths`], which answers "how do I reach this address" with its own port
+//! handle, the next hop, the source address it would use, the MTU and
+//! whether the address is the host's own (the kernel's route lookup and
+//! its per-destination route cache).
+
+pub mod masq;
+pub mod route;
+pub mod tunnel;
+
+use crate::conn::flags as cf;
+use crate::engine::DropReason;
+use crate::service::{Forward, TunnelType};
+use crate::wire::ipv4::Ipv4Packet;
+use std::net::IpAddr;
+
+/// Room in front of a received packet for an outer header: IPv6 (40) +
+/// UDP (8) + GUE with remote checksum offload (12), rounded up.
+pub const HEADROOM: usize = 64;
+
+/// An IP packet inside a buffer that may have room in front of it.
+pub struct PacketBuf<'a> {
+    /// The whole buffer; the packet is `buf[start..start + len]`.
+    pub buf: &'a mut [u8],
+    pub start: usize,
+    pub len: usize,
+    /// The L4 checksum field holds a partial pseudo-header sum (offload).
+    pub csum_partial: bool,
+    /// A GSO super-packet: larger than the MTU, segmented on output.
+    pub gso: bool,
+}
+
+impl<'a> PacketBuf<'a> {
+    /// A packet filling `buf` from `start` to the end.
+    pub fn new(buf: &'a mut [u8], start: usize) -> Self {
+        let len = buf.len().saturating_sub(start);
+        PacketBuf {
+            buf,
+            start,
+            len,
+            csum_partial: false,
+            gso: false,
+        }
+    }
+    /// The packet's bytes.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+    /// The packet's bytes, mutable.
+    #[inline]
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+}
+
+/// How the caller reaches an address: its answer to a route lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Path {
+    /// The caller's handle for the egress interface.
+    pub port: u32,
+    /// The neighbour the frame goes to (the address itself when on-link).
+    pub next_hop: IpAddr,
+    /// The source address the host would use towards it (the tunnel's
+    /// outer source, §7).
+    pub src: IpAddr,
+    /// The route MTU.
+    pub mtu: u16,
+    /// The address is one of the host's own (the target is local, §3.2).
+    pub local: bool,
+}
+
+/// The caller's routing table, as the engine needs it.
+pub trait Paths {
+    /// The path to `to`, or `None` when there is no route.
+    fn path(&self, to: IpAddr) -> Option<Path>;
+}
+
+/// Every address on-link behind port 0 with one MTU: for tests, replay and
+/// benchmarks.
+#[derive(Debug, Clone, Copy)]
+pub struct OnLink {
+    /// Source address the director uses (the tunnel's outer source).
+    pub src: IpAddr,
+    pub mtu: u16,
+}
+
+impl Paths for OnLink {
+    fn path(&self, to: IpAddr) -> Option<Path> {
+        Some(Path {
+            port: 0,
+            next_hop: to,
+            src: self.src,
+            mtu: self.mtu,
+            local: to == self.src,
+        })
+    }
+}
+
+/// The forwarding method an entry's packet leaves with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// NAT (the IN or the OUT direction).
+    Masq,
+    /// Direct routing: only TTL and the L2 next hop change.
+    Route,
+    /// Encapsulated towards the real server.
+    Tunnel(TunnelType),
+    /// A packet IPVS does not translate, forwarded as the host's IP
+    /// forwarding would (a real server's packet that matches no entry).
+    Forwarded,
+}
+
+impl Method {
+    /// The method of an entry (its flags' forwarding bits); `None` for
+    /// LOCALNODE (delivered to the host untouched).
+    #[inline]
+    pub fn of_flags(flags: u32, tunnel: TunnelType) -> Option<Method> {
+        match flags & cf::FWD_MASK {
+            x if x == Forward::Masq as u32 => Some(Method::Masq),
+            x if x == Forward::Route as u32 => Some(Method::Route),
+            x if x == Forward::Tunnel as u32 => Some(Method::Tunnel(tunnel)),
+            _ => None,
+        }
+    }
+}
+
+/// A packet to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Send {
+    pub method: Method,
+    /// The caller's port handle and the neighbour to send to.
+    pub port: u32,
+    pub next_hop: IpAddr,
+    /// Where the packet to send now is in the buffer (an encapsulation
+    /// moves `start` back into the headroom).
+    pub start: usize,
+    pub len: usize,
+    /// The L4 checksum is still partial, at the same offset from the IP
+    /// header as it was received: the I/O layer keeps the offload request
+    /// (moved by `start`'s shift, which is 0 unless encapsulated — then it
+    /// is always false).
+    pub csum_partial: bool,
+    /// The packet is larger than the path MTU and may be fragmented (DF
+    /// clear, or marked "ignore DF" after the checks of §3.4): the I/O
+    /// layer splits it into fragments of at most this size.
+    pub fragment: Option<u16>,
+}
+
+/// Where a director-built ICMP error comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcmpSource {
+    /// The address the offending packet was sent to (the VIP): IPVS's own
+    /// errors, sent from LOCAL_IN.
+    PacketDestination,
+    /// The director's address on the receiving interface: errors of the
+    /// host's IP forwarding, or about packets not addressed to the director.
+    Director,
+}
+
+/// An ICMP error the director sends back to a packet's source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcmpError {
+    /// Destination unreachable, port unreachable (type 3 code 3).
+    PortUnreachable,
+    /// Destination unreachable, fragmentation needed (3/4) with this MTU.
+    FragNeeded { mtu: u16 },
+    /// Time exceeded in transit (11/0).
+    TimeExceeded,
+}
+
+impl IcmpError {
+    /// ICMP type, code and the 4-byte info field.
+    pub fn type_code_info(self) -> (u8, u8, u32) {
+        use crate::wire::icmp::*;
+        match self {
+            IcmpError::PortUnreachable => (DEST_UNREACH, PORT_UNREACH, 0),
+            IcmpError::FragNeeded { mtu } => (DEST_UNREACH, FRAG_NEEDED, u32::from(mtu)),
+            IcmpError::TimeExceeded => (TIME_EXCEEDED, 0, 0),
+        }
+    }
+}
+
+/// What the director answers instead of forwarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    Icmp {
+        error: IcmpError,
+        from: IcmpSource,
+    },
+    /// A TCP reset (what the host stack of a kernel director sends for a
+    /// segment to a VIP that belongs to no connection).
+    TcpReset,
+}
+
+impl Reply {
+    /// Writes the reply to the packet `orig` (the bytes as they are now)
+    /// into `out`; `director` is the source for `IcmpSource::Director`.
+    pub fn build(&self, orig: &[u8], out: &mut [u8], director: Option<[u8; 4]>) -> Option<usize> {
+        match *self {
+            Reply::Icmp { error, from } => {
+                let (t, c, info) = error.type_code_info();
+                let from = match from {
+                    IcmpSource::PacketDestination => None,
+                    IcmpSource::Director => Some(director?),
+                };
+                crate::wire::icmp::error_v4(orig, out, t, c, info, from)
+            }
+            Reply::TcpReset => crate::wire::tcp::reset_v4(orig, out),
+        }
+    }
+}
+
+/// The engine's answer for one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transmit {
+    /// Not a packet IPVS handles: leave it to the host.
+    Pass,
+    /// Discard it (counted by reason).
+    Drop(DropReason),
+    /// Send it.
+    Send(Send),
+    /// Discard it and answer its source.
+    Reply(Reply),
+}
+
+/// The knobs of the transmit paths.
+#[derive(Debug, Clone, Copy)]
+pub struct XmitSettings {
+    /// `pmtu_disc`: check DF packets against the tunnel MTU.
+    pub pmtu_disc: bool,
+}
+
+/// The common step of §3 for a non-local target: TTL (§3.3) and the MTU
+/// check (§3.4). `mtu` is the path's (or the tunnel's, §7.5) MTU; `check`
+/// says whether the DF check applies at all (`pmtu_disc` = 0 turns it off
+/// for IPv4 tunnels); `from` is where the errors come from. On success the
+/// TTL is decremented (header checksum updated). `ttl_first`: IPVS's route
+/// step decrements before the MTU check (its errors quote the decremented
+/// packet); the host's IP forwarding checks the MTU first.
+pub(crate) fn prepare(
+    pkt: &mut PacketBuf,
+    mtu: u16,
+    check: bool,
+    from: IcmpSource,
+    ttl_first: bool,
+) -> Result<(), Transmit> {
+    let gso = pkt.gso;
+    let Ok(mut ip) = Ipv4Packet::new_checked(pkt.bytes_mut()) else {
+        return Err(Transmit::Drop(DropReason::Malformed));
+    };
+    if ip.ttl() <= 1 {
+        return Err(Transmit::Reply(Reply::Icmp {
+            error: IcmpError::TimeExceeded,
+            from,
+        }));
+    }
+    if ttl_first {
+        ip.decrement_ttl();
+    }
+    if check && ip.dont_frag() && ip.total_len() > usize::from(mtu) && !gso {
+        return Err(Transmit::Reply(Reply::Icmp {
+            error: IcmpError::FragNeeded { mtu },
+            from,
+        }));
+    }
+    if !ttl_first {
+        ip.decrement_ttl();
+    }
+    Ok(())
+}
+
+/// The fragmentation left to the I/O layer: a packet over the path MTU that
+/// passed the checks (non-DF, or a tunnel without `pmtu_disc`).
+#[inline]
+pub(crate) fn fragment_hint(len: usize, mtu: u16, gso: bool) -> Option<u16> {
+    (len > usize::from(mtu) && !gso).then_some(mtu)
+}

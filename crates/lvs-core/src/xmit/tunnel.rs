@@ -1,0 +1,236 @@
+//! Tunnelling transmit (forwarding.md §7): the inner packet after §3 (TTL
+//! decremented against the tunnel MTU), then an outer IPv4 header and the
+//! encapsulation (IPIP, GUE, GRE) written in place into the buffer's
+//! headroom — no copy of the inner packet, no allocation.
+
+use super::{fragment_hint, prepare, IcmpSource, Method, PacketBuf, Paths, Send, Transmit};
+use crate::engine::DropReason;
+use crate::service::{Tunnel, TunnelCsum, TunnelType};
+use crate::wire::checksum;
+use crate::wire::ipproto;
+use crate::wire::ipv4::Ipv4Packet;
+use std::net::IpAddr;
+
+/// IP protocol numbers of the outer header.
+const PROTO_IPIP: u8 = 4;
+const PROTO_GRE: u8 = 47;
+/// Smallest tunnel MTU for an IPv4 outer header (§7.5).
+const MIN_TMTU_V4: u16 = 68;
+/// The host's default ephemeral port range (GUE source ports, §7.3).
+const EPHEMERAL: (u32, u32) = (32768, 60999);
+
+/// Per-engine state of the tunnel path: the outer IP ID counter and the
+/// key of the GUE source-port hash.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TunnelState {
+    pub next_id: u16,
+    pub hash_key: u32,
+}
+
+/// Encapsulates `pkt` towards the real server `rip` (§7). `pmtu_disc`
+/// enables the DF check against the tunnel MTU and the copy of DF to the
+/// outer header.
+pub fn xmit(
+    pkt: &mut PacketBuf,
+    paths: &impl Paths,
+    rip: IpAddr,
+    t: &Tunnel,
+    pmtu_disc: bool,
+    st: &mut TunnelState,
+) -> Transmit {
+    let IpAddr::V4(rip4) = rip else {
+        // IPv6 outer headers come with IPv6 (forwarding.md §7, mixed families).
+        return Transmit::Drop(DropReason::UnsupportedForward);
+    };
+    let Some(path) = paths.path(rip) else {
+        return Transmit::Drop(DropReason::NoRoute);
+    };
+    if path.local {
+        return Transmit::Pass;
+    }
+    let IpAddr::V4(src4) = path.src else {
+        return Transmit::Drop(DropReason::NoRoute);
+    };
+    let hdr = 20 + t.encap_len();
+    let tmtu = path.mtu.saturating_sub(hdr as u16);
+    if tmtu < MIN_TMTU_V4 {
+        return Transmit::Drop(DropReason::TunnelMtu);
+    }
+    if pkt.gso {
+        // A super-packet would need tunnel segmentation offload, which the
+        // virtio header cannot ask for.
+        return Transmit::Drop(DropReason::GsoTunnel);
+    }
+    if let Err(tx) = prepare(pkt, tmtu, pmtu_disc, IcmpSource::PacketDestination, true) {
+        return tx;
+    }
+    if pkt.start < hdr {
+        return Transmit::Drop(DropReason::NoHeadroom);
+    }
+    if pkt.csum_partial {
+        // The outer checksum (and the real server) need the finished inner one.
+        complete_inner(pkt.bytes_mut());
+        pkt.csum_partial = false;
+    }
+    let inner = Ipv4Packet::new_checked(pkt.bytes()).ok();
+    let Some(inner) = inner else {
+        return Transmit::Drop(DropReason::Malformed);
+    };
+    let (tos, ttl) = (inner.tos(), inner.ttl());
+    let df = pmtu_disc && inner.dont_frag();
+    let sport = match t.kind {
+        TunnelType::Gue => gue_source_port(&inner, st.hash_key),
+        _ => 0,
+    };
+    let id = if df {
+        0
+    } else {
+        st.next_id = st.next_id.wrapping_add(1);
+        st.next_id
+    };
+    let start = pkt.start - hdr;
+    let total = hdr + pkt.len;
+    let out = &mut pkt.buf[start..start + total];
+    let proto = match t.kind {
+        TunnelType::Ipip => PROTO_IPIP,
+        TunnelType::Gue => ipproto::UDP,
+        TunnelType::Gre => PROTO_GRE,
+    };
+    write_outer_v4(
+        out,
+        dsfield(tos),
+        total as u16,
+        id,
+        df,
+        ttl,
+        proto,
+        src4.octets(),
+        rip4.octets(),
+    );
+    let csum = t.csum != TunnelCsum::NoCsum;
+    match t.kind {
+        TunnelType::Ipip => {}
+        TunnelType::Gue => {
+            let udp_len = (total - 20) as u16;
+            let (h, rest) = out[20..].split_at_mut(12);
+            h[0..2].copy_from_slice(&sport.to_be_bytes());
+            h[2..4].copy_from_slice(&t.port.to_be_bytes());
+            h[4..6].copy_from_slice(&udp_len.to_be_bytes());
+            h[6..8].copy_from_slice(&[0, 0]);
+            // GUE version 0, C 0, hlen 0; proto of the inner packet; flags 0.
+            h[8..12].copy_from_slice(&[0, PROTO_IPIP, 0, 0]);
+            if csum {
+                let sum = checksum::pseudo_v4(src4.octets(), rip4.octets(), ipproto::UDP, udp_len);
+                let sum = checksum::add_bytes(checksum::add_bytes(sum, h), rest);
+                let c = !checksum::fold(sum);
+                let c = if c == 0 { 0xffff } else { c };
+                h[6..8].copy_from_slice(&c.to_be_bytes());
+            }
+        }
+        TunnelType::Gre => {
+            let (h, rest) = out[20..].split_at_mut(t.encap_len());
+            h[0..2].copy_from_slice(&if csum { [0x80, 0] } else { [0, 0] });
+            h[2..4].copy_from_slice(&0x0800u16.to_be_bytes());
+            if csum {
+                h[4..8].copy_from_slice(&[0; 4]);
+                let c = !checksum::fold(checksum::add_bytes(checksum::add_bytes(0, h), rest));
+                h[4..6].copy_from_slice(&c.to_be_bytes());
+            }
+        }
+    }
+    pkt.start = start;
+    pkt.len = total;
+    Transmit::Send(Send {
+        method: Method::Tunnel(t.kind),
+        port: path.port,
+        next_hop: path.next_hop,
+        start,
+        len: total,
+        csum_partial: false,
+        fragment: fragment_hint(total, path.mtu, false),
+    })
+}
+
+/// The outer TOS: DSCP copied, ECN copied except CE, which becomes ECT(0)
+/// (§7.2).
+#[inline]
+pub fn dsfield(tos: u8) -> u8 {
+    if tos & 0x03 == 0x03 {
+        (tos & !0x03) | 0x02
+    } else {
+        tos
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_outer_v4(
+    h: &mut [u8],
+    tos: u8,
+    total: u16,
+    id: u16,
+    df: bool,
+    ttl: u8,
+    proto: u8,
+    src: [u8; 4],
+    dst: [u8; 4],
+) {
+    h[0] = 0x45;
+    h[1] = tos;
+    h[2..4].copy_from_slice(&total.to_be_bytes());
+    h[4..6].copy_from_slice(&id.to_be_bytes());
+    h[6..8].copy_from_slice(&if df { [0x40, 0] } else { [0, 0] });
+    h[8] = ttl;
+    h[9] = proto;
+    h[10..12].copy_from_slice(&[0, 0]);
+    h[12..16].copy_from_slice(&src);
+    h[16..20].copy_from_slice(&dst);
+    let c = checksum::checksum(&h[..20]);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// GUE source port: a stable hash of the inner flow scaled into the
+/// ephemeral port range the way the kernel scales its flow hash (§7.3;
+/// the hash itself is the kernel's own and not reproducible).
+fn gue_source_port(inner: &Ipv4Packet<&[u8]>, key: u32) -> u16 {
+    let l4 = inner.payload();
+    let ports = if l4.len() >= 4
+        && matches!(
+            inner.protocol(),
+            ipproto::TCP | ipproto::UDP | ipproto::SCTP
+        ) {
+        u32::from_be_bytes([l4[0], l4[1], l4[2], l4[3]])
+    } else {
+        0
+    };
+    let mut h = key ^ u32::from_be_bytes(inner.src_bytes());
+    h = mix(h ^ u32::from_be_bytes(inner.dst_bytes()));
+    h = mix(h ^ ports);
+    h = mix(h ^ u32::from(inner.protocol()));
+    let g = h ^ (h << 16);
+    let (min, max) = EPHEMERAL;
+    (min + ((u64::from(g) * u64::from(max - min)) >> 32) as u32) as u16
+}
+
+#[inline]
+fn mix(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
+}
+
+/// Finishes an offloaded TCP/UDP checksum of the inner packet.
+fn complete_inner(p: &mut [u8]) {
+    let Ok(mut ip) = Ipv4Packet::new_checked(p) else {
+        return;
+    };
+    let proto = ip.protocol();
+    let Some((off, min)) = crate::wire::l4_layout(proto) else {
+        return;
+    };
+    let l4 = ip.payload_mut();
+    if l4.len() >= min {
+        crate::wire::tcp::complete_partial(l4, off, proto == ipproto::UDP);
+    }
+}

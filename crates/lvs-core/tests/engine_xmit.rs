@@ -1,0 +1,390 @@
+//! The transmit methods through the engine (forwarding.md §3, §6, §7):
+//! direct routing changes only TTL and the header checksum; tunnels write
+//! their outer headers into the buffer's headroom exactly as §7 lays them
+//! out; TTL expiry, the (tunnel) MTU and `pmtu_disc` answer as §3.3/§3.4/
+//! §7.5 say; the transmit decision names the method, the path and what is
+//! left to the I/O layer.
+
+mod support;
+
+use lvs_core::wire::checksum;
+use lvs_core::wire::ipproto;
+use lvs_core::wire::ipv4::Ipv4Packet;
+use lvs_core::wire::tcp_flags::{ACK, SYN};
+use lvs_core::xmit::{IcmpError, IcmpSource, Method, OnLink, PacketBuf, Reply, Transmit, HEADROOM};
+use lvs_core::{
+    DestConfig, DropReason, Engine, Forward, ServiceKey, Tunnel, TunnelCsum, TunnelType,
+};
+use support::{ip, tcp};
+
+const C: [u8; 4] = [198, 18, 0, 2];
+const V: [u8; 4] = [198, 18, 0, 100];
+const R: [u8; 4] = [198, 18, 1, 11];
+const DIRECTOR: [u8; 4] = [198, 18, 1, 1];
+
+fn engine(forward: Forward, tunnel: Tunnel) -> Engine {
+    let mut e = Engine::new(7);
+    let key = ServiceKey {
+        protocol: ipproto::TCP,
+        addr: ip(V),
+        port: 80,
+    };
+    e.add_service(key, "rr", 0).unwrap();
+    e.add_dest(
+        key,
+        DestConfig {
+            addr: ip(R),
+            port: 80,
+            forward,
+            tunnel,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        },
+    )
+    .unwrap();
+    e
+}
+
+fn paths(mtu: u16) -> OnLink {
+    OnLink {
+        src: ip(DIRECTOR),
+        mtu,
+    }
+}
+
+/// Runs `pkt` through `e` with `HEADROOM` bytes in front; returns the
+/// answer and the bytes it says to send (or the packet as it is now).
+fn run(e: &mut Engine, pkt: &[u8], mtu: u16) -> (Transmit, Vec<u8>) {
+    let mut buf = vec![0u8; HEADROOM + pkt.len()];
+    buf[HEADROOM..].copy_from_slice(pkt);
+    let mut p = PacketBuf::new(&mut buf, HEADROOM);
+    let t = e.process(0, &mut p, &paths(mtu));
+    let out = match t {
+        Transmit::Send(s) => buf[s.start..s.start + s.len].to_vec(),
+        _ => buf[HEADROOM..].to_vec(),
+    };
+    (t, out)
+}
+
+fn with_tos_ttl(mut v: Vec<u8>, tos: u8, ttl: u8, df: bool) -> Vec<u8> {
+    v[1] = tos;
+    v[8] = ttl;
+    v[6] = if df { 0x40 } else { 0 };
+    v[4..6].copy_from_slice(&0x1c46u16.to_be_bytes());
+    Ipv4Packet::new_checked(&mut v[..]).unwrap().fill_checksum();
+    v
+}
+
+fn big_tcp(len: usize, df: bool) -> Vec<u8> {
+    let mut v = tcp(C, 40000, V, 80, SYN);
+    v.resize(len, 0x5a);
+    v[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    with_tos_ttl(v, 0, 64, df)
+}
+
+#[test]
+fn direct_routing_changes_only_ttl_and_the_header_checksum() {
+    let mut e = engine(Forward::Route, Tunnel::default());
+    let syn = with_tos_ttl(tcp(C, 40000, V, 80, SYN), 0xbb, 64, true);
+    let (t, out) = run(&mut e, &syn, 1500);
+    let Transmit::Send(s) = t else {
+        panic!("{t:?}")
+    };
+    assert_eq!(s.method, Method::Route);
+    assert_eq!(s.next_hop, ip(R), "the real server is the next hop");
+    assert_eq!(s.start, HEADROOM);
+    assert_eq!(s.fragment, None);
+    let mut want = syn.clone();
+    want[8] = 63;
+    Ipv4Packet::new_checked(&mut want[..])
+        .unwrap()
+        .fill_checksum();
+    assert_eq!(out, want);
+    // The next packet of the flow goes the same way; the state table is
+    // the input-only one (no reply ever seen).
+    let ack = tcp(C, 40000, V, 80, ACK);
+    let (t, _) = run(&mut e, &ack, 1500);
+    assert!(matches!(t, Transmit::Send(s) if s.method == Method::Route));
+    assert_eq!(
+        Engine::state_name(e.connections().next().unwrap()),
+        "ESTABLISHED"
+    );
+    assert_eq!(e.counters.sent_route, 2);
+}
+
+#[test]
+fn ttl_expiry_is_answered_with_time_exceeded() {
+    for f in [Forward::Route, Forward::Masq, Forward::Tunnel] {
+        let mut e = engine(f, Tunnel::default());
+        let syn = with_tos_ttl(tcp(C, 40000, V, 80, SYN), 0, 1, true);
+        let (t, out) = run(&mut e, &syn, 1500);
+        assert_eq!(
+            t,
+            Transmit::Reply(Reply::Icmp {
+                error: IcmpError::TimeExceeded,
+                from: IcmpSource::PacketDestination
+            }),
+            "{f:?}"
+        );
+        assert_eq!(out, syn, "the packet is quoted as it came");
+        assert_eq!(e.counters.icmp_time_exceeded, 1);
+        // The reply quotes the packet, from the VIP, to the client.
+        let mut icmp = [0u8; 600];
+        let n = Reply::Icmp {
+            error: IcmpError::TimeExceeded,
+            from: IcmpSource::PacketDestination,
+        }
+        .build(&out, &mut icmp, None)
+        .unwrap();
+        assert_eq!(&icmp[12..16], &V);
+        assert_eq!(&icmp[16..20], &C);
+        assert_eq!(&icmp[20..22], &[11, 0]);
+        assert_eq!(&icmp[28..n], &syn[..]);
+    }
+}
+
+#[test]
+fn oversized_df_packets_get_fragmentation_needed_with_the_route_mtu() {
+    for f in [Forward::Route, Forward::Masq] {
+        let mut e = engine(f, Tunnel::default());
+        let (t, out) = run(&mut e, &big_tcp(1500, true), 1400);
+        assert_eq!(
+            t,
+            Transmit::Reply(Reply::Icmp {
+                error: IcmpError::FragNeeded { mtu: 1400 },
+                from: IcmpSource::PacketDestination
+            }),
+            "{f:?}"
+        );
+        // IPVS decrements TTL before its MTU check: the error quotes that.
+        assert_eq!(out[8], 63);
+        // Without DF it is sent, and the I/O layer fragments it.
+        let mut e = engine(f, Tunnel::default());
+        let (t, _) = run(&mut e, &big_tcp(1500, false), 1400);
+        assert!(
+            matches!(t, Transmit::Send(s) if s.fragment == Some(1400)),
+            "{t:?}"
+        );
+    }
+}
+
+fn tunnel(kind: TunnelType, port: u16, csum: TunnelCsum) -> Tunnel {
+    Tunnel { kind, port, csum }
+}
+
+/// Checks the outer IPv4 header of §7.4 and returns (outer, inner).
+fn outer(out: &[u8], proto: u8, tos: u8, df: bool) -> (&[u8], &[u8]) {
+    let o = Ipv4Packet::new_checked(out).unwrap();
+    assert!(o.verify_checksum());
+    assert_eq!(o.header_len(), 20);
+    assert_eq!(o.total_len(), out.len());
+    assert_eq!(o.protocol(), proto);
+    assert_eq!(o.tos(), tos);
+    assert_eq!(o.dont_frag(), df);
+    if df {
+        assert_eq!(o.ident(), 0, "ID 0 when DF is set");
+    }
+    assert_eq!(o.ttl(), 63, "outer TTL = the decremented inner TTL");
+    assert_eq!(o.src_bytes(), DIRECTOR);
+    assert_eq!(o.dst_bytes(), R);
+    (&out[..20], &out[20..])
+}
+
+fn inner_expected(syn: &[u8]) -> Vec<u8> {
+    let mut want = syn.to_vec();
+    want[8] -= 1;
+    Ipv4Packet::new_checked(&mut want[..])
+        .unwrap()
+        .fill_checksum();
+    want
+}
+
+#[test]
+fn ipip_outer_header_as_the_kernel_writes_it() {
+    let mut e = engine(Forward::Tunnel, Tunnel::default());
+    let syn = with_tos_ttl(tcp(C, 40000, V, 80, SYN), 0xbb, 64, true);
+    let (t, out) = run(&mut e, &syn, 1500);
+    let Transmit::Send(s) = t else {
+        panic!("{t:?}")
+    };
+    assert_eq!(s.method, Method::Tunnel(TunnelType::Ipip));
+    assert_eq!(s.start, HEADROOM - 20, "written into the headroom");
+    assert!(!s.csum_partial);
+    // CE (0xbb) becomes ECT(0) (0xba) outside.
+    let (_, inner) = outer(&out, 4, 0xba, true);
+    assert_eq!(inner, &inner_expected(&syn)[..]);
+    // DF clear inside: DF clear outside, with a non-zero ID; ECT(0) kept.
+    let mut e = engine(Forward::Tunnel, Tunnel::default());
+    let syn = with_tos_ttl(tcp(C, 40001, V, 80, SYN), 0x02, 64, false);
+    let (_, out) = run(&mut e, &syn, 1500);
+    outer(&out, 4, 0x02, false);
+    assert_ne!(Ipv4Packet::new_checked(&out[..]).unwrap().ident(), 0);
+}
+
+#[test]
+fn gue_with_and_without_checksum() {
+    for csum in [TunnelCsum::NoCsum, TunnelCsum::Csum, TunnelCsum::RemCsum] {
+        let mut e = engine(Forward::Tunnel, tunnel(TunnelType::Gue, 6080, csum));
+        let syn = with_tos_ttl(tcp(C, 40000, V, 80, SYN), 0, 64, true);
+        let (t, out) = run(&mut e, &syn, 1500);
+        assert!(
+            matches!(t, Transmit::Send(s) if s.start == HEADROOM - 32),
+            "{t:?}"
+        );
+        let (_, rest) = outer(&out, ipproto::UDP, 0, true);
+        let sport = u16::from_be_bytes([rest[0], rest[1]]);
+        assert!((32768..61000).contains(&sport), "{sport}");
+        assert_eq!(&rest[2..4], &6080u16.to_be_bytes());
+        assert_eq!(
+            usize::from(u16::from_be_bytes([rest[4], rest[5]])),
+            rest.len()
+        );
+        assert_eq!(
+            &rest[8..12],
+            &[0, 4, 0, 0],
+            "GUE version 0, hlen 0, proto 4"
+        );
+        assert_eq!(&rest[12..], &inner_expected(&syn)[..]);
+        let check = u16::from_be_bytes([rest[6], rest[7]]);
+        if csum == TunnelCsum::NoCsum {
+            assert_eq!(check, 0);
+        } else {
+            let sum = checksum::pseudo_v4(DIRECTOR, R, ipproto::UDP, rest.len() as u16);
+            assert_eq!(checksum::fold(checksum::add_bytes(sum, rest)), 0xffff);
+        }
+        // The same flow keeps its source port.
+        let (_, again) = run(&mut e, &tcp(C, 40000, V, 80, ACK), 1500);
+        assert_eq!(&again[20..22], &rest[0..2]);
+    }
+}
+
+#[test]
+fn gre_with_and_without_checksum() {
+    for (csum, hdr) in [(TunnelCsum::NoCsum, 4), (TunnelCsum::Csum, 8)] {
+        let mut e = engine(Forward::Tunnel, tunnel(TunnelType::Gre, 0, csum));
+        let syn = with_tos_ttl(tcp(C, 40000, V, 80, SYN), 0, 64, true);
+        let (_, out) = run(&mut e, &syn, 1500);
+        let (_, rest) = outer(&out, 47, 0, true);
+        if hdr == 4 {
+            assert_eq!(&rest[..4], &[0, 0, 8, 0]);
+        } else {
+            assert_eq!(&rest[..2], &[0x80, 0]);
+            assert_eq!(&rest[2..4], &[8, 0]);
+            assert_eq!(&rest[6..8], &[0, 0]);
+            assert_eq!(checksum::fold(checksum::add_bytes(0, rest)), 0xffff);
+        }
+        assert_eq!(&rest[hdr..], &inner_expected(&syn)[..]);
+    }
+}
+
+#[test]
+fn tunnel_mtu_and_pmtu_disc() {
+    // ipip: 1500 - 20 = 1480; GUE: 1500 - 32; GRE with checksum: 1500 - 28.
+    for (t, tmtu) in [
+        (Tunnel::default(), 1480),
+        (tunnel(TunnelType::Gue, 6080, TunnelCsum::NoCsum), 1468),
+        (tunnel(TunnelType::Gre, 0, TunnelCsum::Csum), 1472),
+    ] {
+        let mut e = engine(Forward::Tunnel, t);
+        let (r, _) = run(&mut e, &big_tcp(tmtu as usize, true), 1500);
+        assert!(
+            matches!(r, Transmit::Send(s) if s.fragment.is_none()),
+            "{r:?}"
+        );
+        let mut e = engine(Forward::Tunnel, t);
+        let (r, _) = run(&mut e, &big_tcp(tmtu as usize + 1, true), 1500);
+        assert_eq!(
+            r,
+            Transmit::Reply(Reply::Icmp {
+                error: IcmpError::FragNeeded { mtu: tmtu },
+                from: IcmpSource::PacketDestination
+            })
+        );
+        // Without DF: encapsulated, outer DF clear, fragmented on output.
+        let mut e = engine(Forward::Tunnel, t);
+        let (r, out) = run(&mut e, &big_tcp(1500, false), 1500);
+        assert!(
+            matches!(r, Transmit::Send(s) if s.fragment == Some(1500)),
+            "{r:?}"
+        );
+        assert!(!Ipv4Packet::new_checked(&out[..]).unwrap().dont_frag());
+        // pmtu_disc 0: no check, outer DF clear even for a DF inner packet.
+        let mut e = engine(Forward::Tunnel, t);
+        e.set_sysctl("pmtu_disc", "0").unwrap();
+        let (r, out) = run(&mut e, &big_tcp(1500, true), 1500);
+        assert!(
+            matches!(r, Transmit::Send(s) if s.fragment == Some(1500)),
+            "{r:?}"
+        );
+        assert!(!Ipv4Packet::new_checked(&out[..]).unwrap().dont_frag());
+    }
+    // A path MTU that leaves less than 68 bytes inside the tunnel: dropped.
+    let mut e = engine(Forward::Tunnel, Tunnel::default());
+    let (r, _) = run(&mut e, &tcp(C, 40000, V, 80, SYN), 87);
+    assert_eq!(r, Transmit::Drop(DropReason::TunnelMtu));
+}
+
+#[test]
+fn an_encapsulation_needs_headroom_and_a_partial_checksum_is_completed() {
+    let mut e = engine(Forward::Tunnel, Tunnel::default());
+    let mut syn = tcp(C, 40000, V, 80, SYN);
+    assert_eq!(
+        e.process(0, &mut PacketBuf::new(&mut syn, 0), &paths(1500)),
+        Transmit::Drop(DropReason::NoHeadroom)
+    );
+    // An offloaded checksum (pseudo-header sum only) is finished before
+    // the packet is wrapped: the real server gets a valid one.
+    let mut e = engine(Forward::Tunnel, Tunnel::default());
+    let good = tcp(C, 40001, V, 80, SYN);
+    let mut partial = good.clone();
+    let sum = checksum::fold(checksum::pseudo_v4(
+        C,
+        V,
+        ipproto::TCP,
+        (good.len() - 20) as u16,
+    ));
+    partial[36..38].copy_from_slice(&sum.to_be_bytes());
+    let mut buf = vec![0u8; HEADROOM + partial.len()];
+    buf[HEADROOM..].copy_from_slice(&partial);
+    let mut p = PacketBuf::new(&mut buf, HEADROOM);
+    p.csum_partial = true;
+    let Transmit::Send(s) = e.process(0, &mut p, &paths(1500)) else {
+        panic!()
+    };
+    assert!(!s.csum_partial);
+    assert_eq!(&buf[s.start + 20 + 36..s.start + 20 + 38], &good[36..38]);
+}
+
+#[test]
+fn mixed_methods_in_one_service() {
+    let mut e = engine(Forward::Route, Tunnel::default());
+    let key = ServiceKey {
+        protocol: ipproto::TCP,
+        addr: ip(V),
+        port: 80,
+    };
+    e.add_dest(
+        key,
+        DestConfig {
+            addr: ip([198, 18, 1, 12]),
+            port: 80,
+            forward: Forward::Tunnel,
+            tunnel: tunnel(TunnelType::Gre, 0, TunnelCsum::NoCsum),
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        },
+    )
+    .unwrap();
+    let mut methods = Vec::new();
+    for p in 0..4 {
+        let (t, _) = run(&mut e, &tcp(C, 40000 + p, V, 80, SYN), 1500);
+        let Transmit::Send(s) = t else {
+            panic!("{t:?}")
+        };
+        methods.push(s.method);
+    }
+    assert!(methods.contains(&Method::Route));
+    assert!(methods.contains(&Method::Tunnel(TunnelType::Gre)));
+}
