@@ -388,3 +388,26 @@ fn mixed_methods_in_one_service() {
     assert!(methods.contains(&Method::Route));
     assert!(methods.contains(&Method::Tunnel(TunnelType::Gre)));
 }
+
+#[test]
+fn gso_super_packets_are_checked_by_their_segment_size() {
+    // A 3000-byte super-packet of 1448-byte segments (20 + 20 + 1448 =
+    // 1488 on the wire each).
+    let run_gso = |mtu: u16| {
+        let mut e = engine(Forward::Masq, Tunnel::default());
+        let pkt = big_tcp(3000, true);
+        let mut buf = vec![0u8; HEADROOM + pkt.len()];
+        buf[HEADROOM..].copy_from_slice(&pkt);
+        let mut p = PacketBuf::new(&mut buf, HEADROOM);
+        p.gso_size = 1448;
+        e.process(0, &mut p, &paths(mtu))
+    };
+    assert!(matches!(run_gso(1500), Transmit::Send(s) if s.fragment.is_none()));
+    assert_eq!(
+        run_gso(1400),
+        Transmit::Reply(Reply::Icmp {
+            error: IcmpError::FragNeeded { mtu: 1400 },
+            from: IcmpSource::PacketDestination
+        })
+    );
+}

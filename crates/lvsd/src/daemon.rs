@@ -305,6 +305,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         d.counters.no_neighbour,
         d.counters.tx_refused
     );
+    eprintln!("lvsd: {}", engine_report(&d.engine, d.counters.fragments));
     drop(control);
     drop(guard);
     Ok(())
@@ -606,7 +607,11 @@ impl Director {
                     buf: &mut frame[..meta.start + meta.len],
                     start: ip_start,
                     csum_partial: meta.offload.csum_partial,
-                    gso: meta.offload.gso_type != 0,
+                    gso_size: if meta.offload.gso_type != 0 {
+                        meta.offload.gso_size.max(1)
+                    } else {
+                        0
+                    },
                 };
                 let paths = Net {
                     ports: &self.ports,
@@ -630,6 +635,37 @@ impl Director {
             _ => {}
         }
     }
+}
+
+/// The engine's transmit counters in one line: packets per method, the
+/// replies asked for, and drops by reason (only the non-zero ones).
+fn engine_report(e: &Engine, fragments: u64) -> String {
+    let c = &e.counters;
+    let mut s = format!(
+        "sent {} masq, {} route, {} tunnel, {} forwarded, {} fragments; replies: {} port-unreachable, {} frag-needed, {} time-exceeded, {} nat-icmp, {} resets; engine drops:",
+        c.sent_masq,
+        c.sent_route,
+        c.sent_tunnel,
+        c.passed_untouched,
+        fragments,
+        c.unreachable,
+        c.icmp_frag_needed,
+        c.icmp_time_exceeded,
+        c.nat_icmp_sent,
+        c.resets
+    );
+    let mut any = false;
+    for r in lvs_core::DropReason::ALL {
+        let n = c.drops[r as usize];
+        if n != 0 {
+            s.push_str(&format!(" {n} {}", r.name()));
+            any = true;
+        }
+    }
+    if !any {
+        s.push_str(" none");
+    }
+    s
 }
 
 /// A 64-bit seed for the engine's hash tables, from the kernel's random source.

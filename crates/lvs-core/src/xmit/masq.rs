@@ -65,6 +65,6 @@ fn send(pkt: &PacketBuf, path: super::Path) -> Transmit {
         start: pkt.start,
         len: pkt.len,
         csum_partial: pkt.csum_partial,
-        fragment: fragment_hint(pkt.len, path.mtu, pkt.gso),
+        fragment: fragment_hint(pkt.len, path.mtu, pkt.is_gso()),
     })
 }

@@ -38,8 +38,9 @@ pub struct PacketBuf<'a> {
     pub len: usize,
     /// The L4 checksum field holds a partial pseudo-header sum (offload).
     pub csum_partial: bool,
-    /// A GSO super-packet: larger than the MTU, segmented on output.
-    pub gso: bool,
+    /// A GSO super-packet (segmented on output) with this segment payload
+    /// size; 0 for an ordinary packet.
+    pub gso_size: u16,
 }
 
 impl<'a> PacketBuf<'a> {
@@ -51,8 +52,13 @@ impl<'a> PacketBuf<'a> {
             start,
             len,
             csum_partial: false,
-            gso: false,
+            gso_size: 0,
         }
+    }
+    /// True for a GSO super-packet.
+    #[inline]
+    pub fn is_gso(&self) -> bool {
+        self.gso_size != 0
     }
     /// The packet's bytes.
     #[inline]
@@ -257,7 +263,7 @@ pub(crate) fn prepare(
     from: IcmpSource,
     ttl_first: bool,
 ) -> Result<(), Transmit> {
-    let gso = pkt.gso;
+    let gso_size = pkt.gso_size;
     let Ok(mut ip) = Ipv4Packet::new_checked(pkt.bytes_mut()) else {
         return Err(Transmit::Drop(DropReason::Malformed));
     };
@@ -270,7 +276,7 @@ pub(crate) fn prepare(
     if ttl_first {
         ip.decrement_ttl();
     }
-    if check && ip.dont_frag() && ip.total_len() > usize::from(mtu) && !gso {
+    if check && ip.dont_frag() && on_wire_len(&ip, gso_size) > usize::from(mtu) {
         return Err(Transmit::Reply(Reply::Icmp {
             error: IcmpError::FragNeeded { mtu },
             from,
@@ -280,6 +286,26 @@ pub(crate) fn prepare(
         ip.decrement_ttl();
     }
     Ok(())
+}
+
+/// The largest packet that goes on the wire for `ip`: itself, or for a GSO
+/// super-packet one segment (headers + `gso_size`). Kernel IPVS skips its
+/// DF check for GSO packets and lets the output path fragment the segments
+/// ("ignore DF"); lvsd cannot fragment a super-packet it hands to the
+/// kernel for segmentation, so it checks the segment size instead, as the
+/// kernel's IP forwarding does — the sender learns the path MTU either way
+/// from the first packet that is not a super-packet.
+fn on_wire_len(ip: &Ipv4Packet<&mut [u8]>, gso_size: u16) -> usize {
+    if gso_size == 0 {
+        return ip.total_len();
+    }
+    let l4 = ip.payload();
+    let l4_hdr = match ip.protocol() {
+        crate::wire::ipproto::TCP if l4.len() >= 13 => usize::from(l4[12] >> 4) * 4,
+        crate::wire::ipproto::UDP => 8,
+        _ => 0,
+    };
+    (ip.header_len() + l4_hdr + usize::from(gso_size)).min(ip.total_len())
 }
 
 /// The fragmentation left to the I/O layer: a packet over the path MTU that

@@ -27,7 +27,7 @@ pub fn xmit(pkt: &mut PacketBuf, paths: &impl Paths, rip: IpAddr) -> Transmit {
         start: pkt.start,
         len: pkt.len,
         csum_partial: pkt.csum_partial,
-        fragment: fragment_hint(pkt.len, path.mtu, pkt.gso),
+        fragment: fragment_hint(pkt.len, path.mtu, pkt.is_gso()),
     })
 }
 
@@ -51,6 +51,6 @@ pub fn forward(pkt: &mut PacketBuf, paths: &impl Paths, to: IpAddr) -> Transmit 
         start: pkt.start,
         len: pkt.len,
         csum_partial: pkt.csum_partial,
-        fragment: fragment_hint(pkt.len, path.mtu, pkt.gso),
+        fragment: fragment_hint(pkt.len, path.mtu, pkt.is_gso()),
     })
 }

@@ -56,7 +56,7 @@ pub fn xmit(
     if tmtu < MIN_TMTU_V4 {
         return Transmit::Drop(DropReason::TunnelMtu);
     }
-    if pkt.gso {
+    if pkt.is_gso() {
         // A super-packet would need tunnel segmentation offload, which the
         // virtio header cannot ask for.
         return Transmit::Drop(DropReason::GsoTunnel);
