@@ -1166,6 +1166,16 @@ impl Engine {
         if ip.frag_offset() != 0 || ip.more_frags() {
             return Transmit::Pass;
         }
+        if protocol == ipproto::ICMP {
+            // §9: errors about a connection's packets; any other ICMP is
+            // not balanced.
+            let (related, total) = (xmit::icmp::related(&ip), ip.total_len());
+            pkt.len = total;
+            return match related {
+                Some(r) => self.icmp_error(pkt, paths, &r),
+                None => Transmit::Pass,
+            };
+        }
         let Some(l4) = parse_l4(protocol, ip.payload()) else {
             return Transmit::Pass;
         };
@@ -1256,6 +1266,72 @@ impl Engine {
             }
         }
         t
+    }
+
+    /// An ICMP error quoting a packet of a connection (§9.2, §9.3).
+    fn icmp_error(
+        &mut self,
+        pkt: &mut PacketBuf,
+        paths: &impl Paths,
+        r: &xmit::icmp::Related,
+    ) -> Transmit {
+        // From the client side: the quoted packet went from the VIP (or,
+        // for NAT, as translated) towards the client.
+        let ik = InKey {
+            protocol: r.protocol,
+            caddr: r.dst.into(),
+            cport: r.dport,
+            vaddr: r.src.into(),
+            vport: r.sport,
+        };
+        if let Some(id) = self.conns.lookup_in(&ik) {
+            if !xmit::icmp::checksum_ok(pkt.bytes()) {
+                return Transmit::Drop(DropReason::Malformed);
+            }
+            let c = self.conns.get(id);
+            let (flags, daddr, dport, dest) = (c.flags, c.daddr, c.dport, c.dest);
+            let tunnel = dest.map(|d| self.dests[d].tunnel);
+            pkt.relay_icmp = true;
+            return match Method::of_flags(flags, tunnel.map(|t| t.kind).unwrap_or_default()) {
+                Some(Method::Masq) => xmit::icmp::xmit_nat_in(pkt, paths, r, daddr, dport),
+                Some(Method::Route) => xmit::route::xmit(pkt, paths, daddr),
+                Some(Method::Tunnel(_)) => match tunnel {
+                    Some(t) => xmit::tunnel::xmit(
+                        pkt,
+                        paths,
+                        daddr,
+                        &t,
+                        self.settings.pmtu_disc != 0,
+                        &mut self.tunnel,
+                    ),
+                    None => Transmit::Drop(DropReason::UnsupportedForward),
+                },
+                Some(Method::Forwarded) | None => Transmit::Pass,
+            };
+        }
+        // From the real server: the quoted packet is the client's as the
+        // real server got it (client → RIP:dport).
+        let ok = OutKey {
+            protocol: r.protocol,
+            daddr: r.dst.into(),
+            dport: r.dport,
+            caddr: r.src.into(),
+            cport: r.sport,
+        };
+        if let Some(id) = self.conns.lookup_out(&ok) {
+            let c = self.conns.get(id);
+            if c.flags & cf::FWD_MASK != Forward::Masq as u32 {
+                return Transmit::Pass;
+            }
+            if !xmit::icmp::checksum_ok(pkt.bytes()) {
+                return Transmit::Drop(DropReason::Malformed);
+            }
+            let (vaddr, vport) = (c.vaddr, c.vport);
+            self.account(id, false, pkt.len as u64);
+            pkt.relay_icmp = true;
+            return xmit::icmp::xmit_nat_out(pkt, paths, r, vaddr, vport);
+        }
+        Transmit::Pass
     }
 
     /// Service lookup for a packet to be scheduled (§4): exact match, then

@@ -95,7 +95,7 @@ pub const SYSCTLS: &[Sysctl] = &[
     sysctl!("pmtu_disc", AnyInt, "1", Acts, "tunnels: send FRAG_NEEDED for DF packets over the tunnel MTU and copy DF to the outer header (0: fragment the outer packet instead)"),
     sysctl!("backup_only", AnyInt, "0", NO_SYNC, "disable the director while a backup sync daemon runs"),
     sysctl!("conn_reuse_mode", AnyInt, "1", Acts, "reschedule a new SYN that hits an old entry in TIME_WAIT/CLOSE (bit 2: also FIN_WAIT of DR/TUN entries)"),
-    sysctl!("schedule_icmp", AnyInt, "0", NoEffect("ICMP errors related to connections are not handled yet"), "create entries for ICMP errors whose embedded packet matches none"),
+    sysctl!("schedule_icmp", AnyInt, "0", NoEffect("related ICMP errors are translated for existing connections, but never schedule new ones"), "create entries for ICMP errors whose embedded packet matches none"),
     sysctl!("ignore_tunneled", AnyInt, "0", NoEffect("lvsd always leaves protocols it does not handle to the host"), "mark packets of protocols IPVS does not handle"),
     sysctl!("run_estimation", AnyInt, "1", Acts, "run the rate estimator (0 freezes rates and the listed counters)"),
     sysctl!("est_cpulist", CpuList, "(housekeeping CPUs)", Acts, "CPUs for the estimator; lvsd runs it in its own loop, but an empty list stops it as in the kernel"),

@@ -411,3 +411,145 @@ fn gso_super_packets_are_checked_by_their_segment_size() {
         })
     );
 }
+
+fn icmp_ok(p: &[u8]) -> bool {
+    let ip = Ipv4Packet::new_checked(p).unwrap();
+    ip.verify_checksum() && checksum::fold(checksum::add_bytes(0, ip.payload())) == 0xffff
+}
+
+fn nat_engine() -> Engine {
+    let mut e = Engine::new(9);
+    let key = ServiceKey {
+        protocol: ipproto::TCP,
+        addr: ip(V),
+        port: 80,
+    };
+    e.add_service(key, "rr", 0).unwrap();
+    e.add_dest(
+        key,
+        DestConfig {
+            addr: ip(R),
+            port: 8080,
+            forward: Forward::Masq,
+            tunnel: Tunnel::default(),
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        },
+    )
+    .unwrap();
+    e
+}
+
+#[test]
+fn related_icmp_is_translated_through_nat_both_ways() {
+    use lvs_core::wire::icmp::error_v4;
+    let mut e = nat_engine();
+    let (t, _) = run(&mut e, &tcp(C, 40000, V, 80, SYN), 1500);
+    assert!(matches!(t, Transmit::Send(_)));
+    let (_, reply) = run(&mut e, &tcp(R, 8080, C, 40000, SYN | ACK), 1500);
+    assert_eq!(&reply[12..16], &V);
+
+    // §9.2: a router on the client's side says the reply was too big.
+    let router = [198, 18, 0, 254];
+    let mut icmp = [0u8; 600];
+    let n = error_v4(&reply, &mut icmp, 3, 4, 1300, Some(router)).unwrap();
+    let icmp = icmp[..n].to_vec();
+    assert_eq!(&icmp[16..20], &V, "sent to the VIP");
+    let (t, out) = run(&mut e, &icmp, 1500);
+    let Transmit::Send(s) = t else {
+        panic!("{t:?}")
+    };
+    assert_eq!((s.method, s.next_hop), (Method::Masq, ip(R)));
+    assert!(icmp_ok(&out));
+    assert_eq!(&out[12..16], &router);
+    assert_eq!(&out[16..20], &R, "outer destination: the real server");
+    assert_eq!(out[8], icmp[8] - 1);
+    let inner = &out[28..];
+    assert_eq!(&inner[12..16], &R, "embedded source: the real server");
+    assert_eq!(&inner[20..22], &8080u16.to_be_bytes());
+    assert_eq!(
+        checksum::checksum(&inner[..20]),
+        0,
+        "embedded header checksum"
+    );
+    assert_eq!(
+        &inner[36..38],
+        &reply[36..38],
+        "embedded L4 checksum untouched"
+    );
+    assert_eq!(&out[24..28], &1300u32.to_be_bytes(), "the MTU info is kept");
+
+    // §9.3: the real server reports the client's packet as it got it.
+    let as_seen = {
+        let mut v = tcp(C, 40000, R, 8080, ACK);
+        v[8] = 63;
+        Ipv4Packet::new_checked(&mut v[..]).unwrap().fill_checksum();
+        v
+    };
+    let mut icmp = [0u8; 600];
+    let n = error_v4(&as_seen, &mut icmp, 3, 3, 0, None).unwrap();
+    assert_eq!(&icmp[12..16], &R);
+    let (t, out) = run(&mut e, &icmp[..n], 1500);
+    let Transmit::Send(s) = t else {
+        panic!("{t:?}")
+    };
+    assert_eq!((s.method, s.next_hop), (Method::Masq, ip(C)));
+    assert!(icmp_ok(&out));
+    assert_eq!(&out[12..16], &V, "outer source: the VIP");
+    let inner = &out[28..];
+    assert_eq!(&inner[16..20], &V, "embedded destination: the VIP");
+    assert_eq!(&inner[22..24], &80u16.to_be_bytes());
+    assert_eq!(checksum::checksum(&inner[..20]), 0);
+
+    // A corrupted ICMP checksum is dropped; unrelated ICMP is not ours.
+    let mut bad = icmp[..n].to_vec();
+    bad[22] ^= 0xff;
+    assert_eq!(
+        run(&mut e, &bad, 1500).0,
+        Transmit::Drop(DropReason::Malformed)
+    );
+    let mut other = [0u8; 600];
+    let m = error_v4(
+        &tcp(C, 1, [198, 18, 9, 9], 2, SYN),
+        &mut other,
+        3,
+        3,
+        0,
+        None,
+    )
+    .unwrap();
+    assert_eq!(run(&mut e, &other[..m], 1500).0, Transmit::Pass);
+    // Oversized relayed errors never trigger fragmentation needed.
+    let mut e = nat_engine();
+    run(&mut e, &tcp(C, 40000, V, 80, SYN), 1500);
+    let n = error_v4(&reply, &mut icmp, 3, 4, 1300, Some(router)).unwrap();
+    let mut big = icmp[..n].to_vec();
+    big[6] = 0x40;
+    Ipv4Packet::new_checked(&mut big[..])
+        .unwrap()
+        .fill_checksum();
+    assert!(matches!(run(&mut e, &big, 60).0, Transmit::Send(_)));
+}
+
+#[test]
+fn related_icmp_for_direct_routing_goes_to_the_real_server() {
+    use lvs_core::wire::icmp::error_v4;
+    let mut e = engine(Forward::Route, Tunnel::default());
+    run(&mut e, &tcp(C, 40000, V, 80, SYN), 1500);
+    // The real server's reply (from the VIP) met a small MTU on the way.
+    let reply = tcp(V, 80, C, 40000, SYN | ACK);
+    let mut icmp = [0u8; 600];
+    let n = error_v4(&reply, &mut icmp, 3, 4, 1300, Some([198, 18, 0, 254])).unwrap();
+    let (t, out) = run(&mut e, &icmp[..n], 1500);
+    let Transmit::Send(s) = t else {
+        panic!("{t:?}")
+    };
+    assert_eq!((s.method, s.next_hop), (Method::Route, ip(R)));
+    let mut want = icmp[..n].to_vec();
+    want[8] -= 1;
+    Ipv4Packet::new_checked(&mut want[..])
+        .unwrap()
+        .fill_checksum();
+    assert_eq!(out, want, "unchanged but for TTL");
+}

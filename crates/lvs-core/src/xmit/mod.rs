@@ -16,6 +16,7 @@
 //! whether the address is the host's own (the kernel's route lookup and
 //! its per-destination route cache).
 
+pub mod icmp;
 pub mod masq;
 pub mod route;
 pub mod tunnel;
@@ -41,6 +42,9 @@ pub struct PacketBuf<'a> {
     /// A GSO super-packet (segmented on output) with this segment payload
     /// size; 0 for an ordinary packet.
     pub gso_size: u16,
+    /// Set by the engine for an ICMP error it relays: such a packet never
+    /// triggers "fragmentation needed" (§3.4).
+    pub relay_icmp: bool,
 }
 
 impl<'a> PacketBuf<'a> {
@@ -53,6 +57,7 @@ impl<'a> PacketBuf<'a> {
             len,
             csum_partial: false,
             gso_size: 0,
+            relay_icmp: false,
         }
     }
     /// True for a GSO super-packet.
@@ -264,6 +269,7 @@ pub(crate) fn prepare(
     ttl_first: bool,
 ) -> Result<(), Transmit> {
     let gso_size = pkt.gso_size;
+    let check = check && !pkt.relay_icmp;
     let Ok(mut ip) = Ipv4Packet::new_checked(pkt.bytes_mut()) else {
         return Err(Transmit::Drop(DropReason::Malformed));
     };
