@@ -602,17 +602,11 @@ impl Director {
                 };
                 self.counters.rx_csum_partial += u64::from(meta.offload.csum_partial);
                 self.counters.rx_gso += u64::from(meta.offload.gso_type != 0);
-                let mut pkt = PacketBuf {
-                    len: meta.len - ETH_HDR,
-                    buf: &mut frame[..meta.start + meta.len],
-                    start: ip_start,
-                    csum_partial: meta.offload.csum_partial,
-                    gso_size: if meta.offload.gso_type != 0 {
-                        meta.offload.gso_size.max(1)
-                    } else {
-                        0
-                    },
-                };
+                let mut pkt = PacketBuf::new(&mut frame[..meta.start + meta.len], ip_start);
+                pkt.csum_partial = meta.offload.csum_partial;
+                if meta.offload.gso_type != 0 {
+                    pkt.gso_size = meta.offload.gso_size.max(1);
+                }
                 let paths = Net {
                     ports: &self.ports,
                     routes: &self.routes,
