@@ -8,7 +8,9 @@ mod engine_ops;
 mod guard;
 mod io;
 mod net;
+mod pcap;
 mod pending;
+mod replay;
 mod setup;
 
 use clap::{Parser, Subcommand};
@@ -65,12 +67,63 @@ enum Command {
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10000))]
         requests: u32,
     },
+    /// Runs the engine offline over a capture: every IPv4 packet of IN
+    /// (classic pcap, Ethernet or raw IP) goes through the configuration's
+    /// services with the capture's timestamps as the clock, and every frame
+    /// the director would transmit (forwarded, NATed, encapsulated,
+    /// fragmented, or its own ICMP errors and TCP resets) is written to OUT
+    /// as a raw-IP pcap. Prints a report: packets per forwarding method,
+    /// replies, drops by reason, connections per destination. The same
+    /// input gives the same output byte for byte. Needs no privileges.
+    Replay {
+        /// Director configuration file to try.
+        #[arg(long, short = 'f', value_name = "FILE")]
+        config: PathBuf,
+        /// The capture to replay.
+        #[arg(long, value_name = "IN")]
+        pcap: PathBuf,
+        /// Where to write the frames the director would send.
+        #[arg(long, value_name = "OUT.pcap")]
+        out: Option<PathBuf>,
+        /// Report format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        report: ReportFormat,
+        /// The director's own address: outer source of tunnel packets and
+        /// source of errors of the host's IP forwarding.
+        #[arg(long, value_name = "ADDR", default_value = "198.18.1.1")]
+        src: std::net::Ipv4Addr,
+        /// Path MTU towards every destination.
+        #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u16).range(68..))]
+        mtu: u16,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ReportFormat {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Demo { requests }) => demo::run(requests),
+        Some(Command::Replay {
+            config,
+            pcap,
+            out,
+            report,
+            src,
+            mtu,
+        }) => replay::run(&replay::Options {
+            config,
+            pcap,
+            out,
+            json: matches!(report, ReportFormat::Json),
+            src,
+            mtu,
+        })
+        .map(|r| print!("{r}")),
         None => daemon::run(daemon::Options {
             config: cli.config,
             control: cli.control,
