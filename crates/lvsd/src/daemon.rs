@@ -51,6 +51,8 @@ struct Counters {
     parked: u64,
     /// Fragments sent for packets over the path MTU.
     fragments: u64,
+    /// Frames with a VLAN tag seen on a parent interface (left alone).
+    rx_vlan_other: u64,
 }
 
 /// A token bucket of one token per millisecond, `BURST` deep.
@@ -305,7 +307,11 @@ pub fn run(opts: Options) -> Result<(), String> {
         d.counters.no_neighbour,
         d.counters.tx_refused
     );
-    eprintln!("lvsd: {}", engine_report(&d.engine, d.counters.fragments));
+    eprintln!(
+        "lvsd: {}; {} VLAN-tagged frames left to their sub-interface",
+        engine_report(&d.engine, d.counters.fragments),
+        d.counters.rx_vlan_other
+    );
     drop(control);
     drop(guard);
     Ok(())
@@ -562,6 +568,13 @@ impl Director {
     fn handle_frame(&mut self, io: &mut impl PacketIo, port: PortId, i: usize, now_ms: u64) {
         let (frame, meta) = io.rx_frame(i);
         if meta.len < ETH_HDR {
+            return;
+        }
+        if meta.vlan {
+            // A tagged frame is its VLAN sub-interface's: handled there if
+            // lvsd is attached to it (and sent back out of it, so the kernel
+            // tags it again), never here as if it were untagged.
+            self.counters.rx_vlan_other += 1;
             return;
         }
         let frame = &mut frame[..meta.start + meta.len];

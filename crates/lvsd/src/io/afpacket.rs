@@ -23,6 +23,11 @@ const NEW_SLOT: usize = VNET_LEN + 1600;
 const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_AUXDATA: libc::c_int = 8;
+/// `tp_status` bit: the frame carried an 802.1Q tag the kernel stripped.
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+/// Control-message room per received frame (one `tpacket_auxdata`).
+const CTRL_LEN: usize = 64;
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r < 0 {
@@ -68,6 +73,9 @@ fn open_socket(ifindex: i32) -> io::Result<OwnedFd> {
     setsockopt_int(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_VNET_HDR, 1)?;
     // Our own transmissions would otherwise come back to us.
     setsockopt_int(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
+    // Tells which frames carried a VLAN tag (the kernel strips it before
+    // the packet taps): those belong to a VLAN sub-interface.
+    setsockopt_int(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_AUXDATA, 1)?;
     let _ = setsockopt_int(
         fd.as_raw_fd(),
         libc::SOL_SOCKET,
@@ -110,6 +118,9 @@ pub struct AfPacket {
     rx_buf: Vec<u8>,
     rx_len: [usize; BATCH],
     rx_addr: Vec<libc::sockaddr_ll>,
+    /// Control messages of the last batch, and whether each frame was tagged.
+    rx_ctrl: Vec<[u64; CTRL_LEN / 8]>,
+    rx_vlan: [bool; BATCH],
     new_buf: Vec<u8>,
     new_used: usize,
     /// Per output port: queued frames (source, length including vnet header).
@@ -143,6 +154,8 @@ impl AfPacket {
             rx_buf: vec![0u8; BATCH * SLOT],
             rx_len: [0; BATCH],
             rx_addr: vec![zero_sll; BATCH],
+            rx_ctrl: vec![[0u64; CTRL_LEN / 8]; BATCH],
+            rx_vlan: [false; BATCH],
             new_buf: vec![0u8; NEW_SLOTS * NEW_SLOT],
             new_used: 0,
             tx: (0..n)
@@ -151,6 +164,25 @@ impl AfPacket {
             iov: vec![zero_iov; BATCH + NEW_SLOTS],
             msgs: vec![zero_msg; BATCH + NEW_SLOTS],
         })
+    }
+
+    /// Whether the auxiliary data of a received frame says it had a VLAN tag.
+    fn vlan_tagged(h: &libc::msghdr) -> bool {
+        // SAFETY: `h` was filled by recvmmsg with msg_control pointing at
+        // our own CTRL_LEN-byte buffer and msg_controllen set to what the
+        // kernel wrote; the CMSG macros walk inside those bounds.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(h);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == PACKET_AUXDATA {
+                    let data = libc::CMSG_DATA(c);
+                    let status = std::ptr::read_unaligned(data.cast::<u32>());
+                    return status & TP_STATUS_VLAN_VALID != 0;
+                }
+                c = libc::CMSG_NXTHDR(h, c);
+            }
+        }
+        false
     }
 
     fn read_vnet(h: &[u8]) -> Offload {
@@ -199,6 +231,7 @@ impl PacketIo for AfPacket {
         let iov = self.iov.as_mut_ptr();
         let msgs = self.msgs.as_mut_ptr();
         let addrs = self.rx_addr.as_mut_ptr();
+        let ctrl = self.rx_ctrl.as_mut_ptr();
         for i in 0..BATCH {
             // SAFETY: i < BATCH and rx_buf has BATCH * SLOT bytes, iov and
             // msgs BATCH + NEW_SLOTS entries, rx_addr BATCH entries; all
@@ -214,8 +247,8 @@ impl PacketIo for AfPacket {
                 m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
                 m.msg_hdr.msg_iov = iov.add(i);
                 m.msg_hdr.msg_iovlen = 1;
-                m.msg_hdr.msg_control = std::ptr::null_mut();
-                m.msg_hdr.msg_controllen = 0;
+                m.msg_hdr.msg_control = ctrl.add(i).cast();
+                m.msg_hdr.msg_controllen = CTRL_LEN;
                 m.msg_hdr.msg_flags = 0;
                 m.msg_len = 0;
             }
@@ -241,6 +274,7 @@ impl PacketIo for AfPacket {
         let n = n as usize;
         for i in 0..n {
             self.rx_len[i] = self.msgs[i].msg_len as usize;
+            self.rx_vlan[i] = Self::vlan_tagged(&self.msgs[i].msg_hdr);
         }
         Ok(n)
     }
@@ -254,6 +288,7 @@ impl PacketIo for AfPacket {
                 start: 0,
                 len: 0,
                 to_us: false,
+                vlan: false,
                 offload: Offload::default(),
             };
             return (slot, meta);
@@ -263,6 +298,7 @@ impl PacketIo for AfPacket {
             start: HEADROOM + VNET_LEN,
             len: total - VNET_LEN,
             to_us: pkttype == libc::PACKET_HOST,
+            vlan: self.rx_vlan[i],
             offload,
         };
         (slot, meta)

@@ -39,6 +39,9 @@ pub struct RxMeta {
     /// Addressed to this host's MAC (PACKET_HOST), as opposed to broadcast,
     /// multicast or another host.
     pub to_us: bool,
+    /// The frame carried an 802.1Q tag (stripped by the kernel): it belongs
+    /// to a VLAN sub-interface, which is where lvsd handles it (once).
+    pub vlan: bool,
     pub offload: Offload,
 }
 
