@@ -1,5 +1,8 @@
 //! Engine throughput on one core: established-flow NAT packets with 10k and
-//! 1M entries in the table, and new connections scheduled by wrr.
+//! 1M entries in the table (through `process_ipv4`, comparable with the
+//! numbers before the transmit seam), established packets per forwarding
+//! method through `Engine::process` with headroom (NAT, direct routing,
+//! IPIP, GUE with checksum, GRE), and new connections scheduled by wrr.
 //!
 //! Each measured packet is first copied from a template (the engine rewrites
 //! in place), which stands in for the NIC writing the frame.
@@ -8,11 +11,13 @@ mod support;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use lvs_core::wire::tcp_flags::{ACK, SYN};
+use lvs_core::xmit::{OnLink, PacketBuf, Transmit, HEADROOM};
 use lvs_core::Verdict;
+use lvs_core::{Forward, Tunnel, TunnelCsum, TunnelType};
 use std::hint::black_box;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use support::{client, engine_with, tcp, LIVE, VIP};
+use support::{client, engine_forwarding, engine_with, tcp, LIVE, VIP};
 
 /// Heap bytes per connection entry with 1M TCP entries in the table (all
 /// indexes and timer filings included). Printed, not timed.
@@ -72,6 +77,67 @@ fn established(c: &mut Criterion) {
     g.finish();
 }
 
+/// Established packets (client side) per forwarding method, through the
+/// transmit seam with the buffer headroom the daemon gives.
+fn established_methods(c: &mut Criterion) {
+    let mut g = c.benchmark_group("established_method");
+    let gue = Tunnel {
+        kind: TunnelType::Gue,
+        port: 6080,
+        csum: TunnelCsum::Csum,
+    };
+    let gre = Tunnel {
+        kind: TunnelType::Gre,
+        ..Default::default()
+    };
+    let methods: [(&str, Forward, Tunnel); 5] = [
+        ("masq", Forward::Masq, Tunnel::default()),
+        ("route", Forward::Route, Tunnel::default()),
+        ("ipip", Forward::Tunnel, Tunnel::default()),
+        ("gue_csum", Forward::Tunnel, gue),
+        ("gre", Forward::Tunnel, gre),
+    ];
+    let paths = OnLink {
+        src: std::net::Ipv4Addr::new(198, 18, 1, 1).into(),
+        mtu: 1500,
+    };
+    for &n in &[10_000u32, 1_000_000] {
+        for (name, forward, tunnel) in methods {
+            let mut e = engine_forwarding(3, forward, tunnel);
+            e.reserve_connections(n as usize);
+            let mut buf = [0u8; HEADROOM + 46];
+            for i in 0..n {
+                let (a, p) = client(i);
+                for flags in [SYN, ACK] {
+                    buf[HEADROOM..].copy_from_slice(&tcp(a, p, VIP, 80, flags));
+                    let t = e.process(0, &mut PacketBuf::new(&mut buf, HEADROOM), &paths);
+                    assert!(matches!(t, Transmit::Send(_)), "{name}: {t:?}");
+                }
+            }
+            let samples: Vec<[u8; 46]> = (0..65536u32)
+                .map(|k| {
+                    let i = (k.wrapping_mul(2_654_435_761)) % n;
+                    let (a, p) = client(i);
+                    tcp(a, p, VIP, 80, ACK)
+                })
+                .collect();
+            g.throughput(Throughput::Elements(64));
+            let mut at = 0usize;
+            g.bench_function(format!("{name}/{n}_conns"), |b| {
+                b.iter(|| {
+                    for _ in 0..64 {
+                        buf[HEADROOM..].copy_from_slice(&samples[at & 0xffff]);
+                        at = at.wrapping_add(1);
+                        let mut p = PacketBuf::new(&mut buf, HEADROOM);
+                        black_box(e.process(1, &mut p, &paths));
+                    }
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 fn new_connections(c: &mut Criterion) {
     let mut g = c.benchmark_group("new_connections_wrr");
     for &dests in &[3u8, 100] {
@@ -106,5 +172,11 @@ fn new_connections(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, memory_per_connection, established, new_connections);
+criterion_group!(
+    benches,
+    memory_per_connection,
+    established,
+    established_methods,
+    new_connections
+);
 criterion_main!(benches);

@@ -76,6 +76,12 @@ pub fn client(i: u32) -> ([u8; 4], u16) {
 
 /// An engine with a wrr service on VIP:80 and `dests` real servers.
 pub fn engine_with(dests: u8) -> Engine {
+    engine_forwarding(dests, Forward::Masq, Default::default())
+}
+
+/// An engine with a wrr service on VIP:80 and `dests` real servers reached
+/// with `forward` (and `tunnel`, for tunnels).
+pub fn engine_forwarding(dests: u8, forward: Forward, tunnel: lvs_core::Tunnel) -> Engine {
     let mut e = Engine::new(0x5eed);
     let key = ServiceKey {
         protocol: 6,
@@ -85,10 +91,10 @@ pub fn engine_with(dests: u8) -> Engine {
     e.add_service(key, "wrr", 0).unwrap();
     for d in 0..dests {
         let cfg = DestConfig {
-            tunnel: Default::default(),
+            tunnel,
             addr: Ipv4Addr::new(198, 18, 1, 11 + d).into(),
             port: 80,
-            forward: Forward::Masq,
+            forward,
             weight: 1 + i32::from(d % 3),
             u_threshold: 0,
             l_threshold: 0,
