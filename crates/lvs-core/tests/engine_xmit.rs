@@ -553,3 +553,59 @@ fn related_icmp_for_direct_routing_goes_to_the_real_server() {
         .fill_checksum();
     assert_eq!(out, want, "unchanged but for TTL");
 }
+
+#[test]
+fn a_gso_super_packet_for_a_tunnel_is_cut_and_each_segment_wrapped() {
+    for (t, df) in [
+        (tunnel(TunnelType::Gue, 6080, TunnelCsum::Csum), true),
+        (Tunnel::default(), false),
+    ] {
+        let mut e = engine(Forward::Tunnel, t);
+        let pkt = big_tcp(3040, df);
+        let mut buf = vec![0u8; HEADROOM + pkt.len()];
+        buf[HEADROOM..].copy_from_slice(&pkt);
+        let mut p = PacketBuf::new(&mut buf, HEADROOM);
+        p.gso_size = 1000;
+        let Transmit::Send(s) = e.process(0, &mut p, &paths(1500)) else {
+            panic!()
+        };
+        let seg = s.segment.expect("the I/O layer must segment");
+        assert_eq!(seg.mss, 1000);
+        let encap = seg.encap.expect("and wrap each segment");
+        assert_eq!(s.start, HEADROOM, "nothing written in front yet");
+        let inner = buf[s.start..s.start + s.len].to_vec();
+        assert_eq!(inner[8], 63, "TTL decremented once, before cutting");
+        let mut out = [0u8; 2048];
+        let mut outer = Vec::new();
+        let n = lvs_core::wire::tcp::segment(&inner, seg.mss, &mut out, 64, |b, len| {
+            let (start, total) = encap.write_nth(b, 64, len, outer.len() as u16);
+            outer.push(b[start..start + total].to_vec());
+        })
+        .unwrap();
+        assert_eq!(n, 3);
+        let mut payload = Vec::new();
+        for (k, o) in outer.iter().enumerate() {
+            let ip = Ipv4Packet::new_checked(&o[..]).unwrap();
+            assert!(ip.verify_checksum());
+            assert_eq!(ip.dont_frag(), df);
+            assert_eq!(
+                ip.ident(),
+                if df {
+                    0
+                } else {
+                    encap.id.wrapping_add(k as u16)
+                }
+            );
+            let hdr = 20 + t.encap_len();
+            if t.kind == TunnelType::Gue {
+                let udp = &o[20..];
+                let sum = checksum::pseudo_v4(DIRECTOR, R, ipproto::UDP, udp.len() as u16);
+                assert_eq!(checksum::fold(checksum::add_bytes(sum, udp)), 0xffff);
+            }
+            let i = &o[hdr..];
+            assert!(Ipv4Packet::new_checked(i).unwrap().verify_checksum());
+            payload.extend_from_slice(&i[40..]);
+        }
+        assert_eq!(&payload[..], &inner[40..]);
+    }
+}

@@ -53,6 +53,8 @@ struct Counters {
     fragments: u64,
     /// Frames with a VLAN tag seen on a parent interface (left alone).
     rx_vlan_other: u64,
+    /// Segments cut from super-packets lvsd had to segment itself.
+    segments: u64,
 }
 
 /// A token bucket of one token per millisecond, `BURST` deep.
@@ -308,8 +310,9 @@ pub fn run(opts: Options) -> Result<(), String> {
         d.counters.tx_refused
     );
     eprintln!(
-        "lvsd: {}; {} VLAN-tagged frames left to their sub-interface",
+        "lvsd: {}; {} segments cut from super-packets; {} VLAN-tagged frames left to their sub-interface",
         engine_report(&d.engine, d.counters.fragments),
+        d.counters.segments,
         d.counters.rx_vlan_other
     );
     drop(control);
@@ -507,6 +510,37 @@ impl Director {
             return;
         };
         frame[fstart..fstart + 6].copy_from_slice(&mac);
+        if let Some(seg) = s.segment {
+            // A super-packet for a tunnel: cut here, each segment wrapped.
+            let (frame, _) = io.rx_frame(i);
+            let (src, scratch) = self.frag_buf.split_at_mut(FRAG_SRC);
+            if s.len > src.len() {
+                self.counters.tx_refused += 1;
+                return;
+            }
+            src[..s.len].copy_from_slice(&frame[s.start..s.start + s.len]);
+            let eth: [u8; ETH_HDR] = frame[fstart..fstart + ETH_HDR]
+                .try_into()
+                .unwrap_or([0; ETH_HDR]);
+            let reserve = ETH_HDR + lvs_core::xmit::HEADROOM;
+            let mut segs: u64 = 0;
+            let n =
+                lvs_core::wire::tcp::segment(&src[..s.len], seg.mss, scratch, reserve, |b, len| {
+                    let (start, total) = match &seg.encap {
+                        Some(e) => e.write_nth(b, reserve, len, segs as u16),
+                        None => (reserve, len),
+                    };
+                    b[start - ETH_HDR..start].copy_from_slice(&eth);
+                    io.queue_new(out, &b[start - ETH_HDR..start + total], Offload::default());
+                    segs += 1;
+                });
+            if n.is_none() {
+                self.counters.tx_refused += 1;
+            }
+            self.counters.segments += segs;
+            self.counters.tx += segs;
+            return;
+        }
         if let Some(mtu) = s.fragment {
             // Copies only here (a packet over the path MTU that may be
             // fragmented): each fragment is a new frame.

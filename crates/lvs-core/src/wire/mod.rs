@@ -19,6 +19,8 @@ pub mod tcp_flags {
     pub const SYN: u8 = 0x02;
     pub const RST: u8 = 0x04;
     pub const ACK: u8 = 0x10;
+    pub const PSH: u8 = 0x08;
+    pub const CWR: u8 = 0x80;
 }
 
 /// Offset of the checksum field inside the L4 header, and the minimum header

@@ -79,6 +79,94 @@ pub fn complete_partial(l4: &mut [u8], csum_off: usize, udp: bool) {
     l4[csum_off..csum_off + 2].copy_from_slice(&c.to_be_bytes());
 }
 
+/// Number of segments of `mss` payload bytes an IPv4 TCP super-packet
+/// makes; `None` if it is not a TCP packet with complete headers or `mss`
+/// is 0.
+pub fn segment_count(pkt: &[u8], mss: u16) -> Option<usize> {
+    let (hl, thl, payload) = tcp_layout(pkt)?;
+    let _ = (hl, thl);
+    let mss = usize::from(mss);
+    if mss == 0 {
+        return None;
+    }
+    Some(payload.div_ceil(mss).max(1))
+}
+
+/// (IP header length, TCP header length, payload length) of an IPv4 TCP
+/// packet whose headers are complete.
+fn tcp_layout(pkt: &[u8]) -> Option<(usize, usize, usize)> {
+    let ip = Ipv4Packet::new_checked(pkt).ok()?;
+    if ip.protocol() != super::ipproto::TCP {
+        return None;
+    }
+    let t = ip.payload();
+    if t.len() < 20 {
+        return None;
+    }
+    let thl = usize::from(t[12] >> 4) * 4;
+    if thl < 20 || thl > t.len() {
+        return None;
+    }
+    Some((ip.header_len(), thl, t.len() - thl))
+}
+
+/// Cuts an IPv4 TCP super-packet into segments of at most `mss` payload
+/// bytes, as GSO does: headers copied, IP ID counted up, sequence numbers
+/// advanced, FIN and PSH only on the last segment, CWR only on the first,
+/// both checksums computed in full. Each segment is written at
+/// `out[reserve..]`; `emit(out, len)` may then write in front of it (link
+/// and tunnel headers) and send `out[..reserve + len]`'s tail. Returns the
+/// number of segments, `None` if `pkt` is not such a packet or `out` is
+/// too small.
+pub fn segment(
+    pkt: &[u8],
+    mss: u16,
+    out: &mut [u8],
+    reserve: usize,
+    mut emit: impl FnMut(&mut [u8], usize),
+) -> Option<usize> {
+    let (hl, thl, payload) = tcp_layout(pkt)?;
+    let mss = usize::from(mss);
+    if mss == 0 || out.len() < reserve + hl + thl + mss.min(payload) {
+        return None;
+    }
+    let hdrs = hl + thl;
+    let id = u16::from_be_bytes([pkt[4], pkt[5]]);
+    let seq = u32::from_be_bytes([pkt[hl + 4], pkt[hl + 5], pkt[hl + 6], pkt[hl + 7]]);
+    let (src, dst) = (
+        [pkt[12], pkt[13], pkt[14], pkt[15]],
+        [pkt[16], pkt[17], pkt[18], pkt[19]],
+    );
+    let n = payload.div_ceil(mss).max(1);
+    for k in 0..n {
+        let off = k * mss;
+        let take = mss.min(payload - off);
+        let len = hdrs + take;
+        let seg = &mut out[reserve..reserve + len];
+        seg[..hdrs].copy_from_slice(&pkt[..hdrs]);
+        seg[hdrs..].copy_from_slice(&pkt[hdrs + off..hdrs + off + take]);
+        seg[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        seg[4..6].copy_from_slice(&id.wrapping_add(k as u16).to_be_bytes());
+        seg[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(&seg[..hl]);
+        seg[10..12].copy_from_slice(&c.to_be_bytes());
+        let t = &mut seg[hl..];
+        t[4..8].copy_from_slice(&seq.wrapping_add(off as u32).to_be_bytes());
+        if k + 1 < n {
+            t[13] &= !(tcp_flags::FIN | tcp_flags::PSH);
+        }
+        if k > 0 {
+            t[13] &= !tcp_flags::CWR;
+        }
+        t[16..18].copy_from_slice(&[0, 0]);
+        let sum = checksum::pseudo_v4(src, dst, super::ipproto::TCP, (thl + take) as u16);
+        let c = !checksum::fold(checksum::add_bytes(sum, t));
+        t[16..18].copy_from_slice(&c.to_be_bytes());
+        emit(out, len);
+    }
+    Some(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +194,46 @@ mod tests {
         let p = Ipv4Packet::new_checked(v).unwrap();
         let sum = checksum::pseudo_v4(p.src_bytes(), p.dst_bytes(), 6, (v.len() - 20) as u16);
         checksum::fold(checksum::add_bytes(sum, &v[20..])) == 0xffff
+    }
+
+    #[test]
+    fn segmentation_as_gso_does_it() {
+        let mut orig = segment(
+            tcp_flags::ACK | tcp_flags::PSH | tcp_flags::FIN | tcp_flags::CWR,
+            1000,
+            7,
+            25,
+        );
+        for (i, b) in orig[40..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        orig[4..6].copy_from_slice(&0xfffeu16.to_be_bytes());
+        assert_eq!(segment_count(&orig, 10), Some(3));
+        let mut out = [0u8; 128];
+        let mut segs = Vec::new();
+        let n = super::segment(&orig, 10, &mut out, 8, |b, len| {
+            segs.push(b[8..8 + len].to_vec())
+        })
+        .unwrap();
+        assert_eq!(n, 3);
+        let mut payload = Vec::new();
+        for (k, s) in segs.iter().enumerate() {
+            let p = Ipv4Packet::new_checked(&s[..]).unwrap();
+            assert!(p.verify_checksum());
+            assert!(l4_ok(s));
+            assert_eq!(p.ident(), 0xfffeu16.wrapping_add(k as u16));
+            let seq = u32::from_be_bytes([s[24], s[25], s[26], s[27]]);
+            assert_eq!(seq, 1000 + 10 * k as u32);
+            let last = k == 2;
+            assert_eq!(s[33] & tcp_flags::FIN != 0, last);
+            assert_eq!(s[33] & tcp_flags::PSH != 0, last);
+            assert_eq!(s[33] & tcp_flags::CWR != 0, k == 0);
+            payload.extend_from_slice(&s[40..]);
+        }
+        assert_eq!(&payload[..], &orig[40..]);
+        assert_eq!(segs[2].len(), 45);
+        assert!(super::segment(&orig, 0, &mut out, 0, |_, _| {}).is_none());
+        assert!(super::segment(&orig, 10, &mut out[..40], 8, |_, _| {}).is_none());
     }
 
     #[test]

@@ -180,5 +180,6 @@ fn send(pkt: &PacketBuf, path: super::Path) -> Transmit {
         len: pkt.len,
         csum_partial: false,
         fragment: fragment_hint(pkt.len, path.mtu, false),
+        segment: None,
     })
 }

@@ -66,5 +66,6 @@ fn send(pkt: &PacketBuf, path: super::Path) -> Transmit {
         len: pkt.len,
         csum_partial: pkt.csum_partial,
         fragment: fragment_hint(pkt.len, path.mtu, pkt.is_gso()),
+        segment: None,
     })
 }

@@ -168,6 +168,18 @@ pub struct Send {
     /// clear, or marked "ignore DF" after the checks of §3.4): the I/O
     /// layer splits it into fragments of at most this size.
     pub fragment: Option<u16>,
+    /// A GSO super-packet the I/O layer must cut into TCP segments itself
+    /// (and wrap each one, for a tunnel) because the kernel cannot be asked
+    /// to: `None` when the offload metadata can simply travel with it.
+    pub segment: Option<Segmentation>,
+}
+
+/// How the I/O layer finishes a super-packet: TCP segments of `mss`
+/// payload bytes (`wire::tcp::segment`), each then wrapped by `encap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segmentation {
+    pub mss: u16,
+    pub encap: Option<tunnel::Encap>,
 }
 
 /// Where a director-built ICMP error comes from.

@@ -28,6 +28,7 @@ pub fn xmit(pkt: &mut PacketBuf, paths: &impl Paths, rip: IpAddr) -> Transmit {
         len: pkt.len,
         csum_partial: pkt.csum_partial,
         fragment: fragment_hint(pkt.len, path.mtu, pkt.is_gso()),
+        segment: None,
     })
 }
 
@@ -52,5 +53,6 @@ pub fn forward(pkt: &mut PacketBuf, paths: &impl Paths, to: IpAddr) -> Transmit 
         len: pkt.len,
         csum_partial: pkt.csum_partial,
         fragment: fragment_hint(pkt.len, path.mtu, pkt.is_gso()),
+        segment: None,
     })
 }

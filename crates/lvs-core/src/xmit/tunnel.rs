@@ -3,7 +3,9 @@
 //! encapsulation (IPIP, GUE, GRE) written in place into the buffer's
 //! headroom — no copy of the inner packet, no allocation.
 
-use super::{fragment_hint, prepare, IcmpSource, Method, PacketBuf, Paths, Send, Transmit};
+use super::{
+    fragment_hint, prepare, IcmpSource, Method, PacketBuf, Paths, Segmentation, Send, Transmit,
+};
 use crate::engine::DropReason;
 use crate::service::{Tunnel, TunnelCsum, TunnelType};
 use crate::wire::checksum;
@@ -56,88 +58,64 @@ pub fn xmit(
     if tmtu < MIN_TMTU_V4 {
         return Transmit::Drop(DropReason::TunnelMtu);
     }
-    if pkt.is_gso() {
-        // A super-packet would need tunnel segmentation offload, which the
-        // virtio header cannot ask for.
-        return Transmit::Drop(DropReason::GsoTunnel);
-    }
     if let Err(tx) = prepare(pkt, tmtu, pmtu_disc, IcmpSource::PacketDestination, true) {
         return tx;
     }
     if pkt.start < hdr {
         return Transmit::Drop(DropReason::NoHeadroom);
     }
-    if pkt.csum_partial {
+    if pkt.csum_partial && !pkt.is_gso() {
         // The outer checksum (and the real server) need the finished inner one.
         complete_inner(pkt.bytes_mut());
         pkt.csum_partial = false;
     }
-    let inner = Ipv4Packet::new_checked(pkt.bytes()).ok();
-    let Some(inner) = inner else {
+    let Ok(inner) = Ipv4Packet::new_checked(pkt.bytes()) else {
         return Transmit::Drop(DropReason::Malformed);
     };
-    let (tos, ttl) = (inner.tos(), inner.ttl());
     let df = pmtu_disc && inner.dont_frag();
-    let sport = match t.kind {
-        TunnelType::Gue => gue_source_port(&inner, st.hash_key),
-        _ => 0,
-    };
-    let id = if df {
-        0
-    } else {
-        st.next_id = st.next_id.wrapping_add(1);
-        st.next_id
-    };
-    let start = pkt.start - hdr;
-    let total = hdr + pkt.len;
-    let out = &mut pkt.buf[start..start + total];
-    let proto = match t.kind {
-        TunnelType::Ipip => PROTO_IPIP,
-        TunnelType::Gue => ipproto::UDP,
-        TunnelType::Gre => PROTO_GRE,
-    };
-    write_outer_v4(
-        out,
-        dsfield(tos),
-        total as u16,
-        id,
+    let mut encap = Encap {
+        tunnel: *t,
+        src: src4.octets(),
+        dst: rip4.octets(),
+        tos: dsfield(inner.tos()),
+        ttl: inner.ttl(),
         df,
-        ttl,
-        proto,
-        src4.octets(),
-        rip4.octets(),
-    );
-    let csum = t.csum != TunnelCsum::NoCsum;
-    match t.kind {
-        TunnelType::Ipip => {}
-        TunnelType::Gue => {
-            let udp_len = (total - 20) as u16;
-            let (h, rest) = out[20..].split_at_mut(12);
-            h[0..2].copy_from_slice(&sport.to_be_bytes());
-            h[2..4].copy_from_slice(&t.port.to_be_bytes());
-            h[4..6].copy_from_slice(&udp_len.to_be_bytes());
-            h[6..8].copy_from_slice(&[0, 0]);
-            // GUE version 0, C 0, hlen 0; proto of the inner packet; flags 0.
-            h[8..12].copy_from_slice(&[0, PROTO_IPIP, 0, 0]);
-            if csum {
-                let sum = checksum::pseudo_v4(src4.octets(), rip4.octets(), ipproto::UDP, udp_len);
-                let sum = checksum::add_bytes(checksum::add_bytes(sum, h), rest);
-                let c = !checksum::fold(sum);
-                let c = if c == 0 { 0xffff } else { c };
-                h[6..8].copy_from_slice(&c.to_be_bytes());
-            }
+        id: 0,
+        sport: match t.kind {
+            TunnelType::Gue => gue_source_port(&inner, st.hash_key),
+            _ => 0,
+        },
+    };
+    if pkt.is_gso() {
+        // A super-packet cannot ask the kernel for tunnel segmentation
+        // (the virtio header has no such type): the I/O layer cuts it into
+        // segments and wraps each with `encap` (IDs counted from here).
+        let Some(n) = crate::wire::tcp::segment_count(pkt.bytes(), pkt.gso_size) else {
+            return Transmit::Drop(DropReason::GsoTunnel);
+        };
+        if !df {
+            encap.id = st.next_id.wrapping_add(1);
+            st.next_id = st.next_id.wrapping_add(n as u16);
         }
-        TunnelType::Gre => {
-            let (h, rest) = out[20..].split_at_mut(t.encap_len());
-            h[0..2].copy_from_slice(&if csum { [0x80, 0] } else { [0, 0] });
-            h[2..4].copy_from_slice(&0x0800u16.to_be_bytes());
-            if csum {
-                h[4..8].copy_from_slice(&[0; 4]);
-                let c = !checksum::fold(checksum::add_bytes(checksum::add_bytes(0, h), rest));
-                h[4..6].copy_from_slice(&c.to_be_bytes());
-            }
-        }
+        return Transmit::Send(Send {
+            method: Method::Tunnel(t.kind),
+            port: path.port,
+            next_hop: path.next_hop,
+            start: pkt.start,
+            len: pkt.len,
+            csum_partial: false,
+            fragment: None,
+            segment: Some(Segmentation {
+                mss: pkt.gso_size,
+                encap: Some(encap),
+            }),
+        });
     }
+    if !df {
+        st.next_id = st.next_id.wrapping_add(1);
+        encap.id = st.next_id;
+    }
+    let (start, total) = encap.write(pkt.buf, pkt.start, pkt.len);
     pkt.start = start;
     pkt.len = total;
     Transmit::Send(Send {
@@ -148,7 +126,104 @@ pub fn xmit(
         len: total,
         csum_partial: false,
         fragment: fragment_hint(total, path.mtu, false),
+        segment: None,
     })
+}
+
+/// Everything needed to wrap a packet for one tunnel destination: the
+/// engine decides it, and [`Encap::write`] writes it in front of a packet
+/// (of a whole packet, or of each segment of a super-packet the I/O layer
+/// cut up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encap {
+    pub tunnel: Tunnel,
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    /// Outer TOS (ECN CE already re-encoded, §7.2) and TTL.
+    pub tos: u8,
+    pub ttl: u8,
+    pub df: bool,
+    /// Outer IP ID (0 with DF); segment `k` of a super-packet uses `id + k`.
+    pub id: u16,
+    /// GUE source port.
+    pub sport: u16,
+}
+
+impl Encap {
+    /// Bytes written in front of the inner packet.
+    pub fn len(&self) -> usize {
+        20 + self.tunnel.encap_len()
+    }
+
+    /// Never empty (an outer IPv4 header at least); for clippy's sake.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Writes the outer headers in front of `buf[start..start + len]` and
+    /// returns where the outer packet starts and its length. The caller
+    /// guarantees `start >= self.len()`.
+    pub fn write(&self, buf: &mut [u8], start: usize, len: usize) -> (usize, usize) {
+        self.write_nth(buf, start, len, 0)
+    }
+
+    /// As `write`, for segment `k` of a super-packet (its outer IP ID).
+    pub fn write_nth(&self, buf: &mut [u8], start: usize, len: usize, k: u16) -> (usize, usize) {
+        let t = &self.tunnel;
+        let hdr = self.len();
+        let start = start - hdr;
+        let total = hdr + len;
+        let out = &mut buf[start..start + total];
+        let proto = match t.kind {
+            TunnelType::Ipip => PROTO_IPIP,
+            TunnelType::Gue => ipproto::UDP,
+            TunnelType::Gre => PROTO_GRE,
+        };
+        let id = if self.df { 0 } else { self.id.wrapping_add(k) };
+        write_outer_v4(
+            out,
+            self.tos,
+            total as u16,
+            id,
+            self.df,
+            self.ttl,
+            proto,
+            self.src,
+            self.dst,
+        );
+        let csum = t.csum != TunnelCsum::NoCsum;
+        match t.kind {
+            TunnelType::Ipip => {}
+            TunnelType::Gue => {
+                let udp_len = (total - 20) as u16;
+                let (h, rest) = out[20..].split_at_mut(12);
+                h[0..2].copy_from_slice(&self.sport.to_be_bytes());
+                h[2..4].copy_from_slice(&t.port.to_be_bytes());
+                h[4..6].copy_from_slice(&udp_len.to_be_bytes());
+                h[6..8].copy_from_slice(&[0, 0]);
+                // GUE version 0, C 0, hlen 0; proto of the inner packet; flags 0.
+                h[8..12].copy_from_slice(&[0, PROTO_IPIP, 0, 0]);
+                if csum {
+                    let sum = checksum::pseudo_v4(self.src, self.dst, ipproto::UDP, udp_len);
+                    let sum = checksum::add_bytes(checksum::add_bytes(sum, h), rest);
+                    let c = !checksum::fold(sum);
+                    let c = if c == 0 { 0xffff } else { c };
+                    h[6..8].copy_from_slice(&c.to_be_bytes());
+                }
+            }
+            TunnelType::Gre => {
+                let (h, rest) = out[20..].split_at_mut(t.encap_len());
+                h[0..2].copy_from_slice(&if csum { [0x80, 0] } else { [0, 0] });
+                h[2..4].copy_from_slice(&0x0800u16.to_be_bytes());
+                if csum {
+                    h[4..8].copy_from_slice(&[0; 4]);
+                    let c = !checksum::fold(checksum::add_bytes(checksum::add_bytes(0, h), rest));
+                    h[4..6].copy_from_slice(&c.to_be_bytes());
+                }
+            }
+        }
+        (start, total)
+    }
 }
 
 /// The outer TOS: DSCP copied, ECN copied except CE, which becomes ECT(0)

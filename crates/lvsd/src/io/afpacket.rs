@@ -321,6 +321,13 @@ impl PacketIo for AfPacket {
     }
 
     fn queue_new(&mut self, out: PortId, frame: &[u8], offload: Offload) {
+        if self.new_used >= NEW_SLOTS || out < self.tx.len() && self.tx[out].len() >= self.iov.len()
+        {
+            // Out of slots (a super-packet cut into segments, a packet into
+            // fragments): send what is queued and start over. Queued
+            // receive slots stay valid until the next `recv`.
+            let _ = self.flush();
+        }
         if self.new_used >= NEW_SLOTS
             || frame.len() > NEW_SLOT - VNET_LEN
             || out >= self.tx.len()
