@@ -1288,26 +1288,8 @@ impl Engine {
             if !xmit::icmp::checksum_ok(pkt.bytes()) {
                 return Transmit::Drop(DropReason::Malformed);
             }
-            let c = self.conns.get(id);
-            let (flags, daddr, dport, dest) = (c.flags, c.daddr, c.dport, c.dest);
-            let tunnel = dest.map(|d| self.dests[d].tunnel);
             pkt.relay_icmp = true;
-            return match Method::of_flags(flags, tunnel.map(|t| t.kind).unwrap_or_default()) {
-                Some(Method::Masq) => xmit::icmp::xmit_nat_in(pkt, paths, r, daddr, dport),
-                Some(Method::Route) => xmit::route::xmit(pkt, paths, daddr),
-                Some(Method::Tunnel(_)) => match tunnel {
-                    Some(t) => xmit::tunnel::xmit(
-                        pkt,
-                        paths,
-                        daddr,
-                        &t,
-                        self.settings.pmtu_disc != 0,
-                        &mut self.tunnel,
-                    ),
-                    None => Transmit::Drop(DropReason::UnsupportedForward),
-                },
-                Some(Method::Forwarded) | None => Transmit::Pass,
-            };
+            return self.transmit(id, pkt, paths, Some(r));
         }
         // From the real server: the quoted packet is the client's as the
         // real server got it (client → RIP:dport).
@@ -1678,15 +1660,29 @@ impl Engine {
             }
             _ => c.in_pkts += 1,
         }
+        self.transmit(id, pkt, paths, None)
+    }
+
+    /// Sends a client-side packet of entry `id` by the entry's forwarding
+    /// method — the one place that says which method an entry's packets
+    /// leave by. `icmp`: the packet is a related ICMP error quoting this
+    /// connection (NAT translates the quote too, §9.2).
+    fn transmit(
+        &mut self,
+        id: ConnId,
+        pkt: &mut PacketBuf,
+        paths: &impl Paths,
+        icmp: Option<&xmit::icmp::Related>,
+    ) -> Transmit {
         let c = self.conns.get(id);
-        let (daddr, dport, dest) = (c.daddr, c.dport, c.dest);
+        let (flags, daddr, dport, dest) = (c.flags, c.daddr, c.dport, c.dest);
         let tunnel = dest.map(|d| self.dests[d].tunnel);
         let kind = tunnel.map(|t| t.kind).unwrap_or_default();
-        // The one place that says which method an entry's packets leave by.
         match Method::of_flags(flags, kind) {
-            Some(Method::Masq) => match daddr {
-                IpAddr::V4(rip) => xmit::masq::xmit_in(pkt, paths, rip, dport),
-                IpAddr::V6(_) => Transmit::Drop(DropReason::UnsupportedForward),
+            Some(Method::Masq) => match (daddr, icmp) {
+                (IpAddr::V4(rip), None) => xmit::masq::xmit_in(pkt, paths, rip, dport),
+                (IpAddr::V4(_), Some(r)) => xmit::icmp::xmit_nat_in(pkt, paths, r, daddr, dport),
+                (IpAddr::V6(_), _) => Transmit::Drop(DropReason::UnsupportedForward),
             },
             Some(Method::Route) => xmit::route::xmit(pkt, paths, daddr),
             Some(Method::Tunnel(_)) => match tunnel {

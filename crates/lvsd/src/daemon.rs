@@ -510,8 +510,10 @@ impl Director {
             return;
         };
         frame[fstart..fstart + 6].copy_from_slice(&mac);
-        if let Some(seg) = s.segment {
-            // A super-packet for a tunnel: cut here, each segment wrapped.
+        if s.segment.is_some() || s.fragment.is_some() {
+            // A super-packet lvsd cuts itself (for a tunnel), or a packet
+            // over the path MTU that may be fragmented: the only copies on
+            // the packet path; each piece becomes a new frame.
             let (frame, _) = io.rx_frame(i);
             let (src, scratch) = self.frag_buf.split_at_mut(FRAG_SRC);
             if s.len > src.len() {
@@ -519,50 +521,37 @@ impl Director {
                 return;
             }
             src[..s.len].copy_from_slice(&frame[s.start..s.start + s.len]);
-            let eth: [u8; ETH_HDR] = frame[fstart..fstart + ETH_HDR]
-                .try_into()
-                .unwrap_or([0; ETH_HDR]);
-            let reserve = ETH_HDR + lvs_core::xmit::HEADROOM;
-            let mut segs: u64 = 0;
-            let n =
-                lvs_core::wire::tcp::segment(&src[..s.len], seg.mss, scratch, reserve, |b, len| {
+            let mut eth = [0u8; ETH_HDR];
+            eth.copy_from_slice(&frame[fstart..fstart + ETH_HDR]);
+            let pkt = &src[..s.len];
+            let mut pieces: u64 = 0;
+            let done = if let Some(seg) = s.segment {
+                let reserve = ETH_HDR + lvs_core::xmit::HEADROOM;
+                let n = lvs_core::wire::tcp::segment(pkt, seg.mss, scratch, reserve, |b, len| {
                     let (start, total) = match &seg.encap {
-                        Some(e) => e.write_nth(b, reserve, len, segs as u16),
+                        Some(e) => e.write_nth(b, reserve, len, pieces as u16),
                         None => (reserve, len),
                     };
                     b[start - ETH_HDR..start].copy_from_slice(&eth);
                     io.queue_new(out, &b[start - ETH_HDR..start + total], Offload::default());
-                    segs += 1;
+                    pieces += 1;
                 });
-            if n.is_none() {
+                self.counters.segments += pieces;
+                n
+            } else {
+                let mtu = usize::from(s.fragment.unwrap_or(0));
+                scratch[..ETH_HDR].copy_from_slice(&eth);
+                let n = lvs_core::wire::ipv4::fragment(pkt, mtu, scratch, ETH_HDR, |f| {
+                    io.queue_new(out, f, Offload::default());
+                    pieces += 1;
+                });
+                self.counters.fragments += pieces;
+                n
+            };
+            if done.is_none() {
                 self.counters.tx_refused += 1;
             }
-            self.counters.segments += segs;
-            self.counters.tx += segs;
-            return;
-        }
-        if let Some(mtu) = s.fragment {
-            // Copies only here (a packet over the path MTU that may be
-            // fragmented): each fragment is a new frame.
-            let (frame, _) = io.rx_frame(i);
-            let (src, scratch) = self.frag_buf.split_at_mut(FRAG_SRC);
-            if s.len > src.len() {
-                self.counters.tx_refused += 1;
-                return;
-            }
-            src[..s.len].copy_from_slice(&frame[s.start..s.start + s.len]);
-            scratch[..ETH_HDR].copy_from_slice(&frame[fstart..fstart + ETH_HDR]);
-            let pkt = &src[..s.len];
-            let mut frags: u64 = 0;
-            let n = lvs_core::wire::ipv4::fragment(pkt, usize::from(mtu), scratch, ETH_HDR, |f| {
-                io.queue_new(out, f, Offload::default());
-                frags += 1;
-            });
-            if n.is_none() {
-                self.counters.tx_refused += 1;
-            }
-            self.counters.fragments += frags;
-            self.counters.tx += frags;
+            self.counters.tx += pieces;
             return;
         }
         io.queue_rx(i, out, fstart, flen, offload);

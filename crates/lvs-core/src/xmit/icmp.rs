@@ -121,7 +121,7 @@ pub fn nat_rewrite(pkt: &mut [u8], r: &Related, side: NatSide, addr: IpAddr, por
     pkt[hl + 2..hl + 4].copy_from_slice(&c.to_be_bytes());
 }
 
-use super::{fragment_hint, prepare, IcmpSource, Method, PacketBuf, Paths, Send, Transmit};
+use super::{lookup, prepare, send, IcmpSource, Method, PacketBuf, Paths, Transmit};
 use crate::engine::DropReason;
 
 /// §9.2 for a NAT connection: to the real server, translated.
@@ -132,17 +132,15 @@ pub fn xmit_nat_in(
     rip: IpAddr,
     dport: u16,
 ) -> Transmit {
-    let Some(path) = paths.path(rip) else {
-        return Transmit::Drop(DropReason::NoRoute);
+    let path = match lookup(paths, rip, Transmit::Drop(DropReason::LocalTarget)) {
+        Ok(p) => p,
+        Err(t) => return t,
     };
-    if path.local {
-        return Transmit::Drop(DropReason::LocalTarget);
-    }
     if let Err(t) = prepare(pkt, path.mtu, false, IcmpSource::PacketDestination, true) {
         return t;
     }
     nat_rewrite(pkt.bytes_mut(), r, NatSide::In, rip, dport);
-    send(pkt, path)
+    send(Method::Masq, pkt, path)
 }
 
 /// §9.3 for a NAT connection: to the client, translated, then forwarded as
@@ -158,28 +156,13 @@ pub fn xmit_nat_out(
         Ok(ip) => IpAddr::V4(ip.dst()),
         Err(_) => return Transmit::Drop(DropReason::Malformed),
     };
-    let Some(path) = paths.path(to) else {
-        return Transmit::Drop(DropReason::NoRoute);
+    let path = match lookup(paths, to, Transmit::Pass) {
+        Ok(p) => p,
+        Err(t) => return t,
     };
-    if path.local {
-        return Transmit::Pass;
-    }
     if let Err(t) = prepare(pkt, path.mtu, false, IcmpSource::Director, false) {
         return t;
     }
     nat_rewrite(pkt.bytes_mut(), r, NatSide::Out, vip, vport);
-    send(pkt, path)
-}
-
-fn send(pkt: &PacketBuf, path: super::Path) -> Transmit {
-    Transmit::Send(Send {
-        method: Method::Masq,
-        port: path.port,
-        next_hop: path.next_hop,
-        start: pkt.start,
-        len: pkt.len,
-        csum_partial: false,
-        fragment: fragment_hint(pkt.len, path.mtu, false),
-        segment: None,
-    })
+    send(Method::Masq, pkt, path)
 }

@@ -326,6 +326,33 @@ fn on_wire_len(ip: &Ipv4Packet<&mut [u8]>, gso_size: u16) -> usize {
     (ip.header_len() + l4_hdr + usize::from(gso_size)).min(ip.total_len())
 }
 
+/// The path to `to`; `Err` with what to answer when there is none (drop)
+/// or when `to` is the host's own (`on_local`).
+#[inline]
+pub(crate) fn lookup(paths: &impl Paths, to: IpAddr, on_local: Transmit) -> Result<Path, Transmit> {
+    match paths.path(to) {
+        None => Err(Transmit::Drop(DropReason::NoRoute)),
+        Some(p) if p.local => Err(on_local),
+        Some(p) => Ok(p),
+    }
+}
+
+/// Sends `pkt` as it now is in the buffer along `path` (any fragmentation
+/// left to the I/O layer; the offload request travels with it).
+#[inline]
+pub(crate) fn send(method: Method, pkt: &PacketBuf, path: Path) -> Transmit {
+    Transmit::Send(Send {
+        method,
+        port: path.port,
+        next_hop: path.next_hop,
+        start: pkt.start,
+        len: pkt.len,
+        csum_partial: pkt.csum_partial,
+        fragment: fragment_hint(pkt.len, path.mtu, pkt.is_gso()),
+        segment: None,
+    })
+}
+
 /// The fragmentation left to the I/O layer: a packet over the path MTU that
 /// passed the checks (non-DF, or a tunnel without `pmtu_disc`).
 #[inline]

@@ -2,8 +2,7 @@
 //! addresses and ports; only TTL (and the IPv4 header checksum) change, and
 //! the frame goes to the real server's MAC address.
 
-use super::{fragment_hint, prepare, IcmpSource, Method, PacketBuf, Paths, Send, Transmit};
-use crate::engine::DropReason;
+use super::{lookup, prepare, send, IcmpSource, Method, PacketBuf, Paths, Transmit};
 use std::net::IpAddr;
 
 /// Sends `pkt` unchanged but for TTL to the real server `rip` as the next
@@ -11,48 +10,44 @@ use std::net::IpAddr;
 /// destination stays the VIP). A real server that is the director itself
 /// gets the packet unmodified from the host.
 pub fn xmit(pkt: &mut PacketBuf, paths: &impl Paths, rip: IpAddr) -> Transmit {
-    let Some(path) = paths.path(rip) else {
-        return Transmit::Drop(DropReason::NoRoute);
-    };
-    if path.local {
-        return Transmit::Pass;
-    }
-    if let Err(t) = prepare(pkt, path.mtu, true, IcmpSource::PacketDestination, true) {
-        return t;
-    }
-    Transmit::Send(Send {
-        method: Method::Route,
-        port: path.port,
-        next_hop: path.next_hop,
-        start: pkt.start,
-        len: pkt.len,
-        csum_partial: pkt.csum_partial,
-        fragment: fragment_hint(pkt.len, path.mtu, pkt.is_gso()),
-        segment: None,
-    })
+    unchanged(
+        pkt,
+        paths,
+        rip,
+        Method::Route,
+        IcmpSource::PacketDestination,
+        true,
+    )
 }
 
 /// A packet IPVS leaves alone but that the host would IP-forward (a real
 /// server's packet matching no entry, §5.2): TTL and MTU as the
 /// forwarding path checks them (errors from the director), nothing else.
 pub fn forward(pkt: &mut PacketBuf, paths: &impl Paths, to: IpAddr) -> Transmit {
-    let Some(path) = paths.path(to) else {
-        return Transmit::Drop(DropReason::NoRoute);
+    unchanged(
+        pkt,
+        paths,
+        to,
+        Method::Forwarded,
+        IcmpSource::Director,
+        false,
+    )
+}
+
+fn unchanged(
+    pkt: &mut PacketBuf,
+    paths: &impl Paths,
+    to: IpAddr,
+    method: Method,
+    from: IcmpSource,
+    ttl_first: bool,
+) -> Transmit {
+    let path = match lookup(paths, to, Transmit::Pass) {
+        Ok(p) => p,
+        Err(t) => return t,
     };
-    if path.local {
-        return Transmit::Pass;
-    }
-    if let Err(t) = prepare(pkt, path.mtu, true, IcmpSource::Director, false) {
+    if let Err(t) = prepare(pkt, path.mtu, true, from, ttl_first) {
         return t;
     }
-    Transmit::Send(Send {
-        method: Method::Forwarded,
-        port: path.port,
-        next_hop: path.next_hop,
-        start: pkt.start,
-        len: pkt.len,
-        csum_partial: pkt.csum_partial,
-        fragment: fragment_hint(pkt.len, path.mtu, pkt.is_gso()),
-        segment: None,
-    })
+    send(method, pkt, path)
 }

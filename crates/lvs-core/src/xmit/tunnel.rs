@@ -4,7 +4,8 @@
 //! headroom — no copy of the inner packet, no allocation.
 
 use super::{
-    fragment_hint, prepare, IcmpSource, Method, PacketBuf, Paths, Segmentation, Send, Transmit,
+    fragment_hint, lookup, prepare, IcmpSource, Method, PacketBuf, Paths, Segmentation, Send,
+    Transmit,
 };
 use crate::engine::DropReason;
 use crate::service::{Tunnel, TunnelCsum, TunnelType};
@@ -44,12 +45,10 @@ pub fn xmit(
         // IPv6 outer headers come with IPv6 (forwarding.md §7, mixed families).
         return Transmit::Drop(DropReason::UnsupportedForward);
     };
-    let Some(path) = paths.path(rip) else {
-        return Transmit::Drop(DropReason::NoRoute);
+    let path = match lookup(paths, rip, Transmit::Pass) {
+        Ok(p) => p,
+        Err(t) => return t,
     };
-    if path.local {
-        return Transmit::Pass;
-    }
     let IpAddr::V4(src4) = path.src else {
         return Transmit::Drop(DropReason::NoRoute);
     };

@@ -1,0 +1,895 @@
+//! End-to-end: direct routing and tunnelling through the real `lvsd`
+//! (forwarding.md §6, §7), the reset a stray TCP segment to a service gets,
+//! and path MTU discovery through a NAT service (§3.4) — real kernels' TCP
+//! stacks in network namespaces, real `curl`, the real `lvsadm`.
+//!
+//! In this lab the real servers route the client net via the director, so
+//! the replies of DR and tunnel servers (source VIP, untouched by IPVS)
+//! travel back through the director's kernel: these tests switch
+//! `ip_forward` on in the director namespace, as on a kernel director that
+//! is also the real servers' router. lvsd's nftables guard keeps the kernel
+//! from forwarding the client → VIP packets itself.
+//!
+//! The kernel here has no ipip/gre/fou modules, so the tunnel tests run
+//! `lvs-decap` (crates/lvs-lab/src/bin) on each real server: a strict
+//! userspace tunnel endpoint that checks every header as §7.3/§7.4 describe
+//! and hands the inner packet to the server's own stack through a TUN
+//! device.
+//!
+//! Needs root, `curl` and the binaries (`cargo build -p lvsd -p lvsadm
+//! -p lvs-lab --bins`).
+
+use lvs_lab::{server_ip, Lab, CLIENT_IP, VIP};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Namespace tests run one at a time (two cores; clearer failures).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "the end-to-end tests need root (network namespaces, AF_PACKET, raw sockets)"
+    );
+}
+
+fn lvsd() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lvsd"))
+}
+
+/// A binary built next to `lvsd` (same target directory).
+fn sibling(name: &str) -> PathBuf {
+    let p = lvsd().with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the binaries first (cargo build -p lvsd -p lvsadm -p lvs-lab --bins)",
+        p.display()
+    );
+    p
+}
+
+fn lvsadm(sock: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(sibling("lvsadm"))
+        .arg("--control")
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("run lvsadm");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn wait_for_socket(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("lvsd did not open {} within 10 s", path.display());
+}
+
+/// A running director inside the lab; stopped (SIGTERM) by `stop` or on drop
+/// of the lab.
+struct Director {
+    pid: u32,
+    sock: PathBuf,
+    conf: PathBuf,
+    log: PathBuf,
+}
+
+impl Director {
+    fn start(lab: &Lab, tag: &str, config: &str) -> Director {
+        let dir = std::env::temp_dir();
+        let base = format!("lvsd-e2e-drtun-{tag}-{}", std::process::id());
+        let conf = dir.join(format!("{base}.conf"));
+        let sock = dir.join(format!("{base}.sock"));
+        let log = dir.join(format!("{base}.log"));
+        std::fs::write(&conf, config).unwrap();
+        let mut cmd = lab.command(lab.director_ns(), &lvsd().to_string_lossy());
+        cmd.arg("--config").arg(&conf).arg("--control").arg(&sock);
+        cmd.stderr(std::fs::File::create(&log).expect("lvsd log file"));
+        let pid = lab.spawn(lab.director_ns(), cmd).expect("start lvsd");
+        wait_for_socket(&sock);
+        Director {
+            pid,
+            sock,
+            conf,
+            log,
+        }
+    }
+
+    /// SIGTERM; asserts a clean exit and that the control socket is gone.
+    /// Returns what lvsd wrote on stderr (also echoed to the test output).
+    fn stop(self, lab: &Lab) -> String {
+        let status = lab.stop(self.pid).expect("stop lvsd");
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        eprint!("{log}");
+        let _ = std::fs::remove_file(&self.log);
+        let _ = std::fs::remove_file(&self.conf);
+        assert!(
+            status.success(),
+            "lvsd did not exit cleanly on SIGTERM: {status:?}\n{log}"
+        );
+        assert!(!self.sock.exists(), "control socket left behind");
+        log
+    }
+}
+
+/// The number printed just before `what` in lvsd's exit report of the
+/// engine's counters (`lvsd: sent 12 masq, 0 route, … 3 frag-needed, …`).
+fn engine_reported(log: &str, what: &str) -> u64 {
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("lvsd: sent "))
+        .unwrap_or_else(|| panic!("no engine report (`lvsd: sent …`) in {log}"));
+    let end = line
+        .find(what)
+        .unwrap_or_else(|| panic!("no `{what}` in {line}"));
+    line[..end]
+        .split_whitespace()
+        .last()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number before `{what}` in {line}"))
+}
+
+/// The number printed just before `what` in lvsd's first exit line
+/// (`lvsd: stopping (rx … 12 GSO; …)`).
+fn stopping_reported(log: &str, what: &str) -> u64 {
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("lvsd: stopping"))
+        .unwrap_or_else(|| panic!("no exit report in {log}"));
+    let end = line
+        .find(what)
+        .unwrap_or_else(|| panic!("no `{what}` in {line}"));
+    line[..end]
+        .split_whitespace()
+        .last()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number before `{what}` in {line}"))
+}
+
+fn curl_from_port(lab: &Lab, url: &str, port: u16) -> Result<String, String> {
+    let port = port.to_string();
+    let args = ["-s", "-S", "-m", "5", "--local-port", &port, url];
+    let out = lab
+        .exec(lab.client_ns(), "curl", &args, Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "curl {url} from port {port}: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `n` sequential requests, a new curl (and source port) each; the bodies
+/// counted per answer. Stops at the first failure.
+fn requests(lab: &Lab, url: &str, first_port: u16, n: u16) -> Result<HashMap<String, u32>, String> {
+    let mut bodies: HashMap<String, u32> = HashMap::new();
+    for i in 0..n {
+        match curl_from_port(lab, url, first_port + i) {
+            Ok(b) => *bodies.entry(b).or_default() += 1,
+            Err(e) => {
+                return Err(format!(
+                    "request {i} of {n} failed (answers so far {bodies:?}): {e}"
+                ))
+            }
+        }
+    }
+    Ok(bodies)
+}
+
+/// Runs `ip ARGS` in `ns`, asserting success.
+fn ip(lab: &Lab, ns: &str, args: &[&str]) -> String {
+    let out = lab
+        .exec(ns, "ip", args, Duration::from_secs(10))
+        .expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?} in {ns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A real server of a DR or tunnel service: the VIP on `lo`, and no ARP
+/// answers or announcements for it (design.md, "rp_filter and ARP").
+fn vip_on_loopback(lab: &Lab, i: usize) {
+    let ns = lab.server_ns(i).to_string();
+    ip(
+        lab,
+        &ns,
+        &["addr", "add", &format!("{VIP}/32"), "dev", "lo"],
+    );
+    for key in [
+        "net.ipv4.conf.all.arp_ignore",
+        "net.ipv4.conf.b0.arp_ignore",
+    ] {
+        lab.set_sysctl(&ns, key, "1").unwrap();
+    }
+    for key in [
+        "net.ipv4.conf.all.arp_announce",
+        "net.ipv4.conf.b0.arp_announce",
+    ] {
+        lab.set_sysctl(&ns, key, "2").unwrap();
+    }
+}
+
+/// The real servers' replies (source VIP) are the director host's to route.
+fn director_routes_replies(lab: &Lab) {
+    lab.set_sysctl(lab.director_ns(), "net.ipv4.ip_forward", "1")
+        .unwrap();
+}
+
+/// `lvsadm ARGS` lines of real servers (`  -> …`), as whitespace-split fields.
+fn dest_lines(sock: &Path, args: &[&str]) -> (String, Vec<Vec<String>>) {
+    let (code, out, err) = lvsadm(sock, args);
+    assert_eq!(code, 0, "lvsadm {args:?}: {err}");
+    let lines = out
+        .lines()
+        .filter(|l| l.starts_with("  -> ") && !l.contains("RemoteAddress"))
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    (out, lines)
+}
+
+/// A TCP server of our own in a real server's namespace: accepts `expect`
+/// connections (20 s at most), answers `rsI\n` to each and records the
+/// connection's local and peer address as the real server's stack saw them.
+fn start_probe(
+    lab: &Lab,
+    i: usize,
+    port: u16,
+    expect: usize,
+) -> std::thread::JoinHandle<Result<Vec<(SocketAddr, SocketAddr)>, String>> {
+    let ns = lab.server_ns(i).to_string();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        lvs_lab::enter_netns(&ns).map_err(|e| e.to_string())?;
+        let l = TcpListener::bind(("0.0.0.0", port)).map_err(|e| e.to_string())?;
+        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let _ = ready_tx.send(());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        while seen.len() < expect {
+            let mut s = match l.accept() {
+                Ok((s, _)) => s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "rs{i}: {} of {expect} connections: {e}",
+                        seen.len()
+                    ))
+                }
+            };
+            seen.push((
+                s.local_addr().map_err(|e| e.to_string())?,
+                s.peer_addr().map_err(|e| e.to_string())?,
+            ));
+            s.set_nonblocking(false).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))
+                .map_err(|e| e.to_string())?;
+            let mut line = [0u8; 16];
+            let _ = s.read(&mut line).map_err(|e| e.to_string())?;
+            s.write_all(format!("rs{i}\n").as_bytes())
+                .map_err(|e| e.to_string())?;
+            s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+            // Wait (bounded) for the client's close: closing with unread
+            // data would reset the connection.
+            let _ = s.read(&mut line);
+        }
+        Ok(seen)
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("probe server ready");
+    h
+}
+
+/// Seed-style configuration (seed 003): no `mode` line, so direct routing.
+const DR_CONFIG: &str = "\
+director web 198.18.0.100:80 TCP
+  balance roundrobin
+  server rs1 198.18.1.11:80
+  server rs2 198.18.1.12:80
+  server rs3 198.18.1.13:80
+
+director probe 198.18.0.100:8080 TCP
+  balance roundrobin
+  server rs1 198.18.1.11
+  server rs2 198.18.1.12
+  server rs3 198.18.1.13
+";
+
+#[test]
+fn direct_routing_is_the_default_and_delivers_to_the_vip() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let _ = Lab::cleanup_stale("lvtdr");
+    let lab = Lab::nat("lvtdr", 3).expect("build lab");
+    let servers = lab.start_identity_servers(80, 53).expect("real servers");
+    for i in 1..=3 {
+        vip_on_loopback(&lab, i);
+    }
+    director_routes_replies(&lab);
+    let probes: Vec<_> = (1..=3).map(|i| start_probe(&lab, i, 8080, 3)).collect();
+    let director = Director::start(&lab, "dr", DR_CONFIG);
+
+    // 60 HTTP requests through the VIP: round robin over all three.
+    let bodies = requests(&lab, "http://198.18.0.100/", 45000, 60).unwrap();
+    for i in 1..=3 {
+        assert_eq!(
+            bodies.get(&format!("rs{i}\n")),
+            Some(&20),
+            "answers per server: {bodies:?}"
+        );
+    }
+    for s in &servers {
+        assert_eq!(s.tcp_requests(), 20, "{} counted", s.name);
+    }
+
+    // Nine connections to the probe service: each real server's stack saw
+    // a connection to VIP:8080 from the client itself — not rewritten.
+    let answers = lab
+        .run_in(lab.client_ns(), || {
+            (0..9)
+                .map(|_| -> Result<String, String> {
+                    let addr = SocketAddr::from(SocketAddrV4::new(VIP, 8080));
+                    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                        .map_err(|e| e.to_string())?;
+                    s.set_read_timeout(Some(Duration::from_secs(5)))
+                        .map_err(|e| e.to_string())?;
+                    s.write_all(b"who?\n").map_err(|e| e.to_string())?;
+                    let mut body = String::new();
+                    s.read_to_string(&mut body).map_err(|e| e.to_string())?;
+                    Ok(body)
+                })
+                .collect::<Vec<_>>()
+        })
+        .expect("probe client");
+    let mut per: HashMap<String, u32> = HashMap::new();
+    for a in answers {
+        *per.entry(a.expect("probe connection through the VIP"))
+            .or_default() += 1;
+    }
+    assert_eq!(per.len(), 3, "{per:?}");
+    assert!(per.values().all(|n| *n == 3), "{per:?}");
+    for (i, p) in probes.into_iter().enumerate() {
+        let seen = p.join().expect("probe thread").expect("probe server");
+        assert_eq!(seen.len(), 3);
+        for (local, peer) in seen {
+            assert_eq!(
+                local,
+                SocketAddr::from(SocketAddrV4::new(VIP, 8080)),
+                "rs{} saw a connection to {local}, not to the VIP",
+                i + 1
+            );
+            assert_eq!(peer.ip(), std::net::IpAddr::V4(CLIENT_IP), "rs{}", i + 1);
+        }
+    }
+
+    // The table: every real server forwarded by `Route`, with its share.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (out, lines) = dest_lines(&director.sock, &["-L", "-n"]);
+        assert_eq!(lines.len(), 6, "{out}");
+        assert!(
+            lines.iter().all(|f| f[2] == "Route" && f[3] == "1"),
+            "{out}"
+        );
+        let total = |port: &str| -> Vec<u64> {
+            lines
+                .iter()
+                .filter(|f| f[1].ends_with(port))
+                .map(|f| f[4].parse::<u64>().unwrap() + f[5].parse::<u64>().unwrap())
+                .collect()
+        };
+        let (web, probe) = (total(":80"), total(":8080"));
+        if web == [20, 20, 20] && probe == [3, 3, 3] {
+            for i in 1..=3 {
+                assert!(out.contains(&format!("  -> {}:80 ", server_ip(i))), "{out}");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "connections per real server: web {web:?}, probe {probe:?}\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let log = director.stop(&lab);
+    // Only direct routing was used: nothing was translated or tunnelled.
+    assert!(engine_reported(&log, " route,") >= 69 * 3, "{log}");
+    assert_eq!(engine_reported(&log, " masq,"), 0, "{log}");
+    assert_eq!(engine_reported(&log, " tunnel,"), 0, "{log}");
+    drop(servers);
+    lab.close().expect("lab cleanup");
+}
+
+/// `lvs-decap` running in a real server's namespace.
+struct Decap {
+    pid: u32,
+    stats: PathBuf,
+    log: PathBuf,
+}
+
+impl Decap {
+    fn start(lab: &Lab, i: usize, tag: &str) -> Decap {
+        let dir = std::env::temp_dir();
+        let base = format!("lvs-decap-{tag}-{}-rs{i}", std::process::id());
+        let stats = dir.join(format!("{base}.stats"));
+        let log = dir.join(format!("{base}.log"));
+        let _ = std::fs::remove_file(&stats);
+        let mut cmd = Command::new(sibling("lvs-decap"));
+        cmd.args([
+            "--addr",
+            &server_ip(i).to_string(),
+            "--from",
+            &lvs_lab::DIRECTOR_BACK_IP.to_string(),
+            "--gue-port",
+            "6080",
+            "--tun",
+            "lvdecap0",
+            "--max-seconds",
+            "120",
+            "--stats",
+        ])
+        .arg(&stats);
+        // One open file for both streams, so neither overwrites the other.
+        let out = std::fs::File::create(&log).expect("decap log");
+        cmd.stderr(out.try_clone().expect("decap log")).stdout(out);
+        let pid = lab.spawn(lab.server_ns(i), cmd).expect("start lvs-decap");
+        let d = Decap { pid, stats, log };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while d.counters().get("ready").map(String::as_str) != Some("1") {
+            if let Ok(Some(status)) = lab.try_wait(pid) {
+                panic!(
+                    "lvs-decap on rs{i} exited: {status:?}: {}",
+                    std::fs::read_to_string(&d.log).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "lvs-decap on rs{i} not ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn counters(&self) -> HashMap<String, String> {
+        std::fs::read_to_string(&self.stats)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// SIGTERM; asserts a clean exit; returns the final counters.
+    fn stop(self, lab: &Lab) -> HashMap<String, u64> {
+        let status = lab.stop(self.pid).expect("stop lvs-decap");
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(status.success(), "lvs-decap: {status:?}\n{log}");
+        let c: HashMap<String, u64> = self
+            .counters()
+            .into_iter()
+            .filter_map(|(k, v)| v.parse().ok().map(|n| (k, n)))
+            .collect();
+        assert_eq!(c.get("violations"), Some(&0), "{log}");
+        let _ = std::fs::remove_file(&self.stats);
+        let _ = std::fs::remove_file(&self.log);
+        c
+    }
+}
+
+/// Tunnel forwarding of one kind through two real servers running
+/// `lvs-decap`: requests succeed, every tunnel packet passed the header
+/// checks, and `--tun-info` shows the tunnel.
+fn tunnel(prefix: &str, mode: &str, kind: &str, csum: bool, tun_info: &str) {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let _ = Lab::cleanup_stale(prefix);
+    let lab = Lab::nat(prefix, 2).expect("build lab");
+    let servers = lab.start_identity_servers(80, 53).expect("real servers");
+    for i in 1..=2 {
+        vip_on_loopback(&lab, i);
+    }
+    director_routes_replies(&lab);
+    let decaps: Vec<Decap> = (1..=2).map(|i| Decap::start(&lab, i, prefix)).collect();
+    let config = format!(
+        "director web 198.18.0.100:80 TCP\n  balance roundrobin\n  {mode}\n  server rs1 198.18.1.11:80\n  server rs2 198.18.1.12:80\n"
+    );
+    let director = Director::start(&lab, prefix, &config);
+
+    let bodies = requests(&lab, "http://198.18.0.100/", 46000, 20).unwrap_or_else(|e| {
+        let seen: Vec<_> = decaps.iter().map(Decap::counters).collect();
+        panic!("{e}\nlvs-decap counters: {seen:?}")
+    });
+    assert_eq!(
+        (bodies.get("rs1\n"), bodies.get("rs2\n")),
+        (Some(&10), Some(&10)),
+        "{bodies:?}"
+    );
+    for s in &servers {
+        assert_eq!(s.tcp_requests(), 10, "{} counted", s.name);
+    }
+
+    let (out, lines) = dest_lines(&director.sock, &["-L", "-n", "--tun-info"]);
+    assert!(
+        out.contains(
+            "  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n"
+        ),
+        "{out}"
+    );
+    assert_eq!(lines.len(), 2, "{out}");
+    for (i, f) in lines.iter().enumerate() {
+        assert_eq!(f[1], format!("{}:80", server_ip(i + 1)), "{out}");
+        assert_eq!(
+            (f[2].as_str(), f[3].as_str()),
+            ("Tunnel", tun_info),
+            "{out}"
+        );
+    }
+    let (_, plain) = dest_lines(&director.sock, &["-L", "-n"]);
+    assert!(plain.iter().all(|f| f[2] == "Tunnel"), "{plain:?}");
+
+    let log = director.stop(&lab);
+    let mut decapsulated = 0;
+    for (i, d) in decaps.into_iter().enumerate() {
+        let c = d.stop(&lab);
+        eprintln!("rs{}: lvs-decap counted {c:?}", i + 1);
+        let n = c[kind];
+        // Per connection at least SYN, request, FIN (and ACKs).
+        assert!(n >= 30, "rs{}: {n} {kind} packets: {c:?}", i + 1);
+        assert_eq!(c["written"], n, "rs{}: {c:?}", i + 1);
+        assert_eq!(c["write_errors"], 0, "rs{}: {c:?}", i + 1);
+        assert_eq!(
+            c["ipip"] + c["gue"] + c["gre"],
+            n,
+            "rs{}: other tunnel kinds seen: {c:?}",
+            i + 1
+        );
+        let with_csum = c.get(&format!("{kind}_csum")).copied().unwrap_or(0);
+        assert_eq!(with_csum, if csum { n } else { 0 }, "rs{}: {c:?}", i + 1);
+        decapsulated += n;
+    }
+    // Every packet lvsd tunnelled arrived and was accepted.
+    assert_eq!(engine_reported(&log, " tunnel,"), decapsulated, "{log}");
+    assert_eq!(engine_reported(&log, " masq,"), 0, "{log}");
+    assert_eq!(engine_reported(&log, " route,"), 0, "{log}");
+    drop(servers);
+    lab.close().expect("lab cleanup");
+}
+
+#[test]
+fn tunnel_ipip() {
+    tunnel("lvtipip", "mode tunnel", "ipip", false, "ipip");
+}
+
+#[test]
+fn tunnel_gue_with_checksum() {
+    tunnel(
+        "lvtgue",
+        "mode tunnel gue port 6080 csum",
+        "gue",
+        true,
+        "gue:6080:+c",
+    );
+}
+
+#[test]
+fn tunnel_gre_with_checksum() {
+    tunnel("lvtgre", "mode tunnel gre csum", "gre", true, "gre:+c");
+}
+
+/// Internet checksum of `data` with an initial (unfolded) sum.
+fn inet_sum(mut acc: u32, data: &[u8]) -> u16 {
+    for c in data.chunks(2) {
+        acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+fn tcp_pseudo(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> u32 {
+    let mut acc = 6 + len as u32;
+    for a in [src, dst] {
+        let o = a.octets();
+        acc += u32::from(u16::from_be_bytes([o[0], o[1]]));
+        acc += u32::from(u16::from_be_bytes([o[2], o[3]]));
+    }
+    acc
+}
+
+/// From the client namespace: sends a bare TCP ACK (no SYN, no
+/// connection) from `sport` to VIP:`dport` on a raw socket and returns the
+/// first TCP packet from VIP:`dport` to that port (IP header included), or
+/// an error after 3 s.
+fn stray_ack(sport: u16, dport: u16, seq: u32, ack: u32) -> Result<Vec<u8>, String> {
+    // SAFETY: plain socket(2) call; the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_TCP,
+        )
+    };
+    if fd < 0 {
+        return Err(format!("raw socket: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let raw = fd.as_raw_fd();
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 200_000,
+    };
+    // SAFETY: SO_RCVTIMEO takes a timeval, passed with its size.
+    unsafe {
+        libc::setsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    let mut seg = [0u8; 20];
+    seg[0..2].copy_from_slice(&sport.to_be_bytes());
+    seg[2..4].copy_from_slice(&dport.to_be_bytes());
+    seg[4..8].copy_from_slice(&seq.to_be_bytes());
+    seg[8..12].copy_from_slice(&ack.to_be_bytes());
+    seg[12] = 5 << 4;
+    seg[13] = 0x10; // ACK
+    seg[14..16].copy_from_slice(&1024u16.to_be_bytes());
+    let c = !inet_sum(tcp_pseudo(CLIENT_IP, VIP, 20), &seg);
+    seg[16..18].copy_from_slice(&c.to_be_bytes());
+    let to = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(VIP).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sendto(2) of a live buffer to a sockaddr_in passed with its size.
+    let n = unsafe {
+        libc::sendto(
+            raw,
+            seg.as_ptr().cast(),
+            seg.len(),
+            0,
+            (&to as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if n != seg.len() as isize {
+        return Err(format!("sendto: {}", std::io::Error::last_os_error()));
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        // SAFETY: recv(2) into a live buffer of the given length.
+        let n = unsafe { libc::recv(raw, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 40 {
+            continue; // timeout (bounded by the deadline) or a runt
+        }
+        let p = &buf[..n as usize];
+        let ihl = usize::from(p[0] & 0x0f) * 4;
+        let t = &p[ihl..];
+        let from = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+        if from == VIP
+            && u16::from_be_bytes([t[0], t[1]]) == dport
+            && u16::from_be_bytes([t[2], t[3]]) == sport
+        {
+            return Ok(p.to_vec());
+        }
+    }
+    Err(format!("no answer from {VIP}:{dport} within 3 s"))
+}
+
+#[test]
+fn stray_ack_to_a_service_gets_a_reset() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let _ = Lab::cleanup_stale("lvtrst");
+    let lab = Lab::nat("lvtrst", 1).expect("build lab");
+    let config = "\
+director web 198.18.0.100:80 TCP
+  mode nat
+  server rs1 198.18.1.11:80
+
+director dr 198.18.0.100:81 TCP
+  server rs1 198.18.1.11
+";
+    let director = Director::start(&lab, "rst", config);
+    for (dport, sport, seq, ack) in [
+        (80u16, 47001u16, 1000u32, 0x1234_5678u32),
+        (81, 47002, 0xffff_fff0, 0x8000_0001),
+    ] {
+        let p = lab
+            .run_in(lab.client_ns(), move || stray_ack(sport, dport, seq, ack))
+            .expect("client thread")
+            .unwrap_or_else(|e| panic!("stray ACK to port {dport}: {e}"));
+        let ihl = usize::from(p[0] & 0x0f) * 4;
+        assert_eq!(
+            inet_sum(0, &p[..ihl]),
+            0xffff,
+            "IP header checksum: {p:02x?}"
+        );
+        assert_eq!(&p[16..20], &CLIENT_IP.octets(), "to the client");
+        assert_eq!(p[9], 6);
+        let t = &p[ihl..];
+        assert_eq!(
+            inet_sum(tcp_pseudo(VIP, CLIENT_IP, t.len()), t),
+            0xffff,
+            "TCP checksum: {p:02x?}"
+        );
+        // RFC 793 for a segment with ACK: <SEQ=SEG.ACK><CTL=RST>.
+        assert_eq!(t[13], 0x04, "flags: RST only: {p:02x?}");
+        assert_eq!(u32::from_be_bytes([t[4], t[5], t[6], t[7]]), ack, "RST seq");
+    }
+    // Nothing was scheduled for them.
+    let (_, lines) = dest_lines(&director.sock, &["-L", "-n"]);
+    assert!(
+        lines.iter().all(|f| f[4] == "0" && f[5] == "0"),
+        "{lines:?}"
+    );
+    let log = director.stop(&lab);
+    assert_eq!(engine_reported(&log, " resets;"), 2, "{log}");
+    lab.close().expect("lab cleanup");
+}
+
+/// Bytes of the bulk-transfer pattern at offset `i`.
+fn pattern(i: usize) -> u8 {
+    ((i * 31 + 7) % 251) as u8
+}
+
+/// Reads everything from `r`, checking it against the pattern; returns the count.
+fn read_pattern(r: &mut impl Read) -> Result<usize, String> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut n = 0usize;
+    loop {
+        let k = r
+            .read(&mut buf)
+            .map_err(|e| format!("read after {n} bytes: {e}"))?;
+        if k == 0 {
+            return Ok(n);
+        }
+        for (j, b) in buf[..k].iter().enumerate() {
+            if *b != pattern(n + j) {
+                return Err(format!("corrupt byte at offset {}", n + j));
+            }
+        }
+        n += k;
+    }
+}
+
+fn write_pattern(w: &mut impl Write, len: usize) -> Result<(), String> {
+    let chunk: Vec<u8> = (0..len).map(pattern).collect();
+    w.write_all(&chunk).map_err(|e| e.to_string())
+}
+
+/// MTU 1400 behind the director, 1500 in front: the client's full-size
+/// segments (GSO super-packets of 1500-byte segments, from TSO on veth)
+/// are too big for the back net, so lvsd must answer them with ICMP
+/// fragmentation needed (§3.4) for the upload to get through.
+///
+/// The real server advertises an MSS of 1460 (`advmss` on its route to the
+/// client net), as a server whose own link is not the narrow one would:
+/// with the MSS derived from its 1400-byte link the client would never
+/// send a segment that needs the check.
+#[test]
+fn path_mtu_discovery_through_nat() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let _ = Lab::cleanup_stale("lvtpmtu");
+    let lab = Lab::nat("lvtpmtu", 1).expect("build lab");
+    let (d, s) = (lab.director_ns().to_string(), lab.server_ns(1).to_string());
+    ip(&lab, &d, &["link", "set", "dev", "vs1", "mtu", "1400"]);
+    ip(&lab, &d, &["link", "set", "dev", "br1", "mtu", "1400"]);
+    ip(&lab, &s, &["link", "set", "dev", "b0", "mtu", "1400"]);
+    ip(
+        &lab,
+        &s,
+        &[
+            "route",
+            "replace",
+            "198.18.0.0/24",
+            "via",
+            "198.18.1.1",
+            "dev",
+            "b0",
+            "advmss",
+            "1460",
+        ],
+    );
+    const LEN: usize = 2 << 20;
+    let server_ns = s.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || -> Result<usize, String> {
+        lvs_lab::enter_netns(&server_ns).map_err(|e| e.to_string())?;
+        let l = TcpListener::bind("0.0.0.0:9000").map_err(|e| e.to_string())?;
+        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let _ = ready_tx.send(());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut s = loop {
+            match l.accept() {
+                Ok((s, _)) => break s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => return Err(format!("no connection: {e}")),
+            }
+        };
+        s.set_nonblocking(false).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(15)))
+            .map_err(|e| e.to_string())?;
+        s.set_write_timeout(Some(Duration::from_secs(15)))
+            .map_err(|e| e.to_string())?;
+        let got = read_pattern(&mut s)?;
+        write_pattern(&mut s, LEN)?;
+        s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+        Ok(got)
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("bulk server ready");
+    let config = "director bulk 198.18.0.100:9000 TCP\n  balance roundrobin\n  mode nat\n  server rs1 198.18.1.11:9000\n";
+    let director = Director::start(&lab, "pmtu", config);
+    let t0 = Instant::now();
+    let down = lab
+        .run_in(lab.client_ns(), || -> Result<usize, String> {
+            let addr = SocketAddr::from(SocketAddrV4::new(VIP, 9000));
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                .map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_secs(15)))
+                .map_err(|e| e.to_string())?;
+            s.set_write_timeout(Some(Duration::from_secs(15)))
+                .map_err(|e| e.to_string())?;
+            write_pattern(&mut s, LEN)?;
+            s.flush().map_err(|e| e.to_string())?;
+            s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+            read_pattern(&mut s)
+        })
+        .expect("client thread");
+    let up = server.join().expect("server thread");
+    let took = t0.elapsed();
+    // The client learnt the path MTU from lvsd's frag-needed (sent from the VIP).
+    let route = ip(&lab, lab.client_ns(), &["route", "get", "198.18.0.100"]);
+    let log = director.stop(&lab);
+    assert_eq!(up, Ok(LEN), "client → server through the VIP\n{log}");
+    assert_eq!(down, Ok(LEN), "server → client through the VIP\n{log}");
+    assert!(
+        took < Duration::from_secs(10),
+        "2 MB each way took {took:?}"
+    );
+    assert!(
+        route.contains("mtu 1400"),
+        "client's route to the VIP: {route}"
+    );
+    assert!(engine_reported(&log, " frag-needed,") > 0, "{log}");
+    // The client's TSO handed lvsd super-packets: the check covered them.
+    assert!(stopping_reported(&log, " GSO;") > 0, "{log}");
+    lab.close().expect("lab cleanup");
+}
