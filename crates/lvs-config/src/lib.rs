@@ -16,7 +16,7 @@
 //!
 //! ```text
 //! interface <name>                                   # global, repeatable
-//! director <name> [ <ip>[:<port>] [TCP|UDP] ]
+//! director <name> [ <ip>[:<port>] [TCP|UDP|SCTP] ]
 //!     balance { roundrobin | leastconn [localitybased [replication]] | source
 //!             | srcdst | dest | shortestexpected | shortexpdelay | neverqueue
 //!             | fo | mh | ovh | twos }
@@ -134,6 +134,8 @@ pub enum Protocol {
     Tcp,
     /// UDP.
     Udp,
+    /// SCTP (an lvsd extension of the language; ipvsadm `--sctp-service`).
+    Sctp,
 }
 
 /// Packet forwarding method of a director or of one server.
@@ -946,10 +948,12 @@ impl Parser {
                     Protocol::Tcp
                 } else if tok.text.eq_ignore_ascii_case("udp") {
                     Protocol::Udp
+                } else if tok.text.eq_ignore_ascii_case("sctp") {
+                    Protocol::Sctp
                 } else {
                     return Err(cx.err(
                         tok.col,
-                        format!("expected `TCP` or `UDP`, found `{}`", tok.text),
+                        format!("expected `TCP`, `UDP` or `SCTP`, found `{}`", tok.text),
                     ));
                 };
             }
@@ -1185,7 +1189,7 @@ impl DirState {
                 if let Some(first) = self.dir.one_packet {
                     return Err(cx.err(which.col, dup_line("`option onepacket`", first.line)));
                 }
-                if self.dir.addr.is_some() && self.dir.protocol == Protocol::Tcp {
+                if self.dir.addr.is_some() && self.dir.protocol != Protocol::Udp {
                     return Err(cx.err(
                         which.col,
                         "`option onepacket` is only valid for UDP directors",

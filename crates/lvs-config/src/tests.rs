@@ -403,11 +403,19 @@ fn director_errors() {
     err("director a [::1]80\n", 1, 17, "expected `:port` after `]`");
     err("director a [::1]:x\n", 1, 18, "expected a port number");
     err(
-        "director a 1.2.3.4 SCTP\n",
+        "director a 1.2.3.4 DCCP\n",
         1,
         20,
-        "expected `TCP` or `UDP`, found `SCTP`",
+        "expected `TCP`, `UDP` or `SCTP`, found `DCCP`",
     );
+    err(
+        "director a 1.2.3.4:5 SCTP\n  option onepacket\n",
+        2,
+        10,
+        "`option onepacket` is only valid for UDP directors",
+    );
+    let sctp = parse_str("director a 1.2.3.4:5 sctp\n", "t").unwrap();
+    assert_eq!(sctp.directors[0].protocol, Protocol::Sctp);
     err(
         "director a 1.2.3.4 udp extra\n",
         1,

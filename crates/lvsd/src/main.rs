@@ -95,6 +95,10 @@ enum Command {
         /// Path MTU towards every destination.
         #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u16).range(68..))]
         mtu: u16,
+        /// A different path MTU towards a prefix, as PREFIX=MTU (e.g.
+        /// `198.18.64.0/24=1400`); repeatable, longest prefix wins.
+        #[arg(long, value_name = "PREFIX=MTU", value_parser = replay::parse_path_mtu)]
+        path_mtu: Vec<(std::net::Ipv4Addr, u8, u16)>,
     },
 }
 
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
             report,
             src,
             mtu,
+            path_mtu,
         }) => replay::run(&replay::Options {
             config,
             pcap,
@@ -122,6 +127,7 @@ fn main() -> ExitCode {
             json: matches!(report, ReportFormat::Json),
             src,
             mtu,
+            path_mtus: path_mtu,
         })
         .map(|r| print!("{r}")),
         None => daemon::run(daemon::Options {

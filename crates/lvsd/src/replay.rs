@@ -9,7 +9,7 @@
 //! before deploying it.
 
 use crate::pcap::{self, Reader, Writer};
-use lvs_core::xmit::{OnLink, PacketBuf, Reply, Transmit, HEADROOM};
+use lvs_core::xmit::{PacketBuf, Path, Paths, Reply, Transmit, HEADROOM};
 use lvs_core::{DropReason, Engine};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -25,8 +25,60 @@ pub struct Options {
     /// The director's own address (tunnels' outer source, source of the
     /// errors the host's forwarding would send).
     pub src: Ipv4Addr,
-    /// The path MTU towards every address.
+    /// The path MTU towards every address ...
     pub mtu: u16,
+    /// ... except these prefixes: (network, prefix length, MTU), longest
+    /// prefix first.
+    pub path_mtus: Vec<(Ipv4Addr, u8, u16)>,
+}
+
+/// The replay's routing: every address on-link, with one MTU or a
+/// per-prefix one.
+struct ReplayPaths {
+    src: Ipv4Addr,
+    mtu: u16,
+    path_mtus: Vec<(u32, u32, u16)>,
+}
+
+impl Paths for ReplayPaths {
+    fn path(&self, to: IpAddr) -> Option<Path> {
+        let IpAddr::V4(a) = to else { return None };
+        let a = u32::from(a);
+        let mtu = self
+            .path_mtus
+            .iter()
+            .find(|(net, mask, _)| a & mask == *net)
+            .map_or(self.mtu, |&(_, _, m)| m);
+        Some(Path {
+            port: 0,
+            next_hop: to,
+            src: IpAddr::V4(self.src),
+            mtu,
+            local: IpAddr::V4(self.src) == to,
+        })
+    }
+}
+
+/// Parses `--path-mtu PREFIX=MTU` (e.g. `198.18.64.0/24=1400`).
+pub fn parse_path_mtu(s: &str) -> Result<(Ipv4Addr, u8, u16), String> {
+    let (prefix, mtu) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected PREFIX=MTU, e.g. 198.18.64.0/24=1400"))?;
+    let (addr, len) = prefix.split_once('/').unwrap_or((prefix, "32"));
+    let addr: Ipv4Addr = addr
+        .parse()
+        .map_err(|_| format!("`{addr}` is not an IPv4 address"))?;
+    let len: u8 = len
+        .parse()
+        .ok()
+        .filter(|l| *l <= 32)
+        .ok_or_else(|| format!("`{len}` is not a prefix length (0-32)"))?;
+    let mtu: u16 = mtu
+        .parse()
+        .ok()
+        .filter(|m| *m >= 68)
+        .ok_or_else(|| format!("`{mtu}` is not an MTU (68-65535)"))?;
+    Ok((addr, len, mtu))
 }
 
 /// Seeds of the replay engine: constants, for reproducible output.
@@ -80,9 +132,19 @@ pub fn run(o: &Options) -> Result<String, String> {
         }
         None => None,
     };
-    let paths = OnLink {
-        src: IpAddr::V4(o.src),
+    let mut path_mtus: Vec<(u32, u32, u16)> = o
+        .path_mtus
+        .iter()
+        .map(|&(a, len, mtu)| {
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            (u32::from(a) & mask, mask, mtu)
+        })
+        .collect();
+    path_mtus.sort_by_key(|&(_, mask, _)| std::cmp::Reverse(mask.count_ones()));
+    let paths = ReplayPaths {
+        src: o.src,
         mtu: o.mtu,
+        path_mtus,
     };
     let mut t = Tally::default();
     let mut buf = vec![0u8; HEADROOM + 65536];

@@ -75,6 +75,7 @@ pub fn apply(engine: &mut Engine, cfg: &Config, file: &str, text: &str) -> Resul
         let protocol = match d.protocol {
             Protocol::Tcp => ipproto::TCP,
             Protocol::Udp => ipproto::UDP,
+            Protocol::Sctp => ipproto::SCTP,
         };
         let key = ServiceKey {
             protocol,
