@@ -123,10 +123,13 @@ pub enum DropReason {
     /// Too big for the path with DF set; the sender gets "fragmentation
     /// needed".
     FragNeeded = 10,
+    /// A tunnel path's "fragmentation needed" about a client packet without
+    /// DF: its MTU was learned, nothing is passed on (§9.2).
+    TunnelPmtuLearned = 11,
 }
 
 /// Number of `DropReason` values.
-pub const DROP_REASONS: usize = 11;
+pub const DROP_REASONS: usize = 12;
 
 impl DropReason {
     /// Every reason, in counter order.
@@ -142,6 +145,7 @@ impl DropReason {
         DropReason::NoHeadroom,
         DropReason::Malformed,
         DropReason::FragNeeded,
+        DropReason::TunnelPmtuLearned,
     ];
     /// A short name for listings and logs.
     pub fn name(self) -> &'static str {
@@ -157,6 +161,7 @@ impl DropReason {
             DropReason::NoHeadroom => "no_headroom",
             DropReason::Malformed => "malformed",
             DropReason::FragNeeded => "frag_needed",
+            DropReason::TunnelPmtuLearned => "tunnel_pmtu_learned",
         }
     }
 }
@@ -201,6 +206,8 @@ pub struct EngineCounters {
     /// ICMP errors asked for: time exceeded, fragmentation needed.
     pub icmp_time_exceeded: u64,
     pub icmp_frag_needed: u64,
+    /// Tunnel paths' ICMP errors passed on to the client (§9.2).
+    pub icmp_relayed: u64,
     /// Packets sent per method: NAT, direct routing, tunnel.
     pub sent_masq: u64,
     pub sent_route: u64,
@@ -380,6 +387,7 @@ impl Engine {
             tunnel: TunnelState {
                 next_id: (seed >> 17) as u16,
                 hash_key: (seed >> 32) as u32 ^ seed as u32,
+                pmtu: HashMap::new(),
             },
             next_dest_uid: 0,
             last_sched_tick: 0,
@@ -1151,6 +1159,7 @@ impl Engine {
                     c.icmp_frag_needed += 1;
                     c.drops[DropReason::FragNeeded as usize] += 1;
                 }
+                IcmpError::Relay { .. } => c.icmp_relayed += 1,
             },
         }
         t
@@ -1169,10 +1178,16 @@ impl Engine {
         if protocol == ipproto::ICMP {
             // §9: errors about a connection's packets; any other ICMP is
             // not balanced.
-            let (related, total) = (xmit::icmp::related(&ip), ip.total_len());
+            let total = ip.total_len();
+            let (related, tunnel) = (xmit::icmp::related(&ip), xmit::icmp::tunnel_related(&ip));
             pkt.len = total;
+            if let Some(t) = tunnel {
+                if let Some(answer) = self.tunnel_icmp_error(now, pkt, paths, &t) {
+                    return answer;
+                }
+            }
             return match related {
-                Some(r) => self.icmp_error(pkt, paths, &r),
+                Some(r) => self.icmp_error(now, pkt, paths, &r),
                 None => Transmit::Pass,
             };
         }
@@ -1268,9 +1283,65 @@ impl Engine {
         t
     }
 
+    /// An ICMP error about one of our tunnel packets (§9.2, tunnel errors):
+    /// `None` when the quoted tunnel packet did not go to a real server of
+    /// that tunnel type (then it is an ordinary ICMP packet).
+    fn tunnel_icmp_error(
+        &mut self,
+        now: u64,
+        pkt: &mut PacketBuf,
+        paths: &impl Paths,
+        t: &xmit::icmp::TunnelRelated,
+    ) -> Option<Transmit> {
+        let rip = IpAddr::V4(t.rip);
+        let ours = self.dests.iter().any(|(_, d)| {
+            d.forward == Forward::Tunnel
+                && d.addr == rip
+                && d.tunnel.kind == t.kind
+                && (t.kind != crate::service::TunnelType::Gue || d.tunnel.port == t.port)
+        });
+        if !ours {
+            return None;
+        }
+        let ik = InKey {
+            protocol: t.protocol,
+            caddr: t.src.into(),
+            cport: t.sport,
+            vaddr: t.dst.into(),
+            vport: t.dport,
+        };
+        self.conns.lookup_in(&ik)?;
+        if !xmit::icmp::checksum_ok(pkt.bytes()) {
+            return Some(Transmit::Drop(DropReason::Malformed));
+        }
+        let mut info = t.info;
+        if t.typ == crate::wire::icmp::DEST_UNREACH && t.code == crate::wire::icmp::FRAG_NEEDED {
+            let route_mtu = paths.path(rip).map_or(u16::MAX, |p| p.mtu);
+            let mtu = self.tunnel.report(t.rip, t.info as u16, route_mtu, now);
+            // The client does not do path-MTU discovery: nothing to tell it.
+            if !t.df {
+                return Some(Transmit::Drop(DropReason::TunnelPmtuLearned));
+            }
+            info = u32::from(mtu);
+        }
+        // The new error quotes the client's packet, as far as the tunnel
+        // path quoted it.
+        pkt.start += t.inner_off;
+        pkt.len = t.inner_len;
+        Some(Transmit::Reply(Reply::Icmp {
+            error: IcmpError::Relay {
+                typ: t.typ,
+                code: t.code,
+                info,
+            },
+            from: IcmpSource::PacketDestination,
+        }))
+    }
+
     /// An ICMP error quoting a packet of a connection (§9.2, §9.3).
     fn icmp_error(
         &mut self,
+        now: u64,
         pkt: &mut PacketBuf,
         paths: &impl Paths,
         r: &xmit::icmp::Related,
@@ -1289,7 +1360,7 @@ impl Engine {
                 return Transmit::Drop(DropReason::Malformed);
             }
             pkt.relay_icmp = true;
-            return self.transmit(id, pkt, paths, Some(r));
+            return self.transmit(now, id, pkt, paths, Some(r));
         }
         // From the real server: the quoted packet is the client's as the
         // real server got it (client → RIP:dport).
@@ -1660,7 +1731,7 @@ impl Engine {
             }
             _ => c.in_pkts += 1,
         }
-        self.transmit(id, pkt, paths, None)
+        self.transmit(now, id, pkt, paths, None)
     }
 
     /// Sends a client-side packet of entry `id` by the entry's forwarding
@@ -1669,6 +1740,7 @@ impl Engine {
     /// connection (NAT translates the quote too, §9.2).
     fn transmit(
         &mut self,
+        now: u64,
         id: ConnId,
         pkt: &mut PacketBuf,
         paths: &impl Paths,
@@ -1687,6 +1759,7 @@ impl Engine {
             Some(Method::Route) => xmit::route::xmit(pkt, paths, daddr),
             Some(Method::Tunnel(_)) => match tunnel {
                 Some(t) => xmit::tunnel::xmit(
+                    now,
                     pkt,
                     paths,
                     daddr,

@@ -609,3 +609,98 @@ fn a_gso_super_packet_for_a_tunnel_is_cut_and_each_segment_wrapped() {
         assert_eq!(&payload[..], &inner[40..]);
     }
 }
+
+#[test]
+fn a_tunnel_paths_frag_needed_reaches_the_client_and_lowers_the_tunnel_mtu() {
+    use lvs_core::wire::icmp::error_v4;
+    let router = [198, 18, 1, 254];
+    let mut e = engine(Forward::Tunnel, Tunnel::default());
+    let (_, outer) = run(
+        &mut e,
+        &with_tos_ttl(tcp(C, 40000, V, 80, SYN), 0, 64, true),
+        1500,
+    );
+    assert_eq!(&outer[16..20], &R);
+    // The path to the real server says 1400.
+    let report = |outer: &[u8], mtu: u32| {
+        let mut icmp = [0u8; 600];
+        let n = error_v4(outer, &mut icmp, 3, 4, mtu, Some(router)).unwrap();
+        icmp[..n].to_vec()
+    };
+    let icmp = report(&outer, 1400);
+    assert_eq!(&icmp[16..20], &DIRECTOR, "to the tunnel's outer source");
+    let mut buf = vec![0u8; HEADROOM + icmp.len()];
+    buf[HEADROOM..].copy_from_slice(&icmp);
+    let mut p = PacketBuf::new(&mut buf, HEADROOM);
+    let t = e.process(1, &mut p, &paths(1500));
+    // The client hears the destination's cached route MTU less 20 (the
+    // plain route's, 1500, until a packet went through the new one), about
+    // its own packet, from the VIP.
+    assert_eq!(
+        t,
+        Transmit::Reply(Reply::Icmp {
+            error: IcmpError::Relay {
+                typ: 3,
+                code: 4,
+                info: 1480
+            },
+            from: IcmpSource::PacketDestination
+        })
+    );
+    let quote = p.bytes().to_vec();
+    assert_eq!(&quote[12..16], &C);
+    assert_eq!(&quote[16..20], &V);
+    let mut out = [0u8; 600];
+    let Transmit::Reply(r) = t else {
+        unreachable!()
+    };
+    let n = r.build(&quote, &mut out, None).unwrap();
+    assert_eq!(&out[12..16], &V);
+    assert_eq!(&out[16..20], &C);
+    assert_eq!(&out[20..22], &[3, 4]);
+    assert_eq!(&out[24..28], &1480u32.to_be_bytes());
+    assert!(icmp_ok(&out[..n]));
+    // Later packets use the learned MTU: 1400 - 20 for IPIP.
+    let (t, _) = run(&mut e, &big_tcp(1381, true), 1500);
+    assert_eq!(
+        t,
+        Transmit::Reply(Reply::Icmp {
+            error: IcmpError::FragNeeded { mtu: 1380 },
+            from: IcmpSource::PacketDestination
+        })
+    );
+    let (_, outer2) = run(
+        &mut e,
+        &with_tos_ttl(tcp(C, 40000, V, 80, ACK), 0, 64, true),
+        1500,
+    );
+    // A second report now moves the cached route itself: 1300 - 20.
+    let (t, _) = run(&mut e, &report(&outer2, 1300), 1500);
+    assert!(
+        matches!(
+            t,
+            Transmit::Reply(Reply::Icmp {
+                error: IcmpError::Relay { info: 1280, .. },
+                ..
+            })
+        ),
+        "{t:?}"
+    );
+    // About a packet without DF: learned, nothing passed on.
+    let (_, outer3) = run(
+        &mut e,
+        &with_tos_ttl(tcp(C, 40000, V, 80, ACK), 0, 64, false),
+        1500,
+    );
+    assert_eq!(
+        run(&mut e, &report(&outer3, 1200), 1500).0,
+        Transmit::Drop(DropReason::TunnelPmtuLearned)
+    );
+    // Not one of ours (no tunnel server there): an ordinary ICMP packet.
+    let mut other = outer.clone();
+    other[16..20].copy_from_slice(&[198, 18, 1, 99]);
+    Ipv4Packet::new_checked(&mut other[..])
+        .unwrap()
+        .fill_checksum();
+    assert_eq!(run(&mut e, &report(&other, 1400), 1500).0, Transmit::Pass);
+}

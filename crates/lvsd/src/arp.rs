@@ -120,4 +120,57 @@ mod tests {
         bad[ETH_HDR + 4] = 8;
         assert!(parse(&bad[ETH_HDR..]).is_none());
     }
+
+    /// A small deterministic xorshift stream (no extra dependency here).
+    fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
+    /// Whatever arrives after an Ethernet header with the ARP ethertype:
+    /// no panic; whatever parses is an Ethernet/IPv4 ARP message of at
+    /// least 28 bytes whose fields are the bytes where RFC 826 puts them,
+    /// and it rebuilds to the same message.
+    #[test]
+    fn parse_survives_arbitrary_payloads() {
+        let mut rnd = xorshift(0x9e37_79b9_7f4a_7c15);
+        let mut parsed = 0;
+        for n in 0..20_000 {
+            let len = (rnd() % 72) as usize;
+            let mut p: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
+            // Half the time a valid fixed part, so that the rest is reached;
+            // then perhaps one damaged byte in it.
+            if n % 2 == 0 && len >= 6 {
+                p[..6].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4]);
+                if rnd() % 4 == 0 {
+                    p[(rnd() % 6) as usize] ^= 1 << (rnd() % 8);
+                }
+            }
+            let Some(a) = parse(&p) else {
+                assert!(
+                    p.len() < ARP_LEN || p[..6] != [0, 1, 0x08, 0x00, 6, 4],
+                    "refused a well-formed message: {p:02x?}"
+                );
+                continue;
+            };
+            parsed += 1;
+            assert!(p.len() >= ARP_LEN);
+            assert_eq!(&p[..6], &[0, 1, 0x08, 0x00, 6, 4]);
+            assert_eq!(a.op, u16::from_be_bytes([p[6], p[7]]));
+            assert_eq!(a.sender_mac, p[8..14]);
+            assert_eq!(a.sender_ip.octets(), p[14..18]);
+            assert_eq!(a.target_mac, p[18..24]);
+            assert_eq!(a.target_ip.octets(), p[24..28]);
+            let mut f = [0u8; MIN_FRAME];
+            assert_eq!(build(&mut f, [0xff; 6], [2, 0, 0, 0, 0, 1], &a), MIN_FRAME);
+            assert_eq!(parse(&f[ETH_HDR..]), Some(a));
+            let r = reply_to(&a, [2, 0, 0, 0, 0, 9]);
+            assert_eq!((r.sender_ip, r.target_ip), (a.target_ip, a.sender_ip));
+        }
+        assert!(parsed > 1_000, "only {parsed} messages parsed");
+    }
 }

@@ -560,10 +560,12 @@ impl Director {
 
     /// Answers the sender of receive buffer `i`'s packet (ICMP error or TCP
     /// reset) on the port it came in on, to the MAC it came from.
+    #[allow(clippy::too_many_arguments)]
     fn reply(
         &mut self,
         io: &mut impl PacketIo,
         i: usize,
+        quote: std::ops::Range<usize>,
         port: PortId,
         src_mac: [u8; 6],
         r: &xmit::Reply,
@@ -581,8 +583,8 @@ impl Director {
         buf[0..6].copy_from_slice(&src_mac);
         buf[6..12].copy_from_slice(&mac);
         buf[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        let (frame, meta) = io.rx_frame(i);
-        let ip = &frame[meta.start + ETH_HDR..meta.start + meta.len];
+        let (frame, _) = io.rx_frame(i);
+        let Some(ip) = frame.get(quote) else { return };
         if let Some(n) = r.build(ip, &mut buf[ETH_HDR..], director) {
             io.queue_new(port, &buf[..ETH_HDR + n], Offload::default());
         }
@@ -648,6 +650,8 @@ impl Director {
                     routes: &self.routes,
                 };
                 let t = self.engine.process(now_ms, &mut pkt, &paths);
+                // What a reply quotes: the packet as the engine left it.
+                let quote = pkt.start..pkt.start + pkt.len;
                 match t {
                     Transmit::Pass | Transmit::Drop(_) => {}
                     Transmit::Send(s) => {
@@ -659,7 +663,7 @@ impl Director {
                         }
                         self.send(io, i, meta.offload, &s, now_ms);
                     }
-                    Transmit::Reply(r) => self.reply(io, i, port, src_mac, &r, now_ms),
+                    Transmit::Reply(r) => self.reply(io, i, quote, port, src_mac, &r, now_ms),
                 }
             }
             _ => {}
@@ -672,7 +676,7 @@ impl Director {
 fn engine_report(e: &Engine, fragments: u64) -> String {
     let c = &e.counters;
     let mut s = format!(
-        "sent {} masq, {} route, {} tunnel, {} forwarded, {} fragments; replies: {} port-unreachable, {} frag-needed, {} time-exceeded, {} nat-icmp, {} resets; engine drops:",
+        "sent {} masq, {} route, {} tunnel, {} forwarded, {} fragments; replies: {} port-unreachable, {} frag-needed, {} time-exceeded, {} nat-icmp, {} tunnel-errors-relayed, {} resets; engine drops:",
         c.sent_masq,
         c.sent_route,
         c.sent_tunnel,
@@ -682,6 +686,7 @@ fn engine_report(e: &Engine, fragments: u64) -> String {
         c.icmp_frag_needed,
         c.icmp_time_exceeded,
         c.nat_icmp_sent,
+        c.icmp_relayed,
         c.resets
     );
     let mut any = false;

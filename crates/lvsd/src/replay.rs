@@ -178,7 +178,10 @@ pub fn run(o: &Options) -> Result<String, String> {
         let len = ip.len().min(buf.len() - HEADROOM);
         buf[HEADROOM..HEADROOM + len].copy_from_slice(&ip[..len]);
         let mut pkt = PacketBuf::new(&mut buf[..HEADROOM + len], HEADROOM);
-        match engine.process(now, &mut pkt, &paths) {
+        let answer = engine.process(now, &mut pkt, &paths);
+        // What a reply quotes: the packet as the engine left it.
+        let quote = pkt.start..pkt.start + pkt.len;
+        match answer {
             Transmit::Pass => t.passed += 1,
             Transmit::Drop(r) => *t.drops.entry(r.name()).or_default() += 1,
             Transmit::Send(s) => {
@@ -203,8 +206,7 @@ pub fn run(o: &Options) -> Result<String, String> {
             }
             Transmit::Reply(r) => {
                 *t.replies.entry(reply_name(&r)).or_default() += 1;
-                let orig = &buf[HEADROOM..HEADROOM + len];
-                if let Some(n) = r.build(orig, &mut reply_buf, Some(o.src.octets())) {
+                if let Some(n) = r.build(&buf[quote], &mut reply_buf, Some(o.src.octets())) {
                     write(&mut writer, rec.ts_ns, &reply_buf[..n], &mut t)?;
                 }
             }
@@ -260,6 +262,7 @@ fn reply_name(r: &Reply) -> &'static str {
             IcmpError::PortUnreachable => "icmp-port-unreachable",
             IcmpError::FragNeeded { .. } => "icmp-frag-needed",
             IcmpError::TimeExceeded => "icmp-time-exceeded",
+            IcmpError::Relay { .. } => "icmp-relayed",
         },
     }
 }

@@ -2,7 +2,6 @@
 //! service has no usable destination, connections.md §7.5).
 
 use super::checksum;
-use super::ipv4::Ipv4Packet;
 
 /// ICMP type "destination unreachable".
 pub const DEST_UNREACH: u8 = 3;
@@ -54,23 +53,30 @@ pub fn error_v4(
     info: u32,
     from: Option<[u8; 4]>,
 ) -> Option<usize> {
-    let o = Ipv4Packet::new_checked(orig).ok()?;
-    let quoted = o.total_len().min(MAX_ERROR_LEN - 28);
+    // The offending packet may itself be a truncated quote (a tunnel
+    // path's error passed on): its header must be whole, the rest is
+    // quoted as far as it goes.
+    if orig.len() < 20 || orig[0] >> 4 != 4 || usize::from(orig[0] & 0x0f) * 4 < 20 {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([orig[2], orig[3]]));
+    let quoted = orig.len().min(total.max(20)).min(MAX_ERROR_LEN - 28);
     let len = 28 + quoted;
     if out.len() < len {
         return None;
     }
     let out = &mut out[..len];
     out[0] = 0x45;
-    out[1] = (o.tos() & 0x1e) | 0xc0;
+    out[1] = (orig[1] & 0x1e) | 0xc0;
     out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
     out[4..6].copy_from_slice(&[0, 0]);
     out[6..8].copy_from_slice(&[0, 0]);
     out[8] = 64;
     out[9] = super::ipproto::ICMP;
     out[10..12].copy_from_slice(&[0, 0]);
-    out[12..16].copy_from_slice(&from.unwrap_or(o.dst_bytes()));
-    out[16..20].copy_from_slice(&o.src_bytes());
+    let dst = [orig[16], orig[17], orig[18], orig[19]];
+    out[12..16].copy_from_slice(&from.unwrap_or(dst));
+    out[16..20].copy_from_slice(&orig[12..16]);
     let hc = checksum::checksum(&out[..20]);
     out[10..12].copy_from_slice(&hc.to_be_bytes());
     out[20] = typ;
@@ -86,6 +92,7 @@ pub fn error_v4(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::ipv4::Ipv4Packet;
 
     #[test]
     fn builds_a_valid_port_unreachable() {

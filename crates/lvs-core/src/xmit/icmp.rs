@@ -68,6 +68,115 @@ pub fn related(ip: &Ipv4Packet<&[u8]>) -> Option<Related> {
     })
 }
 
+/// An ICMP error about one of the director's own tunnel packets (§9.2,
+/// tunnel errors): the quoted packet is IPIP, GUE or GRE towards a real
+/// server, and inside it the client's packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelRelated {
+    pub typ: u8,
+    pub code: u8,
+    /// The 4 bytes after the ICMP checksum (next-hop MTU in the low half
+    /// for "fragmentation needed").
+    pub info: u32,
+    /// The real server the tunnel packet went to.
+    pub rip: Ipv4Addr,
+    pub kind: crate::service::TunnelType,
+    /// GUE: the destination port of the tunnel packet.
+    pub port: u16,
+    /// Offset of the client's packet from the outer IP header, and how many
+    /// of its bytes the error quotes.
+    pub inner_off: usize,
+    pub inner_len: usize,
+    /// The client's packet: its 5-tuple and DF.
+    pub protocol: u8,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub df: bool,
+}
+
+/// Parses an ICMP error quoting a tunnel packet (IPIP; UDP carrying GUE
+/// version 0 without control flag and inner protocol 4; GRE version 0 with
+/// only the checksum flag and protocol 0x0800) whose inner packet is an
+/// IPv4 TCP/UDP/SCTP packet with its ports quoted. Whether the tunnel
+/// packet went to a real server of that type is the caller's question.
+pub fn tunnel_related(ip: &Ipv4Packet<&[u8]>) -> Option<TunnelRelated> {
+    use crate::service::TunnelType;
+    if ip.protocol() != ipproto::ICMP {
+        return None;
+    }
+    let icmp = ip.payload();
+    if icmp.len() < ICMP_HDR + 20
+        || !matches!(icmp[0], DEST_UNREACH | SOURCE_QUENCH | TIME_EXCEEDED)
+    {
+        return None;
+    }
+    let outer = &icmp[ICMP_HDR..];
+    if outer[0] >> 4 != 4 {
+        return None;
+    }
+    let ohl = usize::from(outer[0] & 0x0f) * 4;
+    if ohl < 20 || outer.len() < ohl || u16::from_be_bytes([outer[6], outer[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    let after = &outer[ohl..];
+    let (kind, port, skip) = match outer[9] {
+        4 => (TunnelType::Ipip, 0, 0),
+        17 => {
+            let g = after.get(8..12)?;
+            // GUE version 0, C 0, inner protocol IPIP.
+            if g[0] & 0xe0 != 0 || g[1] != 4 {
+                return None;
+            }
+            let hlen = usize::from(g[0] & 0x1f) * 4;
+            (
+                TunnelType::Gue,
+                u16::from_be_bytes([after[2], after[3]]),
+                8 + 4 + hlen,
+            )
+        }
+        47 => {
+            let g = after.get(0..4)?;
+            let flags = u16::from_be_bytes([g[0], g[1]]);
+            if flags & !0x8000 != 0 || u16::from_be_bytes([g[2], g[3]]) != 0x0800 {
+                return None;
+            }
+            (TunnelType::Gre, 0, if flags & 0x8000 != 0 { 8 } else { 4 })
+        }
+        _ => return None,
+    };
+    let inner = after.get(skip..)?;
+    if inner.len() < 20 || inner[0] >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(inner[0] & 0x0f) * 4;
+    if ihl < 20 || inner.len() < ihl + 4 || u16::from_be_bytes([inner[6], inner[7]]) & 0x1fff != 0 {
+        return None;
+    }
+    let protocol = inner[9];
+    if !matches!(protocol, ipproto::TCP | ipproto::UDP | ipproto::SCTP) {
+        return None;
+    }
+    let l4 = &inner[ihl..];
+    Some(TunnelRelated {
+        typ: icmp[0],
+        code: icmp[1],
+        info: u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]]),
+        rip: Ipv4Addr::new(outer[16], outer[17], outer[18], outer[19]),
+        kind,
+        port,
+        inner_off: ip.header_len() + ICMP_HDR + ohl + skip,
+        inner_len: inner.len(),
+        protocol,
+        src: Ipv4Addr::new(inner[12], inner[13], inner[14], inner[15]),
+        dst: Ipv4Addr::new(inner[16], inner[17], inner[18], inner[19]),
+        sport: u16::from_be_bytes([l4[0], l4[1]]),
+        dport: u16::from_be_bytes([l4[2], l4[3]]),
+        df: inner[6] & 0x40 != 0,
+    })
+}
+
 /// True if the ICMP checksum over the whole message verifies.
 pub fn checksum_ok(pkt: &[u8]) -> bool {
     let Ok(ip) = Ipv4Packet::new_checked(pkt) else {

@@ -202,6 +202,9 @@ pub enum IcmpError {
     FragNeeded { mtu: u16 },
     /// Time exceeded in transit (11/0).
     TimeExceeded,
+    /// A new error of this type and code with this info field: a tunnel
+    /// path's error passed on to the client about its own packet (§9.2).
+    Relay { typ: u8, code: u8, info: u32 },
 }
 
 impl IcmpError {
@@ -212,6 +215,7 @@ impl IcmpError {
             IcmpError::PortUnreachable => (DEST_UNREACH, PORT_UNREACH, 0),
             IcmpError::FragNeeded { mtu } => (DEST_UNREACH, FRAG_NEEDED, u32::from(mtu)),
             IcmpError::TimeExceeded => (TIME_EXCEEDED, 0, 0),
+            IcmpError::Relay { typ, code, info } => (typ, code, info),
         }
     }
 }
@@ -229,8 +233,12 @@ pub enum Reply {
 }
 
 impl Reply {
-    /// Writes the reply to the packet `orig` (the bytes as they are now)
-    /// into `out`; `director` is the source for `IcmpSource::Director`.
+    /// Writes the reply to the packet `orig` into `out`; `director` is the
+    /// source for `IcmpSource::Director`. `orig` is the packet as the
+    /// engine left it in the buffer (`PacketBuf::bytes` after `process`):
+    /// an error quotes it as it is then (e.g. with TTL decremented), and
+    /// for a relayed tunnel error it is the client's packet, as much of it
+    /// as the tunnel path quoted.
     pub fn build(&self, orig: &[u8], out: &mut [u8], director: Option<[u8; 4]>) -> Option<usize> {
         match *self {
             Reply::Icmp { error, from } => {

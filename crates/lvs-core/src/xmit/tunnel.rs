@@ -22,18 +22,90 @@ const MIN_TMTU_V4: u16 = 68;
 /// The host's default ephemeral port range (GUE source ports, §7.3).
 const EPHEMERAL: (u32, u32) = (32768, 60999);
 
-/// Per-engine state of the tunnel path: the outer IP ID counter and the
-/// key of the GUE source-port hash.
-#[derive(Debug, Clone, Copy, Default)]
+/// Per-engine state of the tunnel path: the outer IP ID counter, the key
+/// of the GUE source-port hash, and the path MTUs learned from the tunnel
+/// paths' "fragmentation needed" reports (§9.2).
+#[derive(Debug, Clone, Default)]
 pub struct TunnelState {
     pub next_id: u16,
     pub hash_key: u32,
+    pub pmtu: std::collections::HashMap<std::net::Ipv4Addr, Pmtu>,
+}
+
+/// A learned path MTU towards a tunnel real server: the kernel's route
+/// exception, which lives 10 minutes (`ip_rt_mtu_expires`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pmtu {
+    pub mtu: u16,
+    pub expires_ms: u64,
+    /// A packet went to the real server since the exception exists: the
+    /// destination's cached route is the exception itself, so its MTU
+    /// follows later reports (until then it is the plain route's).
+    pub cached: bool,
+}
+
+/// How long a learned path MTU lives.
+pub const PMTU_EXPIRES_MS: u64 = 600_000;
+/// The smallest path MTU a report may set (`ip_rt_min_pmtu`).
+pub const MIN_PMTU: u16 = 552;
+
+impl TunnelState {
+    /// The MTU towards `rip`: the route's, or a learned smaller one. A
+    /// transmission (`sending`) makes the exception the cached route.
+    fn mtu_towards(
+        &mut self,
+        rip: std::net::Ipv4Addr,
+        route_mtu: u16,
+        now: u64,
+        sending: bool,
+    ) -> u16 {
+        match self.pmtu.get_mut(&rip) {
+            Some(p) if p.expires_ms > now => {
+                p.cached |= sending;
+                p.mtu.min(route_mtu)
+            }
+            Some(_) => {
+                self.pmtu.remove(&rip);
+                route_mtu
+            }
+            None => route_mtu,
+        }
+    }
+
+    /// A tunnel path reported "fragmentation needed" with `mtu` towards
+    /// `rip`: learns it, and answers the MTU the client is told — the
+    /// destination's cached route's MTU (the plain route's until a packet
+    /// used the exception, §9.2), less 20 when above 88.
+    pub fn report(&mut self, rip: std::net::Ipv4Addr, mtu: u16, route_mtu: u16, now: u64) -> u16 {
+        let mtu = mtu.max(MIN_PMTU);
+        let e = self.pmtu.entry(rip).or_insert(Pmtu {
+            mtu,
+            expires_ms: 0,
+            cached: false,
+        });
+        if e.expires_ms <= now {
+            e.cached = false;
+        }
+        e.mtu = mtu;
+        e.expires_ms = now + PMTU_EXPIRES_MS;
+        let cached = if e.cached {
+            e.mtu.min(route_mtu)
+        } else {
+            route_mtu
+        };
+        if cached > 68 + 20 {
+            cached - 20
+        } else {
+            cached
+        }
+    }
 }
 
 /// Encapsulates `pkt` towards the real server `rip` (§7). `pmtu_disc`
 /// enables the DF check against the tunnel MTU and the copy of DF to the
 /// outer header.
 pub fn xmit(
+    now: u64,
     pkt: &mut PacketBuf,
     paths: &impl Paths,
     rip: IpAddr,
@@ -53,7 +125,8 @@ pub fn xmit(
         return Transmit::Drop(DropReason::NoRoute);
     };
     let hdr = 20 + t.encap_len();
-    let tmtu = path.mtu.saturating_sub(hdr as u16);
+    let mtu = st.mtu_towards(rip4, path.mtu, now, true);
+    let tmtu = mtu.saturating_sub(hdr as u16);
     if tmtu < MIN_TMTU_V4 {
         return Transmit::Drop(DropReason::TunnelMtu);
     }
@@ -124,7 +197,7 @@ pub fn xmit(
         start,
         len: total,
         csum_partial: false,
-        fragment: fragment_hint(total, path.mtu, false),
+        fragment: fragment_hint(total, mtu, false),
         segment: None,
     })
 }
