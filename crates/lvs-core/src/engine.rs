@@ -324,6 +324,8 @@ pub struct Engine {
     /// Services on port 21 and on port 0 (they widen the service lookup, §4).
     port21_services: u32,
     port0_services: u32,
+    /// Services per virtual address (the addresses lvsd answers for).
+    vips: HashMap<IpAddr, u32, ahash::RandomState>,
     /// NAT real servers of all services, (protocol, address, port) → how
     /// many destinations (for `nat_icmp_send`, §18).
     nat_rs: HashMap<(u8, IpAddr, u16), u32, ahash::RandomState>,
@@ -405,6 +407,12 @@ impl Engine {
             flush_nodest: false,
             port21_services: 0,
             port0_services: 0,
+            vips: HashMap::with_hasher(ahash::RandomState::with_seeds(
+                seed.rotate_left(17),
+                seed ^ 0x0a4e_b9e1_c2f3_d4b5,
+                seed.rotate_left(37),
+                !seed.rotate_left(19),
+            )),
             nat_rs: HashMap::with_hasher(ahash::RandomState::with_seeds(
                 seed.rotate_left(13),
                 seed ^ 0x1319_8a2e_0370_7344,
@@ -459,7 +467,7 @@ impl Engine {
             est,
         });
         self.by_key.insert(key, id);
-        self.count_port(key.port, 1);
+        self.count_port(key, 1);
         self.sched_bound = true;
         Ok(())
     }
@@ -473,8 +481,13 @@ impl Engine {
         Ok(())
     }
 
-    fn count_port(&mut self, port: u16, add: i32) {
-        let c = match port {
+    fn count_port(&mut self, key: ServiceKey, add: i32) {
+        let n = self.vips.entry(key.addr).or_default();
+        *n = n.saturating_add_signed(add);
+        if *n == 0 {
+            self.vips.remove(&key.addr);
+        }
+        let c = match key.port {
             0 => &mut self.port0_services,
             21 => &mut self.port21_services,
             _ => return,
@@ -537,7 +550,7 @@ impl Engine {
             .services
             .remove(id)
             .expect("service index and pool agree");
-        self.count_port(key.port, -1);
+        self.count_port(key, -1);
         for d in svc.dests {
             self.unlink_dest(d);
         }
@@ -1240,7 +1253,11 @@ impl Engine {
 
         // No entry: is it a new connection to a virtual service? (§4, §6, §7)
         let Some(svc) = self.find_service(protocol, dst, l4.dport) else {
-            return self.unmatched_out(pkt, paths, protocol, src, dst, &l4);
+            let t = self.unmatched_out(pkt, paths, protocol, src, dst, &l4);
+            if t == Transmit::Pass && self.vips.contains_key(&dst) {
+                return self.vip_without_service(paths, protocol, dst, &l4);
+            }
+            return t;
         };
         if !self.new_conn_gate(protocol, &l4) {
             // IPVS lets it through to the host, whose TCP stack has no
@@ -1438,6 +1455,32 @@ impl Engine {
             error: IcmpError::PortUnreachable,
             from: IcmpSource::PacketDestination,
         })
+    }
+
+    /// A packet to a virtual address on a port (or protocol) without a
+    /// service: on a kernel director the VIP is one of the host's own
+    /// addresses, so its stack answers — a reset for TCP (RST itself
+    /// excepted), port unreachable for UDP. When the VIP is also on one of
+    /// the host's interfaces here, the host answers; otherwise lvsd, which
+    /// owns the VIP on the wire, answers for it.
+    fn vip_without_service(
+        &self,
+        paths: &impl Paths,
+        protocol: u8,
+        dst: IpAddr,
+        l4: &L4,
+    ) -> Transmit {
+        if paths.path(dst).is_some_and(|p| p.local) {
+            return Transmit::Pass;
+        }
+        match protocol {
+            ipproto::TCP if l4.tcp_flags & tcp_flags::RST == 0 => Transmit::Reply(Reply::TcpReset),
+            ipproto::UDP => Transmit::Reply(Reply::Icmp {
+                error: IcmpError::PortUnreachable,
+                from: IcmpSource::PacketDestination,
+            }),
+            _ => Transmit::Pass,
+        }
     }
 
     /// A packet that matched no entry and no service, from a NAT real

@@ -704,3 +704,27 @@ fn a_tunnel_paths_frag_needed_reaches_the_client_and_lowers_the_tunnel_mtu() {
         .fill_checksum();
     assert_eq!(run(&mut e, &report(&other, 1400), 1500).0, Transmit::Pass);
 }
+
+#[test]
+fn a_vip_port_without_service_is_answered_like_the_hosts_stack_would() {
+    let mut e = nat_engine();
+    // SYN to VIP:81 (no service there): RST-ACK; UDP: port unreachable.
+    let (t, _) = run(&mut e, &tcp(C, 40000, V, 81, SYN), 1500);
+    assert_eq!(t, Transmit::Reply(Reply::TcpReset));
+    let (t, _) = run(&mut e, &support::udp(C, 40000, V, 53), 1500);
+    assert_eq!(
+        t,
+        Transmit::Reply(Reply::Icmp {
+            error: IcmpError::PortUnreachable,
+            from: IcmpSource::PacketDestination
+        })
+    );
+    // A RST is not answered; another address is not ours at all.
+    let rst = tcp(C, 40000, V, 81, lvs_core::wire::tcp_flags::RST);
+    assert_eq!(run(&mut e, &rst, 1500).0, Transmit::Pass);
+    assert_eq!(run(&mut e, &tcp(C, 1, [198, 18, 0, 99], 81, SYN), 1500).0, Transmit::Pass);
+    // When the VIP is one of the host's own addresses, the host answers.
+    let host = OnLink { src: ip(V), mtu: 1500 };
+    let mut syn = tcp(C, 40001, V, 81, SYN);
+    assert_eq!(e.process(0, &mut PacketBuf::new(&mut syn, 0), &host), Transmit::Pass);
+}

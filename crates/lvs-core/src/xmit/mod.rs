@@ -289,11 +289,16 @@ pub(crate) fn prepare(
     ttl_first: bool,
 ) -> Result<(), Transmit> {
     let gso_size = pkt.gso_size;
-    let check = check && !pkt.relay_icmp;
+    let relay_icmp = pkt.relay_icmp;
+    let check = check && !relay_icmp;
     let Ok(mut ip) = Ipv4Packet::new_checked(pkt.bytes_mut()) else {
         return Err(Transmit::Drop(DropReason::Malformed));
     };
     if ip.ttl() <= 1 {
+        // No ICMP error is ever sent about an ICMP error (RFC 1122 3.2.2).
+        if relay_icmp {
+            return Err(Transmit::Drop(DropReason::TtlExceeded));
+        }
         return Err(Transmit::Reply(Reply::Icmp {
             error: IcmpError::TimeExceeded,
             from,
