@@ -1,0 +1,48 @@
+# tools/oracle-fwd guest side (runs inside the oracle VM; see README.md).
+# A command executor: host.py writes /out/fwd/req/N (lines `cmd SHELL`, or `end`), we run the
+# commands in order, write /out/fwd/resp/N (per command: @cmd, @rc, @out ... @endout) and signal
+# done_N. The packets themselves are sent and captured on the host side (tap0/tap1).
+set -u
+F=/out/fwd
+mkdir -p $F/resp
+# director-generated ICMP errors are not rate limited, so that every one is visible
+sysctl -qw net.ipv4.icmp_ratelimit=0
+sysctl -qw net.ipv4.icmp_msgs_per_sec=100000
+sysctl -qw net.ipv4.icmp_msgs_burst=100000
+{ echo "kernel=$(uname -r)"; echo "ipvsadm=$(ipvsadm -v 2>&1)"
+  for d in eth0 eth1; do
+    echo "addr_$d=$(iproute2-ip -4 -o addr show dev $d | awk '{printf "%s ", $4}')"
+    echo "mac_$d=$(cat /sys/class/net/$d/address)"
+    echo "mtu_$d=$(cat /sys/class/net/$d/mtu)"
+  done
+  for k in net.ipv4.vs.pmtu_disc net.ipv4.vs.snat_reroute net.ipv4.vs.conntrack net.ipv4.ip_forward \
+           net.ipv4.icmp_errors_use_inbound_ifaddr net.ipv4.ip_no_pmtu_disc net.ipv4.ip_default_ttl \
+           net.ipv4.ip_local_port_range net.ipv4.icmp_ratelimit net.ipv4.icmp_msgs_per_sec \
+           net.ipv4.conf.all.rp_filter net.ipv4.conf.eth0.rp_filter net.ipv4.conf.eth1.rp_filter; do
+    echo "sysctl $k=$(sysctl -n $k 2>&1 | tr '\t' ' ')"
+  done
+  echo "@routes"; iproute2-ip -4 route show table all
+  echo "@lsmod"; lsmod 2>/dev/null | awk 'NR>1{print $1}' | tr '\n' ' '; echo
+} > $F/guest-info.txt 2>&1
+signal ready
+n=0
+while :; do
+  n=$((n+1))
+  await req_$n 600 || { echo "no request $n" >&2; break; }
+  R=$F/resp/$n
+  : > $R.tmp
+  fin=0
+  while IFS= read -r line; do
+    case $line in
+      end) fin=1 ;;
+      "cmd "*)
+        c=${line#cmd }
+        out=$(sh -c "$c" 2>&1); rc=$?
+        printf '@cmd %s\n@rc %s\n@out\n%s\n@endout\n' "$c" "$rc" "$out" >> $R.tmp ;;
+    esac
+  done < $F/req/$n
+  mv $R.tmp $R
+  signal done_$n
+  [ $fin = 1 ] && break
+done
+echo "guest done after $n requests"
