@@ -5,148 +5,18 @@
 //! Needs root (namespaces, AF_PACKET) and `curl`. The binaries must be built
 //! (`cargo build --workspace --bins`, which `scripts/test.sh` does).
 
+mod support;
+
 use lvs_lab::{server_ip, Lab, VIP};
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
-use std::path::{Path, PathBuf};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Namespace tests run one at a time (two cores; clearer failures).
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "the end-to-end tests need root (network namespaces, AF_PACKET); run scripts/test.sh as root");
-}
-
-fn lvsd() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lvsd"))
-}
-
-fn lvsadm_path() -> PathBuf {
-    let p = lvsd().with_file_name("lvsadm");
-    assert!(
-        p.exists(),
-        "{} is missing: build the binaries first (cargo build --workspace --bins)",
-        p.display()
-    );
-    p
-}
-
-fn lvsadm(sock: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(lvsadm_path())
-        .arg("--control")
-        .arg(sock)
-        .args(args)
-        .output()
-        .expect("run lvsadm");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn wait_for_socket(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("lvsd did not open {} within 10 s", path.display());
-}
-
-/// A running director inside the lab; stopped (SIGTERM) by `stop` or on drop
-/// of the lab.
-struct Director {
-    pid: u32,
-    sock: PathBuf,
-    conf: PathBuf,
-    log: PathBuf,
-}
-
-impl Director {
-    fn start(lab: &Lab, tag: &str, config: &str) -> Director {
-        let dir = std::env::temp_dir();
-        let conf = dir.join(format!("lvsd-e2e-{tag}-{}.conf", std::process::id()));
-        let sock = dir.join(format!("lvsd-e2e-{tag}-{}.sock", std::process::id()));
-        let log = dir.join(format!("lvsd-e2e-{tag}-{}.log", std::process::id()));
-        std::fs::write(&conf, config).unwrap();
-        let mut cmd = lab.command(lab.director_ns(), &lvsd().to_string_lossy());
-        cmd.arg("--config").arg(&conf).arg("--control").arg(&sock);
-        cmd.stderr(std::fs::File::create(&log).expect("lvsd log file"));
-        let pid = lab.spawn(lab.director_ns(), cmd).expect("start lvsd");
-        wait_for_socket(&sock);
-        Director {
-            pid,
-            sock,
-            conf,
-            log,
-        }
-    }
-
-    /// SIGTERM; asserts a clean exit and that the control socket is gone.
-    /// Returns what lvsd wrote on stderr (also echoed to the test output).
-    fn stop(self, lab: &Lab) -> String {
-        let status = lab.stop(self.pid).expect("stop lvsd");
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        eprint!("{log}");
-        let _ = std::fs::remove_file(&self.log);
-        let _ = std::fs::remove_file(&self.conf);
-        assert!(
-            status.success(),
-            "lvsd did not exit cleanly on SIGTERM: {status:?}\n{log}"
-        );
-        assert!(!self.sock.exists(), "control socket left behind");
-        log
-    }
-}
-
-/// The number printed just before `what` in lvsd's exit report ("12 GSO"),
-/// which starts at the `lvsd: stopping` line.
-fn reported(log: &str, what: &str) -> u64 {
-    let start = log
-        .find("lvsd: stopping")
-        .unwrap_or_else(|| panic!("no exit report in {log}"));
-    let line = log[start..]
-        .lines()
-        .find(|l| l.contains(what))
-        .unwrap_or_else(|| panic!("no `{what}` in the exit report {}", &log[start..]));
-    let end = line
-        .find(what)
-        .unwrap_or_else(|| panic!("no `{what}` in {line}"));
-    line[..end]
-        .split_whitespace()
-        .last()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no number before `{what}` in {line}"))
-}
-
-fn curl(lab: &Lab, url: &str) -> Result<String, String> {
-    curl_args(lab, url, &[])
-}
-
-fn curl_args(lab: &Lab, url: &str, extra: &[&str]) -> Result<String, String> {
-    let mut args = vec!["-s", "-S", "-m", "5"];
-    args.extend_from_slice(extra);
-    args.push(url);
-    let out = lab
-        .exec(lab.client_ns(), "curl", &args, Duration::from_secs(10))
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "curl {url}: {:?} {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+use support::{
+    bulk_both_ways, curl, curl_args, inet_sum, lvsadm, lvsadm_ok, lvsd, nat_lab, reported,
+    tcp_pseudo, Director,
+};
 
 /// Polls `lvsadm ARGS` until its output equals `want` (connections finish
 /// closing a moment after the client is done) or 5 s have passed.
@@ -184,10 +54,7 @@ director dns 198.18.0.100:53 UDP
 
 #[test]
 fn round_robin_nat_tcp_and_udp_through_lvsd() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    require_root();
-    let _ = Lab::cleanup_stale("lvte");
-    let lab = Lab::nat("lvte", 3).expect("build lab");
+    let (_g, lab) = nat_lab("lvte", 3);
     let servers = lab.start_identity_servers(80, 53).expect("real servers");
     // Let the client learn neighbours from gratuitous ARP, to see lvsd's.
     for key in [
@@ -344,10 +211,7 @@ UDP  198.18.0.100:53 wrr
 
 #[test]
 fn empty_config_then_lvsadm_alone() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    require_root();
-    let _ = Lab::cleanup_stale("lvtadm");
-    let lab = Lab::nat("lvtadm", 3).expect("build lab");
+    let (_g, lab) = nat_lab("lvtadm", 3);
     let servers = lab
         .start_identity_servers(8080, 5300)
         .expect("real servers");
@@ -358,10 +222,7 @@ fn empty_config_then_lvsadm_alone() {
         &["-L", "-n"],
         "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
     );
-    let ok = |args: &[&str]| {
-        let (code, _, err) = lvsadm(sock, args);
-        assert_eq!(code, 0, "lvsadm {args:?}: {err}");
-    };
+    let ok = |args: &[&str]| lvsadm_ok(sock, args);
     ok(&["-A", "-t", "198.18.0.100:80", "-s", "rr"]);
     ok(&[
         "-a",
@@ -426,8 +287,7 @@ fn empty_config_then_lvsadm_alone() {
     // Statistics (connections.md §19): the listing shows the estimator's
     // snapshot, refreshed every 2 s. Conns = connections each server got.
     let stats = |args: &[&str]| -> HashMap<String, Vec<u64>> {
-        let (code, out, err) = lvsadm(sock, args);
-        assert_eq!(code, 0, "lvsadm {args:?}: {err}");
+        let out = lvsadm_ok(sock, args);
         let mut lines = out.lines();
         assert_eq!(
             lines.next(),
@@ -558,36 +418,6 @@ fn config_errors_name_file_line_and_column() {
     );
 }
 
-/// Bytes of the bulk-transfer pattern at offset `i`.
-fn pattern(i: usize) -> u8 {
-    ((i * 31 + 7) % 251) as u8
-}
-
-/// Reads everything from `r`, checking it against the pattern; returns the count.
-fn read_pattern(r: &mut impl std::io::Read) -> Result<usize, String> {
-    let mut buf = vec![0u8; 1 << 16];
-    let mut n = 0usize;
-    loop {
-        let k = r
-            .read(&mut buf)
-            .map_err(|e| format!("read after {n} bytes: {e}"))?;
-        if k == 0 {
-            return Ok(n);
-        }
-        for (j, b) in buf[..k].iter().enumerate() {
-            if *b != pattern(n + j) {
-                return Err(format!("corrupt byte at offset {}", n + j));
-            }
-        }
-        n += k;
-    }
-}
-
-fn write_pattern(w: &mut impl std::io::Write, len: usize) -> Result<(), String> {
-    let chunk: Vec<u8> = (0..len).map(pattern).collect();
-    w.write_all(&chunk).map_err(|e| e.to_string())
-}
-
 /// Bulk TCP both ways: the senders' TSO hands lvsd 64 KB GSO super-packets
 /// with offloaded (partial) checksums; they must arrive intact.
 #[test]
@@ -607,12 +437,7 @@ fn bulk_tcp_with_software_checksums_on_the_director() {
 }
 
 fn bulk_transfer(prefix: &str, director_tx_csum_off: bool) {
-    use std::io::Write;
-    use std::net::{Shutdown, TcpListener, TcpStream};
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    require_root();
-    let _ = Lab::cleanup_stale(prefix);
-    let lab = Lab::nat(prefix, 1).expect("build lab");
+    let (_g, lab) = nat_lab(prefix, 1);
     if director_tx_csum_off {
         for dev in ["d0", "br1"] {
             let out = lab
@@ -631,54 +456,9 @@ fn bulk_transfer(prefix: &str, director_tx_csum_off: bool) {
         }
     }
     const LEN: usize = 32 << 20;
-    let server_ns = lab.server_ns(1).to_string();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let server = std::thread::spawn(move || -> Result<usize, String> {
-        lvs_lab::enter_netns(&server_ns).map_err(|e| e.to_string())?;
-        let l = TcpListener::bind("0.0.0.0:9000").map_err(|e| e.to_string())?;
-        l.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let _ = ready_tx.send(());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut s = loop {
-            match l.accept() {
-                Ok((s, _)) => break s,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Err(e) => return Err(format!("no connection: {e}")),
-            }
-        };
-        s.set_nonblocking(false).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(20)))
-            .map_err(|e| e.to_string())?;
-        s.set_write_timeout(Some(Duration::from_secs(20)))
-            .map_err(|e| e.to_string())?;
-        let got = read_pattern(&mut s)?;
-        write_pattern(&mut s, LEN)?;
-        s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
-        Ok(got)
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("bulk server ready");
     let config = "director bulk 198.18.0.100:9000 TCP\n  balance roundrobin\n  mode nat\n  server rs1 198.18.1.11:9000\n";
     let director = Director::start(&lab, "bulk", config);
-    let down = lab
-        .run_in(lab.client_ns(), || -> Result<usize, String> {
-            let addr = std::net::SocketAddr::from(SocketAddrV4::new(VIP, 9000));
-            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-                .map_err(|e| e.to_string())?;
-            s.set_read_timeout(Some(Duration::from_secs(20)))
-                .map_err(|e| e.to_string())?;
-            s.set_write_timeout(Some(Duration::from_secs(20)))
-                .map_err(|e| e.to_string())?;
-            write_pattern(&mut s, LEN)?;
-            s.flush().map_err(|e| e.to_string())?;
-            s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
-            read_pattern(&mut s)
-        })
-        .expect("client thread");
-    let up = server.join().expect("server thread");
+    let (up, down, _) = bulk_both_ways(&lab, LEN, Duration::from_secs(20));
     assert_eq!(up, Ok(LEN), "client → server through the VIP");
     assert_eq!(down, Ok(LEN), "server → client through the VIP");
     let log = director.stop(&lab);
@@ -694,10 +474,7 @@ fn bulk_transfer(prefix: &str, director_tx_csum_off: bool) {
 /// the real servers still work. Everything lvsd installed is gone after it.
 #[test]
 fn vip_on_a_kernel_interface_with_forwarding_on() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    require_root();
-    let _ = Lab::cleanup_stale("lvtvip");
-    let lab = Lab::nat("lvtvip", 2).expect("build lab");
+    let (_g, lab) = nat_lab("lvtvip", 2);
     let servers = lab.start_identity_servers(80, 53).expect("real servers");
     let dns = lab.director_ns().to_string();
     let ok = |prog: &str, args: &[&str]| {
@@ -760,10 +537,7 @@ fn templates(sock: &Path) -> Vec<(String, String, String)> {
 
 #[test]
 fn persistence_and_timeouts_set_through_lvsadm() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    require_root();
-    let _ = Lab::cleanup_stale("lvtpers");
-    let lab = Lab::nat("lvtpers", 3).expect("build lab");
+    let (_g, lab) = nat_lab("lvtpers", 3);
     let servers = lab.start_identity_servers(80, 53).expect("real servers");
     // A second client host in the same /24.
     let out = lab
@@ -777,10 +551,7 @@ fn persistence_and_timeouts_set_through_lvsadm() {
     assert!(out.status.success(), "{out:?}");
     let director = Director::start(&lab, "pers", "# empty\n");
     let sock = &director.sock;
-    let ok = |args: &[&str]| {
-        let (code, _, err) = lvsadm(sock, args);
-        assert_eq!(code, 0, "lvsadm {args:?}: {err}");
-    };
+    let ok = |args: &[&str]| lvsadm_ok(sock, args);
     ok(&["-A", "-t", "198.18.0.100:80", "-s", "rr", "-p", "30"]);
     for i in 1..=3 {
         ok(&[
@@ -906,16 +677,10 @@ fn persistence_and_timeouts_set_through_lvsadm() {
 #[test]
 fn unmatched_real_server_packets_and_nat_icmp_send() {
     use std::net::UdpSocket;
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    require_root();
-    let _ = Lab::cleanup_stale("lvtstray");
-    let lab = Lab::nat("lvtstray", 1).expect("build lab");
+    let (_g, lab) = nat_lab("lvtstray", 1);
     let director = Director::start(&lab, "stray", "# empty\n");
     let sock = &director.sock;
-    let ok = |args: &[&str]| {
-        let (code, _, err) = lvsadm(sock, args);
-        assert_eq!(code, 0, "lvsadm {args:?}: {err}");
-    };
+    let ok = |args: &[&str]| lvsadm_ok(sock, args);
     ok(&["-A", "-u", "198.18.0.100:5400", "-s", "rr"]);
     ok(&[
         "-a",
@@ -1011,17 +776,6 @@ fn send_raw_frame(ifname: &str, frame: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn ones_complement(b: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    for c in b.chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
 /// A TCP SYN 198.18.0.2:`sport` -> VIP:80 in an Ethernet frame to `dst`,
 /// with an 802.1Q tag of `vid` if given.
 fn syn_frame(dst: [u8; 6], src: [u8; 6], sport: u16, vid: Option<u16>) -> Vec<u8> {
@@ -1033,7 +787,7 @@ fn syn_frame(dst: [u8; 6], src: [u8; 6], sport: u16, vid: Option<u16>) -> Vec<u8
     ip[9] = 6;
     ip[12..16].copy_from_slice(&[198, 18, 0, 2]);
     ip[16..20].copy_from_slice(&VIP.octets());
-    let c = ones_complement(&ip[..20]);
+    let c = !inet_sum(0, &ip[..20]);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     ip[20..22].copy_from_slice(&sport.to_be_bytes());
     ip[22..24].copy_from_slice(&80u16.to_be_bytes());
@@ -1041,10 +795,10 @@ fn syn_frame(dst: [u8; 6], src: [u8; 6], sport: u16, vid: Option<u16>) -> Vec<u8
     ip[32] = 5 << 4;
     ip[33] = 0x02;
     ip[34..36].copy_from_slice(&64240u16.to_be_bytes());
-    let mut pseudo = ip[12..20].to_vec();
-    pseudo.extend_from_slice(&[0, 6, 0, 20]);
-    pseudo.extend_from_slice(&ip[20..40]);
-    let c = ones_complement(&pseudo);
+    let c = !inet_sum(
+        tcp_pseudo(Ipv4Addr::new(198, 18, 0, 2), VIP, 20),
+        &ip[20..40],
+    );
     ip[36..38].copy_from_slice(&c.to_be_bytes());
     let mut f = Vec::new();
     f.extend_from_slice(&dst);
@@ -1081,10 +835,7 @@ fn mac_of(lab: &Lab, ns: &str, dev: &str) -> [u8; 6] {
 /// auxiliary-data check: the tagged SYN then made a connection too.
 #[test]
 fn vlan_tagged_frames_are_not_handled_on_the_parent_interface() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    require_root();
-    let _ = Lab::cleanup_stale("lvtvlan");
-    let lab = Lab::nat("lvtvlan", 1).expect("build lab");
+    let (_g, lab) = nat_lab("lvtvlan", 1);
     let director = Director::start(
         &lab,
         "vlan",

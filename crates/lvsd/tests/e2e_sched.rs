@@ -12,37 +12,15 @@
 //! one-packet scenarios leave no entries to list, so those are skipped
 //! (named in the output); a scheduler that is not offered is a failure.
 
+mod support;
+
 use lvs_lab::Lab;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn lvsd() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lvsd"))
-}
-
-fn lvsadm(sock: &Path, args: &[&str]) -> (i32, String, String) {
-    let bin = lvsd().with_file_name("lvsadm");
-    assert!(
-        bin.exists(),
-        "{} is missing: cargo build --workspace --bins",
-        bin.display()
-    );
-    let out = Command::new(bin)
-        .arg("--control")
-        .arg(sock)
-        .args(args)
-        .output()
-        .expect("run lvsadm");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::{ip, lvsadm, nat_lab, Director};
 
 fn vectors() -> Vec<(String, Value)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../lvs-core/tests/vectors/kernel-6.18");
@@ -61,18 +39,6 @@ fn vectors() -> Vec<(String, Value)> {
     }
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
-}
-
-/// Runs `ip ARGS` in `ns`, panicking with its stderr on failure.
-fn ip(lab: &Lab, ns: &str, args: &[&str]) {
-    let out = lab
-        .exec(ns, "ip", args, Duration::from_secs(10))
-        .expect("ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?} in {ns}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Re-addresses a one-server NAT lab like the oracle's network: clients
@@ -161,40 +127,12 @@ fn ipvsadm_args(cmd: &str) -> Vec<String> {
 
 #[test]
 fn lvsd_schedules_the_kernels_flows_like_the_kernel() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "needs root (namespaces, AF_PACKET)"
-    );
     let all = vectors();
     assert!(!all.is_empty(), "no kernel vectors");
-    let _ = Lab::cleanup_stale("lvtsch");
-    let lab = Lab::nat("lvtsch", 1).expect("build lab");
+    let (_g, lab) = nat_lab("lvtsch", 1);
     oracle_addressing(&lab);
-    let dir = std::env::temp_dir();
-    let sock = dir.join(format!("lvsd-e2e-sched-{}.sock", std::process::id()));
-    let conf = dir.join(format!("lvsd-e2e-sched-{}.conf", std::process::id()));
-    std::fs::write(&conf, "# services come from lvsadm\n").unwrap();
-    let start = || {
-        let mut cmd = lab.command(lab.director_ns(), &lvsd().to_string_lossy());
-        cmd.arg("--config").arg(&conf).arg("--control").arg(&sock);
-        let pid = lab.spawn(lab.director_ns(), cmd).expect("start lvsd");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "lvsd did not open its control socket"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        pid
-    };
-    let stop = |pid: u32| {
-        let status = lab.stop(pid).expect("stop lvsd");
-        assert!(status.success(), "lvsd exit: {status:?}");
-    };
-    let mut pid = start();
+    const CONFIG: &str = "# services come from lvsadm\n";
+    let mut director = Director::start(&lab, "sched", CONFIG);
     // Scenario files number their services from the same port: when a port
     // comes back, a fresh lvsd (empty tables, like the oracle's fresh VM).
     let mut used_ports = std::collections::HashSet::new();
@@ -213,8 +151,8 @@ fn lvsd_schedules_the_kernels_flows_like_the_kernel() {
         }
         let vport = svc["vport"].as_u64().unwrap_or(0) as u16;
         if !used_ports.insert(vport) {
-            stop(pid);
-            pid = start();
+            director.stop(&lab);
+            director = Director::start(&lab, "sched", CONFIG);
             used_ports.clear();
             used_ports.insert(vport);
         }
@@ -232,7 +170,7 @@ fn lvsd_schedules_the_kernels_flows_like_the_kernel() {
         for c in commands.iter().take_while(|c| !c.starts_with("after")) {
             let args = ipvsadm_args(c);
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            let (code, _, err) = lvsadm(&sock, &refs);
+            let (code, _, err) = lvsadm(&director.sock, &refs);
             if code != 0 {
                 if err.contains("Scheduler or persistence engine not found") {
                     failures.push(format!("{file}: scheduler {sched} is not offered"));
@@ -269,11 +207,11 @@ fn lvsd_schedules_the_kernels_flows_like_the_kernel() {
             for (_, args) in steps.iter().filter(|(n, _)| *n == i) {
                 // As the oracle did: wait until the table holds the i flows sent so far.
                 let deadline = Instant::now() + Duration::from_secs(3);
-                while count_for_port(&sock, vport) < i && Instant::now() < deadline {
+                while count_for_port(&director.sock, vport) < i && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-                let (code, _, err) = lvsadm(&sock, &refs);
+                let (code, _, err) = lvsadm(&director.sock, &refs);
                 assert_eq!(code, 0, "{file}: step {args:?}: {err}");
             }
             let src: Ipv4Addr = f["src_ip"].as_str().unwrap_or("0.0.0.0").parse().unwrap();
@@ -297,10 +235,11 @@ fn lvsd_schedules_the_kernels_flows_like_the_kernel() {
             .collect();
         let expected_entries = want.iter().filter(|w| w.is_some()).count();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while count_for_port(&sock, vport) < expected_entries && Instant::now() < deadline {
+        while count_for_port(&director.sock, vport) < expected_entries && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let table = conn_table(&sock);
+        let table = conn_table(&director.sock);
         let mut bad = Vec::new();
         for (f, w) in flows.iter().zip(&want) {
             let key = (
@@ -326,8 +265,7 @@ fn lvsd_schedules_the_kernels_flows_like_the_kernel() {
         }
         ran.push(format!("{file} ({sched}, {} flows)", flows.len()));
     }
-    stop(pid);
-    let _ = std::fs::remove_file(&conf);
+    director.stop(&lab);
     eprintln!(
         "replayed through lvsd: {}\nskipped: {}",
         ran.join(", "),

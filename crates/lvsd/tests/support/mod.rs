@@ -1,0 +1,331 @@
+//! What the end-to-end tests share: the lab set-up under one lock, the real
+//! `lvsd` started and stopped as a [`Director`] (and its exit report read
+//! back), `lvsadm` and `curl` run against it, the bulk-transfer pattern,
+//! and the Internet checksum for hand-made packets.
+//!
+//! Each test file is its own process and includes this module with
+//! `mod support;`; not every file uses every helper.
+#![allow(dead_code)]
+
+use lvs_lab::{Lab, VIP};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Namespace tests run one at a time (two cores; clearer failures). One
+/// lock per test process, as each test file is its own process.
+pub static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "the end-to-end tests need root (network namespaces, AF_PACKET, raw sockets); run scripts/test.sh as root"
+    );
+}
+
+/// Takes the namespace-test lock, checks for root, removes what a crashed
+/// run left with this prefix and builds a NAT lab with `servers` real
+/// servers. Hold the guard for the whole test.
+pub fn nat_lab(prefix: &str, servers: usize) -> (MutexGuard<'static, ()>, Lab) {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let _ = Lab::cleanup_stale(prefix);
+    let lab = Lab::nat(prefix, servers).expect("build lab");
+    (guard, lab)
+}
+
+pub fn lvsd() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lvsd"))
+}
+
+/// A binary built next to `lvsd` (same target directory).
+pub fn sibling(name: &str) -> PathBuf {
+    let p = lvsd().with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the binaries first (cargo build -p lvsd -p lvsadm -p lvs-lab --bins)",
+        p.display()
+    );
+    p
+}
+
+/// Runs `lvsadm ARGS` against the control socket `sock`: (exit code,
+/// stdout, stderr).
+pub fn lvsadm(sock: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(sibling("lvsadm"))
+        .arg("--control")
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("run lvsadm");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `lvsadm ARGS`, asserting success; its stdout.
+pub fn lvsadm_ok(sock: &Path, args: &[&str]) -> String {
+    let (code, out, err) = lvsadm(sock, args);
+    assert_eq!(code, 0, "lvsadm {args:?}: {err}");
+    out
+}
+
+pub fn wait_for_socket(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("lvsd did not open {} within 10 s", path.display());
+}
+
+/// A running director inside the lab; stopped (SIGTERM) by `stop` or on drop
+/// of the lab.
+pub struct Director {
+    pub pid: u32,
+    pub sock: PathBuf,
+    conf: PathBuf,
+    log: PathBuf,
+}
+
+impl Director {
+    /// Writes `config`, starts lvsd on it in the director namespace (its
+    /// stderr into a log file) and waits for its control socket. `tag`
+    /// names the temporary files.
+    pub fn start(lab: &Lab, tag: &str, config: &str) -> Director {
+        let dir = std::env::temp_dir();
+        let base = format!("lvsd-e2e-{tag}-{}", std::process::id());
+        let conf = dir.join(format!("{base}.conf"));
+        let sock = dir.join(format!("{base}.sock"));
+        let log = dir.join(format!("{base}.log"));
+        std::fs::write(&conf, config).unwrap();
+        let mut cmd = lab.command(lab.director_ns(), &lvsd().to_string_lossy());
+        cmd.arg("--config").arg(&conf).arg("--control").arg(&sock);
+        cmd.stderr(std::fs::File::create(&log).expect("lvsd log file"));
+        let pid = lab.spawn(lab.director_ns(), cmd).expect("start lvsd");
+        wait_for_socket(&sock);
+        Director {
+            pid,
+            sock,
+            conf,
+            log,
+        }
+    }
+
+    /// SIGTERM; asserts a clean exit and that the control socket is gone.
+    /// Returns what lvsd wrote on stderr (also echoed to the test output).
+    pub fn stop(self, lab: &Lab) -> String {
+        let status = lab.stop(self.pid).expect("stop lvsd");
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        eprint!("{log}");
+        let _ = std::fs::remove_file(&self.log);
+        let _ = std::fs::remove_file(&self.conf);
+        assert!(
+            status.success(),
+            "lvsd did not exit cleanly on SIGTERM: {status:?}\n{log}"
+        );
+        assert!(!self.sock.exists(), "control socket left behind");
+        log
+    }
+}
+
+/// The number printed just before `what` in lvsd's exit report, which
+/// starts at the `lvsd: stopping` line (`… 12 GSO; …`) and goes on with the
+/// engine's counters (`lvsd: sent 12 masq, 0 route, … 3 frag-needed, …`):
+/// the first line from there that contains `what`.
+pub fn reported(log: &str, what: &str) -> u64 {
+    let start = log
+        .find("lvsd: stopping")
+        .unwrap_or_else(|| panic!("no exit report in {log}"));
+    let line = log[start..]
+        .lines()
+        .find(|l| l.contains(what))
+        .unwrap_or_else(|| panic!("no `{what}` in the exit report {}", &log[start..]));
+    let end = line
+        .find(what)
+        .unwrap_or_else(|| panic!("no `{what}` in {line}"));
+    line[..end]
+        .split_whitespace()
+        .last()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number before `{what}` in {line}"))
+}
+
+pub fn curl(lab: &Lab, url: &str) -> Result<String, String> {
+    curl_args(lab, url, &[])
+}
+
+/// `curl -s -S -m 5 EXTRA URL` from the client namespace: the body.
+pub fn curl_args(lab: &Lab, url: &str, extra: &[&str]) -> Result<String, String> {
+    let mut args = vec!["-s", "-S", "-m", "5"];
+    args.extend_from_slice(extra);
+    args.push(url);
+    let out = lab
+        .exec(lab.client_ns(), "curl", &args, Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "curl {}: {:?} {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `ip ARGS` in `ns`, asserting success; its stdout.
+pub fn ip(lab: &Lab, ns: &str, args: &[&str]) -> String {
+    let out = lab
+        .exec(ns, "ip", args, Duration::from_secs(10))
+        .expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?} in {ns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Bytes of the bulk-transfer pattern at offset `i`.
+pub fn pattern(i: usize) -> u8 {
+    ((i * 31 + 7) % 251) as u8
+}
+
+/// Reads everything from `r`, checking it against the pattern; returns the count.
+pub fn read_pattern(r: &mut impl Read) -> Result<usize, String> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut n = 0usize;
+    loop {
+        let k = r
+            .read(&mut buf)
+            .map_err(|e| format!("read after {n} bytes: {e}"))?;
+        if k == 0 {
+            return Ok(n);
+        }
+        for (j, b) in buf[..k].iter().enumerate() {
+            if *b != pattern(n + j) {
+                return Err(format!("corrupt byte at offset {}", n + j));
+            }
+        }
+        n += k;
+    }
+}
+
+pub fn write_pattern(w: &mut impl Write, len: usize) -> Result<(), String> {
+    let chunk: Vec<u8> = (0..len).map(pattern).collect();
+    w.write_all(&chunk).map_err(|e| e.to_string())
+}
+
+/// A bulk transfer through VIP:9000 (lvsd already running) to port 9000 of
+/// real server 1: `len` bytes of the pattern up, then `len` bytes back
+/// down, every read and write bounded by `io_timeout`. Returns what each
+/// side read (checked against the pattern: the server's, then the
+/// client's) and how long the two took.
+pub fn bulk_both_ways(
+    lab: &Lab,
+    len: usize,
+    io_timeout: Duration,
+) -> (Result<usize, String>, Result<usize, String>, Duration) {
+    let t0 = Instant::now();
+    let server = bulk_server(lab.server_ns(1), 9000, len, io_timeout);
+    let down = lab
+        .run_in(lab.client_ns(), move || {
+            bulk_client(SocketAddrV4::new(VIP, 9000), len, io_timeout)
+        })
+        .expect("client thread");
+    let up = server.join().expect("server thread");
+    (up, down, t0.elapsed())
+}
+
+/// The server half: accepts one connection on `port` in namespace `ns`
+/// (within 20 s), reads the pattern to the end, answers with `len` bytes
+/// of it and closes. Returns once it listens; the thread's result is the
+/// number of bytes it read.
+fn bulk_server(
+    ns: &str,
+    port: u16,
+    len: usize,
+    io_timeout: Duration,
+) -> JoinHandle<Result<usize, String>> {
+    let ns = ns.to_string();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || -> Result<usize, String> {
+        lvs_lab::enter_netns(&ns).map_err(|e| e.to_string())?;
+        let l = TcpListener::bind(("0.0.0.0", port)).map_err(|e| e.to_string())?;
+        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let _ = ready_tx.send(());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut s = loop {
+            match l.accept() {
+                Ok((s, _)) => break s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => return Err(format!("no connection: {e}")),
+            }
+        };
+        s.set_nonblocking(false).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(io_timeout))
+            .map_err(|e| e.to_string())?;
+        s.set_write_timeout(Some(io_timeout))
+            .map_err(|e| e.to_string())?;
+        let got = read_pattern(&mut s)?;
+        write_pattern(&mut s, len)?;
+        s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+        Ok(got)
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("bulk server ready");
+    server
+}
+
+/// The client half, in the calling thread's namespace: connects to `to`,
+/// sends `len` bytes of the pattern, closes its sending side and reads the
+/// answer to the end. Returns the number of bytes read.
+fn bulk_client(to: SocketAddrV4, len: usize, io_timeout: Duration) -> Result<usize, String> {
+    let mut s = TcpStream::connect_timeout(&to.into(), Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(io_timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(io_timeout))
+        .map_err(|e| e.to_string())?;
+    write_pattern(&mut s, len)?;
+    s.flush().map_err(|e| e.to_string())?;
+    s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+    read_pattern(&mut s)
+}
+
+/// Internet checksum of `data` with an initial (unfolded) sum; the
+/// checksum field gets its complement, and a correct packet sums to 0xffff.
+pub fn inet_sum(mut acc: u32, data: &[u8]) -> u16 {
+    for c in data.chunks(2) {
+        acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// The unfolded sum of the TCP pseudo-header for a segment of `len` bytes.
+pub fn tcp_pseudo(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> u32 {
+    let mut acc = 6 + len as u32;
+    for a in [src, dst] {
+        let o = a.octets();
+        acc += u32::from(u16::from_be_bytes([o[0], o[1]]));
+        acc += u32::from(u16::from_be_bytes([o[2], o[3]]));
+    }
+    acc
+}
