@@ -242,7 +242,7 @@ impl ConnTable {
         self.conns.is_empty()
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn lookup_in(&self, k: &InKey) -> Option<ConnId> {
         let h = self.hasher.hash_one(k);
         self.by_in

@@ -1148,17 +1148,28 @@ impl Engine {
     }
 
     /// Counts what a packet came to.
-    #[inline]
+    #[inline(always)]
     fn tally(&mut self, t: Transmit) -> Transmit {
         let c = &mut self.counters;
+        if let Transmit::Send(s) = &t {
+            *match s.method {
+                Method::Masq => &mut c.sent_masq,
+                Method::Route => &mut c.sent_route,
+                Method::Tunnel(_) => &mut c.sent_tunnel,
+                Method::Forwarded => &mut c.passed_untouched,
+            } += 1;
+            return t;
+        }
+        self.tally_other(t);
+        t
+    }
+
+    /// The counters of the answers other than sending (off the hot path).
+    #[cold]
+    fn tally_other(&mut self, t: Transmit) {
+        let c = &mut self.counters;
         match t {
-            Transmit::Pass => {}
-            Transmit::Send(s) => match s.method {
-                Method::Masq => c.sent_masq += 1,
-                Method::Route => c.sent_route += 1,
-                Method::Tunnel(_) => c.sent_tunnel += 1,
-                Method::Forwarded => c.passed_untouched += 1,
-            },
+            Transmit::Pass | Transmit::Send(_) => {}
             Transmit::Drop(r) => c.drops[r as usize] += 1,
             Transmit::Reply(Reply::TcpReset) => c.resets += 1,
             Transmit::Reply(Reply::Icmp { error, from }) => match error {
@@ -1175,7 +1186,6 @@ impl Engine {
                 IcmpError::Relay { .. } => c.icmp_relayed += 1,
             },
         }
-        t
     }
 
     fn process_inner(&mut self, now: u64, pkt: &mut PacketBuf, paths: &impl Paths) -> Transmit {
@@ -1273,7 +1283,7 @@ impl Engine {
         }
         // §7 step 1: FTP data from the client's port 20 is left alone.
         if l4.sport == 20 {
-            return Transmit::Pass;
+            return self.vip_without_service(paths, protocol, dst, &l4);
         }
         let info = PacketInfo {
             protocol,
@@ -1288,7 +1298,7 @@ impl Engine {
             self.schedule_plain(now, svc, &info)
         };
         let Some(id) = id else {
-            return self.leave(svc, l4.dport);
+            return self.leave(svc, paths, protocol, dst, &l4);
         };
         let t = self.forward_in(now, id, pkt, paths, &l4, len);
         if self.conns.get(id).flags & cf::ONE_PACKET != 0 {
@@ -1447,9 +1457,17 @@ impl Engine {
 
     /// What happens when no destination was found (§7.5): pass FTP data of
     /// an FTP service, otherwise ICMP port unreachable to the client.
-    fn leave(&mut self, svc: SvcId, dport: u16) -> Transmit {
-        if self.services[svc].key.port == 21 && dport != 21 {
-            return Transmit::Pass;
+    fn leave(
+        &mut self,
+        svc: SvcId,
+        paths: &impl Paths,
+        protocol: u8,
+        dst: IpAddr,
+        l4: &L4,
+    ) -> Transmit {
+        if self.services[svc].key.port == 21 && l4.dport != 21 {
+            // Passed on to the host's stack (§7.5).
+            return self.vip_without_service(paths, protocol, dst, l4);
         }
         Transmit::Reply(Reply::Icmp {
             error: IcmpError::PortUnreachable,
@@ -1457,8 +1475,9 @@ impl Engine {
         })
     }
 
-    /// A packet to a virtual address on a port (or protocol) without a
-    /// service: on a kernel director the VIP is one of the host's own
+    /// A packet to a virtual address that IPVS passes on to the host (a
+    /// port without a service, FTP data it does not schedule, a client's
+    /// port 20): on a kernel director the VIP is one of the host's own
     /// addresses, so its stack answers — a reset for TCP (RST itself
     /// excepted), port unreachable for UDP. When the VIP is also on one of
     /// the host's interfaces here, the host answers; otherwise lvsd, which
@@ -1781,6 +1800,7 @@ impl Engine {
     /// method — the one place that says which method an entry's packets
     /// leave by. `icmp`: the packet is a related ICMP error quoting this
     /// connection (NAT translates the quote too, §9.2).
+    #[inline]
     fn transmit(
         &mut self,
         now: u64,
@@ -1791,7 +1811,13 @@ impl Engine {
     ) -> Transmit {
         let c = self.conns.get(id);
         let (flags, daddr, dport, dest) = (c.flags, c.daddr, c.dport, c.dest);
-        let tunnel = dest.map(|d| self.dests[d].tunnel);
+        // The tunnel settings only for tunnel entries (a slab read saved
+        // on the NAT and DR paths).
+        let tunnel = if flags & cf::FWD_MASK == Forward::Tunnel as u32 {
+            dest.map(|d| self.dests[d].tunnel)
+        } else {
+            None
+        };
         let kind = tunnel.map(|t| t.kind).unwrap_or_default();
         match Method::of_flags(flags, kind) {
             Some(Method::Masq) => match (daddr, icmp) {

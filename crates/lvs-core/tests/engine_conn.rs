@@ -692,17 +692,16 @@ fn sloppy_sctp_creates_entries_from_any_chunk_but_abort() {
 #[test]
 fn ftp_services_catch_data_ports_and_client_port_20_is_left_alone() {
     // Non-persistent port-21 service: data to a high port finds the service
-    // through the FTP fallback, makes no entry and is passed to the host.
+    // through the FTP fallback, makes no entry and is passed to the host,
+    // whose stack (the VIP is its own on a kernel director) resets it.
+    let reset = Verdict::Reply(Reply::TcpReset);
     let mut l = Lab::new(ipproto::TCP, 21, ServiceOptions::default(), &[1, 2], false);
     assert!(l.to(tcp(cl(0, 5), 1000, V, 21, SYN)).is_some());
-    assert_eq!(
-        l.send(tcp(cl(0, 5), 1001, V, 40000, SYN)).0,
-        Verdict::NotOurs
-    );
-    // Below 1024 (and not 20) there is no fallback: no service, not ours.
-    assert_eq!(l.send(tcp(cl(0, 5), 1002, V, 990, SYN)).0, Verdict::NotOurs);
+    assert_eq!(l.send(tcp(cl(0, 5), 1001, V, 40000, SYN)).0, reset);
+    // Below 1024 (and not 20) there is no fallback: no service, the host's.
+    assert_eq!(l.send(tcp(cl(0, 5), 1002, V, 990, SYN)).0, reset);
     // A client's source port 20 is never scheduled (§7 step 1).
-    assert_eq!(l.send(tcp(cl(0, 5), 20, V, 21, SYN)).0, Verdict::NotOurs);
+    assert_eq!(l.send(tcp(cl(0, 5), 20, V, 21, SYN)).0, reset);
     assert_eq!(l.conns().len(), 1);
     // Persistent: control and passive data share one template (vport 0),
     // so the data connection goes to the control connection's server,

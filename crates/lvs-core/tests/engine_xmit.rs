@@ -569,15 +569,15 @@ fn a_gso_super_packet_for_a_tunnel_is_cut_and_each_segment_wrapped() {
         let Transmit::Send(s) = e.process(0, &mut p, &paths(1500)) else {
             panic!()
         };
-        let seg = s.segment.expect("the I/O layer must segment");
-        assert_eq!(seg.mss, 1000);
-        let encap = seg.encap.expect("and wrap each segment");
+        let mss = s.segment.expect("the I/O layer must segment");
+        assert_eq!(mss, 1000);
+        let encap = p.encap.expect("and wrap each segment");
         assert_eq!(s.start, HEADROOM, "nothing written in front yet");
         let inner = buf[s.start..s.start + s.len].to_vec();
         assert_eq!(inner[8], 63, "TTL decremented once, before cutting");
         let mut out = [0u8; 2048];
         let mut outer = Vec::new();
-        let n = lvs_core::wire::tcp::segment(&inner, seg.mss, &mut out, 64, |b, len| {
+        let n = lvs_core::wire::tcp::segment(&inner, mss, &mut out, 64, |b, len| {
             let (start, total) = encap.write_nth(b, 64, len, outer.len() as u16);
             outer.push(b[start..start + total].to_vec());
         })
@@ -722,9 +722,18 @@ fn a_vip_port_without_service_is_answered_like_the_hosts_stack_would() {
     // A RST is not answered; another address is not ours at all.
     let rst = tcp(C, 40000, V, 81, lvs_core::wire::tcp_flags::RST);
     assert_eq!(run(&mut e, &rst, 1500).0, Transmit::Pass);
-    assert_eq!(run(&mut e, &tcp(C, 1, [198, 18, 0, 99], 81, SYN), 1500).0, Transmit::Pass);
+    assert_eq!(
+        run(&mut e, &tcp(C, 1, [198, 18, 0, 99], 81, SYN), 1500).0,
+        Transmit::Pass
+    );
     // When the VIP is one of the host's own addresses, the host answers.
-    let host = OnLink { src: ip(V), mtu: 1500 };
+    let host = OnLink {
+        src: ip(V),
+        mtu: 1500,
+    };
     let mut syn = tcp(C, 40001, V, 81, SYN);
-    assert_eq!(e.process(0, &mut PacketBuf::new(&mut syn, 0), &host), Transmit::Pass);
+    assert_eq!(
+        e.process(0, &mut PacketBuf::new(&mut syn, 0), &host),
+        Transmit::Pass
+    );
 }

@@ -146,7 +146,7 @@ mod tests {
             // then perhaps one damaged byte in it.
             if n % 2 == 0 && len >= 6 {
                 p[..6].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4]);
-                if rnd() % 4 == 0 {
+                if rnd() & 3 == 0 {
                     p[(rnd() % 6) as usize] ^= 1 << (rnd() % 8);
                 }
             }

@@ -454,12 +454,14 @@ impl Director {
     /// left to do): prepends the Ethernet header in place and queues it, or
     /// parks it while the neighbour is resolved, or splits it into
     /// fragments when it may be fragmented.
+    #[allow(clippy::too_many_arguments)]
     fn send(
         &mut self,
         io: &mut impl PacketIo,
         i: usize,
         rx_offload: Offload,
         s: &xmit::Send,
+        encap: Option<xmit::tunnel::Encap>,
         now_ms: u64,
     ) {
         let out = s.port as PortId;
@@ -525,10 +527,10 @@ impl Director {
             eth.copy_from_slice(&frame[fstart..fstart + ETH_HDR]);
             let pkt = &src[..s.len];
             let mut pieces: u64 = 0;
-            let done = if let Some(seg) = s.segment {
+            let done = if let Some(mss) = s.segment {
                 let reserve = ETH_HDR + lvs_core::xmit::HEADROOM;
-                let n = lvs_core::wire::tcp::segment(pkt, seg.mss, scratch, reserve, |b, len| {
-                    let (start, total) = match &seg.encap {
+                let n = lvs_core::wire::tcp::segment(pkt, mss, scratch, reserve, |b, len| {
+                    let (start, total) = match &encap {
                         Some(e) => e.write_nth(b, reserve, len, pieces as u16),
                         None => (reserve, len),
                     };
@@ -652,6 +654,7 @@ impl Director {
                 let t = self.engine.process(now_ms, &mut pkt, &paths);
                 // What a reply quotes: the packet as the engine left it.
                 let quote = pkt.start..pkt.start + pkt.len;
+                let encap = pkt.encap;
                 match t {
                     Transmit::Pass | Transmit::Drop(_) => {}
                     Transmit::Send(s) => {
@@ -661,7 +664,7 @@ impl Director {
                                 self.neigh.learn(port, src, src_mac);
                             }
                         }
-                        self.send(io, i, meta.offload, &s, now_ms);
+                        self.send(io, i, meta.offload, &s, encap, now_ms);
                     }
                     Transmit::Reply(r) => self.reply(io, i, quote, port, src_mac, &r, now_ms),
                 }

@@ -55,6 +55,16 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ok(Ipv4Packet { buf })
     }
 
+    /// A view of a buffer the caller has already checked with
+    /// `new_checked` (the same bytes): skips the checks on the hot path.
+    /// Getters index the buffer, so a wrong buffer panics, never reads
+    /// out of bounds.
+    #[inline(always)]
+    pub(crate) fn new_unchecked(buf: T) -> Self {
+        debug_assert!(Ipv4Packet::new_checked(buf.as_ref()).is_ok());
+        Ipv4Packet { buf }
+    }
+
     #[inline]
     pub fn header_len(&self) -> usize {
         usize::from(self.buf.as_ref()[field::VER_IHL] & 0x0f) * 4

@@ -234,7 +234,7 @@ use super::{lookup, prepare, send, IcmpSource, Method, PacketBuf, Paths, Transmi
 use crate::engine::DropReason;
 
 /// §9.2 for a NAT connection: to the real server, translated.
-pub fn xmit_nat_in(
+pub(crate) fn xmit_nat_in(
     pkt: &mut PacketBuf,
     paths: &impl Paths,
     r: &Related,
@@ -245,7 +245,14 @@ pub fn xmit_nat_in(
         Ok(p) => p,
         Err(t) => return t,
     };
-    if let Err(t) = prepare(pkt, path.mtu, false, IcmpSource::PacketDestination, true) {
+    if let Err(t) = prepare(
+        pkt,
+        path.mtu,
+        false,
+        IcmpSource::PacketDestination,
+        true,
+        false,
+    ) {
         return t;
     }
     nat_rewrite(pkt.bytes_mut(), r, NatSide::In, rip, dport);
@@ -254,7 +261,7 @@ pub fn xmit_nat_in(
 
 /// §9.3 for a NAT connection: to the client, translated, then forwarded as
 /// the host's IP forwarding would (TTL, errors from the director).
-pub fn xmit_nat_out(
+pub(crate) fn xmit_nat_out(
     pkt: &mut PacketBuf,
     paths: &impl Paths,
     r: &Related,
@@ -269,7 +276,7 @@ pub fn xmit_nat_out(
         Ok(p) => p,
         Err(t) => return t,
     };
-    if let Err(t) = prepare(pkt, path.mtu, false, IcmpSource::Director, false) {
+    if let Err(t) = prepare(pkt, path.mtu, false, IcmpSource::Director, false, false) {
         return t;
     }
     nat_rewrite(pkt.bytes_mut(), r, NatSide::Out, vip, vport);

@@ -1,7 +1,7 @@
 //! Masquerading (NAT) transmit, both directions (forwarding.md §4, §5): the
 //! common step of §3, then the address/port rewrite of `crate::nat`.
 
-use super::{lookup, prepare, send, IcmpSource, Method, PacketBuf, Paths, Transmit};
+use super::{lookup, prepare, prepare_view, send, IcmpSource, Method, PacketBuf, Paths, Transmit};
 use crate::engine::DropReason;
 use crate::nat::{self, Side};
 use crate::wire::ipv4::Ipv4Packet;
@@ -12,16 +12,28 @@ use std::net::{IpAddr, Ipv4Addr};
 /// does, so an error quotes the decremented packet. A real server on the
 /// director itself would get the translated packet from the kernel's own
 /// stack, which lvsd cannot do: dropped.
-pub fn xmit_in(pkt: &mut PacketBuf, paths: &impl Paths, rip: Ipv4Addr, dport: u16) -> Transmit {
+#[inline]
+pub(crate) fn xmit_in(
+    pkt: &mut PacketBuf,
+    paths: &impl Paths,
+    rip: Ipv4Addr,
+    dport: u16,
+) -> Transmit {
     let local = Transmit::Drop(DropReason::LocalTarget);
     let path = match lookup(paths, IpAddr::V4(rip), local) {
         Ok(p) => p,
         Err(t) => return t,
     };
-    if let Err(t) = prepare(pkt, path.mtu, true, IcmpSource::PacketDestination, true) {
+    // The hot path of NAT: one view of the packet for the TTL and MTU
+    // step and the rewrite (which recomputes the header checksum); the
+    // engine checked these bytes when the packet came in.
+    let (gso, partial, relay) = (pkt.gso_size, pkt.csum_partial, pkt.relay_icmp);
+    let mut ip = Ipv4Packet::new_unchecked(pkt.bytes_mut());
+    let from = IcmpSource::PacketDestination;
+    if let Err(t) = prepare_view(&mut ip, path.mtu, !relay, from, true, true, gso, relay) {
         return t;
     }
-    rewrite(pkt, Side::Destination, rip, dport);
+    nat::rewrite_v4(&mut ip, Side::Destination, rip.octets(), dport, partial);
     send(Method::Masq, pkt, path)
 }
 
@@ -29,7 +41,7 @@ pub fn xmit_in(pkt: &mut PacketBuf, paths: &impl Paths, rip: Ipv4Addr, dport: u1
 /// kernel's IP forwarding checks TTL and MTU before IPVS translates, and
 /// its errors come from the director's own address. A reply to the
 /// director's own connection is the host's.
-pub fn xmit_out(
+pub(crate) fn xmit_out(
     pkt: &mut PacketBuf,
     paths: &impl Paths,
     vip: Ipv4Addr,
@@ -40,7 +52,7 @@ pub fn xmit_out(
         Ok(p) => p,
         Err(t) => return t,
     };
-    if let Err(t) = prepare(pkt, path.mtu, true, IcmpSource::Director, false) {
+    if let Err(t) = prepare(pkt, path.mtu, true, IcmpSource::Director, false, true) {
         return t;
     }
     rewrite(pkt, Side::Source, vip, vport);

@@ -45,6 +45,9 @@ pub struct PacketBuf<'a> {
     /// Set by the engine for an ICMP error it relays: such a packet never
     /// triggers "fragmentation needed" (§3.4).
     pub relay_icmp: bool,
+    /// Set by the engine with `Send::segment` for a tunnel: the
+    /// encapsulation each segment gets.
+    pub encap: Option<tunnel::Encap>,
 }
 
 impl<'a> PacketBuf<'a> {
@@ -58,6 +61,7 @@ impl<'a> PacketBuf<'a> {
             csum_partial: false,
             gso_size: 0,
             relay_icmp: false,
+            encap: None,
         }
     }
     /// True for a GSO super-packet.
@@ -168,18 +172,12 @@ pub struct Send {
     /// clear, or marked "ignore DF" after the checks of §3.4): the I/O
     /// layer splits it into fragments of at most this size.
     pub fragment: Option<u16>,
-    /// A GSO super-packet the I/O layer must cut into TCP segments itself
-    /// (and wrap each one, for a tunnel) because the kernel cannot be asked
-    /// to: `None` when the offload metadata can simply travel with it.
-    pub segment: Option<Segmentation>,
-}
-
-/// How the I/O layer finishes a super-packet: TCP segments of `mss`
-/// payload bytes (`wire::tcp::segment`), each then wrapped by `encap`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Segmentation {
-    pub mss: u16,
-    pub encap: Option<tunnel::Encap>,
+    /// A GSO super-packet the I/O layer must cut into TCP segments of this
+    /// many payload bytes itself (`wire::tcp::segment`), because the kernel
+    /// cannot be asked to; each segment is then wrapped with
+    /// `PacketBuf::encap` when that is set. `None` when the offload
+    /// metadata can simply travel with the packet.
+    pub segment: Option<u16>,
 }
 
 /// Where a director-built ICMP error comes from.
@@ -278,23 +276,44 @@ pub struct XmitSettings {
 /// check (§3.4). `mtu` is the path's (or the tunnel's, §7.5) MTU; `check`
 /// says whether the DF check applies at all (`pmtu_disc` = 0 turns it off
 /// for IPv4 tunnels); `from` is where the errors come from. On success the
-/// TTL is decremented (header checksum updated). `ttl_first`: IPVS's route
-/// step decrements before the MTU check (its errors quote the decremented
-/// packet); the host's IP forwarding checks the MTU first.
+/// TTL is decremented; the header checksum is updated with it unless
+/// `csum_later` (the method recomputes it anyway, as NAT does). `ttl_first`:
+/// IPVS's route step decrements before the MTU check (its errors quote the
+/// decremented packet); the host's IP forwarding checks the MTU first.
+#[inline]
 pub(crate) fn prepare(
     pkt: &mut PacketBuf,
     mtu: u16,
     check: bool,
     from: IcmpSource,
     ttl_first: bool,
+    csum_later: bool,
 ) -> Result<(), Transmit> {
-    let gso_size = pkt.gso_size;
-    let relay_icmp = pkt.relay_icmp;
-    let check = check && !relay_icmp;
+    let (gso_size, relay_icmp) = (pkt.gso_size, pkt.relay_icmp);
     let Ok(mut ip) = Ipv4Packet::new_checked(pkt.bytes_mut()) else {
         return Err(Transmit::Drop(DropReason::Malformed));
     };
-    if ip.ttl() <= 1 {
+    let check = check && !relay_icmp;
+    prepare_view(
+        &mut ip, mtu, check, from, ttl_first, csum_later, gso_size, relay_icmp,
+    )
+}
+
+/// `prepare` on a view the caller already holds (and keeps using).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn prepare_view(
+    ip: &mut Ipv4Packet<&mut [u8]>,
+    mtu: u16,
+    check: bool,
+    from: IcmpSource,
+    ttl_first: bool,
+    csum_later: bool,
+    gso_size: u16,
+    relay_icmp: bool,
+) -> Result<(), Transmit> {
+    let ttl = ip.ttl();
+    if ttl <= 1 {
         // No ICMP error is ever sent about an ICMP error (RFC 1122 3.2.2).
         if relay_icmp {
             return Err(Transmit::Drop(DropReason::TtlExceeded));
@@ -304,16 +323,19 @@ pub(crate) fn prepare(
             from,
         }));
     }
-    if ttl_first {
-        ip.decrement_ttl();
-    }
-    if check && ip.dont_frag() && on_wire_len(&ip, gso_size) > usize::from(mtu) {
+    if check && ip.dont_frag() && on_wire_len(ip, gso_size) > usize::from(mtu) {
+        if ttl_first {
+            // The error quotes the packet with its TTL already decremented.
+            ip.decrement_ttl();
+        }
         return Err(Transmit::Reply(Reply::Icmp {
             error: IcmpError::FragNeeded { mtu },
             from,
         }));
     }
-    if !ttl_first {
+    if csum_later {
+        ip.set_ttl(ttl - 1);
+    } else {
         ip.decrement_ttl();
     }
     Ok(())
@@ -326,6 +348,7 @@ pub(crate) fn prepare(
 /// kernel for segmentation, so it checks the segment size instead, as the
 /// kernel's IP forwarding does — the sender learns the path MTU either way
 /// from the first packet that is not a super-packet.
+#[inline(always)]
 fn on_wire_len(ip: &Ipv4Packet<&mut [u8]>, gso_size: u16) -> usize {
     if gso_size == 0 {
         return ip.total_len();
@@ -341,18 +364,23 @@ fn on_wire_len(ip: &Ipv4Packet<&mut [u8]>, gso_size: u16) -> usize {
 
 /// The path to `to`; `Err` with what to answer when there is none (drop)
 /// or when `to` is the host's own (`on_local`).
-#[inline]
+#[inline(always)]
 pub(crate) fn lookup(paths: &impl Paths, to: IpAddr, on_local: Transmit) -> Result<Path, Transmit> {
     match paths.path(to) {
         None => Err(Transmit::Drop(DropReason::NoRoute)),
         Some(p) if p.local => Err(on_local),
-        Some(p) => Ok(p),
+        // No IPv4 link has an MTU below 68 (RFC 791); a smaller figure
+        // from the caller would make fragmentation impossible.
+        Some(p) => Ok(Path {
+            mtu: p.mtu.max(68),
+            ..p
+        }),
     }
 }
 
 /// Sends `pkt` as it now is in the buffer along `path` (any fragmentation
 /// left to the I/O layer; the offload request travels with it).
-#[inline]
+#[inline(always)]
 pub(crate) fn send(method: Method, pkt: &PacketBuf, path: Path) -> Transmit {
     Transmit::Send(Send {
         method,

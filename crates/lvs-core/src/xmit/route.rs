@@ -9,7 +9,7 @@ use std::net::IpAddr;
 /// hop ("known next hop": the real server's MAC although the IP
 /// destination stays the VIP). A real server that is the director itself
 /// gets the packet unmodified from the host.
-pub fn xmit(pkt: &mut PacketBuf, paths: &impl Paths, rip: IpAddr) -> Transmit {
+pub(crate) fn xmit(pkt: &mut PacketBuf, paths: &impl Paths, rip: IpAddr) -> Transmit {
     unchanged(
         pkt,
         paths,
@@ -23,7 +23,7 @@ pub fn xmit(pkt: &mut PacketBuf, paths: &impl Paths, rip: IpAddr) -> Transmit {
 /// A packet IPVS leaves alone but that the host would IP-forward (a real
 /// server's packet matching no entry, §5.2): TTL and MTU as the
 /// forwarding path checks them (errors from the director), nothing else.
-pub fn forward(pkt: &mut PacketBuf, paths: &impl Paths, to: IpAddr) -> Transmit {
+pub(crate) fn forward(pkt: &mut PacketBuf, paths: &impl Paths, to: IpAddr) -> Transmit {
     unchanged(
         pkt,
         paths,
@@ -46,7 +46,7 @@ fn unchanged(
         Ok(p) => p,
         Err(t) => return t,
     };
-    if let Err(t) = prepare(pkt, path.mtu, true, from, ttl_first) {
+    if let Err(t) = prepare(pkt, path.mtu, true, from, ttl_first, false) {
         return t;
     }
     send(method, pkt, path)

@@ -3,10 +3,7 @@
 //! encapsulation (IPIP, GUE, GRE) written in place into the buffer's
 //! headroom — no copy of the inner packet, no allocation.
 
-use super::{
-    fragment_hint, lookup, prepare, IcmpSource, Method, PacketBuf, Paths, Segmentation, Send,
-    Transmit,
-};
+use super::{fragment_hint, lookup, prepare, IcmpSource, Method, PacketBuf, Paths, Send, Transmit};
 use crate::engine::DropReason;
 use crate::service::{Tunnel, TunnelCsum, TunnelType};
 use crate::wire::checksum;
@@ -104,7 +101,7 @@ impl TunnelState {
 /// Encapsulates `pkt` towards the real server `rip` (§7). `pmtu_disc`
 /// enables the DF check against the tunnel MTU and the copy of DF to the
 /// outer header.
-pub fn xmit(
+pub(crate) fn xmit(
     now: u64,
     pkt: &mut PacketBuf,
     paths: &impl Paths,
@@ -130,11 +127,23 @@ pub fn xmit(
     if tmtu < MIN_TMTU_V4 {
         return Transmit::Drop(DropReason::TunnelMtu);
     }
-    if let Err(tx) = prepare(pkt, tmtu, pmtu_disc, IcmpSource::PacketDestination, true) {
+    if let Err(tx) = prepare(
+        pkt,
+        tmtu,
+        pmtu_disc,
+        IcmpSource::PacketDestination,
+        true,
+        false,
+    ) {
         return tx;
     }
     if pkt.start < hdr {
         return Transmit::Drop(DropReason::NoHeadroom);
+    }
+    if !pkt.is_gso() && pkt.len + hdr > usize::from(u16::MAX) {
+        // No IPv4 packet can carry it (a 64 KiB packet that is not a
+        // super-packet cannot come from the wire anyway).
+        return Transmit::Drop(DropReason::TunnelMtu);
     }
     if pkt.csum_partial && !pkt.is_gso() {
         // The outer checksum (and the real server) need the finished inner one.
@@ -169,6 +178,7 @@ pub fn xmit(
             encap.id = st.next_id.wrapping_add(1);
             st.next_id = st.next_id.wrapping_add(n as u16);
         }
+        pkt.encap = Some(encap);
         return Transmit::Send(Send {
             method: Method::Tunnel(t.kind),
             port: path.port,
@@ -177,10 +187,7 @@ pub fn xmit(
             len: pkt.len,
             csum_partial: false,
             fragment: None,
-            segment: Some(Segmentation {
-                mss: pkt.gso_size,
-                encap: Some(encap),
-            }),
+            segment: Some(pkt.gso_size),
         });
     }
     if !df {
