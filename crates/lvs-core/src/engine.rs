@@ -1188,6 +1188,7 @@ impl Engine {
         }
     }
 
+    #[inline(always)]
     fn process_inner(&mut self, now: u64, pkt: &mut PacketBuf, paths: &impl Paths) -> Transmit {
         let Ok(ip) = Ipv4Packet::new_checked(pkt.bytes()) else {
             return Transmit::Pass;
@@ -1766,6 +1767,7 @@ impl Engine {
         unbind(&mut self.dests, c);
     }
 
+    #[inline(always)]
     fn forward_in(
         &mut self,
         now: u64,
@@ -1800,7 +1802,7 @@ impl Engine {
     /// method — the one place that says which method an entry's packets
     /// leave by. `icmp`: the packet is a related ICMP error quoting this
     /// connection (NAT translates the quote too, §9.2).
-    #[inline]
+    #[inline(always)]
     fn transmit(
         &mut self,
         now: u64,
@@ -2016,7 +2018,7 @@ fn unbind(dests: &mut Slab<Dest>, c: &Conn) {
     d.refs = d.refs.saturating_sub(1);
 }
 
-#[inline]
+#[inline(always)]
 fn parse_l4(protocol: u8, l4: &[u8]) -> Option<L4> {
     let ports = |l4: &[u8]| {
         (

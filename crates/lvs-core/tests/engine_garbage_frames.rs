@@ -229,6 +229,9 @@ impl Paths for Holes {
         }
         .path(to)
     }
+    fn source(&self, to: IpAddr) -> Option<IpAddr> {
+        self.path(to).map(|_| ip(DIRECTOR))
+    }
 }
 
 // ----- packets ----------------------------------------------------------

@@ -92,6 +92,9 @@ struct Director {
     warn_local_vip: bool,
     icmp_limit: IcmpLimit,
     pending: Pending,
+    /// The host's addresses on the attached ports (fixed at start, as the
+    /// ports are).
+    local_addrs: Vec<Ipv4Addr>,
     /// Scratch for fragmentation: a copy of the packet (`FRAG_SRC` bytes),
     /// then one fragment frame (Ethernet header + up to a jumbo MTU).
     frag_buf: Vec<u8>,
@@ -105,24 +108,43 @@ const FRAG_SRC: usize = 65536;
 struct Net<'a> {
     ports: &'a [Interface],
     routes: &'a [PortRoute],
+    /// The host's addresses on the attached ports, flat.
+    local: &'a [Ipv4Addr],
 }
 
 impl xmit::Paths for Net<'_> {
+    #[inline]
     fn path(&self, to: IpAddr) -> Option<xmit::Path> {
         let IpAddr::V4(to4) = to else { return None };
-        let local = self.ports.iter().any(|p| p.addrs.contains(&to4));
+        let local = self.local.contains(&to4);
         let (port, nh) = route(self.routes, to4)?;
-        let p = &self.ports[port];
-        // The preferred source: the port's address on the next hop's subnet
-        // when there is one (kernel source selection, simplified).
-        let src = p.addrs.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
         Some(xmit::Path {
             port: port as u32,
             next_hop: IpAddr::V4(nh),
-            src: IpAddr::V4(src),
-            mtu: p.mtu,
+            mtu: self.ports[port].mtu,
             local,
         })
+    }
+
+    fn source(&self, to: IpAddr) -> Option<IpAddr> {
+        let IpAddr::V4(to4) = to else { return None };
+        let (port, nh) = route(self.routes, to4)?;
+        let p = &self.ports[port];
+        // The preferred source: the port's address on the next hop's
+        // subnet when there is one, else its first (kernel source
+        // selection, simplified).
+        let on_link = self.routes.iter().find(|r| {
+            r.port == Some(port) && r.gateway.is_none() && u32::from(nh) & r.mask == r.dest & r.mask
+        });
+        let src = on_link
+            .and_then(|r| {
+                p.addrs
+                    .iter()
+                    .find(|a| u32::from(**a) & r.mask == r.dest & r.mask)
+            })
+            .or(p.addrs.first())
+            .copied()?;
+        Some(IpAddr::V4(src))
     }
 }
 
@@ -183,7 +205,9 @@ pub fn run(opts: Options) -> Result<(), String> {
             .map_err(|e| format!("cannot install signal handler: {e}"))?;
     }
 
+    let local_addrs = ports.iter().flat_map(|p| p.addrs.iter().copied()).collect();
     let mut d = Director {
+        local_addrs,
         engine,
         ports,
         routes: Vec::new(),
@@ -650,6 +674,7 @@ impl Director {
                 let paths = Net {
                     ports: &self.ports,
                     routes: &self.routes,
+                    local: &self.local_addrs,
                 };
                 let t = self.engine.process(now_ms, &mut pkt, &paths);
                 // What a reply quotes: the packet as the engine left it.

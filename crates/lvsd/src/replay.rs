@@ -52,10 +52,13 @@ impl Paths for ReplayPaths {
         Some(Path {
             port: 0,
             next_hop: to,
-            src: IpAddr::V4(self.src),
             mtu,
             local: IpAddr::V4(self.src) == to,
         })
+    }
+
+    fn source(&self, _to: IpAddr) -> Option<IpAddr> {
+        Some(IpAddr::V4(self.src))
     }
 }
 

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 /// does, so an error quotes the decremented packet. A real server on the
 /// director itself would get the translated packet from the kernel's own
 /// stack, which lvsd cannot do: dropped.
-#[inline]
+#[inline(always)]
 pub(crate) fn xmit_in(
     pkt: &mut PacketBuf,
     paths: &impl Paths,

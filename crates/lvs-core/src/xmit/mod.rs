@@ -88,9 +88,6 @@ pub struct Path {
     pub port: u32,
     /// The neighbour the frame goes to (the address itself when on-link).
     pub next_hop: IpAddr,
-    /// The source address the host would use towards it (the tunnel's
-    /// outer source, §7).
-    pub src: IpAddr,
     /// The route MTU.
     pub mtu: u16,
     /// The address is one of the host's own (the target is local, §3.2).
@@ -101,6 +98,10 @@ pub struct Path {
 pub trait Paths {
     /// The path to `to`, or `None` when there is no route.
     fn path(&self, to: IpAddr) -> Option<Path>;
+    /// The source address the host would use towards `to` (the route's
+    /// preferred source): a tunnel's outer source (§7). Asked only for
+    /// tunnels, so the NAT and DR paths do not pay for it.
+    fn source(&self, to: IpAddr) -> Option<IpAddr>;
 }
 
 /// Every address on-link behind port 0 with one MTU: for tests, replay and
@@ -113,14 +114,18 @@ pub struct OnLink {
 }
 
 impl Paths for OnLink {
+    #[inline]
     fn path(&self, to: IpAddr) -> Option<Path> {
         Some(Path {
             port: 0,
             next_hop: to,
-            src: self.src,
             mtu: self.mtu,
             local: to == self.src,
         })
+    }
+    #[inline]
+    fn source(&self, _to: IpAddr) -> Option<IpAddr> {
+        Some(self.src)
     }
 }
 
@@ -369,12 +374,12 @@ pub(crate) fn lookup(paths: &impl Paths, to: IpAddr, on_local: Transmit) -> Resu
     match paths.path(to) {
         None => Err(Transmit::Drop(DropReason::NoRoute)),
         Some(p) if p.local => Err(on_local),
-        // No IPv4 link has an MTU below 68 (RFC 791); a smaller figure
-        // from the caller would make fragmentation impossible.
-        Some(p) => Ok(Path {
-            mtu: p.mtu.max(68),
-            ..p
-        }),
+        Some(mut p) => {
+            // No IPv4 link has an MTU below 68 (RFC 791); a smaller figure
+            // from the caller would make fragmentation impossible.
+            p.mtu = p.mtu.max(68);
+            Ok(p)
+        }
     }
 }
 

@@ -118,7 +118,7 @@ pub(crate) fn xmit(
         Ok(p) => p,
         Err(t) => return t,
     };
-    let IpAddr::V4(src4) = path.src else {
+    let Some(IpAddr::V4(src4)) = paths.source(rip) else {
         return Transmit::Drop(DropReason::NoRoute);
     };
     let hdr = 20 + t.encap_len();
