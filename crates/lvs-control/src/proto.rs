@@ -233,6 +233,14 @@ pub struct SysctlValue {
     pub doc: String,
 }
 
+/// One counter as `lvsadm --counters` lists it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Counter {
+    /// `area.name`, e.g. `engine.sent_route`, `drop.ttl_exceeded`, `io.rx`.
+    pub name: String,
+    pub value: u64,
+}
+
 /// A request from `lvsadm` to `lvsd`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -273,6 +281,9 @@ pub enum Request {
     /// `-Z`: zero the counters and rates of one service and its real
     /// servers, or (`None`) of everything, totals included.
     Zero(Option<ServiceKey>),
+    /// lvsd's own counters: packets per forwarding method, replies, drops
+    /// by reason, packet I/O (`lvsadm --counters`).
+    GetCounters,
 }
 
 /// Why a request failed; each kind maps to one ipvsadm message (spec §6).
@@ -310,6 +321,7 @@ pub enum Response {
     Connections(Vec<ConnInfo>),
     Timeouts(Timeouts),
     Sysctls(Vec<SysctlValue>),
+    Counters(Vec<Counter>),
     Error {
         kind: ErrorKind,
         /// Extra detail for people (logged by lvsd, shown by lvsadm after the ipvsadm text).

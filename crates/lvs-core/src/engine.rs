@@ -1191,7 +1191,9 @@ impl Engine {
     #[inline(always)]
     fn process_inner(&mut self, now: u64, pkt: &mut PacketBuf, paths: &impl Paths) -> Transmit {
         let Ok(ip) = Ipv4Packet::new_checked(pkt.bytes()) else {
-            return Transmit::Pass;
+            // Lengths that do not hold together (the host's IP layer drops
+            // them too): counted, not forwarded.
+            return Transmit::Drop(DropReason::Malformed);
         };
         let protocol = ip.protocol();
         // Fragments are not handled yet: leave them to the host (which drops
@@ -1216,6 +1218,12 @@ impl Engine {
             };
         }
         let Some(l4) = parse_l4(protocol, ip.payload()) else {
+            // A TCP/UDP/SCTP header cut short (IPVS ignores a TCP header
+            // under 20 bytes; the host drops it) is counted; other
+            // protocols are the host's.
+            if matches!(protocol, ipproto::TCP | ipproto::UDP | ipproto::SCTP) {
+                return Transmit::Drop(DropReason::Malformed);
+            }
             return Transmit::Pass;
         };
         let len = ip.total_len() as u64;

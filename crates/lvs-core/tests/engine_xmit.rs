@@ -737,3 +737,35 @@ fn a_vip_port_without_service_is_answered_like_the_hosts_stack_would() {
         Transmit::Pass
     );
 }
+
+#[test]
+fn malformed_packets_are_dropped_and_counted() {
+    let mut e = nat_engine();
+    // Total length beyond the buffer, and a TCP header cut short.
+    let mut long = tcp(C, 40000, V, 80, SYN);
+    long[2..4].copy_from_slice(&2000u16.to_be_bytes());
+    let mut short = tcp(C, 40000, V, 80, SYN);
+    short.truncate(30);
+    short[2..4].copy_from_slice(&30u16.to_be_bytes());
+    Ipv4Packet::new_checked(&mut short[..])
+        .unwrap()
+        .fill_checksum();
+    for p in [long, short] {
+        assert_eq!(
+            run(&mut e, &p, 1500).0,
+            Transmit::Drop(DropReason::Malformed)
+        );
+    }
+    assert_eq!(e.counters.drops[DropReason::Malformed as usize], 2);
+    // Another protocol cut short is the host's business.
+    let mut gre = tcp(C, 40000, V, 80, SYN);
+    gre[9] = 47;
+    Ipv4Packet::new_checked(&mut gre[..])
+        .unwrap()
+        .fill_checksum();
+    assert_eq!(
+        run(&mut e, &gre[..22], 1500).0,
+        Transmit::Drop(DropReason::Malformed)
+    );
+    assert_eq!(run(&mut e, &gre, 1500).0, Transmit::Pass);
+}

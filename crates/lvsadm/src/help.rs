@@ -38,6 +38,9 @@ socket. Any of the forms above may also carry:
 Without arguments, {p} lists the table (same as -L).
   {p} --sysctl [NAME[=VALUE]]    list IPVS's sysctls (net.ipv4.vs.*) as lvsd
                                        has them, show one, or set one
+  {p} --counters                 lvsd's own counters: packets per forwarding
+                                       method, ICMP errors and resets sent,
+                                       drops by reason, packet I/O
 
 Commands (the first option must be one of these):
   --add-service     -A        add a virtual service with options

@@ -111,6 +111,30 @@ fn parse_sysctl(args: &[String]) -> Result<SysctlCmd, String> {
     }
 }
 
+/// `lvsadm --counters`: lvsd's own counters, one `NAME VALUE` per line
+/// (an lvsd extension: packets per forwarding method, replies, drops by
+/// reason, packet I/O).
+fn counters(path: &Path, rest: &[String]) -> i32 {
+    if let Some(extra) = rest.first() {
+        err(&format!(
+            "lvsadm: --counters takes no argument (got `{extra}`)\n"
+        ));
+        return 2;
+    }
+    match request(path, &Request::GetCounters) {
+        Ok(Response::Counters(v)) => {
+            let w = v.iter().map(|c| c.name.len()).max().unwrap_or(0);
+            out(&v
+                .iter()
+                .map(|c| format!("{:<w$} {}\n", c.name, c.value))
+                .collect::<String>());
+            0
+        }
+        Ok(r) => report(Failure::Unexpected(r), 2),
+        Err(f) => report(f, 2),
+    }
+}
+
 /// `lvsadm --sysctl`: list all as `net.ipv4.vs.NAME = VALUE`, show one, or set one.
 fn sysctl(path: &Path, args: &[String]) -> i32 {
     let cmd = match parse_sysctl(args) {
@@ -308,6 +332,9 @@ fn main() {
         .is_some_and(|a| a == "--sysctl" || a.starts_with("--sysctl="))
     {
         std::process::exit(sysctl(&path, &args));
+    }
+    if args.first().is_some_and(|a| a == "--counters") {
+        std::process::exit(counters(&path, &args[1..]));
     }
     let code = match parse_args(&args) {
         Ok(cmd) => execute(cmd, &path, &argv0),

@@ -108,15 +108,16 @@ impl ControlServer {
         self.wake.as_raw_fd()
     }
 
-    /// Answers every waiting request against `engine`. Returns true if the
+    /// Answers every waiting request against `engine` (`io`: the daemon's
+    /// own counters, for `lvsadm --counters`). Returns true if the
     /// configuration changed.
-    pub fn serve(&self, engine: &mut Engine, now_ms: u64) -> bool {
+    pub fn serve(&self, engine: &mut Engine, now_ms: u64, io: &[(&str, u64)]) -> bool {
         let mut buf = [0u8; 8];
         // SAFETY: reading 8 bytes from our eventfd into a live buffer.
         unsafe { libc::read(self.wake.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
         let mut changed = false;
         while let Ok(p) = self.requests.try_recv() {
-            let (resp, ch) = engine_ops::apply(engine, &p.request, now_ms);
+            let (resp, ch) = engine_ops::apply_with(engine, &p.request, now_ms, io);
             changed |= ch;
             let _ = p.reply.send(resp);
         }

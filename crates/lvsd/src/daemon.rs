@@ -57,6 +57,28 @@ struct Counters {
     segments: u64,
 }
 
+impl Counters {
+    /// Every counter by name (`lvsadm --counters` shows them as `io.*`).
+    fn list(&self, neighbours: usize) -> [(&'static str, u64); 14] {
+        [
+            ("rx_frames", self.rx),
+            ("tx_frames", self.tx),
+            ("rx_csum_partial", self.rx_csum_partial),
+            ("rx_gso", self.rx_gso),
+            ("rx_vlan_other_interface", self.rx_vlan_other),
+            ("tx_fragments", self.fragments),
+            ("tx_segments", self.segments),
+            ("drop_no_route", self.no_route),
+            ("drop_no_neighbour", self.no_neighbour),
+            ("tx_refused", self.tx_refused),
+            ("arp_replies", self.arp_replies),
+            ("icmp_ratelimited", self.icmp_ratelimited),
+            ("parked_for_arp", self.parked),
+            ("neighbours", neighbours as u64),
+        ]
+    }
+}
+
 /// A token bucket of one token per millisecond, `BURST` deep.
 struct IcmpLimit {
     tokens: u64,
@@ -298,7 +320,9 @@ pub fn run(opts: Options) -> Result<(), String> {
                 }
             }
         }
-        if fds[nports].revents & libc::POLLIN != 0 && control.serve(&mut d.engine, now_ms) {
+        if fds[nports].revents & libc::POLLIN != 0
+            && control.serve(&mut d.engine, now_ms, &d.counters.list(d.neigh.len()))
+        {
             if let Err(e) = guard.update(&d.engine) {
                 eprintln!("lvsd: warning: {e}");
             }

@@ -12,8 +12,20 @@ use lvs_core::{
 };
 
 /// Applies one request; returns the answer and whether the configuration changed.
+#[cfg(test)]
 pub fn apply(engine: &mut Engine, req: &Request, now_ms: u64) -> (Response, bool) {
+    apply_with(engine, req, now_ms, &[])
+}
+
+/// `apply`, with the daemon's own counters (`io.*`) for `GetCounters`.
+pub fn apply_with(
+    engine: &mut Engine,
+    req: &Request,
+    now_ms: u64,
+    io: &[(&str, u64)],
+) -> (Response, bool) {
     let r = match req {
+        Request::GetCounters => return (counters(engine, io), false),
         Request::ListServices => return (services(engine, None), false),
         Request::GetService(k) => return (services(engine, Some(key(k))), false),
         Request::ListConnections => return (connections(engine, now_ms), false),
@@ -69,6 +81,43 @@ pub fn apply(engine: &mut Engine, req: &Request, now_ms: u64) -> (Response, bool
         Ok(()) => (Response::Ok, true),
         Err(e) => (error(e), false),
     }
+}
+
+/// The engine's counters, drops by reason, then the daemon's.
+fn counters(engine: &Engine, io: &[(&str, u64)]) -> Response {
+    let c = &engine.counters;
+    let mut v: Vec<ctl::Counter> = [
+        ("engine.connections_created", c.conns),
+        ("engine.connections_expired", c.expired),
+        ("engine.sent_masq", c.sent_masq),
+        ("engine.sent_route", c.sent_route),
+        ("engine.sent_tunnel", c.sent_tunnel),
+        ("engine.forwarded_untouched", c.passed_untouched),
+        ("engine.icmp_port_unreachable", c.unreachable),
+        ("engine.icmp_frag_needed", c.icmp_frag_needed),
+        ("engine.icmp_time_exceeded", c.icmp_time_exceeded),
+        ("engine.icmp_tunnel_relayed", c.icmp_relayed),
+        ("engine.icmp_nat_icmp_send", c.nat_icmp_sent),
+        ("engine.tcp_resets", c.resets),
+        ("engine.defense_dropped_entries", c.defense_dropped_entries),
+    ]
+    .iter()
+    .map(|&(n, value)| ctl::Counter {
+        name: n.to_string(),
+        value,
+    })
+    .collect();
+    for r in lvs_core::DropReason::ALL {
+        v.push(ctl::Counter {
+            name: format!("drop.{}", r.name()),
+            value: c.drops[r as usize],
+        });
+    }
+    v.extend(io.iter().map(|&(n, value)| ctl::Counter {
+        name: format!("io.{n}"),
+        value,
+    }));
+    Response::Counters(v)
 }
 
 /// The engine's service options from a control-protocol service.

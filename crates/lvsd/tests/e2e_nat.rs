@@ -865,6 +865,25 @@ fn vlan_tagged_frames_are_not_handled_on_the_parent_interface() {
         !listing.contains(":47001"),
         "the tagged SYN was balanced: {listing}"
     );
+    // The same counters live, through lvsadm.
+    let (code, counters, e) = lvsadm(&director.sock, &["--counters"]);
+    assert_eq!(code, 0, "{e}");
+    let value = |name: &str| {
+        counters
+            .lines()
+            .find_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some(name)).then(|| w.next().unwrap_or("").to_string())
+            })
+            .unwrap_or_else(|| panic!("no {name} in {counters}"))
+    };
+    assert_eq!(value("io.rx_vlan_other_interface"), "1", "{counters}");
+    // The SYN, and the real server's answer (a reset: nothing listens).
+    assert!(
+        value("engine.sent_masq").parse::<u64>().unwrap() >= 1,
+        "{counters}"
+    );
+    assert_eq!(value("drop.malformed"), "0", "{counters}");
     let log = director.stop(&lab);
     assert_eq!(reported(&log, "VLAN-tagged frames"), 1, "{log}");
     lab.close().expect("clean up the lab");
