@@ -25,7 +25,8 @@ use std::process::ExitCode;
 /// interfaces that are up (except loopback and bridge/bond ports), or to
 /// those the configuration names with `interface NAME`, answers ARP for
 /// every virtual IP and announces them with a gratuitous ARP, and balances
-/// the configured directors in NAT mode. While it runs, an nftables table
+/// the configured directors by direct routing (the default), NAT or IP
+/// tunnelling (IPIP, GUE, GRE), per real server. While it runs, an nftables table
 /// `netdev lvsd` keeps the kernel from also handling the balanced packets (without
 /// nft: kernel IPv4 forwarding is switched off instead). SIGTERM or SIGINT
 /// stops it cleanly and removes what it installed.
@@ -40,8 +41,8 @@ use std::process::ExitCode;
     after_help = "Examples:\n  lvsd --config /etc/lvsd.conf\n  lvsd --config empty.conf --control /run/lvsd/test.sock\n  sudo lvsd demo"
 )]
 struct Cli {
-    /// Director configuration file (see README: `director NAME IP:PORT TCP|UDP`,
-    /// `balance roundrobin`, `mode nat`, `server NAME IP[:PORT] [weight N]`).
+    /// Director configuration file (see README: `director NAME IP:PORT TCP|UDP|SCTP`,
+    /// `balance roundrobin`, `mode gateway|nat|tunnel …`, `server NAME IP[:PORT] [weight N]`).
     /// Without one, lvsd starts with no services; add them with lvsadm.
     #[arg(long, short = 'f', value_name = "FILE")]
     config: Option<PathBuf>,
