@@ -769,3 +769,60 @@ fn malformed_packets_are_dropped_and_counted() {
     );
     assert_eq!(run(&mut e, &gre, 1500).0, Transmit::Pass);
 }
+
+#[test]
+fn an_offloaded_sctp_crc_is_finished_by_the_engine_and_no_offload_is_asked() {
+    use lvs_core::proto::sctp;
+    let mut e = Engine::new(11);
+    let key = ServiceKey {
+        protocol: ipproto::SCTP,
+        addr: ip(V),
+        port: 80,
+    };
+    e.add_service(key, "rr", 0).unwrap();
+    e.add_dest(
+        key,
+        DestConfig {
+            addr: ip(R),
+            port: 80,
+            forward: Forward::Route,
+            tunnel: Tunnel::default(),
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        },
+    )
+    .unwrap();
+    // An SCTP INIT with its CRC left for offload (zero).
+    let mut l4 = vec![0u8; 12 + 20];
+    l4[0..2].copy_from_slice(&5000u16.to_be_bytes());
+    l4[2..4].copy_from_slice(&80u16.to_be_bytes());
+    l4[12] = 1; // INIT
+    l4[14..16].copy_from_slice(&20u16.to_be_bytes());
+    let mut pkt = vec![0u8; 20];
+    pkt[0] = 0x45;
+    pkt[2..4].copy_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+    pkt[8] = 64;
+    pkt[9] = ipproto::SCTP;
+    pkt[12..16].copy_from_slice(&C);
+    pkt[16..20].copy_from_slice(&V);
+    pkt.extend_from_slice(&l4);
+    Ipv4Packet::new_checked(&mut pkt[..])
+        .unwrap()
+        .fill_checksum();
+    let mut buf = vec![0u8; HEADROOM + pkt.len()];
+    buf[HEADROOM..].copy_from_slice(&pkt);
+    let mut p = PacketBuf::new(&mut buf, HEADROOM);
+    p.csum_partial = true;
+    let Transmit::Send(s) = e.process(0, &mut p, &paths(1500)) else {
+        panic!()
+    };
+    assert_eq!(s.method, Method::Route);
+    assert!(!s.csum_partial, "a virtio header cannot ask for a CRC32c");
+    let out = &buf[s.start + 20..s.start + s.len];
+    assert_eq!(
+        sctp::checksum(out).map(|c| c.to_le_bytes()),
+        Some([out[8], out[9], out[10], out[11]]),
+        "the CRC32c is filled in"
+    );
+}

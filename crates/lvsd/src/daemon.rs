@@ -535,11 +535,6 @@ impl Director {
             offload.gso_size = 0;
             offload.hdr_len = 0;
         }
-        // The engine completes an offloaded SCTP CRC32c itself; the virtio
-        // header cannot say "CRC", so it must not ask for an Internet checksum.
-        if frame.get(s.start + 9) == Some(&lvs_core::wire::ipproto::SCTP) {
-            offload.csum_partial = false;
-        }
         let Some(fstart) = s.start.checked_sub(ETH_HDR) else {
             return;
         };

@@ -384,19 +384,36 @@ pub(crate) fn lookup(paths: &impl Paths, to: IpAddr, on_local: Transmit) -> Resu
 }
 
 /// Sends `pkt` as it now is in the buffer along `path` (any fragmentation
-/// left to the I/O layer; the offload request travels with it).
+/// left to the I/O layer; the offload request travels with it — except for
+/// SCTP, whose CRC32c a virtio header cannot ask for: the engine has
+/// finished it, see `finish_sctp_crc`).
 #[inline(always)]
 pub(crate) fn send(method: Method, pkt: &PacketBuf, path: Path) -> Transmit {
+    let partial = pkt.csum_partial && pkt.bytes().get(9) != Some(&crate::wire::ipproto::SCTP);
     Transmit::Send(Send {
         method,
         port: path.port,
         next_hop: path.next_hop,
         start: pkt.start,
         len: pkt.len,
-        csum_partial: pkt.csum_partial,
+        csum_partial: partial,
         fragment: fragment_hint(pkt.len, path.mtu, pkt.is_gso()),
         segment: None,
     })
+}
+
+/// An SCTP packet whose CRC32c was left for offload and that no rewrite
+/// recomputed (direct routing, forwarding): the engine finishes it, since
+/// the I/O layer's offload request can only ask for an Internet checksum.
+pub(crate) fn finish_sctp_crc(pkt: &mut PacketBuf) {
+    if !pkt.csum_partial {
+        return;
+    }
+    if let Ok(mut ip) = Ipv4Packet::new_checked(pkt.bytes_mut()) {
+        if ip.protocol() == crate::wire::ipproto::SCTP {
+            crate::proto::sctp::fill_checksum(ip.payload_mut());
+        }
+    }
 }
 
 /// The fragmentation left to the I/O layer: a packet over the path MTU that

@@ -49,5 +49,6 @@ fn unchanged(
     if let Err(t) = prepare(pkt, path.mtu, true, from, ttl_first, false) {
         return t;
     }
+    super::finish_sctp_crc(pkt);
     send(method, pkt, path)
 }
