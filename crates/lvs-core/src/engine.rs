@@ -74,7 +74,7 @@ pub enum Verdict {
 impl Verdict {
     fn of(t: Transmit) -> Verdict {
         match t {
-            Transmit::Pass => Verdict::NotOurs,
+            Transmit::Pass | Transmit::Held => Verdict::NotOurs,
             Transmit::Drop(r) => Verdict::Drop(r),
             Transmit::Send(s) => Verdict::Forward { to: s.next_hop },
             Transmit::Reply(Reply::Icmp {
@@ -126,10 +126,13 @@ pub enum DropReason {
     /// A tunnel path's "fragmentation needed" about a client packet without
     /// DF: its MTU was learned, nothing is passed on (§9.2).
     TunnelPmtuLearned = 11,
+    /// A fragment that cannot be reassembled (overlap, inconsistent
+    /// lengths, the reassembly queue full, no room for the datagram).
+    Fragment = 12,
 }
 
 /// Number of `DropReason` values.
-pub const DROP_REASONS: usize = 12;
+pub const DROP_REASONS: usize = 13;
 
 impl DropReason {
     /// Every reason, in counter order.
@@ -146,6 +149,7 @@ impl DropReason {
         DropReason::Malformed,
         DropReason::FragNeeded,
         DropReason::TunnelPmtuLearned,
+        DropReason::Fragment,
     ];
     /// A short name for listings and logs.
     pub fn name(self) -> &'static str {
@@ -162,6 +166,7 @@ impl DropReason {
             DropReason::Malformed => "malformed",
             DropReason::FragNeeded => "frag_needed",
             DropReason::TunnelPmtuLearned => "tunnel_pmtu_learned",
+            DropReason::Fragment => "fragment",
         }
     }
 }
@@ -208,6 +213,9 @@ pub struct EngineCounters {
     pub icmp_frag_needed: u64,
     /// Tunnel paths' ICMP errors passed on to the client (§9.2).
     pub icmp_relayed: u64,
+    /// Fragments kept for reassembly, and datagrams made whole.
+    pub fragments_held: u64,
+    pub reassembled: u64,
     /// Packets sent per method: NAT, direct routing, tunnel.
     pub sent_masq: u64,
     pub sent_route: u64,
@@ -294,6 +302,8 @@ pub struct Engine {
     rng: Rng,
     /// Outer IP IDs and the GUE source-port hash key.
     tunnel: TunnelState,
+    /// Fragments of datagrams IPVS sees whole (§1).
+    frags: crate::frag::Reassembly,
     next_dest_uid: u64,
     /// Last time the schedulers' periodic hooks ran.
     last_sched_tick: u64,
@@ -391,6 +401,7 @@ impl Engine {
                 hash_key: (seed >> 32) as u32 ^ seed as u32,
                 pmtu: HashMap::new(),
             },
+            frags: Default::default(),
             next_dest_uid: 0,
             last_sched_tick: 0,
             sched_bound: false,
@@ -1170,6 +1181,7 @@ impl Engine {
         let c = &mut self.counters;
         match t {
             Transmit::Pass | Transmit::Send(_) => {}
+            Transmit::Held => c.fragments_held += 1,
             Transmit::Drop(r) => c.drops[r as usize] += 1,
             Transmit::Reply(Reply::TcpReset) => c.resets += 1,
             Transmit::Reply(Reply::Icmp { error, from }) => match error {
@@ -1196,10 +1208,8 @@ impl Engine {
             return Transmit::Drop(DropReason::Malformed);
         };
         let protocol = ip.protocol();
-        // Fragments are not handled yet: leave them to the host (which drops
-        // what is addressed to a VIP it does not have).
         if ip.frag_offset() != 0 || ip.more_frags() {
-            return Transmit::Pass;
+            return self.reassemble(now, pkt, paths);
         }
         if protocol == ipproto::ICMP {
             // §9: errors about a connection's packets; any other ICMP is
@@ -1317,6 +1327,44 @@ impl Engine {
             }
         }
         t
+    }
+
+    /// A fragment (§1): one of a datagram to a virtual address, or from a
+    /// NAT real server, is kept until its datagram is whole, which is then
+    /// processed in its place (and fragmented again on output when it is
+    /// over the path MTU). Other fragments are the host's.
+    #[cold]
+    fn reassemble(&mut self, now: u64, pkt: &mut PacketBuf, paths: &impl Paths) -> Transmit {
+        let b = pkt.bytes();
+        let (protocol, src, dst) = (
+            b[9],
+            IpAddr::V4(std::net::Ipv4Addr::new(b[12], b[13], b[14], b[15])),
+            IpAddr::V4(std::net::Ipv4Addr::new(b[16], b[17], b[18], b[19])),
+        );
+        let ours = self.vips.contains_key(&dst)
+            || self
+                .nat_rs
+                .keys()
+                .any(|&(p, a, _)| p == protocol && a == src);
+        if !ours {
+            return Transmit::Pass;
+        }
+        match self.frags.add(now, pkt.bytes()) {
+            crate::frag::Outcome::Held => Transmit::Held,
+            crate::frag::Outcome::Dropped => Transmit::Drop(DropReason::Fragment),
+            crate::frag::Outcome::Complete(slot) => {
+                let start = pkt.start;
+                let Some(len) = self.frags.take(slot, &mut pkt.buf[start..]) else {
+                    return Transmit::Drop(DropReason::Fragment);
+                };
+                self.counters.reassembled += 1;
+                pkt.len = len;
+                pkt.csum_partial = false;
+                pkt.gso_size = 0;
+                // Whole now: processed like any packet (it is no fragment).
+                self.process_inner(now, pkt, paths)
+            }
+        }
     }
 
     /// An ICMP error about one of our tunnel packets (§9.2, tunnel errors):

@@ -7,6 +7,7 @@
 pub mod conn;
 pub mod defense;
 pub mod engine;
+pub mod frag;
 pub mod nat;
 pub mod proto;
 pub mod rng;

@@ -840,12 +840,14 @@ struct Tally {
     time_exceeded: u64,
     frag_needed: u64,
     relayed: u64,
+    held: u64,
 }
 
 impl Tally {
     fn add(&mut self, t: &Transmit) {
         match *t {
             Transmit::Pass => {}
+            Transmit::Held => self.held += 1,
             Transmit::Send(s) => {
                 let i = match s.method {
                     Method::Masq => 0,
@@ -886,6 +888,7 @@ impl Tally {
         prop_assert_eq!(c.icmp_time_exceeded, self.time_exceeded);
         prop_assert_eq!(c.icmp_frag_needed, self.frag_needed);
         prop_assert_eq!(c.icmp_relayed, self.relayed);
+        prop_assert_eq!(c.fragments_held, self.held);
         Ok(())
     }
 }
@@ -1020,7 +1023,7 @@ fn check_answer(
                 }
             }
         }
-        Transmit::Pass | Transmit::Drop(_) => {}
+        Transmit::Pass | Transmit::Drop(_) | Transmit::Held => {}
     }
     Ok(())
 }

@@ -647,13 +647,13 @@ impl Director {
             self.counters.rx_vlan_other += 1;
             return;
         }
-        let frame = &mut frame[..meta.start + meta.len];
-        let eth = &frame[meta.start..];
+        let end = meta.start + meta.len;
+        let eth = &frame[meta.start..end];
         let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
         let src_mac: [u8; 6] = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
         match ethertype {
             ETHERTYPE_ARP => {
-                let Some(a) = arp::parse(&frame[meta.start + ETH_HDR..]) else {
+                let Some(a) = arp::parse(&frame[meta.start + ETH_HDR..end]) else {
                     return;
                 };
                 self.neigh.learn(port, a.sender_ip, a.sender_mac);
@@ -685,7 +685,7 @@ impl Director {
                 };
                 self.counters.rx_csum_partial += u64::from(meta.offload.csum_partial);
                 self.counters.rx_gso += u64::from(meta.offload.gso_type != 0);
-                let mut pkt = PacketBuf::new(&mut frame[..meta.start + meta.len], ip_start);
+                let mut pkt = PacketBuf::with_len(frame, ip_start, meta.len - ETH_HDR);
                 pkt.csum_partial = meta.offload.csum_partial;
                 if meta.offload.gso_type != 0 {
                     pkt.gso_size = meta.offload.gso_size.max(1);
@@ -700,7 +700,7 @@ impl Director {
                 let quote = pkt.start..pkt.start + pkt.len;
                 let encap = pkt.encap;
                 match t {
-                    Transmit::Pass | Transmit::Drop(_) => {}
+                    Transmit::Pass | Transmit::Drop(_) | Transmit::Held => {}
                     Transmit::Send(s) => {
                         // Remember on-link senders so replies need no ARP round trip.
                         if let Some((p, nh)) = self.route(src) {

@@ -99,6 +99,8 @@ fn counters(engine: &Engine, io: &[(&str, u64)]) -> Response {
         ("engine.icmp_tunnel_relayed", c.icmp_relayed),
         ("engine.icmp_nat_icmp_send", c.nat_icmp_sent),
         ("engine.tcp_resets", c.resets),
+        ("engine.fragments_held", c.fragments_held),
+        ("engine.reassembled", c.reassembled),
         ("engine.defense_dropped_entries", c.defense_dropped_entries),
     ]
     .iter()

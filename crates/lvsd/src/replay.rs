@@ -93,6 +93,8 @@ struct Tally {
     frames: u64,
     not_ipv4: u64,
     passed: u64,
+    /// Fragments kept until their datagram was whole.
+    held: u64,
     sent: BTreeMap<&'static str, u64>,
     replies: BTreeMap<&'static str, u64>,
     drops: BTreeMap<&'static str, u64>,
@@ -180,12 +182,13 @@ pub fn run(o: &Options) -> Result<String, String> {
         engine.handle_timeout(now);
         let len = ip.len().min(buf.len() - HEADROOM);
         buf[HEADROOM..HEADROOM + len].copy_from_slice(&ip[..len]);
-        let mut pkt = PacketBuf::new(&mut buf[..HEADROOM + len], HEADROOM);
+        let mut pkt = PacketBuf::with_len(&mut buf, HEADROOM, len);
         let answer = engine.process(now, &mut pkt, &paths);
         // What a reply quotes: the packet as the engine left it.
         let quote = pkt.start..pkt.start + pkt.len;
         match answer {
             Transmit::Pass => t.passed += 1,
+            Transmit::Held => t.held += 1,
             Transmit::Drop(r) => *t.drops.entry(r.name()).or_default() += 1,
             Transmit::Send(s) => {
                 *t.sent.entry(method_name(s.method)).or_default() += 1;
@@ -283,8 +286,8 @@ fn text_report(e: &Engine, t: &Tally) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "frames: {} read, {} not IPv4, {} left to the host, {} written",
-        t.frames, t.not_ipv4, t.passed, t.written
+        "frames: {} read, {} not IPv4, {} left to the host, {} fragments held for reassembly, {} written",
+        t.frames, t.not_ipv4, t.passed, t.held, t.written
     );
     let list = |m: &BTreeMap<&str, u64>| {
         if m.is_empty() {
@@ -348,6 +351,7 @@ fn json(e: &Engine, t: &Tally) -> String {
         "frames": t.frames,
         "not_ipv4": t.not_ipv4,
         "passed": t.passed,
+        "held": t.held,
         "written": t.written,
         "sent": t.sent,
         "replies": t.replies,

@@ -888,3 +888,45 @@ fn vlan_tagged_frames_are_not_handled_on_the_parent_interface() {
     assert_eq!(reported(&log, "VLAN-tagged frames"), 1, "{log}");
     lab.close().expect("clean up the lab");
 }
+
+/// A UDP datagram larger than the MTU arrives in fragments: lvsd keeps
+/// them until the datagram is whole, translates it and sends it on in
+/// fragments again (as the kernel reassembles before IPVS); the real
+/// server's kernel reassembles it and answers.
+#[test]
+fn fragmented_udp_through_nat_is_reassembled_and_answered() {
+    let (_g, lab) = nat_lab("lvtfrag", 1);
+    let servers = lab.start_identity_servers(80, 53).expect("real servers");
+    let director = Director::start(
+        &lab,
+        "frag",
+        "director dns 198.18.0.100:53 UDP\n  mode nat\n  server rs1 198.18.1.11:53\n",
+    );
+    let payload = vec![0x42u8; 4000];
+    let reply = lab
+        .run_in(lab.client_ns(), move || {
+            lvs_lab::udp_exchange(
+                45000,
+                SocketAddrV4::new(VIP, 53),
+                &payload,
+                Duration::from_secs(3),
+            )
+        })
+        .expect("udp client")
+        .expect("an answer to the fragmented datagram");
+    assert_eq!(reply, b"rs1\n", "{:?}", String::from_utf8_lossy(&reply));
+    assert_eq!(servers[0].udp_requests(), 1);
+    let counters = lvsadm_ok(&director.sock, &["--counters"]);
+    let value = |name: &str| -> u64 {
+        counters
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().parse().unwrap()))
+            .unwrap_or_else(|| panic!("no {name} in {counters}"))
+    };
+    // 4000 bytes over a 1500-byte link: 3 fragments, 2 held, 1 completes.
+    assert_eq!(value("engine.fragments_held "), 2, "{counters}");
+    assert_eq!(value("engine.reassembled "), 1, "{counters}");
+    assert_eq!(value("io.tx_fragments "), 3, "{counters}");
+    director.stop(&lab);
+    lab.close().expect("clean up the lab");
+}

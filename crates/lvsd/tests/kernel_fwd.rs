@@ -19,11 +19,7 @@ use std::process::Command;
 
 /// Steps where lvsd differs from the kernel on purpose or for a gap it
 /// says in the README: (scenario, step index, why).
-const KNOWN: &[(&str, usize, &str)] = &[(
-    "nat-udp-frag",
-    1,
-    "incoming IPv4 fragments are not reassembled yet (README: not yet); the kernel reassembles, translates and fragments again",
-)];
+const KNOWN: &[(&str, usize, &str)] = &[];
 
 /// Scenario-wide differences: (scenario, why) — every step may differ.
 const KNOWN_SCENARIOS: &[(&str, &str)] = &[];

@@ -51,6 +51,21 @@ pub struct PacketBuf<'a> {
 }
 
 impl<'a> PacketBuf<'a> {
+    /// A packet of `len` bytes at `start` in `buf`; the bytes after it are
+    /// room the engine may use (a reassembled datagram is written there).
+    pub fn with_len(buf: &'a mut [u8], start: usize, len: usize) -> Self {
+        let len = len.min(buf.len().saturating_sub(start));
+        PacketBuf {
+            buf,
+            start,
+            len,
+            csum_partial: false,
+            gso_size: 0,
+            relay_icmp: false,
+            encap: None,
+        }
+    }
+
     /// A packet filling `buf` from `start` to the end.
     pub fn new(buf: &'a mut [u8], start: usize) -> Self {
         let len = buf.len().saturating_sub(start);
@@ -268,6 +283,9 @@ pub enum Transmit {
     Send(Send),
     /// Discard it and answer its source.
     Reply(Reply),
+    /// Kept by the engine: a fragment waiting for the rest of its
+    /// datagram, which is processed whole when it arrives.
+    Held,
 }
 
 /// The knobs of the transmit paths.

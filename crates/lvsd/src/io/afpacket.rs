@@ -281,7 +281,9 @@ impl PacketIo for AfPacket {
 
     fn rx_frame(&mut self, i: usize) -> (&mut [u8], RxMeta) {
         let total = self.rx_len[i].min(SLOT - HEADROOM);
-        let slot = &mut self.rx_buf[i * SLOT..i * SLOT + HEADROOM + total];
+        // The whole slot: room after the frame too (a reassembled datagram
+        // is written there).
+        let slot = &mut self.rx_buf[i * SLOT..(i + 1) * SLOT];
         let pkttype = self.rx_addr[i].sll_pkttype;
         if total < VNET_LEN {
             let meta = RxMeta {

@@ -55,7 +55,8 @@ pub trait PacketIo {
     /// returns how many frames arrived (0 when none is waiting).
     fn recv(&mut self, port: PortId) -> io::Result<usize>;
     /// The buffer of frame `i` of the last `recv` (headroom, then the
-    /// Ethernet frame at `meta.start`) and its metadata.
+    /// Ethernet frame at `meta.start`, `meta.len` bytes, then free room up
+    /// to at least 64 KiB of frame) and its metadata.
     fn rx_frame(&mut self, i: usize) -> (&mut [u8], RxMeta);
     /// Queues the bytes `start..start + len` of frame `i`'s buffer (an
     /// Ethernet frame, which may now begin in the headroom) for sending on `out`.
