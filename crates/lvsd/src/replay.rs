@@ -362,3 +362,41 @@ fn json(e: &Engine, t: &Tally) -> String {
     out.push('\n');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_of_any_shape_never_panic_the_link_layer() {
+        let mut x: u32 = 0x9e37_79b9;
+        for n in 0..20_000usize {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let len = (x as usize) % 80;
+            let mut f: Vec<u8> = (0..len).map(|i| (x >> (i % 24)) as u8).collect();
+            // Often a VLAN tag or IPv4 ethertype, to reach the inner paths.
+            if len > 17 && n % 3 == 0 {
+                f[12..14].copy_from_slice(&[0x81, 0x00]);
+                f[16..18].copy_from_slice(&[0x08, 0x00]);
+            } else if len > 14 && n % 3 == 1 {
+                f[12..14].copy_from_slice(&[0x08, 0x00]);
+            }
+            for link in [pcap::LINKTYPE_ETHERNET, pcap::LINKTYPE_RAW] {
+                if let Some(ip) = ip_of(link, &f) {
+                    assert_eq!(ip[0] >> 4, 4);
+                }
+            }
+        }
+        // A tagged IPv4 frame gives the packet after the tag.
+        let mut f = vec![0u8; 18 + 20];
+        f[12..14].copy_from_slice(&[0x81, 0x00]);
+        f[16..18].copy_from_slice(&[0x08, 0x00]);
+        f[18] = 0x45;
+        assert_eq!(
+            ip_of(pcap::LINKTYPE_ETHERNET, &f).map(|p| p.len()),
+            Some(20)
+        );
+    }
+}
