@@ -521,7 +521,8 @@ impl Director {
         // The offload request follows the packet only when its L4 checksum
         // is still partial at the same place (NAT, DR); an encapsulated or
         // completed packet asks for nothing. GSO metadata stays for packets
-        // that were not encapsulated (the engine refuses GSO tunnels).
+        // that were not encapsulated (super-packets for a tunnel are cut
+        // below, by `s.segment`).
         let mut offload = rx_offload;
         offload.csum_partial = s.csum_partial;
         if !s.csum_partial {

@@ -56,6 +56,10 @@ impl TunnelState {
         now: u64,
         sending: bool,
     ) -> u16 {
+        // Usually nothing was learned: no hashing on the packet path.
+        if self.pmtu.is_empty() {
+            return route_mtu;
+        }
         match self.pmtu.get_mut(&rip) {
             Some(p) if p.expires_ms > now => {
                 p.cached |= sending;

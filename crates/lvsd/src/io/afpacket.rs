@@ -18,7 +18,9 @@ const HEADROOM: usize = lvs_core::xmit::HEADROOM;
 const SLOT: usize = HEADROOM + VNET_LEN + 65536 + 64;
 /// Slots for frames the daemon builds itself, per flush.
 const NEW_SLOTS: usize = 64;
-const NEW_SLOT: usize = VNET_LEN + 1600;
+/// Room for a jumbo frame (fragments and segments lvsd makes itself follow
+/// the path MTU, up to 9216).
+const NEW_SLOT: usize = VNET_LEN + 9216 + 64;
 
 const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
 const PACKET_VNET_HDR: libc::c_int = 15;
