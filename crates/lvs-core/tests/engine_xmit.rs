@@ -23,9 +23,15 @@ const R: [u8; 4] = [198, 18, 1, 11];
 const DIRECTOR: [u8; 4] = [198, 18, 1, 1];
 
 fn engine(forward: Forward, tunnel: Tunnel) -> Engine {
+    engine_with(ipproto::TCP, forward, tunnel, 80)
+}
+
+/// An engine with one service on VIP:80 of `protocol` and the real server
+/// R on `dport`, reached with `forward` (and `tunnel`).
+fn engine_with(protocol: u8, forward: Forward, tunnel: Tunnel, dport: u16) -> Engine {
     let mut e = Engine::new(7);
     let key = ServiceKey {
-        protocol: ipproto::TCP,
+        protocol,
         addr: ip(V),
         port: 80,
     };
@@ -34,7 +40,7 @@ fn engine(forward: Forward, tunnel: Tunnel) -> Engine {
         key,
         DestConfig {
             addr: ip(R),
-            port: 80,
+            port: dport,
             forward,
             tunnel,
             weight: 1,
@@ -418,27 +424,7 @@ fn icmp_ok(p: &[u8]) -> bool {
 }
 
 fn nat_engine() -> Engine {
-    let mut e = Engine::new(9);
-    let key = ServiceKey {
-        protocol: ipproto::TCP,
-        addr: ip(V),
-        port: 80,
-    };
-    e.add_service(key, "rr", 0).unwrap();
-    e.add_dest(
-        key,
-        DestConfig {
-            addr: ip(R),
-            port: 8080,
-            forward: Forward::Masq,
-            tunnel: Tunnel::default(),
-            weight: 1,
-            u_threshold: 0,
-            l_threshold: 0,
-        },
-    )
-    .unwrap();
-    e
+    engine_with(ipproto::TCP, Forward::Masq, Tunnel::default(), 8080)
 }
 
 #[test]
@@ -773,26 +759,7 @@ fn malformed_packets_are_dropped_and_counted() {
 #[test]
 fn an_offloaded_sctp_crc_is_finished_by_the_engine_and_no_offload_is_asked() {
     use lvs_core::proto::sctp;
-    let mut e = Engine::new(11);
-    let key = ServiceKey {
-        protocol: ipproto::SCTP,
-        addr: ip(V),
-        port: 80,
-    };
-    e.add_service(key, "rr", 0).unwrap();
-    e.add_dest(
-        key,
-        DestConfig {
-            addr: ip(R),
-            port: 80,
-            forward: Forward::Route,
-            tunnel: Tunnel::default(),
-            weight: 1,
-            u_threshold: 0,
-            l_threshold: 0,
-        },
-    )
-    .unwrap();
+    let mut e = engine_with(ipproto::SCTP, Forward::Route, Tunnel::default(), 80);
     // An SCTP INIT with its CRC left for offload (zero).
     let mut l4 = vec![0u8; 12 + 20];
     l4[0..2].copy_from_slice(&5000u16.to_be_bytes());

@@ -11,6 +11,8 @@
 //! reason; the test fails if one of them starts to agree (so the list
 //! stays true) as well as on any other difference.
 
+mod support;
+
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -135,49 +137,20 @@ fn config(v: &Value) -> String {
     out
 }
 
-/// A raw-IP pcap of the inputs, step k at k × 600 ms.
-fn pcap(steps: &[Vec<u8>]) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    v.extend_from_slice(&2u16.to_le_bytes());
-    v.extend_from_slice(&4u16.to_le_bytes());
-    v.extend_from_slice(&[0; 8]);
-    v.extend_from_slice(&65535u32.to_le_bytes());
-    v.extend_from_slice(&101u32.to_le_bytes());
-    for (k, p) in steps.iter().enumerate() {
-        let us = 600_000 * k as u64;
-        v.extend_from_slice(&((1_700_000_000 + us / 1_000_000) as u32).to_le_bytes());
-        v.extend_from_slice(&((us % 1_000_000) as u32).to_le_bytes());
-        v.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        v.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        v.extend_from_slice(p);
-    }
-    v
-}
+/// Steps are fed 600 ms apart, as they were recorded.
+const STEP_US: u64 = 600_000;
 
 /// The frames `lvsd replay` wrote, grouped by the input step (timestamp).
 fn outputs(bytes: &[u8], steps: usize) -> Vec<Vec<Vec<u8>>> {
     let mut out = vec![Vec::new(); steps];
-    let mut off = 24;
-    while off + 16 <= bytes.len() {
-        let rd = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());
-        let us = u64::from(rd(off) - 1_700_000_000) * 1_000_000 + u64::from(rd(off + 4));
-        let n = rd(off + 8) as usize;
-        out[(us / 600_000) as usize].push(bytes[off + 16..off + 16 + n].to_vec());
-        off += 16 + n;
+    for (us, r) in support::pcap_records(bytes) {
+        out[(us / STEP_US) as usize].push(r);
     }
     out
 }
 
 fn sum16(b: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    for c in b.chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
+    support::inet_sum(0, b)
 }
 
 /// Compares one frame, masking the kernel's unpredictable fields; checks
@@ -263,7 +236,7 @@ fn lvsd_replay_sends_what_linux_sends() {
         let conf = tmp.join(format!("{name}.conf"));
         std::fs::write(&conf, config(&v)).unwrap();
         let inp = tmp.join(format!("{name}.in.pcap"));
-        std::fs::write(&inp, pcap(&inputs)).unwrap();
+        std::fs::write(&inp, support::pcap(&inputs, 101, STEP_US)).unwrap();
         let outp = tmp.join(format!("{name}.out.pcap"));
         let rs = &v["director"]["rs_if"];
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_lvsd"));

@@ -1,54 +1,20 @@
 //! `lvsd replay`: the engine offline over a capture. Same input, same
 //! output; the frames written are the ones the director would send.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::Command;
 
-fn lvsd() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lvsd"))
-}
-
-/// A classic pcap (microseconds, Ethernet) of `frames` 1 ms apart.
-fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    v.extend_from_slice(&2u16.to_le_bytes());
-    v.extend_from_slice(&4u16.to_le_bytes());
-    v.extend_from_slice(&[0; 8]);
-    v.extend_from_slice(&65535u32.to_le_bytes());
-    v.extend_from_slice(&1u32.to_le_bytes());
-    for (i, f) in frames.iter().enumerate() {
-        v.extend_from_slice(&1_700_000_000u32.to_le_bytes());
-        v.extend_from_slice(&(i as u32 * 1000).to_le_bytes());
-        v.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        v.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        v.extend_from_slice(f);
-    }
-    v
-}
-
-/// Reads back the records of a pcap `lvsd replay` wrote (raw IP).
 fn records(bytes: &[u8]) -> Vec<Vec<u8>> {
-    assert_eq!(&bytes[20..24], &101u32.to_le_bytes(), "LINKTYPE_RAW");
-    let mut out = Vec::new();
-    let mut off = 24;
-    while off + 16 <= bytes.len() {
-        let n = u32::from_le_bytes(bytes[off + 8..off + 12].try_into().unwrap()) as usize;
-        out.push(bytes[off + 16..off + 16 + n].to_vec());
-        off += 16 + n;
-    }
-    out
+    support::pcap_records(bytes)
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect()
 }
 
 fn csum(b: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    for c in b.chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
+    !support::inet_sum(0, b)
 }
 
 /// An Ethernet frame with a TCP SYN (or ACK) client:port -> VIP:80.
@@ -85,8 +51,8 @@ fn run(dir: &Path, conf: &str, frames: &[Vec<u8>], report: &str) -> (String, Vec
     let i = dir.join("in.pcap");
     let o = dir.join("out.pcap");
     std::fs::write(&c, conf).unwrap();
-    std::fs::write(&i, pcap(frames)).unwrap();
-    let out = Command::new(lvsd())
+    std::fs::write(&i, support::pcap(frames, 1, 1000)).unwrap();
+    let out = Command::new(support::lvsd())
         .args(["replay", "--config"])
         .arg(&c)
         .arg("--pcap")
@@ -175,7 +141,7 @@ fn replay_refuses_what_it_cannot_read() {
     std::fs::write(&c, CONF).unwrap();
     let i = dir.join("in.pcap");
     std::fs::write(&i, b"\x0a\x0d\x0d\x0a not a classic pcap, but pcapng").unwrap();
-    let out = Command::new(lvsd())
+    let out = Command::new(support::lvsd())
         .args(["replay", "--config"])
         .arg(&c)
         .arg("--pcap")

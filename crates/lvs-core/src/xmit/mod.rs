@@ -69,15 +69,7 @@ impl<'a> PacketBuf<'a> {
     /// A packet filling `buf` from `start` to the end.
     pub fn new(buf: &'a mut [u8], start: usize) -> Self {
         let len = buf.len().saturating_sub(start);
-        PacketBuf {
-            buf,
-            start,
-            len,
-            csum_partial: false,
-            gso_size: 0,
-            relay_icmp: false,
-            encap: None,
-        }
+        Self::with_len(buf, start, len)
     }
     /// True for a GSO super-packet.
     #[inline]

@@ -329,3 +329,43 @@ pub fn tcp_pseudo(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> u32 {
     }
     acc
 }
+
+/// Seconds of the first timestamp in the captures the tests write.
+pub const PCAP_EPOCH: u32 = 1_700_000_000;
+
+/// A classic pcap (microsecond timestamps) of `frames` with `linktype`,
+/// frame k at `k × step_us` after `PCAP_EPOCH`.
+pub fn pcap(frames: &[Vec<u8>], linktype: u32, step_us: u64) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&4u16.to_le_bytes());
+    v.extend_from_slice(&[0; 8]);
+    v.extend_from_slice(&65535u32.to_le_bytes());
+    v.extend_from_slice(&linktype.to_le_bytes());
+    for (k, f) in frames.iter().enumerate() {
+        let us = step_us * k as u64;
+        v.extend_from_slice(&(PCAP_EPOCH + (us / 1_000_000) as u32).to_le_bytes());
+        v.extend_from_slice(&((us % 1_000_000) as u32).to_le_bytes());
+        v.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        v.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        v.extend_from_slice(f);
+    }
+    v
+}
+
+/// The records of a pcap `lvsd replay` wrote (raw IP): (microseconds
+/// after `PCAP_EPOCH`, bytes).
+pub fn pcap_records(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    assert_eq!(&bytes[20..24], &101u32.to_le_bytes(), "LINKTYPE_RAW");
+    let mut out = Vec::new();
+    let mut off = 24;
+    while off + 16 <= bytes.len() {
+        let rd = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());
+        let us = u64::from(rd(off) - PCAP_EPOCH) * 1_000_000 + u64::from(rd(off + 4));
+        let n = rd(off + 8) as usize;
+        out.push((us, bytes[off + 16..off + 16 + n].to_vec()));
+        off += 16 + n;
+    }
+    out
+}
