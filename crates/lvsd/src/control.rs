@@ -3,7 +3,7 @@
 //! engine has one owner). The loop answers between batches; the thread
 //! writes the answer back.
 
-use crate::engine_ops;
+use crate::desired::{apply_request, Check, Desired};
 use lvs_control::{ErrorKind, Request, Response};
 use lvs_core::Engine;
 use std::io::{self, BufRead, BufReader, Write};
@@ -108,16 +108,23 @@ impl ControlServer {
         self.wake.as_raw_fd()
     }
 
-    /// Answers every waiting request against `engine` (`io`: the daemon's
-    /// own counters, for `lvsadm --counters`). Returns true if the
-    /// configuration changed.
-    pub fn serve(&self, engine: &mut Engine, now_ms: u64, io: &[(&str, u64)]) -> bool {
+    /// Answers every waiting request: changes to services and real servers
+    /// through the desired state, the rest against `engine` (`io`: the
+    /// daemon's own counters, for `lvsadm --counters`). Returns true if
+    /// the configuration changed.
+    pub fn serve(
+        &self,
+        desired: &mut Desired<Check>,
+        engine: &mut Engine,
+        now_ms: u64,
+        io: &[(&str, u64)],
+    ) -> bool {
         let mut buf = [0u8; 8];
         // SAFETY: reading 8 bytes from our eventfd into a live buffer.
         unsafe { libc::read(self.wake.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
         let mut changed = false;
         while let Ok(p) = self.requests.try_recv() {
-            let (resp, ch) = engine_ops::apply_with(engine, &p.request, now_ms, io);
+            let (resp, ch) = apply_request(desired, engine, &p.request, now_ms, io);
             changed |= ch;
             let _ = p.reply.send(resp);
         }

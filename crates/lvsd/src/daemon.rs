@@ -5,6 +5,7 @@
 
 use crate::arp::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR};
 use crate::control::ControlServer;
+use crate::desired::{Check, Desired};
 use crate::guard::KernelGuard;
 use crate::io::afpacket::AfPacket;
 use crate::io::{Offload, PacketIo, PortId};
@@ -101,6 +102,8 @@ impl IcmpLimit {
 
 struct Director {
     engine: Engine,
+    /// What the engine's real servers should be (config, lvsadm, health).
+    desired: Desired<Check>,
     ports: Vec<Interface>,
     routes: Vec<PortRoute>,
     neigh: Neighbours,
@@ -185,11 +188,13 @@ pub fn run(opts: Options) -> Result<(), String> {
     // Room for the first connections without rehashing on the packet path.
     engine.reserve_connections(1 << 16);
     let mut wanted: Vec<String> = Vec::new();
+    let mut desired: Desired<Check> = Desired::default();
     if let Some(path) = &opts.config {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {file}: {e}"))?;
         let cfg = lvs_config::parse_str(&text, &file).map_err(|e| e.to_string())?;
-        crate::setup::apply(&mut engine, &cfg, &file, &text).map_err(|e| e.to_string())?;
+        crate::setup::apply_with(&mut engine, &mut desired, &cfg, &file, &text)
+            .map_err(|e| e.to_string())?;
         wanted = cfg.interfaces.iter().map(|i| i.value.clone()).collect();
     }
     let all = net::interfaces().map_err(|e| format!("cannot list interfaces: {e}"))?;
@@ -230,6 +235,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     let local_addrs = ports.iter().flat_map(|p| p.addrs.iter().copied()).collect();
     let mut d = Director {
         local_addrs,
+        desired,
         engine,
         ports,
         routes: Vec::new(),
@@ -321,7 +327,12 @@ pub fn run(opts: Options) -> Result<(), String> {
             }
         }
         if fds[nports].revents & libc::POLLIN != 0
-            && control.serve(&mut d.engine, now_ms, &d.counters.list(d.neigh.len()))
+            && control.serve(
+                &mut d.desired,
+                &mut d.engine,
+                now_ms,
+                &d.counters.list(d.neigh.len()),
+            )
         {
             if let Err(e) = guard.update(&d.engine) {
                 eprintln!("lvsd: warning: {e}");

@@ -134,7 +134,7 @@ fn options(s: &ctl::ServiceSpec) -> ServiceOptions {
 /// Refuses what lvsd cannot transmit (local delivery, IPv6 real servers)
 /// and tunnel settings ipvsadm's table would refuse (lvsadm checks them
 /// too; this guards other clients).
-fn check_dest(d: &ctl::DestSpec) -> Result<(), ControlError> {
+pub fn check_dest(d: &ctl::DestSpec) -> Result<(), ControlError> {
     if d.forward == ctl::Forward::Local {
         return Err(ControlError::NotSupported(
             "local forwarding (the director as its own real server) is not implemented; use -g, -i or -m",
@@ -177,7 +177,7 @@ fn check_service(s: &ctl::ServiceSpec) -> Result<(), ControlError> {
     Ok(())
 }
 
-fn error(e: ControlError) -> Response {
+pub fn error(e: ControlError) -> Response {
     let kind = match e {
         ControlError::ServiceExists => ErrorKind::ServiceExists,
         ControlError::SchedulerNotFound => ErrorKind::SchedulerNotFound,

@@ -4,6 +4,7 @@ mod arp;
 mod control;
 mod daemon;
 mod demo;
+mod desired;
 mod engine_ops;
 mod guard;
 mod io;

@@ -1,6 +1,7 @@
 //! Turns a parsed configuration file into engine state, refusing (with the
 //! file, line and column) what this build cannot do yet.
 
+use crate::desired::{Check, Desired, Server};
 use lvs_config::{Config, ConfigError, Mode, Netmask, Protocol, Span};
 use lvs_core::wire::ipproto;
 use lvs_core::{
@@ -13,6 +14,18 @@ pub const DEFAULT_PERSISTENCE_SECS: u32 = 360;
 /// Applies every director of `cfg` to `engine`. `text` and `file` are used
 /// to point errors at the offending line.
 pub fn apply(engine: &mut Engine, cfg: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
+    apply_with(engine, &mut Desired::default(), cfg, file, text)
+}
+
+/// `apply`, building the desired state `desired` the engine's real servers
+/// come from (the daemon keeps it for lvsadm changes and health verdicts).
+pub fn apply_with(
+    engine: &mut Engine,
+    desired: &mut Desired<Check>,
+    cfg: &Config,
+    file: &str,
+    text: &str,
+) -> Result<(), ConfigError> {
     let err = |span: Span, msg: String| ConfigError::at(file, text, span, msg);
     if let Some(t) = &cfg.timeouts {
         let [tcp, tcpfin, udp] = t.value;
@@ -103,6 +116,7 @@ pub fn apply(engine: &mut Engine, cfg: &Config, file: &str, text: &str) -> Resul
         engine
             .add_service_with(key, d.balance.value, flags, opts)
             .map_err(|e| err(d.name.span, format!("director `{}`: {e}", d.name.value)))?;
+        desired.add_service(key);
         // Servers are added in file order; like `ipvsadm -a`, each new one
         // goes to the front of the destination list.
         for s in &d.servers {
@@ -141,8 +155,16 @@ pub fn apply(engine: &mut Engine, cfg: &Config, file: &str, text: &str) -> Resul
                 u_threshold: s.maxconn.unwrap_or(0),
                 l_threshold: s.minconn.unwrap_or(0),
             };
-            engine
-                .add_dest(key, cfg)
+            let server = Server {
+                cfg,
+                check: None,
+                sorry: false,
+                inhibit: false,
+                director: d.name.value.clone(),
+                name: s.name.value.clone(),
+            };
+            desired
+                .add_server(engine, key, server)
                 .map_err(|e| err(s.span, format!("server `{}`: {e}", s.name.value)))?;
         }
     }

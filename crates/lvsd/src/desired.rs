@@ -1,0 +1,476 @@
+//! The desired state: what the engine's services and real servers should
+//! be, computed from three inputs — the configuration file, the changes
+//! made with lvsadm since, and the health verdicts — and applied to the
+//! engine as a difference. Nothing else edits the engine's destinations.
+//! A reload will be one more input change.
+//!
+//! For each service the effective real servers are: every normal server
+//! that is up (unchecked servers always are) with its configured weight;
+//! a normal server that is down is removed (like `ipvsadm -d`: its
+//! connections follow the kernel's rules) or, with `inhibit`, kept at
+//! weight 0; the `sorry` servers are present only while no normal server
+//! is up. An operator's edit (weight, thresholds) changes the configured
+//! values, so it survives health transitions.
+
+use lvs_core::{ControlError, DestConfig, Engine, ServiceKey};
+
+/// What identifies a health check in the daemon's desired state (health
+/// checks are not wired yet: no server has one).
+pub type Check = std::convert::Infallible;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+
+/// A real server as wanted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server<C> {
+    /// The configured definition (weight, method, thresholds).
+    pub cfg: DestConfig,
+    /// Its health check (`None`: unchecked, always up).
+    pub check: Option<C>,
+    pub sorry: bool,
+    /// Down: weight 0 instead of removal.
+    pub inhibit: bool,
+    /// For logs and listings: the director's and the server's names.
+    pub director: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+struct Service<C> {
+    key: ServiceKey,
+    servers: Vec<Server<C>>,
+}
+
+/// The desired state, generic over the health check's identity.
+#[derive(Debug)]
+pub struct Desired<C> {
+    services: Vec<Service<C>>,
+    /// Verdicts: checks that are down (absent: up).
+    down: HashMap<C, ()>,
+}
+
+impl<C> Default for Desired<C> {
+    fn default() -> Self {
+        Desired {
+            services: Vec::new(),
+            down: HashMap::new(),
+        }
+    }
+}
+
+impl<C: Clone + Eq + Hash> Desired<C> {
+    /// Every check wanted now (for the checker).
+    #[allow(dead_code)] // used once health checks are wired (issue 10)
+    pub fn checks(&self) -> Vec<C> {
+        let mut v: Vec<C> = Vec::new();
+        for s in &self.services {
+            for d in &s.servers {
+                if let Some(c) = &d.check {
+                    if !v.contains(c) {
+                        v.push(c.clone());
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// The wanted servers of every service, with their state.
+    #[allow(dead_code)] // used once health checks are wired (issue 10)
+    pub fn servers(&self) -> impl Iterator<Item = (ServiceKey, &Server<C>, bool)> + '_ {
+        self.services
+            .iter()
+            .flat_map(move |s| s.servers.iter().map(move |d| (s.key, d, self.is_up(d))))
+    }
+
+    fn is_up(&self, d: &Server<C>) -> bool {
+        d.check.as_ref().is_none_or(|c| !self.down.contains_key(c))
+    }
+
+    fn service_mut(&mut self, key: ServiceKey) -> Option<&mut Service<C>> {
+        self.services.iter_mut().find(|s| s.key == key)
+    }
+
+    /// A service exists (configured or added with lvsadm).
+    pub fn add_service(&mut self, key: ServiceKey) {
+        if self.service_mut(key).is_none() {
+            self.services.push(Service {
+                key,
+                servers: Vec::new(),
+            });
+        }
+    }
+
+    pub fn delete_service(&mut self, key: ServiceKey) {
+        self.services.retain(|s| s.key != key);
+    }
+
+    pub fn clear(&mut self) {
+        self.services.clear();
+    }
+
+    /// Adds a real server; `DestExists` if the service has it already,
+    /// `ServiceNotDefined` without the service. Then reconciles.
+    pub fn add_server(
+        &mut self,
+        engine: &mut Engine,
+        key: ServiceKey,
+        server: Server<C>,
+    ) -> Result<(), ControlError> {
+        let s = self
+            .service_mut(key)
+            .ok_or(ControlError::ServiceNotDefined)?;
+        if s.servers
+            .iter()
+            .any(|d| d.cfg.addr == server.cfg.addr && d.cfg.port == server.cfg.port)
+        {
+            return Err(ControlError::DestExists);
+        }
+        s.servers.push(server);
+        let r = self.reconcile(engine, key);
+        if r.is_err() {
+            // The engine refused it (its own checks): it is not wanted.
+            if let Some(s) = self.service_mut(key) {
+                s.servers.pop();
+            }
+            let _ = self.reconcile(engine, key);
+        }
+        r
+    }
+
+    /// An operator's edit of a real server's definition (`-e`): the
+    /// configured values change, the health state and check stay.
+    pub fn edit_server(
+        &mut self,
+        engine: &mut Engine,
+        key: ServiceKey,
+        cfg: DestConfig,
+    ) -> Result<(), ControlError> {
+        let s = self
+            .service_mut(key)
+            .ok_or(ControlError::ServiceNotDefined)?;
+        let d = s
+            .servers
+            .iter_mut()
+            .find(|d| d.cfg.addr == cfg.addr && d.cfg.port == cfg.port)
+            .ok_or(ControlError::NoSuchDest)?;
+        let old = std::mem::replace(&mut d.cfg, cfg);
+        let r = self.reconcile(engine, key);
+        if r.is_err() {
+            if let Some(d) = self.service_mut(key).and_then(|s| {
+                s.servers
+                    .iter_mut()
+                    .find(|d| d.cfg.addr == old.addr && d.cfg.port == old.port)
+            }) {
+                d.cfg = old;
+            }
+            let _ = self.reconcile(engine, key);
+        }
+        r
+    }
+
+    /// `-d`: the server is not wanted any more.
+    pub fn delete_server(
+        &mut self,
+        engine: &mut Engine,
+        key: ServiceKey,
+        addr: IpAddr,
+        port: u16,
+    ) -> Result<(), ControlError> {
+        let s = self
+            .service_mut(key)
+            .ok_or(ControlError::ServiceNotDefined)?;
+        let n = s.servers.len();
+        s.servers
+            .retain(|d| !(d.cfg.addr == addr && d.cfg.port == port));
+        if s.servers.len() == n {
+            return Err(ControlError::NoSuchDest);
+        }
+        self.reconcile(engine, key)
+    }
+
+    /// A check's verdict; returns the services whose servers changed.
+    #[allow(dead_code)] // used once health checks are wired (issue 10)
+    pub fn set_health(&mut self, engine: &mut Engine, check: &C, up: bool) -> Vec<ServiceKey> {
+        let changed = if up {
+            self.down.remove(check).is_some()
+        } else {
+            self.down.insert(check.clone(), ()).is_none()
+        };
+        if !changed {
+            return Vec::new();
+        }
+        let keys: Vec<ServiceKey> = self
+            .services
+            .iter()
+            .filter(|s| s.servers.iter().any(|d| d.check.as_ref() == Some(check)))
+            .map(|s| s.key)
+            .collect();
+        for &k in &keys {
+            let _ = self.reconcile(engine, k);
+        }
+        keys
+    }
+
+    /// The real servers the engine should hold for `key`, in definition
+    /// order.
+    pub fn effective(&self, key: ServiceKey) -> Vec<DestConfig> {
+        let Some(s) = self.services.iter().find(|s| s.key == key) else {
+            return Vec::new();
+        };
+        let any_up = s.servers.iter().any(|d| !d.sorry && self.is_up(d));
+        let mut v = Vec::new();
+        for d in &s.servers {
+            let up = self.is_up(d);
+            match (d.sorry, up) {
+                (false, true) => v.push(d.cfg.clone()),
+                (false, false) if d.inhibit => v.push(DestConfig {
+                    weight: 0,
+                    ..d.cfg.clone()
+                }),
+                (false, false) => {}
+                (true, _) if !any_up && up => v.push(d.cfg.clone()),
+                (true, _) => {}
+            }
+        }
+        v
+    }
+
+    /// Makes the engine's real servers of `key` the effective ones: adds,
+    /// edits and deletes as needed (the first engine error is returned;
+    /// the rest is still applied).
+    pub fn reconcile(&self, engine: &mut Engine, key: ServiceKey) -> Result<(), ControlError> {
+        let want = self.effective(key);
+        let have: Vec<DestConfig> = match engine.service(&key) {
+            Some((_, ds)) => ds
+                .iter()
+                .map(|d| DestConfig {
+                    addr: d.addr,
+                    port: d.port,
+                    forward: d.forward,
+                    tunnel: d.tunnel,
+                    weight: d.weight,
+                    u_threshold: d.u_threshold,
+                    l_threshold: d.l_threshold,
+                })
+                .collect(),
+            None => return Err(ControlError::ServiceNotDefined),
+        };
+        let same = |a: &DestConfig, b: &DestConfig| a.addr == b.addr && a.port == b.port;
+        let mut first = Ok(());
+        let mut note = |r: Result<(), ControlError>| {
+            if first.is_ok() {
+                first = r;
+            }
+        };
+        for h in &have {
+            if !want.iter().any(|w| same(w, h)) {
+                note(engine.delete_dest(key, h.addr, h.port));
+            }
+        }
+        for w in &want {
+            match have.iter().find(|h| same(h, w)) {
+                None => note(engine.add_dest(key, w.clone())),
+                Some(h) if h != w => note(engine.edit_dest(key, w.clone())),
+                Some(_) => {}
+            }
+        }
+        first
+    }
+}
+
+/// Answers one control request: changes to services and real servers go
+/// through the desired state (so they survive health transitions and are
+/// what a reload will start from); everything else is the engine's
+/// (`engine_ops`). Returns the answer and whether the configuration
+/// changed.
+pub fn apply_request<C: Clone + Eq + Hash>(
+    desired: &mut Desired<C>,
+    engine: &mut Engine,
+    req: &lvs_control::Request,
+    now_ms: u64,
+    io: &[(&str, u64)],
+) -> (lvs_control::Response, bool) {
+    use crate::engine_ops::{self, check_dest, dest_config, error, key};
+    use lvs_control::{Request, Response};
+    let done = |r: Result<(), ControlError>| match r {
+        Ok(()) => (Response::Ok, true),
+        Err(e) => (error(e), false),
+    };
+    match req {
+        Request::AddDest { service, dest } => done(check_dest(dest).and_then(|_| {
+            let server = Server {
+                cfg: dest_config(dest),
+                check: None,
+                sorry: false,
+                inhibit: false,
+                director: String::new(),
+                name: String::new(),
+            };
+            desired.add_server(engine, key(service), server)
+        })),
+        Request::EditDest { service, dest } => done(
+            check_dest(dest)
+                .and_then(|_| desired.edit_server(engine, key(service), dest_config(dest))),
+        ),
+        Request::DeleteDest {
+            service,
+            addr,
+            port,
+        } => done(desired.delete_server(engine, key(service), *addr, *port)),
+        other => {
+            let (resp, changed) = engine_ops::apply_with(engine, other, now_ms, io);
+            if resp == Response::Ok {
+                match other {
+                    Request::AddService(s) => desired.add_service(key(&s.key)),
+                    Request::DeleteService(k) => desired.delete_service(key(k)),
+                    Request::Clear => desired.clear(),
+                    _ => {}
+                }
+            }
+            (resp, changed)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lvs_core::Forward;
+    use std::net::Ipv4Addr;
+
+    fn key() -> ServiceKey {
+        ServiceKey {
+            protocol: 6,
+            addr: Ipv4Addr::new(198, 18, 0, 100).into(),
+            port: 80,
+        }
+    }
+
+    fn server(
+        last: u8,
+        weight: i32,
+        check: Option<&str>,
+        sorry: bool,
+        inhibit: bool,
+    ) -> Server<String> {
+        Server {
+            cfg: DestConfig {
+                addr: Ipv4Addr::new(198, 18, 1, last).into(),
+                port: 80,
+                forward: Forward::Masq,
+                tunnel: Default::default(),
+                weight,
+                u_threshold: 0,
+                l_threshold: 0,
+            },
+            check: check.map(str::to_string),
+            sorry,
+            inhibit,
+            director: "web".into(),
+            name: format!("rs{last}"),
+        }
+    }
+
+    fn engine_dests(e: &Engine) -> Vec<(u8, i32)> {
+        let (_, ds) = e.service(&key()).unwrap();
+        let mut v: Vec<(u8, i32)> = ds
+            .iter()
+            .map(|d| match d.addr {
+                IpAddr::V4(a) => (a.octets()[3], d.weight),
+                IpAddr::V6(_) => (0, d.weight),
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn setup(servers: Vec<Server<String>>) -> (Engine, Desired<String>) {
+        let mut e = Engine::new(1);
+        e.add_service(key(), "wrr", 0).unwrap();
+        let mut d = Desired::default();
+        d.add_service(key());
+        for s in servers {
+            d.add_server(&mut e, key(), s).unwrap();
+        }
+        (e, d)
+    }
+
+    #[test]
+    fn a_server_that_falls_leaves_and_comes_back_with_its_weight() {
+        let (mut e, mut d) = setup(vec![
+            server(11, 2, Some("c11"), false, false),
+            server(12, 1, Some("c12"), false, false),
+        ]);
+        assert_eq!(engine_dests(&e), vec![(11, 2), (12, 1)]);
+        assert_eq!(d.set_health(&mut e, &"c11".into(), false), vec![key()]);
+        assert_eq!(engine_dests(&e), vec![(12, 1)]);
+        // The same verdict again changes nothing.
+        assert!(d.set_health(&mut e, &"c11".into(), false).is_empty());
+        // An operator's weight while it is down is kept for its return.
+        let mut cfg = server(11, 5, None, false, false).cfg;
+        cfg.weight = 5;
+        d.edit_server(&mut e, key(), cfg).unwrap();
+        assert_eq!(engine_dests(&e), vec![(12, 1)]);
+        d.set_health(&mut e, &"c11".into(), true);
+        assert_eq!(engine_dests(&e), vec![(11, 5), (12, 1)]);
+    }
+
+    #[test]
+    fn inhibit_keeps_a_down_server_at_weight_zero() {
+        let (mut e, mut d) = setup(vec![
+            server(11, 3, Some("c11"), false, true),
+            server(12, 1, None, false, false),
+        ]);
+        d.set_health(&mut e, &"c11".into(), false);
+        assert_eq!(engine_dests(&e), vec![(11, 0), (12, 1)]);
+        d.set_health(&mut e, &"c11".into(), true);
+        assert_eq!(engine_dests(&e), vec![(11, 3), (12, 1)]);
+    }
+
+    #[test]
+    fn sorry_servers_take_over_only_while_every_other_is_down() {
+        let (mut e, mut d) = setup(vec![
+            server(11, 1, Some("c11"), false, false),
+            server(12, 1, Some("c12"), false, true),
+            server(99, 1, None, true, false),
+            server(98, 1, Some("c98"), true, false),
+        ]);
+        assert_eq!(engine_dests(&e), vec![(11, 1), (12, 1)]);
+        d.set_health(&mut e, &"c11".into(), false);
+        assert_eq!(engine_dests(&e), vec![(12, 1)]);
+        // The last normal server down (inhibited: weight 0, not "up").
+        d.set_health(&mut e, &"c12".into(), false);
+        assert_eq!(engine_dests(&e), vec![(12, 0), (98, 1), (99, 1)]);
+        // A sorry server that is down itself is not used.
+        d.set_health(&mut e, &"c98".into(), false);
+        assert_eq!(engine_dests(&e), vec![(12, 0), (99, 1)]);
+        // One normal server back: the sorry servers leave.
+        d.set_health(&mut e, &"c11".into(), true);
+        assert_eq!(engine_dests(&e), vec![(11, 1), (12, 0)]);
+    }
+
+    #[test]
+    fn operator_changes_go_through_the_desired_state() {
+        let (mut e, mut d) = setup(vec![server(11, 1, Some("c11"), false, false)]);
+        assert_eq!(
+            d.add_server(&mut e, key(), server(11, 1, None, false, false)),
+            Err(ControlError::DestExists)
+        );
+        d.set_health(&mut e, &"c11".into(), false);
+        // Deleting a server that is down (absent from the engine) works.
+        d.delete_server(&mut e, key(), Ipv4Addr::new(198, 18, 1, 11).into(), 80)
+            .unwrap();
+        assert_eq!(
+            d.delete_server(&mut e, key(), Ipv4Addr::new(198, 18, 1, 11).into(), 80),
+            Err(ControlError::NoSuchDest)
+        );
+        // A server the engine refuses is not kept.
+        assert!(d
+            .add_server(&mut e, key(), server(13, -1, None, false, false))
+            .is_err());
+        assert!(d.servers().all(|(_, s, _)| s.cfg.weight >= 0));
+        assert_eq!(d.checks(), Vec::<String>::new());
+    }
+}
