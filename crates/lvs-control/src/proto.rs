@@ -241,6 +241,35 @@ pub struct Counter {
     pub value: u64,
 }
 
+/// One real server's health as `lvsadm --health` lists it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct HealthInfo {
+    /// The director and server names of the configuration (empty for a
+    /// server added with lvsadm).
+    pub director: String,
+    pub server: String,
+    pub service: ServiceKey,
+    pub addr: IpAddr,
+    pub port: u16,
+    /// The check, e.g. `tcpcheck :80 every 1s timeout 500ms rise 1 fall 1`
+    /// (empty: not checked).
+    pub check: String,
+    /// The verdict (an unchecked server is up).
+    pub up: bool,
+    /// A sorry server (used only while every other server is down).
+    pub sorry: bool,
+    /// The engine holds it now, with this weight (0 when inhibited).
+    pub in_service: bool,
+    pub weight: i32,
+    /// The last check's result, its reason and age.
+    pub last_ok: Option<bool>,
+    pub reason: String,
+    pub age_ms: Option<u64>,
+    /// Consecutive successes and failures.
+    pub successes: u32,
+    pub failures: u32,
+}
+
 /// A request from `lvsadm` to `lvsd`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -284,6 +313,8 @@ pub enum Request {
     /// lvsd's own counters: packets per forwarding method, replies, drops
     /// by reason, packet I/O (`lvsadm --counters`).
     GetCounters,
+    /// Every real server's health (`lvsadm --health`).
+    GetHealth,
 }
 
 /// Why a request failed; each kind maps to one ipvsadm message (spec §6).
@@ -322,6 +353,7 @@ pub enum Response {
     Timeouts(Timeouts),
     Sysctls(Vec<SysctlValue>),
     Counters(Vec<Counter>),
+    Health(Vec<HealthInfo>),
     Error {
         kind: ErrorKind,
         /// Extra detail for people (logged by lvsd, shown by lvsadm after the ipvsadm text).

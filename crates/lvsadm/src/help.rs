@@ -41,6 +41,8 @@ Without arguments, {p} lists the table (same as -L).
   {p} --counters                 lvsd's own counters: packets per forwarding
                                        method, ICMP errors and resets sent,
                                        drops by reason, packet I/O
+  {p} --health                   every real server's health check, verdict,
+                                       last result and whether it is in use
 
 Commands (the first option must be one of these):
   --add-service     -A        add a virtual service with options

@@ -135,6 +135,108 @@ fn counters(path: &Path, rest: &[String]) -> i32 {
     }
 }
 
+/// `lvsadm --health`: every real server's health check, verdict, last
+/// result and whether the engine holds it now (an lvsd extension; the
+/// ipvsadm listings stay as they are).
+fn health(path: &Path, rest: &[String]) -> i32 {
+    if let Some(extra) = rest.first() {
+        err(&format!(
+            "lvsadm: --health takes no argument (got `{extra}`)\n"
+        ));
+        return 2;
+    }
+    match request(path, &Request::GetHealth) {
+        Ok(Response::Health(v)) => {
+            out(&render_health(&v));
+            0
+        }
+        Ok(r) => report(Failure::Unexpected(r), 2),
+        Err(f) => report(f, 2),
+    }
+}
+
+/// The `--health` table: one line per real server.
+fn render_health(v: &[lvs_control::HealthInfo]) -> String {
+    let mut rows = vec![[
+        "DIRECTOR".to_string(),
+        "SERVER".into(),
+        "ADDRESS".into(),
+        "STATE".into(),
+        "IN-USE".into(),
+        "LAST".into(),
+        "AGE".into(),
+        "OK/FAIL".into(),
+        "CHECK".into(),
+        "REASON".into(),
+    ]];
+    for h in v {
+        let addr = match h.addr {
+            std::net::IpAddr::V4(a) => format!("{a}:{}", h.port),
+            std::net::IpAddr::V6(a) => format!("[{a}]:{}", h.port),
+        };
+        let state = match (h.check.is_empty(), h.up) {
+            (true, _) => "unchecked",
+            (false, true) => "UP",
+            (false, false) => "DOWN",
+        };
+        let in_use = match (h.in_service, h.sorry) {
+            (true, _) => format!("yes w{}", h.weight),
+            (false, true) => "sorry".to_string(),
+            (false, false) => "no".to_string(),
+        };
+        let last = match h.last_ok {
+            None => "-",
+            Some(true) => "ok",
+            Some(false) => "failed",
+        };
+        let age = h
+            .age_ms
+            .map_or("-".to_string(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
+        let dash = |s: &str| {
+            if s.is_empty() {
+                "-".to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        rows.push([
+            dash(&h.director),
+            dash(&h.server),
+            addr,
+            state.into(),
+            in_use,
+            last.into(),
+            age,
+            format!("{}/{}", h.successes, h.failures),
+            dash(&h.check),
+            dash(&h.reason),
+        ]);
+    }
+    let mut w = [0usize; 10];
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let mut s = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i + 1 == r.len() {
+                    c.clone()
+                } else {
+                    format!("{c:<width$}", width = w[i])
+                }
+            })
+            .collect();
+        s.push_str(line.join("  ").trim_end());
+        s.push('\n');
+    }
+    s
+}
+
 /// `lvsadm --sysctl`: list all as `net.ipv4.vs.NAME = VALUE`, show one, or set one.
 fn sysctl(path: &Path, args: &[String]) -> i32 {
     let cmd = match parse_sysctl(args) {
@@ -336,6 +438,9 @@ fn main() {
     if args.first().is_some_and(|a| a == "--counters") {
         std::process::exit(counters(&path, &args[1..]));
     }
+    if args.first().is_some_and(|a| a == "--health") {
+        std::process::exit(health(&path, &args[1..]));
+    }
     let code = match parse_args(&args) {
         Ok(cmd) => execute(cmd, &path, &argv0),
         Err(e) => {
@@ -349,6 +454,62 @@ fn main() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_table_lines_up_and_says_what_each_server_is_doing() {
+        let ip = |s: &str| s.parse().unwrap();
+        let svc = lvs_control::ServiceKey {
+            protocol: lvs_control::Protocol::Tcp,
+            addr: ip("198.18.0.100"),
+            port: 80,
+        };
+        let row = |server: &str, last: u8, up: bool, in_service: bool, sorry: bool| {
+            lvs_control::HealthInfo {
+                director: "web".into(),
+                server: server.into(),
+                service: svc,
+                addr: ip(&format!("198.18.1.{last}")),
+                port: 80,
+                check: if sorry {
+                    String::new()
+                } else {
+                    "tcpcheck :80 every 1s timeout 1s rise 1 fall 1".into()
+                },
+                up,
+                sorry,
+                in_service,
+                weight: if in_service { 1 } else { 0 },
+                last_ok: Some(up),
+                reason: if up {
+                    "ok".into()
+                } else {
+                    "connection refused".into()
+                },
+                age_ms: Some(1500),
+                successes: u32::from(up),
+                failures: u32::from(!up),
+            }
+        };
+        let t = render_health(&[
+            row("rs1", 11, false, false, false),
+            row("rs2", 12, true, true, false),
+            row("maint", 99, true, false, true),
+        ]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert!(lines[0].starts_with("DIRECTOR  SERVER  ADDRESS"), "{t}");
+        assert!(lines[1].contains("rs1     198.18.1.11:80  DOWN"), "{t}");
+        assert!(lines[1].ends_with("connection refused"), "{t}");
+        assert!(
+            lines[2].contains("UP") && lines[2].contains("yes w1"),
+            "{t}"
+        );
+        assert!(
+            lines[3].contains("unchecked") && lines[3].contains("sorry"),
+            "{t}"
+        );
+        assert!(lines[1].contains("1.5s"), "{t}");
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()

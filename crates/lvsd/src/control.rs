@@ -3,7 +3,7 @@
 //! engine has one owner). The loop answers between batches; the thread
 //! writes the answer back.
 
-use crate::desired::{apply_request, Check, Desired};
+use crate::desired::{apply_request, Check, CheckStatus, Desired};
 use lvs_control::{ErrorKind, Request, Response};
 use lvs_core::Engine;
 use std::io::{self, BufRead, BufReader, Write};
@@ -118,13 +118,14 @@ impl ControlServer {
         engine: &mut Engine,
         now_ms: u64,
         io: &[(&str, u64)],
+        status: &dyn Fn(&Check) -> CheckStatus,
     ) -> bool {
         let mut buf = [0u8; 8];
         // SAFETY: reading 8 bytes from our eventfd into a live buffer.
         unsafe { libc::read(self.wake.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
         let mut changed = false;
         while let Ok(p) = self.requests.try_recv() {
-            let (resp, ch) = apply_request(desired, engine, &p.request, now_ms, io);
+            let (resp, ch) = apply_request(desired, engine, &p.request, now_ms, io, status);
             changed |= ch;
             let _ = p.reply.send(resp);
         }

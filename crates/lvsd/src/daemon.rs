@@ -259,6 +259,11 @@ pub fn run(opts: Options) -> Result<(), String> {
     // already knows its real servers' MAC addresses.
     let control = ControlServer::start(&opts.control)
         .map_err(|e| format!("cannot open control socket {}: {e}", opts.control.display()))?;
+    // Health checks run on their own thread (a tokio runtime) and only
+    // hand verdicts over; the packet loop applies them between batches.
+    let health =
+        lvs_health::Health::start().map_err(|e| format!("cannot start the health checker: {e}"))?;
+    health.set_checks(d.desired.checks());
     eprintln!(
         "lvsd: attached to {}; {} virtual service(s); control socket {}",
         d.ports
@@ -276,6 +281,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         .fds()
         .into_iter()
         .chain(std::iter::once(control.wake_fd()))
+        .chain(std::iter::once(health.wake_fd()))
         .map(|fd| libc::pollfd {
             fd,
             events: libc::POLLIN,
@@ -326,18 +332,29 @@ pub fn run(opts: Options) -> Result<(), String> {
                 }
             }
         }
-        if fds[nports].revents & libc::POLLIN != 0
-            && control.serve(
+        if fds[nports].revents & libc::POLLIN != 0 {
+            let statuses: std::collections::HashMap<Check, lvs_health::Status> =
+                health.status().into_iter().collect();
+            let status = |c: &Check| check_status(c, statuses.get(c));
+            if control.serve(
                 &mut d.desired,
                 &mut d.engine,
                 now_ms,
                 &d.counters.list(d.neigh.len()),
-            )
-        {
+                &status,
+            ) {
+                if let Err(e) = guard.update(&d.engine) {
+                    eprintln!("lvsd: warning: {e}");
+                }
+                d.refresh_vips(&mut io, false);
+                health.set_checks(d.desired.checks());
+                last_housekeeping = Instant::now() - Duration::from_secs(10);
+            }
+        }
+        if fds[nports + 1].revents & libc::POLLIN != 0 && d.apply_health(&health) {
             if let Err(e) = guard.update(&d.engine) {
                 eprintln!("lvsd: warning: {e}");
             }
-            d.refresh_vips(&mut io, false);
             last_housekeeping = Instant::now() - Duration::from_secs(10);
         }
         d.engine.handle_timeout(now_ms);
@@ -380,6 +397,42 @@ pub fn run(opts: Options) -> Result<(), String> {
 }
 
 impl Director {
+    /// Applies the checker's verdicts to the desired state (and so to the
+    /// engine), logging each server's transition once. True if any
+    /// service changed.
+    fn apply_health(&mut self, health: &lvs_health::Health) -> bool {
+        health.clear_wake();
+        let mut changed = false;
+        while let Some(t) = health.poll_transition() {
+            let keys = self.desired.set_health(&mut self.engine, &t.spec, t.up);
+            changed |= !keys.is_empty();
+            for (_, s, _) in self.desired.servers() {
+                if s.check.as_ref() != Some(&t.spec) {
+                    continue;
+                }
+                let (count, what) = match (t.up, t.successes, t.failures) {
+                    (true, 1, _) => (1, "success"),
+                    (true, n, _) => (n, "successes"),
+                    (false, _, 1) => (1, "failure"),
+                    (false, _, n) => (n, "failures"),
+                };
+                eprintln!(
+                    "lvsd: server {}{} {} of director {} is {}: {} {} ({count} consecutive {what}, rise {} fall {})",
+                    s.name,
+                    if s.sorry { " (sorry)" } else { "" },
+                    endpoint(s.cfg.addr, s.cfg.port),
+                    if s.director.is_empty() { "-" } else { &s.director },
+                    if t.up { "UP" } else { "DOWN" },
+                    check_name(&t.spec),
+                    t.reason,
+                    t.spec.rise.max(1),
+                    t.spec.fall.max(1),
+                );
+            }
+        }
+        changed
+    }
+
     /// Resolves the destinations' next hops before traffic is expected:
     /// ARP requests out, replies in, for at most `limit`.
     fn warm_up(&mut self, io: &mut impl PacketIo, limit: Duration) {
@@ -760,6 +813,52 @@ fn engine_report(e: &Engine, fragments: u64) -> String {
         s.push_str(" none");
     }
     s
+}
+
+/// `ADDR:PORT` (`[ADDR]:PORT` for IPv6).
+fn endpoint(a: IpAddr, port: u16) -> String {
+    match a {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// The check's method as the configuration names it.
+fn check_name(c: &Check) -> String {
+    match &c.kind {
+        lvs_health::CheckKind::Tcp => format!("tcpcheck :{}", c.port),
+        lvs_health::CheckKind::Http { uri, status, .. } => {
+            format!("httpcheck GET {uri} :{} (want {status})", c.port)
+        }
+        lvs_health::CheckKind::Icmp => "icmpcheck".into(),
+        lvs_health::CheckKind::Arp { .. } => "arpcheck".into(),
+    }
+}
+
+/// What the listing shows of a check.
+fn check_status(c: &Check, s: Option<&lvs_health::Status>) -> crate::desired::CheckStatus {
+    let desc = format!(
+        "{} every {}s timeout {}s rise {} fall {}",
+        check_name(c),
+        c.interval.as_secs_f64(),
+        c.timeout.as_secs_f64(),
+        c.rise.max(1),
+        c.fall.max(1)
+    );
+    match s {
+        None => crate::desired::CheckStatus {
+            desc,
+            ..Default::default()
+        },
+        Some(s) => crate::desired::CheckStatus {
+            desc,
+            last_ok: s.last_ok,
+            reason: s.last_reason.clone(),
+            age_ms: s.last_at.map(|t| t.elapsed().as_millis() as u64),
+            successes: s.successes,
+            failures: s.failures,
+        },
+    }
 }
 
 /// A 64-bit seed for the engine's hash tables, from the kernel's random source.

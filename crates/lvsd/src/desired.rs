@@ -14,9 +14,9 @@
 
 use lvs_core::{ControlError, DestConfig, Engine, ServiceKey};
 
-/// What identifies a health check in the daemon's desired state (health
-/// checks are not wired yet: no server has one).
-pub type Check = std::convert::Infallible;
+/// What identifies a health check in the daemon's desired state: equal
+/// specs are one check, shared by every server that has it.
+pub type Check = lvs_health::CheckSpec;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -61,7 +61,6 @@ impl<C> Default for Desired<C> {
 
 impl<C: Clone + Eq + Hash> Desired<C> {
     /// Every check wanted now (for the checker).
-    #[allow(dead_code)] // used once health checks are wired (issue 10)
     pub fn checks(&self) -> Vec<C> {
         let mut v: Vec<C> = Vec::new();
         for s in &self.services {
@@ -77,7 +76,6 @@ impl<C: Clone + Eq + Hash> Desired<C> {
     }
 
     /// The wanted servers of every service, with their state.
-    #[allow(dead_code)] // used once health checks are wired (issue 10)
     pub fn servers(&self) -> impl Iterator<Item = (ServiceKey, &Server<C>, bool)> + '_ {
         self.services
             .iter()
@@ -191,7 +189,6 @@ impl<C: Clone + Eq + Hash> Desired<C> {
     }
 
     /// A check's verdict; returns the services whose servers changed.
-    #[allow(dead_code)] // used once health checks are wired (issue 10)
     pub fn set_health(&mut self, engine: &mut Engine, check: &C, up: bool) -> Vec<ServiceKey> {
         let changed = if up {
             self.down.remove(check).is_some()
@@ -280,6 +277,62 @@ impl<C: Clone + Eq + Hash> Desired<C> {
     }
 }
 
+/// What the checker says of one check, for listings.
+#[derive(Debug, Clone, Default)]
+pub struct CheckStatus {
+    /// The check in words (`tcpcheck :80 every 1s …`).
+    pub desc: String,
+    pub last_ok: Option<bool>,
+    pub reason: String,
+    pub age_ms: Option<u64>,
+    pub successes: u32,
+    pub failures: u32,
+}
+
+impl<C: Clone + Eq + Hash> Desired<C> {
+    /// Every wanted real server's health and whether the engine holds it.
+    pub fn health(
+        &self,
+        engine: &Engine,
+        status: &dyn Fn(&C) -> CheckStatus,
+    ) -> Vec<lvs_control::HealthInfo> {
+        let mut v = Vec::new();
+        for s in &self.services {
+            let held = engine.service(&s.key).map(|(_, ds)| {
+                ds.iter()
+                    .map(|d| (d.addr, d.port, d.weight))
+                    .collect::<Vec<_>>()
+            });
+            for d in &s.servers {
+                let st = d.check.as_ref().map(status).unwrap_or_default();
+                let engine_weight = held.as_ref().and_then(|h| {
+                    h.iter()
+                        .find(|(a, p, _)| *a == d.cfg.addr && *p == d.cfg.port)
+                        .map(|&(_, _, w)| w)
+                });
+                v.push(lvs_control::HealthInfo {
+                    director: d.director.clone(),
+                    server: d.name.clone(),
+                    service: crate::engine_ops::key_out(&s.key),
+                    addr: d.cfg.addr,
+                    port: d.cfg.port,
+                    check: st.desc,
+                    up: self.is_up(d),
+                    sorry: d.sorry,
+                    in_service: engine_weight.is_some(),
+                    weight: engine_weight.unwrap_or(d.cfg.weight),
+                    last_ok: st.last_ok,
+                    reason: st.reason,
+                    age_ms: st.age_ms,
+                    successes: st.successes,
+                    failures: st.failures,
+                });
+            }
+        }
+        v
+    }
+}
+
 /// Answers one control request: changes to services and real servers go
 /// through the desired state (so they survive health transitions and are
 /// what a reload will start from); everything else is the engine's
@@ -291,6 +344,7 @@ pub fn apply_request<C: Clone + Eq + Hash>(
     req: &lvs_control::Request,
     now_ms: u64,
     io: &[(&str, u64)],
+    status: &dyn Fn(&C) -> CheckStatus,
 ) -> (lvs_control::Response, bool) {
     use crate::engine_ops::{self, check_dest, dest_config, error, key};
     use lvs_control::{Request, Response};
@@ -299,6 +353,7 @@ pub fn apply_request<C: Clone + Eq + Hash>(
         Err(e) => (error(e), false),
     };
     match req {
+        Request::GetHealth => (Response::Health(desired.health(engine, status)), false),
         Request::AddDest { service, dest } => done(check_dest(dest).and_then(|_| {
             let server = Server {
                 cfg: dest_config(dest),

@@ -26,6 +26,8 @@ pub fn apply_with(
 ) -> (Response, bool) {
     let r = match req {
         Request::GetCounters => return (counters(engine, io), false),
+        // Health lives in the desired state (`desired::apply_request`).
+        Request::GetHealth => return (Response::Health(Vec::new()), false),
         Request::ListServices => return (services(engine, None), false),
         Request::GetService(k) => return (services(engine, Some(key(k))), false),
         Request::ListConnections => return (connections(engine, now_ms), false),
@@ -316,6 +318,15 @@ fn dest_info(d: &Dest, stats: Option<&StatsView>) -> ctl::DestInfo {
     }
 }
 
+/// The control protocol's form of an engine service key.
+pub fn key_out(k: &ServiceKey) -> ctl::ServiceKey {
+    ctl::ServiceKey {
+        protocol: protocol(k.protocol),
+        addr: k.addr,
+        port: k.port,
+    }
+}
+
 /// The service listing (all, or the one with key `only`).
 pub fn services(engine: &Engine, only: Option<ServiceKey>) -> Response {
     let mut out = Vec::new();
@@ -323,11 +334,7 @@ pub fn services(engine: &Engine, only: Option<ServiceKey>) -> Response {
         let (svc_stats, dest_stats) = engine.service_stats(&s.key).unwrap_or_default();
         out.push(ctl::ServiceInfo {
             spec: ctl::ServiceSpec {
-                key: ctl::ServiceKey {
-                    protocol: protocol(s.key.protocol),
-                    addr: s.key.addr,
-                    port: s.key.port,
-                },
+                key: key_out(&s.key),
                 scheduler: s.scheduler.name().to_string(),
                 sched_flags: s.sched_flags,
                 persistent: s.opts.persistent,

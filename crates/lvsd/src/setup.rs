@@ -73,18 +73,6 @@ pub fn apply_with(
                 ),
             ));
         }
-        if let Some(c) = &d.check {
-            return Err(err(
-                c.span,
-                "`check` (health checks) is not supported yet".into(),
-            ));
-        }
-        if let Some(h) = &d.health {
-            return Err(err(
-                h.span,
-                "health checks (`option ...check`) are not supported yet".into(),
-            ));
-        }
         let protocol = match d.protocol {
             Protocol::Tcp => ipproto::TCP,
             Protocol::Udp => ipproto::UDP,
@@ -120,18 +108,6 @@ pub fn apply_with(
         // Servers are added in file order; like `ipvsadm -a`, each new one
         // goes to the front of the destination list.
         for s in &d.servers {
-            if s.check {
-                return Err(err(
-                    s.name.span,
-                    "per-server `check` is not supported yet".into(),
-                ));
-            }
-            if s.sorry {
-                return Err(err(
-                    s.name.span,
-                    "sorry servers are not supported yet".into(),
-                ));
-            }
             if s.addr.value.is_ipv6() {
                 return Err(err(
                     s.addr.span,
@@ -155,11 +131,12 @@ pub fn apply_with(
                 u_threshold: s.maxconn.unwrap_or(0),
                 l_threshold: s.minconn.unwrap_or(0),
             };
+            let check = s.check.then(|| check_spec(d, &cfg));
             let server = Server {
                 cfg,
-                check: None,
-                sorry: false,
-                inhibit: false,
+                check,
+                sorry: s.sorry,
+                inhibit: d.check.as_ref().is_some_and(|c| c.value.inhibit),
                 director: d.name.value.clone(),
                 name: s.name.value.clone(),
             };
@@ -169,6 +146,44 @@ pub fn apply_with(
         }
     }
     Ok(())
+}
+
+/// The health check of a server with `check` (seed 003): the director's
+/// `check` parameters with their defaults (interval 10 s, timeout half of
+/// it, rise 1, fall 1), its `option …check` method (ICMP echo without
+/// one), and the `port` given there or else the server's own.
+fn check_spec(d: &lvs_config::Director, cfg: &DestConfig) -> Check {
+    let params = d
+        .check
+        .as_ref()
+        .map(|c| c.value.clone())
+        .unwrap_or_default();
+    let kind = match d.health.as_ref().map(|h| &h.value) {
+        None | Some(lvs_config::HealthCheck::Icmp) => lvs_health::CheckKind::Icmp,
+        Some(lvs_config::HealthCheck::Tcp) => lvs_health::CheckKind::Tcp,
+        Some(lvs_config::HealthCheck::Http {
+            uri,
+            status_code,
+            vhost,
+        }) => lvs_health::CheckKind::Http {
+            uri: uri.clone().unwrap_or_else(|| "/".into()),
+            vhost: vhost.clone(),
+            status: status_code.unwrap_or(200),
+        },
+        Some(lvs_config::HealthCheck::Arp { iface }) => lvs_health::CheckKind::Arp {
+            iface: iface.clone(),
+        },
+    };
+    lvs_health::CheckSpec {
+        kind,
+        addr: cfg.addr,
+        port: params.port.unwrap_or(cfg.port),
+        source: params.source,
+        interval: std::time::Duration::from_secs(u64::from(params.interval_secs())),
+        timeout: std::time::Duration::from_secs(u64::from(params.timeout_secs())),
+        rise: params.rise.unwrap_or(1),
+        fall: params.fall.unwrap_or(1),
+    }
 }
 
 /// The engine's forwarding method and tunnel settings for a server's mode.

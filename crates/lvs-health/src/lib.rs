@@ -1,0 +1,215 @@
+//! Health checks for lvsd's real servers: `tcpcheck`, `httpcheck`,
+//! `icmpcheck` and `arpcheck` of seed 003's director language.
+//!
+//! # Where this sits
+//!
+//! The packet workers never wait on a check. [`Health::start`] spawns one OS
+//! thread that runs a tokio current-thread runtime; every check is a task on
+//! it. The daemon (control-plane side) tells it which checks it wants with
+//! [`Health::set_checks`] and pulls up/down changes with
+//! [`Health::poll_transition`], waking on [`Health::wake_fd`] from its own
+//! poll loop. Nothing here knows about services or the engine: a verdict is
+//! about a [`CheckSpec`], and mapping specs to destinations (and sharing one
+//! check between directors that name the same target) is the daemon's job.
+//!
+//! # Semantics
+//!
+//! - A check starts **up** (as keepalived without `alpha`): traffic flows at
+//!   once. It goes down after `fall` consecutive failures and comes back after
+//!   `rise` consecutive successes ([`Verdict`]). A [`Transition`] is emitted
+//!   only when up/down changes, carrying the reason of the probe that tripped
+//!   it and the consecutive counts.
+//! - A check runs every `interval`; its first run is delayed by a stable
+//!   offset in `[0, interval)` derived from a hash of the spec
+//!   ([`first_offset`]), so checks configured together do not fire together.
+//! - A probe never takes longer than its `timeout`: one `tokio::time::timeout`
+//!   wraps everything (connect, send, read).
+//! - Identical specs are one check: [`Health::set_checks`] deduplicates, and a
+//!   spec that stays in the wanted set keeps running undisturbed (its counters
+//!   and schedule are kept).
+//!
+//! # Crates
+//!
+//! - **tokio** (`rt`, `net`, `time`, `io-util`, `sync`): the runtime. `sync`
+//!   is for the [`tokio::sync::Notify`] that wakes the runtime when the wanted
+//!   set changes or the handle is dropped.
+//! - **httparse** for HTTP rather than hyper: a check needs one request and the
+//!   status of the response head, and must stop reading at a fixed bound
+//!   (8 KiB) without ever touching the body. Over a plain `TcpStream` that is
+//!   a dozen lines with exact control of every byte read; hyper would bring a
+//!   connection state machine, body streaming and a dozen more crates for
+//!   nothing we use. httparse is the parser hyper itself uses.
+//! - **socket2** for the raw ICMP socket and the `AF_PACKET` ARP socket
+//!   (driven by tokio's `AsyncFd`) rather than surge-ping: one shared ICMP
+//!   socket per source address, with replies dispatched by identifier and
+//!   sequence, is short, and it keeps pnet and its dependencies out.
+//! - **libc** for `getifaddrs`, `if_nametoindex` and the eventfd.
+//!
+//! # Privileges
+//!
+//! `icmpcheck` opens a raw ICMP socket (root or `CAP_NET_RAW`); without it, it
+//! falls back to an unprivileged ping socket (`net.ipv4.ping_group_range`).
+//! `arpcheck` needs `CAP_NET_RAW` for its `AF_PACKET` socket. `tcpcheck` and
+//! `httpcheck` need nothing.
+
+mod arp;
+mod http;
+mod icmp;
+mod probe;
+mod runner;
+mod verdict;
+mod wake;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+pub use probe::Prober;
+pub use runner::Health;
+pub use verdict::{first_offset, Verdict};
+
+/// Largest response head (status line and headers) an `httpcheck` reads.
+pub const HTTP_MAX_HEAD: usize = 8 * 1024;
+
+/// The testing method of a check (seed 003's `option …check`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CheckKind {
+    /// `option tcpcheck`: a TCP connection to `addr:port` is opened, then closed.
+    Tcp,
+    /// `option httpcheck`: `GET uri` over HTTP/1.1; up only if the response's
+    /// status code is `status`. `vhost` is the Host header (default: the
+    /// server's address, with the port unless it is 80).
+    Http {
+        /// Requested URI (seed default `/`).
+        uri: String,
+        /// Host header (`vhost`).
+        vhost: Option<String>,
+        /// Expected status code (`statuscode`, seed default 200).
+        status: u16,
+    },
+    /// `option icmpcheck`: an ICMP echo request; up on the matching echo reply.
+    /// IPv4 only. The seed's default when no method is set.
+    Icmp,
+    /// `option arpcheck`: an ARP who-has for the server on `iface` (default:
+    /// the interface of the route to it); up on a reply from the server's
+    /// address. IPv4 only.
+    Arp {
+        /// Interface to send on (`iface`).
+        iface: Option<String>,
+    },
+}
+
+/// One check: what to test, against which server, how often and how strictly.
+///
+/// Two equal specs are the same check (see [`Health::set_checks`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CheckSpec {
+    /// Testing method.
+    pub kind: CheckKind,
+    /// The real server's address.
+    pub addr: IpAddr,
+    /// TCP/HTTP destination port (unused for ICMP/ARP).
+    pub port: u16,
+    /// Source address to send from (`source`); for ARP, the sender address.
+    pub source: Option<IpAddr>,
+    /// Time between the starts of two probes (`interval`, seed default 10 s).
+    /// Values under 1 ms are taken as 1 ms.
+    pub interval: Duration,
+    /// Longest a probe may take (`timeout`, seed default half the interval).
+    pub timeout: Duration,
+    /// Consecutive successes that bring a down server back (`rise`, default 1; 0 counts as 1).
+    pub rise: u32,
+    /// Consecutive failures that take an up server down (`fall`, default 1; 0 counts as 1).
+    pub fall: u32,
+}
+
+/// A change of a check between up and down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// The check that changed.
+    pub spec: CheckSpec,
+    /// New state.
+    pub up: bool,
+    /// Outcome of the probe that tripped it: "ok" when going up, else the
+    /// failure ("connection refused", "timeout after 500 ms", "status 503",
+    /// "no echo reply", "no ARP reply", …).
+    pub reason: String,
+    /// Consecutive successes when it changed (≥ `rise` when going up, 0 when going down).
+    pub successes: u32,
+    /// Consecutive failures when it changed (≥ `fall` when going down, 0 when going up).
+    pub failures: u32,
+}
+
+/// Current state of one running check.
+#[derive(Clone, Debug)]
+pub struct Status {
+    /// Whether the check counts as up (true until `fall` failures are seen).
+    pub up: bool,
+    /// Outcome of the last probe; `None` before the first.
+    pub last_ok: Option<bool>,
+    /// Reason of the last probe ("ok" or the failure); empty before the first.
+    pub last_reason: String,
+    /// When the last probe finished.
+    pub last_at: Option<Instant>,
+    /// Consecutive successes.
+    pub successes: u32,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// How long the last probe took (up to its timeout).
+    pub last_latency: Option<Duration>,
+    /// Probes run since the check started.
+    pub checks_run: u64,
+}
+
+impl Status {
+    /// The status of a check that has not run yet: up, nothing seen.
+    pub fn initial() -> Status {
+        Status {
+            up: true,
+            last_ok: None,
+            last_reason: String::new(),
+            last_at: None,
+            successes: 0,
+            failures: 0,
+            last_latency: None,
+            checks_run: 0,
+        }
+    }
+}
+
+/// The reason text of an I/O error: the OS message without its
+/// "(os error N)" tail and with a lower-case first letter, so that it reads as
+/// "connection refused" or "no route to host" in a log line.
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = match s.find(" (os error ") {
+        Some(i) => &s[..i],
+        None => &s[..],
+    };
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => "unknown error".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_can_be_shared_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Health>();
+        send_sync::<Prober>();
+    }
+
+    #[test]
+    fn io_reason_reads_like_a_log_line() {
+        let e = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(io_reason(&e), "connection refused");
+        let e = std::io::Error::from_raw_os_error(libc::EHOSTUNREACH);
+        assert_eq!(io_reason(&e), "no route to host");
+        let e = std::io::Error::other("Odd thing");
+        assert_eq!(io_reason(&e), "odd thing");
+    }
+}
