@@ -243,3 +243,311 @@ fn inhibit_keeps_established_connections_of_a_failed_server() {
     director.stop(&lab);
     lab.close().expect("clean up the lab");
 }
+
+/// How the scripted HTTP server answers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Ok,
+    Unavailable,
+    /// 200 only for `Host: good.example`, 404 otherwise.
+    OnlyGoodHost,
+    /// Accepts, reads the request, never answers.
+    Hang,
+}
+
+/// A small HTTP server in a real server's namespace whose answers the test
+/// changes: `mode` for every request, or a `script` of up (true) / down
+/// (false) answers consumed one per request.
+struct Scripted {
+    mode: std::sync::Arc<std::sync::Mutex<Mode>>,
+    script: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<bool>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Scripted {
+    fn start(lab: &Lab, i: usize, port: u16, name: &'static str) -> Scripted {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let mode = Arc::new(Mutex::new(Mode::Ok));
+        let script = Arc::new(Mutex::new(std::collections::VecDeque::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, sc, st) = (mode.clone(), script.clone(), stop.clone());
+        let ns = lab.server_ns(i).to_string();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            lvs_lab::enter_netns(&ns).expect("enter the server namespace");
+            let l = std::net::TcpListener::bind(("0.0.0.0", port)).expect("bind");
+            l.set_nonblocking(true).unwrap();
+            let _ = ready_tx.send(());
+            let mut hung = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !st.load(Ordering::SeqCst) && Instant::now() < deadline {
+                let Ok((mut c, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                c.set_nonblocking(false).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut req = Vec::new();
+                let mut b = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+                    match c.read(&mut b) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&b[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&req).to_lowercase();
+                let scripted = sc.lock().unwrap().pop_front();
+                let status = match (scripted, *m.lock().unwrap()) {
+                    (Some(true), _) => "200 OK",
+                    (Some(false), _) => "503 Service Unavailable",
+                    (None, Mode::Ok) => "200 OK",
+                    (None, Mode::Unavailable) => "503 Service Unavailable",
+                    (None, Mode::OnlyGoodHost) if text.contains("host: good.example") => "200 OK",
+                    (None, Mode::OnlyGoodHost) => "404 Not Found",
+                    (None, Mode::Hang) => {
+                        hung.push(c);
+                        continue;
+                    }
+                };
+                let body = format!("{name}\n");
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("scripted server ready");
+        Scripted {
+            mode,
+            script,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn set(&self, m: Mode) {
+        *self.mode.lock().unwrap() = m;
+    }
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The `--health` line of `server`.
+fn health_line(sock: &std::path::Path, server: &str) -> String {
+    let out = lvsadm_ok(sock, &["--health"]);
+    out.lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(server))
+        .unwrap_or_else(|| panic!("no {server} in {out}"))
+        .to_string()
+}
+
+/// httpcheck: a 503, a wrong virtual host and a server that never answers
+/// each take the server down, with the reason; it comes back each time.
+#[test]
+fn httpcheck_status_vhost_and_a_server_that_never_answers() {
+    let (_g, lab) = nat_lab("lvthttp", 2);
+    let _rs2 = lab.start_identity_server(2, 80, 53).expect("rs2");
+    let rs1 = Scripted::start(&lab, 1, 80, "rs1");
+    rs1.set(Mode::OnlyGoodHost);
+    let director = Director::start(
+        &lab,
+        "http",
+        "director web 198.18.0.100:80 TCP
+    balance roundrobin
+    mode nat
+    check interval 1 timeout 1
+    option httpcheck uri /health statuscode 200 vhost good.example
+    server rs1 198.18.1.11:80 check
+    server rs2 198.18.1.12:80
+",
+    );
+    let sock = &director.sock;
+    // Healthy with the right virtual host: it serves.
+    wait_state(sock, "rs1", "UP", Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        health_line(sock, "rs1").contains("UP"),
+        "{}",
+        health_line(sock, "rs1")
+    );
+    let phases = [
+        (Mode::Unavailable, "status 503"),
+        (Mode::Hang, "timeout after 1000 ms"),
+    ];
+    for (m, reason) in phases {
+        rs1.set(m);
+        wait_state(sock, "rs1", "DOWN", Duration::from_secs(5));
+        let line = health_line(sock, "rs1");
+        assert!(line.ends_with(reason), "{m:?}: {line}");
+        let listing = lvsadm_ok(sock, &["-L", "-n"]);
+        assert!(!listing.contains("198.18.1.11"), "{m:?}: {listing}");
+        let (per, failed) = requests(&lab, 40000 + 100 * m as u16, 4);
+        assert!(failed.is_empty(), "{m:?}: {failed:?}");
+        assert_eq!(per.get("rs2"), Some(&4), "{m:?}: {per:?}");
+        rs1.set(Mode::OnlyGoodHost);
+        wait_state(sock, "rs1", "UP", Duration::from_secs(5));
+    }
+    director.stop(&lab);
+    drop(rs1);
+
+    // The same check with another virtual host than the server expects.
+    let rs1 = Scripted::start(&lab, 1, 8080, "rs1");
+    rs1.set(Mode::OnlyGoodHost);
+    let director = Director::start(
+        &lab,
+        "vhost",
+        "director web 198.18.0.100:8080 TCP
+    mode nat
+    check interval 1 timeout 1
+    option httpcheck vhost wrong.example
+    server rs1 198.18.1.11:8080 check
+",
+    );
+    wait_state(&director.sock, "rs1", "DOWN", Duration::from_secs(4));
+    assert!(health_line(&director.sock, "rs1").ends_with("status 404"));
+    director.stop(&lab);
+    drop(rs1);
+    lab.close().expect("clean up the lab");
+}
+
+/// rise 3 fall 2 on a server whose check answers flap in a fixed pattern:
+/// exactly the transitions the counts imply, in order.
+#[test]
+fn a_flapping_server_makes_exactly_the_transitions_of_its_counts() {
+    let (_g, lab) = nat_lab("lvtflap", 1);
+    let rs1 = Scripted::start(&lab, 1, 8081, "rs1");
+    let pattern = [
+        true, false, true, false, false, true, true, false, true, true, true, false, false,
+    ];
+    rs1.script.lock().unwrap().extend(pattern);
+    // What the counts imply, from the up state: down after 2 failures in a
+    // row, up after 3 successes in a row.
+    let mut expected = Vec::new();
+    let (mut up, mut ok, mut bad) = (true, 0, 0);
+    for &r in &pattern {
+        if r {
+            ok += 1;
+            bad = 0;
+        } else {
+            bad += 1;
+            ok = 0;
+        }
+        if up && bad >= 2 {
+            up = false;
+            expected.push("DOWN");
+        } else if !up && ok >= 3 {
+            up = true;
+            expected.push("UP");
+        }
+    }
+    assert_eq!(expected, vec!["DOWN", "UP", "DOWN"]);
+    let director = Director::start(
+        &lab,
+        "flap",
+        "director web 198.18.0.100:80 TCP
+    mode nat
+    check interval 1 timeout 1 rise 3 fall 2 port 8081
+    option httpcheck
+    server rs1 198.18.1.11:80 check
+",
+    );
+    // Until the script is used up (13 checks, one a second), then a bit.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !rs1.script.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the checks did not run");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    rs1.set(Mode::Unavailable);
+    let log = director.stop(&lab);
+    let got: Vec<&str> = log
+        .lines()
+        .filter_map(|l| {
+            if l.contains(" is DOWN:") {
+                Some("DOWN")
+            } else if l.contains(" is UP:") {
+                Some("UP")
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(got, expected, "{log}");
+    drop(rs1);
+    lab.close().expect("clean up the lab");
+}
+
+/// icmpcheck and arpcheck: the server's interface goes down, the server
+/// leaves; it comes back up, the server returns.
+#[test]
+fn icmpcheck_and_arpcheck_follow_the_servers_interface() {
+    let (_g, lab) = nat_lab("lvticmp", 2);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    let director = Director::start(
+        &lab,
+        "icmp",
+        "director ping 198.18.0.100:80 TCP
+    mode nat
+    check interval 1 timeout 1
+    option icmpcheck
+    server rs1 198.18.1.11:80 check
+
+director arp 198.18.0.100:81 TCP
+    mode nat
+    check interval 1 timeout 1
+    option arpcheck iface br1
+    server rs2 198.18.1.12:80 check
+",
+    );
+    let sock = &director.sock;
+    for (i, name) in [(1, "rs1"), (2, "rs2")] {
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            health_line(sock, name).contains(" UP "),
+            "{}",
+            health_line(sock, name)
+        );
+        let ns = lab.server_ns(i).to_string();
+        lab.exec(
+            &ns,
+            "ip",
+            &["link", "set", "b0", "down"],
+            Duration::from_secs(5),
+        )
+        .expect("ip link set down");
+        wait_state(sock, name, "DOWN", Duration::from_secs(5));
+        let reason = if i == 1 {
+            "no echo reply"
+        } else {
+            "no ARP reply"
+        };
+        assert!(
+            health_line(sock, name).ends_with(reason),
+            "{}",
+            health_line(sock, name)
+        );
+        lab.exec(
+            &ns,
+            "ip",
+            &["link", "set", "b0", "up"],
+            Duration::from_secs(5),
+        )
+        .expect("ip link set up");
+        wait_state(sock, name, "UP", Duration::from_secs(8));
+    }
+    director.stop(&lab);
+    lab.close().expect("clean up the lab");
+}
