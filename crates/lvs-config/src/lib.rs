@@ -358,6 +358,9 @@ pub struct Server {
     pub weight: u32,
     /// `check`: health checks are enabled for this server.
     pub check: bool,
+    /// Check options written after the server's `check` (`check interval 2
+    /// fall 3 …`): each one given replaces the director's.
+    pub check_params: Check,
     /// `sorry`: used only when all other servers are unavailable.
     pub sorry: bool,
     /// `maxconn <n>`: the upper connection threshold (ipvsadm `-x`): once
@@ -689,6 +692,36 @@ fn num_u32(cx: &Cx<'_>, tok: &Tok<'_>, what: &str, min: u32, max: u32) -> Result
 }
 
 const MAX_I32: u32 = 2_147_483_647;
+
+/// One `check` option (director or server line) into `c`; false if `opt`
+/// is not a check option.
+fn check_option(
+    cx: &Cx<'_>,
+    opt: &Tok<'_>,
+    args: &mut Args<'_, '_>,
+    c: &mut Check,
+) -> Result<bool> {
+    match opt.text {
+        "timeout" => c.timeout = Some(seconds(cx, &args.expect("a number of seconds")?)?),
+        "interval" => c.interval = Some(seconds(cx, &args.expect("a number of seconds")?)?),
+        "source" => {
+            let t = args.expect("an IP address")?;
+            let ip = t.text.parse::<IpAddr>().map_err(|_| {
+                cx.err(t.col, format!("expected an IP address, found `{}`", t.text))
+            })?;
+            c.source = Some(ip);
+        }
+        "port" => {
+            let t = args.expect("a port number 0..65535")?;
+            c.port = Some(port_str(cx, t.text, t.col)?);
+        }
+        "rise" => c.rise = Some(count(cx, &args.expect("a count")?)?),
+        "fall" => c.fall = Some(count(cx, &args.expect("a count")?)?),
+        "inhibit" => c.inhibit = true,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
 
 fn seconds(cx: &Cx<'_>, tok: &Tok<'_>) -> Result<u32> {
     num_u32(cx, tok, "a number of seconds", 1, MAX_I32)
@@ -1119,36 +1152,15 @@ impl DirState {
             if seen.contains(&opt.text) {
                 return Err(cx.err(opt.col, format!("duplicate `{}` option", opt.text)));
             }
-            match opt.text {
-                "timeout" => {
-                    c.timeout = Some(seconds(cx, &args.expect("a number of seconds")?)?);
-                }
-                "interval" => {
-                    c.interval = Some(seconds(cx, &args.expect("a number of seconds")?)?);
-                }
-                "source" => {
-                    let t = args.expect("an IP address")?;
-                    let ip = t.text.parse::<IpAddr>().map_err(|_| {
-                        cx.err(t.col, format!("expected an IP address, found `{}`", t.text))
-                    })?;
-                    c.source = Some(ip);
-                }
-                "port" => {
-                    let t = args.expect("a port number 0..65535")?;
-                    c.port = Some(port_str(cx, t.text, t.col)?);
-                }
-                "rise" => c.rise = Some(count(cx, &args.expect("a count")?)?),
-                "fall" => c.fall = Some(count(cx, &args.expect("a count")?)?),
-                "inhibit" => c.inhibit = true,
-                other => {
-                    return Err(cx.err(
-                        opt.col,
-                        format!(
-                            "unknown check option `{other}`, expected `timeout`, `interval`, \
-                             `source`, `port`, `rise`, `fall` or `inhibit`"
-                        ),
-                    ))
-                }
+            if !check_option(cx, &opt, args, &mut c)? {
+                return Err(cx.err(
+                    opt.col,
+                    format!(
+                        "unknown check option `{}`, expected `timeout`, `interval`, \
+                         `source`, `port`, `rise`, `fall` or `inhibit`",
+                        opt.text
+                    ),
+                ));
             }
             seen.push(opt.text);
         }
@@ -1305,6 +1317,8 @@ impl DirState {
         }
         let mut weight = None;
         let mut check = false;
+        let mut check_params = Check::default();
+        let mut check_seen: Vec<&str> = Vec::new();
         let mut sorry = false;
         let mut maxconn: Option<u32> = None;
         let mut minconn: Option<(u32, u32)> = None;
@@ -1341,18 +1355,37 @@ impl DirState {
                     let m = mode_value(cx, args, true)?;
                     mode = Some(Spanned::new(m, cx.span(&opt)));
                 }
+                "timeout" | "interval" | "source" | "port" | "rise" | "fall" | "inhibit"
+                    if check =>
+                {
+                    if check_seen.contains(&opt.text) {
+                        return Err(cx.err(opt.col, format!("duplicate `{}` option", opt.text)));
+                    }
+                    check_seen.push(opt.text);
+                    check_option(cx, &opt, args, &mut check_params)?;
+                }
                 other if TUNNEL_WORDS.contains(&other) => {
                     return Err(cx.err(
                         opt.col,
                         format!("`{other}` is a tunnel option: it goes right after `mode tunnel`"),
                     ))
                 }
+                "timeout" | "interval" | "source" | "rise" | "fall" | "inhibit" => {
+                    return Err(cx.err(
+                        opt.col,
+                        format!(
+                            "`{}` is a check option: on a server line it goes after `check` \
+                             (e.g. `check {} …`)",
+                            opt.text, opt.text
+                        ),
+                    ));
+                }
                 other => {
                     return Err(cx.err(
                         opt.col,
                         format!(
                             "unknown server option `{other}`, expected `weight`, `maxconn`, \
-                             `minconn`, `check`, `sorry` or `mode`"
+                             `minconn`, `check` (with its options), `sorry` or `mode`"
                         ),
                     ))
                 }
@@ -1373,6 +1406,7 @@ impl DirState {
             port,
             weight: weight.unwrap_or(1),
             check,
+            check_params,
             sorry,
             maxconn,
             minconn: minconn.map(|(m, _)| m),

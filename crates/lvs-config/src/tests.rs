@@ -121,6 +121,7 @@ fn full_example() {
                         port: Some(8080),
                         weight: 10,
                         check: true,
+                        check_params: Default::default(),
                         sorry: false,
                         maxconn: None,
                         minconn: None,
@@ -133,6 +134,7 @@ fn full_example() {
                         port: None,
                         weight: 1,
                         check: true,
+                        check_params: Default::default(),
                         sorry: true,
                         maxconn: None,
                         minconn: None,
@@ -167,6 +169,7 @@ fn full_example() {
                         port: None,
                         weight: 1,
                         check: false,
+                        check_params: Default::default(),
                         sorry: false,
                         maxconn: None,
                         minconn: None,
@@ -179,6 +182,7 @@ fn full_example() {
                         port: Some(5353),
                         weight: 0,
                         check: false,
+                        check_params: Default::default(),
                         sorry: false,
                         maxconn: None,
                         minconn: None,
@@ -211,6 +215,7 @@ fn full_example() {
                     port: None,
                     weight: 1,
                     check: false,
+                    check_params: Default::default(),
                     sorry: false,
                     maxconn: None,
                     minconn: None,
@@ -1296,7 +1301,7 @@ fn per_server_mode_errors() {
         ("server a 10.1.0.1 mode tunnel gue weight 2", 31, "the `gue` tunnel type needs the real server's UDP port"),
         ("server a 10.1.0.1 mode tunnel gue port weight", 40, "expected a GUE port 1..65535, found `weight`"),
         ("server a 10.1.0.1 mode tunnel gre remcsum", 35, "`remcsum` is not valid with the `gre` tunnel type"),
-        ("server a 10.1.0.1 mode tunnel gue port 6080 gwight 2", 45, "unknown server option `gwight`, expected `weight`, `maxconn`, `minconn`, `check`, `sorry` or `mode`"),
+        ("server a 10.1.0.1 mode tunnel gue port 6080 gwight 2", 45, "unknown server option `gwight`, expected `weight`, `maxconn`, `minconn`, `check` (with its options), `sorry` or `mode`"),
     ];
     for &(line, col, msg) in cases {
         err(&format!("{d}{line}\n"), 2, col, msg);
@@ -1459,4 +1464,32 @@ fn tunnel_vocabulary_never_panics() {
         }
         no_panic(&text);
     }
+}
+
+#[test]
+fn server_lines_override_check_options() {
+    let cfg = parse_str(
+        "director web 198.18.0.100:80\n  check interval 5 fall 2\n  server a 198.18.1.11 check fall 3 port 8081 inhibit\n  server b 198.18.1.12 check\n",
+        "t",
+    )
+    .unwrap();
+    let d = &cfg.directors[0];
+    let a = &d.servers[0].check_params;
+    assert_eq!(
+        (a.fall, a.port, a.inhibit, a.interval),
+        (Some(3), Some(8081), true, None)
+    );
+    assert_eq!(d.servers[1].check_params, Check::default());
+    err(
+        "director web 198.18.0.100:80\n  server a 198.18.1.11 fall 3\n",
+        2,
+        24,
+        "`fall` is a check option: on a server line it goes after `check`",
+    );
+    err(
+        "director web 198.18.0.100:80\n  server a 198.18.1.11 check rise 2 rise 3\n",
+        2,
+        37,
+        "duplicate `rise` option",
+    );
 }

@@ -131,12 +131,13 @@ pub fn apply_with(
                 u_threshold: s.maxconn.unwrap_or(0),
                 l_threshold: s.minconn.unwrap_or(0),
             };
-            let check = s.check.then(|| check_spec(d, &cfg));
+            let params = check_params(d, s);
+            let check = s.check.then(|| check_spec(d, &params, &cfg));
             let server = Server {
                 cfg,
                 check,
                 sorry: s.sorry,
-                inhibit: d.check.as_ref().is_some_and(|c| c.value.inhibit),
+                inhibit: s.check && params.inhibit,
                 director: d.name.value.clone(),
                 name: s.name.value.clone(),
             };
@@ -148,16 +149,31 @@ pub fn apply_with(
     Ok(())
 }
 
-/// The health check of a server with `check` (seed 003): the director's
-/// `check` parameters with their defaults (interval 10 s, timeout half of
-/// it, rise 1, fall 1), its `option …check` method (ICMP echo without
-/// one), and the `port` given there or else the server's own.
-fn check_spec(d: &lvs_config::Director, cfg: &DestConfig) -> Check {
-    let params = d
+/// The check parameters of server `s`: the director's `check` line, each
+/// option the server's own `check …` gives replacing it.
+fn check_params(d: &lvs_config::Director, s: &lvs_config::Server) -> lvs_config::Check {
+    let dir = d
         .check
         .as_ref()
         .map(|c| c.value.clone())
         .unwrap_or_default();
+    let own = &s.check_params;
+    lvs_config::Check {
+        timeout: own.timeout.or(dir.timeout),
+        interval: own.interval.or(dir.interval),
+        source: own.source.or(dir.source),
+        port: own.port.or(dir.port),
+        rise: own.rise.or(dir.rise),
+        fall: own.fall.or(dir.fall),
+        inhibit: own.inhibit || dir.inhibit,
+    }
+}
+
+/// The health check of a server with `check` (seed 003): its check
+/// parameters (`check_params`) with their defaults (interval 10 s, timeout
+/// half of it, rise 1, fall 1), the director's `option …check` method (ICMP
+/// echo without one), and the `port` given there or else the server's own.
+fn check_spec(d: &lvs_config::Director, params: &lvs_config::Check, cfg: &DestConfig) -> Check {
     let kind = match d.health.as_ref().map(|h| &h.value) {
         None | Some(lvs_config::HealthCheck::Icmp) => lvs_health::CheckKind::Icmp,
         Some(lvs_config::HealthCheck::Tcp) => lvs_health::CheckKind::Tcp,
@@ -491,5 +507,60 @@ director mixed 198.18.0.100:80
             .err()
             .unwrap();
         assert_eq!((e.line, e.col), (1, 14));
+    }
+}
+
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn checks_come_from_the_director_and_the_server_line() {
+        let text = "director web 198.18.0.100:80 TCP
+  mode nat
+  check interval 4 fall 2
+  option httpcheck uri /health vhost www.example
+  server a 198.18.1.11:8080 check rise 3 port 9000 inhibit
+  server b 198.18.1.12 check
+  server c 198.18.1.13 sorry
+  server d 198.18.1.14
+";
+        let cfg = lvs_config::parse_str(text, "t.conf").unwrap();
+        let mut e = Engine::new(0);
+        let mut d = Desired::default();
+        apply_with(&mut e, &mut d, &cfg, "t.conf", text).unwrap();
+        let servers: Vec<_> = d.servers().map(|(_, s, up)| (s.clone(), up)).collect();
+        assert_eq!(servers.len(), 4);
+        let a = servers[0].0.check.clone().unwrap();
+        assert_eq!(
+            a.kind,
+            lvs_health::CheckKind::Http {
+                uri: "/health".into(),
+                vhost: Some("www.example".into()),
+                status: 200
+            }
+        );
+        assert_eq!((a.port, a.rise, a.fall), (9000, 3, 2));
+        assert_eq!(
+            (a.interval, a.timeout),
+            (Duration::from_secs(4), Duration::from_secs(2))
+        );
+        assert!(servers[0].0.inhibit);
+        let b = servers[1].0.check.clone().unwrap();
+        assert_eq!((b.port, b.rise, b.fall), (80, 1, 2));
+        assert!(!servers[1].0.inhibit);
+        assert!(servers[2].0.sorry && servers[2].0.check.is_none());
+        assert!(servers[3].0.check.is_none());
+        // The sorry server is not in the engine while the others are up.
+        let (_, ds) = e
+            .service(&ServiceKey {
+                protocol: 6,
+                addr: "198.18.0.100".parse().unwrap(),
+                port: 80,
+            })
+            .unwrap();
+        assert_eq!(ds.len(), 3);
+        assert_eq!(d.checks().len(), 2);
     }
 }
