@@ -27,7 +27,10 @@ use std::process::ExitCode;
 /// those the configuration names with `interface NAME`, answers ARP for
 /// every virtual IP and announces them with a gratuitous ARP, and balances
 /// the configured directors by direct routing (the default), NAT or IP
-/// tunnelling (IPIP, GUE, GRE), per real server. While it runs, an nftables table
+/// tunnelling (IPIP, GUE, GRE), per real server. Servers with `check` are
+/// health-checked (tcp, http, icmp, arp) on a thread of their own; a server
+/// that fails leaves its service (or gets weight 0 with `inhibit`), sorry
+/// servers take over when every other server is down. While it runs, an nftables table
 /// `netdev lvsd` keeps the kernel from also handling the balanced packets (without
 /// nft: kernel IPv4 forwarding is switched off instead). SIGTERM or SIGINT
 /// stops it cleanly and removes what it installed.
