@@ -181,8 +181,48 @@ fn route(routes: &[PortRoute], dst: Ipv4Addr) -> Option<(PortId, Ipv4Addr)> {
     Some((r.port?, r.gateway.unwrap_or(dst)))
 }
 
-/// Runs until SIGTERM/SIGINT. Errors are rendered for people.
+/// What the signals an operator may send do (README, "Signals").
+struct Signals {
+    /// SIGTERM, SIGINT, SIGQUIT: stop cleanly.
+    stop: Arc<AtomicBool>,
+    /// SIGHUP: reload (not implemented yet: logged, nothing changes).
+    hup: Arc<AtomicBool>,
+    /// SIGUSR1: the counters on stderr.
+    usr1: Arc<AtomicBool>,
+    /// SIGUSR2: every real server's health on stderr.
+    usr2: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, String> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+        let s = Signals {
+            stop: Arc::new(AtomicBool::new(false)),
+            hup: Arc::new(AtomicBool::new(false)),
+            usr1: Arc::new(AtomicBool::new(false)),
+            usr2: Arc::new(AtomicBool::new(false)),
+        };
+        let set = [
+            (SIGTERM, &s.stop),
+            (SIGINT, &s.stop),
+            (SIGQUIT, &s.stop),
+            (SIGHUP, &s.hup),
+            (SIGUSR1, &s.usr1),
+            (SIGUSR2, &s.usr2),
+        ];
+        for (sig, flag) in set {
+            signal_hook::flag::register(sig, flag.clone())
+                .map_err(|e| format!("cannot install signal handler: {e}"))?;
+        }
+        Ok(s)
+    }
+}
+
+/// Runs until SIGTERM/SIGINT/SIGQUIT. Errors are rendered for people.
 pub fn run(opts: Options) -> Result<(), String> {
+    // Signals first: from here on none of them ends lvsd uncleanly.
+    let signals = Signals::install()?;
+    let _lock = crate::lock::acquire()?;
     crate::control::check_free(&opts.control).map_err(|e| format!("control socket: {e}"))?;
     let mut engine = Engine::with_seeds(seed(), seed());
     // Room for the first connections without rehashing on the packet path.
@@ -226,11 +266,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     let names: Vec<String> = ports.iter().map(|p| p.name.clone()).collect();
     let mut guard = KernelGuard::install(&engine, &names)?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| format!("cannot install signal handler: {e}"))?;
-    }
+    let stop = signals.stop.clone();
 
     let local_addrs = ports.iter().flat_map(|p| p.addrs.iter().copied()).collect();
     let mut d = Director {
@@ -356,6 +392,38 @@ pub fn run(opts: Options) -> Result<(), String> {
                 eprintln!("lvsd: warning: {e}");
             }
             last_housekeeping = Instant::now() - Duration::from_secs(10);
+        }
+        if signals.hup.swap(false, Ordering::Relaxed) {
+            eprintln!(
+                "lvsd: SIGHUP: reloading the configuration is not implemented yet; nothing changed"
+            );
+        }
+        if signals.usr1.swap(false, Ordering::Relaxed) {
+            eprintln!("lvsd: SIGUSR1: counters");
+            for (name, value) in d.counters.list(d.neigh.len()) {
+                eprintln!("lvsd:   io.{name} {value}");
+            }
+            eprintln!("lvsd:   {}", engine_report(&d.engine, d.counters.fragments));
+        }
+        if signals.usr2.swap(false, Ordering::Relaxed) {
+            eprintln!("lvsd: SIGUSR2: real servers");
+            let statuses: std::collections::HashMap<Check, lvs_health::Status> =
+                health.status().into_iter().collect();
+            let status = |c: &Check| check_status(c, statuses.get(c));
+            for h in d.desired.health(&d.engine, &status) {
+                eprintln!(
+                    "lvsd:   {} {} {} {} {}",
+                    if h.director.is_empty() {
+                        "-"
+                    } else {
+                        &h.director
+                    },
+                    if h.server.is_empty() { "-" } else { &h.server },
+                    endpoint(h.addr, h.port),
+                    if h.up { "UP" } else { "DOWN" },
+                    if h.in_service { "in use" } else { "not in use" },
+                );
+            }
         }
         d.engine.handle_timeout(now_ms);
         if !d.pending.is_empty() {

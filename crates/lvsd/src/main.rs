@@ -8,6 +8,7 @@ mod desired;
 mod engine_ops;
 mod guard;
 mod io;
+mod lock;
 mod net;
 mod pcap;
 mod pending;

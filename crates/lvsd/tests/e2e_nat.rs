@@ -930,3 +930,87 @@ fn fragmented_udp_through_nat_is_reassembled_and_answered() {
     director.stop(&lab);
     lab.close().expect("clean up the lab");
 }
+
+/// One director per namespace, and every signal an operator may send has a
+/// defined effect: SIGHUP, SIGUSR1, SIGUSR2 leave lvsd running (and say
+/// so), SIGQUIT stops it as cleanly as SIGTERM.
+#[test]
+fn a_second_director_is_refused_and_signals_do_what_they_say() {
+    let (_g, lab) = nat_lab("lvtsig", 1);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    let director = Director::start(
+        &lab,
+        "sig",
+        "director web 198.18.0.100:80 TCP\n  mode nat\n  server rs1 198.18.1.11:80\n",
+    );
+    // A second lvsd in the same namespace (another control socket).
+    let other = std::env::temp_dir().join(format!("lvsd-e2e-sig2-{}.sock", std::process::id()));
+    let out = lab
+        .exec(
+            lab.director_ns(),
+            &support::lvsd().to_string_lossy(),
+            &["--control", &other.to_string_lossy()],
+            Duration::from_secs(10),
+        )
+        .expect("run a second lvsd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "another lvsd (pid {}) is already running in this network namespace",
+            director.pid
+        )),
+        "{err}"
+    );
+    assert!(!other.exists());
+    // The first one is untouched: its guard is in place, it forwards.
+    let guard = lab
+        .exec(
+            lab.director_ns(),
+            "nft",
+            &["list", "table", "netdev", "lvsd"],
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert!(guard.status.success(), "the guard is gone");
+    for sig in [libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2] {
+        // SAFETY: kill(2) on the pid of a child this test started.
+        assert_eq!(unsafe { libc::kill(director.pid as i32, sig) }, 0);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            lab.try_wait(director.pid).unwrap().is_none(),
+            "signal {sig} stopped lvsd"
+        );
+        assert_eq!(curl(&lab, "http://198.18.0.100/").unwrap().trim(), "rs1");
+    }
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(director.pid as i32, libc::SIGQUIT) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lab.try_wait(director.pid).unwrap().is_none() {
+        assert!(Instant::now() < deadline, "SIGQUIT did not stop lvsd");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = director.stop(&lab);
+    assert!(
+        log.contains("SIGHUP: reloading the configuration is not implemented yet"),
+        "{log}"
+    );
+    assert!(
+        log.contains("SIGUSR1: counters") && log.contains("io.rx_frames"),
+        "{log}"
+    );
+    assert!(
+        log.contains("SIGUSR2: real servers") && log.contains("rs1 198.18.1.11:80 UP in use"),
+        "{log}"
+    );
+    let guard = lab
+        .exec(
+            lab.director_ns(),
+            "nft",
+            &["list", "table", "netdev", "lvsd"],
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert!(!guard.status.success(), "the guard was left behind");
+    lab.close().expect("clean up the lab");
+}
