@@ -350,7 +350,8 @@ fn expiry(c: &mut Criterion) {
 fn idle_fixture(n: u32) -> (Engine, u64, u64) {
     let mut e = engine_with(3);
     // ESTABLISHED lasts about 31 years.
-    e.set_timeouts(1_000_000_000, 0, 0);
+    e.set_timeouts(lvs_core::engine::MAX_TIMEOUT_SECS, 0, 0)
+        .unwrap();
     for i in 0..n {
         let (a, p) = client(i);
         let mut syn = tcp(a, p, VIP, 80, SYN);

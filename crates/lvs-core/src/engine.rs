@@ -284,6 +284,9 @@ pub struct DestConfig {
     pub l_threshold: u32,
 }
 
+/// Largest timeout the kernel takes (`INT_MAX / HZ` seconds at HZ 250).
+pub const MAX_TIMEOUT_SECS: u32 = 8_589_934;
+
 /// The connection hash table size shown by listings (kernel default 2^12).
 pub const CONN_TAB_SIZE: u32 = 4096;
 
@@ -484,6 +487,14 @@ impl Engine {
     }
 
     fn check_options(key: &ServiceKey, opts: &ServiceOptions) -> Result<(), ControlError> {
+        // A port-0 service catches every port only through persistence
+        // (ipvsadm's "Zero port specified for non-persistent service"):
+        // refused here for every path (file, lvsadm, control protocol).
+        if key.port == 0 && opts.persistent.is_none() {
+            return Err(ControlError::Invalid(
+                "zero port specified for a non-persistent service",
+            ));
+        }
         if key.addr.is_ipv6() && opts.persistent.is_some() && !(1..=128).contains(&opts.netmask) {
             return Err(ControlError::Invalid(
                 "IPv6 netmask must be a prefix length 1..128",
@@ -584,6 +595,16 @@ impl Engine {
     }
 
     fn check_dest(key: &ServiceKey, cfg: &DestConfig) -> Result<(), ControlError> {
+        // The kernel takes only unicast (or local) real servers (EINVAL,
+        // "address not unicast"): not 0.0.0.0/8, broadcast, multicast;
+        // not `::` or multicast for IPv6.
+        let unicast = match cfg.addr {
+            IpAddr::V4(a) => !(a.octets()[0] == 0 || a.is_broadcast() || a.is_multicast()),
+            IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
+        };
+        if !unicast {
+            return Err(ControlError::Invalid("real server address not unicast"));
+        }
         if cfg.weight < 0 {
             return Err(ControlError::Invalid("negative weight"));
         }
@@ -805,7 +826,20 @@ impl Engine {
     }
 
     /// `ipvsadm --set TCP TCPFIN UDP` (0 leaves a value unchanged).
-    pub fn set_timeouts(&mut self, tcp_secs: u32, tcpfin_secs: u32, udp_secs: u32) {
+    pub fn set_timeouts(
+        &mut self,
+        tcp_secs: u32,
+        tcpfin_secs: u32,
+        udp_secs: u32,
+    ) -> Result<(), ControlError> {
+        // The kernel's range: 0 ..= INT_MAX / HZ seconds (HZ 250), else
+        // EINVAL, and nothing is changed.
+        if [tcp_secs, tcpfin_secs, udp_secs]
+            .iter()
+            .any(|&t| t > MAX_TIMEOUT_SECS)
+        {
+            return Err(ControlError::Invalid("timeout out of range"));
+        }
         if tcp_secs != 0 {
             self.settings.tcp_timeouts[TcpState::Established as usize] = tcp_secs;
         }
@@ -815,6 +849,7 @@ impl Engine {
         if udp_secs != 0 {
             self.settings.udp_timeout = udp_secs;
         }
+        Ok(())
     }
 
     /// The `(tcp, tcpfin, udp)` timeouts of `ipvsadm -L --timeout`.

@@ -227,7 +227,7 @@ fn template_timer_restarts_only_on_new_connections_and_retries_60s() {
 fn template_outlives_its_connections_until_its_own_timer() {
     let mut l = Lab::persistent(ipproto::UDP, 400, MASK32, &[1]);
     l.set("conn_reuse_mode", "1");
-    l.e.set_timeouts(0, 0, 5);
+    l.e.set_timeouts(0, 0, 5).unwrap();
     l.to(udp(cl(0, 5), 1000, V, 80)).unwrap();
     l.wait(5_200);
     // The UDP entry is gone; the template (400 s) stays and keeps the client.
@@ -288,12 +288,24 @@ fn port_zero_persistent_service_shares_one_template_across_ports() {
     let mut ports: Vec<u16> = l.conns().iter().map(|c| c.dport).collect();
     ports.sort_unstable();
     assert_eq!(ports, [443, 8443]);
-    // Without persistence a port-0 service makes no entry: unreachable.
-    let mut n = Lab::new(ipproto::TCP, 0, ServiceOptions::default(), &[1], false);
-    assert_eq!(
-        n.send(tcp(cl(0, 5), 1000, V, 443, SYN)).0,
-        Verdict::Unreachable
-    );
+    // A port-0 service without persistence is refused, whatever the path
+    // (ipvsadm's "Zero port specified for non-persistent service"); the
+    // kernel would keep it and answer unreachable to every packet.
+    let mut e = Engine::new(7);
+    let key = ServiceKey {
+        protocol: ipproto::TCP,
+        addr: ip(V),
+        port: 0,
+    };
+    assert!(matches!(
+        e.add_service_with(key, "rr", 0, ServiceOptions::default()),
+        Err(lvs_core::ControlError::Invalid(_))
+    ));
+    // Nor can persistence be taken away from one.
+    e.add_service_with(key, "rr", 0, opts).unwrap();
+    assert!(e
+        .edit_service_with(key, "rr", 0, ServiceOptions::default())
+        .is_err());
 }
 
 // ----- reuse and dead destinations (§14, §15) ---------------------------
@@ -451,7 +463,7 @@ fn timeouts_set_at_run_time_apply_at_the_next_packet() {
     let mut l = Lab::new(ipproto::UDP, 80, ServiceOptions::default(), &[1], false);
     l.to(udp(cl(0, 5), 1000, V, 80)).unwrap();
     assert_eq!(l.left(l.conns()[0]), 300);
-    l.e.set_timeouts(0, 0, 7);
+    l.e.set_timeouts(0, 0, 7).unwrap();
     assert_eq!(l.left(l.conns()[0]), 300);
     l.to(udp(cl(0, 5), 1000, V, 80)).unwrap();
     assert_eq!(l.left(l.conns()[0]), 7);
@@ -583,7 +595,7 @@ fn drop_entry_evicts_half_open_and_idle_single_packet_entries() {
     // UDP (rate test): entries idle for 60 s go if they saw 1 packet, every
     // second one with 2 packets...; more than 8 packets: kept.
     let mut u = Lab::new(ipproto::UDP, 80, ServiceOptions::default(), &[1], false);
-    u.e.set_timeouts(0, 0, 3000);
+    u.e.set_timeouts(0, 0, 3000).unwrap();
     u.set("drop_entry", "3");
     for p in 0..200 {
         u.to(udp(cl(0, 5), 10_000 + p, V, 80)).unwrap();

@@ -464,7 +464,7 @@ fn a_re_added_destination_keeps_its_identity() {
         }
     }
     e.handle_timeout(1000);
-    e.set_timeouts(0, 0, 1);
+    e.set_timeouts(0, 0, 1).unwrap();
     e.delete_dest(key, ip(rs(1)), 8080).unwrap();
     let mut now = 1000;
     let mut tick = |e: &mut Engine, until: u64| {

@@ -793,3 +793,47 @@ fn an_offloaded_sctp_crc_is_finished_by_the_engine_and_no_offload_is_asked() {
         "the CRC32c is filled in"
     );
 }
+
+#[test]
+fn destinations_and_timeouts_the_kernel_refuses_are_refused() {
+    let mut e = engine(Forward::Masq, Tunnel::default());
+    let key = ServiceKey {
+        protocol: ipproto::TCP,
+        addr: ip(V),
+        port: 80,
+    };
+    for bad in [
+        "0.0.0.0",
+        "0.1.2.3",
+        "255.255.255.255",
+        "224.0.0.1",
+        "239.1.2.3",
+        "::",
+        "ff02::1",
+    ] {
+        let cfg = DestConfig {
+            addr: bad.parse().unwrap(),
+            port: 80,
+            forward: Forward::Tunnel,
+            tunnel: Tunnel::default(),
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        };
+        assert!(
+            matches!(
+                e.add_dest(key, cfg),
+                Err(lvs_core::ControlError::Invalid(_))
+            ),
+            "{bad} accepted"
+        );
+    }
+    let max = lvs_core::engine::MAX_TIMEOUT_SECS;
+    assert!(e.set_timeouts(max, max, max).is_ok());
+    assert!(e.set_timeouts(0, max + 1, 0).is_err());
+    assert_eq!(
+        e.timeouts(),
+        (max, max, max),
+        "a refused change changes nothing"
+    );
+}

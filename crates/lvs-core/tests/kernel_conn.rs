@@ -700,7 +700,7 @@ impl<'a> Replay<'a> {
             Command::EditDest(key, d) => self.e.edit_dest(key, d),
             Command::DeleteDest(key, a, p) => self.e.delete_dest(key, IpAddr::V4(a), p),
             Command::SetTimeouts(t, fin, u) => {
-                self.e.set_timeouts(t, fin, u);
+                self.e.set_timeouts(t, fin, u).unwrap();
                 Ok(())
             }
         };

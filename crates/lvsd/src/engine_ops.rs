@@ -67,10 +67,7 @@ pub fn apply_with(
             engine.clear();
             Ok(())
         }
-        Request::SetTimeouts(t) => {
-            engine.set_timeouts(t.tcp, t.tcpfin, t.udp);
-            Ok(())
-        }
+        Request::SetTimeouts(t) => engine.set_timeouts(t.tcp, t.tcpfin, t.udp),
         // Zeroing changes no configuration (nothing for the guard to follow).
         Request::Zero(k) => {
             return match engine.zero_stats(k.as_ref().map(key)) {

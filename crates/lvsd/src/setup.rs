@@ -29,7 +29,9 @@ pub fn apply_with(
     let err = |span: Span, msg: String| ConfigError::at(file, text, span, msg);
     if let Some(t) = &cfg.timeouts {
         let [tcp, tcpfin, udp] = t.value;
-        engine.set_timeouts(tcp, tcpfin, udp);
+        engine
+            .set_timeouts(tcp, tcpfin, udp)
+            .map_err(|e| err(t.span, e.to_string()))?;
     }
     for (name, value) in &cfg.sysctls {
         use lvs_core::sysctl::SysctlError;
@@ -562,5 +564,36 @@ mod check_tests {
             .unwrap();
         assert_eq!(ds.len(), 3);
         assert_eq!(d.checks().len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<(), ConfigError> {
+        let cfg = lvs_config::parse_str(text, "t.conf")?;
+        let mut e = Engine::new(0);
+        apply(&mut e, &cfg, "t.conf", text)
+    }
+
+    #[test]
+    fn the_file_is_refused_what_lvsadm_and_the_kernel_refuse() {
+        // A port-0 director without persistence (lvsadm refuses it too).
+        let e = load("director a 198.18.0.100:0 TCP\n  mode nat\n").unwrap_err();
+        assert_eq!((e.line, e.col), (1, 10), "{e}");
+        assert!(
+            e.to_string()
+                .contains("zero port specified for a non-persistent service"),
+            "{e}"
+        );
+        // A real server that is not unicast.
+        let e = load("director a 198.18.0.100:80 TCP\n  mode nat\n  server m 224.0.0.9:80\n")
+            .unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(
+            e.to_string().contains("real server address not unicast"),
+            "{e}"
+        );
     }
 }
