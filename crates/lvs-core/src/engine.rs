@@ -129,10 +129,22 @@ pub enum DropReason {
     /// A fragment that cannot be reassembled (overlap, inconsistent
     /// lengths, the reassembly queue full, no room for the datagram).
     Fragment = 12,
+    /// The IPv4 header checksum does not verify (`ip_rcv`).
+    BadChecksum = 13,
+    /// IP options that overrun the header or do not parse.
+    BadOptions = 14,
+    /// Source-routed (LSRR/SSRR), which the host refuses by default
+    /// (`accept_source_route` 0).
+    SourceRoute = 15,
+    /// A martian source or destination: 0.0.0.0/8, 127/8, multicast or
+    /// the limited broadcast as source; 0/8 or 127/8 as destination.
+    Martian = 16,
+    /// A source that is one of the director's own addresses or a VIP.
+    LocalSource = 17,
 }
 
 /// Number of `DropReason` values.
-pub const DROP_REASONS: usize = 13;
+pub const DROP_REASONS: usize = 18;
 
 impl DropReason {
     /// Every reason, in counter order.
@@ -150,6 +162,11 @@ impl DropReason {
         DropReason::FragNeeded,
         DropReason::TunnelPmtuLearned,
         DropReason::Fragment,
+        DropReason::BadChecksum,
+        DropReason::BadOptions,
+        DropReason::SourceRoute,
+        DropReason::Martian,
+        DropReason::LocalSource,
     ];
     /// A short name for listings and logs.
     pub fn name(self) -> &'static str {
@@ -167,6 +184,11 @@ impl DropReason {
             DropReason::FragNeeded => "frag_needed",
             DropReason::TunnelPmtuLearned => "tunnel_pmtu_learned",
             DropReason::Fragment => "fragment",
+            DropReason::BadChecksum => "bad_checksum",
+            DropReason::BadOptions => "bad_options",
+            DropReason::SourceRoute => "source_route",
+            DropReason::Martian => "martian",
+            DropReason::LocalSource => "local_source",
         }
     }
 }
@@ -1242,6 +1264,11 @@ impl Engine {
             // them too): counted, not forwarded.
             return Transmit::Drop(DropReason::Malformed);
         };
+        // What the host's IPv4 input drops before IPVS sees a packet
+        // (`ip_rcv`, the route lookup's martian checks).
+        if let Some(r) = input_check(&ip) {
+            return Transmit::Drop(r);
+        }
         let protocol = ip.protocol();
         if ip.frag_offset() != 0 || ip.more_frags() {
             return self.reassemble(now, pkt, paths);
@@ -1316,6 +1343,12 @@ impl Engine {
         }
 
         // No entry: is it a new connection to a virtual service? (§4, §6, §7)
+        // A source that is one of the host's own addresses — a VIP is one on
+        // a kernel director — is martian (`fib_validate_source`); checked
+        // here, where entries are made, rather than for every packet.
+        if self.vips.contains_key(&src) || paths.is_local(src) {
+            return Transmit::Drop(DropReason::LocalSource);
+        }
         let Some(svc) = self.find_service(protocol, dst, l4.dport) else {
             let t = self.unmatched_out(pkt, paths, protocol, src, dst, &l4);
             if t == Transmit::Pass && self.vips.contains_key(&dst) {
@@ -2107,6 +2140,50 @@ fn unbind(dests: &mut Slab<Dest>, c: &Conn) {
     }
     d.check_overload_on_unbind();
     d.refs = d.refs.saturating_sub(1);
+}
+
+/// The host's IPv4 input checks (the kernel's `ip_rcv` and martian rules,
+/// with its defaults: no source routing, no local-network routing of
+/// 127/8): the reason to drop, if any.
+#[inline(always)]
+fn input_check(ip: &Ipv4Packet<&[u8]>) -> Option<DropReason> {
+    let h = ip.header();
+    if !crate::wire::checksum::header_ok(h) {
+        return Some(DropReason::BadChecksum);
+    }
+    // 0/8, 127/8 and 224/4 and above as source (multicast, class E, the
+    // limited broadcast); 0/8 and 127/8 as destination.
+    let (s, d) = (h[12], h[16]);
+    if s == 0 || s == 127 || s >= 224 || d == 0 || d == 127 {
+        return Some(DropReason::Martian);
+    }
+    if h.len() > 20 {
+        return options_check(&h[20..]);
+    }
+    None
+}
+
+/// IP options: each must fit the header; source routes are refused.
+#[cold]
+fn options_check(mut o: &[u8]) -> Option<DropReason> {
+    while let Some(&kind) = o.first() {
+        match kind {
+            0 => return None,
+            1 => o = &o[1..],
+            _ => {
+                let len = usize::from(*o.get(1)?);
+                if len < 2 || len > o.len() {
+                    return Some(DropReason::BadOptions);
+                }
+                // LSRR, SSRR.
+                if kind == 0x83 || kind == 0x89 {
+                    return Some(DropReason::SourceRoute);
+                }
+                o = &o[len..];
+            }
+        }
+    }
+    None
 }
 
 #[inline(always)]

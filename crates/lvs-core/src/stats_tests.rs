@@ -31,6 +31,9 @@ fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
     v[22..24].copy_from_slice(&dport.to_be_bytes());
     v[24..26].copy_from_slice(&12u16.to_be_bytes());
     v[28..32].copy_from_slice(b"ping");
+    crate::wire::ipv4::Ipv4Packet::new_checked(&mut v[..])
+        .unwrap()
+        .fill_checksum();
     v
 }
 

@@ -837,3 +837,81 @@ fn destinations_and_timeouts_the_kernel_refuses_are_refused() {
         "a refused change changes nothing"
     );
 }
+
+#[test]
+fn packets_the_hosts_input_drops_are_dropped_and_counted() {
+    let mut e = nat_engine();
+    let fixed = |mut v: Vec<u8>| {
+        Ipv4Packet::new_checked(&mut v[..]).unwrap().fill_checksum();
+        v
+    };
+    // A SYN with a wrong header checksum makes no entry.
+    let mut bad = tcp(C, 40000, V, 80, SYN);
+    bad[10] ^= 0x55;
+    assert_eq!(
+        run(&mut e, &bad, 1500).0,
+        Transmit::Drop(DropReason::BadChecksum)
+    );
+    assert_eq!(e.connection_count(), 0);
+    // Martian sources and destinations.
+    for (src, dst) in [
+        ([0, 0, 0, 0], V),
+        ([0, 1, 2, 3], V),
+        ([127, 0, 0, 1], V),
+        ([224, 0, 0, 5], V),
+        ([255, 255, 255, 255], V),
+        ([240, 0, 0, 1], V),
+        (C, [127, 0, 0, 1]),
+        (C, [0, 0, 0, 9]),
+    ] {
+        let p = tcp(src, 40000, dst, 80, SYN);
+        assert_eq!(
+            run(&mut e, &p, 1500).0,
+            Transmit::Drop(DropReason::Martian),
+            "{src:?} > {dst:?}"
+        );
+    }
+    // Options: a loose source route, and an option longer than the header.
+    let with_options = |opts: [u8; 4]| {
+        let p = tcp(C, 40000, V, 80, SYN);
+        let mut v = vec![0x46];
+        v.extend_from_slice(&p[1..20]);
+        v.extend_from_slice(&opts);
+        v.extend_from_slice(&p[20..]);
+        let n = v.len() as u16;
+        v[2..4].copy_from_slice(&n.to_be_bytes());
+        fixed(v)
+    };
+    let lsrr = with_options([0x83, 3, 4, 0]);
+    assert_eq!(
+        run(&mut e, &lsrr, 1500).0,
+        Transmit::Drop(DropReason::SourceRoute)
+    );
+    let overrun = with_options([0x44, 12, 5, 0]);
+    assert_eq!(
+        run(&mut e, &overrun, 1500).0,
+        Transmit::Drop(DropReason::BadOptions)
+    );
+    // NOPs and an end-of-list are fine.
+    let nops = with_options([1, 1, 0, 0]);
+    assert!(matches!(run(&mut e, &nops, 1500).0, Transmit::Send(_)));
+    // A source that is a VIP or the director's own address.
+    for src in [V, DIRECTOR] {
+        let p = tcp(src, 40001, V, 80, SYN);
+        assert_eq!(
+            run(&mut e, &p, 1500).0,
+            Transmit::Drop(DropReason::LocalSource)
+        );
+    }
+    let c = &e.counters.drops;
+    assert_eq!(
+        [
+            c[DropReason::BadChecksum as usize],
+            c[DropReason::Martian as usize],
+            c[DropReason::SourceRoute as usize],
+            c[DropReason::BadOptions as usize],
+            c[DropReason::LocalSource as usize]
+        ],
+        [1, 8, 1, 1, 2]
+    );
+}

@@ -151,6 +151,11 @@ impl xmit::Paths for Net<'_> {
         })
     }
 
+    #[inline]
+    fn is_local(&self, a: IpAddr) -> bool {
+        matches!(a, IpAddr::V4(a4) if self.local.contains(&a4))
+    }
+
     fn source(&self, to: IpAddr) -> Option<IpAddr> {
         let IpAddr::V4(to4) = to else { return None };
         let (port, nh) = route(self.routes, to4)?;

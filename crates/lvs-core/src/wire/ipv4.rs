@@ -137,6 +137,11 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
             &self.buf.as_ref()[..self.header_len()],
         )) == 0xffff
     }
+    /// The header, options included.
+    #[inline]
+    pub fn header(&self) -> &[u8] {
+        &self.buf.as_ref()[..self.header_len()]
+    }
     /// The payload (L4 segment), bounded by `total_len`.
     #[inline]
     pub fn payload(&self) -> &[u8] {

@@ -109,6 +109,11 @@ pub trait Paths {
     /// preferred source): a tunnel's outer source (§7). Asked only for
     /// tunnels, so the NAT and DR paths do not pay for it.
     fn source(&self, to: IpAddr) -> Option<IpAddr>;
+    /// Whether `a` is one of the host's own addresses (a packet from one
+    /// is martian). Asked when a packet would make a new entry.
+    fn is_local(&self, a: IpAddr) -> bool {
+        self.path(a).is_some_and(|p| p.local)
+    }
 }
 
 /// Every address on-link behind port 0 with one MTU: for tests, replay and
