@@ -441,6 +441,7 @@ pub fn run(opts: Options) -> Result<(), String> {
                 d.engine.set_available_memory(pages);
             }
             d.reload_routes();
+            d.neigh.age();
             d.resolve_destinations(&mut io);
             let _ = io.flush();
         }
@@ -574,6 +575,30 @@ impl Director {
             if let Some(p) = self.ports.iter().position(|p| p.name == dev) {
                 self.neigh.learn(p, ip, mac);
             }
+        }
+    }
+
+    /// What the kernel's ARP code would learn from `a`, received on
+    /// `port`: the sender of a request for one of our addresses (a VIP or
+    /// the director's own) or of a reply to our own request becomes a
+    /// neighbour; any other message only refreshes an entry that exists.
+    /// Never an address that is ours or a VIP, nor one that is not on-link
+    /// on that port (a spoofer cannot redirect traffic that way).
+    fn learn_from_arp(&mut self, port: PortId, a: &arp::Arp) {
+        let ip = a.sender_ip;
+        if self.vips.contains(&ip) || self.local_addrs.contains(&ip) {
+            return;
+        }
+        if self.route(ip) != Some((port, ip)) {
+            return;
+        }
+        let for_us = a.op == arp::OP_REQUEST
+            && (self.vips.contains(&a.target_ip) || self.local_addrs.contains(&a.target_ip));
+        let answer = a.op == arp::OP_REPLY && self.arp_asked.contains_key(&(port, ip));
+        if for_us || answer {
+            self.neigh.learn(port, ip, a.sender_mac);
+        } else {
+            self.neigh.confirm(port, ip, a.sender_mac);
         }
     }
 
@@ -794,7 +819,7 @@ impl Director {
                 let Some(a) = arp::parse(&frame[meta.start + ETH_HDR..end]) else {
                     return;
                 };
-                self.neigh.learn(port, a.sender_ip, a.sender_mac);
+                self.learn_from_arp(port, &a);
                 if !self.pending.is_empty() {
                     let ours = self.ports[port].mac;
                     let theirs = a.sender_mac;
@@ -817,10 +842,6 @@ impl Director {
             }
             ETHERTYPE_IPV4 if meta.to_us => {
                 let ip_start = meta.start + ETH_HDR;
-                let src = match frame.get(ip_start + 12..ip_start + 16) {
-                    Some(s) => Ipv4Addr::new(s[0], s[1], s[2], s[3]),
-                    None => return,
-                };
                 self.counters.rx_csum_partial += u64::from(meta.offload.csum_partial);
                 self.counters.rx_gso += u64::from(meta.offload.gso_type != 0);
                 let mut pkt = PacketBuf::with_len(frame, ip_start, meta.len - ETH_HDR);
@@ -839,15 +860,7 @@ impl Director {
                 let encap = pkt.encap;
                 match t {
                     Transmit::Pass | Transmit::Drop(_) | Transmit::Held => {}
-                    Transmit::Send(s) => {
-                        // Remember on-link senders so replies need no ARP round trip.
-                        if let Some((p, nh)) = self.route(src) {
-                            if p == port && nh == src {
-                                self.neigh.learn(port, src, src_mac);
-                            }
-                        }
-                        self.send(io, i, meta.offload, &s, encap, now_ms);
-                    }
+                    Transmit::Send(s) => self.send(io, i, meta.offload, &s, encap, now_ms),
                     Transmit::Reply(r) => self.reply(io, i, quote, port, src_mac, &r, now_ms),
                 }
             }

@@ -6,6 +6,7 @@ use std::ffi::CStr;
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// An interface lvsd sends and receives on.
 #[derive(Debug, Clone)]
@@ -189,27 +190,50 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 /// lvsd's own neighbour cache: (port, IPv4 address) → MAC.
 #[derive(Debug, Default)]
 pub struct Neighbours {
-    map: HashMap<(usize, Ipv4Addr), [u8; 6]>,
+    map: HashMap<(usize, Ipv4Addr), ([u8; 6], Instant)>,
 }
 
 impl Neighbours {
+    /// Most entries kept; past it the least recently confirmed goes.
+    pub const MAX: usize = 16_384;
+    /// An entry not confirmed for this long is forgotten (and the address
+    /// asked again when needed).
+    pub const STALE: Duration = Duration::from_secs(300);
+
     #[inline]
     pub fn get(&self, port: usize, ip: Ipv4Addr) -> Option<[u8; 6]> {
-        self.map.get(&(port, ip)).copied()
+        self.map.get(&(port, ip)).map(|&(m, _)| m)
     }
-    /// Records what a frame or ARP message told us.
-    #[inline]
+    /// Records (or confirms) what an ARP message told us.
     pub fn learn(&mut self, port: usize, ip: Ipv4Addr, mac: [u8; 6]) {
         if mac == [0; 6] || mac[0] & 1 != 0 || ip.is_unspecified() || ip.is_broadcast() {
             return;
         }
-        match self.map.get_mut(&(port, ip)) {
-            Some(m) if *m == mac => {}
-            Some(m) => *m = mac,
-            None => {
-                self.map.insert((port, ip), mac);
-            }
+        let now = Instant::now();
+        if let Some(e) = self.map.get_mut(&(port, ip)) {
+            *e = (mac, now);
+            return;
         }
+        if self.map.len() >= Self::MAX {
+            // A flood of distinct senders: forget the oldest eighth at once,
+            // so each insertion costs O(1) amortised, not a full scan.
+            let mut times: Vec<Instant> = self.map.values().map(|&(_, t)| t).collect();
+            let (_, &mut cutoff, _) = times.select_nth_unstable(Self::MAX / 8);
+            self.map.retain(|_, &mut (_, t)| t > cutoff);
+        }
+        self.map.insert((port, ip), (mac, now));
+    }
+    /// Updates an entry that exists; learns nothing new.
+    pub fn confirm(&mut self, port: usize, ip: Ipv4Addr, mac: [u8; 6]) {
+        if self.map.contains_key(&(port, ip)) {
+            self.learn(port, ip, mac);
+        }
+    }
+    /// Forgets entries not confirmed for `STALE`.
+    pub fn age(&mut self) {
+        let now = Instant::now();
+        self.map
+            .retain(|_, &mut (_, t)| now.duration_since(t) < Self::STALE);
     }
     pub fn len(&self) -> usize {
         self.map.len()
@@ -219,6 +243,25 @@ impl Neighbours {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn neighbour_cache_is_bounded_and_confirm_learns_nothing_new() {
+        let mut n = Neighbours::default();
+        let mac = [2, 0, 0, 0, 0, 1];
+        n.confirm(0, Ipv4Addr::new(198, 18, 0, 9), mac);
+        assert_eq!(n.len(), 0);
+        for i in 0..(Neighbours::MAX as u32 + 100) {
+            n.learn(0, Ipv4Addr::from(0xc612_0000 + i), mac);
+            assert!(n.len() <= Neighbours::MAX);
+        }
+        let last = Ipv4Addr::from(0xc612_0000 + Neighbours::MAX as u32 + 99);
+        assert_eq!(n.get(0, last), Some(mac));
+        n.confirm(0, last, [2, 0, 0, 0, 0, 2]);
+        assert_eq!(n.get(0, last), Some([2, 0, 0, 0, 0, 2]));
+        // Multicast/broadcast MACs and the zero address are never learned.
+        n.learn(1, Ipv4Addr::new(198, 18, 0, 1), [1, 0, 0x5e, 0, 0, 1]);
+        assert_eq!(n.get(1, Ipv4Addr::new(198, 18, 0, 1)), None);
+    }
 
     // Real /proc/net/route content of a director namespace (little-endian host).
     const ROUTE: &str =

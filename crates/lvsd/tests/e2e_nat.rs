@@ -1014,3 +1014,63 @@ fn a_second_director_is_refused_and_signals_do_what_they_say() {
     assert!(!guard.status.success(), "the guard was left behind");
     lab.close().expect("clean up the lab");
 }
+
+/// The neighbour cache learns only what the kernel's ARP code would: an IP
+/// frame from a spoofed MAC address does not redirect the replies to a
+/// client, nor does an ARP message claiming an address lvsd owns or one
+/// that is not on-link on that interface.
+#[test]
+fn spoofed_frames_do_not_poison_the_neighbour_cache() {
+    let (_g, lab) = nat_lab("lvtspoof", 1);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    let director = Director::start(
+        &lab,
+        "spoof",
+        "director web 198.18.0.100:80 TCP\n  mode nat\n  server rs1 198.18.1.11:80\n",
+    );
+    assert_eq!(curl(&lab, "http://198.18.0.100/").unwrap().trim(), "rs1");
+    let d0 = mac_of(&lab, lab.director_ns(), "d0");
+    let bogus = [0x02, 0xde, 0xad, 0xbe, 0xef, 0x01];
+    // A SYN from the client's address but another MAC address.
+    let spoofed = syn_frame(d0, bogus, 47100, None);
+    // ARP replies nobody asked for: the VIP, the director's own address,
+    // and a real server's address (not on-link on d0), all at `bogus`.
+    let arp = |sender: [u8; 4]| {
+        let mut f = Vec::new();
+        f.extend_from_slice(&d0);
+        f.extend_from_slice(&bogus);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2]);
+        f.extend_from_slice(&bogus);
+        f.extend_from_slice(&sender);
+        f.extend_from_slice(&d0);
+        f.extend_from_slice(&[198, 18, 0, 1]);
+        f
+    };
+    let frames = vec![
+        spoofed,
+        arp([198, 18, 0, 100]),
+        arp([198, 18, 0, 1]),
+        arp([198, 18, 1, 11]),
+    ];
+    lab.run_in(lab.client_ns(), move || {
+        for f in &frames {
+            send_raw_frame("c0", f)?;
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .unwrap()
+    .expect("send the spoofed frames");
+    std::thread::sleep(Duration::from_millis(200));
+    // Replies still reach the real client.
+    for i in 0..5u16 {
+        let port = (48000 + i).to_string();
+        let b = curl_args(
+            &lab,
+            "http://198.18.0.100/",
+            &["--local-port", &port, "-m", "3"],
+        );
+        assert_eq!(b.as_deref().map(str::trim), Ok("rs1"), "request {i}");
+    }
+    director.stop(&lab);
+    lab.close().expect("clean up the lab");
+}
