@@ -510,37 +510,96 @@ pub fn parse_str(text: &str, file_name: &str) -> Result<Config> {
     parser.finish(file_name)
 }
 
-/// Reads and parses the file at `path`. I/O errors are reported with line 0,
-/// column 0; invalid UTF-8 is reported at the position of the first bad byte.
+/// Largest configuration file read (16 MiB: room for well over 100,000
+/// servers); a larger or endless input (`/dev/zero`) is refused.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+/// Longest line accepted, in bytes; longer ones are refused (and never echoed
+/// whole in the error).
+pub const MAX_LINE_BYTES: usize = 4096;
+/// Most of a line quoted in an error message.
+const QUOTE_CHARS: usize = 160;
+
+/// Reads and parses the file at `path`. See [`read`] for what is refused
+/// before parsing.
 pub fn load(path: &Path) -> Result<Config> {
+    let text = read(path)?;
+    parse_str(&text, &path.display().to_string())
+}
+
+/// Reads the configuration file at `path`, bounded: more than
+/// [`MAX_FILE_BYTES`] is refused without reading further, and so is a line
+/// longer than [`MAX_LINE_BYTES`], invalid UTF-8 and a carriage return not
+/// followed by a line feed (old Mac line endings), each with its line and
+/// column. I/O errors are reported with line 0, column 0.
+pub fn read(path: &Path) -> Result<String> {
+    use std::io::Read;
     let file = path.display().to_string();
-    let bytes = std::fs::read(path)
-        .map_err(|e| ConfigError::without_position(&file, format!("cannot read file: {e}")))?;
-    match String::from_utf8(bytes) {
-        Ok(text) => parse_str(&text, &file),
-        Err(e) => {
-            let valid = e.utf8_error().valid_up_to();
-            let bytes = e.as_bytes();
-            let prefix = bytes
-                .get(..valid)
-                .and_then(|b| std::str::from_utf8(b).ok())
-                .unwrap_or("");
-            let line_start = prefix.rfind('\n').map_or(0, |i| i + 1);
-            let line_prefix = prefix.get(line_start..).unwrap_or("");
-            let line = prefix.matches('\n').count().saturating_add(1);
-            let col = line_prefix.chars().count().saturating_add(1);
-            let rest = bytes.get(line_start..).unwrap_or(&[]);
-            let line_bytes = rest.split(|&b| b == b'\n').next().unwrap_or(&[]);
-            let src = String::from_utf8_lossy(line_bytes);
-            Err(ConfigError {
-                file,
-                line: u32::try_from(line).unwrap_or(u32::MAX),
-                col: u32::try_from(col).unwrap_or(u32::MAX),
-                message: "invalid UTF-8".to_string(),
-                source_line: src.strip_suffix('\r').unwrap_or(&src).to_string(),
-            })
+    let io_err =
+        |e: std::io::Error| ConfigError::without_position(&file, format!("cannot read file: {e}"));
+    let f = std::fs::File::open(path).map_err(io_err)?;
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ConfigError::without_position(
+            &file,
+            format!(
+                "file is larger than {} MiB; refusing to read it",
+                MAX_FILE_BYTES >> 20
+            ),
+        ));
+    }
+    check_bytes(&bytes, &file)?;
+    String::from_utf8(bytes).map_err(|_| ConfigError::without_position(&file, "invalid UTF-8"))
+}
+
+/// Line length, UTF-8 and line-ending checks over the raw bytes, with the
+/// position of the first offence.
+fn check_bytes(bytes: &[u8], file: &str) -> Result<()> {
+    let at = |line_no: usize, line: &[u8], byte: usize, message: String| {
+        let before = String::from_utf8_lossy(line.get(..byte).unwrap_or(line));
+        let quoted: String = String::from_utf8_lossy(line)
+            .chars()
+            .take(QUOTE_CHARS)
+            .collect();
+        ConfigError {
+            file: file.to_string(),
+            line: u32::try_from(line_no).unwrap_or(u32::MAX),
+            col: u32::try_from(before.chars().count().saturating_add(1)).unwrap_or(u32::MAX),
+            message,
+            source_line: quoted,
+        }
+    };
+    for (idx, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line_no = idx.saturating_add(1);
+        let body = line.strip_suffix(b"\r").unwrap_or(line);
+        if body.len() > MAX_LINE_BYTES {
+            return Err(at(
+                line_no,
+                body,
+                MAX_LINE_BYTES,
+                format!("line is longer than {MAX_LINE_BYTES} bytes"),
+            ));
+        }
+        if let Err(e) = std::str::from_utf8(body) {
+            return Err(at(
+                line_no,
+                body,
+                e.valid_up_to(),
+                "invalid UTF-8".to_string(),
+            ));
+        }
+        if let Some(cr) = body.iter().position(|&b| b == b'\r') {
+            return Err(at(
+                line_no,
+                body,
+                cr,
+                "carriage return without line feed: lines must end with LF or CR LF".to_string(),
+            ));
         }
     }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------

@@ -913,6 +913,53 @@ fn load_files() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn reading_is_bounded_and_precise() {
+    let dir = std::env::temp_dir().join(format!("lvs-config-bounds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // An endless input is refused at the size limit, not read to the end.
+    let e = read(Path::new("/dev/zero")).unwrap_err();
+    assert!(e.message.contains("larger than 16 MiB"), "{e}");
+    assert_eq!((e.line, e.col), (0, 0));
+    // A huge line is refused with its position; the message quotes a bounded
+    // part of it.
+    let long = dir.join("long.cfg");
+    let mut text = b"director a\n  # ".to_vec();
+    text.extend(std::iter::repeat_n(b'x', 1 << 20));
+    std::fs::write(&long, &text).unwrap();
+    let e = read(&long).unwrap_err();
+    assert_eq!((e.line, e.col), (2, MAX_LINE_BYTES as u32 + 1));
+    assert!(e.message.contains("longer than 4096 bytes"));
+    assert!(e.to_string().len() < 1000);
+    // CR-only line endings are refused by name, at the first CR.
+    let mac = dir.join("mac.cfg");
+    std::fs::write(
+        &mac,
+        b"director a 198.18.0.1:80\r  server s 198.18.1.1:80\r",
+    )
+    .unwrap();
+    let e = read(&mac).unwrap_err();
+    assert_eq!((e.line, e.col), (1, 25));
+    assert!(e.message.contains("carriage return without line feed"));
+    // CR LF is fine.
+    let dos = dir.join("dos.cfg");
+    std::fs::write(
+        &dos,
+        "director a 198.18.0.1:80\r\n  server s 198.18.1.1:80\r\n",
+    )
+    .unwrap();
+    assert_eq!(load(&dos).unwrap().directors.len(), 1);
+    // Invalid UTF-8 after multibyte characters: the column counts characters.
+    let utf = dir.join("utf.cfg");
+    std::fs::write(&utf, "# caf\u{e9}\n  # \u{e9}\u{e9}\u{ff}".as_bytes()).unwrap();
+    let mut b = std::fs::read(&utf).unwrap();
+    b.extend_from_slice(b"\xc3(");
+    std::fs::write(&utf, &b).unwrap();
+    let e = read(&utf).unwrap_err();
+    assert_eq!((e.line, e.col), (2, 8));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Fixed-seed xorshift64 generator.
 struct XorShift(u64);
 

@@ -319,6 +319,9 @@ pub struct Engine {
     /// SipHash: this lookup runs for every packet that matches no entry.
     by_key: HashMap<ServiceKey, SvcId, ahash::RandomState>,
     dests: Slab<Dest>,
+    /// (service, address, port) of every destination on a service's list,
+    /// so adding one is not a scan of the list (control path only).
+    listed: std::collections::HashSet<(SvcId, IpAddr, u16)>,
     conns: ConnTable,
     pub settings: Settings,
     /// Knobs the schedulers read (lblc/lblcr expiration).
@@ -416,6 +419,7 @@ impl Engine {
                 !seed.rotate_left(3),
             )),
             dests: Slab::default(),
+            listed: std::collections::HashSet::new(),
             conns: ConnTable::new(seed),
             settings: Settings::default(),
             sched_settings: sched::SchedSettings::default(),
@@ -650,17 +654,21 @@ impl Engine {
             .get(&key)
             .ok_or(ControlError::ServiceNotDefined)?;
         Self::check_dest(&key, &cfg)?;
-        if self.find_dest(svc, cfg.addr, cfg.port).is_some() {
+        if self.listed.contains(&(svc, cfg.addr, cfg.port)) {
             return Err(ControlError::DestExists);
         }
         // A deleted destination still in the trash is revived, with
         // its counters, so those connections keep flowing (connections.md §15).
-        let trashed = self
-            .dests
-            .iter()
-            .find(|(_, d)| {
-                !d.available() && d.svc_key == key && d.addr == cfg.addr && d.port == cfg.port
+        // Every available destination is on its service's list: when the
+        // lists hold them all, the trash is empty and the scan is skipped
+        // (so adding n servers stays linear).
+        let trashed = (self.dests.len() > self.listed.len())
+            .then(|| {
+                self.dests.iter().find(|(_, d)| {
+                    !d.available() && d.svc_key == key && d.addr == cfg.addr && d.port == cfg.port
+                })
             })
+            .flatten()
             .map(|(id, _)| id);
         if let Some(id) = trashed {
             let d = &mut self.dests[id];
@@ -721,6 +729,8 @@ impl Engine {
     /// the scheduler and the real-server index.
     fn link_dest(&mut self, svc: SvcId, id: DestId) {
         self.index_rs(id, 1);
+        let d = &self.dests[id];
+        self.listed.insert((svc, d.addr, d.port));
         let s = &mut self.services[svc];
         s.dests.insert(0, id);
         s.scheduler
@@ -782,6 +792,8 @@ impl Engine {
 
     fn unlink_dest(&mut self, id: DestId) {
         self.index_rs(id, -1);
+        let d = &self.dests[id];
+        self.listed.remove(&(d.svc, d.addr, d.port));
         if self.settings.expire_nodest_conn != 0 {
             self.flush_nodest = true;
         }

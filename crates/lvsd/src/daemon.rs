@@ -236,7 +236,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     let mut desired: Desired<Check> = Desired::default();
     if let Some(path) = &opts.config {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {file}: {e}"))?;
+        let text = lvs_config::read(path).map_err(|e| e.to_string())?;
         let cfg = lvs_config::parse_str(&text, &file).map_err(|e| e.to_string())?;
         crate::setup::apply_with(&mut engine, &mut desired, &cfg, &file, &text)
             .map_err(|e| e.to_string())?;

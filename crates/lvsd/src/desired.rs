@@ -17,7 +17,7 @@ use lvs_core::{ControlError, DestConfig, Engine, ServiceKey};
 /// What identifies a health check in the daemon's desired state: equal
 /// specs are one check, shared by every server that has it.
 pub type Check = lvs_health::CheckSpec;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::net::IpAddr;
 
@@ -40,6 +40,8 @@ pub struct Server<C> {
 struct Service<C> {
     key: ServiceKey,
     servers: Vec<Server<C>>,
+    /// The (address, port) of every server in `servers`.
+    index: HashSet<(IpAddr, u16)>,
 }
 
 /// The desired state, generic over the health check's identity.
@@ -62,11 +64,12 @@ impl<C> Default for Desired<C> {
 impl<C: Clone + Eq + Hash> Desired<C> {
     /// Every check wanted now (for the checker).
     pub fn checks(&self) -> Vec<C> {
+        let mut seen: HashSet<&C> = HashSet::new();
         let mut v: Vec<C> = Vec::new();
         for s in &self.services {
             for d in &s.servers {
                 if let Some(c) = &d.check {
-                    if !v.contains(c) {
+                    if seen.insert(c) {
                         v.push(c.clone());
                     }
                 }
@@ -86,6 +89,10 @@ impl<C: Clone + Eq + Hash> Desired<C> {
         d.check.as_ref().is_none_or(|c| !self.down.contains_key(c))
     }
 
+    fn service_ref(&self, key: ServiceKey) -> Option<&Service<C>> {
+        self.services.iter().find(|s| s.key == key)
+    }
+
     fn service_mut(&mut self, key: ServiceKey) -> Option<&mut Service<C>> {
         self.services.iter_mut().find(|s| s.key == key)
     }
@@ -96,6 +103,7 @@ impl<C: Clone + Eq + Hash> Desired<C> {
             self.services.push(Service {
                 key,
                 servers: Vec::new(),
+                index: HashSet::new(),
             });
         }
     }
@@ -116,21 +124,45 @@ impl<C: Clone + Eq + Hash> Desired<C> {
         key: ServiceKey,
         server: Server<C>,
     ) -> Result<(), ControlError> {
+        let id = (server.cfg.addr, server.cfg.port);
         let s = self
             .service_mut(key)
             .ok_or(ControlError::ServiceNotDefined)?;
-        if s.servers
-            .iter()
-            .any(|d| d.cfg.addr == server.cfg.addr && d.cfg.port == server.cfg.port)
-        {
+        if s.index.contains(&id) {
             return Err(ControlError::DestExists);
         }
-        s.servers.push(server);
-        let r = self.reconcile(engine, key);
+        let sorry = server.sorry;
+        let up = self.is_up(&server);
+        // Usually the new server only adds itself (or nothing): then the
+        // engine gets just that, so adding n servers costs O(n), not O(n²).
+        // Only a first normal server that is up changes the others (the
+        // sorry servers leave).
+        let s = self.service_ref(key);
+        let any_up = s.is_some_and(|s| s.servers.iter().any(|d| !d.sorry && self.is_up(d)));
+        let alone = !(!sorry && up && !any_up);
+        let own = match (sorry, up) {
+            (false, true) => Some(server.cfg.clone()),
+            (false, false) if server.inhibit => Some(DestConfig {
+                weight: 0,
+                ..server.cfg.clone()
+            }),
+            (true, true) if !any_up => Some(server.cfg.clone()),
+            _ => None,
+        };
+        if let Some(s) = self.service_mut(key) {
+            s.servers.push(server);
+            s.index.insert(id);
+        }
+        let r = match (alone, own) {
+            (true, None) => Ok(()),
+            (true, Some(cfg)) => engine.add_dest(key, cfg),
+            (false, _) => self.reconcile(engine, key),
+        };
         if r.is_err() {
             // The engine refused it (its own checks): it is not wanted.
             if let Some(s) = self.service_mut(key) {
                 s.servers.pop();
+                s.index.remove(&id);
             }
             let _ = self.reconcile(engine, key);
         }
@@ -179,12 +211,11 @@ impl<C: Clone + Eq + Hash> Desired<C> {
         let s = self
             .service_mut(key)
             .ok_or(ControlError::ServiceNotDefined)?;
-        let n = s.servers.len();
-        s.servers
-            .retain(|d| !(d.cfg.addr == addr && d.cfg.port == port));
-        if s.servers.len() == n {
+        if !s.index.remove(&(addr, port)) {
             return Err(ControlError::NoSuchDest);
         }
+        s.servers
+            .retain(|d| !(d.cfg.addr == addr && d.cfg.port == port));
         self.reconcile(engine, key)
     }
 
@@ -254,7 +285,9 @@ impl<C: Clone + Eq + Hash> Desired<C> {
                 .collect(),
             None => return Err(ControlError::ServiceNotDefined),
         };
-        let same = |a: &DestConfig, b: &DestConfig| a.addr == b.addr && a.port == b.port;
+        let wanted: HashSet<(IpAddr, u16)> = want.iter().map(|w| (w.addr, w.port)).collect();
+        let held: HashMap<(IpAddr, u16), &DestConfig> =
+            have.iter().map(|h| ((h.addr, h.port), h)).collect();
         let mut first = Ok(());
         let mut note = |r: Result<(), ControlError>| {
             if first.is_ok() {
@@ -262,12 +295,12 @@ impl<C: Clone + Eq + Hash> Desired<C> {
             }
         };
         for h in &have {
-            if !want.iter().any(|w| same(w, h)) {
+            if !wanted.contains(&(h.addr, h.port)) {
                 note(engine.delete_dest(key, h.addr, h.port));
             }
         }
         for w in &want {
-            match have.iter().find(|h| same(h, w)) {
+            match held.get(&(w.addr, w.port)).copied() {
                 None => note(engine.add_dest(key, w.clone())),
                 Some(h) if h != w => note(engine.edit_dest(key, w.clone())),
                 Some(_) => {}
@@ -300,16 +333,14 @@ impl<C: Clone + Eq + Hash> Desired<C> {
         for s in &self.services {
             let held = engine.service(&s.key).map(|(_, ds)| {
                 ds.iter()
-                    .map(|d| (d.addr, d.port, d.weight))
-                    .collect::<Vec<_>>()
+                    .map(|d| ((d.addr, d.port), d.weight))
+                    .collect::<HashMap<_, _>>()
             });
             for d in &s.servers {
                 let st = d.check.as_ref().map(status).unwrap_or_default();
-                let engine_weight = held.as_ref().and_then(|h| {
-                    h.iter()
-                        .find(|(a, p, _)| *a == d.cfg.addr && *p == d.cfg.port)
-                        .map(|&(_, _, w)| w)
-                });
+                let engine_weight = held
+                    .as_ref()
+                    .and_then(|h| h.get(&(d.cfg.addr, d.cfg.port)).copied());
                 v.push(lvs_control::HealthInfo {
                     director: d.director.clone(),
                     server: d.name.clone(),

@@ -104,8 +104,7 @@ struct Tally {
 /// Runs the replay; returns the report (text or JSON) for stdout.
 pub fn run(o: &Options) -> Result<String, String> {
     let file = o.config.display().to_string();
-    let text =
-        std::fs::read_to_string(&o.config).map_err(|e| format!("cannot read {file}: {e}"))?;
+    let text = lvs_config::read(&o.config).map_err(|e| e.to_string())?;
     let cfg = lvs_config::parse_str(&text, &file).map_err(|e| e.to_string())?;
     let mut engine = Engine::with_seeds(HASH_SEED, RNG_SEED);
     crate::setup::apply(&mut engine, &cfg, &file, &text).map_err(|e| e.to_string())?;

@@ -10,6 +10,10 @@ pub struct Wrr {
     cw: i32,
     mw: i32,
     di: i32,
+    /// gcd of the positive weights (0: none) and largest weight, from
+    /// which `di` and `mw` derive.
+    g: i32,
+    max: i32,
 }
 
 impl Default for Wrr {
@@ -19,6 +23,8 @@ impl Default for Wrr {
             cw: 0,
             mw: 0,
             di: 1,
+            g: 0,
+            max: 0,
         }
     }
 }
@@ -35,25 +41,35 @@ fn gcd(mut a: i32, mut b: i32) -> i32 {
 impl Wrr {
     /// Recomputes `di` (gcd of positive weights, 1 if none) and `mw`.
     fn recompute(&mut self, dests: DestList<'_>) {
-        let mut di = 0;
+        let mut g = 0;
         let mut max = 0;
         for d in dests.iter() {
             if d.weight > 0 {
-                di = if di == 0 { d.weight } else { gcd(di, d.weight) };
+                g = if g == 0 { d.weight } else { gcd(g, d.weight) };
             }
             max = max.max(d.weight);
         }
-        self.di = if di == 0 { 1 } else { di };
-        self.mw = max - (self.di - 1);
-        if self.mw < 0 {
-            self.mw = 0;
-        }
+        self.g = g;
+        self.max = max;
+        self.di = if g == 0 { 1 } else { g };
+        self.mw = (max - (self.di - 1)).max(0);
     }
 
     /// The add/del/upd hook: restart the scan at the head and fit cw to the new weights.
     fn list_changed(&mut self, dests: DestList<'_>) {
         self.cl = None;
         self.recompute(dests);
+        self.fit_cw();
+    }
+
+    /// `di` and `mw` from `g` and `max` (after an addition), then cw.
+    fn derive(&mut self) {
+        self.di = if self.g == 0 { 1 } else { self.g };
+        self.mw = (self.max - (self.di - 1)).max(0);
+        self.fit_cw();
+    }
+
+    fn fit_cw(&mut self) {
         if self.cw > self.mw || self.cw == 0 {
             self.cw = self.mw;
         } else if self.di > 1 {
@@ -73,8 +89,17 @@ impl Scheduler for Wrr {
         self.cl = None;
     }
 
-    fn add_dest(&mut self, dests: DestList<'_>, _index: usize) {
-        self.list_changed(dests);
+    fn add_dest(&mut self, dests: DestList<'_>, index: usize) {
+        // Adding a weight can only lower the gcd and raise the maximum:
+        // fold the new one in (O(1), so adding n servers is not O(n²))
+        // with the same result as a rescan.
+        let w = dests.get(index).weight;
+        if w > 0 {
+            self.g = if self.g == 0 { w } else { gcd(self.g, w) };
+        }
+        self.max = self.max.max(w);
+        self.cl = None;
+        self.derive();
     }
 
     fn del_dest(&mut self, dests: DestList<'_>, _index: usize) {
