@@ -14,6 +14,7 @@ use crate::service::DestId;
 use crate::slab::Slab;
 use ahash::RandomState;
 use hashbrown::HashTable;
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// Identifies an entry in the table.
@@ -203,6 +204,9 @@ pub struct ConnTable {
     hasher: RandomState,
     wheel: Wheel,
     next_generation: u32,
+    /// Entries reserved up front: memory up to this is kept when the table
+    /// drains; more is given back (`give_back`).
+    floor: usize,
 }
 
 impl ConnTable {
@@ -222,11 +226,13 @@ impl ConnTable {
             ),
             wheel: Wheel::new(),
             next_generation: 0,
+            floor: 0,
         }
     }
 
     /// Reserves room for `n` more entries so that inserting them does not allocate.
     pub fn reserve(&mut self, n: usize) {
+        self.floor = self.floor.max(self.conns.len().saturating_add(n));
         self.conns.reserve(n);
         let (conns, hasher) = (&self.conns, &self.hasher);
         self.by_in
@@ -237,6 +243,62 @@ impl ConnTable {
 
     pub fn len(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Slots the table holds memory for (live or free).
+    pub fn slots(&self) -> usize {
+        self.conns.capacity().max(self.by_in.capacity())
+    }
+
+    /// After a flood has drained, returns the memory it grew: a table of
+    /// at least 4,096 slots whose entries fill at most an eighth of them is
+    /// compacted to twice its entries (the entries at high ids move down),
+    /// the reserve is made again in fresh memory (not resident until used),
+    /// and the indexes and the timing wheel are rebuilt. O(slots), and only
+    /// when that much is to be gained. Returns whether memory was released.
+    pub fn give_back(&mut self) -> bool {
+        let len = self.conns.len();
+        let slab = self.conns.capacity();
+        if slab < 4096 || len > slab / 8 {
+            return false;
+        }
+        // Down to twice the entries, then the reserve again in fresh memory
+        // (untouched pages cost nothing until used).
+        let target = len.saturating_mul(2).max(64);
+        let moved: HashMap<ConnId, ConnId> = self.conns.compact(target).into_iter().collect();
+        self.conns.reserve(self.floor.saturating_sub(len));
+        let new_id = |id: ConnId| moved.get(&id).copied().unwrap_or(id);
+        if !moved.is_empty() {
+            for (_, c) in self.conns.iter_mut() {
+                c.control = c.control.map(new_id);
+            }
+        }
+        let (conns, hasher) = (&self.conns, &self.hasher);
+        let rebuild = |t: &HashTable<ConnId>, out: bool| {
+            let hash = |id: ConnId| match out {
+                true => hasher.hash_one(conns[id].out_key()),
+                false => hasher.hash_one(conns[id].in_key()),
+            };
+            let mut n = HashTable::with_capacity(t.len().max(self.floor));
+            for &id in t.iter() {
+                let id = new_id(id);
+                n.insert_unique(hash(id), id, |&x| hash(x));
+            }
+            n
+        };
+        let by_in = rebuild(&self.by_in, false);
+        let by_out = rebuild(&self.by_out, true);
+        let by_tmpl = rebuild(&self.by_tmpl, false);
+        (self.by_in, self.by_out, self.by_tmpl) = (by_in, by_out, by_tmpl);
+        for slot in &mut self.wheel.slots {
+            // Filings of moved entries follow them; stale ones stay stale
+            // (their generation no longer matches whatever holds the id).
+            for f in slot.iter_mut() {
+                f.0 = new_id(f.0);
+            }
+            slot.shrink_to_fit();
+        }
+        true
     }
     pub fn is_empty(&self) -> bool {
         self.conns.is_empty()

@@ -224,6 +224,8 @@ pub struct EngineCounters {
     pub expired: u64,
     /// Entries deleted by the drop_entry defense.
     pub defense_dropped_entries: u64,
+    /// Times the connection table gave memory back after a flood drained.
+    pub memory_given_back: u64,
     /// ICMP errors asked for by `nat_icmp_send`.
     pub nat_icmp_sent: u64,
     /// Real servers' packets that matched no entry, forwarded untouched.
@@ -931,6 +933,11 @@ impl Engine {
         self.conns.reserve(n);
     }
 
+    /// Entry slots the connection table holds memory for (live or free).
+    pub fn connection_slots(&self) -> usize {
+        self.conns.slots()
+    }
+
     /// Name of a connection's state as ipvsadm prints it.
     pub fn state_name(c: &Conn) -> &'static str {
         if c.is_template() {
@@ -982,6 +989,9 @@ impl Engine {
         if now >= due {
             self.defense_next_ms = Some(now.max(due.saturating_add(1000)));
             self.defense.update(self.mem_avail_pages);
+            if self.conns.give_back() {
+                self.counters.memory_given_back += 1;
+            }
             if self.defense.drop_entry_on() {
                 self.random_drop_entries(now);
             }

@@ -72,6 +72,42 @@ impl<T> Slab<T> {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    /// Shrinks the slab to `n` slots (not below the live entries): every
+    /// entry with an id at or above `n` moves to a free id below it. Returns
+    /// the (old, new) id of each entry moved; nothing happens (and nothing
+    /// is returned) when the slab has `n` slots or fewer.
+    pub fn compact(&mut self, n: usize) -> Vec<(u32, u32)> {
+        let n = n.max(self.len);
+        if n >= self.slots.len() {
+            return Vec::new();
+        }
+        // Free ids below `n`, the highest last; there are at least as many
+        // as live entries above `n` because `n >= len`.
+        let mut low: Vec<u32> = (0..n)
+            .rev()
+            .filter(|&i| self.slots[i].is_none())
+            .map(|i| i as u32)
+            .collect();
+        let mut moves = Vec::new();
+        for old in n..self.slots.len() {
+            let Some(v) = self.slots[old].take() else {
+                continue;
+            };
+            let Some(new) = low.pop() else {
+                // Cannot happen (see above); keep the entry where it was.
+                self.slots[old] = Some(v);
+                return moves;
+            };
+            self.slots[new as usize] = Some(v);
+            moves.push((old as u32, new));
+        }
+        self.slots.truncate(n);
+        self.slots.shrink_to_fit();
+        low.shrink_to_fit();
+        self.free = low;
+        moves
+    }
+
     /// Live entries with their ids.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
         self.slots

@@ -731,3 +731,78 @@ fn ftp_services_catch_data_ports_and_client_port_20_is_left_alone() {
     let t = l.templates();
     assert_eq!((t.len(), t[0].vport, t[0].dport), (1, 0, 0));
 }
+
+// ----- memory after a flood ------------------------------------------------
+
+#[test]
+fn a_drained_flood_gives_its_memory_back_and_traffic_goes_on() {
+    let mut l = Lab::new(ipproto::TCP, 80, ServiceOptions::default(), &[1, 2], false);
+    // 20,000 half-open entries from 200 clients.
+    for c in 0..200u16 {
+        for p in 0..100u16 {
+            let src = cl(1 + (c / 250) as u8, (c % 250) as u8 + 1);
+            l.to(tcp(src, 20_000 + p, V, 80, SYN)).unwrap();
+        }
+    }
+    assert_eq!(l.entries().len(), 20_000);
+    let grown = l.e.connection_slots();
+    assert!(grown >= 20_000, "{grown} slots");
+    // A connection made at the end of the flood (so at a high id) outlives
+    // it: the table is compacted around it.
+    let rs_n = l.to(tcp(cl(0, 7), 5000, V, 80, SYN)).unwrap();
+    assert_eq!(l.to(tcp(cl(0, 7), 5000, V, 80, ACK)), Some(rs_n));
+    l.wait(61_000);
+    assert_eq!(l.entries().len(), 1);
+    assert_eq!(l.e.counters.memory_given_back, 1);
+    let slots = l.e.connection_slots();
+    assert!(slots < 2048, "{slots} slots after the drain");
+    // The moved entry is still found in both directions and still expires.
+    assert_eq!(l.to(tcp(cl(0, 7), 5000, V, 80, ACK)), Some(rs_n));
+    let reply = tcp(rs(rs_n), 8080, cl(0, 7), 5000, ACK);
+    assert!(matches!(l.send(reply).0, Verdict::Forward { .. }));
+    assert!(l.to(tcp(cl(0, 8), 6000, V, 80, SYN)).is_some());
+    l.wait(901_000);
+    assert!(l.entries().is_empty());
+}
+
+#[test]
+fn compaction_keeps_templates_and_the_entries_they_control() {
+    let mut l = Lab::persistent(ipproto::TCP, 3600, MASK32, &[1, 2, 3]);
+    for c in 0..250u8 {
+        for p in 0..30u16 {
+            l.to(tcp(cl(1, c), 20_000 + p, V, 80, SYN)).unwrap();
+        }
+    }
+    // Clients with long-lived connections, made last (high ids).
+    let mut chosen = Vec::new();
+    for c in 1..=20u8 {
+        let rs = l.to(tcp(cl(0, c), 5000, V, 80, SYN)).unwrap();
+        l.to(tcp(cl(0, c), 5000, V, 80, ACK)).unwrap();
+        chosen.push(rs);
+    }
+    // The half-open entries go at 60 s; their templates are persistent for
+    // an hour, so the table keeps 250 + 20 templates and 20 connections.
+    l.wait(61_000);
+    assert_eq!(l.conns().len(), 20);
+    assert_eq!(l.templates().len(), 270);
+    assert!(l.e.counters.memory_given_back >= 1);
+    assert!(l.e.connection_slots() < 2048);
+    // Persistence still holds for every client, and templates still count
+    // the connections they control.
+    for c in 1..=20u8 {
+        let rs = l.to(tcp(cl(0, c), 6000, V, 80, SYN)).unwrap();
+        assert_eq!(rs, chosen[usize::from(c) - 1], "client {c}");
+    }
+    for c in 0..250u8 {
+        let rs = l.to(tcp(cl(1, c), 7000, V, 80, SYN));
+        assert!(rs.is_some());
+    }
+    assert!(l.templates().iter().all(|t| t.n_control <= 2));
+    assert_eq!(
+        l.templates()
+            .iter()
+            .map(|t| u64::from(t.n_control))
+            .sum::<u64>(),
+        l.conns().len() as u64
+    );
+}

@@ -223,6 +223,11 @@ impl Signals {
     }
 }
 
+/// Most ARP requests remembered at once (replies to them are learned).
+const MAX_ARP_ASKED: usize = 4096;
+/// How long a reply to one of our ARP requests is awaited.
+const ARP_ASK_TTL: Duration = Duration::from_secs(3);
+
 /// Runs until SIGTERM/SIGINT/SIGQUIT. Errors are rendered for people.
 pub fn run(opts: Options) -> Result<(), String> {
     // Signals first: from here on none of them ends lvsd uncleanly.
@@ -430,7 +435,11 @@ pub fn run(opts: Options) -> Result<(), String> {
                 );
             }
         }
+        let given_back = d.engine.counters.memory_given_back;
         d.engine.handle_timeout(now_ms);
+        if d.engine.counters.memory_given_back != given_back {
+            release_free_heap();
+        }
         if !d.pending.is_empty() {
             // Frames whose next hop never answered are dropped after a second.
             d.counters.no_neighbour += d.pending.expire(now_ms) as u64;
@@ -442,6 +451,7 @@ pub fn run(opts: Options) -> Result<(), String> {
             }
             d.reload_routes();
             d.neigh.age();
+            d.forget_old_asks();
             d.resolve_destinations(&mut io);
             let _ = io.flush();
         }
@@ -643,11 +653,27 @@ impl Director {
         }
     }
 
+    /// Forgets ARP requests older than `ARP_ASK_TTL` (a late reply is then
+    /// only a refresh, not a new neighbour).
+    fn forget_old_asks(&mut self) {
+        let now = Instant::now();
+        self.arp_asked
+            .retain(|_, t| now.duration_since(*t) < ARP_ASK_TTL);
+    }
+
     /// Sends an ARP request for `ip` on `port`, at most every 200 ms.
     fn ask(&mut self, io: &mut impl PacketIo, port: PortId, ip: Ipv4Addr) {
         let now = Instant::now();
         if let Some(t) = self.arp_asked.get(&(port, ip)) {
             if now.duration_since(*t) < Duration::from_millis(200) {
+                return;
+            }
+        }
+        if self.arp_asked.len() >= MAX_ARP_ASKED {
+            self.forget_old_asks();
+            if self.arp_asked.len() >= MAX_ARP_ASKED {
+                // Thousands of unanswered asks in 3 s: a flood; this frame
+                // waits for the next hop in vain (counted as no neighbour).
                 return;
             }
         }
@@ -959,6 +985,17 @@ fn seed() -> u64 {
         return t.as_nanos() as u64 ^ u64::from(std::process::id());
     }
     u64::from_ne_bytes(b)
+}
+
+/// Hands the allocator's free heap back to the system (after the connection
+/// table shrank; glibc keeps freed small blocks otherwise).
+fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and trims glibc's own heap; it takes
+    // no pointers from us and is safe to call at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[cfg(test)]

@@ -101,6 +101,8 @@ fn counters(engine: &Engine, io: &[(&str, u64)]) -> Response {
         ("engine.fragments_held", c.fragments_held),
         ("engine.reassembled", c.reassembled),
         ("engine.defense_dropped_entries", c.defense_dropped_entries),
+        ("engine.memory_given_back", c.memory_given_back),
+        ("engine.connection_slots", engine.connection_slots() as u64),
     ]
     .iter()
     .map(|&(n, value)| ctl::Counter {

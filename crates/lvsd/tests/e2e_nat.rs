@@ -742,38 +742,7 @@ fn unmatched_real_server_packets_and_nat_icmp_send() {
 
 /// Sends one raw Ethernet frame out of `ifname` in the current namespace.
 fn send_raw_frame(ifname: &str, frame: &[u8]) -> std::io::Result<()> {
-    let name = std::ffi::CString::new(ifname).unwrap();
-    // SAFETY: plain libc calls on a socket this function owns and closes;
-    // the sockaddr_ll is fully initialised and its size passed.
-    unsafe {
-        let ifindex = libc::if_nametoindex(name.as_ptr());
-        if ifindex == 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = ifindex as i32;
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
-        let r = libc::sendto(
-            fd,
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            (&sll as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        );
-        let e = std::io::Error::last_os_error();
-        libc::close(fd);
-        if r < 0 {
-            return Err(e);
-        }
-    }
-    Ok(())
+    send_raw_frames(ifname, &[frame.to_vec()])
 }
 
 /// A TCP SYN 198.18.0.2:`sport` -> VIP:80 in an Ethernet frame to `dst`,
@@ -1073,4 +1042,148 @@ fn spoofed_frames_do_not_poison_the_neighbour_cache() {
     }
     director.stop(&lab);
     lab.close().expect("clean up the lab");
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A UDP datagram from `src`:`sport` to VIP:54 in an Ethernet frame (no UDP
+/// checksum, as IPv4 allows).
+fn udp_frame(dst: [u8; 6], src_mac: [u8; 6], src: [u8; 4], sport: u16) -> Vec<u8> {
+    let mut ip = vec![0u8; 32];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&32u16.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&src);
+    ip[16..20].copy_from_slice(&VIP.octets());
+    let c = !inet_sum(0, &ip[..20]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip[20..22].copy_from_slice(&sport.to_be_bytes());
+    ip[22..24].copy_from_slice(&54u16.to_be_bytes());
+    ip[24..26].copy_from_slice(&12u16.to_be_bytes());
+    ip[28..32].copy_from_slice(b"ping");
+    let mut f = Vec::with_capacity(46);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f
+}
+
+/// Issue 15: a flood of 300,000 UDP flows grows the connection table; once
+/// they have expired (UDP timeout 2 s here) lvsd gives the memory back, and
+/// the service works during and after.
+#[test]
+fn a_drained_flood_gives_memory_back() {
+    let (_g, lab) = nat_lab("lvtflood", 1);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    let director = Director::start(
+        &lab,
+        "flood",
+        "timeout 0 0 2\n\
+         director web 198.18.0.100:80 TCP\n  mode nat\n  server rs1 198.18.1.11:80\n\
+         director sink 198.18.0.100:54 UDP\n  mode nat\n  server rs1 198.18.1.11:54\n",
+    );
+    assert_eq!(curl(&lab, "http://198.18.0.100/").unwrap().trim(), "rs1");
+    let before = rss_kib(director.pid);
+    let d0 = mac_of(&lab, lab.director_ns(), "d0");
+    let c0 = mac_of(&lab, lab.client_ns(), "c0");
+    const FLOWS: u32 = 300_000;
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (pid, p) = (director.pid, peak.clone());
+    let sent = lab
+        .run_in(lab.client_ns(), move || -> std::io::Result<u32> {
+            let mut frames = Vec::with_capacity(1000);
+            let start = Instant::now();
+            let mut i = 0;
+            // Bounded in count and in time (20 s).
+            while i < FLOWS && start.elapsed() < Duration::from_secs(20) {
+                frames.clear();
+                for _ in 0..1000 {
+                    let src = [198, 18, 64 + (i / 60_000) as u8, 1];
+                    frames.push(udp_frame(d0, c0, src, 1024 + (i % 60_000) as u16));
+                    i += 1;
+                }
+                send_raw_frames("c0", &frames)?;
+                std::thread::sleep(Duration::from_millis(2));
+                p.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(i)
+        })
+        .unwrap()
+        .expect("send the flood");
+    std::thread::sleep(Duration::from_millis(300));
+    let during = rss_kib(director.pid).max(peak.load(std::sync::atomic::Ordering::Relaxed));
+    assert_eq!(curl(&lab, "http://198.18.0.100/").unwrap().trim(), "rs1");
+    // Entries expire 2 s after the flood; memory goes back within a second.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut after = rss_kib(director.pid);
+    while Instant::now() < deadline && after > before + 8 * 1024 {
+        std::thread::sleep(Duration::from_millis(250));
+        after = rss_kib(director.pid);
+    }
+    eprintln!(
+        "flood of {sent} flows: RSS {before} KiB before, {during} KiB at the peak, {after} KiB after"
+    );
+    assert!(
+        during > before + 20 * 1024,
+        "the flood grew the table ({before} → {during} KiB)"
+    );
+    assert!(
+        after <= before + 8 * 1024,
+        "memory given back: {before} KiB before, {during} during, {after} after"
+    );
+    assert_eq!(curl(&lab, "http://198.18.0.100/").unwrap().trim(), "rs1");
+    let log = director.stop(&lab);
+    assert!(reported(&log, "connections created") >= 262_144, "{log}");
+    lab.close().expect("clean up the lab");
+}
+
+/// Sends each frame on `ifname` through one AF_PACKET socket (closing a
+/// packet socket waits for an RCU grace period: one per frame is too slow
+/// for a flood).
+fn send_raw_frames(ifname: &str, frames: &[Vec<u8>]) -> std::io::Result<()> {
+    let name = std::ffi::CString::new(ifname).unwrap();
+    // SAFETY: plain libc calls on a socket this function owns and closes;
+    // the sockaddr_ll is fully initialised and its size passed; every
+    // buffer passed to sendto outlives the call.
+    unsafe {
+        let ifindex = libc::if_nametoindex(name.as_ptr());
+        if ifindex == 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut result = Ok(());
+        for frame in frames {
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_ifindex = ifindex as i32;
+            sll.sll_halen = 6;
+            sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+            let r = libc::sendto(
+                fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            );
+            if r < 0 {
+                result = Err(std::io::Error::last_os_error());
+                break;
+            }
+        }
+        libc::close(fd);
+        result
+    }
 }
