@@ -1,27 +1,46 @@
-//! The control socket: a thread accepts `lvsadm` connections, decodes one
-//! request each, and hands it to the packet loop through a channel (the
-//! engine has one owner). The loop answers between batches; the thread
-//! writes the answer back.
+//! The control socket: a thread accepts `lvsadm` connections and gives
+//! each its own thread (at most `MAX_CLIENTS` at once), which reads one
+//! request within `READ_DEADLINE`, hands it to the packet loop through a
+//! channel (the engine has one owner) and writes the answer back. A slow
+//! or idle client holds only its own thread. A request the loop has not
+//! taken within `APPLY_DEADLINE` is withdrawn and answered "not applied";
+//! once taken it is applied and the answer awaited: a change either
+//! applies and says so, or does not apply.
 
 use crate::desired::{apply_request, Check, CheckStatus, Desired};
 use lvs_control::{ErrorKind, Request, Response};
 use lvs_core::Engine;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A request waiting for the packet loop, with the way back.
 pub struct Pending {
     pub request: Request,
     pub reply: SyncSender<Response>,
+    /// `WAITING`, then `TAKEN` by the loop or `WITHDRAWN` by the client's
+    /// thread, whichever comes first.
+    state: Arc<AtomicU8>,
 }
+
+const WAITING: u8 = 0;
+const TAKEN: u8 = 1;
+const WITHDRAWN: u8 = 2;
+
+/// Control connections served at once; more are refused with an error.
+pub const MAX_CLIENTS: usize = 256;
+/// Time a client has to send its whole request.
+const READ_DEADLINE: Duration = Duration::from_secs(3);
+/// Time the packet loop has to take a request before it is withdrawn
+/// (below lvsadm's own 5 s, so that it hears the answer).
+const APPLY_DEADLINE: Duration = Duration::from_secs(4);
 
 /// The running control server.
 pub struct ControlServer {
@@ -125,6 +144,13 @@ impl ControlServer {
         unsafe { libc::read(self.wake.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
         let mut changed = false;
         while let Ok(p) = self.requests.try_recv() {
+            if p.state
+                .compare_exchange(WAITING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                // The client gave up: it was told "not applied".
+                continue;
+            }
             let (resp, ch) = apply_request(desired, engine, &p.request, now_ms, io, status);
             changed |= ch;
             let _ = p.reply.send(resp);
@@ -144,15 +170,47 @@ impl Drop for ControlServer {
 }
 
 fn accept_loop(listener: UnixListener, tx: Sender<Pending>, wake_fd: RawFd, stop: Arc<AtomicBool>) {
+    let clients = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
-                if let Err(e) = handle(stream, &tx, wake_fd) {
-                    eprintln!("lvsd: control connection: {e}");
+                if clients.load(Ordering::Acquire) >= MAX_CLIENTS {
+                    refuse(stream);
+                    continue;
+                }
+                clients.fetch_add(1, Ordering::AcqRel);
+                let (tx, clients2) = (tx.clone(), clients.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("lvsd-client".into())
+                    .spawn(move || {
+                        match handle(stream, &tx, wake_fd) {
+                            // A client that sent nothing in time is closed
+                            // quietly (one log line each would let it fill
+                            // the log).
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                                ) => {}
+                            Err(e) => eprintln!("lvsd: control connection: {e}"),
+                            Ok(()) => {}
+                        }
+                        clients2.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if let Err(e) = spawned {
+                    clients.fetch_sub(1, Ordering::AcqRel);
+                    eprintln!("lvsd: control connection: cannot start a thread: {e}");
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20))
+                // Wait for the next client (or 50 ms, to see `stop`).
+                let mut pfd = libc::pollfd {
+                    fd: listener.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd for a descriptor we own.
+                unsafe { libc::poll(&mut pfd, 1, 50) };
             }
             Err(e) => {
                 eprintln!("lvsd: control socket accept: {e}");
@@ -162,12 +220,55 @@ fn accept_loop(listener: UnixListener, tx: Sender<Pending>, wake_fd: RawFd, stop
     }
 }
 
+/// Too many clients: says so (without waiting on the client) and closes.
+fn refuse(stream: UnixStream) {
+    let resp = Response::Error {
+        kind: ErrorKind::Invalid,
+        detail: format!("too many control connections (at most {MAX_CLIENTS}); try again"),
+    };
+    let _ = stream.set_nonblocking(true);
+    let _ = (&stream).write_all(lvs_control::encode_response(&resp).as_bytes());
+}
+
+/// Reads one request line, all of it within `READ_DEADLINE` (a client that
+/// trickles bytes is cut off like one that sends nothing).
+fn read_line_by(stream: &UnixStream, deadline: Instant) -> io::Result<String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request not received in time",
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        let n = match io::Read::read(&mut &*stream, &mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let part = chunk.get(..n).unwrap_or(&[]);
+        let end = part.iter().position(|&b| b == b'\n');
+        buf.extend_from_slice(part.get(..end.unwrap_or(n)).unwrap_or(&[]));
+        if buf.len() as u64 > MAX_REQUEST {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request too long",
+            ));
+        }
+        if end.is_some() || n == 0 {
+            return String::from_utf8(buf)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "request not UTF-8"));
+        }
+    }
+}
+
 fn handle(stream: UnixStream, tx: &Sender<Pending>, wake_fd: RawFd) -> io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut line = String::new();
-    BufReader::new(io::Read::take(&stream, MAX_REQUEST)).read_line(&mut line)?;
+    let line = read_line_by(&stream, Instant::now() + READ_DEADLINE)?;
     if line.trim().is_empty() {
         // A connect-and-close probe (e.g. waiting for the socket to appear).
         return Ok(());
@@ -179,20 +280,179 @@ fn handle(stream: UnixStream, tx: &Sender<Pending>, wake_fd: RawFd) -> io::Resul
         },
         Ok(request) => {
             let (reply, back) = mpsc::sync_channel(1);
-            if tx.send(Pending { request, reply }).is_err() {
+            let state = Arc::new(AtomicU8::new(WAITING));
+            let pending = Pending {
+                request,
+                reply,
+                state: state.clone(),
+            };
+            if tx.send(pending).is_err() {
                 return Ok(());
             }
             let one: u64 = 1;
             // SAFETY: writing 8 bytes from a live u64 to our eventfd.
             unsafe { libc::write(wake_fd, (&one as *const u64).cast(), 8) };
-            match back.recv_timeout(Duration::from_secs(5)) {
+            match back.recv_timeout(APPLY_DEADLINE) {
                 Ok(r) => r,
-                Err(_) => Response::Error {
-                    kind: ErrorKind::Invalid,
-                    detail: "lvsd did not answer in time".into(),
-                },
+                Err(_) => {
+                    let withdrawn = state
+                        .compare_exchange(WAITING, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok();
+                    if withdrawn {
+                        Response::Error {
+                            kind: ErrorKind::Invalid,
+                            detail: "lvsd did not take the request in time; nothing was applied"
+                                .into(),
+                        }
+                    } else {
+                        // Taken: it is being applied; its answer follows.
+                        back.recv().unwrap_or(Response::Error {
+                            kind: ErrorKind::Invalid,
+                            detail: "lvsd stopped while applying the request".into(),
+                        })
+                    }
+                }
             }
         }
     };
     (&stream).write_all(lvs_control::encode_response(&resp).as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lvs_control::{Protocol, ServiceKey, ServiceSpec};
+    use std::io::Read;
+
+    fn server(tag: &str) -> (ControlServer, PathBuf) {
+        let path = std::env::temp_dir().join(format!("lvsd-ctl-{tag}-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        (ControlServer::start(&path).expect("control socket"), path)
+    }
+
+    fn add_service() -> Request {
+        Request::AddService(ServiceSpec {
+            key: ServiceKey {
+                protocol: Protocol::Tcp,
+                addr: "198.18.0.100".parse().unwrap(),
+                port: 80,
+            },
+            scheduler: "rr".into(),
+            sched_flags: 0,
+            persistent: None,
+            netmask: u32::MAX,
+            one_packet: false,
+        })
+    }
+
+    /// Sends `req` on a fresh connection; returns the raw answer.
+    fn ask(path: &Path, req: &Request) -> String {
+        let mut s = UnixStream::connect(path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(lvs_control::encode_request(req).as_bytes())
+            .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    /// Runs `serve` until `done` is set (at most 20 s).
+    fn serve_until(
+        ctl: &ControlServer,
+        engine: &mut Engine,
+        desired: &mut Desired<Check>,
+        done: &AtomicBool,
+    ) {
+        let start = Instant::now();
+        while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(20) {
+            ctl.serve(desired, engine, 0, &[], &|_| CheckStatus::default());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn idle_and_trickling_clients_do_not_block_the_others() {
+        let (ctl, path) = server("idle");
+        // 200 clients that connect and send nothing, one that trickles.
+        let idle: Vec<UnixStream> = (0..200)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        let mut slow = UnixStream::connect(&path).unwrap();
+        slow.write_all(b"{").unwrap();
+        let mut engine = Engine::new(1);
+        let mut desired = Desired::default();
+        let done = Arc::new(AtomicBool::new(false));
+        let (p, d) = (path.clone(), done.clone());
+        let client = std::thread::spawn(move || {
+            let mut times = Vec::new();
+            let mut answers = Vec::new();
+            for _ in 0..20 {
+                let t = Instant::now();
+                answers.push(ask(&p, &Request::GetTimeouts));
+                times.push(t.elapsed());
+            }
+            d.store(true, Ordering::Release);
+            (times, answers)
+        });
+        serve_until(&ctl, &mut engine, &mut desired, &done);
+        let (mut times, answers) = client.join().unwrap();
+        for a in &answers {
+            let r = lvs_control::decode_response(a.trim_end()).expect("an answer");
+            assert!(matches!(r, Response::Timeouts(_)), "{r:?}");
+        }
+        times.sort();
+        // Far below the 3 s a stuck client could hold a serial server.
+        assert!(times[10] < Duration::from_secs(1), "median {:?}", times[10]);
+        eprintln!(
+            "control latency with 200 idle clients: median {:?}, max {:?}",
+            times[10], times[19]
+        );
+        // The trickling client is cut off at its deadline.
+        slow.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let t = Instant::now();
+        let _ = slow.read_to_end(&mut rest);
+        assert!(t.elapsed() < Duration::from_secs(5));
+        drop(idle);
+        drop(ctl);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_request_not_taken_in_time_is_not_applied() {
+        let (ctl, path) = server("late");
+        let p = path.clone();
+        let client = std::thread::spawn(move || ask(&p, &add_service()));
+        // The loop is busy past the deadline...
+        let answer = client.join().unwrap();
+        let r = lvs_control::decode_response(answer.trim_end()).expect("an answer");
+        match r {
+            Response::Error { detail, .. } => assert!(detail.contains("nothing was applied")),
+            other => panic!("{other:?}"),
+        }
+        // ...and when it comes back, the withdrawn request is skipped.
+        let mut engine = Engine::new(1);
+        let mut desired = Desired::default();
+        let changed = ctl.serve(&mut desired, &mut engine, 0, &[], &|_| {
+            CheckStatus::default()
+        });
+        assert!(!changed);
+        assert_eq!(engine.services().count(), 0);
+        // A request taken in time is applied and says so.
+        let done = Arc::new(AtomicBool::new(false));
+        let (p, d) = (path.clone(), done.clone());
+        let client = std::thread::spawn(move || {
+            let a = ask(&p, &add_service());
+            d.store(true, Ordering::Release);
+            a
+        });
+        serve_until(&ctl, &mut engine, &mut desired, &done);
+        let a = client.join().unwrap();
+        assert!(matches!(
+            lvs_control::decode_response(a.trim_end()),
+            Ok(Response::Ok)
+        ));
+        assert_eq!(engine.services().count(), 1);
+    }
 }
