@@ -1187,3 +1187,78 @@ fn send_raw_frames(ifname: &str, frames: &[Vec<u8>]) -> std::io::Result<()> {
         result
     }
 }
+
+/// Issue 15: packets the host's IPv4 input would drop before IPVS — bad
+/// header checksum, martian or local source, source route, options past
+/// the header — are dropped on the wire too, each counted by reason, no
+/// entry made, and the service keeps working.
+#[test]
+fn packets_the_host_would_drop_are_dropped_and_counted() {
+    let (_g, lab) = nat_lab("lvtmart", 1);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    let director = Director::start(
+        &lab,
+        "mart",
+        "director web 198.18.0.100:80 TCP\n  mode nat\n  server rs1 198.18.1.11:80\n",
+    );
+    let d0 = mac_of(&lab, lab.director_ns(), "d0");
+    let c0 = mac_of(&lab, lab.client_ns(), "c0");
+    const IP: usize = 14;
+    let reseal = |f: &mut Vec<u8>| {
+        let ihl = usize::from(f[IP] & 0x0f) * 4;
+        f[IP + 10] = 0;
+        f[IP + 11] = 0;
+        let c = !inet_sum(0, &f[IP..IP + ihl]);
+        f[IP + 10..IP + 12].copy_from_slice(&c.to_be_bytes());
+    };
+    let with_src = |src: [u8; 4], sport: u16| {
+        let mut f = syn_frame(d0, c0, sport, None);
+        f[IP + 12..IP + 16].copy_from_slice(&src);
+        reseal(&mut f);
+        f
+    };
+    let mut bad_sum = syn_frame(d0, c0, 47001, None);
+    bad_sum[IP + 10] ^= 0x5a;
+    // Loose source route (an empty one) in a 24-byte header.
+    let mut lsrr = syn_frame(d0, c0, 47002, None);
+    lsrr.splice(IP + 20..IP + 20, [0x83, 3, 4, 0]);
+    lsrr[IP] = 0x46;
+    let total = u16::from_be_bytes([lsrr[IP + 2], lsrr[IP + 3]]) + 4;
+    lsrr[IP + 2..IP + 4].copy_from_slice(&total.to_be_bytes());
+    reseal(&mut lsrr);
+    // An option whose length runs past the header.
+    let mut overrun = lsrr.clone();
+    overrun[IP + 20] = 0x07; // record route
+    overrun[IP + 21] = 40;
+    reseal(&mut overrun);
+    let frames = vec![
+        bad_sum,
+        with_src([127, 0, 0, 1], 47003),
+        with_src([224, 0, 0, 5], 47004),
+        with_src([0, 1, 2, 3], 47005),
+        with_src([198, 18, 0, 100], 47006),
+        with_src([198, 18, 0, 1], 47007),
+        lsrr,
+        overrun,
+    ];
+    lab.run_in(lab.client_ns(), move || send_raw_frames("c0", &frames))
+        .unwrap()
+        .expect("send the frames");
+    std::thread::sleep(Duration::from_millis(200));
+    let counters = lvsadm_ok(&director.sock, &["--counters"]);
+    let value = |name: &str| -> u64 {
+        counters
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().parse().unwrap()))
+            .unwrap_or_else(|| panic!("no {name} in {counters}"))
+    };
+    assert_eq!(value("drop.bad_checksum "), 1, "{counters}");
+    assert_eq!(value("drop.martian "), 3, "{counters}");
+    assert_eq!(value("drop.local_source "), 2, "{counters}");
+    assert_eq!(value("drop.source_route "), 1, "{counters}");
+    assert_eq!(value("drop.bad_options "), 1, "{counters}");
+    assert_eq!(value("engine.connections_created "), 0, "{counters}");
+    assert_eq!(curl(&lab, "http://198.18.0.100/").unwrap().trim(), "rs1");
+    director.stop(&lab);
+    lab.close().expect("clean up the lab");
+}
