@@ -1262,3 +1262,65 @@ fn packets_the_host_would_drop_are_dropped_and_counted() {
     director.stop(&lab);
     lab.close().expect("clean up the lab");
 }
+
+/// Issue 15: an ARP spray — thousands of requests for the VIP from
+/// on-link and off-link senders at random MACs — teaches lvsd only the
+/// on-link senders (bounded by the subnet, and in any case by the cache's
+/// cap), never disturbs the real client, and the service keeps working.
+#[test]
+fn an_arp_spray_is_bounded_and_harmless() {
+    let (_g, lab) = nat_lab("lvtspray", 1);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    let director = Director::start(
+        &lab,
+        "spray",
+        "director web 198.18.0.100:80 TCP\n  mode nat\n  server rs1 198.18.1.11:80\n",
+    );
+    assert_eq!(curl(&lab, "http://198.18.0.100/").unwrap().trim(), "rs1");
+    let mut frames = Vec::new();
+    for i in 0..4000u32 {
+        let mac = [0x02, 0x5a, (i >> 16) as u8, (i >> 8) as u8, i as u8, 0x01];
+        // 198.18.0.3-254 are on d0's subnet; 198.18.5.0/24 is not.
+        let sender = if i % 2 == 0 {
+            [198, 18, 0, 3 + (i / 2 % 252) as u8]
+        } else {
+            [198, 18, 5, (i / 2 % 256) as u8]
+        };
+        let mut f = Vec::new();
+        f.extend_from_slice(&[0xff; 6]);
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&sender);
+        f.extend_from_slice(&[0; 6]);
+        f.extend_from_slice(&VIP.octets());
+        frames.push(f);
+    }
+    lab.run_in(lab.client_ns(), move || send_raw_frames("c0", &frames))
+        .unwrap()
+        .expect("send the spray");
+    std::thread::sleep(Duration::from_millis(300));
+    let counters = lvsadm_ok(&director.sock, &["--counters"]);
+    let neighbours: u64 = counters
+        .lines()
+        .find_map(|l| l.strip_prefix("io.neighbours "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no io.neighbours in {counters}"));
+    // 252 sprayed on-link senders, the client, the real server, at most.
+    assert!(neighbours <= 254, "{neighbours} neighbours\n{counters}");
+    assert!(
+        neighbours >= 200,
+        "on-link requesters are learned: {neighbours}"
+    );
+    for i in 0..5u16 {
+        let port = (49000 + i).to_string();
+        let b = curl_args(
+            &lab,
+            "http://198.18.0.100/",
+            &["--local-port", &port, "-m", "3"],
+        );
+        assert_eq!(b.as_deref().map(str::trim), Ok("rs1"), "request {i}");
+    }
+    director.stop(&lab);
+    lab.close().expect("clean up the lab");
+}
