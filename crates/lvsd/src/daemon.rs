@@ -196,6 +196,27 @@ struct Signals {
     usr1: Arc<AtomicBool>,
     /// SIGUSR2: every real server's health on stderr.
     usr2: Arc<AtomicBool>,
+    /// Any other signal that would end the process by default (SIGALRM,
+    /// SIGPWR, real-time signals, …): its number, logged and ignored.
+    other: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Signals whose default action ends a process and that lvsd ignores
+/// (logged), so that none of them takes the director down without cleanup.
+/// Not SIGKILL/SIGSTOP (cannot be caught) nor the fault signals.
+fn ignored_signals() -> Vec<i32> {
+    let mut v = vec![
+        libc::SIGALRM,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGPWR,
+        libc::SIGIO,
+        libc::SIGSTKFLT,
+        libc::SIGXCPU,
+        libc::SIGXFSZ,
+    ];
+    v.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
+    v
 }
 
 impl Signals {
@@ -206,6 +227,7 @@ impl Signals {
             hup: Arc::new(AtomicBool::new(false)),
             usr1: Arc::new(AtomicBool::new(false)),
             usr2: Arc::new(AtomicBool::new(false)),
+            other: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         };
         let set = [
             (SIGTERM, &s.stop),
@@ -218,6 +240,11 @@ impl Signals {
         for (sig, flag) in set {
             signal_hook::flag::register(sig, flag.clone())
                 .map_err(|e| format!("cannot install signal handler: {e}"))?;
+        }
+        for sig in ignored_signals() {
+            // Some real-time signals may be reserved by the C library;
+            // those cannot be sent to lvsd by an operator's kill anyway.
+            let _ = signal_hook::flag::register_usize(sig, s.other.clone(), sig as usize);
         }
         Ok(s)
     }
@@ -402,6 +429,10 @@ pub fn run(opts: Options) -> Result<(), String> {
                 eprintln!("lvsd: warning: {e}");
             }
             last_housekeeping = Instant::now() - Duration::from_secs(10);
+        }
+        let other = signals.other.swap(0, Ordering::Relaxed);
+        if other != 0 {
+            eprintln!("lvsd: signal {other} ignored (TERM, INT or QUIT stop lvsd)");
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
             eprintln!(

@@ -942,7 +942,14 @@ fn a_second_director_is_refused_and_signals_do_what_they_say() {
         )
         .unwrap();
     assert!(guard.status.success(), "the guard is gone");
-    for sig in [libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2] {
+    for sig in [
+        libc::SIGHUP,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGPWR,
+        libc::SIGRTMIN() + 3,
+    ] {
         // SAFETY: kill(2) on the pid of a child this test started.
         assert_eq!(unsafe { libc::kill(director.pid as i32, sig) }, 0);
         std::thread::sleep(Duration::from_millis(300));
@@ -968,6 +975,9 @@ fn a_second_director_is_refused_and_signals_do_what_they_say() {
         log.contains("SIGUSR1: counters") && log.contains("io.rx_frames"),
         "{log}"
     );
+    for sig in [libc::SIGALRM, libc::SIGPWR, libc::SIGRTMIN() + 3] {
+        assert!(log.contains(&format!("signal {sig} ignored")), "{log}");
+    }
     assert!(
         log.contains("SIGUSR2: real servers") && log.contains("rs1 198.18.1.11:80 UP in use"),
         "{log}"
