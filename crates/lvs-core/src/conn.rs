@@ -274,21 +274,21 @@ impl ConnTable {
             }
         }
         let (conns, hasher) = (&self.conns, &self.hasher);
-        let rebuild = |t: &HashTable<ConnId>, out: bool| {
+        let rebuild = |t: &HashTable<ConnId>, out: bool, room: usize| {
             let hash = |id: ConnId| match out {
                 true => hasher.hash_one(conns[id].out_key()),
                 false => hasher.hash_one(conns[id].in_key()),
             };
-            let mut n = HashTable::with_capacity(t.len().max(self.floor));
+            let mut n = HashTable::with_capacity(t.len().max(room));
             for &id in t.iter() {
                 let id = new_id(id);
                 n.insert_unique(hash(id), id, |&x| hash(x));
             }
             n
         };
-        let by_in = rebuild(&self.by_in, false);
-        let by_out = rebuild(&self.by_out, true);
-        let by_tmpl = rebuild(&self.by_tmpl, false);
+        let by_in = rebuild(&self.by_in, false, self.floor);
+        let by_out = rebuild(&self.by_out, true, self.floor);
+        let by_tmpl = rebuild(&self.by_tmpl, false, 0);
         (self.by_in, self.by_out, self.by_tmpl) = (by_in, by_out, by_tmpl);
         for slot in &mut self.wheel.slots {
             // Filings of moved entries follow them; stale ones stay stale

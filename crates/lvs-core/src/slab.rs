@@ -81,8 +81,8 @@ impl<T> Slab<T> {
         if n >= self.slots.len() {
             return Vec::new();
         }
-        // Free ids below `n`, the highest last; there are at least as many
-        // as live entries above `n` because `n >= len`.
+        // Free ids below `n`, the lowest last (taken first); there are at
+        // least as many as live entries above `n` because `n >= len`.
         let mut low: Vec<u32> = (0..n)
             .rev()
             .filter(|&i| self.slots[i].is_none())
@@ -96,15 +96,26 @@ impl<T> Slab<T> {
             let Some(new) = low.pop() else {
                 // Cannot happen (see above); keep the entry where it was.
                 self.slots[old] = Some(v);
-                return moves;
+                break;
             };
             self.slots[new as usize] = Some(v);
             moves.push((old as u32, new));
         }
-        self.slots.truncate(n);
+        // Drop the empty tail (all of it past `n` unless the impossible
+        // happened) and rebuild the free list from what is empty now.
+        let keep = self
+            .slots
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |i| i + 1)
+            .max(n.min(self.slots.len()));
+        self.slots.truncate(keep);
         self.slots.shrink_to_fit();
-        low.shrink_to_fit();
-        self.free = low;
+        self.free = (0..self.slots.len())
+            .rev()
+            .filter(|&i| self.slots[i].is_none())
+            .map(|i| i as u32)
+            .collect();
         moves
     }
 
@@ -156,5 +167,36 @@ mod tests {
         assert_eq!(s[b], "b");
         assert_eq!(s.len(), 2);
         assert_eq!(s.iter().count(), 2);
+    }
+
+    #[test]
+    fn compact_moves_high_entries_down_and_keeps_the_free_list_true() {
+        let mut s = Slab::default();
+        let ids: Vec<u32> = (0..100).map(|i| s.insert(i)).collect();
+        for &id in &ids {
+            if id % 10 != 3 {
+                s.remove(id);
+            }
+        }
+        // Live: 3, 13, …, 93 (10 entries).
+        let moves = s.compact(20);
+        assert_eq!(s.capacity(), 20);
+        assert_eq!(s.len(), 10);
+        let mut seen: Vec<i32> = s.iter().map(|(_, &v)| v).collect();
+        seen.sort();
+        assert_eq!(seen, (0..10).map(|k| k * 10 + 3).collect::<Vec<_>>());
+        for (old, new) in moves {
+            assert!(old >= 20 && new < 20);
+            assert_eq!(s[new] as u32, old);
+        }
+        // The free list names exactly the empty slots: ten inserts fill
+        // them without growing, the eleventh grows.
+        for v in 1000..1010 {
+            s.insert(v);
+        }
+        assert_eq!(s.capacity(), 20);
+        assert_eq!(s.insert(2000), 20);
+        // Nothing to do when the slab is already small enough.
+        assert!(s.compact(64).is_empty());
     }
 }
