@@ -47,6 +47,8 @@ struct Counters {
     no_neighbour: u64,
     tx_refused: u64,
     arp_replies: u64,
+    /// ICMP echo replies sent for VIPs.
+    echo_replies: u64,
     icmp_ratelimited: u64,
     /// Frames parked while their next hop was being resolved.
     parked: u64,
@@ -60,7 +62,7 @@ struct Counters {
 
 impl Counters {
     /// Every counter by name (`lvsadm --counters` shows them as `io.*`).
-    fn list(&self, neighbours: usize) -> [(&'static str, u64); 14] {
+    fn list(&self, neighbours: usize) -> [(&'static str, u64); 15] {
         [
             ("rx_frames", self.rx),
             ("tx_frames", self.tx),
@@ -73,6 +75,7 @@ impl Counters {
             ("drop_no_neighbour", self.no_neighbour),
             ("tx_refused", self.tx_refused),
             ("arp_replies", self.arp_replies),
+            ("echo_replies", self.echo_replies),
             ("icmp_ratelimited", self.icmp_ratelimited),
             ("parked_for_arp", self.parked),
             ("neighbours", neighbours as u64),
@@ -916,7 +919,8 @@ impl Director {
                 let quote = pkt.start..pkt.start + pkt.len;
                 let encap = pkt.encap;
                 match t {
-                    Transmit::Pass | Transmit::Drop(_) | Transmit::Held => {}
+                    Transmit::Pass => self.echo(io, i, port, src_mac, ip_start..end),
+                    Transmit::Drop(_) | Transmit::Held => {}
                     Transmit::Send(s) => self.send(io, i, meta.offload, &s, encap, now_ms),
                     Transmit::Reply(r) => self.reply(io, i, quote, port, src_mac, &r, now_ms),
                 }
@@ -925,6 +929,112 @@ impl Director {
         }
     }
 }
+
+impl Director {
+    /// Answers an ICMP echo request to a VIP, as the host of a kernel
+    /// director would (its VIPs are local addresses there): same ID,
+    /// sequence and data, TTL 64, from the VIP. Not for a VIP that is also
+    /// on a host interface (the host answers), nor for fragments or
+    /// non-unicast sources (the engine has already dropped martians).
+    fn echo(
+        &mut self,
+        io: &mut impl PacketIo,
+        i: usize,
+        port: PortId,
+        to: [u8; 6],
+        range: std::ops::Range<usize>,
+    ) {
+        // Most packets passed to the host are not pings: look before
+        // setting up a reply buffer.
+        let echo = {
+            let (frame, _) = io.rx_frame(i);
+            frame.get(range.clone()).is_some_and(|ip| {
+                let hl = usize::from(ip.first().map_or(0, |b| b & 0x0f)) * 4;
+                ip.get(9) == Some(&1) && ip.get(hl) == Some(&8)
+            })
+        };
+        if !echo {
+            return;
+        }
+        let mut f = [0u8; ETH_HDR + 20 + ECHO_MAX];
+        let n = {
+            let (frame, _) = io.rx_frame(i);
+            match frame.get(range) {
+                Some(ip) => self.echo_reply(port, to, ip, &mut f),
+                None => None,
+            }
+        };
+        if let Some(n) = n {
+            io.queue_new(port, &f[..n], Offload::default());
+            self.counters.echo_replies += 1;
+        }
+    }
+
+    /// Writes the echo reply to `ip` into `f`; returns its length.
+    fn echo_reply(
+        &self,
+        port: PortId,
+        to: [u8; 6],
+        ip: &[u8],
+        f: &mut [u8; ETH_HDR + 20 + ECHO_MAX],
+    ) -> Option<usize> {
+        const MAX: usize = ECHO_MAX;
+        let &[vihl, _] = ip.first_chunk::<2>()?;
+        let hl = usize::from(vihl & 0x0f) * 4;
+        let total = ip
+            .get(2..4)
+            .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+        if vihl >> 4 != 4 || hl < 20 || total < hl + 8 || total > ip.len() || total > MAX {
+            return None;
+        }
+        let (&proto, frag, src, dst) =
+            (ip.get(9)?, ip.get(6..8)?, ip.get(12..16)?, ip.get(16..20)?);
+        let frag = u16::from_be_bytes([frag[0], frag[1]]);
+        let dst4 = Ipv4Addr::new(dst[0], dst[1], dst[2], dst[3]);
+        let src4 = Ipv4Addr::new(src[0], src[1], src[2], src[3]);
+        if proto != 1
+            || ip.get(hl) != Some(&8)
+            || ip.get(hl + 1) != Some(&0)
+            || frag & 0x3fff != 0
+            || !self.vips.contains(&dst4)
+            || self.local_addrs.contains(&dst4)
+            || src4.is_broadcast()
+            || src4.is_multicast()
+            || src4.is_unspecified()
+            || to[0] & 1 != 0
+        {
+            return None;
+        }
+        let icmp_len = total - hl;
+        f[0..6].copy_from_slice(&to);
+        f[6..12].copy_from_slice(&self.ports[port].mac);
+        f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        let out_len = 20 + icmp_len;
+        {
+            let h = &mut f[ETH_HDR..ETH_HDR + 20];
+            h[0] = 0x45;
+            h[2..4].copy_from_slice(&(out_len as u16).to_be_bytes());
+            h[6] = 0x40; // DF, as Linux sets on echo replies that fit
+            h[8] = 64;
+            h[9] = 1;
+            h[12..16].copy_from_slice(dst);
+            h[16..20].copy_from_slice(src);
+            let c = lvs_core::wire::checksum::checksum(h);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        let body = &mut f[ETH_HDR + 20..ETH_HDR + out_len];
+        body.copy_from_slice(&ip[hl..total]);
+        body[0] = 0;
+        body[2] = 0;
+        body[3] = 0;
+        let c = lvs_core::wire::checksum::checksum(body);
+        body[2..4].copy_from_slice(&c.to_be_bytes());
+        Some(ETH_HDR + out_len)
+    }
+}
+
+/// Largest echo request answered (IP length).
+const ECHO_MAX: usize = 1600;
 
 /// The engine's transmit counters in one line: packets per method, the
 /// replies asked for, and drops by reason (only the non-zero ones).

@@ -1334,3 +1334,103 @@ fn an_arp_spray_is_bounded_and_harmless() {
     director.stop(&lab);
     lab.close().expect("clean up the lab");
 }
+
+/// Sends one ICMP echo request to `dst` from a raw socket in the current
+/// namespace; returns the first echo reply's (source, ICMP message).
+fn ping_once(
+    dst: Ipv4Addr,
+    id: u16,
+    seq: u16,
+    data: &[u8],
+) -> std::io::Result<(Ipv4Addr, Vec<u8>)> {
+    let mut msg = vec![8u8, 0, 0, 0];
+    msg.extend_from_slice(&id.to_be_bytes());
+    msg.extend_from_slice(&seq.to_be_bytes());
+    msg.extend_from_slice(data);
+    let c = !inet_sum(0, &msg);
+    msg[2..4].copy_from_slice(&c.to_be_bytes());
+    // SAFETY: plain libc calls on a socket this function owns and closes;
+    // the sockaddr_in and timeval are fully initialised and sized; the
+    // receive buffer outlives the call.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let tv = libc::timeval {
+            tv_sec: 2,
+            tv_usec: 0,
+        };
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as u16;
+        sa.sin_addr.s_addr = u32::from(dst).to_be();
+        let r = libc::sendto(
+            fd,
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(e);
+        }
+        let mut buf = [0u8; 2048];
+        let result = loop {
+            let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+            if n < 0 {
+                break Err(std::io::Error::last_os_error());
+            }
+            let p = &buf[..n as usize];
+            let hl = usize::from(p[0] & 0x0f) * 4;
+            if p.len() >= hl + 8 && p[hl] == 0 {
+                let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+                break Ok((src, p[hl..].to_vec()));
+            }
+        };
+        libc::close(fd);
+        result
+    }
+}
+
+/// A VIP answers ping, as a kernel director's host does (the VIP is a
+/// local address there): same identifier, sequence and data, from the VIP.
+#[test]
+fn a_vip_answers_ping() {
+    let (_g, lab) = nat_lab("lvtping", 1);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    let director = Director::start(
+        &lab,
+        "ping",
+        "director web 198.18.0.100:80 TCP\n  mode nat\n  server rs1 198.18.1.11:80\n",
+    );
+    let (src, reply) = lab
+        .run_in(lab.client_ns(), || {
+            ping_once(VIP, 0x4c56, 7, b"lvsd echo test payload")
+        })
+        .unwrap()
+        .expect("an echo reply");
+    assert_eq!(src, VIP);
+    assert_eq!(&reply[4..6], &0x4c56u16.to_be_bytes());
+    assert_eq!(&reply[6..8], &7u16.to_be_bytes());
+    assert_eq!(&reply[8..], b"lvsd echo test payload");
+    assert_eq!(inet_sum(0, &reply), 0xffff, "ICMP checksum");
+    // An address that is not a VIP gets nothing from lvsd.
+    let other = lab
+        .run_in(lab.client_ns(), || {
+            ping_once(Ipv4Addr::new(198, 18, 0, 99), 1, 1, b"x")
+        })
+        .unwrap();
+    assert!(other.is_err(), "{other:?}");
+    director.stop(&lab);
+    lab.close().expect("clean up the lab");
+}
