@@ -14,9 +14,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::{
-    bulk_both_ways, curl, curl_args, inet_sum, lvsadm, lvsadm_ok, lvsd, nat_lab, reported,
+    bulk_both_ways, counter, curl, curl_args, inet_sum, lvsadm, lvsadm_ok, lvsd, nat_lab, reported,
     tcp_pseudo, Director,
 };
+
+/// One NAT director on the VIP's port 80 with the lab's first real server.
+const ONE_NAT: &str = "director web 198.18.0.100:80 TCP\n  mode nat\n  server rs1 198.18.1.11:80\n";
 
 /// Polls `lvsadm ARGS` until its output equals `want` (connections finish
 /// closing a moment after the client is done) or 5 s have passed.
@@ -805,11 +808,7 @@ fn mac_of(lab: &Lab, ns: &str, dev: &str) -> [u8; 6] {
 #[test]
 fn vlan_tagged_frames_are_not_handled_on_the_parent_interface() {
     let (_g, lab) = nat_lab("lvtvlan", 1);
-    let director = Director::start(
-        &lab,
-        "vlan",
-        "director web 198.18.0.100:80 TCP\n  mode nat\n  server rs1 198.18.1.11:80\n",
-    );
+    let director = Director::start(&lab, "vlan", ONE_NAT);
     let d0 = mac_of(&lab, lab.director_ns(), "d0");
     let c0 = mac_of(&lab, lab.client_ns(), "c0");
     let tagged = syn_frame(d0, c0, 47001, Some(100));
@@ -837,22 +836,11 @@ fn vlan_tagged_frames_are_not_handled_on_the_parent_interface() {
     // The same counters live, through lvsadm.
     let (code, counters, e) = lvsadm(&director.sock, &["--counters"]);
     assert_eq!(code, 0, "{e}");
-    let value = |name: &str| {
-        counters
-            .lines()
-            .find_map(|l| {
-                let mut w = l.split_whitespace();
-                (w.next() == Some(name)).then(|| w.next().unwrap_or("").to_string())
-            })
-            .unwrap_or_else(|| panic!("no {name} in {counters}"))
-    };
-    assert_eq!(value("io.rx_vlan_other_interface"), "1", "{counters}");
+    let value = |name: &str| counter(&counters, name);
+    assert_eq!(value("io.rx_vlan_other_interface"), 1, "{counters}");
     // The SYN, and the real server's answer (a reset: nothing listens).
-    assert!(
-        value("engine.sent_masq").parse::<u64>().unwrap() >= 1,
-        "{counters}"
-    );
-    assert_eq!(value("drop.malformed"), "0", "{counters}");
+    assert!(value("engine.sent_masq") >= 1, "{counters}");
+    assert_eq!(value("drop.malformed"), 0, "{counters}");
     let log = director.stop(&lab);
     assert_eq!(reported(&log, "VLAN-tagged frames"), 1, "{log}");
     lab.close().expect("clean up the lab");
@@ -886,16 +874,11 @@ fn fragmented_udp_through_nat_is_reassembled_and_answered() {
     assert_eq!(reply, b"rs1\n", "{:?}", String::from_utf8_lossy(&reply));
     assert_eq!(servers[0].udp_requests(), 1);
     let counters = lvsadm_ok(&director.sock, &["--counters"]);
-    let value = |name: &str| -> u64 {
-        counters
-            .lines()
-            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().parse().unwrap()))
-            .unwrap_or_else(|| panic!("no {name} in {counters}"))
-    };
+    let value = |name: &str| counter(&counters, name);
     // 4000 bytes over a 1500-byte link: 3 fragments, 2 held, 1 completes.
-    assert_eq!(value("engine.fragments_held "), 2, "{counters}");
-    assert_eq!(value("engine.reassembled "), 1, "{counters}");
-    assert_eq!(value("io.tx_fragments "), 3, "{counters}");
+    assert_eq!(value("engine.fragments_held"), 2, "{counters}");
+    assert_eq!(value("engine.reassembled"), 1, "{counters}");
+    assert_eq!(value("io.tx_fragments"), 3, "{counters}");
     director.stop(&lab);
     lab.close().expect("clean up the lab");
 }
@@ -907,11 +890,7 @@ fn fragmented_udp_through_nat_is_reassembled_and_answered() {
 fn a_second_director_is_refused_and_signals_do_what_they_say() {
     let (_g, lab) = nat_lab("lvtsig", 1);
     let _servers = lab.start_identity_servers(80, 53).expect("real servers");
-    let director = Director::start(
-        &lab,
-        "sig",
-        "director web 198.18.0.100:80 TCP\n  mode nat\n  server rs1 198.18.1.11:80\n",
-    );
+    let director = Director::start(&lab, "sig", ONE_NAT);
     // A second lvsd in the same namespace (another control socket).
     let other = std::env::temp_dir().join(format!("lvsd-e2e-sig2-{}.sock", std::process::id()));
     let out = lab
@@ -1002,11 +981,7 @@ fn a_second_director_is_refused_and_signals_do_what_they_say() {
 fn spoofed_frames_do_not_poison_the_neighbour_cache() {
     let (_g, lab) = nat_lab("lvtspoof", 1);
     let _servers = lab.start_identity_servers(80, 53).expect("real servers");
-    let director = Director::start(
-        &lab,
-        "spoof",
-        "director web 198.18.0.100:80 TCP\n  mode nat\n  server rs1 198.18.1.11:80\n",
-    );
+    let director = Director::start(&lab, "spoof", ONE_NAT);
     assert_eq!(curl(&lab, "http://198.18.0.100/").unwrap().trim(), "rs1");
     let d0 = mac_of(&lab, lab.director_ns(), "d0");
     let bogus = [0x02, 0xde, 0xad, 0xbe, 0xef, 0x01];
@@ -1206,11 +1181,7 @@ fn send_raw_frames(ifname: &str, frames: &[Vec<u8>]) -> std::io::Result<()> {
 fn packets_the_host_would_drop_are_dropped_and_counted() {
     let (_g, lab) = nat_lab("lvtmart", 1);
     let _servers = lab.start_identity_servers(80, 53).expect("real servers");
-    let director = Director::start(
-        &lab,
-        "mart",
-        "director web 198.18.0.100:80 TCP\n  mode nat\n  server rs1 198.18.1.11:80\n",
-    );
+    let director = Director::start(&lab, "mart", ONE_NAT);
     let d0 = mac_of(&lab, lab.director_ns(), "d0");
     let c0 = mac_of(&lab, lab.client_ns(), "c0");
     const IP: usize = 14;
@@ -1256,18 +1227,13 @@ fn packets_the_host_would_drop_are_dropped_and_counted() {
         .expect("send the frames");
     std::thread::sleep(Duration::from_millis(200));
     let counters = lvsadm_ok(&director.sock, &["--counters"]);
-    let value = |name: &str| -> u64 {
-        counters
-            .lines()
-            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().parse().unwrap()))
-            .unwrap_or_else(|| panic!("no {name} in {counters}"))
-    };
-    assert_eq!(value("drop.bad_checksum "), 1, "{counters}");
-    assert_eq!(value("drop.martian "), 3, "{counters}");
-    assert_eq!(value("drop.local_source "), 2, "{counters}");
-    assert_eq!(value("drop.source_route "), 1, "{counters}");
-    assert_eq!(value("drop.bad_options "), 1, "{counters}");
-    assert_eq!(value("engine.connections_created "), 0, "{counters}");
+    let value = |name: &str| counter(&counters, name);
+    assert_eq!(value("drop.bad_checksum"), 1, "{counters}");
+    assert_eq!(value("drop.martian"), 3, "{counters}");
+    assert_eq!(value("drop.local_source"), 2, "{counters}");
+    assert_eq!(value("drop.source_route"), 1, "{counters}");
+    assert_eq!(value("drop.bad_options"), 1, "{counters}");
+    assert_eq!(value("engine.connections_created"), 0, "{counters}");
     assert_eq!(curl(&lab, "http://198.18.0.100/").unwrap().trim(), "rs1");
     director.stop(&lab);
     lab.close().expect("clean up the lab");
@@ -1281,11 +1247,7 @@ fn packets_the_host_would_drop_are_dropped_and_counted() {
 fn an_arp_spray_is_bounded_and_harmless() {
     let (_g, lab) = nat_lab("lvtspray", 1);
     let _servers = lab.start_identity_servers(80, 53).expect("real servers");
-    let director = Director::start(
-        &lab,
-        "spray",
-        "director web 198.18.0.100:80 TCP\n  mode nat\n  server rs1 198.18.1.11:80\n",
-    );
+    let director = Director::start(&lab, "spray", ONE_NAT);
     assert_eq!(curl(&lab, "http://198.18.0.100/").unwrap().trim(), "rs1");
     let mut frames = Vec::new();
     for i in 0..4000u32 {
@@ -1311,11 +1273,7 @@ fn an_arp_spray_is_bounded_and_harmless() {
         .expect("send the spray");
     std::thread::sleep(Duration::from_millis(300));
     let counters = lvsadm_ok(&director.sock, &["--counters"]);
-    let neighbours: u64 = counters
-        .lines()
-        .find_map(|l| l.strip_prefix("io.neighbours "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no io.neighbours in {counters}"));
+    let neighbours = counter(&counters, "io.neighbours");
     // 252 sprayed on-link senders, the client, the real server, at most.
     assert!(neighbours <= 254, "{neighbours} neighbours\n{counters}");
     assert!(
@@ -1408,11 +1366,7 @@ fn ping_once(
 fn a_vip_answers_ping() {
     let (_g, lab) = nat_lab("lvtping", 1);
     let _servers = lab.start_identity_servers(80, 53).expect("real servers");
-    let director = Director::start(
-        &lab,
-        "ping",
-        "director web 198.18.0.100:80 TCP\n  mode nat\n  server rs1 198.18.1.11:80\n",
-    );
+    let director = Director::start(&lab, "ping", ONE_NAT);
     let (src, reply) = lab
         .run_in(lab.client_ns(), || {
             ping_once(VIP, 0x4c56, 7, b"lvsd echo test payload")

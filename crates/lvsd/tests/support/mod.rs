@@ -78,6 +78,17 @@ pub fn lvsadm_ok(sock: &Path, args: &[&str]) -> String {
     out
 }
 
+/// The value of counter `name` in `lvsadm --counters` output `text`
+/// (exact name match); panics, quoting the output, if it is not there.
+pub fn counter(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(name)).then(|| w.next()?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no counter {name} in {text}"))
+}
+
 pub fn wait_for_socket(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
