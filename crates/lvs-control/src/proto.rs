@@ -315,6 +315,9 @@ pub enum Request {
     GetCounters,
     /// Every real server's health (`lvsadm --health`).
     GetHealth,
+    /// Re-read the configuration file and apply what changed in it
+    /// (`lvsadm --reload`; SIGHUP does the same).
+    Reload,
 }
 
 /// Why a request failed; each kind maps to one ipvsadm message (spec §6).
@@ -354,6 +357,11 @@ pub enum Response {
     Sysctls(Vec<SysctlValue>),
     Counters(Vec<Counter>),
     Health(Vec<HealthInfo>),
+    /// A reload was applied: what changed, and what could not be.
+    Reloaded {
+        changes: Vec<String>,
+        warnings: Vec<String>,
+    },
     Error {
         kind: ErrorKind,
         /// Extra detail for people (logged by lvsd, shown by lvsadm after the ipvsadm text).

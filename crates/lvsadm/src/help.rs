@@ -43,6 +43,10 @@ Without arguments, {p} lists the table (same as -L).
                                        drops by reason, packet I/O
   {p} --health                   every real server's health check, verdict,
                                        last result and whether it is in use
+  {p} --reload                   lvsd re-reads its configuration file and
+                                       applies what changed in it (as SIGHUP);
+                                       exit 0 applied, 1 file refused (nothing
+                                       changed), 3 applied with warnings
 
 Commands (the first option must be one of these):
   --add-service     -A        add a virtual service with options

@@ -155,6 +155,45 @@ fn health(path: &Path, rest: &[String]) -> i32 {
     }
 }
 
+/// `lvsadm --reload`: lvsd re-reads its configuration file and applies
+/// what changed in it (an lvsd extension; SIGHUP does the same). Prints
+/// each change; exits 0 when all applied, 1 when the file was refused
+/// (nothing changed), 3 when applied with warnings, 2 without lvsd.
+fn reload(path: &Path, rest: &[String]) -> i32 {
+    if let Some(extra) = rest.first() {
+        err(&format!(
+            "lvsadm: --reload takes no argument (got `{extra}`)\n"
+        ));
+        return 2;
+    }
+    match request(path, &Request::Reload) {
+        Ok(Response::Reloaded { changes, warnings }) => {
+            let mut o = format!(
+                "lvsd reloaded its configuration: {} change(s)\n",
+                changes.len()
+            );
+            for c in &changes {
+                o.push_str(&format!("  {c}\n"));
+            }
+            out(&o);
+            for w in &warnings {
+                err(&format!("lvsadm: warning: {w}\n"));
+            }
+            if warnings.is_empty() {
+                0
+            } else {
+                3
+            }
+        }
+        Ok(r) => report(Failure::Unexpected(r), 2),
+        Err(Failure::Daemon(_, detail)) => {
+            err(&format!("lvsadm: {detail}\n"));
+            1
+        }
+        Err(f) => report(f, 2),
+    }
+}
+
 /// The `--health` table: one line per real server.
 fn render_health(v: &[lvs_control::HealthInfo]) -> String {
     let mut rows = vec![[
@@ -440,6 +479,9 @@ fn main() {
     }
     if args.first().is_some_and(|a| a == "--health") {
         std::process::exit(health(&path, &args[1..]));
+    }
+    if args.first().is_some_and(|a| a == "--reload") {
+        std::process::exit(reload(&path, &args[1..]));
     }
     let code = match parse_args(&args) {
         Ok(cmd) => execute(cmd, &path, &argv0),

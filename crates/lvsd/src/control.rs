@@ -8,6 +8,7 @@
 //! applies and says so, or does not apply.
 
 use crate::desired::{apply_request, Check, CheckStatus, Desired};
+use crate::reload::FileState;
 use lvs_control::{ErrorKind, Request, Response};
 use lvs_core::Engine;
 use std::io::{self, Write};
@@ -21,9 +22,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// A request waiting for the packet loop, with the way back.
+/// What the packet loop is asked to do.
+pub enum Job {
+    Request(Request),
+    /// Apply a configuration file, read and checked already.
+    Reload(Box<FileState<Check>>),
+}
+
+/// A job waiting for the packet loop, with the way back.
 pub struct Pending {
-    pub request: Request,
+    pub job: Job,
     pub reply: SyncSender<Response>,
     /// `WAITING`, then `TAKEN` by the loop or `WITHDRAWN` by the client's
     /// thread, whichever comes first.
@@ -46,6 +54,9 @@ const APPLY_DEADLINE: Duration = Duration::from_secs(4);
 pub struct ControlServer {
     path: PathBuf,
     pub requests: Receiver<Pending>,
+    /// Where reloads read from: the `--config` file.
+    config: Option<PathBuf>,
+    tx: Sender<Pending>,
     wake: OwnedFd,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -84,8 +95,9 @@ pub fn check_free(path: &Path) -> io::Result<()> {
 
 impl ControlServer {
     /// Binds the socket at `path` (creating its directory, replacing a stale
-    /// socket, refusing if another daemon answers there) and starts the thread.
-    pub fn start(path: &Path) -> io::Result<ControlServer> {
+    /// socket, refusing if another daemon answers there) and starts the
+    /// thread. Reloads re-read `config`.
+    pub fn start(path: &Path, config: Option<PathBuf>) -> io::Result<ControlServer> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir)?;
@@ -110,16 +122,44 @@ impl ControlServer {
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let ctx = Context {
+            tx: tx.clone(),
+            wake_fd,
+            config: config.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("lvsd-control".into())
-            .spawn(move || accept_loop(listener, tx, wake_fd, stop2))?;
+            .spawn(move || accept_loop(listener, ctx, stop2))?;
         Ok(ControlServer {
             path: path.to_path_buf(),
             requests: rx,
+            config,
+            tx,
             wake,
             stop,
             thread: Some(thread),
         })
+    }
+
+    /// SIGHUP: reloads the configuration as `lvsadm --reload` does, from a
+    /// thread of its own (reading and checking the file never holds up the
+    /// packet loop); the outcome is logged.
+    pub fn reload_in_background(&self) {
+        let ctx = Context {
+            tx: self.tx.clone(),
+            wake_fd: self.wake.as_raw_fd(),
+            config: self.config.clone(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("lvsd-reload".into())
+            .spawn(move || {
+                if let Response::Error { detail, .. } = reload(&ctx) {
+                    eprintln!("lvsd: SIGHUP: {detail}");
+                }
+            });
+        if let Err(e) = spawned {
+            eprintln!("lvsd: SIGHUP: cannot start the reload: {e}");
+        }
     }
 
     /// Descriptor that becomes readable when requests are waiting.
@@ -151,7 +191,28 @@ impl ControlServer {
                 // The client gave up: it was told "not applied".
                 continue;
             }
-            let (resp, ch) = apply_request(desired, engine, &p.request, now_ms, io, status);
+            let (resp, ch) = match p.job {
+                Job::Request(req) => apply_request(desired, engine, &req, now_ms, io, status),
+                Job::Reload(file) => {
+                    let r = desired.apply_file(engine, *file);
+                    eprintln!(
+                        "lvsd: configuration reloaded: {} change(s), {} warning(s)",
+                        r.changes.len(),
+                        r.warnings.len()
+                    );
+                    for c in &r.changes {
+                        eprintln!("lvsd:   {c}");
+                    }
+                    for w in &r.warnings {
+                        eprintln!("lvsd:   warning: {w}");
+                    }
+                    let resp = Response::Reloaded {
+                        changes: r.changes,
+                        warnings: r.warnings,
+                    };
+                    (resp, true)
+                }
+            };
             changed |= ch;
             let _ = p.reply.send(resp);
         }
@@ -169,7 +230,15 @@ impl Drop for ControlServer {
     }
 }
 
-fn accept_loop(listener: UnixListener, tx: Sender<Pending>, wake_fd: RawFd, stop: Arc<AtomicBool>) {
+/// What a client's thread needs to reach the packet loop.
+#[derive(Clone)]
+struct Context {
+    tx: Sender<Pending>,
+    wake_fd: RawFd,
+    config: Option<PathBuf>,
+}
+
+fn accept_loop(listener: UnixListener, ctx: Context, stop: Arc<AtomicBool>) {
     let clients = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
@@ -179,11 +248,11 @@ fn accept_loop(listener: UnixListener, tx: Sender<Pending>, wake_fd: RawFd, stop
                     continue;
                 }
                 clients.fetch_add(1, Ordering::AcqRel);
-                let (tx, clients2) = (tx.clone(), clients.clone());
+                let (ctx, clients2) = (ctx.clone(), clients.clone());
                 let spawned = std::thread::Builder::new()
                     .name("lvsd-client".into())
                     .spawn(move || {
-                        match handle(stream, &tx, wake_fd) {
+                        match handle(stream, &ctx) {
                             // A client that sent nothing in time is closed
                             // quietly (one log line each would let it fill
                             // the log).
@@ -265,7 +334,7 @@ fn read_line_by(stream: &UnixStream, deadline: Instant) -> io::Result<String> {
     }
 }
 
-fn handle(stream: UnixStream, tx: &Sender<Pending>, wake_fd: RawFd) -> io::Result<()> {
+fn handle(stream: UnixStream, ctx: &Context) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let line = read_line_by(&stream, Instant::now() + READ_DEADLINE)?;
@@ -278,44 +347,75 @@ fn handle(stream: UnixStream, tx: &Sender<Pending>, wake_fd: RawFd) -> io::Resul
             kind: ErrorKind::BadRequest,
             detail: format!("cannot decode request: {e}"),
         },
-        Ok(request) => {
-            let (reply, back) = mpsc::sync_channel(1);
-            let state = Arc::new(AtomicU8::new(WAITING));
-            let pending = Pending {
-                request,
-                reply,
-                state: state.clone(),
-            };
-            if tx.send(pending).is_err() {
-                return Ok(());
+        Ok(Request::Reload) => {
+            let r = reload(ctx);
+            if let Response::Error { detail, .. } = &r {
+                eprintln!("lvsd: lvsadm --reload: {detail}");
             }
-            let one: u64 = 1;
-            // SAFETY: writing 8 bytes from a live u64 to our eventfd.
-            unsafe { libc::write(wake_fd, (&one as *const u64).cast(), 8) };
-            match back.recv_timeout(APPLY_DEADLINE) {
-                Ok(r) => r,
-                Err(_) => {
-                    let withdrawn = state
-                        .compare_exchange(WAITING, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok();
-                    if withdrawn {
-                        Response::Error {
-                            kind: ErrorKind::Invalid,
-                            detail: "lvsd did not take the request in time; nothing was applied"
-                                .into(),
-                        }
-                    } else {
-                        // Taken: it is being applied; its answer follows.
-                        back.recv().unwrap_or(Response::Error {
-                            kind: ErrorKind::Invalid,
-                            detail: "lvsd stopped while applying the request".into(),
-                        })
-                    }
-                }
-            }
+            r
         }
+        Ok(request) => submit(ctx, Job::Request(request)),
     };
     (&stream).write_all(lvs_control::encode_response(&resp).as_bytes())
+}
+
+/// Reads and checks the configuration file here (off the packet loop);
+/// a file with errors is refused whole, and nothing changes.
+fn reload(ctx: &Context) -> Response {
+    let Some(path) = &ctx.config else {
+        return Response::Error {
+            kind: ErrorKind::Invalid,
+            detail: "lvsd was started without --config: there is no file to reload".into(),
+        };
+    };
+    match crate::setup::load_file(path) {
+        Ok(file) => submit(ctx, Job::Reload(Box::new(file))),
+        Err(e) => Response::Error {
+            kind: ErrorKind::Invalid,
+            detail: format!("reload refused, the running configuration stays: {e}"),
+        },
+    }
+}
+
+/// Hands `job` to the packet loop and waits for its answer (see the
+/// module's deadline rules).
+fn submit(ctx: &Context, job: Job) -> Response {
+    let (reply, back) = mpsc::sync_channel(1);
+    let state = Arc::new(AtomicU8::new(WAITING));
+    let pending = Pending {
+        job,
+        reply,
+        state: state.clone(),
+    };
+    if ctx.tx.send(pending).is_err() {
+        return Response::Error {
+            kind: ErrorKind::Invalid,
+            detail: "lvsd is stopping".into(),
+        };
+    }
+    let one: u64 = 1;
+    // SAFETY: writing 8 bytes from a live u64 to our eventfd.
+    unsafe { libc::write(ctx.wake_fd, (&one as *const u64).cast(), 8) };
+    match back.recv_timeout(APPLY_DEADLINE) {
+        Ok(r) => r,
+        Err(_) => {
+            let withdrawn = state
+                .compare_exchange(WAITING, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+            if withdrawn {
+                Response::Error {
+                    kind: ErrorKind::Invalid,
+                    detail: "lvsd did not take the request in time; nothing was applied".into(),
+                }
+            } else {
+                // Taken: it is being applied; its answer follows.
+                back.recv().unwrap_or(Response::Error {
+                    kind: ErrorKind::Invalid,
+                    detail: "lvsd stopped while applying the request".into(),
+                })
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -327,7 +427,10 @@ mod tests {
     fn server(tag: &str) -> (ControlServer, PathBuf) {
         let path = std::env::temp_dir().join(format!("lvsd-ctl-{tag}-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        (ControlServer::start(&path).expect("control socket"), path)
+        (
+            ControlServer::start(&path, None).expect("control socket"),
+            path,
+        )
     }
 
     fn add_service() -> Request {
@@ -417,6 +520,20 @@ mod tests {
         drop(idle);
         drop(ctl);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn without_a_configuration_file_a_reload_is_refused() {
+        let (ctl, path) = server("noconf");
+        let answer = ask(&path, &Request::Reload);
+        match lvs_control::decode_response(answer.trim_end()) {
+            Ok(Response::Error { detail, .. }) => {
+                assert!(detail.contains("without --config"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Nothing reached the packet loop.
+        assert!(ctl.requests.try_recv().is_err());
     }
 
     #[test]

@@ -193,7 +193,7 @@ fn route(routes: &[PortRoute], dst: Ipv4Addr) -> Option<(PortId, Ipv4Addr)> {
 struct Signals {
     /// SIGTERM, SIGINT, SIGQUIT: stop cleanly.
     stop: Arc<AtomicBool>,
-    /// SIGHUP: reload (not implemented yet: logged, nothing changes).
+    /// SIGHUP: reload the configuration file (as `lvsadm --reload`).
     hup: Arc<AtomicBool>,
     /// SIGUSR1: the counters on stderr.
     usr1: Arc<AtomicBool>,
@@ -267,16 +267,17 @@ pub fn run(opts: Options) -> Result<(), String> {
     let mut engine = Engine::with_seeds(seed(), seed());
     // Room for the first connections without rehashing on the packet path.
     engine.reserve_connections(1 << 16);
-    let mut wanted: Vec<String> = Vec::new();
     let mut desired: Desired<Check> = Desired::default();
     if let Some(path) = &opts.config {
-        let file = path.display().to_string();
-        let text = lvs_config::read(path).map_err(|e| e.to_string())?;
-        let cfg = lvs_config::parse_str(&text, &file).map_err(|e| e.to_string())?;
-        crate::setup::apply_with(&mut engine, &mut desired, &cfg, &file, &text)
-            .map_err(|e| e.to_string())?;
-        wanted = cfg.interfaces.iter().map(|i| i.value.clone()).collect();
+        // The same path as a reload: checked whole on a scratch engine,
+        // then applied as the difference from nothing.
+        let file = crate::setup::load_file(path)?;
+        let report = desired.apply_file(&mut engine, file);
+        for w in &report.warnings {
+            eprintln!("lvsd: warning: {w}");
+        }
     }
+    let wanted = desired.file.interfaces.clone();
     let all = net::interfaces().map_err(|e| format!("cannot list interfaces: {e}"))?;
     let ports: Vec<Interface> = if wanted.is_empty() {
         all.into_iter()
@@ -333,7 +334,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     d.warm_up(&mut io, Duration::from_millis(500));
     // Opened only now: whoever waits for the socket finds a director that
     // already knows its real servers' MAC addresses.
-    let control = ControlServer::start(&opts.control)
+    let control = ControlServer::start(&opts.control, opts.config.clone())
         .map_err(|e| format!("cannot open control socket {}: {e}", opts.control.display()))?;
     // Health checks run on their own thread (a tokio runtime) and only
     // hand verdicts over; the packet loop applies them between batches.
@@ -438,9 +439,8 @@ pub fn run(opts: Options) -> Result<(), String> {
             eprintln!("lvsd: signal {other} ignored (TERM, INT or QUIT stop lvsd)");
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
-            eprintln!(
-                "lvsd: SIGHUP: reloading the configuration is not implemented yet; nothing changed"
-            );
+            eprintln!("lvsd: SIGHUP: reloading the configuration");
+            control.reload_in_background();
         }
         if signals.usr1.swap(false, Ordering::Relaxed) {
             eprintln!("lvsd: SIGUSR1: counters");
@@ -1069,7 +1069,8 @@ fn engine_report(e: &Engine, fragments: u64) -> String {
 }
 
 /// `ADDR:PORT` (`[ADDR]:PORT` for IPv6).
-fn endpoint(a: IpAddr, port: u16) -> String {
+/// `a:port`, or `[a]:port` for IPv6.
+pub fn endpoint(a: IpAddr, port: u16) -> String {
     match a {
         IpAddr::V4(a) => format!("{a}:{port}"),
         IpAddr::V6(a) => format!("[{a}]:{port}"),

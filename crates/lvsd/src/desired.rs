@@ -2,7 +2,7 @@
 //! be, computed from three inputs — the configuration file, the changes
 //! made with lvsadm since, and the health verdicts — and applied to the
 //! engine as a difference. Nothing else edits the engine's destinations.
-//! A reload will be one more input change.
+//! A reload is one more input change (`reload.rs`).
 //!
 //! For each service the effective real servers are: every normal server
 //! that is up (unchecked servers always are) with its configured weight;
@@ -50,6 +50,9 @@ pub struct Desired<C> {
     services: Vec<Service<C>>,
     /// Verdicts: checks that are down (absent: up).
     down: HashMap<C, ()>,
+    /// The configuration file as loaded last (what a reload is compared
+    /// with).
+    pub file: crate::reload::FileState<C>,
 }
 
 impl<C> Default for Desired<C> {
@@ -57,6 +60,7 @@ impl<C> Default for Desired<C> {
         Desired {
             services: Vec::new(),
             down: HashMap::new(),
+            file: Default::default(),
         }
     }
 }
@@ -95,6 +99,20 @@ impl<C: Clone + Eq + Hash> Desired<C> {
 
     fn service_mut(&mut self, key: ServiceKey) -> Option<&mut Service<C>> {
         self.services.iter_mut().find(|s| s.key == key)
+    }
+
+    /// Every wanted service with its servers, in the order they came.
+    pub fn wanted(&self) -> impl Iterator<Item = (ServiceKey, &[Server<C>])> + '_ {
+        self.services.iter().map(|s| (s.key, s.servers.as_slice()))
+    }
+
+    pub fn has_service(&self, key: ServiceKey) -> bool {
+        self.service_ref(key).is_some()
+    }
+
+    /// Forgets the verdicts of the checks `keep` refuses.
+    pub fn forget_verdicts(&mut self, keep: impl Fn(&C) -> bool) {
+        self.down.retain(|c, _| keep(c));
     }
 
     /// A service exists (configured or added with lvsadm).
@@ -177,23 +195,57 @@ impl<C: Clone + Eq + Hash> Desired<C> {
         key: ServiceKey,
         cfg: DestConfig,
     ) -> Result<(), ControlError> {
+        let (addr, port) = (cfg.addr, cfg.port);
+        self.change_server(engine, key, addr, port, |d| d.cfg = cfg)
+    }
+
+    /// Puts `server` in the service, replacing the whole definition
+    /// (configuration, check, role) of a server with the same address and
+    /// port. Returns whether one was replaced.
+    pub fn replace_server(
+        &mut self,
+        engine: &mut Engine,
+        key: ServiceKey,
+        server: Server<C>,
+    ) -> Result<bool, ControlError> {
+        let (addr, port) = (server.cfg.addr, server.cfg.port);
+        let known = self
+            .service_ref(key)
+            .ok_or(ControlError::ServiceNotDefined)?
+            .index
+            .contains(&(addr, port));
+        if known {
+            self.change_server(engine, key, addr, port, |d| *d = server)
+                .map(|()| true)
+        } else {
+            self.add_server(engine, key, server).map(|()| false)
+        }
+    }
+
+    /// Changes the wanted server `addr:port` of `key` and reconciles; if
+    /// the engine refuses the result, the server is put back as it was.
+    fn change_server(
+        &mut self,
+        engine: &mut Engine,
+        key: ServiceKey,
+        addr: IpAddr,
+        port: u16,
+        change: impl FnOnce(&mut Server<C>),
+    ) -> Result<(), ControlError> {
         let s = self
             .service_mut(key)
             .ok_or(ControlError::ServiceNotDefined)?;
-        let d = s
+        let i = s
             .servers
-            .iter_mut()
-            .find(|d| d.cfg.addr == cfg.addr && d.cfg.port == cfg.port)
+            .iter()
+            .position(|d| d.cfg.addr == addr && d.cfg.port == port)
             .ok_or(ControlError::NoSuchDest)?;
-        let old = std::mem::replace(&mut d.cfg, cfg);
+        let old = s.servers[i].clone();
+        change(&mut s.servers[i]);
         let r = self.reconcile(engine, key);
         if r.is_err() {
-            if let Some(d) = self.service_mut(key).and_then(|s| {
-                s.servers
-                    .iter_mut()
-                    .find(|d| d.cfg.addr == old.addr && d.cfg.port == old.port)
-            }) {
-                d.cfg = old;
+            if let Some(s) = self.service_mut(key) {
+                s.servers[i] = old;
             }
             let _ = self.reconcile(engine, key);
         }

@@ -28,6 +28,16 @@ pub fn apply_with(
         Request::GetCounters => return (counters(engine, io), false),
         // Health lives in the desired state (`desired::apply_request`).
         Request::GetHealth => return (Response::Health(Vec::new()), false),
+        // Reloads are read by the control thread (`control.rs`).
+        Request::Reload => {
+            return (
+                Response::Error {
+                    kind: lvs_control::ErrorKind::Invalid,
+                    detail: "a reload is not an engine request".into(),
+                },
+                false,
+            )
+        }
         Request::ListServices => return (services(engine, None), false),
         Request::GetService(k) => return (services(engine, Some(key(k))), false),
         Request::ListConnections => return (connections(engine, now_ms), false),

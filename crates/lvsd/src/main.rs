@@ -12,6 +12,7 @@ mod lock;
 mod net;
 mod pcap;
 mod pending;
+mod reload;
 mod replay;
 mod setup;
 
@@ -62,6 +63,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Checks a configuration file without running anything: reads and
+    /// parses it and builds it on a scratch engine, exactly as start-up and
+    /// a reload do. Prints what it holds, or the first error with its
+    /// file, line and column. Exit status 0 when the file is good, 1 when
+    /// it has an error. Needs no privileges.
+    Check {
+        /// The configuration file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Builds a throw-away lab of network namespaces (a client, this
     /// director, three real servers; addresses from 198.18.0.0/15), runs
     /// lvsd in it with a built-in round-robin NAT configuration, sends a
@@ -117,6 +128,18 @@ enum ReportFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Some(Command::Check { file }) => {
+            return match setup::load_file(&file) {
+                Ok(state) => {
+                    println!("{}", setup::summary(&file, &state));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Some(Command::Demo { requests }) => demo::run(requests),
         Some(Command::Replay {
             config,

@@ -2,6 +2,7 @@
 //! file, line and column) what this build cannot do yet.
 
 use crate::desired::{Check, Desired, Server};
+use crate::reload::{FileService, FileState};
 use lvs_config::{Config, ConfigError, Mode, Netmask, Protocol, Span};
 use lvs_core::wire::ipproto;
 use lvs_core::{
@@ -15,6 +16,64 @@ pub const DEFAULT_PERSISTENCE_SECS: u32 = 360;
 /// to point errors at the offending line.
 pub fn apply(engine: &mut Engine, cfg: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
     apply_with(engine, &mut Desired::default(), cfg, file, text)
+}
+
+/// Checks `cfg` whole, by building it on a scratch engine (what the
+/// engine would refuse is refused here, with its position), and returns
+/// what it asks for, ready to be applied to the running engine as a
+/// difference (`Desired::apply_file`). Runs off the packet thread.
+pub fn file_state(cfg: &Config, file: &str, text: &str) -> Result<FileState<Check>, ConfigError> {
+    let mut engine = Engine::new(0);
+    let mut desired = Desired::default();
+    apply_with(&mut engine, &mut desired, cfg, file, text)?;
+    let services = desired
+        .wanted()
+        .filter_map(|(key, servers)| {
+            let (s, _) = engine.service(&key)?;
+            Some(FileService {
+                key,
+                scheduler: s.scheduler.name().to_string(),
+                sched_flags: s.sched_flags,
+                opts: s.opts,
+                servers: servers.to_vec(),
+            })
+        })
+        .collect();
+    let sysctls = lvs_core::sysctl::SYSCTLS
+        .iter()
+        .filter_map(|d| Some((d.name.to_string(), engine.sysctl(d.name).ok()?)))
+        .collect();
+    Ok(FileState {
+        services,
+        sysctls,
+        timeouts: Some(engine.timeouts()),
+        interfaces: cfg.interfaces.iter().map(|i| i.value.clone()).collect(),
+    })
+}
+
+/// Reads, parses and checks the configuration file at `path`
+/// (`file_state`); the error is ready to show.
+pub fn load_file(path: &std::path::Path) -> Result<FileState<Check>, String> {
+    let file = path.display().to_string();
+    let text = lvs_config::read(path).map_err(|e| e.to_string())?;
+    let cfg = lvs_config::parse_str(&text, &file).map_err(|e| e.to_string())?;
+    file_state(&cfg, &file, &text).map_err(|e| e.to_string())
+}
+
+/// One line saying what a checked file holds (`lvsd check`).
+pub fn summary(path: &std::path::Path, state: &FileState<Check>) -> String {
+    let servers: usize = state.services.iter().map(|s| s.servers.len()).sum();
+    let checked: usize = state
+        .services
+        .iter()
+        .flat_map(|s| &s.servers)
+        .filter(|s| s.check.is_some())
+        .count();
+    format!(
+        "{}: OK: {} virtual service(s), {servers} real server(s), {checked} health-checked",
+        path.display(),
+        state.services.len()
+    )
 }
 
 /// `apply`, building the desired state `desired` the engine's real servers

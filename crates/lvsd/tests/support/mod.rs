@@ -133,6 +133,21 @@ impl Director {
         }
     }
 
+    /// Replaces the configuration file (for a reload).
+    pub fn write_config(&self, config: &str) {
+        std::fs::write(&self.conf, config).expect("write the configuration");
+    }
+
+    /// The configuration file's path.
+    pub fn config_path(&self) -> &Path {
+        &self.conf
+    }
+
+    /// What lvsd has written on stderr so far.
+    pub fn log_so_far(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// SIGTERM; asserts a clean exit and that the control socket is gone.
     /// Returns what lvsd wrote on stderr (also echoed to the test output).
     pub fn stop(self, lab: &Lab) -> String {

@@ -1,0 +1,441 @@
+//! Live reload: the configuration file is one input of the desired state,
+//! and a new version of it is applied as the difference from the version
+//! loaded last.
+//!
+//! The rule for changes made with lvsadm since the last load: a reload
+//! applies what changed *in the file* (services, real servers, sysctls,
+//! timeouts added, removed or edited between the two versions) and leaves
+//! everything else as it is. So an lvsadm change survives a reload unless
+//! the file changes the same service, real server or setting (then the
+//! file wins for that object); a service added with lvsadm stays; a server
+//! drained with `lvsadm -e … -w 0` stays drained. Unchanged services are
+//! not touched at all: they keep their connections, counters and scheduler
+//! state. A removed real server is deleted as `ipvsadm -d` does (its
+//! connections follow the kernel's rules); a removed service as `-D`.
+//!
+//! Reading, parsing and checking the new file happen off the packet thread
+//! (`setup::file_state`, which builds it on a scratch engine: a file the
+//! engine would refuse is refused whole before anything changes); only the
+//! difference is applied by the packet loop, between batches.
+
+use crate::daemon::endpoint;
+use crate::desired::{Desired, Server};
+use lvs_core::{Engine, ServiceKey, ServiceOptions};
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+
+/// What a configuration file asks for, checked and ready to apply.
+#[derive(Debug, Clone)]
+pub struct FileState<C> {
+    /// The services in file order.
+    pub services: Vec<FileService<C>>,
+    /// Every sysctl's value after the file (defaults for those it does not
+    /// set), as the engine prints them.
+    pub sysctls: Vec<(String, String)>,
+    /// `(tcp, tcpfin, udp)` after the file.
+    pub timeouts: Option<(u32, u32, u32)>,
+    /// The `interface` lines (applied only at start).
+    pub interfaces: Vec<String>,
+}
+
+impl<C> Default for FileState<C> {
+    fn default() -> Self {
+        FileState {
+            services: Vec::new(),
+            sysctls: Vec::new(),
+            timeouts: None,
+            interfaces: Vec::new(),
+        }
+    }
+}
+
+/// One director of the file: a service and its real servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileService<C> {
+    pub key: ServiceKey,
+    pub scheduler: String,
+    pub sched_flags: u32,
+    pub opts: ServiceOptions,
+    /// In file order.
+    pub servers: Vec<Server<C>>,
+}
+
+impl<C> FileService<C> {
+    fn same_settings(&self, o: &FileService<C>) -> bool {
+        self.scheduler == o.scheduler && self.sched_flags == o.sched_flags && self.opts == o.opts
+    }
+}
+
+/// What a reload changed, in words, for the log and the caller.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub changes: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+fn svc_name(k: &ServiceKey) -> String {
+    let proto = match k.protocol {
+        6 => "TCP",
+        17 => "UDP",
+        132 => "SCTP",
+        _ => "?",
+    };
+    format!("{proto} {}", endpoint(k.addr, k.port))
+}
+
+impl<C: Clone + Eq + Hash> Desired<C> {
+    /// Applies `new` as the difference from the file loaded last (see the
+    /// module's rule) and remembers it. Engine refusals (possible only
+    /// where lvsadm changed the same objects since) become warnings; the
+    /// rest is still applied.
+    pub fn apply_file(&mut self, engine: &mut Engine, new: FileState<C>) -> Report {
+        let old = std::mem::take(&mut self.file);
+        let mut r = Report::default();
+        self.apply_settings(engine, &old, &new, &mut r);
+        let new_keys: HashMap<ServiceKey, ()> = new.services.iter().map(|s| (s.key, ())).collect();
+        for o in &old.services {
+            if new_keys.contains_key(&o.key) {
+                continue;
+            }
+            if self.has_service(o.key) {
+                match engine.delete_service(o.key) {
+                    Ok(()) => r
+                        .changes
+                        .push(format!("service {} removed", svc_name(&o.key))),
+                    Err(e) => r
+                        .warnings
+                        .push(format!("service {}: not removed: {e}", svc_name(&o.key))),
+                }
+                self.delete_service(o.key);
+            }
+        }
+        let old_by_key: HashMap<ServiceKey, &FileService<C>> =
+            old.services.iter().map(|s| (s.key, s)).collect();
+        for n in &new.services {
+            match old_by_key.get(&n.key) {
+                // A service new to the file, or changed in it while lvsadm
+                // deleted it: the file's version, whole.
+                None => self.put_service(engine, n, &mut r),
+                Some(o) if !self.has_service(n.key) => {
+                    if *o != n {
+                        self.put_service(engine, n, &mut r);
+                    }
+                }
+                Some(o) => self.update_service(engine, o, n, &mut r),
+            }
+        }
+        if old.interfaces != new.interfaces && !old.interfaces.is_empty() {
+            r.warnings.push(
+                "the `interface` lines changed: lvsd attaches to interfaces at start only; restart it to apply them"
+                    .into(),
+            );
+        }
+        // Verdicts of checks nobody wants any more are forgotten (a check
+        // that comes back starts afresh).
+        let wanted: std::collections::HashSet<C> = self.checks().into_iter().collect();
+        self.forget_verdicts(|c| wanted.contains(c));
+        self.file = new;
+        r
+    }
+
+    fn apply_settings(
+        &mut self,
+        engine: &mut Engine,
+        old: &FileState<C>,
+        new: &FileState<C>,
+        r: &mut Report,
+    ) {
+        let before: HashMap<&str, &str> = old
+            .sysctls
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        for (name, value) in &new.sysctls {
+            if before.get(name.as_str()) == Some(&value.as_str()) {
+                continue;
+            }
+            if engine.sysctl(name).ok().as_deref() == Some(value.as_str()) {
+                continue;
+            }
+            match engine.set_sysctl(name, value) {
+                Ok(()) => r.changes.push(format!("sysctl {name} = {value}")),
+                Err(e) => r
+                    .warnings
+                    .push(format!("sysctl {name} keeps its value: {e}")),
+            }
+        }
+        if let Some(t) = new.timeouts {
+            if old.timeouts != Some(t) && engine.timeouts() != t {
+                match engine.set_timeouts(t.0, t.1, t.2) {
+                    Ok(()) => r
+                        .changes
+                        .push(format!("timeouts tcp {} tcpfin {} udp {}", t.0, t.1, t.2)),
+                    Err(e) => r.warnings.push(format!("timeouts not changed: {e}")),
+                }
+            }
+        }
+    }
+
+    /// Makes `n` exist as the file says: added, or (added with lvsadm
+    /// meanwhile) edited to the file's settings, with the file's servers.
+    fn put_service(&mut self, engine: &mut Engine, n: &FileService<C>, r: &mut Report) {
+        let res = if self.has_service(n.key) {
+            engine.edit_service_with(n.key, &n.scheduler, n.sched_flags, n.opts)
+        } else {
+            engine.add_service_with(n.key, &n.scheduler, n.sched_flags, n.opts)
+        };
+        if let Err(e) = res {
+            r.warnings
+                .push(format!("service {}: not applied: {e}", svc_name(&n.key)));
+            return;
+        }
+        self.add_service(n.key);
+        r.changes
+            .push(format!("service {} added", svc_name(&n.key)));
+        for s in &n.servers {
+            self.put_server(engine, n.key, s, r);
+        }
+    }
+
+    /// A service in both versions of the file: its settings if they
+    /// changed, then its servers' differences.
+    fn update_service(
+        &mut self,
+        engine: &mut Engine,
+        o: &FileService<C>,
+        n: &FileService<C>,
+        r: &mut Report,
+    ) {
+        let name = svc_name(&n.key);
+        if !n.same_settings(o) {
+            match engine.edit_service_with(n.key, &n.scheduler, n.sched_flags, n.opts) {
+                Ok(()) => r.changes.push(format!(
+                    "service {name}: scheduler {} flags {:#x}, persistence {:?}",
+                    n.scheduler, n.sched_flags, n.opts.persistent
+                )),
+                Err(e) => r.warnings.push(format!("service {name}: not edited: {e}")),
+            }
+        }
+        let wanted: HashMap<(IpAddr, u16), &Server<C>> = n
+            .servers
+            .iter()
+            .map(|s| ((s.cfg.addr, s.cfg.port), s))
+            .collect();
+        for s in &o.servers {
+            let id = (s.cfg.addr, s.cfg.port);
+            if wanted.contains_key(&id) {
+                continue;
+            }
+            // Absent already (deleted with lvsadm): nothing to do.
+            if self.delete_server(engine, n.key, id.0, id.1).is_ok() {
+                r.changes.push(format!(
+                    "service {name}: server {} removed",
+                    endpoint(id.0, id.1)
+                ));
+            }
+        }
+        let had: HashMap<(IpAddr, u16), &Server<C>> = o
+            .servers
+            .iter()
+            .map(|s| ((s.cfg.addr, s.cfg.port), s))
+            .collect();
+        for s in &n.servers {
+            if had.get(&(s.cfg.addr, s.cfg.port)) != Some(&s) {
+                self.put_server(engine, n.key, s, r);
+            }
+        }
+    }
+
+    fn put_server(&mut self, engine: &mut Engine, key: ServiceKey, s: &Server<C>, r: &mut Report) {
+        let what = format!(
+            "service {}: server {}",
+            svc_name(&key),
+            endpoint(s.cfg.addr, s.cfg.port)
+        );
+        match self.replace_server(engine, key, s.clone()) {
+            Ok(true) => r.changes.push(format!("{what} changed")),
+            Ok(false) => r.changes.push(format!("{what} added")),
+            Err(e) => r.warnings.push(format!("{what}: not applied: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lvs_core::{DestConfig, Forward};
+    use std::net::Ipv4Addr;
+
+    fn key(port: u16) -> ServiceKey {
+        ServiceKey {
+            protocol: 6,
+            addr: Ipv4Addr::new(198, 18, 0, 100).into(),
+            port,
+        }
+    }
+
+    fn server(last: u8, weight: i32, check: Option<&str>) -> Server<String> {
+        Server {
+            cfg: DestConfig {
+                addr: Ipv4Addr::new(198, 18, 1, last).into(),
+                port: 80,
+                forward: Forward::Masq,
+                tunnel: Default::default(),
+                weight,
+                u_threshold: 0,
+                l_threshold: 0,
+            },
+            check: check.map(str::to_string),
+            sorry: false,
+            inhibit: false,
+            director: "web".into(),
+            name: format!("rs{last}"),
+        }
+    }
+
+    fn service(port: u16, sched: &str, servers: Vec<Server<String>>) -> FileService<String> {
+        FileService {
+            key: key(port),
+            scheduler: sched.into(),
+            sched_flags: 0,
+            opts: ServiceOptions::default(),
+            servers,
+        }
+    }
+
+    fn file(services: Vec<FileService<String>>, sysctls: &[(&str, &str)]) -> FileState<String> {
+        FileState {
+            services,
+            sysctls: sysctls
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            timeouts: None,
+            interfaces: Vec::new(),
+        }
+    }
+
+    /// `(port, [(last octet, weight)])` of every engine service, sorted.
+    fn table(e: &Engine) -> Vec<(u16, Vec<(u8, i32)>)> {
+        let mut v: Vec<(u16, Vec<(u8, i32)>)> = e
+            .services()
+            .map(|(s, ds)| {
+                let mut d: Vec<(u8, i32)> = ds
+                    .iter()
+                    .map(|d| match d.addr {
+                        IpAddr::V4(a) => (a.octets()[3], d.weight),
+                        IpAddr::V6(_) => (0, d.weight),
+                    })
+                    .collect();
+                d.sort();
+                (s.key.port, d)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_reload_applies_only_the_files_difference() {
+        let mut e = Engine::new(1);
+        let mut d: Desired<String> = Desired::default();
+        let v1 = file(
+            vec![
+                service(80, "wrr", vec![server(11, 1, None), server(12, 1, None)]),
+                service(81, "rr", vec![server(13, 1, None)]),
+            ],
+            &[],
+        );
+        let r = d.apply_file(&mut e, v1.clone());
+        assert!(r.warnings.is_empty(), "{r:?}");
+        assert_eq!(
+            table(&e),
+            vec![(80, vec![(11, 1), (12, 1)]), (81, vec![(13, 1)])]
+        );
+        // lvsadm: drain 12, add a service of its own.
+        let mut drained = server(12, 0, None).cfg;
+        drained.weight = 0;
+        d.edit_server(&mut e, key(80), drained).unwrap();
+        e.add_service(key(82), "rr", 0).unwrap();
+        d.add_service(key(82));
+        // v2: 81 removed, 80 gets server 14 and 11's weight changes.
+        let v2 = file(
+            vec![service(
+                80,
+                "wrr",
+                vec![
+                    server(11, 3, None),
+                    server(12, 1, None),
+                    server(14, 1, None),
+                ],
+            )],
+            &[("sloppy_tcp", "1")],
+        );
+        let r = d.apply_file(&mut e, v2);
+        assert!(r.warnings.is_empty(), "{r:?}");
+        // 12 stays drained (unchanged in the file), 82 stays (lvsadm's).
+        assert_eq!(
+            table(&e),
+            vec![(80, vec![(11, 3), (12, 0), (14, 1)]), (82, vec![])]
+        );
+        assert_eq!(e.sysctl("sloppy_tcp").unwrap(), "1");
+        assert_eq!(r.changes.len(), 4, "{r:?}");
+        // The same file again changes nothing.
+        let v2b = d.file.clone();
+        let r = d.apply_file(&mut e, v2b);
+        assert_eq!(r, Report::default());
+    }
+
+    #[test]
+    fn scheduler_changes_keep_the_service_and_unchanged_ones_keep_their_state() {
+        let mut e = Engine::new(1);
+        let mut d: Desired<String> = Desired::default();
+        d.apply_file(
+            &mut e,
+            file(vec![service(80, "wrr", vec![server(11, 1, None)])], &[]),
+        );
+        let r = d.apply_file(
+            &mut e,
+            file(vec![service(80, "lc", vec![server(11, 1, None)])], &[]),
+        );
+        assert_eq!(r.changes.len(), 1, "{r:?}");
+        let (s, ds) = e.service(&key(80)).unwrap();
+        assert_eq!((s.scheduler.name(), ds.len()), ("lc", 1));
+    }
+
+    #[test]
+    fn a_server_whose_check_changes_is_replaced_and_old_verdicts_are_forgotten() {
+        let mut e = Engine::new(1);
+        let mut d: Desired<String> = Desired::default();
+        d.apply_file(
+            &mut e,
+            file(
+                vec![service(80, "wrr", vec![server(11, 1, Some("a"))])],
+                &[],
+            ),
+        );
+        d.set_health(&mut e, &"a".to_string(), false);
+        assert_eq!(table(&e), vec![(80, vec![])]);
+        let r = d.apply_file(
+            &mut e,
+            file(
+                vec![service(80, "wrr", vec![server(11, 1, Some("b"))])],
+                &[],
+            ),
+        );
+        assert!(r.warnings.is_empty(), "{r:?}");
+        // A new check starts up, as at start.
+        assert_eq!(table(&e), vec![(80, vec![(11, 1)])]);
+        assert_eq!(d.checks(), vec!["b".to_string()]);
+        // "a" back: its old verdict is not remembered.
+        d.apply_file(
+            &mut e,
+            file(
+                vec![service(80, "wrr", vec![server(11, 1, Some("a"))])],
+                &[],
+            ),
+        );
+        assert_eq!(table(&e), vec![(80, vec![(11, 1)])]);
+    }
+}

@@ -1,0 +1,275 @@
+//! End-to-end: live reload. lvsd's configuration file is rewritten and
+//! reloaded ten times (SIGHUP and `lvsadm --reload` in turn) while a client
+//! keeps requesting through the VIP and a long-lived connection keeps
+//! exchanging messages: no request fails, the long-lived connection
+//! survives, an unchanged service keeps its counters, and a file with an
+//! error is refused whole while the running configuration stays.
+//!
+//! Needs root and `curl` (scripts/test.sh installs it).
+
+mod support;
+
+use lvs_lab::{Lab, VIP};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddrV4, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use support::{lvsadm, lvsadm_ok, nat_lab, Director};
+
+/// Version `i` of the configuration: the web service's scheduler, servers
+/// and weights change from one version to the next, a third service comes
+/// and goes; the echo service (the long-lived connection's) never changes.
+fn config(i: u32) -> String {
+    let mut c = String::from("# reload test, version ");
+    c.push_str(&i.to_string());
+    c.push('\n');
+    c.push_str(&format!(
+        "director web 198.18.0.100:80 TCP\n  balance {}\n  mode nat\n  server rs1 198.18.1.11:80\n  server rs2 198.18.1.12:80 weight {}\n",
+        if i.is_multiple_of(2) { "roundrobin" } else { "leastconn" },
+        1 + i % 3
+    ));
+    if !i.is_multiple_of(3) {
+        c.push_str("  server rs3 198.18.1.13:80\n");
+    }
+    c.push_str("director echo 198.18.0.100:9000 TCP\n  mode nat\n  server rs1 198.18.1.11:9000\n");
+    if !i.is_multiple_of(2) {
+        c.push_str(
+            "director extra 198.18.0.100:8080 TCP\n  mode nat\n  server rs2 198.18.1.12:80\n",
+        );
+    }
+    c
+}
+
+/// The real servers of each service in `lvsadm -S -n` output, sorted.
+fn table(sock: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = lvsadm_ok(sock, &["-S", "-n"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+/// Connections counted for `service` (`-L -n --stats`, exact numbers).
+fn conns(sock: &std::path::Path, service: &str) -> u64 {
+    let out = lvsadm_ok(sock, &["-L", "-n", "--stats", "--exact"]);
+    out.lines()
+        .find(|l| l.starts_with("TCP") && l.contains(service))
+        .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {service} in {out}"))
+}
+
+/// Echoes lines on one connection to port 9000 of real server 1 (bounded).
+fn echo_server(lab: &Lab, ready: std::sync::mpsc::Sender<()>) -> Result<u64, String> {
+    lvs_lab::enter_netns(lab.server_ns(1)).map_err(|e| e.to_string())?;
+    let l = TcpListener::bind(("0.0.0.0", 9000)).map_err(|e| e.to_string())?;
+    let _ = ready.send(());
+    let (s, _) = l.accept().map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    let mut w = s.try_clone().map_err(|e| e.to_string())?;
+    let mut lines = 0;
+    for line in BufReader::new(s).lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        w.write_all(format!("{line}\n").as_bytes())
+            .map_err(|e| e.to_string())?;
+        lines += 1;
+    }
+    Ok(lines)
+}
+
+/// Sends a numbered line every 50 ms over one connection through the VIP
+/// and expects it back, until `stop` (at most 2,000 lines). Returns the
+/// number of round trips.
+fn echo_client(lab: &Lab, stop: &AtomicBool) -> Result<u64, String> {
+    lvs_lab::enter_netns(lab.client_ns()).map_err(|e| e.to_string())?;
+    let to = SocketAddrV4::new(VIP, 9000);
+    let s = TcpStream::connect_timeout(&to.into(), Duration::from_secs(5))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    let mut w = s.try_clone().map_err(|e| e.to_string())?;
+    let mut r = BufReader::new(s);
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) && n < 2000 {
+        w.write_all(format!("message {n}\n").as_bytes())
+            .map_err(|e| format!("send {n}: {e}"))?;
+        let mut back = String::new();
+        r.read_line(&mut back)
+            .map_err(|e| format!("echo {n}: {e}"))?;
+        if back != format!("message {n}\n") {
+            return Err(format!("echo {n}: got {back:?}"));
+        }
+        n += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(n)
+}
+
+/// HTTP requests through VIP:80, each on a new connection, until `stop`
+/// (at most 20,000 or 90 s): (answered, failures).
+fn http_loop(lab: &Lab, stop: &AtomicBool) -> Result<(u64, Vec<String>), String> {
+    lvs_lab::enter_netns(lab.client_ns()).map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let (mut ok, mut failed) = (0, Vec::new());
+    while !stop.load(Ordering::Relaxed) && ok < 20_000 && t0.elapsed() < Duration::from_secs(90) {
+        match lvs_lab::http_get(SocketAddrV4::new(VIP, 80), Duration::from_secs(3)) {
+            Ok(body) if body.starts_with("rs") => ok += 1,
+            Ok(body) => failed.push(format!("unexpected body {body:?}")),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    Ok((ok, failed))
+}
+
+/// Waits (bounded) until lvsd's log has `n` "configuration reloaded" lines.
+fn wait_reloads(d: &Director, n: usize) {
+    let t0 = Instant::now();
+    loop {
+        let log = d.log_so_far();
+        if log.matches("configuration reloaded").count() >= n {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "reload {n} not seen in 10 s:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn ten_reloads_under_traffic_lose_no_request_nor_connection() {
+    let (_g, lab) = nat_lab("lvtrl", 3);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    let d = Director::start(&lab, "reload", &config(0));
+    let stop = AtomicBool::new(false);
+    let (http, echo, echoed) = std::thread::scope(|s| {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let lab = &lab;
+        let server = s.spawn(move || echo_server(lab, ready_tx));
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("echo server listening");
+        let stop = &stop;
+        let echo = s.spawn(move || echo_client(lab, stop));
+        let http = s.spawn(move || http_loop(lab, stop));
+        // A failed assertion below stops the loops too (else the scope
+        // waits for their own bounds).
+        let _stop_on_panic = StopOnDrop(stop);
+        std::thread::sleep(Duration::from_millis(500));
+        for i in 1..=10u32 {
+            d.write_config(&config(i));
+            if i.is_multiple_of(2) {
+                // SAFETY: kill(2) on the lvsd we started (its PID).
+                assert_eq!(unsafe { libc::kill(d.pid as i32, libc::SIGHUP) }, 0);
+                wait_reloads(&d, i as usize);
+            } else {
+                let (code, out, err) = lvsadm(&d.sock, &["--reload"]);
+                assert_eq!(code, 0, "reload {i}: {out}{err}");
+                assert!(out.contains("change(s)"), "{out}");
+            }
+            // The running table is the file's.
+            let t = table(&d.sock);
+            let has = |line: &str| t.iter().any(|l| l.contains(line));
+            assert_eq!(
+                has("-r 198.18.1.13:80"),
+                !i.is_multiple_of(3),
+                "reload {i}: {t:?}"
+            );
+            assert_eq!(
+                has("-t 198.18.0.100:8080"),
+                !i.is_multiple_of(2),
+                "reload {i}: {t:?}"
+            );
+            // `roundrobin` is wrr, `leastconn` wlc (seed 003).
+            let sched = if i.is_multiple_of(2) {
+                "-s wrr"
+            } else {
+                "-s wlc"
+            };
+            assert!(
+                t.iter()
+                    .any(|l| l.contains("-A -t 198.18.0.100:80") && l.contains(sched)),
+                "reload {i}: {t:?}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let http = http.join().expect("http loop");
+        let echo = echo.join().expect("echo client");
+        (http, echo, server.join().expect("echo server"))
+    });
+    let (answered, failed) = http.expect("http loop");
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(answered >= 100, "only {answered} requests in 10 reloads");
+    let trips = echo.expect("the long-lived connection survives every reload");
+    assert!(trips >= 20, "{trips}");
+    assert_eq!(echoed.expect("echo server"), trips);
+    // The unchanged service kept its counters: its one connection, made
+    // before the reloads, is still counted (the listed counters follow
+    // the estimator, which runs every 2 s as the kernel's does).
+    let t0 = Instant::now();
+    while conns(&d.sock, "198.18.0.100:9000") != 1 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "echo service counters reset"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("{answered} requests and {trips} echoes through 10 reloads, none lost");
+
+    // A file with an error is refused whole; the running table stays.
+    let before = table(&d.sock);
+    d.write_config(&format!(
+        "{}  server rs9 198.18.1.19:80 weight lots\n",
+        config(11)
+    ));
+    let (code, out, err) = lvsadm(&d.sock, &["--reload"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let file = d.config_path().display().to_string();
+    assert!(err.contains(&file) && err.contains("weight"), "{err}");
+    assert!(err.contains("the running configuration stays"), "{err}");
+    assert_eq!(table(&d.sock), before);
+    // SIGHUP with the same file: logged, nothing changes.
+    // SAFETY: kill(2) on the lvsd we started (its PID).
+    assert_eq!(unsafe { libc::kill(d.pid as i32, libc::SIGHUP) }, 0);
+    let t0 = Instant::now();
+    while !d.log_so_far().contains("SIGHUP: reload refused") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{}", d.log_so_far());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(table(&d.sock), before);
+    let log = d.stop(&lab);
+    assert_eq!(log.matches("configuration reloaded").count(), 10, "{log}");
+}
+
+/// A director started on an empty file takes the services the file gains;
+/// `--reload` takes no argument.
+#[test]
+fn a_reload_adds_what_the_file_gained() {
+    let (_g, lab) = nat_lab("lvtrn", 1);
+    let d = Director::start(&lab, "reload-none", "");
+    // Started with an (empty) file: reloading it adds the new version.
+    d.write_config("director web 198.18.0.100:80 TCP\n  mode nat\n  server rs1 198.18.1.11:80\n");
+    let (code, out, err) = lvsadm(&d.sock, &["--reload"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("service TCP 198.18.0.100:80 added"), "{out}");
+    assert!(out.contains("server 198.18.1.11:80 added"), "{out}");
+    let (code, _, err) = lvsadm(&d.sock, &["--reload", "now"]);
+    assert_eq!(code, 2, "{err}");
+    d.stop(&lab);
+}
