@@ -420,18 +420,14 @@ pub fn run(opts: Options) -> Result<(), String> {
                 &d.counters.list(d.neigh.len()),
                 &status,
             ) {
-                if let Err(e) = guard.update(&d.engine) {
-                    eprintln!("lvsd: warning: {e}");
-                }
+                guard.update(&d.engine);
                 d.refresh_vips(&mut io, false);
                 health.set_checks(d.desired.checks());
                 last_housekeeping = Instant::now() - Duration::from_secs(10);
             }
         }
         if fds[nports + 1].revents & libc::POLLIN != 0 && d.apply_health(&health) {
-            if let Err(e) = guard.update(&d.engine) {
-                eprintln!("lvsd: warning: {e}");
-            }
+            guard.update(&d.engine);
             last_housekeeping = Instant::now() - Duration::from_secs(10);
         }
         let other = signals.other.swap(0, Ordering::Relaxed);

@@ -2,15 +2,23 @@
 //! ("two stacks, one packet"): the kernel sees every frame lvsd sees.
 //!
 //! Preferred: an nftables table `netdev lvsd` with one ingress chain on the
-//! interfaces lvsd is attached to, dropping for each virtual service the
-//! client→VIP:port packets and the real server→client replies (but not
-//! replies addressed to the director itself, so its own connections to real
-//! servers keep working). The ingress hook runs right after the packet taps
-//! of the receiving device, so lvsd has its copy before the kernel drops
-//! its own. (A prerouting chain would not do: with `br_netfilter` loaded,
-//! prerouting runs at the bridge port, before the bridge device's taps.)
-//! This works with the VIP configured on a kernel interface (as keepalived
-//! does) and with kernel forwarding on.
+//! interfaces lvsd is attached to, dropping the client→VIP:port packets of
+//! every virtual service and the NAT real servers' replies to clients (but
+//! not replies addressed to the director itself, so its own connections to
+//! real servers keep working). The ingress hook runs right after the packet
+//! taps of the receiving device, so lvsd has its copy before the kernel
+//! drops its own. (A prerouting chain would not do: with `br_netfilter`
+//! loaded, prerouting runs at the bridge port, before the bridge device's
+//! taps.) This works with the VIP configured on a kernel interface (as
+//! keepalived does) and with kernel forwarding on.
+//!
+//! The chain's four rules never change: they look the packet up in four
+//! sets (VIP . protocol . port, VIP . protocol for all-port services, and
+//! the same for NAT real servers' replies). A change of the services is
+//! applied as the difference of the sets' elements, in one atomic `nft`
+//! batch, by a thread of its own: the packet loop only hands over the
+//! wanted elements and never waits for `nft`. Changes that come faster
+//! than `nft` runs are coalesced (the latest wins).
 //!
 //! Fallback when `nft` is not installed: switch IPv4 forwarding off in the
 //! namespace while lvsd runs (restored on exit); the VIP then must not be on
@@ -18,23 +26,21 @@
 
 use lvs_core::wire::ipproto;
 use lvs_core::Engine;
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 
 const TABLE: &str = "lvsd";
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 
 /// How the kernel is kept out of the way.
 pub enum KernelGuard {
-    Nft {
-        installed: bool,
-        devices: Vec<String>,
-    },
-    Forwarding {
-        restore: Option<String>,
-    },
+    Nft(NftGuard),
+    Forwarding { restore: Option<String> },
 }
 
 fn proto_name(p: u8) -> Option<&'static str> {
@@ -46,28 +52,59 @@ fn proto_name(p: u8) -> Option<&'static str> {
     }
 }
 
-/// The nftables ruleset for the engine's services on the interfaces
-/// `devices` (a whole-table replacement, applied atomically by `nft -f`).
-/// Destinations that were deleted but still carry connections keep their
-/// rule, since lvsd still translates their replies.
-pub fn ruleset(engine: &Engine, devices: &[String]) -> String {
-    let mut r =
-        format!("add table netdev {TABLE}\ndelete table netdev {TABLE}\ntable netdev {TABLE} {{\n");
-    let devs: Vec<String> = devices.iter().map(|d| format!("\"{d}\"")).collect();
-    let _ = writeln!(
-        r,
-        "  chain ingress {{\n    type filter hook ingress devices = {{ {} }} priority filter; policy accept;",
-        devs.join(", ")
-    );
-    let mut lines = std::collections::BTreeSet::new();
+/// One element of one of the guard's sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Element {
+    /// Client→VIP:port packets of a service.
+    Service(Ipv4Addr, u8, u16),
+    /// Every port of the VIP (a persistent port-0 service).
+    ServiceAnyPort(Ipv4Addr, u8),
+    /// A NAT real server's replies from this port.
+    Server(Ipv4Addr, u8, u16),
+    /// A NAT real server's replies from any port (all-port service).
+    ServerAnyPort(Ipv4Addr, u8),
+}
+
+impl Element {
+    fn set(&self) -> &'static str {
+        match self {
+            Element::Service(..) => "svc",
+            Element::ServiceAnyPort(..) => "svc_any",
+            Element::Server(..) => "rs",
+            Element::ServerAnyPort(..) => "rs_any",
+        }
+    }
+
+    fn value(&self) -> String {
+        let p = |p: &u8| proto_name(*p).unwrap_or("tcp");
+        match self {
+            Element::Service(a, pr, port) | Element::Server(a, pr, port) => {
+                format!("{a} . {} . {port}", p(pr))
+            }
+            Element::ServiceAnyPort(a, pr) | Element::ServerAnyPort(a, pr) => {
+                format!("{a} . {}", p(pr))
+            }
+        }
+    }
+}
+
+/// The elements the engine's services call for. Destinations that were
+/// deleted but still carry connections keep theirs, since lvsd still
+/// translates their replies.
+pub fn elements(engine: &Engine) -> BTreeSet<Element> {
+    let mut v = BTreeSet::new();
     for (svc, _) in engine.services() {
-        let (IpAddr::V4(vip), Some(proto)) = (svc.key.addr, proto_name(svc.key.protocol)) else {
+        let IpAddr::V4(vip) = svc.key.addr else {
             continue;
         };
+        if proto_name(svc.key.protocol).is_none() {
+            continue;
+        }
+        let pr = svc.key.protocol;
         // A port-0 service (persistent, all ports) takes every port.
-        lines.insert(match svc.key.port {
-            0 => format!("    ip daddr {vip} meta l4proto {proto} drop"),
-            port => format!("    ip daddr {vip} {proto} dport {port} drop"),
+        v.insert(match svc.key.port {
+            0 => Element::ServiceAnyPort(vip, pr),
+            port => Element::Service(vip, pr, port),
         });
     }
     for d in engine.all_dests() {
@@ -77,20 +114,67 @@ pub fn ruleset(engine: &Engine, devices: &[String]) -> String {
         if d.forward != lvs_core::Forward::Masq {
             continue;
         }
-        let (IpAddr::V4(rip), Some(proto)) = (d.addr, proto_name(d.svc_key.protocol)) else {
+        let IpAddr::V4(rip) = d.addr else { continue };
+        let pr = d.svc_key.protocol;
+        if proto_name(pr).is_none() {
             continue;
-        };
-        // Port 0: any port (a real server of an all-port service).
-        lines.insert(match d.reply_port() {
-            0 => format!("    ip saddr {rip} meta l4proto {proto} fib daddr type != local drop"),
-            port => format!("    ip saddr {rip} {proto} sport {port} fib daddr type != local drop"),
+        }
+        v.insert(match d.reply_port() {
+            0 => Element::ServerAnyPort(rip, pr),
+            port => Element::Server(rip, pr, port),
         });
     }
-    for l in lines {
-        r.push_str(&l);
-        r.push('\n');
+    v
+}
+
+/// The table with its fixed chain and empty sets, replacing any table a
+/// crashed lvsd left.
+pub fn table(devices: &[String]) -> String {
+    let devs: Vec<String> = devices.iter().map(|d| format!("\"{d}\"")).collect();
+    format!(
+        "add table netdev {TABLE}
+delete table netdev {TABLE}
+table netdev {TABLE} {{
+  set svc {{ type ipv4_addr . inet_proto . inet_service; }}
+  set svc_any {{ type ipv4_addr . inet_proto; }}
+  set rs {{ type ipv4_addr . inet_proto . inet_service; }}
+  set rs_any {{ type ipv4_addr . inet_proto; }}
+  chain ingress {{
+    type filter hook ingress devices = {{ {} }} priority filter; policy accept;
+    ip daddr . meta l4proto . th dport @svc drop
+    ip daddr . meta l4proto @svc_any drop
+    ip saddr . meta l4proto . th sport @rs fib daddr type != local drop
+    ip saddr . meta l4proto @rs_any fib daddr type != local drop
+  }}
+}}
+",
+        devs.join(", ")
+    )
+}
+
+/// Elements per `add element` / `delete element` statement.
+const CHUNK: usize = 1024;
+
+/// The `nft` statements that turn the sets holding `have` into `want`
+/// (deletions first); empty if they are equal.
+pub fn difference(have: &BTreeSet<Element>, want: &BTreeSet<Element>) -> String {
+    let mut r = String::new();
+    for (verb, from, to) in [("delete", have, want), ("add", want, have)] {
+        for set in ["svc", "svc_any", "rs", "rs_any"] {
+            let items: Vec<String> = from
+                .difference(to)
+                .filter(|e| e.set() == set)
+                .map(Element::value)
+                .collect();
+            for chunk in items.chunks(CHUNK) {
+                let _ = writeln!(
+                    r,
+                    "{verb} element netdev {TABLE} {set} {{ {} }}",
+                    chunk.join(", ")
+                );
+            }
+        }
     }
-    r.push_str("  }\n}\n");
     r
 }
 
@@ -127,17 +211,94 @@ fn nft_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// What the packet loop and the guard's thread share.
+#[derive(Default)]
+struct Slot {
+    /// The latest wanted elements not yet taken by the thread.
+    wanted: Option<BTreeSet<Element>>,
+    stop: bool,
+}
+
+/// The nftables guard: the table, and the thread that keeps its sets.
+pub struct NftGuard {
+    shared: Arc<(Mutex<Slot>, Condvar)>,
+    /// What was last handed to the thread (to skip unchanged updates).
+    sent: BTreeSet<Element>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl NftGuard {
+    /// Creates the table with the engine's elements (synchronously: the
+    /// guard is in place before lvsd handles a packet) and starts the
+    /// thread.
+    fn install(engine: &Engine, devices: &[String]) -> Result<NftGuard, String> {
+        let want = elements(engine);
+        nft(&(table(devices) + &difference(&BTreeSet::new(), &want)))?;
+        let shared = Arc::new((Mutex::new(Slot::default()), Condvar::new()));
+        let (s2, have) = (shared.clone(), want.clone());
+        let thread = std::thread::Builder::new()
+            .name("lvsd-guard".into())
+            .spawn(move || keep_sets(&s2, have))
+            .map_err(|e| format!("cannot start the guard's thread: {e}"))?;
+        Ok(NftGuard {
+            shared,
+            sent: want,
+            thread: Some(thread),
+        })
+    }
+
+    fn update(&mut self, engine: &Engine) {
+        let want = elements(engine);
+        if want == self.sent {
+            return;
+        }
+        self.sent = want.clone();
+        let (m, cv) = &*self.shared;
+        if let Ok(mut slot) = m.lock() {
+            slot.wanted = Some(want);
+            cv.notify_one();
+        }
+    }
+}
+
+/// The guard's thread: applies each new wanted set as a difference from
+/// what the table holds, until told to stop.
+fn keep_sets(shared: &(Mutex<Slot>, Condvar), mut have: BTreeSet<Element>) {
+    let (m, cv) = shared;
+    loop {
+        let want = {
+            let Ok(mut slot) = m.lock() else { return };
+            while slot.wanted.is_none() && !slot.stop {
+                slot = match cv.wait(slot) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+            }
+            if slot.stop {
+                return;
+            }
+            slot.wanted.take().unwrap_or_default()
+        };
+        let script = difference(&have, &want);
+        if script.is_empty() {
+            continue;
+        }
+        match nft(&script) {
+            Ok(()) => have = want,
+            // The batch is atomic: the sets are as they were; the next
+            // change is applied as the difference from there.
+            Err(e) => eprintln!("lvsd: warning: updating the nftables guard: {e}"),
+        }
+    }
+}
+
 impl KernelGuard {
     /// Installs the guard for the engine's current services.
     pub fn install(engine: &Engine, devices: &[String]) -> Result<KernelGuard, String> {
         if nft_available() {
-            let mut g = KernelGuard::Nft {
-                installed: false,
-                devices: devices.to_vec(),
-            };
-            g.update(engine)?;
+            let g = NftGuard::install(engine, devices)?;
             eprintln!("lvsd: nftables table `netdev {TABLE}` keeps the kernel from handling balanced packets");
-            return Ok(g);
+            return Ok(KernelGuard::Nft(g));
         }
         let old = std::fs::read_to_string(IP_FORWARD).unwrap_or_default();
         if old.trim() == "0" {
@@ -152,36 +313,34 @@ impl KernelGuard {
         })
     }
 
-    /// Follows a change of the service set.
-    pub fn update(&mut self, engine: &Engine) -> Result<(), String> {
-        if let KernelGuard::Nft { installed, devices } = self {
-            nft(&ruleset(engine, devices))?;
-            *installed = true;
+    /// Follows a change of the service set: computes the wanted elements
+    /// and hands them to the guard's thread (never waits for `nft`).
+    pub fn update(&mut self, engine: &Engine) {
+        if let KernelGuard::Nft(g) = self {
+            g.update(engine);
         }
-        Ok(())
+    }
+}
+
+impl Drop for NftGuard {
+    fn drop(&mut self) {
+        if let Ok(mut slot) = self.shared.0.lock() {
+            slot.stop = true;
+            self.shared.1.notify_one();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Err(e) = nft(&format!("delete table netdev {TABLE}\n")) {
+            eprintln!("lvsd: warning: could not remove nftables table `netdev {TABLE}`: {e}");
+        }
     }
 }
 
 impl Drop for KernelGuard {
     fn drop(&mut self) {
-        match self {
-            KernelGuard::Nft {
-                installed: true, ..
-            } => {
-                if let Err(e) = nft(&format!("delete table netdev {TABLE}\n")) {
-                    eprintln!(
-                        "lvsd: warning: could not remove nftables table `netdev {TABLE}`: {e}"
-                    );
-                }
-            }
-            KernelGuard::Nft {
-                installed: false, ..
-            } => {}
-            KernelGuard::Forwarding { restore } => {
-                if let Some(v) = restore {
-                    let _ = std::fs::write(IP_FORWARD, v);
-                }
-            }
+        if let KernelGuard::Forwarding { restore: Some(v) } = self {
+            let _ = std::fs::write(IP_FORWARD, v);
         }
     }
 }
@@ -190,44 +349,48 @@ impl Drop for KernelGuard {
 mod tests {
     use super::*;
     use lvs_core::{DestConfig, Forward, ServiceKey};
-    use std::net::Ipv4Addr;
 
-    #[test]
-    fn ruleset_drops_service_traffic_but_not_replies_to_the_director() {
-        let mut e = Engine::new(0);
-        let key = ServiceKey {
-            protocol: 6,
-            addr: Ipv4Addr::new(198, 18, 0, 100).into(),
-            port: 80,
-        };
-        e.add_service(key, "rr", 0).unwrap();
-        let d = DestConfig {
+    const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+    const RIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 11);
+
+    fn nat(port: u16) -> DestConfig {
+        DestConfig {
             tunnel: Default::default(),
-            addr: Ipv4Addr::new(198, 18, 1, 11).into(),
-            port: 8080,
+            addr: RIP.into(),
+            port,
             forward: Forward::Masq,
             weight: 1,
             u_threshold: 0,
             l_threshold: 0,
+        }
+    }
+
+    #[test]
+    fn elements_follow_services_and_nat_servers_only() {
+        let mut e = Engine::new(0);
+        let key = ServiceKey {
+            protocol: 6,
+            addr: VIP.into(),
+            port: 80,
         };
-        e.add_dest(key, d.clone()).unwrap();
-        let r = ruleset(&e, &["d0".into(), "br1".into()]);
-        assert!(
-            r.starts_with("add table netdev lvsd\ndelete table netdev lvsd\n"),
-            "{r}"
-        );
-        assert!(
-            r.contains("hook ingress devices = { \"d0\", \"br1\" }"),
-            "{r}"
-        );
-        assert!(
-            r.contains("    ip daddr 198.18.0.100 tcp dport 80 drop\n"),
-            "{r}"
-        );
-        assert!(
-            r.contains("    ip saddr 198.18.1.11 tcp sport 8080 fib daddr type != local drop\n"),
-            "{r}"
-        );
+        e.add_service(key, "rr", 0).unwrap();
+        e.add_dest(key, nat(8080)).unwrap();
+        let udp = ServiceKey {
+            protocol: 17,
+            port: 53,
+            ..key
+        };
+        e.add_service(udp, "rr", 0).unwrap();
+        // A direct-routing server's replies are not lvsd's.
+        e.add_dest(
+            udp,
+            DestConfig {
+                forward: Forward::Route,
+                addr: Ipv4Addr::new(198, 18, 1, 12).into(),
+                ..nat(53)
+            },
+        )
+        .unwrap();
         // A port-0 (all ports, persistent) service takes every port.
         let all = ServiceKey { port: 0, ..key };
         let opts = lvs_core::ServiceOptions {
@@ -235,34 +398,76 @@ mod tests {
             ..Default::default()
         };
         e.add_service_with(all, "rr", 0, opts).unwrap();
-        e.add_dest(
-            all,
-            DestConfig {
-                tunnel: Default::default(),
-                port: 0,
-                ..d.clone()
-            },
-        )
-        .unwrap();
-        let r0 = ruleset(&e, &["d0".into()]);
-        assert!(
-            r0.contains(
-                "    ip daddr 198.18.0.100 meta l4proto tcp drop
-"
-            ),
-            "{r0}"
+        e.add_dest(all, nat(0)).unwrap();
+        let got: Vec<Element> = elements(&e).into_iter().collect();
+        assert_eq!(
+            got,
+            vec![
+                Element::Service(VIP, 6, 80),
+                Element::Service(VIP, 17, 53),
+                Element::ServiceAnyPort(VIP, 6),
+                Element::Server(RIP, 6, 8080),
+                Element::ServerAnyPort(RIP, 6),
+            ]
         );
-        assert!(
-            r0.contains(
-                "    ip saddr 198.18.1.11 meta l4proto tcp fib daddr type != local drop
-"
-            ),
-            "{r0}"
-        );
+        // Deleting the services removes their elements (a deleted NAT
+        // server's stay while the engine keeps the destination).
         e.delete_service(all).unwrap();
-        // Deleting the service removes its rules (its destination had no connections).
         e.delete_service(key).unwrap();
-        let r = ruleset(&e, &["d0".into()]);
-        assert!(!r.contains("ip daddr"), "{r}");
+        let left = elements(&e);
+        assert!(left.contains(&Element::Service(VIP, 17, 53)), "{left:?}");
+        assert!(
+            !left
+                .iter()
+                .any(|e| matches!(e, Element::Service(_, 6, _) | Element::ServiceAnyPort(..))),
+            "{left:?}"
+        );
+    }
+
+    #[test]
+    fn a_change_is_the_difference_of_the_sets() {
+        let have: BTreeSet<Element> =
+            [Element::Service(VIP, 6, 80), Element::Server(RIP, 6, 8080)].into();
+        let want: BTreeSet<Element> = [
+            Element::Service(VIP, 6, 80),
+            Element::Service(VIP, 132, 9),
+            Element::ServerAnyPort(RIP, 17),
+        ]
+        .into();
+        assert_eq!(
+            difference(&have, &want),
+            "delete element netdev lvsd rs { 198.18.1.11 . tcp . 8080 }\n\
+             add element netdev lvsd svc { 198.18.0.100 . sctp . 9 }\n\
+             add element netdev lvsd rs_any { 198.18.1.11 . udp }\n"
+        );
+        assert_eq!(difference(&want, &want), "");
+        // Thousands of elements go in statements of `CHUNK`.
+        let many: BTreeSet<Element> = (0..2500u16)
+            .map(|p| Element::Service(VIP, 6, p + 1))
+            .collect();
+        let d = difference(&BTreeSet::new(), &many);
+        assert_eq!(d.lines().count(), 3);
+        assert_eq!(d.matches(" . tcp . ").count(), 2500);
+    }
+
+    #[test]
+    fn the_table_has_fixed_rules_on_the_attached_devices() {
+        let t = table(&["d0".into(), "br1".into()]);
+        assert!(
+            t.starts_with("add table netdev lvsd\ndelete table netdev lvsd\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("hook ingress devices = { \"d0\", \"br1\" }"),
+            "{t}"
+        );
+        assert!(
+            t.contains("ip daddr . meta l4proto . th dport @svc drop"),
+            "{t}"
+        );
+        assert!(
+            t.contains("ip saddr . meta l4proto . th sport @rs fib daddr type != local drop"),
+            "{t}"
+        );
     }
 }

@@ -138,6 +138,34 @@ fn wait_reloads(d: &Director, n: usize) {
     }
 }
 
+/// The elements of set NAME of lvsd's nftables table, in the director's
+/// namespace.
+fn nft_set(lab: &Lab, name: &str) -> Vec<String> {
+    let out = lab
+        .exec(
+            lab.director_ns(),
+            "nft",
+            &["list", "set", "netdev", "lvsd", name],
+            Duration::from_secs(5),
+        )
+        .expect("run nft");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let Some((_, list)) = text.split_once("elements = {") else {
+        return Vec::new();
+    };
+    list.split('}')
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(|e| e.trim().to_string())
+        .collect()
+}
+
 struct StopOnDrop<'a>(&'a AtomicBool);
 
 impl Drop for StopOnDrop<'_> {
@@ -202,6 +230,16 @@ fn ten_reloads_under_traffic_lose_no_request_nor_connection() {
                 "reload {i}: {t:?}"
             );
             std::thread::sleep(Duration::from_millis(300));
+            // The guard's set follows (applied by its own thread).
+            let set = nft_set(lab, "svc");
+            let has = |e: &str| set.iter().any(|x| x == e);
+            assert_eq!(
+                has("198.18.0.100 . tcp . 8080"),
+                !i.is_multiple_of(2),
+                "reload {i}: {set:?}"
+            );
+            assert!(has("198.18.0.100 . tcp . 80"), "{set:?}");
+            assert!(has("198.18.0.100 . tcp . 9000"), "{set:?}");
         }
         stop.store(true, Ordering::Relaxed);
         let http = http.join().expect("http loop");
