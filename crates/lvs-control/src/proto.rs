@@ -318,6 +318,11 @@ pub enum Request {
     /// Re-read the configuration file and apply what changed in it
     /// (`lvsadm --reload`; SIGHUP does the same).
     Reload,
+    /// Changes applied one after the other in one step of the packet loop
+    /// (`lvsadm -R`): packets see the table before or after, never half
+    /// of it. Each answers as it would alone (an error does not stop the
+    /// rest, as with ipvsadm -R). No nested batches or reloads.
+    Batch(Vec<Request>),
 }
 
 /// Why a request failed; each kind maps to one ipvsadm message (spec §6).
@@ -357,6 +362,8 @@ pub enum Response {
     Sysctls(Vec<SysctlValue>),
     Counters(Vec<Counter>),
     Health(Vec<HealthInfo>),
+    /// The answers to a `Batch`, in order.
+    Batch(Vec<Response>),
     /// A reload was applied: what changed, and what could not be.
     Reloaded {
         changes: Vec<String>,

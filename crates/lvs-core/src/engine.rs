@@ -324,6 +324,9 @@ pub struct Engine {
     /// (service, address, port) of every destination on a service's list,
     /// so adding one is not a scan of the list (control path only).
     listed: std::collections::HashSet<(SvcId, IpAddr, u16)>,
+    /// Deleted destinations still in the trash, by (service, address,
+    /// port): what adding one looks up to revive it (control path only).
+    trashed: HashMap<(ServiceKey, IpAddr, u16), DestId>,
     conns: ConnTable,
     pub settings: Settings,
     /// Knobs the schedulers read (lblc/lblcr expiration).
@@ -422,6 +425,7 @@ impl Engine {
             )),
             dests: Slab::default(),
             listed: std::collections::HashSet::new(),
+            trashed: HashMap::default(),
             conns: ConnTable::new(seed),
             settings: Settings::default(),
             sched_settings: sched::SchedSettings::default(),
@@ -661,17 +665,7 @@ impl Engine {
         }
         // A deleted destination still in the trash is revived, with
         // its counters, so those connections keep flowing (connections.md §15).
-        // Every available destination is on its service's list: when the
-        // lists hold them all, the trash is empty and the scan is skipped
-        // (so adding n servers stays linear).
-        let trashed = (self.dests.len() > self.listed.len())
-            .then(|| {
-                self.dests.iter().find(|(_, d)| {
-                    !d.available() && d.svc_key == key && d.addr == cfg.addr && d.port == cfg.port
-                })
-            })
-            .flatten()
-            .map(|(id, _)| id);
+        let trashed = self.trashed.remove(&(key, cfg.addr, cfg.port));
         if let Some(id) = trashed {
             let d = &mut self.dests[id];
             d.flags |= DEST_F_AVAILABLE;
@@ -802,6 +796,7 @@ impl Engine {
         let d = &mut self.dests[id];
         d.flags &= !DEST_F_AVAILABLE;
         d.trash_idle_since = None;
+        self.trashed.insert((d.svc_key, d.addr, d.port), id);
         // It stays in the trash (revived if added again) until the trash
         // timer finds it unreferenced for 120 s (§15).
         self.trash_pending = true;
@@ -841,6 +836,9 @@ impl Engine {
             }
         }
         for id in free {
+            if let Some(d) = self.dests.get(id) {
+                self.trashed.remove(&(d.svc_key, d.addr, d.port));
+            }
             free_dest(&mut self.dests, &mut self.trash, id);
         }
         self.trash_next_ms = left.then(|| now.saturating_add(TRASH_PERIOD_MS));

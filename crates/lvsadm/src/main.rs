@@ -410,10 +410,16 @@ fn execute(cmd: Command, path: &Path, argv0: &str) -> i32 {
     }
 }
 
-/// `-R`: every stdin line is a command line (spec §9).
+/// `-R`: every stdin line is a command line (spec §9). Consecutive
+/// changes go to lvsd as one batch, applied in one step (packets never see
+/// half of them); each line's error is printed as ipvsadm prints it and the
+/// rest goes on. A line that is not a change (a listing) is run in order
+/// between batches; a usage error stops the restore after what came before
+/// it is applied, as with ipvsadm.
 fn restore(path: &Path, argv0: &str) -> i32 {
     let stdin = std::io::stdin();
     let mut status = 0;
+    let mut batch: Vec<Request> = Vec::new();
     for line in stdin.lock().lines() {
         let Ok(line) = line else {
             err("lvsadm: cannot read standard input\n");
@@ -432,7 +438,12 @@ fn restore(path: &Path, argv0: &str) -> i32 {
             other => other,
         };
         match cmd {
+            Ok(Command::Apply(req)) => batch.push(req),
             Ok(cmd) => {
+                status = apply_batch(path, &mut batch, status);
+                if status == 2 {
+                    return status;
+                }
                 status = execute(cmd, path, argv0);
                 if status == 2 {
                     // lvsd unreachable: no point in going on.
@@ -440,12 +451,33 @@ fn restore(path: &Path, argv0: &str) -> i32 {
                 }
             }
             Err(e) => {
+                if apply_batch(path, &mut batch, status) == 2 {
+                    return 2;
+                }
                 err(&e.message(argv0));
                 return e.exit_code();
             }
         }
     }
-    status
+    apply_batch(path, &mut batch, status)
+}
+
+/// Sends the changes gathered so far as one batch and prints each error;
+/// returns the status of the last one (`status` if there were none).
+fn apply_batch(path: &Path, batch: &mut Vec<Request>, status: i32) -> i32 {
+    if batch.is_empty() {
+        return status;
+    }
+    let reqs = std::mem::take(batch);
+    match request(path, &Request::Batch(reqs)) {
+        Ok(Response::Batch(answers)) => answers.into_iter().fold(status, |_, a| match a {
+            Response::Ok => 0,
+            Response::Error { kind, detail } => report(Failure::Daemon(kind, detail), 255),
+            other => report(Failure::Unexpected(other), 2),
+        }),
+        Ok(r) => report(Failure::Unexpected(r), 2),
+        Err(f) => report(f, 2),
+    }
 }
 
 fn main() {

@@ -62,8 +62,9 @@ pub struct ControlServer {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Longest request line accepted.
-const MAX_REQUEST: u64 = 1 << 20;
+/// Longest request line accepted (a saved table of 100,000 real servers
+/// restored with `lvsadm -R` is one request of about 25 MiB).
+const MAX_REQUEST: u64 = 64 << 20;
 
 /// Fails if another daemon answers on `path` or if something other than a
 /// (stale) socket is in the way. Called before lvsd touches any interface.

@@ -253,6 +253,9 @@ impl Signals {
     }
 }
 
+/// Least time between two computations of the kernel guard's elements.
+const GUARD_SPACING: Duration = Duration::from_millis(20);
+
 /// Most ARP requests remembered at once (replies to them are learned).
 const MAX_ARP_ASKED: usize = 4096;
 /// How long a reply to one of our ARP requests is awaited.
@@ -353,6 +356,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     );
 
     let start = Instant::now();
+    let (mut guard_dirty, mut last_guard) = (false, Instant::now());
     let mut last_housekeeping = Instant::now() - Duration::from_secs(10);
     let mut fds: Vec<libc::pollfd> = io
         .fds()
@@ -420,15 +424,22 @@ pub fn run(opts: Options) -> Result<(), String> {
                 &d.counters.list(d.neigh.len()),
                 &status,
             ) {
-                guard.update(&d.engine);
+                guard_dirty = true;
                 d.refresh_vips(&mut io, false);
                 health.set_checks(d.desired.checks());
                 last_housekeeping = Instant::now() - Duration::from_secs(10);
             }
         }
         if fds[nports + 1].revents & libc::POLLIN != 0 && d.apply_health(&health) {
-            guard.update(&d.engine);
+            guard_dirty = true;
             last_housekeeping = Instant::now() - Duration::from_secs(10);
+        }
+        // The guard's wanted elements are computed from the whole table:
+        // at most every GUARD_SPACING, however fast changes come.
+        if guard_dirty && last_guard.elapsed() >= GUARD_SPACING {
+            guard.update(&d.engine);
+            guard_dirty = false;
+            last_guard = Instant::now();
         }
         let other = signals.other.swap(0, Ordering::Relaxed);
         if other != 0 {

@@ -48,6 +48,8 @@ struct Service<C> {
 #[derive(Debug)]
 pub struct Desired<C> {
     services: Vec<Service<C>>,
+    /// Index of each service in `services`.
+    by_key: HashMap<ServiceKey, usize>,
     /// Verdicts: checks that are down (absent: up).
     down: HashMap<C, ()>,
     /// The configuration file as loaded last (what a reload is compared
@@ -59,6 +61,7 @@ impl<C> Default for Desired<C> {
     fn default() -> Self {
         Desired {
             services: Vec::new(),
+            by_key: HashMap::new(),
             down: HashMap::new(),
             file: Default::default(),
         }
@@ -94,11 +97,11 @@ impl<C: Clone + Eq + Hash> Desired<C> {
     }
 
     fn service_ref(&self, key: ServiceKey) -> Option<&Service<C>> {
-        self.services.iter().find(|s| s.key == key)
+        self.services.get(*self.by_key.get(&key)?)
     }
 
     fn service_mut(&mut self, key: ServiceKey) -> Option<&mut Service<C>> {
-        self.services.iter_mut().find(|s| s.key == key)
+        self.services.get_mut(*self.by_key.get(&key)?)
     }
 
     /// Every wanted service with its servers, in the order they came.
@@ -118,6 +121,7 @@ impl<C: Clone + Eq + Hash> Desired<C> {
     /// A service exists (configured or added with lvsadm).
     pub fn add_service(&mut self, key: ServiceKey) {
         if self.service_mut(key).is_none() {
+            self.by_key.insert(key, self.services.len());
             self.services.push(Service {
                 key,
                 servers: Vec::new(),
@@ -127,11 +131,18 @@ impl<C: Clone + Eq + Hash> Desired<C> {
     }
 
     pub fn delete_service(&mut self, key: ServiceKey) {
-        self.services.retain(|s| s.key != key);
+        let Some(i) = self.by_key.remove(&key) else {
+            return;
+        };
+        self.services.remove(i);
+        for (n, s) in self.services.iter().enumerate().skip(i) {
+            self.by_key.insert(s.key, n);
+        }
     }
 
     pub fn clear(&mut self) {
         self.services.clear();
+        self.by_key.clear();
     }
 
     /// Adds a real server; `DestExists` if the service has it already,
@@ -296,7 +307,7 @@ impl<C: Clone + Eq + Hash> Desired<C> {
     /// The real servers the engine should hold for `key`, in definition
     /// order.
     pub fn effective(&self, key: ServiceKey) -> Vec<DestConfig> {
-        let Some(s) = self.services.iter().find(|s| s.key == key) else {
+        let Some(s) = self.service_ref(key) else {
             return Vec::new();
         };
         let any_up = s.servers.iter().any(|d| !d.sorry && self.is_up(d));
@@ -436,6 +447,24 @@ pub fn apply_request<C: Clone + Eq + Hash>(
         Err(e) => (error(e), false),
     };
     match req {
+        Request::Batch(reqs) => {
+            let mut changed = false;
+            let answers = reqs
+                .iter()
+                .map(|r| match r {
+                    Request::Batch(_) | Request::Reload => Response::Error {
+                        kind: lvs_control::ErrorKind::BadRequest,
+                        detail: "a batch holds only single changes".into(),
+                    },
+                    r => {
+                        let (resp, ch) = apply_request(desired, engine, r, now_ms, io, status);
+                        changed |= ch;
+                        resp
+                    }
+                })
+                .collect();
+            (Response::Batch(answers), changed)
+        }
         Request::GetHealth => (Response::Health(desired.health(engine, status)), false),
         Request::AddDest { service, dest } => done(check_dest(dest).and_then(|_| {
             let server = Server {

@@ -28,12 +28,13 @@ pub fn apply_with(
         Request::GetCounters => return (counters(engine, io), false),
         // Health lives in the desired state (`desired::apply_request`).
         Request::GetHealth => return (Response::Health(Vec::new()), false),
-        // Reloads are read by the control thread (`control.rs`).
-        Request::Reload => {
+        // Reloads are read by the control thread (`control.rs`), batches
+        // go through the desired state.
+        Request::Reload | Request::Batch(_) => {
             return (
                 Response::Error {
                     kind: lvs_control::ErrorKind::Invalid,
-                    detail: "a reload is not an engine request".into(),
+                    detail: "not an engine request".into(),
                 },
                 false,
             )

@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use support::{lvsadm, lvsadm_ok, nat_lab, Director};
+use support::{lvsadm, lvsadm_input, lvsadm_ok, nat_lab, Director};
 
 /// Version `i` of the configuration: the web service's scheduler, servers
 /// and weights change from one version to the next, a third service comes
@@ -309,5 +309,40 @@ fn a_reload_adds_what_the_file_gained() {
     assert!(out.contains("server 198.18.1.11:80 added"), "{out}");
     let (code, _, err) = lvsadm(&d.sock, &["--reload", "now"]);
     assert_eq!(code, 2, "{err}");
+    d.stop(&lab);
+}
+
+/// `lvsadm -R` sends its changes as one batch: a saved table comes back
+/// whole; an error on one line is printed as ipvsadm prints it and the
+/// rest is applied (exit status of the last line); a usage error stops the
+/// restore after applying what came before it.
+#[test]
+fn restore_is_one_batch_with_ipvsadms_line_semantics() {
+    let (_g, lab) = nat_lab("lvtrr", 2);
+    let d = Director::start(&lab, "restore", &config(1));
+    let saved = lvsadm_ok(&d.sock, &["-S", "-n"]);
+    lvsadm_ok(&d.sock, &["-C"]);
+    let (code, out, err) = lvsadm_input(&d.sock, &["-R"], &saved);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
+    assert_eq!(lvsadm_ok(&d.sock, &["-S", "-n"]), saved);
+    // A line the daemon refuses, in the middle: said, the rest applied.
+    let input = "-a -t 198.18.0.100:80 -r 198.18.1.11:80 -m\n\
+                 -A -t 198.18.0.100:81 -s rr\n\
+                 -a -t 198.18.0.100:81 -r 198.18.1.12:80 -m -w 3\n";
+    let (code, _, err) = lvsadm_input(&d.sock, &["-R"], input);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err, "Destination already exists\n");
+    let table = lvsadm_ok(&d.sock, &["-S", "-n"]);
+    assert!(table.contains("-a -t 198.18.0.100:81 -r 198.18.1.12:80 -m -w 3"), "{table}");
+    // The last line failing gives its status.
+    let (code, _, err) = lvsadm_input(&d.sock, &["-R"], "-D -t 198.18.0.100:82\n");
+    assert_eq!((code, err.as_str()), (255, "No such service\n"));
+    // A usage error: what came before is applied, nothing after.
+    let input = "-A -t 198.18.0.100:83\n# a comment\n-A -t 198.18.0.100:84\n";
+    let (code, _, err) = lvsadm_input(&d.sock, &["-R"], input);
+    assert_eq!(code, 255, "{err}");
+    let table = lvsadm_ok(&d.sock, &["-S", "-n"]);
+    assert!(table.contains("-A -t 198.18.0.100:83"), "{table}");
+    assert!(!table.contains("198.18.0.100:84"), "{table}");
     d.stop(&lab);
 }

@@ -71,6 +71,32 @@ pub fn lvsadm(sock: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `lvsadm ARGS` with `input` on its standard input: (exit code, stdout,
+/// stderr).
+pub fn lvsadm_input(sock: &Path, args: &[&str], input: &str) -> (i32, String, String) {
+    let mut child = Command::new(sibling("lvsadm"))
+        .arg("--control")
+        .arg(sock)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run lvsadm");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let text = input.to_string();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(text.as_bytes());
+    });
+    let out = child.wait_with_output().expect("wait for lvsadm");
+    let _ = feeder.join();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `lvsadm ARGS`, asserting success; its stdout.
 pub fn lvsadm_ok(sock: &Path, args: &[&str]) -> String {
     let (code, out, err) = lvsadm(sock, args);
