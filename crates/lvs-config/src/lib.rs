@@ -125,6 +125,21 @@ pub struct Config {
     /// `timeout TCP TCPFIN UDP` (global, at most once): the three timeouts
     /// of `ipvsadm --set`, seconds 0..=2678400, 0 = leave the default.
     pub timeouts: Option<Spanned<[u32; 3]>>,
+    /// `control [socket PATH] [group NAME]` (global, at most once): where
+    /// lvsd's control socket is, and the group allowed to use it besides
+    /// root (the group is looked up by the daemon).
+    pub control: Option<Control>,
+}
+
+/// The control socket's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Control {
+    /// `socket PATH`: an absolute path.
+    pub socket: Option<Spanned<String>>,
+    /// `group NAME`: members may use the socket (mode 0660).
+    pub group: Option<Spanned<String>>,
+    /// Where the statement is.
+    pub span: Span,
 }
 
 /// Transport protocol of a director.
@@ -879,6 +894,7 @@ struct Parser {
     sysctls: Vec<(Spanned<String>, Spanned<String>)>,
     sysctl_lines: HashMap<String, u32>,
     timeouts: Option<Spanned<[u32; 3]>>,
+    control: Option<Control>,
     directors: Vec<Director>,
     director_lines: HashMap<String, u32>,
     cur: Option<DirState>,
@@ -918,6 +934,7 @@ impl Parser {
             directors: self.directors,
             sysctls: self.sysctls,
             timeouts: self.timeouts,
+            control: self.control,
         })
     }
 
@@ -939,6 +956,7 @@ impl Parser {
             "interface" => self.interface(cx, &mut args),
             "sysctl" => self.sysctl(cx, &mut args),
             "timeout" => self.timeout(cx, kw, &mut args),
+            "control" => self.control(cx, kw, &mut args),
             "director" => self.director(cx, kw, &mut args),
             "balance" | "mode" | "check" | "option" | "server" => {
                 let Some(st) = self.cur.as_mut() else {
@@ -978,6 +996,54 @@ impl Parser {
         }
         args.finish("timeout")?;
         self.timeouts = Some(Spanned::new(v, cx.span(&kw)));
+        Ok(())
+    }
+
+    fn control(&mut self, cx: &Cx<'_>, kw: Tok<'_>, args: &mut Args<'_, '_>) -> Result<()> {
+        if let Some(first) = &self.control {
+            return Err(cx.err(kw.col, dup_line("`control`", first.span.line)));
+        }
+        let mut c = Control {
+            span: cx.span(&kw),
+            ..Control::default()
+        };
+        while let Some(word) = args.next() {
+            let slot = match word.text {
+                "socket" => &mut c.socket,
+                "group" => &mut c.group,
+                other => {
+                    return Err(cx.err(
+                        word.col,
+                        format!("unknown `control` option `{other}` (expected `socket PATH` or `group NAME`)"),
+                    ))
+                }
+            };
+            if slot.is_some() {
+                return Err(cx.err(word.col, format!("`{}` given twice", word.text)));
+            }
+            let value = args.expect(if word.text == "socket" {
+                "the control socket's path"
+            } else {
+                "a group name"
+            })?;
+            if word.text == "socket" && !value.text.starts_with('/') {
+                return Err(cx.err(
+                    value.col,
+                    format!(
+                        "the control socket's path must be absolute, not `{}`",
+                        value.text
+                    ),
+                ));
+            }
+            *slot = Some(Spanned::new(value.text.to_string(), cx.span(&value)));
+        }
+        if c.socket.is_none() && c.group.is_none() {
+            return Err(cx.err(
+                kw.col,
+                "`control` needs `socket PATH`, `group NAME` or both",
+            ));
+        }
+        self.control = Some(c);
         Ok(())
     }
 

@@ -227,6 +227,7 @@ fn full_example() {
         ],
         sysctls: vec![],
         timeouts: None,
+        control: None,
     };
     assert_eq!(cfg, expected);
 }
@@ -1538,5 +1539,33 @@ fn server_lines_override_check_options() {
         2,
         37,
         "duplicate `rise` option",
+    );
+}
+
+#[test]
+fn control_statement() {
+    let cfg = parse("control socket /run/lvsd/a.sock group lvsadm\n");
+    let c = cfg.control.unwrap();
+    assert_eq!(c.socket.unwrap().value, "/run/lvsd/a.sock");
+    assert_eq!(
+        c.group.map(|g| (g.value, g.span)),
+        Some(("lvsadm".into(), sp(1, 39)))
+    );
+    let e = parse_str("control group a\ncontrol group b\n", "t.conf").unwrap_err();
+    assert_eq!((e.line, e.col), (2, 1));
+    assert!(
+        e.message.contains("duplicate `control` (first at line 1)"),
+        "{}",
+        e.message
+    );
+    let e = parse_str("control\n", "t.conf").unwrap_err();
+    assert!(e.message.contains("needs `socket PATH`"), "{}", e.message);
+    let e = parse_str("control group a group b\n", "t.conf").unwrap_err();
+    assert_eq!((e.line, e.col), (1, 17));
+    let e = parse_str("control owner root\n", "t.conf").unwrap_err();
+    assert!(
+        e.message.contains("unknown `control` option `owner`"),
+        "{}",
+        e.message
     );
 }

@@ -97,8 +97,13 @@ pub fn check_free(path: &Path) -> io::Result<()> {
 impl ControlServer {
     /// Binds the socket at `path` (creating its directory, replacing a stale
     /// socket, refusing if another daemon answers there) and starts the
-    /// thread. Reloads re-read `config`.
-    pub fn start(path: &Path, config: Option<PathBuf>) -> io::Result<ControlServer> {
+    /// thread. Reloads re-read `config`. The socket is root's only (mode
+    /// 0600), or root's and group `group`'s (0660).
+    pub fn start(
+        path: &Path,
+        config: Option<PathBuf>,
+        group: Option<u32>,
+    ) -> io::Result<ControlServer> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir)?;
@@ -109,8 +114,15 @@ impl ControlServer {
             std::fs::remove_file(path)?;
         }
         let listener = UnixListener::bind(path)?;
-        // Root only: the socket changes the balancer's configuration.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        // Root only (or a chosen group): the socket changes the balancer's
+        // configuration.
+        match group {
+            None => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?,
+            Some(gid) => {
+                std::os::unix::fs::chown(path, None, Some(gid))?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+            }
+        }
         listener.set_nonblocking(true)?;
         // SAFETY: eventfd(2) with valid flags; the result is checked.
         let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
@@ -429,7 +441,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("lvsd-ctl-{tag}-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
         (
-            ControlServer::start(&path, None).expect("control socket"),
+            ControlServer::start(&path, None, None).expect("control socket"),
             path,
         )
     }

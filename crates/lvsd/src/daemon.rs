@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 /// How the daemon was asked to run.
 pub struct Options {
     pub config: Option<PathBuf>,
-    pub control: PathBuf,
+    /// `--control`: wins over the file's `control socket`.
+    pub control: Option<PathBuf>,
 }
 
 /// A route resolved to one of our ports.
@@ -266,7 +267,6 @@ pub fn run(opts: Options) -> Result<(), String> {
     // Signals first: from here on none of them ends lvsd uncleanly.
     let signals = Signals::install()?;
     let _lock = crate::lock::acquire()?;
-    crate::control::check_free(&opts.control).map_err(|e| format!("control socket: {e}"))?;
     let mut engine = Engine::with_seeds(seed(), seed());
     // Room for the first connections without rehashing on the packet path.
     engine.reserve_connections(1 << 16);
@@ -281,6 +281,13 @@ pub fn run(opts: Options) -> Result<(), String> {
         }
     }
     let wanted = desired.file.interfaces.clone();
+    let control_path = opts
+        .control
+        .clone()
+        .or_else(|| desired.file.control_socket.clone())
+        .unwrap_or_else(|| PathBuf::from(lvs_control::DEFAULT_CONTROL_PATH));
+    let control_group = desired.file.control_group.clone();
+    crate::control::check_free(&control_path).map_err(|e| format!("control socket: {e}"))?;
     let all = net::interfaces().map_err(|e| format!("cannot list interfaces: {e}"))?;
     let ports: Vec<Interface> = if wanted.is_empty() {
         all.into_iter()
@@ -337,8 +344,12 @@ pub fn run(opts: Options) -> Result<(), String> {
     d.warm_up(&mut io, Duration::from_millis(500));
     // Opened only now: whoever waits for the socket finds a director that
     // already knows its real servers' MAC addresses.
-    let control = ControlServer::start(&opts.control, opts.config.clone())
-        .map_err(|e| format!("cannot open control socket {}: {e}", opts.control.display()))?;
+    let control = ControlServer::start(
+        &control_path,
+        opts.config.clone(),
+        control_group.as_ref().map(|g| g.1),
+    )
+    .map_err(|e| format!("cannot open control socket {}: {e}", control_path.display()))?;
     // Health checks run on their own thread (a tokio runtime) and only
     // hand verdicts over; the packet loop applies them between batches.
     let health =
@@ -352,7 +363,10 @@ pub fn run(opts: Options) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(", "),
         d.engine.services().count(),
-        opts.control.display()
+        match &control_group {
+            None => format!("{} (root only)", control_path.display()),
+            Some((name, _)) => format!("{} (root and group {name})", control_path.display()),
+        }
     );
 
     let start = Instant::now();

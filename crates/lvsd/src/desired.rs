@@ -55,6 +55,8 @@ pub struct Desired<C> {
     /// The configuration file as loaded last (what a reload is compared
     /// with).
     pub file: crate::reload::FileState<C>,
+    /// A file was applied already (later ones are reloads).
+    pub started: bool,
 }
 
 impl<C> Default for Desired<C> {
@@ -64,6 +66,7 @@ impl<C> Default for Desired<C> {
             by_key: HashMap::new(),
             down: HashMap::new(),
             file: Default::default(),
+            started: false,
         }
     }
 }

@@ -53,9 +53,10 @@ struct Cli {
     #[arg(long, short = 'f', value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// Path of the control socket lvsadm talks to.
-    #[arg(long, value_name = "PATH", default_value = lvs_control::DEFAULT_CONTROL_PATH)]
-    control: PathBuf,
+    /// Path of the control socket lvsadm talks to [default: the
+    /// configuration's `control socket PATH`, else /run/lvsd/control.sock].
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Option<Command>,

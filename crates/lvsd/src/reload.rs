@@ -37,6 +37,10 @@ pub struct FileState<C> {
     pub timeouts: Option<(u32, u32, u32)>,
     /// The `interface` lines (applied only at start).
     pub interfaces: Vec<String>,
+    /// The `control` line: socket path and group (name, gid), applied
+    /// only at start.
+    pub control_socket: Option<std::path::PathBuf>,
+    pub control_group: Option<(String, u32)>,
 }
 
 impl<C> Default for FileState<C> {
@@ -46,6 +50,8 @@ impl<C> Default for FileState<C> {
             sysctls: Vec::new(),
             timeouts: None,
             interfaces: Vec::new(),
+            control_socket: None,
+            control_group: None,
         }
     }
 }
@@ -125,7 +131,16 @@ impl<C: Clone + Eq + Hash> Desired<C> {
                 Some(o) => self.update_service(engine, o, n, &mut r),
             }
         }
-        if old.interfaces != new.interfaces && !old.interfaces.is_empty() {
+        let started = self.started;
+        if started
+            && (old.control_socket != new.control_socket || old.control_group != new.control_group)
+        {
+            r.warnings.push(
+                "the `control` line changed: the control socket is set up at start only; restart lvsd to apply it"
+                    .into(),
+            );
+        }
+        if started && old.interfaces != new.interfaces {
             r.warnings.push(
                 "the `interface` lines changed: lvsd attaches to interfaces at start only; restart it to apply them"
                     .into(),
@@ -136,6 +151,7 @@ impl<C: Clone + Eq + Hash> Desired<C> {
         let wanted: std::collections::HashSet<C> = self.checks().into_iter().collect();
         self.forget_verdicts(|c| wanted.contains(c));
         self.file = new;
+        self.started = true;
         r
     }
 
@@ -313,6 +329,8 @@ mod tests {
                 .collect(),
             timeouts: None,
             interfaces: Vec::new(),
+            control_socket: None,
+            control_group: None,
         }
     }
 

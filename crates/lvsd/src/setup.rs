@@ -43,12 +43,57 @@ pub fn file_state(cfg: &Config, file: &str, text: &str) -> Result<FileState<Chec
         .iter()
         .filter_map(|d| Some((d.name.to_string(), engine.sysctl(d.name).ok()?)))
         .collect();
+    let control = cfg.control.as_ref();
+    let control_group = match control.and_then(|c| c.group.as_ref()) {
+        None => None,
+        Some(g) => match group_id(&g.value) {
+            Some(gid) => Some((g.value.clone(), gid)),
+            None => {
+                return Err(ConfigError::at(
+                    file,
+                    text,
+                    g.span,
+                    format!(
+                        "no group `{}` on this host (see /etc/group; create it with groupadd)",
+                        g.value
+                    ),
+                ))
+            }
+        },
+    };
     Ok(FileState {
         services,
         sysctls,
         timeouts: Some(engine.timeouts()),
         interfaces: cfg.interfaces.iter().map(|i| i.value.clone()).collect(),
+        control_socket: control
+            .and_then(|c| c.socket.as_ref())
+            .map(|s| std::path::PathBuf::from(&s.value)),
+        control_group,
     })
+}
+
+/// The id of group `name` (the system's group database).
+fn group_id(name: &str) -> Option<u32> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    // SAFETY: libc::group is integers and pointers: all zeroes is a valid
+    // value (null pointers), overwritten by getgrnam_r.
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call: a NUL-terminated name,
+    // a group struct and a buffer of the given length we own, and the
+    // out pointer; getgrnam_r writes only within them.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    (rc == 0 && !found.is_null()).then_some(grp.gr_gid)
 }
 
 /// Reads, parses and checks the configuration file at `path`

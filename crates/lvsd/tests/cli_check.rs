@@ -52,3 +52,24 @@ fn errors_name_file_line_and_column_and_exit_1() {
     assert_eq!(code, 1);
     assert!(err.contains(".conf:3:"), "{err}");
 }
+
+#[test]
+fn the_control_statement_is_checked() {
+    let (code, out, err) = check(
+        "ctl",
+        "control socket /run/lvsd/web.sock group nogroup\ndirector web 198.18.0.100:80 TCP\n  mode nat\n",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = check("ctlgrp", "control group no-such-group-here\n");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(".conf:1:15: error: no group `no-such-group-here`"),
+        "{err}"
+    );
+    let (code, _, err) = check("ctlrel", "control socket run/x.sock\n");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(".conf:1:16: error: the control socket's path must be absolute"),
+        "{err}"
+    );
+}

@@ -333,7 +333,10 @@ fn restore_is_one_batch_with_ipvsadms_line_semantics() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(err, "Destination already exists\n");
     let table = lvsadm_ok(&d.sock, &["-S", "-n"]);
-    assert!(table.contains("-a -t 198.18.0.100:81 -r 198.18.1.12:80 -m -w 3"), "{table}");
+    assert!(
+        table.contains("-a -t 198.18.0.100:81 -r 198.18.1.12:80 -m -w 3"),
+        "{table}"
+    );
     // The last line failing gives its status.
     let (code, _, err) = lvsadm_input(&d.sock, &["-R"], "-D -t 198.18.0.100:82\n");
     assert_eq!((code, err.as_str()), (255, "No such service\n"));
@@ -345,4 +348,61 @@ fn restore_is_one_batch_with_ipvsadms_line_semantics() {
     assert!(table.contains("-A -t 198.18.0.100:83"), "{table}");
     assert!(!table.contains("198.18.0.100:84"), "{table}");
     d.stop(&lab);
+}
+
+/// `lvsadm ARGS` run as user and group `nobody`/`nogroup` (65534).
+fn lvsadm_as_nobody(sock: &std::path::Path, args: &[&str]) -> (i32, String) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(support::sibling("lvsadm"));
+    cmd.arg("--control").arg(sock).args(args);
+    // SAFETY: only async-signal-safe calls (setgroups, setgid, setuid)
+    // between fork and exec, on values that live on the stack.
+    unsafe {
+        cmd.pre_exec(|| {
+            let groups = [65534 as libc::gid_t];
+            if libc::setgroups(1, groups.as_ptr()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run lvsadm as nobody");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// The control socket is root's alone, unless the configuration names a
+/// group whose members may use it too (`control group NAME`).
+#[test]
+fn the_control_socket_admits_root_and_the_configured_group_only() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (_g, lab) = nat_lab("lvtcg", 1);
+    let d = Director::start(&lab, "ctl-root", &config(0));
+    let meta = std::fs::metadata(&d.sock).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let (code, out) = lvsadm_as_nobody(&d.sock, &["-L", "-n"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("Permission denied"), "{out}");
+    d.stop(&lab);
+
+    let with_group = format!("control group nogroup\n{}", config(0));
+    let d = Director::start(&lab, "ctl-group", &with_group);
+    let meta = std::fs::metadata(&d.sock).unwrap();
+    assert_eq!(
+        (meta.permissions().mode() & 0o777, meta.gid()),
+        (0o660, 65534)
+    );
+    let (code, out) = lvsadm_as_nobody(&d.sock, &["-L", "-n"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("TCP  198.18.0.100:80 wrr"), "{out}");
+    // Members may change the table too (the group is trusted with it).
+    let (code, out) = lvsadm_as_nobody(&d.sock, &["-A", "-t", "198.18.0.100:90"]);
+    assert_eq!(code, 0, "{out}");
+    let log = d.stop(&lab);
+    assert!(log.contains("(root and group nogroup)"), "{log}");
 }
