@@ -315,6 +315,8 @@ pub enum Request {
     GetCounters,
     /// Every real server's health (`lvsadm --health`).
     GetHealth,
+    /// The totals and rates of all services (`/proc/net/ip_vs_stats`).
+    GetTotals,
     /// Re-read the configuration file and apply what changed in it
     /// (`lvsadm --reload`; SIGHUP does the same).
     Reload,
@@ -362,6 +364,8 @@ pub enum Response {
     Sysctls(Vec<SysctlValue>),
     Counters(Vec<Counter>),
     Health(Vec<HealthInfo>),
+    /// Totals and rates of everything (`GetTotals`).
+    Totals(StatsInfo),
     /// The answers to a `Batch`, in order.
     Batch(Vec<Response>),
     /// A reload was applied: what changed, and what could not be.

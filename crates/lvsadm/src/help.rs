@@ -43,6 +43,9 @@ Without arguments, {p} lists the table (same as -L).
                                        drops by reason, packet I/O
   {p} --health                   every real server's health check, verdict,
                                        last result and whether it is in use
+  {p} --proc NAME                the kernel's /proc/net/NAME text for lvsd's
+                                       table: ip_vs, ip_vs_conn, ip_vs_conn_sync,
+                                       ip_vs_stats
   {p} --reload                   lvsd re-reads its configuration file and
                                        applies what changed in it (as SIGHUP);
                                        exit 0 applied, 1 file refused (nothing

@@ -194,6 +194,45 @@ fn reload(path: &Path, rest: &[String]) -> i32 {
     }
 }
 
+/// `lvsadm --proc NAME`: the kernel's `/proc/net/NAME` text for lvsd's
+/// table (an lvsd extension, for scripts that parse those files).
+fn proc_file(path: &Path, rest: &[String]) -> i32 {
+    use lvs_control::procfs;
+    let [name] = rest else {
+        err(&format!(
+            "lvsadm: --proc takes one of: {}\n",
+            procfs::FILES.join(", ")
+        ));
+        return 2;
+    };
+    let name = name.strip_prefix("/proc/net/").unwrap_or(name);
+    let req = match name {
+        "ip_vs" => Request::ListServices,
+        "ip_vs_conn" | "ip_vs_conn_sync" => Request::ListConnections,
+        "ip_vs_stats" => Request::GetTotals,
+        other => {
+            err(&format!(
+                "lvsadm: --proc: no file `{other}`; one of: {}\n",
+                procfs::FILES.join(", ")
+            ));
+            return 2;
+        }
+    };
+    let text = match request(path, &req) {
+        Ok(Response::Services {
+            conn_tab_size,
+            services,
+        }) => procfs::ip_vs(conn_tab_size, &services),
+        Ok(Response::Connections(c)) if name == "ip_vs_conn" => procfs::ip_vs_conn(&c),
+        Ok(Response::Connections(c)) => procfs::ip_vs_conn_sync(&c),
+        Ok(Response::Totals(t)) => procfs::ip_vs_stats(&t),
+        Ok(r) => return report(Failure::Unexpected(r), 2),
+        Err(f) => return report(f, 2),
+    };
+    out(&text);
+    0
+}
+
 /// The `--health` table: one line per real server.
 fn render_health(v: &[lvs_control::HealthInfo]) -> String {
     let mut rows = vec![[
@@ -511,6 +550,9 @@ fn main() {
     }
     if args.first().is_some_and(|a| a == "--health") {
         std::process::exit(health(&path, &args[1..]));
+    }
+    if args.first().is_some_and(|a| a == "--proc") {
+        std::process::exit(proc_file(&path, &args[1..]));
     }
     if args.first().is_some_and(|a| a == "--reload") {
         std::process::exit(reload(&path, &args[1..]));

@@ -26,6 +26,7 @@ pub fn apply_with(
 ) -> (Response, bool) {
     let r = match req {
         Request::GetCounters => return (counters(engine, io), false),
+        Request::GetTotals => return (Response::Totals(stats_info(&engine.total_stats())), false),
         // Health lives in the desired state (`desired::apply_request`).
         Request::GetHealth => return (Response::Health(Vec::new()), false),
         // Reloads are read by the control thread (`control.rs`), batches

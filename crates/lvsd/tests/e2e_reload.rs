@@ -406,3 +406,47 @@ fn the_control_socket_admits_root_and_the_configured_group_only() {
     let log = d.stop(&lab);
     assert!(log.contains("(root and group nogroup)"), "{log}");
 }
+
+/// `lvsadm --proc NAME` prints the kernel's `/proc/net/NAME` layouts for
+/// lvsd's table.
+#[test]
+fn proc_views_show_the_running_table() {
+    let (_g, lab) = nat_lab("lvtpv", 2);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    let d = Director::start(&lab, "proc", &config(0));
+    // From the client's namespace (never from the host's).
+    let body = support::curl(&lab, "http://198.18.0.100/").expect("a request through the VIP");
+    assert!(body.starts_with("rs"), "{body}");
+    let ip_vs = lvsadm_ok(&d.sock, &["--proc", "ip_vs"]);
+    let lines: Vec<&str> = ip_vs.lines().collect();
+    assert_eq!(lines[1], "Prot LocalAddress:Port Scheduler Flags");
+    // 198.18.0.100:80 and its servers, as the kernel prints them.
+    assert!(lines.contains(&"TCP  C6120064:0050 wrr  "), "{ip_vs}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("  -> C612010B:0050      Masq    1      ")),
+        "{ip_vs}"
+    );
+    let conn = lvsadm_ok(&d.sock, &["--proc", "/proc/net/ip_vs_conn"]);
+    assert!(
+        conn.starts_with("Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State"),
+        "{conn}"
+    );
+    assert!(
+        conn.lines()
+            .any(|l| l.starts_with("TCP ") && l.contains(" C6120064 0050 C61201")),
+        "{conn}"
+    );
+    let sync = lvsadm_ok(&d.sock, &["--proc", "ip_vs_conn_sync"]);
+    assert!(
+        sync.lines().skip(1).all(|l| l.contains(" LOCAL ")),
+        "{sync}"
+    );
+    let stats = lvsadm_ok(&d.sock, &["--proc", "ip_vs_stats"]);
+    assert_eq!(stats.lines().count(), 6, "{stats}");
+    let (code, _, err) = lvsadm(&d.sock, &["--proc", "ip_vs_nothing"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("one of: ip_vs, ip_vs_conn"), "{err}");
+    d.stop(&lab);
+}
