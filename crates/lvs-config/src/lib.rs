@@ -1146,7 +1146,14 @@ impl Parser {
 }
 
 const BALANCE_EXPECTED: &str = "a balance algorithm (`roundrobin`, `leastconn`, `source`, \
-     `srcdst`, `dest`, `shortestexpected`, `shortexpdelay`, `neverqueue`, `fo`, `mh`, `ovh` or `twos`)";
+     `srcdst`, `dest`, `shortestexpected`, `shortexpdelay`, `neverqueue`, `fo`, `mh`, `ovh` or `twos`) \
+     or a kernel scheduler name (`rr`, `wrr`, `lc`, `wlc`, `lblc`, `lblcr`, `dh`, `sh`, `sed`, `nq`, `ovf`)";
+
+/// The kernel's scheduler names, accepted by `balance` as they are (what
+/// `ipvsadm -s` and keepalived's `lb_algo` take).
+const KERNEL_SCHEDULERS: [&str; 11] = [
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "ovf",
+];
 
 impl DirState {
     fn balance(&mut self, cx: &Cx<'_>, kw: Tok<'_>, args: &mut Args<'_, '_>) -> Result<()> {
@@ -1191,12 +1198,15 @@ impl DirState {
             "mh" => "mh",
             "ovh" => "ovf",
             "twos" => "twos",
-            other => {
-                return Err(cx.err(
-                    algo.col,
-                    format!("unknown balance algorithm `{other}`, expected {BALANCE_EXPECTED}"),
-                ))
-            }
+            other => match KERNEL_SCHEDULERS.iter().find(|k| **k == other) {
+                Some(k) => k,
+                None => {
+                    return Err(cx.err(
+                        algo.col,
+                        format!("unknown balance algorithm `{other}`, expected {BALANCE_EXPECTED}"),
+                    ))
+                }
+            },
         };
         args.finish("balance")?;
         self.balance_line = Some(cx.line);

@@ -293,10 +293,10 @@ fn balance_errors() {
         "expected a balance algorithm",
     );
     err(
-        "director d\nbalance wrr\n",
+        "director d\nbalance wrrr\n",
         2,
         9,
-        "unknown balance algorithm `wrr`",
+        "unknown balance algorithm `wrrr`",
     );
     err(
         "director d\nbalance leastconn foo\n",
@@ -1565,6 +1565,22 @@ fn control_statement() {
     let e = parse_str("control owner root\n", "t.conf").unwrap_err();
     assert!(
         e.message.contains("unknown `control` option `owner`"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn balance_takes_kernel_scheduler_names_too() {
+    for k in [
+        "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "ovf",
+    ] {
+        let cfg = parse(&format!("director a 198.18.0.100:80\n  balance {k}\n"));
+        assert_eq!(cfg.directors[0].balance.value, k);
+    }
+    let e = parse_str("director a 198.18.0.100:80\n  balance rrr\n", "t.conf").unwrap_err();
+    assert!(
+        e.message.contains("or a kernel scheduler name"),
         "{}",
         e.message
     );

@@ -6,6 +6,7 @@
 //! [`read_request`] and [`encode_response`] are the daemon side, so that the
 //! framing lives in this one place.
 
+pub mod args;
 pub mod procfs;
 pub mod proto;
 pub mod render;

@@ -3,10 +3,9 @@
 //! It parses an ipvsadm command line, sends the matching request over the
 //! control socket of `lvsd` and prints the answer in ipvsadm's formats.
 
-mod args;
 mod help;
 
-use args::{parse_args, Command, ListTarget, UsageError};
+use lvs_control::args::{parse_args, Command, ListTarget, UsageError};
 use lvs_control::{render, ControlError, ErrorKind, Request, Response};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};

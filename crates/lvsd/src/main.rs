@@ -7,6 +7,7 @@ mod demo;
 mod desired;
 mod engine_ops;
 mod guard;
+mod import;
 mod io;
 mod lock;
 mod net;
@@ -63,7 +64,31 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+enum ImportFrom {
+    /// `ipvsadm -S` output (any `-A`/`-a` lines), from FILE or standard
+    /// input.
+    Ipvsadm {
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// keepalived.conf: its `virtual_server` and `virtual_server_group`
+    /// blocks, real servers, `sorry_server`s and TCP_CHECK / HTTP_GET /
+    /// SSL_GET checkers (the rest is listed as not imported).
+    Keepalived {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum Command {
+    /// Turns another tool's configuration into lvsd's (printed on standard
+    /// output): what has no equivalent is listed in `# not imported:`
+    /// comments at the top. Check the result with `lvsd check`.
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Checks a configuration file without running anything: reads and
     /// parses it and builds it on a scratch engine, exactly as start-up and
     /// a reload do. Prints what it holds, or the first error with its
@@ -126,9 +151,34 @@ enum ReportFormat {
     Json,
 }
 
+/// The text of FILE (`-` or none: standard input), at most 16 MiB.
+fn read_input(file: Option<&std::path::Path>) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    let limit = 16 << 20;
+    let r = match file {
+        None => std::io::stdin().take(limit).read_to_string(&mut text),
+        Some(p) if p.as_os_str() == "-" => std::io::stdin().take(limit).read_to_string(&mut text),
+        Some(p) => std::fs::File::open(p)
+            .and_then(|f| f.take(limit).read_to_string(&mut text))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))),
+    };
+    r.map_err(|e| format!("cannot read the input: {e}"))?;
+    Ok(text)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Some(Command::Import { from }) => match from {
+            ImportFrom::Ipvsadm { file } => {
+                read_input(file.as_deref()).and_then(|t| import::ipvsadm(&t))
+            }
+            ImportFrom::Keepalived { file } => {
+                read_input(Some(&file)).and_then(|t| import::keepalived(&t))
+            }
+        }
+        .map(|c| print!("{c}")),
         Some(Command::Check { file }) => {
             return match setup::load_file(&file) {
                 Ok(state) => {

@@ -73,3 +73,64 @@ fn the_control_statement_is_checked() {
         "{err}"
     );
 }
+
+/// `lvsd import ipvsadm` (standard input) and `lvsd import keepalived
+/// FILE` print configurations that `lvsd check` accepts.
+#[test]
+fn imports_give_files_that_check() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lvsd"))
+        .args(["import", "ipvsadm"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run lvsd import");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.1.11:8080 -m -w 2\n",
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let conf = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        conf.contains("server rs1 198.18.1.11:8080 weight 2"),
+        "{conf}"
+    );
+    let (code, out, err) = check("imp-ipvsadm", &conf);
+    assert_eq!(code, 0, "{out}{err}\n{conf}");
+
+    let path = std::env::temp_dir().join(format!("lvsd-ka-{}.conf", std::process::id()));
+    std::fs::write(
+        &path,
+        "virtual_server 198.18.0.100 80 {\n  lb_algo wlc\n  lb_kind DR\n  delay_loop 5\n  real_server 198.18.1.11 80 {\n    TCP_CHECK {\n      connect_timeout 2\n      retry 3\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lvsd"))
+        .args(["import", "keepalived"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conf = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        conf.contains("server rs1 198.18.1.11 check interval 5 timeout 2 fall 4"),
+        "{conf}"
+    );
+    let (code, out, err) = check("imp-ka", &conf);
+    assert_eq!(code, 0, "{out}{err}\n{conf}");
+    // A broken file: the line, exit 2.
+    let out = Command::new(env!("CARGO_BIN_EXE_lvsd"))
+        .args(["import", "keepalived", "/nonexistent/keepalived.conf"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -4,8 +4,8 @@
 //! without `--control`) into a [`Command`] or a [`UsageError`] carrying the
 //! exact ipvsadm message and exit status.
 
-use lvs_control::render::{ListMode, ListOptions};
-use lvs_control::{
+use crate::render::{ListMode, ListOptions};
+use crate::{
     DestSpec, Forward, Protocol, Request, ServiceKey, ServiceSpec, Timeouts, Tunnel, TunnelCsum,
     TunnelType,
 };
