@@ -1,11 +1,28 @@
 //! `-h` and `-v` texts.
 
-/// `-v` / `--version`.
+/// `-v` / `--version`: ipvsadm's own line when invoked as `ipvsadm`, so
+/// scripts that parse it keep working.
+pub fn version_for(argv0: &str) -> String {
+    if program(argv0) == "ipvsadm" {
+        return "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)\n".into();
+    }
+    version()
+}
+
+/// lvsadm's own version line.
 pub fn version() -> String {
     format!(
         "lvsadm v{} (ipvsadm v1.31 compatible, IPVS v1.2.1, talks to lvsd)\n",
         env!("CARGO_PKG_VERSION")
     )
+}
+
+/// The name the command was invoked under (`ipvsadm` through a symlink).
+pub fn program(argv0: &str) -> &str {
+    std::path::Path::new(argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(argv0)
 }
 
 /// `-h` / `--help`.
@@ -109,7 +126,7 @@ Options:
   --rate                      list the rates (per second, smoothed over ~8 s)
   --exact        -X           every digit of --stats/--rate numbers (no K/M/G/T)
 ",
-        version = version(),
+        version = version_for(argv0),
         ctl = lvs_control::DEFAULT_CONTROL_PATH,
     )
 }

@@ -4,6 +4,7 @@
 //! control socket of `lvsd` and prints the answer in ipvsadm's formats.
 
 mod help;
+mod json;
 
 use lvs_control::args::{parse_args, Command, ListTarget, UsageError};
 use lvs_control::{render, ControlError, ErrorKind, Request, Response};
@@ -113,7 +114,7 @@ fn parse_sysctl(args: &[String]) -> Result<SysctlCmd, String> {
 /// `lvsadm --counters`: lvsd's own counters, one `NAME VALUE` per line
 /// (an lvsd extension: packets per forwarding method, replies, drops by
 /// reason, packet I/O).
-fn counters(path: &Path, rest: &[String]) -> i32 {
+fn counters(path: &Path, rest: &[String], as_json: bool) -> i32 {
     if let Some(extra) = rest.first() {
         err(&format!(
             "lvsadm: --counters takes no argument (got `{extra}`)\n"
@@ -121,6 +122,10 @@ fn counters(path: &Path, rest: &[String]) -> i32 {
         return 2;
     }
     match request(path, &Request::GetCounters) {
+        Ok(Response::Counters(v)) if as_json => {
+            out(&json::counters(&v));
+            0
+        }
         Ok(Response::Counters(v)) => {
             let w = v.iter().map(|c| c.name.len()).max().unwrap_or(0);
             out(&v
@@ -137,7 +142,7 @@ fn counters(path: &Path, rest: &[String]) -> i32 {
 /// `lvsadm --health`: every real server's health check, verdict, last
 /// result and whether the engine holds it now (an lvsd extension; the
 /// ipvsadm listings stay as they are).
-fn health(path: &Path, rest: &[String]) -> i32 {
+fn health(path: &Path, rest: &[String], as_json: bool) -> i32 {
     if let Some(extra) = rest.first() {
         err(&format!(
             "lvsadm: --health takes no argument (got `{extra}`)\n"
@@ -146,7 +151,11 @@ fn health(path: &Path, rest: &[String]) -> i32 {
     }
     match request(path, &Request::GetHealth) {
         Ok(Response::Health(v)) => {
-            out(&render_health(&v));
+            out(&if as_json {
+                json::health(&v)
+            } else {
+                render_health(&v)
+            });
             0
         }
         Ok(r) => report(Failure::Unexpected(r), 2),
@@ -315,7 +324,7 @@ fn render_health(v: &[lvs_control::HealthInfo]) -> String {
 }
 
 /// `lvsadm --sysctl`: list all as `net.ipv4.vs.NAME = VALUE`, show one, or set one.
-fn sysctl(path: &Path, args: &[String]) -> i32 {
+fn sysctl(path: &Path, args: &[String], as_json: bool) -> i32 {
     let cmd = match parse_sysctl(args) {
         Ok(c) => c,
         Err(e) => {
@@ -360,6 +369,14 @@ fn sysctl(path: &Path, args: &[String]) -> i32 {
         };
         format!("net.ipv4.vs.{} = {}{note}\n", s.name, s.value)
     };
+    if as_json {
+        let chosen: Vec<lvs_control::SysctlValue> = all
+            .into_iter()
+            .filter(|s| short.as_ref().is_none_or(|n| &s.name == n))
+            .collect();
+        out(&json::sysctls(&chosen));
+        return 0;
+    }
     match short {
         None => out(&all.iter().map(line).collect::<String>()),
         Some(n) => match all.iter().find(|s| s.name == n) {
@@ -375,14 +392,14 @@ fn sysctl(path: &Path, args: &[String]) -> i32 {
     0
 }
 
-fn execute(cmd: Command, path: &Path, argv0: &str) -> i32 {
+fn execute(cmd: Command, path: &Path, argv0: &str, json: bool) -> i32 {
     match cmd {
         Command::Help => {
             out(&help::usage(argv0));
             0
         }
         Command::Version => {
-            out(&help::version());
+            out(&help::version_for(argv0));
             0
         }
         Command::List { target, opts, .. } => match target {
@@ -391,7 +408,11 @@ fn execute(cmd: Command, path: &Path, argv0: &str) -> i32 {
                     conn_tab_size,
                     services,
                 }) => {
-                    out(&render::list(conn_tab_size, &services, &opts));
+                    out(&if json {
+                        json::services(conn_tab_size, &services)
+                    } else {
+                        render::list(conn_tab_size, &services, &opts)
+                    });
                     0
                 }
                 Ok(r) => report(Failure::Unexpected(r), 2),
@@ -404,6 +425,10 @@ fn execute(cmd: Command, path: &Path, argv0: &str) -> i32 {
                         .find(|s| s.spec.key == key)
                         .or(services.first());
                     match found {
+                        Some(s) if json => {
+                            out(&json::services(0, std::slice::from_ref(s)));
+                            0
+                        }
                         Some(s) => {
                             out(&render::list_one(s, &opts));
                             0
@@ -416,7 +441,11 @@ fn execute(cmd: Command, path: &Path, argv0: &str) -> i32 {
             },
             ListTarget::Connections { .. } => match request(path, &Request::ListConnections) {
                 Ok(Response::Connections(c)) => {
-                    out(&render::connections(&c));
+                    out(&if json {
+                        json::connections(&c)
+                    } else {
+                        render::connections(&c)
+                    });
                     0
                 }
                 Ok(r) => report(Failure::Unexpected(r), 2),
@@ -424,7 +453,11 @@ fn execute(cmd: Command, path: &Path, argv0: &str) -> i32 {
             },
             ListTarget::Timeouts => match request(path, &Request::GetTimeouts) {
                 Ok(Response::Timeouts(t)) => {
-                    out(&render::timeouts(&t));
+                    out(&if json {
+                        json::timeouts(&t)
+                    } else {
+                        render::timeouts(&t)
+                    });
                     0
                 }
                 Ok(r) => report(Failure::Unexpected(r), 2),
@@ -455,6 +488,11 @@ fn execute(cmd: Command, path: &Path, argv0: &str) -> i32 {
 /// between batches; a usage error stops the restore after what came before
 /// it is applied, as with ipvsadm.
 fn restore(path: &Path, argv0: &str) -> i32 {
+    restore_from(path, argv0, false)
+}
+
+/// `restore`, skipping `#` lines when `skip_comments` (ipvsadm-restore).
+fn restore_from(path: &Path, argv0: &str, skip_comments: bool) -> i32 {
     let stdin = std::io::stdin();
     let mut status = 0;
     let mut batch: Vec<Request> = Vec::new();
@@ -463,6 +501,9 @@ fn restore(path: &Path, argv0: &str) -> i32 {
             err("lvsadm: cannot read standard input\n");
             return 2;
         };
+        if skip_comments && line.starts_with('#') {
+            continue;
+        }
         let words: Vec<String> = line
             .split([' ', '\t', '\r'])
             .filter(|w| !w.is_empty() && *w != "ipvsadm" && *w != "lvsadm")
@@ -482,7 +523,7 @@ fn restore(path: &Path, argv0: &str) -> i32 {
                 if status == 2 {
                     return status;
                 }
-                status = execute(cmd, path, argv0);
+                status = execute(cmd, path, argv0, false);
                 if status == 2 {
                     // lvsd unreachable: no point in going on.
                     return status;
@@ -498,6 +539,36 @@ fn restore(path: &Path, argv0: &str) -> i32 {
         }
     }
     apply_batch(path, &mut batch, status)
+}
+
+/// Invoked as `ipvsadm-save [-n]` (a symlink): `-S [-n]`; another `-…`
+/// argument prints the script's two-line note and exits 1; other
+/// arguments are ignored (spec §9).
+fn save_script(path: &Path, argv0: &str, args: &[String]) -> i32 {
+    // `-n` is accepted (lvsadm always prints numbers); other words are
+    // ignored as the script ignores them.
+    for a in args {
+        match a.as_str() {
+            "-n" => {}
+            d if d.starts_with('-') => {
+                err("ipvsadm-save: save IPVS table to stdout\n  -n  do not resolve names (print numbers)\n");
+                return 1;
+            }
+            _ => {}
+        }
+    }
+    execute(Command::Save { nosort: false }, path, argv0, false)
+}
+
+/// Invoked as `ipvsadm-restore`: lines starting with `#` are dropped, the
+/// table is cleared (`-C`), then the rest is restored (`-R`), as the
+/// ipvsadm-restore script does.
+fn restore_script(path: &Path, argv0: &str) -> i32 {
+    let status = execute(Command::Apply(Request::Clear), path, argv0, false);
+    if status != 0 {
+        return status;
+    }
+    restore_from(path, argv0, true)
 }
 
 /// Sends the changes gathered so far as one batch and prints each error;
@@ -524,13 +595,16 @@ fn main() {
         .collect();
     let argv0 = all.first().cloned().unwrap_or_else(|| "lvsadm".into());
     let rest = all.get(1..).unwrap_or(&[]);
-    let (flag_path, args) = match extract_control(rest) {
+    let (flag_path, mut args) = match extract_control(rest) {
         Ok(v) => v,
         Err(e) => {
             err(&format!("{e}\n"));
             std::process::exit(255);
         }
     };
+    // `--json` anywhere: machine-readable listings (docs/json.md).
+    let as_json = args.iter().any(|a| a == "--json");
+    args.retain(|a| a != "--json");
     let path = flag_path
         .or_else(|| {
             std::env::var_os(CONTROL_ENV)
@@ -542,13 +616,13 @@ fn main() {
         .first()
         .is_some_and(|a| a == "--sysctl" || a.starts_with("--sysctl="))
     {
-        std::process::exit(sysctl(&path, &args));
+        std::process::exit(sysctl(&path, &args, as_json));
     }
     if args.first().is_some_and(|a| a == "--counters") {
-        std::process::exit(counters(&path, &args[1..]));
+        std::process::exit(counters(&path, &args[1..], as_json));
     }
     if args.first().is_some_and(|a| a == "--health") {
-        std::process::exit(health(&path, &args[1..]));
+        std::process::exit(health(&path, &args[1..], as_json));
     }
     if args.first().is_some_and(|a| a == "--proc") {
         std::process::exit(proc_file(&path, &args[1..]));
@@ -556,8 +630,17 @@ fn main() {
     if args.first().is_some_and(|a| a == "--reload") {
         std::process::exit(reload(&path, &args[1..]));
     }
+    match help::program(&argv0) {
+        "ipvsadm-save" => std::process::exit(save_script(&path, &argv0, &args)),
+        "ipvsadm-restore" => std::process::exit(restore_script(&path, &argv0)),
+        _ => {}
+    }
     let code = match parse_args(&args) {
-        Ok(cmd) => execute(cmd, &path, &argv0),
+        Ok(cmd) if as_json && !matches!(cmd, Command::List { .. }) => {
+            err("lvsadm: --json applies to listings: -L/-l, --counters, --health, --sysctl\n");
+            2
+        }
+        Ok(cmd) => execute(cmd, &path, &argv0, as_json),
         Err(e) => {
             err(&e.message(&argv0));
             e.exit_code()
@@ -666,6 +749,6 @@ mod tests {
     fn unreachable_daemon_exits_2() {
         let path = Path::new("/nonexistent/lvsadm-test.sock");
         let cmd = parse_args(&s(&["-C"])).unwrap();
-        assert_eq!(execute(cmd, path, "lvsadm"), 2);
+        assert_eq!(execute(cmd, path, "lvsadm", false), 2);
     }
 }

@@ -450,3 +450,101 @@ fn proc_views_show_the_running_table() {
     assert!(err.contains("one of: ip_vs, ip_vs_conn"), "{err}");
     d.stop(&lab);
 }
+
+/// `--json` listings parse and hold the running table; lvsadm invoked as
+/// `ipvsadm`, `ipvsadm-save` and `ipvsadm-restore` (symlinks) behaves as
+/// those do.
+#[test]
+fn json_listings_and_the_ipvsadm_names() {
+    let (_g, lab) = nat_lab("lvtjs", 2);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    let d = Director::start(&lab, "json", &config(0));
+    support::curl(&lab, "http://198.18.0.100/").expect("a request through the VIP");
+    let v: serde_json::Value =
+        serde_json::from_str(&lvsadm_ok(&d.sock, &["-L", "-n", "--json"])).expect("JSON");
+    let web = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["port"] == 80)
+        .expect("the web service");
+    assert_eq!(
+        (web["protocol"].as_str(), web["scheduler"].as_str()),
+        (Some("TCP"), Some("wrr"))
+    );
+    let servers = web["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 2);
+    assert!(servers.iter().all(|s| s["forward"] == "Masq"));
+    let c: serde_json::Value =
+        serde_json::from_str(&lvsadm_ok(&d.sock, &["-L", "-n", "-c", "--json"])).unwrap();
+    assert!(
+        c["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["virtual"]["port"] == 80 && e["protocol"] == "TCP"),
+        "{c}"
+    );
+    let t: serde_json::Value =
+        serde_json::from_str(&lvsadm_ok(&d.sock, &["-L", "--timeout", "--json"])).unwrap();
+    assert_eq!(t["tcp"], 900);
+    let k: serde_json::Value =
+        serde_json::from_str(&lvsadm_ok(&d.sock, &["--counters", "--json"])).unwrap();
+    assert!(
+        k["counters"]["engine.connections_created"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    let (code, _, err) = lvsadm(&d.sock, &["-C", "--json"]);
+    assert_eq!(code, 2, "{err}");
+
+    // The ipvsadm names, through symlinks.
+    let dir = std::env::temp_dir().join(format!("lvsd-ipvsadm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["ipvsadm", "ipvsadm-save", "ipvsadm-restore"] {
+        std::os::unix::fs::symlink(support::sibling("lvsadm"), dir.join(name)).unwrap();
+    }
+    let run = |name: &str, args: &[&str], input: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(dir.join(name))
+            .args(args)
+            .env("LVSADM_CONTROL", &d.sock)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run through the symlink");
+        let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = run("ipvsadm", &["-v"], "");
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)\n"
+        )
+    );
+    let (code, _, err) = run("ipvsadm", &["-Q"], "");
+    assert_eq!(code, 255);
+    assert!(err.contains("ipvsadm -h"), "{err}");
+    let (code, saved, _) = run("ipvsadm-save", &["-n"], "");
+    assert_eq!(code, 0);
+    assert_eq!(saved, lvsadm_ok(&d.sock, &["-S", "-n"]));
+    let (code, _, _) = run("ipvsadm-save", &["-x"], "");
+    assert_eq!(code, 1);
+    // ipvsadm-restore: comments dropped, the table flushed, then restored.
+    lvsadm_ok(&d.sock, &["-A", "-t", "198.18.0.100:99"]);
+    let (code, out, err) = run("ipvsadm-restore", &[], &format!("# saved\n{saved}"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(lvsadm_ok(&d.sock, &["-S", "-n"]), saved);
+    let _ = std::fs::remove_dir_all(&dir);
+    d.stop(&lab);
+}
