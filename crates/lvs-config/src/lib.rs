@@ -461,28 +461,42 @@ impl ConfigError {
     }
 }
 
+impl ConfigError {
+    /// The same diagnostic as a warning (`file:line:col: warning: …`),
+    /// for legal but suspicious settings.
+    pub fn as_warning(&self) -> impl fmt::Display + '_ {
+        Labelled(self, "warning")
+    }
+}
+
+/// A diagnostic with its label (`error`, `warning`).
+struct Labelled<'a>(&'a ConfigError, &'static str);
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: error: {}",
-            self.file, self.line, self.col, self.message
-        )?;
-        if self.line == 0 {
-            return Ok(());
+        Labelled(self, "error").fmt(f)
+    }
+}
+
+impl fmt::Display for Labelled<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (e, label) = (self.0, self.1);
+        if e.line == 0 {
+            return write!(f, "{}: {label}: {}", e.file, e.message);
         }
-        let num = self.line.to_string();
-        write!(f, "\n   {num} | {}\n   ", self.source_line)?;
+        write!(f, "{}:{}:{}: {label}: {}", e.file, e.line, e.col, e.message)?;
+        let num = e.line.to_string();
+        write!(f, "\n   {num} | {}\n   ", e.source_line)?;
         for _ in 0..num.len() {
             f.write_char(' ')?;
         }
         f.write_str(" | ")?;
         // Pad up to the column, copying tabs so the caret lines up; never
         // pad further than one past the end of the line.
-        let width = usize::try_from(self.col.saturating_sub(1)).unwrap_or(usize::MAX);
-        let line_len = self.source_line.chars().count();
+        let width = usize::try_from(e.col.saturating_sub(1)).unwrap_or(usize::MAX);
+        let line_len = e.source_line.chars().count();
         let width = width.min(line_len.saturating_add(1));
-        let mut chars = self.source_line.chars();
+        let mut chars = e.source_line.chars();
         for _ in 0..width {
             f.write_char(if chars.next() == Some('\t') {
                 '\t'

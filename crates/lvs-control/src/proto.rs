@@ -372,6 +372,9 @@ pub enum Response {
     Reloaded {
         changes: Vec<String>,
         warnings: Vec<String>,
+        /// The file's warnings (legal but suspicious settings).
+        #[serde(default)]
+        notes: Vec<String>,
     },
     Error {
         kind: ErrorKind,

@@ -175,7 +175,14 @@ fn reload(path: &Path, rest: &[String]) -> i32 {
         return 2;
     }
     match request(path, &Request::Reload) {
-        Ok(Response::Reloaded { changes, warnings }) => {
+        Ok(Response::Reloaded {
+            changes,
+            warnings,
+            notes,
+        }) => {
+            for n in &notes {
+                err(&format!("{n}\n"));
+            }
             let mut o = format!(
                 "lvsd reloaded its configuration: {} change(s)\n",
                 changes.len()

@@ -219,9 +219,13 @@ impl ControlServer {
                     for w in &r.warnings {
                         eprintln!("lvsd:   warning: {w}");
                     }
+                    for n in &r.notes {
+                        eprintln!("lvsd: {n}");
+                    }
                     let resp = Response::Reloaded {
                         changes: r.changes,
                         warnings: r.warnings,
+                        notes: r.notes,
                     };
                     (resp, true)
                 }

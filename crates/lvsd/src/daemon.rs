@@ -279,6 +279,9 @@ pub fn run(opts: Options) -> Result<(), String> {
         for w in &report.warnings {
             eprintln!("lvsd: warning: {w}");
         }
+        for n in &report.notes {
+            eprintln!("lvsd: {n}");
+        }
     }
     let wanted = desired.file.interfaces.clone();
     let control_path = opts

@@ -182,6 +182,9 @@ fn main() -> ExitCode {
         Some(Command::Check { file }) => {
             return match setup::load_file(&file) {
                 Ok(state) => {
+                    for w in &state.warnings {
+                        eprintln!("{w}");
+                    }
                     println!("{}", setup::summary(&file, &state));
                     ExitCode::SUCCESS
                 }

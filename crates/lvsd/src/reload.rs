@@ -41,6 +41,8 @@ pub struct FileState<C> {
     /// only at start.
     pub control_socket: Option<std::path::PathBuf>,
     pub control_group: Option<(String, u32)>,
+    /// Legal but suspicious settings, rendered (`file:line:col: warning: …`).
+    pub warnings: Vec<String>,
 }
 
 impl<C> Default for FileState<C> {
@@ -52,6 +54,7 @@ impl<C> Default for FileState<C> {
             interfaces: Vec::new(),
             control_socket: None,
             control_group: None,
+            warnings: Vec::new(),
         }
     }
 }
@@ -77,7 +80,10 @@ impl<C> FileService<C> {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
     pub changes: Vec<String>,
+    /// What could not be applied.
     pub warnings: Vec<String>,
+    /// The file's own warnings (legal but suspicious settings).
+    pub notes: Vec<String>,
 }
 
 fn svc_name(k: &ServiceKey) -> String {
@@ -97,7 +103,10 @@ impl<C: Clone + Eq + Hash> Desired<C> {
     /// rest is still applied.
     pub fn apply_file(&mut self, engine: &mut Engine, new: FileState<C>) -> Report {
         let old = std::mem::take(&mut self.file);
-        let mut r = Report::default();
+        let mut r = Report {
+            notes: new.warnings.clone(),
+            ..Report::default()
+        };
         self.apply_settings(engine, &old, &new, &mut r);
         let new_keys: HashMap<ServiceKey, ()> = new.services.iter().map(|s| (s.key, ())).collect();
         for o in &old.services {
@@ -331,6 +340,7 @@ mod tests {
             interfaces: Vec::new(),
             control_socket: None,
             control_group: None,
+            warnings: Vec::new(),
         }
     }
 

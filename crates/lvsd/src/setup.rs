@@ -61,7 +61,16 @@ pub fn file_state(cfg: &Config, file: &str, text: &str) -> Result<FileState<Chec
             }
         },
     };
+    let warnings = lint(cfg)
+        .into_iter()
+        .map(|(span, msg)| {
+            ConfigError::at(file, text, span, msg)
+                .as_warning()
+                .to_string()
+        })
+        .collect();
     Ok(FileState {
+        warnings,
         services,
         sysctls,
         timeouts: Some(engine.timeouts()),
@@ -71,6 +80,81 @@ pub fn file_state(cfg: &Config, file: &str, text: &str) -> Result<FileState<Chec
             .map(|s| std::path::PathBuf::from(&s.value)),
         control_group,
     })
+}
+
+/// Legal but suspicious settings, with where they are.
+fn lint(cfg: &Config) -> Vec<(Span, String)> {
+    let mut w = Vec::new();
+    for i in &cfg.interfaces {
+        if !std::path::Path::new("/sys/class/net")
+            .join(&i.value)
+            .exists()
+        {
+            w.push((
+                i.span,
+                format!(
+                    "no interface `{}` on this host: lvsd would not start here",
+                    i.value
+                ),
+            ));
+        }
+    }
+    for (name, _) in &cfg.sysctls {
+        if let Some(lvs_core::sysctl::Sysctl {
+            effect: lvs_core::sysctl::Effect::NoEffect(why),
+            ..
+        }) = lvs_core::sysctl::lookup(&name.value)
+        {
+            w.push((
+                name.span,
+                format!("sysctl `{}` has no effect in lvsd: {why}", name.value),
+            ));
+        }
+    }
+    for d in &cfg.directors {
+        let normal: Vec<&lvs_config::Server> = d.servers.iter().filter(|s| !s.sorry).collect();
+        if normal.is_empty() {
+            w.push((
+                d.name.span,
+                format!(
+                    "director `{}` has no server: its clients are refused (ICMP port unreachable)",
+                    d.name.value
+                ),
+            ));
+        } else if normal.iter().all(|s| s.weight == 0) {
+            w.push((
+                d.name.span,
+                format!(
+                    "every server of director `{}` has weight 0: none takes new connections",
+                    d.name.value
+                ),
+            ));
+        }
+        for s in d.servers.iter().filter(|s| s.check) {
+            let p = check_params(d, s);
+            if p.timeout_secs() > p.interval_secs() {
+                w.push((
+                    s.span,
+                    format!(
+                        "server `{}`: its check timeout ({} s) is longer than the check interval ({} s)",
+                        s.name.value,
+                        p.timeout_secs(),
+                        p.interval_secs()
+                    ),
+                ));
+            }
+        }
+        if d.health.is_some() && !d.servers.iter().any(|s| s.check) {
+            w.push((
+                d.name.span,
+                format!(
+                    "director `{}` names a check method but no server has `check`: nothing is checked",
+                    d.name.value
+                ),
+            ));
+        }
+    }
+    w
 }
 
 /// The id of group `name` (the system's group database).
@@ -105,7 +189,8 @@ pub fn load_file(path: &std::path::Path) -> Result<FileState<Check>, String> {
     file_state(&cfg, &file, &text).map_err(|e| e.to_string())
 }
 
-/// One line saying what a checked file holds (`lvsd check`).
+/// One line saying what a checked file holds (`lvsd check`); its
+/// warnings are in `state.warnings`.
 pub fn summary(path: &std::path::Path, state: &FileState<Check>) -> String {
     let servers: usize = state.services.iter().map(|s| s.servers.len()).sum();
     let checked: usize = state
@@ -145,6 +230,8 @@ pub fn apply_with(
             Err(e) => return Err(err(value.span, e.to_string())),
         }
     }
+    let mut seen: std::collections::HashMap<ServiceKey, (&str, u32)> =
+        std::collections::HashMap::new();
     for d in &cfg.directors {
         let Some(addr) = &d.addr else {
             return Err(err(d.name.span, format!(
@@ -207,6 +294,28 @@ pub fn apply_with(
             },
             one_packet: d.one_packet.is_some(),
         };
+        if let Some((other, line)) = seen.insert(key, (&d.name.value, d.name.span.line)) {
+            return Err(err(
+                d.name.span,
+                format!(
+                    "director `{}` is the same virtual service as director `{other}` (line {line}): \
+                     merge their servers into one director, or change the address, port or protocol",
+                    d.name.value
+                ),
+            ));
+        }
+        if let Some(s) = d.servers.iter().find(|s| s.sorry) {
+            if !d.servers.iter().any(|o| !o.sorry && o.check) {
+                return Err(err(
+                    s.span,
+                    format!(
+                        "sorry server `{}` would never be used: no other server of director `{}` \
+                         is health-checked, so none is ever down (add `check` to its servers)",
+                        s.name.value, d.name.value
+                    ),
+                ));
+            }
+        }
         engine
             .add_service_with(key, d.balance.value, flags, opts)
             .map_err(|e| err(d.name.span, format!("director `{}`: {e}", d.name.value)))?;

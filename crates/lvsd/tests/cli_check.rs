@@ -134,3 +134,41 @@ fn imports_give_files_that_check() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Semantic errors say what to do; legal but suspicious settings are
+/// warnings (on standard error, exit 0).
+#[test]
+fn semantic_errors_and_warnings() {
+    let (code, _, err) = check(
+        "dup",
+        "director a 198.18.0.100:80\n  mode nat\ndirector b 198.18.0.100:80\n  mode nat\n",
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(".conf:3:10: error: director `b` is the same virtual service as director `a` (line 1): merge"),
+        "{err}"
+    );
+    let (code, _, err) = check(
+        "sorry",
+        "director a 198.18.0.100:80\n  option tcpcheck\n  server s 198.18.1.1 sorry\n  server t 198.18.1.2\n",
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(".conf:3:3: error: sorry server `s` would never be used"),
+        "{err}"
+    );
+    let (code, out, err) = check(
+        "warn",
+        "sysctl est_nice 5\ndirector a 198.18.0.100:80\n  check interval 2 timeout 5\n  server s 198.18.1.1 check weight 0\ndirector b 198.18.0.100:81\n  option tcpcheck\n",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    for w in [
+        ".conf:1:8: warning: sysctl `est_nice` has no effect in lvsd",
+        ".conf:2:10: warning: every server of director `a` has weight 0",
+        ".conf:4:3: warning: server `s`: its check timeout (5 s) is longer than the check interval (2 s)",
+        ".conf:5:10: warning: director `b` has no server",
+        ".conf:5:10: warning: director `b` names a check method but no server has `check`",
+    ] {
+        assert!(err.contains(w), "{w} missing from\n{err}");
+    }
+}
