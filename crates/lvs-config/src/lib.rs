@@ -129,6 +129,31 @@ pub struct Config {
     /// lvsd's control socket is, and the group allowed to use it besides
     /// root (the group is looked up by the daemon).
     pub control: Option<Control>,
+    /// `flow` lines, in file order: traffic for the directors without an
+    /// address.
+    pub flows: Vec<FlowDef>,
+}
+
+/// `flow NAME to PREFIX [from PREFIX] [ports LIST] [TCP|UDP|SCTP] director
+/// NAME`: packets to PREFIX (from PREFIX), of that protocol (any of TCP,
+/// UDP, SCTP when absent), to those ports (any when absent) are balanced by
+/// the director, which has no address of its own (a firewall-mark service).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowDef {
+    /// Unique among flows.
+    pub name: Spanned<String>,
+    /// Destination network: address (host bits zero) and prefix length.
+    pub to: Spanned<(IpAddr, u8)>,
+    /// Source network, if the flow is limited to some clients.
+    pub from: Option<Spanned<(IpAddr, u8)>>,
+    /// Inclusive port ranges; empty: every port.
+    pub ports: Vec<(u16, u16)>,
+    /// `None`: TCP, UDP and SCTP.
+    pub protocol: Option<Protocol>,
+    /// The director (without an address) that balances the traffic.
+    pub director: Spanned<String>,
+    /// Where the statement is.
+    pub span: Span,
 }
 
 /// The control socket's settings.
@@ -212,6 +237,9 @@ pub enum TunnelCsum {
 pub struct Director {
     /// The director's name (unique in the file); span of the name token.
     pub name: Spanned<String>,
+    /// `director NAME mark N`: the firewall mark of a director without an
+    /// address (chosen by lvsd when absent).
+    pub mark: Option<Spanned<u32>>,
     /// Virtual address, if any (a director without one is reached through a
     /// flow); span of the address token.
     pub addr: Option<Spanned<IpAddr>>,
@@ -536,7 +564,7 @@ pub fn parse_str(text: &str, file_name: &str) -> Result<Config> {
         };
         parser.statement(&cx, &toks)?;
     }
-    parser.finish(file_name)
+    parser.finish(file_name, text)
 }
 
 /// Largest configuration file read (16 MiB: room for well over 100,000
@@ -909,6 +937,8 @@ struct Parser {
     sysctl_lines: HashMap<String, u32>,
     timeouts: Option<Spanned<[u32; 3]>>,
     control: Option<Control>,
+    flows: Vec<FlowDef>,
+    flow_lines: HashMap<String, u32>,
     directors: Vec<Director>,
     director_lines: HashMap<String, u32>,
     cur: Option<DirState>,
@@ -936,19 +966,142 @@ struct PendingPort {
     src: String,
 }
 
+/// `ADDR` or `ADDR/LEN`, host bits zero.
+fn parse_prefix(cx: &Cx<'_>, tok: &Tok<'_>) -> Result<(IpAddr, u8)> {
+    let (a, len) = match tok.text.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (tok.text, None),
+    };
+    let ip: IpAddr = a.parse().map_err(|_| {
+        cx.err(
+            tok.col,
+            format!("expected an address or ADDR/LEN, found `{}`", tok.text),
+        )
+    })?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        None => max,
+        Some(l) => match l.parse::<u8>() {
+            Ok(n) if n <= max => n,
+            _ => {
+                return Err(cx.err(
+                    tok.col,
+                    format!("expected a prefix length 0..{max} in `{}`", tok.text),
+                ))
+            }
+        },
+    };
+    let net = match ip {
+        IpAddr::V4(a) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            IpAddr::V4(std::net::Ipv4Addr::from(u32::from(a) & m))
+        }
+        IpAddr::V6(a) => {
+            let m = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
+        }
+    };
+    if net != ip {
+        return Err(cx.err(
+            tok.col,
+            format!(
+                "`{}` has host bits set: did you mean `{net}/{len}`?",
+                tok.text
+            ),
+        ));
+    }
+    Ok((net, len))
+}
+
+/// `N`, `N-M`, comma-separated (1..65535).
+fn parse_ports(cx: &Cx<'_>, tok: &Tok<'_>) -> Result<Vec<(u16, u16)>> {
+    let mut v = Vec::new();
+    for part in tok.text.split(',') {
+        let bad = || {
+            cx.err(
+                tok.col,
+                format!("expected ports as N or N-M (1..65535), comma-separated, found `{part}`"),
+            )
+        };
+        let num = |s: &str| s.parse::<u16>().ok().filter(|&n| n != 0);
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (num(a).ok_or_else(bad)?, num(b).ok_or_else(bad)?),
+            None => {
+                let n = num(part).ok_or_else(bad)?;
+                (n, n)
+            }
+        };
+        if lo > hi {
+            return Err(bad());
+        }
+        v.push((lo, hi));
+    }
+    Ok(v)
+}
+
+/// Whether two flows can match the same packet.
+fn flows_overlap(a: &FlowDef, b: &FlowDef) -> bool {
+    let nets = |x: (IpAddr, u8), y: (IpAddr, u8)| {
+        let len = x.1.min(y.1);
+        prefix_contains((x.0, len), y.0)
+    };
+    let any = |p: &Option<Spanned<(IpAddr, u8)>>, v6: bool| {
+        p.as_ref().map_or(
+            (
+                if v6 {
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                } else {
+                    IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+                },
+                0,
+            ),
+            |s| s.value,
+        )
+    };
+    let v6 = a.to.value.0.is_ipv6();
+    if v6 != b.to.value.0.is_ipv6() {
+        return false;
+    }
+    let protos = a.protocol.is_none() || b.protocol.is_none() || a.protocol == b.protocol;
+    let full = [(1u16, 65535u16)];
+    let pa: &[(u16, u16)] = if a.ports.is_empty() { &full } else { &a.ports };
+    let pb: &[(u16, u16)] = if b.ports.is_empty() { &full } else { &b.ports };
+    let ports = pa
+        .iter()
+        .any(|x| pb.iter().any(|y| x.0 <= y.1 && y.0 <= x.1));
+    protos && ports && nets(a.to.value, b.to.value) && nets(any(&a.from, v6), any(&b.from, v6))
+}
+
+/// Whether `addr` is in the network `net/len`.
+fn prefix_contains((net, len): (IpAddr, u8), addr: IpAddr) -> bool {
+    match (net, addr) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            u32::from(n) & m == u32::from(a) & m
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let m = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            u128::from(n) & m == u128::from(a) & m
+        }
+        _ => false,
+    }
+}
+
 fn dup_line(what: &str, first: u32) -> String {
     format!("duplicate {what} (first at line {first})")
 }
 
 impl Parser {
-    fn finish(mut self, file: &str) -> Result<Config> {
+    fn finish(mut self, file: &str, text: &str) -> Result<Config> {
         self.close_director(file)?;
+        self.check_flows(file, text)?;
         Ok(Config {
             interfaces: self.interfaces,
             directors: self.directors,
             sysctls: self.sysctls,
             timeouts: self.timeouts,
             control: self.control,
+            flows: self.flows,
         })
     }
 
@@ -971,6 +1124,7 @@ impl Parser {
             "sysctl" => self.sysctl(cx, &mut args),
             "timeout" => self.timeout(cx, kw, &mut args),
             "control" => self.control(cx, kw, &mut args),
+            "flow" => self.flow(cx, kw, &mut args),
             "director" => self.director(cx, kw, &mut args),
             "balance" | "mode" | "check" | "option" | "server" => {
                 let Some(st) = self.cur.as_mut() else {
@@ -1061,6 +1215,150 @@ impl Parser {
         Ok(())
     }
 
+    fn flow(&mut self, cx: &Cx<'_>, kw: Tok<'_>, args: &mut Args<'_, '_>) -> Result<()> {
+        // A flow line ends the director section before it.
+        self.close_director(cx.file)?;
+        let name_tok = args.expect("a flow name")?;
+        if let Some(&first) = self.flow_lines.get(name_tok.text) {
+            return Err(cx.err(
+                name_tok.col,
+                dup_line(&format!("flow name `{}`", name_tok.text), first),
+            ));
+        }
+        let (mut to, mut from, mut ports, mut protocol, mut director) =
+            (None, None, Vec::new(), None, None);
+        let mut seen: HashMap<&str, u32> = HashMap::new();
+        while let Some(word) = args.next() {
+            let key = word.text.to_ascii_lowercase();
+            let key = match key.as_str() {
+                "to" | "from" | "ports" | "director" | "tcp" | "udp" | "sctp" => key,
+                _ => {
+                    return Err(cx.err(
+                        word.col,
+                        format!(
+                            "unknown `flow` word `{}` (expected `to`, `from`, `ports`, `TCP`, `UDP`, `SCTP` or `director`)",
+                            word.text
+                        ),
+                    ))
+                }
+            };
+            let slot: &'static str = match key.as_str() {
+                "tcp" | "udp" | "sctp" => "protocol",
+                "to" => "to",
+                "from" => "from",
+                "ports" => "ports",
+                _ => "director",
+            };
+            if seen.insert(slot, word.col).is_some() {
+                return Err(cx.err(word.col, format!("`{}` given twice in one flow", word.text)));
+            }
+            match key.as_str() {
+                "to" | "from" => {
+                    let t = args.expect("an address or prefix (ADDR or ADDR/LEN)")?;
+                    let p = parse_prefix(cx, &t)?;
+                    let v = Some(Spanned::new(p, cx.span(&t)));
+                    if key == "to" {
+                        to = v;
+                    } else {
+                        from = v;
+                    }
+                }
+                "ports" => {
+                    let t = args.expect("ports (N, N-M, comma-separated)")?;
+                    ports = parse_ports(cx, &t)?;
+                }
+                "director" => {
+                    let t = args.expect("the name of a director without an address")?;
+                    director = Some(Spanned::new(t.text.to_string(), cx.span(&t)));
+                }
+                "tcp" => protocol = Some(Protocol::Tcp),
+                "udp" => protocol = Some(Protocol::Udp),
+                _ => protocol = Some(Protocol::Sctp),
+            }
+        }
+        let Some(to) = to else {
+            return Err(cx.err(kw.col, "a flow needs `to ADDR[/LEN]`: the traffic it takes"));
+        };
+        let Some(director) = director else {
+            return Err(cx.err(
+                kw.col,
+                "a flow needs `director NAME`: where its traffic goes",
+            ));
+        };
+        if let Some(f) = &from {
+            if f.value.0.is_ipv4() != to.value.0.is_ipv4() {
+                return Err(cx.err(
+                    f.span.col,
+                    "`from` and `to` must be of the same address family",
+                ));
+            }
+        }
+        self.flow_lines.insert(name_tok.text.to_string(), cx.line);
+        self.flows.push(FlowDef {
+            name: Spanned::new(name_tok.text.to_string(), cx.span(&name_tok)),
+            to,
+            from,
+            ports,
+            protocol,
+            director,
+            span: cx.span(&kw),
+        });
+        Ok(())
+    }
+
+    /// Each flow goes to a director without an address, all of one family,
+    /// and no two flows take the same packets.
+    fn check_flows(&self, file: &str, text: &str) -> Result<()> {
+        let at = |span: Span, msg: String| ConfigError::at(file, text, span, msg);
+        for (i, f) in self.flows.iter().enumerate() {
+            let Some(d) = self
+                .directors
+                .iter()
+                .find(|d| d.name.value == f.director.value)
+            else {
+                return Err(at(
+                    f.director.span,
+                    format!(
+                        "no director `{}` (flows go to a director without an address)",
+                        f.director.value
+                    ),
+                ));
+            };
+            if d.addr.is_some() {
+                return Err(at(
+                    f.director.span,
+                    format!(
+                        "director `{}` has an address: flows go to directors without one (`director {}` alone)",
+                        d.name.value, d.name.value
+                    ),
+                ));
+            }
+            let v6 = f.to.value.0.is_ipv6();
+            if let Some(other) = self.flows[..i]
+                .iter()
+                .find(|o| o.director.value == f.director.value && o.to.value.0.is_ipv6() != v6)
+            {
+                return Err(at(
+                    f.to.span,
+                    format!(
+                        "flow `{}` is not of the address family of flow `{}` (line {}) for the same director",
+                        f.name.value, other.name.value, other.span.line
+                    ),
+                ));
+            }
+            if let Some(other) = self.flows[..i].iter().find(|o| flows_overlap(o, f)) {
+                return Err(at(
+                    f.name.span,
+                    format!(
+                        "flow `{}` takes some of the packets of flow `{}` (line {}): make their addresses, ports or protocols disjoint",
+                        f.name.value, other.name.value, other.span.line
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn sysctl(&mut self, cx: &Cx<'_>, args: &mut Args<'_, '_>) -> Result<()> {
         let name = args.expect("a sysctl name (e.g. `conn_reuse_mode`)")?;
         let short = name
@@ -1111,7 +1409,13 @@ impl Parser {
         let mut addr = None;
         let mut port = None;
         let mut protocol = Protocol::Tcp;
-        if let Some(tok) = args.next() {
+        let mut mark = None;
+        if args.peek().is_some_and(|t| t.text == "mark") {
+            args.next();
+            let t = args.expect("a firewall mark (1..4294967295)")?;
+            let m = num_u32(cx, &t, "a firewall mark", 1, u32::MAX)?;
+            mark = Some(Spanned::new(m, cx.span(&t)));
+        } else if let Some(tok) = args.next() {
             let (ip, p) = parse_addr(cx, &tok)?;
             addr = Some(Spanned::new(ip, cx.span(&tok)));
             port = p;
@@ -1136,6 +1440,7 @@ impl Parser {
         self.cur = Some(DirState {
             dir: Director {
                 name: Spanned::new(name, cx.span(&name_tok)),
+                mark,
                 addr,
                 port,
                 protocol,
@@ -1265,6 +1570,9 @@ impl DirState {
     /// kernel takes the service's port, as `ipvsadm -g`/`-i` force it).
     fn port_problem(&self, server: &Server) -> Option<String> {
         let port = server.port?;
+        // A director without an address (flows) has no port of its own:
+        // its traffic comes to any port the flows name.
+        self.dir.addr.as_ref()?;
         let mode = self.dir.server_mode(server).value;
         let want = self.dir.port.unwrap_or(0);
         let method = match mode {

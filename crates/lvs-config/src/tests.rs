@@ -79,6 +79,7 @@ fn full_example() {
         ],
         directors: vec![
             Director {
+                mark: None,
                 name: Spanned::new("www".to_string(), sp(5, 10)),
                 addr: Some(Spanned::new(v4(10, 0, 0, 1), sp(5, 14))),
                 port: Some(80),
@@ -145,6 +146,7 @@ fn full_example() {
                 span: sp(5, 1),
             },
             Director {
+                mark: None,
                 name: Spanned::new("dns".to_string(), sp(14, 10)),
                 addr: Some(Spanned::new(v6("2001:db8::53"), sp(14, 14))),
                 port: Some(53),
@@ -193,6 +195,7 @@ fn full_example() {
                 span: sp(14, 1),
             },
             Director {
+                mark: None,
                 name: Spanned::new("flow".to_string(), sp(21, 10)),
                 addr: None,
                 port: None,
@@ -228,6 +231,7 @@ fn full_example() {
         sysctls: vec![],
         timeouts: None,
         control: None,
+        flows: vec![],
     };
     assert_eq!(cfg, expected);
 }
@@ -1584,4 +1588,83 @@ fn balance_takes_kernel_scheduler_names_too() {
         "{}",
         e.message
     );
+}
+
+#[test]
+fn flows_and_directors_without_address() {
+    let cfg = parse(
+        "director web\n  mode nat\n  server a 198.18.1.11:8080\ndirector dns mark 53\n  server b 198.18.1.12:53\n\
+         flow web-range to 198.18.0.100/30 ports 80,8000-8010 TCP director web\n\
+         flow dns to 198.18.0.53 from 198.18.0.0/24 udp director dns\n",
+    );
+    assert_eq!(cfg.directors[0].addr, None);
+    assert_eq!(cfg.directors[1].mark.as_ref().map(|m| m.value), Some(53));
+    let f = &cfg.flows[0];
+    assert_eq!(f.to.value, ("198.18.0.100".parse().unwrap(), 30));
+    assert_eq!(f.ports, [(80, 80), (8000, 8010)]);
+    assert_eq!(
+        (f.protocol, f.director.value.as_str()),
+        (Some(Protocol::Tcp), "web")
+    );
+    let g = &cfg.flows[1];
+    assert_eq!(g.to.value.1, 32);
+    assert_eq!(g.from.as_ref().map(|p| p.value.1), Some(24));
+    assert!(g.ports.is_empty());
+    // A DR server of a director without address keeps its port.
+    parse("director web\n  server a 198.18.1.11:8080\nflow f to 198.18.0.100 director web\n");
+}
+
+#[test]
+fn flow_errors_point_at_the_word_and_say_what_to_do() {
+    err(
+        "flow f to 198.18.0.101/30 director web\n",
+        1,
+        11,
+        "has host bits set: did you mean `198.18.0.100/30`?",
+    );
+    err(
+        "flow f to 198.18.0.100 ports 80-70 director web\n",
+        1,
+        30,
+        "expected ports",
+    );
+    err(
+        "flow f to 198.18.0.100\n",
+        1,
+        1,
+        "a flow needs `director NAME`",
+    );
+    err(
+        "flow f director web\n",
+        1,
+        1,
+        "a flow needs `to ADDR[/LEN]`",
+    );
+    err(
+        "flow f to 198.18.0.100 via x director web\n",
+        1,
+        24,
+        "unknown `flow` word `via`",
+    );
+    err(
+        "flow f to 198.18.0.100 director web\n",
+        1,
+        33,
+        "no director `web`",
+    );
+    err(
+        "director web 198.18.0.100:80\nflow f to 198.18.0.100 director web\n",
+        2,
+        33,
+        "director `web` has an address",
+    );
+    err(
+        "director web\nflow f to 198.18.0.0/24 ports 80-90 director web\nflow g to 198.18.0.7 ports 85 TCP director web\n",
+        3,
+        6,
+        "flow `g` takes some of the packets of flow `f` (line 2)",
+    );
+    // Disjoint protocols or ports do not overlap.
+    parse("director web\nflow f to 198.18.0.0/24 tcp director web\nflow g to 198.18.0.0/24 udp director web\n");
+    err("director web mark 0\n", 1, 19, "firewall mark");
 }

@@ -761,30 +761,31 @@ pub fn parse_args(args: &[String]) -> Result<Command, UsageError> {
     generic_opt_check(cmd, st.options)?;
 
     // Not expressible yet: refuse after ipvsadm's own checks.
-    if st.fwmark.is_some() {
-        return Err(UsageError::Unsupported("fwmark services (-f)".into()));
-    }
     if st.has(bit::PE) {
         return Err(UsageError::Unsupported(
             "a persistence engine (--pe)".into(),
         ));
     }
 
-    let key = st.svc_addr.map(|addr| ServiceKey {
-        protocol: st.protocol,
-        addr,
-        port: st.svc_port,
-    });
+    let key = match st.fwmark {
+        Some(mark) => Some(ServiceKey::fwmark(mark, st.fwmark_v6)),
+        None => st.svc_addr.map(|addr| ServiceKey {
+            protocol: st.protocol,
+            addr,
+            port: st.svc_port,
+        }),
+    };
+    let fwmark = st.fwmark.is_some();
 
     match cmd {
         Cmd::Add | Cmd::Edit => {
             let Some(key) = key else {
                 return Err(UsageError::TryHelp);
             };
-            if key.port == 0 && st.persistent.is_none() {
+            if key.port == 0 && st.persistent.is_none() && !fwmark {
                 return fail("Zero port specified for non-persistent service");
             }
-            if st.one_packet && key.protocol != Protocol::Udp {
+            if st.one_packet && key.protocol != Protocol::Udp && !fwmark {
                 return fail("One-Packet Scheduling is only for UDP virtual services");
             }
             let spec = ServiceSpec {
@@ -818,7 +819,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, UsageError> {
                     port,
                 }));
             }
-            if matches!(st.forward, Forward::Tunnel | Forward::Route) {
+            if matches!(st.forward, Forward::Tunnel | Forward::Route) && !fwmark {
                 port = service.port;
             }
             if addr.is_ipv4() != service.addr.is_ipv4() && st.forward != Forward::Tunnel {

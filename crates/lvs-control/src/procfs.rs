@@ -21,6 +21,7 @@ fn proto(p: Protocol) -> &'static str {
         Protocol::Tcp => "TCP",
         Protocol::Udp => "UDP",
         Protocol::Sctp => "SCTP",
+        Protocol::Fwmark => "FWM",
     }
 }
 
@@ -57,9 +58,18 @@ pub fn ip_vs(conn_tab_size: u32, services: &[ServiceInfo]) -> String {
     );
     for s in services {
         let k = &s.spec.key;
+        let ops = if s.spec.one_packet { "ops " } else { "" };
         match k.addr {
+            _ if k.mark().is_some() => {
+                let _ = write!(
+                    o,
+                    "FWM  {:08X} {} {}",
+                    k.mark().unwrap_or(0),
+                    s.spec.scheduler,
+                    ops
+                );
+            }
             IpAddr::V4(_) => {
-                let ops = if s.spec.one_packet { "ops " } else { "" };
                 let _ = write!(
                     o,
                     "{}  {}:{:04X} {} {} ",

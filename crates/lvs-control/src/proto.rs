@@ -14,6 +14,10 @@ pub enum Protocol {
     Tcp,
     Udp,
     Sctp,
+    /// A firewall-mark service (`-f MARK`): its key's `addr` holds the mark
+    /// (an IPv4 address, or the first 32 bits of an IPv6 address for `-6`)
+    /// and its port is 0 — see [`ServiceKey::fwmark`].
+    Fwmark,
 }
 
 impl Protocol {
@@ -23,6 +27,7 @@ impl Protocol {
             Protocol::Tcp => 6,
             Protocol::Udp => 17,
             Protocol::Sctp => 132,
+            Protocol::Fwmark => 0,
         }
     }
     /// The name ipvsadm prints (`TCP`, `UDP`, `SCTP`).
@@ -31,6 +36,7 @@ impl Protocol {
             Protocol::Tcp => "TCP",
             Protocol::Udp => "UDP",
             Protocol::Sctp => "SCTP",
+            Protocol::Fwmark => "FWM",
         }
     }
 }
@@ -114,6 +120,30 @@ pub struct ServiceKey {
     pub protocol: Protocol,
     pub addr: IpAddr,
     pub port: u16,
+}
+
+impl ServiceKey {
+    /// The key of firewall-mark service `mark` (IPv6 with `v6`).
+    pub fn fwmark(mark: u32, v6: bool) -> ServiceKey {
+        let addr = if v6 {
+            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(mark) << 96))
+        } else {
+            IpAddr::V4(std::net::Ipv4Addr::from(mark))
+        };
+        ServiceKey {
+            protocol: Protocol::Fwmark,
+            addr,
+            port: 0,
+        }
+    }
+
+    /// The mark of a firewall-mark service.
+    pub fn mark(&self) -> Option<u32> {
+        (self.protocol == Protocol::Fwmark).then(|| match self.addr {
+            IpAddr::V4(a) => u32::from(a),
+            IpAddr::V6(a) => (u128::from(a) >> 96) as u32,
+        })
+    }
 }
 
 /// What `-A`/`-E` send: a complete service definition.

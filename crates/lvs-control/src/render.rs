@@ -154,11 +154,7 @@ pub fn save(services: &[ServiceInfo], nosort: bool) -> String {
     }
     for svc in order {
         let spec = &svc.spec;
-        let sopt = format!(
-            "{} {}",
-            save_proto_option(spec.key.protocol),
-            addrport(spec.key.addr, spec.key.port)
-        );
+        let sopt = save_service(&spec.key);
         let _ = write!(out, "-A {sopt} -s {}", spec.scheduler);
         if let Some(t) = spec.persistent {
             let _ = write!(out, " -p {t}");
@@ -244,12 +240,18 @@ pub fn tunnel_info(d: &DestInfo) -> String {
     }
 }
 
-fn save_proto_option(p: Protocol) -> &'static str {
-    match p {
+/// The service option of a save line: `-t ADDR:PORT`, …, `-f MARK [-6]`.
+fn save_service(k: &ServiceKey) -> String {
+    let opt = match k.protocol {
         Protocol::Tcp => "-t",
         Protocol::Udp => "-u",
         Protocol::Sctp => "--sctp-service",
-    }
+        Protocol::Fwmark => {
+            let v6 = if k.addr.is_ipv6() { " -6" } else { "" };
+            return format!("-f {}{v6}", k.mark().unwrap_or(0));
+        }
+    };
+    format!("{opt} {}", addrport(k.addr, k.port))
 }
 
 /// The ipvsadm message for a daemon error (spec §6).
@@ -312,6 +314,10 @@ fn cut(mut s: String, max: usize) -> String {
 
 /// Service label `L` of §8.3 (cut to 33 characters for IPv4).
 pub fn service_label(key: &ServiceKey) -> String {
+    if let Some(mark) = key.mark() {
+        let v6 = if key.addr.is_ipv6() { " IPv6" } else { "" };
+        return format!("FWM  {mark}{v6}");
+    }
     let s = format!(
         "{:<4} {}",
         key.protocol.label(),
@@ -490,6 +496,11 @@ fn cmp_addr(a: &IpAddr, b: &IpAddr) -> i32 {
 /// ipvsadm's service comparator (three-way, sign matters). There is no
 /// fwmark yet, so step 1 (fwmark) is always equal.
 pub fn cmp_services(a: &ServiceKey, b: &ServiceKey) -> i32 {
+    // Step 1: the mark (0 for the others), as a wrapping difference.
+    let r = a.mark().unwrap_or(0).wrapping_sub(b.mark().unwrap_or(0)) as i32;
+    if r != 0 {
+        return r;
+    }
     let r = af(&a.addr) - af(&b.addr);
     if r != 0 {
         return r;

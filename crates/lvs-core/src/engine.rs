@@ -367,6 +367,9 @@ pub struct Engine {
     /// Services on port 21 and on port 0 (they widen the service lookup, §4).
     port21_services: u32,
     port0_services: u32,
+    /// Firewall-mark services, and the flows that give packets their marks.
+    fwm_services: u32,
+    flows: Vec<crate::service::Flow>,
     /// Services per virtual address (the addresses lvsd answers for).
     vips: HashMap<IpAddr, u32, ahash::RandomState>,
     /// NAT real servers of all services, (protocol, address, port) → how
@@ -453,6 +456,8 @@ impl Engine {
             flush_nodest: false,
             port21_services: 0,
             port0_services: 0,
+            fwm_services: 0,
+            flows: Vec::new(),
             vips: HashMap::with_hasher(ahash::RandomState::with_seeds(
                 seed.rotate_left(17),
                 seed ^ 0x0a4e_b9e1_c2f3_d4b5,
@@ -522,7 +527,7 @@ impl Engine {
         // A port-0 service catches every port only through persistence
         // (ipvsadm's "Zero port specified for non-persistent service"):
         // refused here for every path (file, lvsadm, control protocol).
-        if key.port == 0 && opts.persistent.is_none() {
+        if key.port == 0 && opts.persistent.is_none() && key.mark().is_none() {
             return Err(ControlError::Invalid(
                 "zero port specified for a non-persistent service",
             ));
@@ -536,6 +541,11 @@ impl Engine {
     }
 
     fn count_port(&mut self, key: ServiceKey, add: i32) {
+        if key.mark().is_some() {
+            // A mark is not an address: no VIP.
+            self.fwm_services = self.fwm_services.saturating_add_signed(add);
+            return;
+        }
         let n = self.vips.entry(key.addr).or_default();
         *n = n.saturating_add_signed(add);
         if *n == 0 {
@@ -1369,7 +1379,7 @@ impl Engine {
         if self.vips.contains_key(&src) || paths.is_local(src) {
             return Transmit::Drop(DropReason::LocalSource);
         }
-        let Some(svc) = self.find_service(protocol, dst, l4.dport) else {
+        let Some(svc) = self.find_service(protocol, src, dst, l4.dport) else {
             let t = self.unmatched_out(pkt, paths, protocol, src, dst, &l4);
             if t == Transmit::Pass && self.vips.contains_key(&dst) {
                 return self.vip_without_service(paths, protocol, dst, &l4);
@@ -1559,9 +1569,36 @@ impl Engine {
         Transmit::Pass
     }
 
-    /// Service lookup for a packet to be scheduled (§4): exact match, then
+    /// The flows that mark packets for firewall-mark services (first match
+    /// wins), replacing the previous ones.
+    pub fn set_flows(&mut self, flows: Vec<crate::service::Flow>) {
+        self.flows = flows;
+    }
+
+    pub fn flows(&self) -> &[crate::service::Flow] {
+        &self.flows
+    }
+
+    /// The mark the flows give a packet (0: none).
+    fn flow_mark(&self, protocol: u8, src: IpAddr, dst: IpAddr, dport: u16) -> u32 {
+        self.flows
+            .iter()
+            .find(|f| f.matches(protocol, src, dst, dport))
+            .map_or(0, |f| f.mark)
+    }
+
+    /// Service lookup for a packet to be scheduled (§4): the firewall-mark
+    /// service of the packet's mark (from lvsd's flows), the exact match,
     /// the FTP data fallback to port 21, then a port-0 service.
-    fn find_service(&self, protocol: u8, addr: IpAddr, port: u16) -> Option<SvcId> {
+    fn find_service(&self, protocol: u8, src: IpAddr, addr: IpAddr, port: u16) -> Option<SvcId> {
+        if self.fwm_services > 0 {
+            let mark = self.flow_mark(protocol, src, addr, port);
+            if mark != 0 {
+                if let Some(&s) = self.by_key.get(&ServiceKey::fwmark(mark, addr.is_ipv6())) {
+                    return Some(s);
+                }
+            }
+        }
         let get = |port| {
             self.by_key.get(&ServiceKey {
                 protocol,
@@ -1686,8 +1723,9 @@ impl Engine {
     fn schedule_plain(&mut self, now: u64, svc: SvcId, info: &PacketInfo) -> Option<ConnId> {
         let s = &mut self.services[svc];
         // Only a port-0 service or the FTP fallback gets here with another
-        // port; without persistence they make no entry (step 4).
-        if info.dport != s.key.port {
+        // port; without persistence they make no entry (step 4). A
+        // firewall-mark service takes every port.
+        if info.dport != s.key.port && s.key.mark().is_none() {
             return None;
         }
         let mut ctx = SchedCtx {
@@ -1709,18 +1747,31 @@ impl Engine {
         let s = &self.services[svc];
         let opts = s.opts;
         let svc_port = s.key.port;
+        let fwmark = s.key.mark().is_some();
         // §8.1: which template this packet belongs to.
         let (tvport, dport_from_dest) = if info.dport == svc_port && svc_port != 21 {
             (info.dport, true)
         } else {
             (0, false)
         };
-        let tkey = InKey {
-            protocol: info.protocol,
-            caddr: opts.masked(info.saddr),
-            cport: 0,
-            vaddr: info.daddr,
-            vport: tvport,
+        let tkey = if fwmark && !dport_from_dest {
+            // One template per (client network, mark), whatever the
+            // protocol, address and port: IPPROTO_IP and the mark.
+            InKey {
+                protocol: 0,
+                caddr: opts.masked(info.saddr),
+                cport: 0,
+                vaddr: s.key.addr,
+                vport: 0,
+            }
+        } else {
+            InKey {
+                protocol: info.protocol,
+                caddr: opts.masked(info.saddr),
+                cport: 0,
+                vaddr: info.daddr,
+                vport: tvport,
+            }
         };
         let mut tmpl = self.conns.lookup_template(&tkey);
         if let Some(t) = tmpl {
@@ -1748,7 +1799,7 @@ impl Engine {
                 let tdport = if dport_from_dest { d.port } else { 0 };
                 let flags = cf::TEMPLATE | d.conn_flags();
                 let mut t = ConnTable::new_conn(
-                    info.protocol,
+                    tkey.protocol,
                     tkey.caddr,
                     0,
                     tkey.vaddr,

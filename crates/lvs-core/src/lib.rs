@@ -22,4 +22,4 @@ pub mod wire;
 pub mod xmit;
 
 pub use engine::{ControlError, DestConfig, DropReason, Engine, Verdict};
-pub use service::{Forward, ServiceKey, ServiceOptions, Tunnel, TunnelCsum, TunnelType};
+pub use service::{Flow, Forward, ServiceKey, ServiceOptions, Tunnel, TunnelCsum, TunnelType};

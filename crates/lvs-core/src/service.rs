@@ -72,11 +72,89 @@ impl Tunnel {
 }
 
 /// A virtual service key: protocol number, virtual address, port.
+///
+/// A firewall-mark service (`ipvsadm -f`) has protocol 0 (IPPROTO_IP), the
+/// mark in `addr` — as an IPv4 address, or in the first 32 bits of an IPv6
+/// address for an IPv6 one (`-6`) — and port 0: the kernel's own encoding
+/// of fwmark persistence templates (connections.md §8.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ServiceKey {
     pub protocol: u8,
     pub addr: IpAddr,
     pub port: u16,
+}
+
+impl ServiceKey {
+    /// The key of firewall-mark service `mark` (IPv6 when `v6`).
+    pub fn fwmark(mark: u32, v6: bool) -> ServiceKey {
+        let addr = if v6 {
+            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(mark) << 96))
+        } else {
+            IpAddr::V4(std::net::Ipv4Addr::from(mark))
+        };
+        ServiceKey {
+            protocol: 0,
+            addr,
+            port: 0,
+        }
+    }
+
+    /// The mark of a firewall-mark service.
+    pub fn mark(&self) -> Option<u32> {
+        if self.protocol != 0 {
+            return None;
+        }
+        Some(match self.addr {
+            IpAddr::V4(a) => u32::from(a),
+            IpAddr::V6(a) => (u128::from(a) >> 96) as u32,
+        })
+    }
+}
+
+/// What lvsd's flows match (the kernel's packet marks come from netfilter
+/// rules, which run after lvsd's taps; flows are lvsd's own matcher): a
+/// destination prefix, optionally a source prefix, a protocol and port
+/// ranges. A packet that matches gets `mark`, and is balanced by the
+/// firewall-mark service of that mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flow {
+    pub dst: IpAddr,
+    pub dst_len: u8,
+    pub src: Option<(IpAddr, u8)>,
+    /// `None`: TCP, UDP and SCTP.
+    pub protocol: Option<u8>,
+    /// Inclusive destination port ranges; empty: every port.
+    pub ports: Vec<(u16, u16)>,
+    pub mark: u32,
+}
+
+/// Whether `a` is in `net/len` (same family).
+pub fn in_prefix(a: IpAddr, net: IpAddr, len: u8) -> bool {
+    match (a, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let m = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
+            u32::from(a) & m == u32::from(n) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let m = u128::MAX
+                .checked_shl(128 - u32::from(len.min(128)))
+                .unwrap_or(0);
+            u128::from(a) & m == u128::from(n) & m
+        }
+        _ => false,
+    }
+}
+
+impl Flow {
+    /// Whether a packet matches.
+    pub fn matches(&self, protocol: u8, src: IpAddr, dst: IpAddr, dport: u16) -> bool {
+        self.protocol.is_none_or(|p| p == protocol)
+            && in_prefix(dst, self.dst, self.dst_len)
+            && self.src.is_none_or(|(n, l)| in_prefix(src, n, l))
+            && (self.ports.is_empty() || self.ports.iter().any(|&(a, b)| (a..=b).contains(&dport)))
+    }
 }
 
 /// A real server of one service.

@@ -83,7 +83,7 @@ pub const SYSCTLS: &[Sysctl] = &[
     sysctl!("sync_persist_mode", AnyInt, "0", NO_SYNC, "for persistent services sync only templates"),
     sysctl!("sync_qlen_max", Unsigned, "(RAM pages / 32)", NO_SYNC, "maximum queued, unsent sync messages"),
     sysctl!("sync_sock_size", AnyInt, "0", NO_SYNC, "send/receive buffer of sync sockets (0 = system default)"),
-    sysctl!("cache_bypass", AnyInt, "0", NoEffect("it applies to fwmark services only, which lvsd does not have yet"), "fwmark services without destination forward to the original destination"),
+    sysctl!("cache_bypass", AnyInt, "0", NoEffect("lvsd makes no bypass entries yet (fwmark services without an available server refuse the connection)"), "fwmark services without destination forward to the original destination"),
     sysctl!("expire_nodest_conn", AnyInt, "0", Acts, "expire (instead of dropping packets of) entries whose destination was deleted; reschedule SYNs to weight-0 destinations"),
     sysctl!("sloppy_tcp", AnyInt, "0", Acts, "create TCP entries from any non-RST packet, not only SYN"),
     sysctl!("sloppy_sctp", AnyInt, "0", Acts, "create SCTP entries from any packet whose first chunk is not ABORT"),

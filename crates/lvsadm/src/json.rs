@@ -14,6 +14,7 @@ fn protocol(p: Protocol) -> &'static str {
         Protocol::Tcp => "TCP",
         Protocol::Udp => "UDP",
         Protocol::Sctp => "SCTP",
+        Protocol::Fwmark => "FWM",
     }
 }
 
@@ -37,7 +38,12 @@ fn stats(s: &Option<StatsInfo>) -> Value {
 }
 
 fn key(k: &ServiceKey) -> Value {
-    json!({ "protocol": protocol(k.protocol), "address": k.addr.to_string(), "port": k.port })
+    match k.mark() {
+        Some(mark) => json!({ "protocol": "FWM", "fwmark": mark, "ipv6": k.addr.is_ipv6() }),
+        None => {
+            json!({ "protocol": protocol(k.protocol), "address": k.addr.to_string(), "port": k.port })
+        }
+    }
 }
 
 fn server(d: &DestInfo) -> Value {

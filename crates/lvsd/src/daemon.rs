@@ -182,6 +182,29 @@ impl xmit::Paths for Net<'_> {
     }
 }
 
+/// Flows of /24 or longer are ranges of VIPs: lvsd owns each address of
+/// them on the wire (answers ARP, announces them). Wider flows are for
+/// traffic routed to the director.
+const FLOW_ARP_PREFIX: u8 = 24;
+
+/// The addresses of the flows (of services that exist) lvsd answers ARP for.
+fn flow_addresses(engine: &Engine) -> Vec<Ipv4Addr> {
+    let marks: HashSet<u32> = engine
+        .services()
+        .filter_map(|(s, _)| s.key.mark())
+        .collect();
+    let mut v = Vec::new();
+    for f in engine.flows() {
+        let IpAddr::V4(net) = f.dst else { continue };
+        if f.dst_len < FLOW_ARP_PREFIX || !marks.contains(&f.mark) {
+            continue;
+        }
+        let size = 1u32 << (32 - u32::from(f.dst_len));
+        v.extend((0..size).map(|i| Ipv4Addr::from(u32::from(net).wrapping_add(i))));
+    }
+    v
+}
+
 /// Egress port and next hop for `dst` (routes sorted longest prefix first).
 #[inline]
 fn route(routes: &[PortRoute], dst: Ipv4Addr) -> Option<(PortId, Ipv4Addr)> {
@@ -677,14 +700,16 @@ impl Director {
     }
 
     fn refresh_vips(&mut self, io: &mut impl PacketIo, startup: bool) {
-        let now: HashSet<Ipv4Addr> = self
+        let mut now: HashSet<Ipv4Addr> = self
             .engine
             .services()
+            .filter(|(s, _)| s.key.mark().is_none())
             .filter_map(|(s, _)| match s.key.addr {
                 IpAddr::V4(a) => Some(a),
                 IpAddr::V6(_) => None,
             })
             .collect();
+        now.extend(flow_addresses(&self.engine));
         let new: Vec<Ipv4Addr> = now.difference(&self.vips).copied().collect();
         for vip in &new {
             for (port, p) in self.ports.iter().enumerate() {

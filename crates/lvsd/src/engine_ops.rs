@@ -225,6 +225,7 @@ pub fn key(k: &ctl::ServiceKey) -> ServiceKey {
 
 fn protocol(p: u8) -> ctl::Protocol {
     match p {
+        0 => ctl::Protocol::Fwmark,
         ipproto::UDP => ctl::Protocol::Udp,
         ipproto::SCTP => ctl::Protocol::Sctp,
         _ => ctl::Protocol::Tcp,

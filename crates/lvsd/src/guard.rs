@@ -12,9 +12,10 @@
 //! taps.) This works with the VIP configured on a kernel interface (as
 //! keepalived does) and with kernel forwarding on.
 //!
-//! The chain's four rules never change: they look the packet up in four
-//! sets (VIP . protocol . port, VIP . protocol for all-port services, and
-//! the same for NAT real servers' replies). A change of the services is
+//! The chain's five rules never change: they look the packet up in five
+//! sets (VIP . protocol . port, VIP . protocol for all-port services, the
+//! same for NAT real servers' replies, and the flows of directors without
+//! an address: source net . destination net . protocol . port range). A change of the services is
 //! applied as the difference of the sets' elements, in one atomic `nft`
 //! batch, by a thread of its own: the packet loop only hands over the
 //! wanted elements and never waits for `nft`. Changes that come faster
@@ -63,6 +64,14 @@ pub enum Element {
     Server(Ipv4Addr, u8, u16),
     /// A NAT real server's replies from any port (all-port service).
     ServerAnyPort(Ipv4Addr, u8),
+    /// A flow's packets: source and destination networks, protocol, and
+    /// a destination port range.
+    Flow {
+        src: (Ipv4Addr, u8),
+        dst: (Ipv4Addr, u8),
+        proto: u8,
+        ports: (u16, u16),
+    },
 }
 
 impl Element {
@@ -72,6 +81,7 @@ impl Element {
             Element::ServiceAnyPort(..) => "svc_any",
             Element::Server(..) => "rs",
             Element::ServerAnyPort(..) => "rs_any",
+            Element::Flow { .. } => "flows",
         }
     }
 
@@ -84,6 +94,21 @@ impl Element {
             Element::ServiceAnyPort(a, pr) | Element::ServerAnyPort(a, pr) => {
                 format!("{a} . {}", p(pr))
             }
+            Element::Flow {
+                src,
+                dst,
+                proto,
+                ports,
+            } => format!(
+                "{}/{} . {}/{} . {} . {}-{}",
+                src.0,
+                src.1,
+                dst.0,
+                dst.1,
+                p(proto),
+                ports.0,
+                ports.1
+            ),
         }
     }
 }
@@ -93,7 +118,12 @@ impl Element {
 /// translates their replies.
 pub fn elements(engine: &Engine) -> BTreeSet<Element> {
     let mut v = BTreeSet::new();
+    let mut marks = std::collections::HashSet::new();
     for (svc, _) in engine.services() {
+        if let Some(m) = svc.key.mark() {
+            marks.insert(m);
+            continue;
+        }
         let IpAddr::V4(vip) = svc.key.addr else {
             continue;
         };
@@ -115,6 +145,14 @@ pub fn elements(engine: &Engine) -> BTreeSet<Element> {
             continue;
         }
         let IpAddr::V4(rip) = d.addr else { continue };
+        if d.svc_key.mark().is_some() {
+            // A firewall-mark service's server answers on whatever its
+            // flows take: every protocol, every port.
+            for pr in ALL_PROTOCOLS {
+                v.insert(Element::ServerAnyPort(rip, pr));
+            }
+            continue;
+        }
         let pr = d.svc_key.protocol;
         if proto_name(pr).is_none() {
             continue;
@@ -124,7 +162,45 @@ pub fn elements(engine: &Engine) -> BTreeSet<Element> {
             port => Element::Server(rip, pr, port),
         });
     }
+    flow_elements(engine, &marks, &mut v);
     v
+}
+
+const ALL_PROTOCOLS: [u8; 3] = [ipproto::TCP, ipproto::UDP, ipproto::SCTP];
+
+/// The elements of the flows whose mark has a service (IPv4).
+fn flow_elements(
+    engine: &Engine,
+    marks: &std::collections::HashSet<u32>,
+    v: &mut BTreeSet<Element>,
+) {
+    for f in engine.flows() {
+        let IpAddr::V4(dst) = f.dst else { continue };
+        if !marks.contains(&f.mark) {
+            continue;
+        }
+        let src = match f.src {
+            Some((IpAddr::V4(a), l)) => (a, l),
+            Some(_) => continue,
+            None => (Ipv4Addr::UNSPECIFIED, 0),
+        };
+        let protos: Vec<u8> = f.protocol.map_or(ALL_PROTOCOLS.to_vec(), |p| vec![p]);
+        let ports = if f.ports.is_empty() {
+            vec![(0, 65535)]
+        } else {
+            f.ports.clone()
+        };
+        for &proto in &protos {
+            for &range in &ports {
+                v.insert(Element::Flow {
+                    src,
+                    dst: (dst, f.dst_len),
+                    proto,
+                    ports: range,
+                });
+            }
+        }
+    }
 }
 
 /// The table with its fixed chain and empty sets, replacing any table a
@@ -139,12 +215,14 @@ table netdev {TABLE} {{
   set svc_any {{ type ipv4_addr . inet_proto; }}
   set rs {{ type ipv4_addr . inet_proto . inet_service; }}
   set rs_any {{ type ipv4_addr . inet_proto; }}
+  set flows {{ type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval; }}
   chain ingress {{
     type filter hook ingress devices = {{ {} }} priority filter; policy accept;
     ip daddr . meta l4proto . th dport @svc drop
     ip daddr . meta l4proto @svc_any drop
     ip saddr . meta l4proto . th sport @rs fib daddr type != local drop
     ip saddr . meta l4proto @rs_any fib daddr type != local drop
+    ip saddr . ip daddr . meta l4proto . th dport @flows drop
   }}
 }}
 ",
@@ -160,7 +238,7 @@ const CHUNK: usize = 1024;
 pub fn difference(have: &BTreeSet<Element>, want: &BTreeSet<Element>) -> String {
     let mut r = String::new();
     for (verb, from, to) in [("delete", have, want), ("add", want, have)] {
-        for set in ["svc", "svc_any", "rs", "rs_any"] {
+        for set in ["svc", "svc_any", "rs", "rs_any", "flows"] {
             let items: Vec<String> = from
                 .difference(to)
                 .filter(|e| e.set() == set)
@@ -421,6 +499,38 @@ mod tests {
                 .iter()
                 .any(|e| matches!(e, Element::Service(_, 6, _) | Element::ServiceAnyPort(..))),
             "{left:?}"
+        );
+    }
+
+    #[test]
+    fn flows_of_firewall_mark_services_become_interval_elements() {
+        let mut e = Engine::new(0);
+        let key = ServiceKey::fwmark(7, false);
+        e.add_service(key, "rr", 0).unwrap();
+        e.add_dest(key, nat(0)).unwrap();
+        let flow = |mark| lvs_core::Flow {
+            dst: VIP.into(),
+            dst_len: 30,
+            src: None,
+            protocol: Some(6),
+            ports: vec![(80, 80), (8000, 8010)],
+            mark,
+        };
+        // A flow whose mark has no service is the host's.
+        e.set_flows(vec![flow(7), flow(8)]);
+        let got: Vec<String> = elements(&e)
+            .iter()
+            .map(|x| format!("{} {}", x.set(), x.value()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "rs_any 198.18.1.11 . tcp",
+                "rs_any 198.18.1.11 . udp",
+                "rs_any 198.18.1.11 . sctp",
+                "flows 0.0.0.0/0 . 198.18.0.100/30 . tcp . 80-80",
+                "flows 0.0.0.0/0 . 198.18.0.100/30 . tcp . 8000-8010",
+            ]
         );
     }
 

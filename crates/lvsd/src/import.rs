@@ -72,6 +72,7 @@ fn protocol_word(p: lvs_control::Protocol) -> &'static str {
         lvs_control::Protocol::Tcp => "TCP",
         lvs_control::Protocol::Udp => "UDP",
         lvs_control::Protocol::Sctp => "SCTP",
+        lvs_control::Protocol::Fwmark => "TCP",
     }
 }
 
@@ -93,6 +94,7 @@ impl Dir {
     fn from_spec(name: String, s: &ServiceSpec) -> Dir {
         let k = &s.key;
         let addr = match k.port {
+            _ if k.mark().is_some() => format!("mark {}", k.mark().unwrap_or(0)),
             0 => match k.addr {
                 IpAddr::V6(a) => format!("[{a}]"),
                 a => a.to_string(),
@@ -112,7 +114,11 @@ impl Dir {
         Dir {
             name,
             addr,
-            protocol: protocol_word(k.protocol),
+            protocol: if k.mark().is_some() {
+                ""
+            } else {
+                protocol_word(k.protocol)
+            },
             balance: s.scheduler.clone(),
             options,
             ..Dir::default()
@@ -120,7 +126,8 @@ impl Dir {
     }
 
     fn write(&self, o: &mut String, vip_port: u16) {
-        let _ = writeln!(o, "director {} {} {}", self.name, self.addr, self.protocol);
+        let line = format!("director {} {} {}", self.name, self.addr, self.protocol);
+        let _ = writeln!(o, "{}", line.trim_end());
         let _ = writeln!(o, "    balance {}", self.balance);
         // One method for all servers goes on the director.
         let common = self
@@ -141,8 +148,9 @@ impl Dir {
             let _ = writeln!(o, "    check {c}");
         }
         for (i, s) in self.servers.iter().enumerate() {
-            // Direct routing and tunnels reach the server on the VIP's port.
-            let addr = if s.mode == "nat" || s.port != vip_port {
+            // Direct routing and tunnels reach the server on the VIP's port
+            // (a firewall-mark director's servers keep theirs).
+            let addr = if s.mode == "nat" || s.port != vip_port || self.addr.starts_with("mark ") {
                 endpoint(s.addr, s.port)
             } else {
                 match s.addr {
@@ -196,6 +204,11 @@ pub fn ipvsadm(text: &str) -> Result<String, String> {
         let line_no = n + 1;
         match parse_args(&words) {
             Ok(Command::Apply(Request::AddService(s))) => {
+                if let Some(mark) = s.key.mark() {
+                    notes.push(format!(
+                        "line {line_no}: which packets carry mark {mark} (netfilter rules, not in ipvsadm's table): add `flow` lines for its director"
+                    ));
+                }
                 if lvs_core::sched::by_name(&s.scheduler).is_none() {
                     return Err(format!(
                         "line {line_no}: unknown scheduler `{}`",
@@ -236,13 +249,6 @@ pub fn ipvsadm(text: &str) -> Result<String, String> {
                 "line {line_no}: only -A and -a lines (ipvsadm -S output) can be imported: `{}`",
                 line.trim()
             ))
-            }
-            Err(e) if words.iter().any(|w| w == "-f" || w == "--fwmark-service") => {
-                let _ = e;
-                notes.push(format!(
-                    "line {line_no}: firewall-mark service (lvsd has no flows yet): `{}`",
-                    line.trim()
-                ));
             }
             Err(e) => {
                 return Err(format!(
@@ -288,9 +294,10 @@ mod tests {
     fn an_ipvsadm_save_round_trips_through_the_director_language() {
         let conf = ipvsadm(SAVED).unwrap();
         assert!(
-            conf.contains("# not imported: line 11: firewall-mark service"),
+            conf.contains("# not imported: line 11: which packets carry mark 7"),
             "{conf}"
         );
+        assert!(conf.contains("director vs5 mark 7\n"), "{conf}");
         let cfg =
             lvs_config::parse_str(&conf, "imported.conf").unwrap_or_else(|e| panic!("{e}\n{conf}"));
         let mut e = lvs_core::Engine::new(0);
@@ -300,12 +307,7 @@ mod tests {
         else {
             panic!()
         };
-        let saved: String = SAVED
-            .lines()
-            .filter(|l| !l.contains("-f 7"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let mut want: Vec<&str> = saved.lines().collect();
+        let mut want: Vec<&str> = SAVED.lines().collect();
         let again = lvs_control::render::save(&services, false);
         let mut got: Vec<&str> = again.lines().collect();
         want.sort();

@@ -43,6 +43,8 @@ pub struct FileState<C> {
     pub control_group: Option<(String, u32)>,
     /// Legal but suspicious settings, rendered (`file:line:col: warning: …`).
     pub warnings: Vec<String>,
+    /// The `flow` lines, with their directors' marks.
+    pub flows: Vec<lvs_core::Flow>,
 }
 
 impl<C> Default for FileState<C> {
@@ -55,6 +57,7 @@ impl<C> Default for FileState<C> {
             control_socket: None,
             control_group: None,
             warnings: Vec::new(),
+            flows: Vec::new(),
         }
     }
 }
@@ -87,6 +90,9 @@ pub struct Report {
 }
 
 fn svc_name(k: &ServiceKey) -> String {
+    if let Some(mark) = k.mark() {
+        return format!("FWM {mark}");
+    }
     let proto = match k.protocol {
         6 => "TCP",
         17 => "UDP",
@@ -124,6 +130,10 @@ impl<C: Clone + Eq + Hash> Desired<C> {
                 }
                 self.delete_service(o.key);
             }
+        }
+        if old.flows != new.flows {
+            engine.set_flows(new.flows.clone());
+            r.changes.push(format!("flows: {} in use", new.flows.len()));
         }
         let old_by_key: HashMap<ServiceKey, &FileService<C>> =
             old.services.iter().map(|s| (s.key, s)).collect();
@@ -341,6 +351,7 @@ mod tests {
             control_socket: None,
             control_group: None,
             warnings: Vec::new(),
+            flows: Vec::new(),
         }
     }
 

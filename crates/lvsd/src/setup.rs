@@ -70,6 +70,7 @@ pub fn file_state(cfg: &Config, file: &str, text: &str) -> Result<FileState<Chec
         })
         .collect();
     Ok(FileState {
+        flows: engine.flows().to_vec(),
         warnings,
         services,
         sysctls,
@@ -143,6 +144,15 @@ fn lint(cfg: &Config) -> Vec<(Span, String)> {
                     ),
                 ));
             }
+        }
+        if d.addr.is_none() && !cfg.flows.iter().any(|f| f.director.value == d.name.value) {
+            w.push((
+                d.name.span,
+                format!(
+                    "director `{}` has no address and no flow points to it: it receives nothing (add `flow NAME to ADDR[/LEN] director {}`)",
+                    d.name.value, d.name.value
+                ),
+            ));
         }
         if d.health.is_some() && !d.servers.iter().any(|s| s.check) {
             w.push((
@@ -230,30 +240,58 @@ pub fn apply_with(
             Err(e) => return Err(err(value.span, e.to_string())),
         }
     }
+    let marks = marks(cfg).map_err(|(span, m)| err(span, m))?;
     let mut seen: std::collections::HashMap<ServiceKey, (&str, u32)> =
         std::collections::HashMap::new();
     for d in &cfg.directors {
-        let Some(addr) = &d.addr else {
-            return Err(err(d.name.span, format!(
-                "director `{}` has no address: directors bound to flows (fwmark services) are not supported yet",
-                d.name.value
-            )));
-        };
-        if addr.value.is_ipv6() {
-            return Err(err(
-                addr.span,
-                "IPv6 directors are not supported yet".into(),
-            ));
-        }
-        let port = match d.port {
-            Some(p) => p,
-            // A port-0 service catches every port, through persistence (§7).
-            None if d.persistence.is_some() => 0,
+        let (key, port) = match &d.addr {
             None => {
-                return Err(err(addr.span, format!(
-                    "director `{}` needs a port (`{}:PORT`): a director for all ports works only with `option persistence`",
-                    d.name.value, addr.value
-                )))
+                // A director without an address: the firewall-mark service
+                // its flows feed.
+                let mark = marks.get(d.name.value.as_str()).copied().unwrap_or(0);
+                if cfg
+                    .flows
+                    .iter()
+                    .any(|f| f.director.value == d.name.value && f.to.value.0.is_ipv6())
+                {
+                    return Err(err(
+                        d.name.span,
+                        "IPv6 directors are not supported yet".into(),
+                    ));
+                }
+                (ServiceKey::fwmark(mark, false), 0)
+            }
+            Some(addr) => {
+                if addr.value.is_ipv6() {
+                    return Err(err(
+                        addr.span,
+                        "IPv6 directors are not supported yet".into(),
+                    ));
+                }
+                let port = match d.port {
+                    Some(p) => p,
+                    // A port-0 service catches every port, through persistence (§7).
+                    None if d.persistence.is_some() => 0,
+                    None => {
+                        return Err(err(addr.span, format!(
+                            "director `{}` needs a port (`{}:PORT`): a director for all ports works only with `option persistence`",
+                            d.name.value, addr.value
+                        )))
+                    }
+                };
+                let protocol = match d.protocol {
+                    Protocol::Tcp => ipproto::TCP,
+                    Protocol::Udp => ipproto::UDP,
+                    Protocol::Sctp => ipproto::SCTP,
+                };
+                (
+                    ServiceKey {
+                        protocol,
+                        addr: addr.value,
+                        port,
+                    },
+                    port,
+                )
             }
         };
         if lvs_core::sched::by_name(d.balance.value).is_none() {
@@ -266,16 +304,6 @@ pub fn apply_with(
                 ),
             ));
         }
-        let protocol = match d.protocol {
-            Protocol::Tcp => ipproto::TCP,
-            Protocol::Udp => ipproto::UDP,
-            Protocol::Sctp => ipproto::SCTP,
-        };
-        let key = ServiceKey {
-            protocol,
-            addr: addr.value,
-            port,
-        };
         let flags = match &d.sched_flags {
             None => 0,
             Some(f) => sched_flags(d.balance.value, &f.value).map_err(|m| err(f.span, m))?,
@@ -286,10 +314,12 @@ pub fn apply_with(
                 .as_ref()
                 .map(|p| p.value.timeout.unwrap_or(DEFAULT_PERSISTENCE_SECS)),
             netmask: match d.persistence.as_ref().and_then(|p| p.value.netmask) {
-                None if key.addr.is_ipv6() => 128,
+                None if key.addr.is_ipv6() && key.mark().is_none() => 128,
                 None => u32::MAX,
                 Some(Netmask::V4(m)) => m,
-                Some(Netmask::Prefix(p)) if key.addr.is_ipv6() => u32::from(p),
+                Some(Netmask::Prefix(p)) if key.addr.is_ipv6() && key.mark().is_none() => {
+                    u32::from(p)
+                }
                 Some(Netmask::Prefix(p)) => u32::MAX.checked_shl(32 - u32::from(p)).unwrap_or(0),
             },
             one_packet: d.one_packet.is_some(),
@@ -336,9 +366,12 @@ pub fn apply_with(
                 // No port: the director's port (as ipvsadm does for -r
                 // without a port). Direct routing and tunnelling always
                 // use it (the parser refuses another one), as ipvsadm
-                // forces it for -g and -i.
+                // forces it for -g and -i — except for a director without an
+                // address (a firewall-mark service), whose servers keep
+                // theirs (0: the client's port).
                 port: match forward {
                     Forward::Masq => s.port.unwrap_or(port),
+                    _ if key.mark().is_some() => s.port.unwrap_or(0),
                     _ => port,
                 },
                 forward,
@@ -361,7 +394,58 @@ pub fn apply_with(
                 .map_err(|e| err(s.span, format!("server `{}`: {e}", s.name.value)))?;
         }
     }
+    engine.set_flows(flows(cfg, &marks));
     Ok(())
+}
+
+/// The firewall mark of every director without an address: its `mark`, or
+/// the smallest one not taken, in file order.
+fn marks(cfg: &Config) -> Result<std::collections::HashMap<&str, u32>, (Span, String)> {
+    let mut by_name = std::collections::HashMap::new();
+    let mut taken: std::collections::HashMap<u32, &str> = std::collections::HashMap::new();
+    for d in cfg.directors.iter().filter(|d| d.addr.is_none()) {
+        if let Some(m) = &d.mark {
+            if let Some(other) = taken.insert(m.value, &d.name.value) {
+                return Err((
+                    m.span,
+                    format!("mark {} is taken by director `{other}` already", m.value),
+                ));
+            }
+            by_name.insert(d.name.value.as_str(), m.value);
+        }
+    }
+    let mut next = 1u32;
+    for d in cfg
+        .directors
+        .iter()
+        .filter(|d| d.addr.is_none() && d.mark.is_none())
+    {
+        while taken.contains_key(&next) {
+            next += 1;
+        }
+        taken.insert(next, &d.name.value);
+        by_name.insert(d.name.value.as_str(), next);
+    }
+    Ok(by_name)
+}
+
+/// The engine's flows: each `flow` line with its director's mark.
+fn flows(cfg: &Config, marks: &std::collections::HashMap<&str, u32>) -> Vec<lvs_core::Flow> {
+    cfg.flows
+        .iter()
+        .map(|f| lvs_core::Flow {
+            dst: f.to.value.0,
+            dst_len: f.to.value.1,
+            src: f.from.as_ref().map(|p| p.value),
+            protocol: f.protocol.map(|p| match p {
+                Protocol::Tcp => ipproto::TCP,
+                Protocol::Udp => ipproto::UDP,
+                Protocol::Sctp => ipproto::SCTP,
+            }),
+            ports: f.ports.clone(),
+            mark: marks.get(f.director.value.as_str()).copied().unwrap_or(0),
+        })
+        .collect()
 }
 
 /// The check parameters of server `s`: the director's `check` line, each

@@ -548,3 +548,58 @@ fn json_listings_and_the_ipvsadm_names() {
     let _ = std::fs::remove_dir_all(&dir);
     d.stop(&lab);
 }
+
+/// A director without an address, fed by a flow over a range of VIPs and
+/// two ports: real clients reach it on every address and port of the
+/// flow; lvsadm lists it as a firewall-mark service, as ipvsadm does.
+#[test]
+fn a_flow_balances_a_range_of_addresses_and_ports() {
+    let (_g, lab) = nat_lab("lvtfl", 2);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    let conf = "director web
+    balance roundrobin
+    mode nat
+    server rs1 198.18.1.11:80
+    server rs2 198.18.1.12:80
+flow web-range to 198.18.0.100/30 ports 80,8080 TCP director web
+";
+    let d = Director::start(&lab, "flow", conf);
+    let mut seen = std::collections::BTreeSet::new();
+    for url in [
+        "http://198.18.0.100/",
+        "http://198.18.0.101/",
+        "http://198.18.0.102:8080/",
+        "http://198.18.0.103:8080/",
+    ] {
+        let body = support::curl(&lab, url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        seen.insert(body.trim().to_string());
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["rs1", "rs2"]);
+    let list = lvsadm_ok(&d.sock, &["-L", "-n"]);
+    assert!(list.contains("\nFWM  1 wrr\n"), "{list}");
+    assert!(
+        list.contains("  -> 198.18.1.11:80               Masq    1      "),
+        "{list}"
+    );
+    let saved = lvsadm_ok(&d.sock, &["-S", "-n"]);
+    assert!(
+        saved.starts_with("-A -f 1 -s wrr\n-a -f 1 -r 198.18.1.11:80 -m -w 1\n"),
+        "{saved}"
+    );
+    assert!(lvsadm_ok(&d.sock, &["--proc", "ip_vs"]).contains("\nFWM  00000001 wrr \n"));
+    let set = nft_set(&lab, "flows");
+    assert!(
+        set.iter()
+            .any(|e| e == "0.0.0.0/0 . 198.18.0.100/30 . tcp . 8080"),
+        "{set:?}"
+    );
+    // lvsadm makes firewall-mark services too (fed by no flow here).
+    lvsadm_ok(&d.sock, &["-A", "-f", "9", "-s", "rr"]);
+    lvsadm_ok(&d.sock, &["-a", "-f", "9", "-r", "198.18.1.12:8080", "-m"]);
+    let list = lvsadm_ok(&d.sock, &["-L", "-n"]);
+    assert!(
+        list.contains("\nFWM  9 rr\n  -> 198.18.1.12:8080"),
+        "{list}"
+    );
+    d.stop(&lab);
+}

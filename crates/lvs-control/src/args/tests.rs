@@ -272,10 +272,29 @@ fn service_checks() {
         "invalid fwmark value `0' specified"
     );
     assert_eq!(failmsg(&["-A", "-6"]), "-6 used before -f\n");
-    assert!(matches!(
-        p(&["-A", "-f", "7"]),
-        Err(UsageError::Unsupported(_))
-    ));
+    // Firewall-mark services: no port needed, -o allowed, -6 for IPv6,
+    // and DR/tunnel servers keep their own port.
+    match p(&["-A", "-f", "7", "-s", "rr", "-o"]) {
+        Ok(Command::Apply(Request::AddService(s))) => {
+            assert_eq!(
+                (s.key.mark(), s.key.addr.is_ipv6(), s.one_packet),
+                (Some(7), false, true)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match p(&["-A", "-f", "4294967295", "-6"]) {
+        Ok(Command::Apply(Request::AddService(s))) => {
+            assert_eq!((s.key.mark(), s.key.addr.is_ipv6()), (Some(u32::MAX), true));
+        }
+        other => panic!("{other:?}"),
+    }
+    match p(&["-a", "-f", "7", "-r", "198.18.1.1:8080", "-g"]) {
+        Ok(Command::Apply(Request::AddDest { service, dest })) => {
+            assert_eq!((service.mark(), dest.port), (Some(7), 8080));
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

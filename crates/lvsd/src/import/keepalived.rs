@@ -13,7 +13,10 @@
 //! `retry`/`nb_get_retry` N → `fall N+1` (keepalived takes a server out
 //! after the first failure and N failed retries).
 //!
-//! Not mapped, and listed as such: fwmark services and group members,
+//! `virtual_server fwmark N` becomes `director fwmN mark N` (its flows —
+//! which packets carry the mark — are for the operator to write: noted).
+//!
+//! Not mapped, and listed as such: fwmark group members,
 //! `SSL_GET` (lvsd's HTTP check has no TLS: imported as a TCP check),
 //! `MISC_CHECK`, `SMTP_CHECK`, `DNS_CHECK`, `UDP_CHECK`, `FILE_CHECK`,
 //! `BFD_CHECK`, `digest`, `delay_before_retry` (lvsd checks again at the
@@ -449,12 +452,18 @@ pub fn import(text: &str) -> Result<String, String> {
         let vips: Vec<((IpAddr, u16), String)> = match (n.key(), n.arg(1)) {
             ("virtual_server_group", _) => continue,
             ("virtual_server", Some("fwmark")) => {
+                let mark: u32 = n
+                    .arg(2)
+                    .and_then(|m| m.parse().ok())
+                    .filter(|&m| m != 0)
+                    .ok_or_else(|| {
+                        format!("line {}: virtual_server fwmark needs a mark", n.line)
+                    })?;
                 notes.push(format!(
-                    "line {}: virtual_server fwmark {} (lvsd has no flows yet)",
-                    n.line,
-                    n.arg(2).unwrap_or("")
+                    "line {}: which packets carry mark {mark} (netfilter rules): add `flow` lines for its director",
+                    n.line
                 ));
-                continue;
+                vec![((IpAddr::V4(Ipv4Addr::from(mark)), 0), format!("fwm{mark}"))]
             }
             ("virtual_server", Some("group")) => {
                 let g = n.arg(2).unwrap_or("");
@@ -500,7 +509,11 @@ pub fn import(text: &str) -> Result<String, String> {
             if *seen > 1 {
                 name = format!("{name}-{seen}");
             }
-            let (d, port) = director(n, name, vip, &mut notes)?;
+            let (mut d, port) = director(n, name, vip, &mut notes)?;
+            if n.arg(1) == Some("fwmark") {
+                d.addr = format!("mark {}", n.arg(2).unwrap_or("0"));
+                d.protocol = "";
+            }
             d.write(&mut body, port);
             body.push('\n');
         }
@@ -626,7 +639,7 @@ virtual_server fwmark 7 {
             "delay_before_retry",
             "MISC_CHECK (no equivalent check)",
             "group member fwmark 9",
-            "virtual_server fwmark 7",
+            "which packets carry mark 7",
         ] {
             assert!(conf.contains(n), "{n} not noted in\n{conf}");
         }
@@ -652,7 +665,8 @@ virtual_server fwmark 7 {
                 "198.18.0.100:80 wrr 3",
                 "198.18.0.101:443 sh 2",
                 "198.18.0.110:53 rr 1",
-                "198.18.0.111:53 rr 1"
+                "198.18.0.111:53 rr 1",
+                "0.0.0.7:0 rr 0"
             ],
             "{conf}"
         );
