@@ -89,8 +89,32 @@ pub fn decode_response(line: &str) -> Result<Response, ControlError> {
     serde_json::from_str(line).map_err(|e| ControlError::BadResponse(e.to_string()))
 }
 
-/// Sends one request to the daemon listening on `path` and returns its answer.
+/// Sends one request to the daemon listening on `path` and returns its
+/// answer (a listing in parts is put back together).
 pub fn call(path: &Path, req: &Request) -> Result<Response, ControlError> {
+    let mut all = Vec::new();
+    let last = call_stream(path, req, |r| {
+        if let Response::ConnectionsPart(v) = r {
+            all.extend(v);
+        }
+    })?;
+    Ok(match last {
+        Response::Connections(v) if !all.is_empty() => {
+            all.extend(v);
+            Response::Connections(all)
+        }
+        other => other,
+    })
+}
+
+/// `call` for answers that may come in parts (a long connection listing):
+/// every `ConnectionsPart` goes to `part` as it arrives; the last answer
+/// is returned. Each line is bounded by `MAX_RESPONSE_LEN`.
+pub fn call_stream(
+    path: &Path,
+    req: &Request,
+    mut part: impl FnMut(Response),
+) -> Result<Response, ControlError> {
     let stream = UnixStream::connect(path).map_err(|source| ControlError::Connect {
         path: path.to_path_buf(),
         source,
@@ -101,10 +125,15 @@ pub fn call(path: &Path, req: &Request) -> Result<Response, ControlError> {
     writer.write_all(encode_request(req).as_bytes())?;
     writer.flush()?;
     stream.shutdown(std::net::Shutdown::Write)?;
-    let mut reader = BufReader::new(io::Read::take(&stream, MAX_RESPONSE_LEN));
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    decode_response(&line)
+    let mut reader = BufReader::new(&stream);
+    loop {
+        let mut line = String::new();
+        io::Read::take(&mut reader, MAX_RESPONSE_LEN).read_line(&mut line)?;
+        match decode_response(&line)? {
+            r @ Response::ConnectionsPart(_) => part(r),
+            r => return Ok(r),
+        }
+    }
 }
 
 #[cfg(test)]

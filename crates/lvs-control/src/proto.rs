@@ -389,7 +389,11 @@ pub enum Response {
         conn_tab_size: u32,
         services: Vec<ServiceInfo>,
     },
+    /// The connection table; a long one comes in several lines, every one
+    /// but the last a `ConnectionsPart`.
     Connections(Vec<ConnInfo>),
+    /// A chunk of a long connection listing; more lines follow.
+    ConnectionsPart(Vec<ConnInfo>),
     Timeouts(Timeouts),
     Sysctls(Vec<SysctlValue>),
     Counters(Vec<Counter>),

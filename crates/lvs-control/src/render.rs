@@ -115,12 +115,25 @@ pub fn list_one(service: &ServiceInfo, opts: &ListOptions) -> String {
 
 /// `-L -n -c`: the connection table (daemon order, not sorted).
 pub fn connections(conns: &[ConnInfo]) -> String {
+    let mut out = connections_header();
+    out.push_str(&connection_rows(conns));
+    out
+}
+
+/// The two title lines of `-L -c`.
+pub fn connections_header() -> String {
     let mut out = String::from("IPVS connection entries\n");
     let _ = writeln!(
         out,
         "pro expire {:<11} {:<18} {:<18} destination",
         "state", "source", "virtual"
     );
+    out
+}
+
+/// The entry lines of `-L -c` (a listing printed as its parts arrive).
+pub fn connection_rows(conns: &[ConnInfo]) -> String {
+    let mut out = String::new();
     for c in conns {
         let expire = format!("{:02}:{:02}", c.expires_secs / 60, c.expires_secs % 60);
         let _ = writeln!(

@@ -335,6 +335,11 @@ impl ConnTable {
         self.conns.iter()
     }
 
+    /// Entries from slot `start` on (see `Engine::connections_chunk`).
+    pub fn iter_from(&self, start: usize) -> impl Iterator<Item = (ConnId, &Conn)> {
+        self.conns.iter_from(start)
+    }
+
     /// Inserts an entry (a newer entry with the same key replaces the older
     /// one in the index, as the kernel finds the newest first) and arms its
     /// timer. Templates go to the template index only; one-packet entries

@@ -931,6 +931,22 @@ impl Engine {
         self.conns.iter().map(|(_, c)| c)
     }
 
+    /// At most `max` entries from table slot `start` on, and the slot to
+    /// go on from (`None`: that was the end). A listing in chunks between
+    /// packet batches never holds the packet path for long; entries made
+    /// or removed meanwhile may or may not be listed, as with the kernel's
+    /// `/proc/net/ip_vs_conn`.
+    pub fn connections_chunk(&self, start: usize, max: usize) -> (Vec<&Conn>, Option<usize>) {
+        let mut v = Vec::with_capacity(max.min(1 << 16));
+        for (id, c) in self.conns.iter_from(start) {
+            if v.len() == max {
+                return (v, Some(id as usize));
+            }
+            v.push(c);
+        }
+        (v, None)
+    }
+
     /// Number of connection entries.
     pub fn connection_count(&self) -> usize {
         self.conns.len()

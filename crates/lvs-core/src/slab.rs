@@ -126,6 +126,15 @@ impl<T> Slab<T> {
             .enumerate()
             .filter_map(|(i, s)| s.as_ref().map(|v| (i as u32, v)))
     }
+    /// Live entries from slot `start` on, with their ids (a listing in
+    /// chunks resumes where the last one stopped).
+    pub fn iter_from(&self, start: usize) -> impl Iterator<Item = (u32, &T)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .skip(start)
+            .filter_map(|(i, s)| s.as_ref().map(|v| (i as u32, v)))
+    }
     /// Live entries with their ids, mutable.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (u32, &mut T)> {
         self.slots

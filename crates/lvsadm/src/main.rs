@@ -446,13 +446,37 @@ fn execute(cmd: Command, path: &Path, argv0: &str, json: bool) -> i32 {
                 Ok(r) => report(Failure::Unexpected(r), 2),
                 Err(f) => report(f, 1),
             },
+            // Streamed: each part of a long table is printed as it comes,
+            // so a million entries need neither much memory nor a wait.
+            ListTarget::Connections { .. } if !json => {
+                let mut header = false;
+                let mut print = |v: &[lvs_control::ConnInfo]| {
+                    if !header {
+                        out(&render::connections_header());
+                        header = true;
+                    }
+                    out(&render::connection_rows(v));
+                };
+                let r = lvs_control::call_stream(path, &Request::ListConnections, |r| {
+                    if let Response::ConnectionsPart(v) = r {
+                        print(&v);
+                    }
+                });
+                match r {
+                    Ok(Response::Connections(c)) => {
+                        print(&c);
+                        0
+                    }
+                    Ok(Response::Error { kind, detail }) => {
+                        report(Failure::Daemon(kind, detail), 1)
+                    }
+                    Ok(r) => report(Failure::Unexpected(r), 2),
+                    Err(e) => report(Failure::Control(e), 1),
+                }
+            }
             ListTarget::Connections { .. } => match request(path, &Request::ListConnections) {
                 Ok(Response::Connections(c)) => {
-                    out(&if json {
-                        json::connections(&c)
-                    } else {
-                        render::connections(&c)
-                    });
+                    out(&json::connections(&c));
                     0
                 }
                 Ok(r) => report(Failure::Unexpected(r), 2),

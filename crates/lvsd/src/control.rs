@@ -50,8 +50,20 @@ const READ_DEADLINE: Duration = Duration::from_secs(3);
 /// (below lvsadm's own 5 s, so that it hears the answer).
 const APPLY_DEADLINE: Duration = Duration::from_secs(4);
 
+/// A connection listing sent in chunks, one per step of the packet loop.
+struct Stream {
+    reply: SyncSender<Response>,
+    /// Table slot the next chunk starts at.
+    next: usize,
+    /// A chunk the client's thread was not ready for yet.
+    pending: Option<Response>,
+    /// The last chunk is made (pending or sent).
+    last: bool,
+}
+
 /// The running control server.
 pub struct ControlServer {
+    streams: Vec<Stream>,
     path: PathBuf,
     pub requests: Receiver<Pending>,
     /// Where reloads read from: the `--config` file.
@@ -144,6 +156,7 @@ impl ControlServer {
             .name("lvsd-control".into())
             .spawn(move || accept_loop(listener, ctx, stop2))?;
         Ok(ControlServer {
+            streams: Vec::new(),
             path: path.to_path_buf(),
             requests: rx,
             config,
@@ -152,6 +165,40 @@ impl ControlServer {
             stop,
             thread: Some(thread),
         })
+    }
+
+    /// Whether connection listings are being sent (the packet loop then
+    /// does not sleep between steps).
+    pub fn streaming(&self) -> bool {
+        !self.streams.is_empty()
+    }
+
+    /// Sends the next chunk of every connection listing (a few thousand
+    /// entries each: a step never holds the packet path for long). A
+    /// client that is not ready keeps its chunk for the next step; one
+    /// that went away ends its listing.
+    pub fn pump(&mut self, engine: &Engine, now_ms: u64) {
+        self.streams.retain_mut(|s| {
+            let resp = match s.pending.take() {
+                Some(r) => r,
+                None => {
+                    let (r, next) = crate::engine_ops::connections_chunk(engine, s.next, now_ms);
+                    match next {
+                        Some(n) => s.next = n,
+                        None => s.last = true,
+                    }
+                    r
+                }
+            };
+            match s.reply.try_send(resp) {
+                Ok(()) => !s.last,
+                Err(mpsc::TrySendError::Full(r)) => {
+                    s.pending = Some(r);
+                    true
+                }
+                Err(mpsc::TrySendError::Disconnected(_)) => false,
+            }
+        });
     }
 
     /// SIGHUP: reloads the configuration as `lvsadm --reload` does, from a
@@ -185,7 +232,7 @@ impl ControlServer {
     /// daemon's own counters, for `lvsadm --counters`). Returns true if
     /// the configuration changed.
     pub fn serve(
-        &self,
+        &mut self,
         desired: &mut Desired<Check>,
         engine: &mut Engine,
         now_ms: u64,
@@ -205,6 +252,16 @@ impl ControlServer {
                 continue;
             }
             let (resp, ch) = match p.job {
+                // Listed in chunks by `pump`, between packet batches.
+                Job::Request(Request::ListConnections) => {
+                    self.streams.push(Stream {
+                        reply: p.reply,
+                        next: 0,
+                        pending: None,
+                        last: false,
+                    });
+                    continue;
+                }
                 Job::Request(req) => apply_request(desired, engine, &req, now_ms, io, status),
                 Job::Reload(file) => {
                     let r = desired.apply_file(engine, *file);
@@ -371,7 +428,19 @@ fn handle(stream: UnixStream, ctx: &Context) -> io::Result<()> {
             }
             r
         }
-        Ok(request) => submit(ctx, Job::Request(request)),
+        Ok(request) => {
+            let (first, back) = submit_rx(ctx, Job::Request(request));
+            let mut resp = first;
+            // A long listing comes in parts until the last one.
+            while let (Response::ConnectionsPart(_), Some(back)) = (&resp, &back) {
+                (&stream).write_all(lvs_control::encode_response(&resp).as_bytes())?;
+                resp = back.recv().unwrap_or(Response::Error {
+                    kind: ErrorKind::Invalid,
+                    detail: "lvsd stopped while listing".into(),
+                });
+            }
+            resp
+        }
     };
     (&stream).write_all(lvs_control::encode_response(&resp).as_bytes())
 }
@@ -397,6 +466,11 @@ fn reload(ctx: &Context) -> Response {
 /// Hands `job` to the packet loop and waits for its answer (see the
 /// module's deadline rules).
 fn submit(ctx: &Context, job: Job) -> Response {
+    submit_rx(ctx, job).0
+}
+
+/// `submit`, keeping the way back for answers in parts.
+fn submit_rx(ctx: &Context, job: Job) -> (Response, Option<Receiver<Response>>) {
     let (reply, back) = mpsc::sync_channel(1);
     let state = Arc::new(AtomicU8::new(WAITING));
     let pending = Pending {
@@ -405,15 +479,16 @@ fn submit(ctx: &Context, job: Job) -> Response {
         state: state.clone(),
     };
     if ctx.tx.send(pending).is_err() {
-        return Response::Error {
+        let e = Response::Error {
             kind: ErrorKind::Invalid,
             detail: "lvsd is stopping".into(),
         };
+        return (e, None);
     }
     let one: u64 = 1;
     // SAFETY: writing 8 bytes from a live u64 to our eventfd.
     unsafe { libc::write(ctx.wake_fd, (&one as *const u64).cast(), 8) };
-    match back.recv_timeout(APPLY_DEADLINE) {
+    let first = match back.recv_timeout(APPLY_DEADLINE) {
         Ok(r) => r,
         Err(_) => {
             let withdrawn = state
@@ -432,7 +507,8 @@ fn submit(ctx: &Context, job: Job) -> Response {
                 })
             }
         }
-    }
+    };
+    (first, Some(back))
 }
 
 #[cfg(test)]
@@ -478,7 +554,7 @@ mod tests {
 
     /// Runs `serve` until `done` is set (at most 20 s).
     fn serve_until(
-        ctl: &ControlServer,
+        ctl: &mut ControlServer,
         engine: &mut Engine,
         desired: &mut Desired<Check>,
         done: &AtomicBool,
@@ -492,7 +568,7 @@ mod tests {
 
     #[test]
     fn idle_and_trickling_clients_do_not_block_the_others() {
-        let (ctl, path) = server("idle");
+        let (mut ctl, path) = server("idle");
         // 200 clients that connect and send nothing, one that trickles.
         let idle: Vec<UnixStream> = (0..200)
             .map(|_| UnixStream::connect(&path).unwrap())
@@ -514,7 +590,7 @@ mod tests {
             d.store(true, Ordering::Release);
             (times, answers)
         });
-        serve_until(&ctl, &mut engine, &mut desired, &done);
+        serve_until(&mut ctl, &mut engine, &mut desired, &done);
         let (mut times, answers) = client.join().unwrap();
         for a in &answers {
             let r = lvs_control::decode_response(a.trim_end()).expect("an answer");
@@ -555,7 +631,7 @@ mod tests {
 
     #[test]
     fn a_request_not_taken_in_time_is_not_applied() {
-        let (ctl, path) = server("late");
+        let (mut ctl, path) = server("late");
         let p = path.clone();
         let client = std::thread::spawn(move || ask(&p, &add_service()));
         // The loop is busy past the deadline...
@@ -581,7 +657,7 @@ mod tests {
             d.store(true, Ordering::Release);
             a
         });
-        serve_until(&ctl, &mut engine, &mut desired, &done);
+        serve_until(&mut ctl, &mut engine, &mut desired, &done);
         let a = client.join().unwrap();
         assert!(matches!(
             lvs_control::decode_response(a.trim_end()),

@@ -370,7 +370,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     d.warm_up(&mut io, Duration::from_millis(500));
     // Opened only now: whoever waits for the socket finds a director that
     // already knows its real servers' MAC addresses.
-    let control = ControlServer::start(
+    let mut control = ControlServer::start(
         &control_path,
         opts.config.clone(),
         control_group.as_ref().map(|g| g.1),
@@ -411,8 +411,11 @@ pub fn run(opts: Options) -> Result<(), String> {
         .collect();
     let nports = io.port_count();
     while !stop.load(Ordering::Relaxed) {
+        // While connection listings stream, a step every millisecond at
+        // least; else wake up every 50 ms for the timers.
+        let timeout = if control.streaming() { 1 } else { 50 };
         // SAFETY: fds is a live array of pollfd of the given length.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
         if r < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
@@ -473,6 +476,9 @@ pub fn run(opts: Options) -> Result<(), String> {
         if fds[nports + 1].revents & libc::POLLIN != 0 && d.apply_health(&health) {
             guard_dirty = true;
             last_housekeeping = Instant::now() - Duration::from_secs(10);
+        }
+        if control.streaming() {
+            control.pump(&d.engine, now_ms);
         }
         // The guard's wanted elements are computed from the whole table:
         // at most every GUARD_SPACING, however fast changes come.

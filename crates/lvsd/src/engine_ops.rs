@@ -384,21 +384,40 @@ pub fn services(engine: &Engine, only: Option<ServiceKey>) -> Response {
 }
 
 fn connections(engine: &Engine, now_ms: u64) -> Response {
-    let v = engine
-        .connections()
-        .map(|c| ctl::ConnInfo {
-            protocol: protocol(c.protocol).label().to_string(),
-            caddr: c.caddr,
-            cport: c.cport,
-            vaddr: c.vaddr,
-            vport: c.vport,
-            daddr: c.daddr,
-            dport: c.dport,
-            state: Engine::state_name(c).to_string(),
-            expires_secs: c.expires.saturating_sub(now_ms) / 1000,
-        })
-        .collect();
-    Response::Connections(v)
+    Response::Connections(engine.connections().map(|c| conn_info(c, now_ms)).collect())
+}
+
+/// One entry as listed.
+fn conn_info(c: &lvs_core::conn::Conn, now_ms: u64) -> ctl::ConnInfo {
+    ctl::ConnInfo {
+        // Firewall-mark templates are IPPROTO_IP: `IP`, as the kernel prints.
+        protocol: match c.protocol {
+            0 => "IP".to_string(),
+            p => protocol(p).label().to_string(),
+        },
+        caddr: c.caddr,
+        cport: c.cport,
+        vaddr: c.vaddr,
+        vport: c.vport,
+        daddr: c.daddr,
+        dport: c.dport,
+        state: Engine::state_name(c).to_string(),
+        expires_secs: c.expires.saturating_sub(now_ms) / 1000,
+    }
+}
+
+/// Entries listed per step of the packet loop.
+pub const CONN_CHUNK: usize = 8192;
+
+/// The next chunk of a connection listing from slot `start`: a
+/// `ConnectionsPart` and where to go on, or the last `Connections`.
+pub fn connections_chunk(engine: &Engine, start: usize, now_ms: u64) -> (Response, Option<usize>) {
+    let (v, next) = engine.connections_chunk(start, CONN_CHUNK);
+    let v = v.into_iter().map(|c| conn_info(c, now_ms)).collect();
+    match next {
+        Some(n) => (Response::ConnectionsPart(v), Some(n)),
+        None => (Response::Connections(v), None),
+    }
 }
 
 fn sysctls(engine: &Engine) -> Response {

@@ -1389,3 +1389,81 @@ fn a_vip_answers_ping() {
     director.stop(&lab);
     lab.close().expect("clean up the lab");
 }
+
+/// A long connection table is listed in parts, a few thousand entries per
+/// step of the packet loop: every entry arrives, and requests through the
+/// VIP go on being answered while it streams.
+#[test]
+fn a_long_connection_listing_streams_while_forwarding_goes_on() {
+    let (_g, lab) = nat_lab("lvtlist", 1);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    let director = Director::start(
+        &lab,
+        "list",
+        "timeout 0 0 120\n\
+         director web 198.18.0.100:80 TCP\n  mode nat\n  server rs1 198.18.1.11:80\n\
+         director sink 198.18.0.100:54 UDP\n  mode nat\n  server rs1 198.18.1.11:54\n",
+    );
+    assert_eq!(curl(&lab, "http://198.18.0.100/").unwrap().trim(), "rs1");
+    let d0 = mac_of(&lab, lab.director_ns(), "d0");
+    let c0 = mac_of(&lab, lab.client_ns(), "c0");
+    const FLOWS: u32 = 200_000;
+    let sent = lab
+        .run_in(lab.client_ns(), move || -> std::io::Result<u32> {
+            let mut frames = Vec::with_capacity(1000);
+            let start = Instant::now();
+            let mut i = 0;
+            // Bounded in count and in time (20 s).
+            while i < FLOWS && start.elapsed() < Duration::from_secs(20) {
+                frames.clear();
+                for _ in 0..1000 {
+                    let src = [198, 18, 64 + (i / 60_000) as u8, 1];
+                    frames.push(udp_frame(d0, c0, src, 1024 + (i % 60_000) as u16));
+                    i += 1;
+                }
+                send_raw_frames("c0", &frames)?;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(i)
+        })
+        .unwrap()
+        .expect("send the flows");
+    std::thread::sleep(Duration::from_millis(500));
+    let entries = counter(
+        &lvsadm_ok(&director.sock, &["--counters"]),
+        "engine.connections_created",
+    );
+    assert!(
+        entries >= u64::from(sent) * 9 / 10,
+        "{entries} entries of {sent} sent"
+    );
+    // List while a client keeps requesting (bounded: at most 200 requests).
+    let sock = director.sock.clone();
+    let lister = std::thread::spawn(move || {
+        let t = Instant::now();
+        let out = lvsadm_ok(&sock, &["-L", "-n", "-c"]);
+        (out.lines().count(), t.elapsed())
+    });
+    let mut worst = Duration::ZERO;
+    let mut requests = 0;
+    while !lister.is_finished() && requests < 200 {
+        let t = Instant::now();
+        assert_eq!(curl(&lab, "http://198.18.0.100/").unwrap().trim(), "rs1");
+        worst = worst.max(t.elapsed());
+        requests += 1;
+    }
+    let (lines, took) = lister.join().unwrap();
+    eprintln!(
+        "listed {lines} lines ({entries} entries made) in {took:?}; {requests} requests meanwhile, slowest {worst:?}"
+    );
+    // Two title lines and every entry still there (UDP ones live 120 s).
+    assert!(
+        lines as u64 >= entries,
+        "{lines} lines for {entries} entries"
+    );
+    assert!(
+        worst < Duration::from_secs(1),
+        "a request took {worst:?} during the listing"
+    );
+    director.stop(&lab);
+}
