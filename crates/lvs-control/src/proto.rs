@@ -372,6 +372,9 @@ pub enum ErrorKind {
     DestExists,
     /// edit/delete server: `No such destination`
     NoSuchDest,
+    /// `Numerical result out of range` (the kernel's ERANGE: a negative
+    /// weight, a lower threshold above the upper one).
+    OutOfRange,
     /// `Invalid operation.  Possibly wrong module version, address not unicast, ...`
     Invalid,
     /// `Operation not supported with IPv6` (and other not-yet-implemented operations)

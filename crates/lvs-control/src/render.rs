@@ -280,6 +280,7 @@ pub fn error_message(kind: ErrorKind) -> &'static str {
             "Invalid operation.  Possibly wrong module version, address not unicast, ..."
         }
         ErrorKind::NotSupported => "Operation not supported with IPv6",
+        ErrorKind::OutOfRange => "Numerical result out of range",
         ErrorKind::BadRequest => {
             "lvsd could not decode the request (lvsadm/lvsd version mismatch?)"
         }

@@ -45,6 +45,9 @@ pub enum ControlError {
     NoSuchDest,
     #[error("Invalid operation: {0}")]
     Invalid(&'static str),
+    /// The kernel's ERANGE (`Numerical result out of range`).
+    #[error("Numerical result out of range: {0}")]
+    OutOfRange(&'static str),
     #[error("not supported yet: {0}")]
     NotSupported(&'static str),
 }
@@ -647,11 +650,12 @@ impl Engine {
         if !unicast {
             return Err(ControlError::Invalid("real server address not unicast"));
         }
+        // ERANGE, as the kernel answers both.
         if cfg.weight < 0 {
-            return Err(ControlError::Invalid("negative weight"));
+            return Err(ControlError::OutOfRange("negative weight"));
         }
         if cfg.l_threshold > cfg.u_threshold {
-            return Err(ControlError::Invalid(
+            return Err(ControlError::OutOfRange(
                 "lower threshold above upper threshold",
             ));
         }

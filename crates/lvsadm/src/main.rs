@@ -45,6 +45,9 @@ fn err(s: &str) {
     let _ = std::io::stderr().lock().write_all(s.as_bytes());
 }
 
+/// Invoked as `ipvsadm` (a symlink): print exactly what ipvsadm prints.
+static AS_IPVSADM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Outcome of one request.
 enum Failure {
     /// Could not talk to lvsd (exit 2).
@@ -73,7 +76,9 @@ fn report(f: Failure, daemon_status: i32) -> i32 {
         }
         Failure::Daemon(kind, detail) => {
             err(&format!("{}\n", render::error_message(kind)));
-            if !detail.is_empty() {
+            // Under ipvsadm's name, exactly ipvsadm's message (scripts may
+            // compare it); as lvsadm, lvsd's detail too.
+            if !detail.is_empty() && !AS_IPVSADM.load(std::sync::atomic::Ordering::Relaxed) {
                 err(&format!("lvsd: {detail}\n"));
             }
             daemon_status
@@ -661,6 +666,10 @@ fn main() {
     if args.first().is_some_and(|a| a == "--reload") {
         std::process::exit(reload(&path, &args[1..]));
     }
+    AS_IPVSADM.store(
+        help::program(&argv0).starts_with("ipvsadm"),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     match help::program(&argv0) {
         "ipvsadm-save" => std::process::exit(save_script(&path, &argv0, &args)),
         "ipvsadm-restore" => std::process::exit(restore_script(&path, &argv0)),

@@ -199,10 +199,13 @@ pub fn error(e: ControlError) -> Response {
         ControlError::DestExists => ErrorKind::DestExists,
         ControlError::NoSuchDest => ErrorKind::NoSuchDest,
         ControlError::Invalid(_) => ErrorKind::Invalid,
+        ControlError::OutOfRange(_) => ErrorKind::OutOfRange,
         ControlError::NotSupported(_) => ErrorKind::NotSupported,
     };
     let detail = match e {
-        ControlError::Invalid(d) | ControlError::NotSupported(d) => format!("{e} ({d})"),
+        ControlError::Invalid(d) | ControlError::NotSupported(d) | ControlError::OutOfRange(d) => {
+            format!("{e} ({d})")
+        }
         ControlError::SchedulerNotFound => {
             format!(
                 "{e}; this build has: {}",
