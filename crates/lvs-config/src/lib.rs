@@ -1036,6 +1036,17 @@ fn parse_ports(cx: &Cx<'_>, tok: &Tok<'_>) -> Result<Vec<(u16, u16)>> {
         }
         v.push((lo, hi));
     }
+    // Each port once (the guard's interval set refuses overlaps).
+    v.sort_unstable();
+    if let Some(w) = v.windows(2).find(|w| w[1].0 <= w[0].1) {
+        return Err(cx.err(
+            tok.col,
+            format!(
+                "ports {}-{} and {}-{} overlap in `{}`: list each port once",
+                w[0].0, w[0].1, w[1].0, w[1].1, tok.text
+            ),
+        ));
+    }
     Ok(v)
 }
 

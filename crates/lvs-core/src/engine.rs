@@ -373,6 +373,9 @@ pub struct Engine {
     /// Firewall-mark services, and the flows that give packets their marks.
     fwm_services: u32,
     flows: Vec<crate::service::Flow>,
+    /// No compaction of the connection table (a listing by slot is in
+    /// progress: compaction moves entries between slots).
+    compaction_held: bool,
     /// Services per virtual address (the addresses lvsd answers for).
     vips: HashMap<IpAddr, u32, ahash::RandomState>,
     /// NAT real servers of all services, (protocol, address, port) → how
@@ -461,6 +464,7 @@ impl Engine {
             port0_services: 0,
             fwm_services: 0,
             flows: Vec::new(),
+            compaction_held: false,
             vips: HashMap::with_hasher(ahash::RandomState::with_seeds(
                 seed.rotate_left(17),
                 seed ^ 0x0a4e_b9e1_c2f3_d4b5,
@@ -865,11 +869,27 @@ impl Engine {
         if d.forward != Forward::Masq {
             return;
         }
-        let k = (d.svc_key.protocol, d.addr, d.reply_port());
-        let n = self.nat_rs.entry(k).or_insert(0);
-        *n = n.saturating_add_signed(add);
-        if *n == 0 {
-            self.nat_rs.remove(&k);
+        // A firewall-mark service's server answers whatever its flows
+        // sent it: every protocol, any port (as the guard drops the
+        // kernel's copy of all of them, lvsd forwards what matches no
+        // connection). The kernel files these under TCP and the server's
+        // port, which only matters for `nat_icmp_send`.
+        let keys: [(u8, IpAddr, u16); 3] = if d.svc_key.mark().is_some() {
+            [
+                (ipproto::TCP, d.addr, 0),
+                (ipproto::UDP, d.addr, 0),
+                (ipproto::SCTP, d.addr, 0),
+            ]
+        } else {
+            [(d.svc_key.protocol, d.addr, d.reply_port()); 3]
+        };
+        let distinct = if d.svc_key.mark().is_some() { 3 } else { 1 };
+        for k in keys.into_iter().take(distinct) {
+            let n = self.nat_rs.entry(k).or_insert(0);
+            *n = n.saturating_add_signed(add);
+            if *n == 0 {
+                self.nat_rs.remove(&k);
+            }
         }
     }
 
@@ -933,6 +953,13 @@ impl Engine {
     /// All connection entries.
     pub fn connections(&self) -> impl Iterator<Item = &Conn> {
         self.conns.iter().map(|(_, c)| c)
+    }
+
+    /// Holds (or allows again) the table's compaction while a listing by
+    /// slot (`connections_chunk`) is in progress, so that no entry moves
+    /// past its cursor.
+    pub fn hold_compaction(&mut self, hold: bool) {
+        self.compaction_held = hold;
     }
 
     /// At most `max` entries from table slot `start` on, and the slot to
@@ -1017,7 +1044,7 @@ impl Engine {
         if now >= due {
             self.defense_next_ms = Some(now.max(due.saturating_add(1000)));
             self.defense.update(self.mem_avail_pages);
-            if self.conns.give_back() {
+            if !self.compaction_held && self.conns.give_back() {
                 self.counters.memory_given_back += 1;
             }
             if self.defense.drop_entry_on() {
@@ -1399,7 +1426,7 @@ impl Engine {
         if self.vips.contains_key(&src) || paths.is_local(src) {
             return Transmit::Drop(DropReason::LocalSource);
         }
-        let Some(svc) = self.find_service(protocol, src, dst, l4.dport) else {
+        let Some(svc) = self.find_service(protocol, src, dst, l4.dport, paths) else {
             let t = self.unmatched_out(pkt, paths, protocol, src, dst, &l4);
             if t == Transmit::Pass && self.vips.contains_key(&dst) {
                 return self.vip_without_service(paths, protocol, dst, &l4);
@@ -1610,8 +1637,16 @@ impl Engine {
     /// Service lookup for a packet to be scheduled (§4): the firewall-mark
     /// service of the packet's mark (from lvsd's flows), the exact match,
     /// the FTP data fallback to port 21, then a port-0 service.
-    fn find_service(&self, protocol: u8, src: IpAddr, addr: IpAddr, port: u16) -> Option<SvcId> {
-        if self.fwm_services > 0 {
+    fn find_service(
+        &self,
+        protocol: u8,
+        src: IpAddr,
+        addr: IpAddr,
+        port: u16,
+        paths: &impl Paths,
+    ) -> Option<SvcId> {
+        // Flows never take the director's own traffic.
+        if self.fwm_services > 0 && !paths.is_local(addr) {
             let mark = self.flow_mark(protocol, src, addr, port);
             if mark != 0 {
                 if let Some(&s) = self.by_key.get(&ServiceKey::fwmark(mark, addr.is_ipv6())) {
@@ -1774,6 +1809,8 @@ impl Engine {
         } else {
             (0, false)
         };
+        // (A firewall-mark service's port is 0: a packet to port 0 takes
+        // the first row of §8.1, as in the kernel.)
         let tkey = if fwmark && !dport_from_dest {
             // One template per (client network, mark), whatever the
             // protocol, address and port: IPPROTO_IP and the mark.

@@ -159,3 +159,28 @@ fn flows_can_be_replaced_and_an_ipv6_mark_is_its_own_key() {
     assert_eq!(v6.mark(), Some(7));
     assert_eq!(v6.addr.to_string(), "0:7::");
 }
+
+/// A NAT server of a firewall-mark service answers whatever its flows sent
+/// it; its other packets (matching no connection) are forwarded untouched
+/// by lvsd, whatever the protocol or port, since the guard keeps them from
+/// the host.
+#[test]
+fn a_nat_server_of_a_mark_service_is_known_for_every_protocol() {
+    let mut e = Engine::new(4);
+    e.set_flows(flows());
+    fwm_service(&mut e, 7, None, &[1]);
+    for (proto, sport) in [
+        (ipproto::UDP, 5353),
+        (ipproto::TCP, 44000),
+        (ipproto::SCTP, 9),
+    ] {
+        let mut p = packet(proto, rs(1), sport, [198, 18, 9, 9], 53, 0);
+        assert_eq!(
+            e.process_ipv4(0, &mut p, false),
+            Verdict::Forward {
+                to: ip([198, 18, 9, 9])
+            },
+            "protocol {proto}"
+        );
+    }
+}

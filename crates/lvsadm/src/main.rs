@@ -660,6 +660,14 @@ fn main() {
     if args.first().is_some_and(|a| a == "--health") {
         std::process::exit(health(&path, &args[1..], as_json));
     }
+    if as_json
+        && args
+            .first()
+            .is_some_and(|a| a == "--proc" || a == "--reload")
+    {
+        err("lvsadm: --json applies to listings: -L/-l, --counters, --health, --sysctl\n");
+        std::process::exit(2);
+    }
     if args.first().is_some_and(|a| a == "--proc") {
         std::process::exit(proc_file(&path, &args[1..]));
     }

@@ -69,6 +69,7 @@ pub struct ControlServer {
     /// Where reloads read from: the `--config` file.
     config: Option<PathBuf>,
     tx: Sender<Pending>,
+    reload_lock: Arc<std::sync::Mutex<()>>,
     wake: OwnedFd,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -147,10 +148,12 @@ impl ControlServer {
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let reload_lock = Arc::new(std::sync::Mutex::new(()));
         let ctx = Context {
             tx: tx.clone(),
             wake_fd,
             config: config.clone(),
+            reload_lock: reload_lock.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("lvsd-control".into())
@@ -161,6 +164,7 @@ impl ControlServer {
             requests: rx,
             config,
             tx,
+            reload_lock,
             wake,
             stop,
             thread: Some(thread),
@@ -209,6 +213,7 @@ impl ControlServer {
             tx: self.tx.clone(),
             wake_fd: self.wake.as_raw_fd(),
             config: self.config.clone(),
+            reload_lock: self.reload_lock.clone(),
         };
         let spawned = std::thread::Builder::new()
             .name("lvsd-reload".into())
@@ -310,6 +315,9 @@ struct Context {
     tx: Sender<Pending>,
     wake_fd: RawFd,
     config: Option<PathBuf>,
+    /// One reload at a time, from reading the file to its answer, so that
+    /// an older version never lands after a newer one.
+    reload_lock: Arc<std::sync::Mutex<()>>,
 }
 
 fn accept_loop(listener: UnixListener, ctx: Context, stop: Arc<AtomicBool>) {
@@ -448,6 +456,10 @@ fn handle(stream: UnixStream, ctx: &Context) -> io::Result<()> {
 /// Reads and checks the configuration file here (off the packet loop);
 /// a file with errors is refused whole, and nothing changes.
 fn reload(ctx: &Context) -> Response {
+    let _one_at_a_time = ctx
+        .reload_lock
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let Some(path) = &ctx.config else {
         return Response::Error {
             kind: ErrorKind::Invalid,

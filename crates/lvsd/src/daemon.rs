@@ -187,8 +187,12 @@ impl xmit::Paths for Net<'_> {
 /// traffic routed to the director.
 const FLOW_ARP_PREFIX: u8 = 24;
 
-/// The addresses of the flows (of services that exist) lvsd answers ARP for.
-fn flow_addresses(engine: &Engine) -> Vec<Ipv4Addr> {
+/// The addresses of the flows (of services that exist) lvsd answers ARP
+/// for: every address of their networks but `taken` (the director's own,
+/// route gateways, known neighbours, and the network and broadcast
+/// addresses of the attached subnets: a flow never claims another host's
+/// address).
+fn flow_addresses(engine: &Engine, taken: &HashSet<Ipv4Addr>) -> Vec<Ipv4Addr> {
     let marks: HashSet<u32> = engine
         .services()
         .filter_map(|(s, _)| s.key.mark())
@@ -199,8 +203,12 @@ fn flow_addresses(engine: &Engine) -> Vec<Ipv4Addr> {
         if f.dst_len < FLOW_ARP_PREFIX || !marks.contains(&f.mark) {
             continue;
         }
-        let size = 1u32 << (32 - u32::from(f.dst_len));
-        v.extend((0..size).map(|i| Ipv4Addr::from(u32::from(net).wrapping_add(i))));
+        let size = 1u32 << (32 - u32::from(f.dst_len.min(32)));
+        v.extend(
+            (0..size)
+                .map(|i| Ipv4Addr::from(u32::from(net).wrapping_add(i)))
+                .filter(|a| !taken.contains(a)),
+        );
     }
     v
 }
@@ -523,6 +531,7 @@ pub fn run(opts: Options) -> Result<(), String> {
             }
         }
         let given_back = d.engine.counters.memory_given_back;
+        d.engine.hold_compaction(control.streaming());
         d.engine.handle_timeout(now_ms);
         if d.engine.counters.memory_given_back != given_back {
             release_free_heap();
@@ -715,8 +724,22 @@ impl Director {
                 IpAddr::V6(_) => None,
             })
             .collect();
-        now.extend(flow_addresses(&self.engine));
+        // New VIPs of services are announced (gratuitous ARP); flow
+        // addresses are only answered: a flow's network may hold a host
+        // lvsd has not heard of yet, whose address must not be taken over.
         let new: Vec<Ipv4Addr> = now.difference(&self.vips).copied().collect();
+        let mut taken: HashSet<Ipv4Addr> = self.local_addrs.iter().copied().collect();
+        taken.extend(self.routes.iter().filter_map(|r| r.gateway));
+        taken.extend(self.neigh.addresses());
+        for r in self
+            .routes
+            .iter()
+            .filter(|r| r.gateway.is_none() && r.mask != u32::MAX && r.mask != 0)
+        {
+            taken.insert(Ipv4Addr::from(r.dest & r.mask));
+            taken.insert(Ipv4Addr::from(r.dest | !r.mask));
+        }
+        now.extend(flow_addresses(&self.engine, &taken));
         for vip in &new {
             for (port, p) in self.ports.iter().enumerate() {
                 if self.warn_local_vip && p.addrs.contains(vip) {

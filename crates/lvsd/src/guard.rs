@@ -222,7 +222,7 @@ table netdev {TABLE} {{
     ip daddr . meta l4proto @svc_any drop
     ip saddr . meta l4proto . th sport @rs fib daddr type != local drop
     ip saddr . meta l4proto @rs_any fib daddr type != local drop
-    ip saddr . ip daddr . meta l4proto . th dport @flows drop
+    ip saddr . ip daddr . meta l4proto . th dport @flows fib daddr type != local drop
   }}
 }}
 ",
@@ -343,9 +343,18 @@ impl NftGuard {
 /// what the table holds, until told to stop.
 fn keep_sets(shared: &(Mutex<Slot>, Condvar), mut have: BTreeSet<Element>) {
     let (m, cv) = shared;
+    // After a failure: the same difference is tried again, waiting longer
+    // each time (1 s, 2 s, … 30 s) unless a newer set comes first.
+    let mut backoff = std::time::Duration::ZERO;
     loop {
         let want = {
             let Ok(mut slot) = m.lock() else { return };
+            if !backoff.is_zero() && !slot.stop {
+                slot = match cv.wait_timeout(slot, backoff) {
+                    Ok((s, _)) => s,
+                    Err(_) => return,
+                };
+            }
             while slot.wanted.is_none() && !slot.stop {
                 slot = match cv.wait(slot) {
                     Ok(s) => s,
@@ -362,10 +371,24 @@ fn keep_sets(shared: &(Mutex<Slot>, Condvar), mut have: BTreeSet<Element>) {
             continue;
         }
         match nft(&script) {
-            Ok(()) => have = want,
-            // The batch is atomic: the sets are as they were; the next
-            // change is applied as the difference from there.
-            Err(e) => eprintln!("lvsd: warning: updating the nftables guard: {e}"),
+            Ok(()) => {
+                have = want;
+                backoff = std::time::Duration::ZERO;
+            }
+            Err(e) => {
+                // The batch is atomic: the sets are as they were. Unless a
+                // newer set is waiting, this one is tried again.
+                eprintln!("lvsd: warning: updating the nftables guard (tried again later): {e}");
+                if let Ok(mut slot) = m.lock() {
+                    if slot.wanted.is_none() {
+                        slot.wanted = Some(want);
+                    }
+                }
+                backoff = (backoff * 2).clamp(
+                    std::time::Duration::from_secs(1),
+                    std::time::Duration::from_secs(30),
+                );
+            }
         }
     }
 }

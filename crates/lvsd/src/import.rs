@@ -191,6 +191,7 @@ fn finish(source: &str, notes: &[String], body: &str) -> String {
 /// `ipvsadm -S` output (or any `-A` / `-a` lines) as a configuration.
 pub fn ipvsadm(text: &str) -> Result<String, String> {
     let mut dirs: Vec<(ServiceKey, Dir)> = Vec::new();
+    let mut index: std::collections::HashMap<ServiceKey, usize> = std::collections::HashMap::new();
     let mut notes = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let words: Vec<String> = line
@@ -203,6 +204,16 @@ pub fn ipvsadm(text: &str) -> Result<String, String> {
         }
         let line_no = n + 1;
         match parse_args(&words) {
+            Ok(Command::Apply(Request::AddService(s)))
+                if s.key.mark().is_some() && s.key.addr.is_ipv6() =>
+            {
+                notes.push(format!(
+                    "line {line_no}: IPv6 firewall-mark service {} (lvsd has no IPv6 directors yet)",
+                    s.key.mark().unwrap_or(0)
+                ));
+            }
+            Ok(Command::Apply(Request::AddDest { service, .. }))
+                if service.mark().is_some() && service.addr.is_ipv6() => {}
             Ok(Command::Apply(Request::AddService(s))) => {
                 if let Some(mark) = s.key.mark() {
                     notes.push(format!(
@@ -215,14 +226,14 @@ pub fn ipvsadm(text: &str) -> Result<String, String> {
                         s.scheduler
                     ));
                 }
-                if dirs.iter().any(|(k, _)| *k == s.key) {
+                if index.insert(s.key, dirs.len()).is_some() {
                     return Err(format!("line {line_no}: the service is defined twice"));
                 }
                 let name = format!("vs{}", dirs.len() + 1);
                 dirs.push((s.key, Dir::from_spec(name, &s)));
             }
             Ok(Command::Apply(Request::AddDest { service, dest })) => {
-                let Some((_, d)) = dirs.iter_mut().find(|(k, _)| *k == service) else {
+                let Some((_, d)) = index.get(&service).and_then(|&i| dirs.get_mut(i)) else {
                     return Err(format!(
                         "line {line_no}: a real server of a service not defined before it"
                     ));
@@ -326,6 +337,13 @@ mod tests {
         );
         let e = ipvsadm("-A -t 198.18.0.100:80 -s nope\n").unwrap_err();
         assert!(e.starts_with("line 1:"), "{e}");
+        // An IPv6 firewall-mark service is noted, not imported.
+        let c = ipvsadm("-A -f 5 -6 -s rr -p 60 -M 64\n-a -f 5 -6 -r 2001:db8::1 -g\n").unwrap();
+        assert!(
+            c.contains("# not imported: line 1: IPv6 firewall-mark service 5"),
+            "{c}"
+        );
+        assert!(!c.contains("\ndirector "), "{c}");
         // Thresholds (which -S does not save, but -a lines may carry).
         let c =
             ipvsadm("-A -t 198.18.0.100:80\n-a -t 198.18.0.100:80 -r 198.18.1.1 -m -x 100 -y 50\n")

@@ -151,19 +151,22 @@ enum ReportFormat {
     Json,
 }
 
-/// The text of FILE (`-` or none: standard input), at most 16 MiB.
+/// The text of FILE (`-` or none: standard input), at most 16 MiB
+/// (a longer input is refused, never cut).
 fn read_input(file: Option<&std::path::Path>) -> Result<String, String> {
     use std::io::Read;
+    const LIMIT: u64 = 16 << 20;
     let mut text = String::new();
-    let limit = 16 << 20;
     let r = match file {
-        None => std::io::stdin().take(limit).read_to_string(&mut text),
-        Some(p) if p.as_os_str() == "-" => std::io::stdin().take(limit).read_to_string(&mut text),
-        Some(p) => std::fs::File::open(p)
-            .and_then(|f| f.take(limit).read_to_string(&mut text))
+        Some(p) if p.as_os_str() != "-" => std::fs::File::open(p)
+            .and_then(|f| f.take(LIMIT + 1).read_to_string(&mut text))
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))),
+        _ => std::io::stdin().take(LIMIT + 1).read_to_string(&mut text),
     };
     r.map_err(|e| format!("cannot read the input: {e}"))?;
+    if text.len() as u64 > LIMIT {
+        return Err("the input is larger than 16 MiB".into());
+    }
     Ok(text)
 }
 

@@ -238,6 +238,11 @@ impl Neighbours {
     pub fn len(&self) -> usize {
         self.map.len()
     }
+
+    /// Every neighbour's address.
+    pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.map.keys().map(|&(_, ip)| ip)
+    }
 }
 
 #[cfg(test)]

@@ -114,7 +114,7 @@ fn lint(cfg: &Config) -> Vec<(Span, String)> {
     }
     for d in &cfg.directors {
         let normal: Vec<&lvs_config::Server> = d.servers.iter().filter(|s| !s.sorry).collect();
-        if normal.is_empty() {
+        if d.servers.is_empty() {
             w.push((
                 d.name.span,
                 format!(
@@ -308,6 +308,18 @@ pub fn apply_with(
             None => 0,
             Some(f) => sched_flags(d.balance.value, &f.value).map_err(|m| err(f.span, m))?,
         };
+        let v4_prefix = |p: u8, span: Span| {
+            32u32
+                .checked_sub(u32::from(p))
+                .map(|shift| u32::MAX.checked_shl(shift).unwrap_or(0))
+                .ok_or_else(|| {
+                    err(
+                        span,
+                        format!("a prefix length for an IPv4 director is 0..32, not {p}"),
+                    )
+                })
+        };
+        let persist_span = d.persistence.as_ref().map_or(d.name.span, |p| p.span);
         let opts = ServiceOptions {
             persistent: d
                 .persistence
@@ -320,7 +332,7 @@ pub fn apply_with(
                 Some(Netmask::Prefix(p)) if key.addr.is_ipv6() && key.mark().is_none() => {
                     u32::from(p)
                 }
-                Some(Netmask::Prefix(p)) => u32::MAX.checked_shl(32 - u32::from(p)).unwrap_or(0),
+                Some(Netmask::Prefix(p)) => v4_prefix(p, persist_span)?,
             },
             one_packet: d.one_packet.is_some(),
         };
@@ -334,7 +346,9 @@ pub fn apply_with(
                 ),
             ));
         }
-        if let Some(s) = d.servers.iter().find(|s| s.sorry) {
+        // (A director of sorry servers alone is a maintenance page: fine.)
+        let normal = d.servers.iter().any(|o| !o.sorry);
+        if let Some(s) = d.servers.iter().find(|s| s.sorry).filter(|_| normal) {
             if !d.servers.iter().any(|o| !o.sorry && o.check) {
                 return Err(err(
                     s.span,
@@ -381,6 +395,21 @@ pub fn apply_with(
             };
             let params = check_params(d, s);
             let check = s.check.then(|| check_spec(d, &params, &cfg));
+            if let Some(c) = &check {
+                let needs_port = matches!(
+                    c.kind,
+                    lvs_health::CheckKind::Tcp | lvs_health::CheckKind::Http { .. }
+                );
+                if needs_port && c.port == 0 {
+                    return Err(err(
+                        s.span,
+                        format!(
+                            "server `{}`: its check has no port to connect to (the server has none): add `port N` to the check",
+                            s.name.value
+                        ),
+                    ));
+                }
+            }
             let server = Server {
                 cfg,
                 check,

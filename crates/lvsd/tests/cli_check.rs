@@ -172,3 +172,27 @@ fn semantic_errors_and_warnings() {
         assert!(err.contains(w), "{w} missing from\n{err}");
     }
 }
+
+/// Directors without an address: checks need a port, persistence an IPv4
+/// prefix; a director of sorry servers alone is a maintenance page.
+#[test]
+fn address_less_directors_and_sorry_only_directors() {
+    let (code, _, err) = check(
+        "fwm-port",
+        "director a\n  option tcpcheck\n  server s 198.18.1.1 check\nflow f to 198.18.0.100 director a\n",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains(".conf:3:3: error: server `s`: its check has no port"), "{err}");
+    let (code, _, err) = check(
+        "fwm-mask",
+        "director a\n  option persistence netmask 64\nflow f to 198.18.0.100 director a\n",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("a prefix length for an IPv4 director is 0..32, not 64"), "{err}");
+    let (code, out, err) = check(
+        "sorry-only",
+        "director a 198.18.0.100:80\n  mode nat\n  server maint 198.18.1.9:8080 sorry\n",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("has no server"), "{err}");
+}
