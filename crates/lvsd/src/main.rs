@@ -35,8 +35,10 @@ use std::process::ExitCode;
 /// that fails leaves its service (or gets weight 0 with `inhibit`), sorry
 /// servers take over when every other server is down. While it runs, an nftables table
 /// `netdev lvsd` keeps the kernel from also handling the balanced packets (without
-/// nft: kernel IPv4 forwarding is switched off instead). SIGTERM or SIGINT
-/// stops it cleanly and removes what it installed.
+/// nft: kernel IPv4 forwarding is switched off instead). SIGHUP (or
+/// `lvsadm --reload`) re-reads the configuration and applies what changed in
+/// it; a file with errors is refused whole. SIGTERM or SIGINT stops it
+/// cleanly and removes what it installed.
 ///
 /// Manage it with `lvsadm` (ipvsadm's command line) over the control socket.
 #[derive(Parser, Debug)]

@@ -182,13 +182,19 @@ fn address_less_directors_and_sorry_only_directors() {
         "director a\n  option tcpcheck\n  server s 198.18.1.1 check\nflow f to 198.18.0.100 director a\n",
     );
     assert_eq!(code, 1);
-    assert!(err.contains(".conf:3:3: error: server `s`: its check has no port"), "{err}");
+    assert!(
+        err.contains(".conf:3:3: error: server `s`: its check has no port"),
+        "{err}"
+    );
     let (code, _, err) = check(
         "fwm-mask",
         "director a\n  option persistence netmask 64\nflow f to 198.18.0.100 director a\n",
     );
     assert_eq!(code, 1);
-    assert!(err.contains("a prefix length for an IPv4 director is 0..32, not 64"), "{err}");
+    assert!(
+        err.contains("a prefix length for an IPv4 director is 0..32, not 64"),
+        "{err}"
+    );
     let (code, out, err) = check(
         "sorry-only",
         "director a 198.18.0.100:80\n  mode nat\n  server maint 198.18.1.9:8080 sorry\n",
