@@ -16,6 +16,8 @@ mod pending;
 mod reload;
 mod replay;
 mod setup;
+#[cfg(test)]
+mod untrusted_tests;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
