@@ -88,7 +88,7 @@ virtual-service:
   --tcp-service|-t  address   TCP service, address is host[:port]
   --udp-service|-u  address   UDP service
   --sctp-service    address   SCTP service
-  --fwmark-service|-f mark    firewall-mark service (not supported yet)
+  --fwmark-service|-f mark    firewall-mark service (fed by the configuration's flows)
 Addresses are numeric only: a.b.c.d[:port] for IPv4, [v6addr]:port or a bare
 v6addr for IPv6; ports are numbers (no host names, no service names).
 
