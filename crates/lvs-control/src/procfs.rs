@@ -6,7 +6,7 @@
 //! either), and persistence timeouts are in ticks of HZ = 250 (Debian's
 //! kernels; HZ is a kernel build choice).
 
-use crate::proto::{ConnInfo, Forward, Protocol, ServiceInfo, StatsInfo};
+use crate::proto::{ConnInfo, ServiceInfo, StatsInfo};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -15,15 +15,6 @@ pub const HZ: u64 = 250;
 
 /// The `/proc/net` files `lvsadm --proc` can print.
 pub const FILES: [&str; 4] = ["ip_vs", "ip_vs_conn", "ip_vs_conn_sync", "ip_vs_stats"];
-
-fn proto(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "TCP",
-        Protocol::Udp => "UDP",
-        Protocol::Sctp => "SCTP",
-        Protocol::Fwmark => "FWM",
-    }
-}
 
 /// `%pI6`: eight groups of four lower-case hex digits, no compression.
 fn pi6(a: std::net::Ipv6Addr) -> String {
@@ -42,15 +33,6 @@ fn addr(a: IpAddr, bracket: bool) -> String {
     }
 }
 
-fn forward(f: Forward) -> &'static str {
-    match f {
-        Forward::Local => "Local",
-        Forward::Tunnel => "Tunnel",
-        Forward::Route => "Route",
-        Forward::Masq => "Masq",
-    }
-}
-
 /// `/proc/net/ip_vs`: services and their real servers.
 pub fn ip_vs(conn_tab_size: u32, services: &[ServiceInfo]) -> String {
     let mut o = format!(
@@ -58,39 +40,31 @@ pub fn ip_vs(conn_tab_size: u32, services: &[ServiceInfo]) -> String {
     );
     for s in services {
         let k = &s.spec.key;
+        // `TCP  C000020A:0050 wlc OPS `, `TCP  [v6]:0050 rr ` (no ops
+        // field) or `FWM  00000007 wlc OPS` (spec §1: mind the spaces).
         let ops = if s.spec.one_packet { "ops " } else { "" };
-        match k.addr {
-            _ if k.mark().is_some() => {
-                let _ = write!(
-                    o,
-                    "FWM  {:08X} {} {}",
-                    k.mark().unwrap_or(0),
-                    s.spec.scheduler,
-                    ops
-                );
-            }
-            IpAddr::V4(_) => {
-                let _ = write!(
-                    o,
-                    "{}  {}:{:04X} {} {} ",
-                    proto(k.protocol),
+        let (label, tail) = match (k.mark(), k.addr) {
+            (Some(m), _) => (format!("FWM  {m:08X}"), ops.to_string()),
+            (None, IpAddr::V4(_)) => (
+                format!(
+                    "{}  {}:{:04X}",
+                    k.protocol.label(),
                     addr(k.addr, false),
-                    k.port,
-                    s.spec.scheduler,
-                    ops
-                );
-            }
-            IpAddr::V6(_) => {
-                let _ = write!(
-                    o,
-                    "{}  {}:{:04X} {} ",
-                    proto(k.protocol),
+                    k.port
+                ),
+                format!("{ops} "),
+            ),
+            (None, IpAddr::V6(_)) => (
+                format!(
+                    "{}  {}:{:04X}",
+                    k.protocol.label(),
                     addr(k.addr, true),
-                    k.port,
-                    s.spec.scheduler
-                );
-            }
-        }
+                    k.port
+                ),
+                String::new(),
+            ),
+        };
+        let _ = write!(o, "{label} {} {tail}", s.spec.scheduler);
         match s.spec.persistent {
             Some(t) => {
                 // The IPv6 prefix length is byte-swapped for display as
@@ -109,7 +83,7 @@ pub fn ip_vs(conn_tab_size: u32, services: &[ServiceInfo]) -> String {
                 "  -> {}:{:04X}      {:<7} {:<6} {:<10} {:<10}",
                 addr(d.addr, true),
                 d.port,
-                forward(d.forward),
+                d.forward.label(),
                 d.weight,
                 d.active_conns,
                 d.inact_conns
@@ -169,7 +143,7 @@ pub fn ip_vs_stats(t: &StatsInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{DestInfo, ServiceKey, ServiceSpec};
+    use crate::proto::{DestInfo, Forward, Protocol, ServiceKey, ServiceSpec};
 
     fn dest(a: &str, port: u16, f: Forward, w: i32, act: u32, inact: u32) -> DestInfo {
         DestInfo {

@@ -114,7 +114,8 @@ pub struct Tunnel {
     pub csum: TunnelCsum,
 }
 
-/// Identifies a virtual service (no fwmark services yet).
+/// Identifies a virtual service: protocol, address and port, or a firewall
+/// mark ([`ServiceKey::fwmark`]).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ServiceKey {
     pub protocol: Protocol,

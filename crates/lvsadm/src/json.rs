@@ -3,29 +3,11 @@
 //! encoding (which may change between versions): names here only grow.
 
 use lvs_control::{
-    ConnInfo, Counter, DestInfo, Forward, HealthInfo, Protocol, ServiceInfo, ServiceKey, StatsInfo,
-    SysctlValue, Timeouts, TunnelCsum, TunnelType,
+    ConnInfo, Counter, DestInfo, Forward, HealthInfo, ServiceInfo, ServiceKey, StatsInfo,
+    SysctlValue, Timeouts, TunnelCsum,
 };
 use serde_json::{json, Value};
 use std::net::IpAddr;
-
-fn protocol(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "TCP",
-        Protocol::Udp => "UDP",
-        Protocol::Sctp => "SCTP",
-        Protocol::Fwmark => "FWM",
-    }
-}
-
-fn forward(f: Forward) -> &'static str {
-    match f {
-        Forward::Masq => "Masq",
-        Forward::Local => "Local",
-        Forward::Tunnel => "Tunnel",
-        Forward::Route => "Route",
-    }
-}
 
 fn stats(s: &Option<StatsInfo>) -> Value {
     let s = s.unwrap_or_default();
@@ -41,7 +23,7 @@ fn key(k: &ServiceKey) -> Value {
     match k.mark() {
         Some(mark) => json!({ "protocol": "FWM", "fwmark": mark, "ipv6": k.addr.is_ipv6() }),
         None => {
-            json!({ "protocol": protocol(k.protocol), "address": k.addr.to_string(), "port": k.port })
+            json!({ "protocol": k.protocol.label(), "address": k.addr.to_string(), "port": k.port })
         }
     }
 }
@@ -49,11 +31,7 @@ fn key(k: &ServiceKey) -> Value {
 fn server(d: &DestInfo) -> Value {
     let tunnel = (d.forward == Forward::Tunnel).then(|| {
         json!({
-            "type": match d.tunnel.kind {
-                TunnelType::Ipip => "ipip",
-                TunnelType::Gue => "gue",
-                TunnelType::Gre => "gre",
-            },
+            "type": d.tunnel.kind.label(),
             "port": d.tunnel.port,
             "csum": match d.tunnel.csum {
                 TunnelCsum::NoCsum => "nocsum",
@@ -65,7 +43,7 @@ fn server(d: &DestInfo) -> Value {
     json!({
         "address": d.addr.to_string(),
         "port": d.port,
-        "forward": forward(d.forward),
+        "forward": d.forward.label(),
         "weight": d.weight,
         "active_conns": d.active_conns,
         "inactive_conns": d.inact_conns,
@@ -184,6 +162,7 @@ fn line(v: Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lvs_control::{Protocol, TunnelType};
 
     #[test]
     fn services_have_the_documented_fields() {

@@ -67,15 +67,6 @@ fn mode_words(d: &DestSpec) -> Option<String> {
     })
 }
 
-fn protocol_word(p: lvs_control::Protocol) -> &'static str {
-    match p {
-        lvs_control::Protocol::Tcp => "TCP",
-        lvs_control::Protocol::Udp => "UDP",
-        lvs_control::Protocol::Sctp => "SCTP",
-        lvs_control::Protocol::Fwmark => "TCP",
-    }
-}
-
 /// `option persistence …` for a timeout and an ipvsadm netmask (IPv4
 /// mask as an integer, IPv6 prefix length).
 fn persistence(timeout: u32, netmask: u32, v6: bool) -> String {
@@ -117,7 +108,7 @@ impl Dir {
             protocol: if k.mark().is_some() {
                 ""
             } else {
-                protocol_word(k.protocol)
+                k.protocol.label()
             },
             balance: s.scheduler.clone(),
             options,
