@@ -505,7 +505,7 @@ pub fn apply_request<C: Clone + Eq + Hash>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use lvs_core::Forward;
     use std::net::Ipv4Addr;
@@ -518,7 +518,7 @@ mod tests {
         }
     }
 
-    fn server(
+    pub(crate) fn server(
         last: u8,
         weight: i32,
         check: Option<&str>,

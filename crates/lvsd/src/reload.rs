@@ -299,7 +299,6 @@ impl<C: Clone + Eq + Hash> Desired<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lvs_core::{DestConfig, Forward};
     use std::net::Ipv4Addr;
 
     fn key(port: u16) -> ServiceKey {
@@ -310,23 +309,10 @@ mod tests {
         }
     }
 
+    /// A NAT server 198.18.1.LAST:80 of director `web` (the desired
+    /// state's test server, neither sorry nor inhibited).
     fn server(last: u8, weight: i32, check: Option<&str>) -> Server<String> {
-        Server {
-            cfg: DestConfig {
-                addr: Ipv4Addr::new(198, 18, 1, last).into(),
-                port: 80,
-                forward: Forward::Masq,
-                tunnel: Default::default(),
-                weight,
-                u_threshold: 0,
-                l_threshold: 0,
-            },
-            check: check.map(str::to_string),
-            sorry: false,
-            inhibit: false,
-            director: "web".into(),
-            name: format!("rs{last}"),
-        }
+        crate::desired::tests::server(last, weight, check, false, false)
     }
 
     fn service(port: u16, sched: &str, servers: Vec<Server<String>>) -> FileService<String> {
@@ -346,12 +332,7 @@ mod tests {
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
-            timeouts: None,
-            interfaces: Vec::new(),
-            control_socket: None,
-            control_group: None,
-            warnings: Vec::new(),
-            flows: Vec::new(),
+            ..FileState::default()
         }
     }
 

@@ -1079,32 +1079,12 @@ fn a_drained_flood_gives_memory_back() {
     );
     assert_eq!(curl(&lab, "http://198.18.0.100/").unwrap().trim(), "rs1");
     let before = rss_kib(director.pid);
-    let d0 = mac_of(&lab, lab.director_ns(), "d0");
-    let c0 = mac_of(&lab, lab.client_ns(), "c0");
     const FLOWS: u32 = 300_000;
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (pid, p) = (director.pid, peak.clone());
-    let sent = lab
-        .run_in(lab.client_ns(), move || -> std::io::Result<u32> {
-            let mut frames = Vec::with_capacity(1000);
-            let start = Instant::now();
-            let mut i = 0;
-            // Bounded in count and in time (20 s).
-            while i < FLOWS && start.elapsed() < Duration::from_secs(20) {
-                frames.clear();
-                for _ in 0..1000 {
-                    let src = [198, 18, 64 + (i / 60_000) as u8, 1];
-                    frames.push(udp_frame(d0, c0, src, 1024 + (i % 60_000) as u16));
-                    i += 1;
-                }
-                send_raw_frames("c0", &frames)?;
-                std::thread::sleep(Duration::from_millis(2));
-                p.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
-            }
-            Ok(i)
-        })
-        .unwrap()
-        .expect("send the flood");
+    let sent = udp_flows(&lab, FLOWS, move || {
+        p.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
+    });
     std::thread::sleep(Duration::from_millis(300));
     let during = rss_kib(director.pid).max(peak.load(std::sync::atomic::Ordering::Relaxed));
     assert_eq!(curl(&lab, "http://198.18.0.100/").unwrap().trim(), "rs1");
@@ -1390,6 +1370,34 @@ fn a_vip_answers_ping() {
     lab.close().expect("clean up the lab");
 }
 
+/// Sends `flows` UDP datagrams from the client to VIP:54, each from its
+/// own source address and port (one connection entry each), in raw frames
+/// of 1,000 per batch, calling `each_batch` after every batch. Bounded in
+/// count and in time (20 s). Returns how many were sent.
+fn udp_flows(lab: &Lab, flows: u32, each_batch: impl Fn() + Send + 'static) -> u32 {
+    let d0 = mac_of(lab, lab.director_ns(), "d0");
+    let c0 = mac_of(lab, lab.client_ns(), "c0");
+    lab.run_in(lab.client_ns(), move || -> std::io::Result<u32> {
+        let mut frames = Vec::with_capacity(1000);
+        let start = Instant::now();
+        let mut i = 0;
+        while i < flows && start.elapsed() < Duration::from_secs(20) {
+            frames.clear();
+            for _ in 0..1000 {
+                let src = [198, 18, 64 + (i / 60_000) as u8, 1];
+                frames.push(udp_frame(d0, c0, src, 1024 + (i % 60_000) as u16));
+                i += 1;
+            }
+            send_raw_frames("c0", &frames)?;
+            std::thread::sleep(Duration::from_millis(2));
+            each_batch();
+        }
+        Ok(i)
+    })
+    .unwrap()
+    .expect("send the flows")
+}
+
 /// A long connection table is listed in parts, a few thousand entries per
 /// step of the packet loop: every entry arrives, and requests through the
 /// VIP go on being answered while it streams.
@@ -1405,29 +1413,7 @@ fn a_long_connection_listing_streams_while_forwarding_goes_on() {
          director sink 198.18.0.100:54 UDP\n  mode nat\n  server rs1 198.18.1.11:54\n",
     );
     assert_eq!(curl(&lab, "http://198.18.0.100/").unwrap().trim(), "rs1");
-    let d0 = mac_of(&lab, lab.director_ns(), "d0");
-    let c0 = mac_of(&lab, lab.client_ns(), "c0");
-    const FLOWS: u32 = 200_000;
-    let sent = lab
-        .run_in(lab.client_ns(), move || -> std::io::Result<u32> {
-            let mut frames = Vec::with_capacity(1000);
-            let start = Instant::now();
-            let mut i = 0;
-            // Bounded in count and in time (20 s).
-            while i < FLOWS && start.elapsed() < Duration::from_secs(20) {
-                frames.clear();
-                for _ in 0..1000 {
-                    let src = [198, 18, 64 + (i / 60_000) as u8, 1];
-                    frames.push(udp_frame(d0, c0, src, 1024 + (i % 60_000) as u16));
-                    i += 1;
-                }
-                send_raw_frames("c0", &frames)?;
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Ok(i)
-        })
-        .unwrap()
-        .expect("send the flows");
+    let sent = udp_flows(&lab, 200_000, || {});
     std::thread::sleep(Duration::from_millis(500));
     let entries = counter(
         &lvsadm_ok(&director.sock, &["--counters"]),
