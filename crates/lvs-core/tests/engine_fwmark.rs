@@ -184,3 +184,45 @@ fn a_nat_server_of_a_mark_service_is_known_for_every_protocol() {
         );
     }
 }
+
+/// The director's own address inside a flow's network: flows never take
+/// its traffic (it is the host's, as the guard's `fib daddr type != local`
+/// leaves it to the host too).
+#[test]
+fn flows_never_take_the_directors_own_traffic() {
+    use lvs_core::xmit::{OnLink, PacketBuf, Path, Paths, Transmit};
+    /// On-link paths; 198.18.0.101 is one of the director's addresses.
+    struct Local(OnLink);
+    impl Paths for Local {
+        fn path(&self, to: std::net::IpAddr) -> Option<Path> {
+            self.0.path(to)
+        }
+        fn source(&self, to: std::net::IpAddr) -> Option<std::net::IpAddr> {
+            self.0.source(to)
+        }
+        fn is_local(&self, a: std::net::IpAddr) -> bool {
+            a == ip([198, 18, 0, 101])
+        }
+    }
+    let paths = Local(OnLink {
+        src: ip([198, 18, 0, 1]),
+        mtu: 1500,
+    });
+    let mut e = Engine::new(5);
+    e.set_flows(flows());
+    fwm_service(&mut e, 7, None, &[1]);
+    let mut run = |dst: [u8; 4], sport: u16| {
+        let mut p = packet(ipproto::TCP, C, sport, dst, 80, SYN);
+        let mut buf = PacketBuf::new(&mut p, 0);
+        e.process(0, &mut buf, &paths)
+    };
+    assert_eq!(
+        run([198, 18, 0, 101], 44000),
+        Transmit::Pass,
+        "the director's own address"
+    );
+    assert!(
+        matches!(run([198, 18, 0, 102], 44001), Transmit::Send(_)),
+        "another address of the flow"
+    );
+}

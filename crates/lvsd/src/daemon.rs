@@ -1220,7 +1220,7 @@ fn release_free_heap() {
 
 #[cfg(test)]
 mod tests {
-    use super::IcmpLimit;
+    use super::{flow_addresses, Engine, HashSet, IcmpLimit, Ipv4Addr};
 
     #[test]
     fn icmp_limit_allows_a_burst_then_one_per_millisecond() {
@@ -1233,5 +1233,37 @@ mod tests {
         assert!(l.allow(1001));
         assert!(!l.allow(1001));
         assert_eq!((0..100).filter(|_| l.allow(2000)).count(), 50);
+    }
+
+    #[test]
+    fn flow_addresses_skip_what_is_not_the_flows_to_take() {
+        let mut e = Engine::new(0);
+        let flow = |dst: [u8; 4], len: u8, mark: u32| lvs_core::Flow {
+            dst: Ipv4Addr::from(dst).into(),
+            dst_len: len,
+            src: None,
+            protocol: None,
+            ports: Vec::new(),
+            mark,
+        };
+        e.add_service(lvs_core::ServiceKey::fwmark(7, false), "rr", 0)
+            .unwrap();
+        // A /30 of mark 7, a /16 (routed only) of mark 7, a /32 of mark 8
+        // (no service).
+        e.set_flows(vec![
+            flow([198, 18, 0, 100], 30, 7),
+            flow([198, 19, 0, 0], 16, 7),
+            flow([198, 18, 0, 200], 32, 8),
+        ]);
+        let taken: HashSet<Ipv4Addr> = [Ipv4Addr::new(198, 18, 0, 102)].into();
+        let got = flow_addresses(&e, &taken);
+        assert_eq!(
+            got,
+            [
+                Ipv4Addr::new(198, 18, 0, 100),
+                Ipv4Addr::new(198, 18, 0, 101),
+                Ipv4Addr::new(198, 18, 0, 103)
+            ]
+        );
     }
 }
