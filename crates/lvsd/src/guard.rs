@@ -15,20 +15,22 @@
 //! The chain's five rules never change: they look the packet up in five
 //! sets (VIP . protocol . port, VIP . protocol for all-port services, the
 //! same for NAT real servers' replies, and the flows of directors without
-//! an address: source net . destination net . protocol . port range). A change of the services is
-//! applied as the difference of the sets' elements, in one atomic `nft`
-//! batch, by a thread of its own: the packet loop only hands over the
-//! wanted elements and never waits for `nft`. Changes that come faster
-//! than `nft` runs are coalesced (the latest wins).
+//! an address: source net . destination net . protocol . port range). `nft`
+//! creates the table once; a change of the services is applied as the
+//! difference of the sets' elements, in one atomic nf_tables batch sent
+//! over netlink (`nft_sets`), by a thread of its own: the packet loop only
+//! collects the wanted elements (unsorted) and never waits for the
+//! kernel. Changes that come faster than batches are applied are coalesced
+//! (the latest wins).
 //!
 //! Fallback when `nft` is not installed: switch IPv4 forwarding off in the
 //! namespace while lvsd runs (restored on exit); the VIP then must not be on
 //! a kernel interface.
 
+use crate::nft_sets::{self, Change, Key};
 use lvs_core::wire::ipproto;
 use lvs_core::Engine;
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
@@ -85,39 +87,61 @@ impl Element {
         }
     }
 
-    fn value(&self) -> String {
-        let p = |p: &u8| proto_name(*p).unwrap_or("tcp");
-        match self {
+    /// The element's key in its set (`nft_sets`'s layout).
+    fn key(&self) -> Key {
+        use nft_sets::{field_addr, field_port, field_proto};
+        let mut k = Vec::with_capacity(16);
+        match *self {
             Element::Service(a, pr, port) | Element::Server(a, pr, port) => {
-                format!("{a} . {} . {port}", p(pr))
+                field_addr(&mut k, a);
+                field_proto(&mut k, pr);
+                field_port(&mut k, port);
             }
             Element::ServiceAnyPort(a, pr) | Element::ServerAnyPort(a, pr) => {
-                format!("{a} . {}", p(pr))
+                field_addr(&mut k, a);
+                field_proto(&mut k, pr);
             }
             Element::Flow {
                 src,
                 dst,
                 proto,
                 ports,
-            } => format!(
-                "{}/{} . {}/{} . {} . {}-{}",
-                src.0,
-                src.1,
-                dst.0,
-                dst.1,
-                p(proto),
-                ports.0,
-                ports.1
-            ),
+            } => {
+                let mut end = Vec::with_capacity(16);
+                for (k, (s, d, port)) in [
+                    (&mut k, (src.0, dst.0, ports.0)),
+                    (&mut end, (last(src), last(dst), ports.1)),
+                ] {
+                    field_addr(k, s);
+                    field_addr(k, d);
+                    field_proto(k, proto);
+                    field_port(k, port);
+                }
+                return Key {
+                    start: k,
+                    end: Some(end),
+                };
+            }
+        }
+        Key {
+            start: k,
+            end: None,
         }
     }
 }
 
-/// The elements the engine's services call for. Destinations that were
-/// deleted but still carry connections keep theirs, since lvsd still
-/// translates their replies.
-pub fn elements(engine: &Engine) -> BTreeSet<Element> {
-    let mut v = BTreeSet::new();
+/// The last address of network `n` (its start with every host bit set).
+fn last(n: (Ipv4Addr, u8)) -> Ipv4Addr {
+    let host = u32::MAX.checked_shr(u32::from(n.1)).unwrap_or(0);
+    Ipv4Addr::from(u32::from(n.0) | host)
+}
+
+/// The elements the engine's services call for, in no order and perhaps
+/// repeated (the guard's thread sorts them out: the packet loop only
+/// collects). Destinations that were deleted but still carry connections
+/// keep theirs, since lvsd still translates their replies.
+pub fn elements(engine: &Engine) -> Vec<Element> {
+    let mut v = Vec::with_capacity(engine.all_dests().size_hint().0 + 16);
     let mut marks = std::collections::HashSet::new();
     for (svc, _) in engine.services() {
         if let Some(m) = svc.key.mark() {
@@ -132,7 +156,7 @@ pub fn elements(engine: &Engine) -> BTreeSet<Element> {
         }
         let pr = svc.key.protocol;
         // A port-0 service (persistent, all ports) takes every port.
-        v.insert(match svc.key.port {
+        v.push(match svc.key.port {
             0 => Element::ServiceAnyPort(vip, pr),
             port => Element::Service(vip, pr, port),
         });
@@ -149,7 +173,7 @@ pub fn elements(engine: &Engine) -> BTreeSet<Element> {
             // A firewall-mark service's server answers on whatever its
             // flows take: every protocol, every port.
             for pr in ALL_PROTOCOLS {
-                v.insert(Element::ServerAnyPort(rip, pr));
+                v.push(Element::ServerAnyPort(rip, pr));
             }
             continue;
         }
@@ -157,7 +181,7 @@ pub fn elements(engine: &Engine) -> BTreeSet<Element> {
         if proto_name(pr).is_none() {
             continue;
         }
-        v.insert(match d.reply_port() {
+        v.push(match d.reply_port() {
             0 => Element::ServerAnyPort(rip, pr),
             port => Element::Server(rip, pr, port),
         });
@@ -169,11 +193,7 @@ pub fn elements(engine: &Engine) -> BTreeSet<Element> {
 const ALL_PROTOCOLS: [u8; 3] = [ipproto::TCP, ipproto::UDP, ipproto::SCTP];
 
 /// The elements of the flows whose mark has a service (IPv4).
-fn flow_elements(
-    engine: &Engine,
-    marks: &std::collections::HashSet<u32>,
-    v: &mut BTreeSet<Element>,
-) {
+fn flow_elements(engine: &Engine, marks: &std::collections::HashSet<u32>, v: &mut Vec<Element>) {
     for f in engine.flows() {
         let IpAddr::V4(dst) = f.dst else { continue };
         if !marks.contains(&f.mark) {
@@ -192,7 +212,7 @@ fn flow_elements(
         };
         for &proto in &protos {
             for &range in &ports {
-                v.insert(Element::Flow {
+                v.push(Element::Flow {
                     src,
                     dst: (dst, f.dst_len),
                     proto,
@@ -230,31 +250,26 @@ table netdev {TABLE} {{
     )
 }
 
-/// Elements per `add element` / `delete element` statement.
-const CHUNK: usize = 1024;
-
-/// The `nft` statements that turn the sets holding `have` into `want`
+/// The set changes that turn the sets holding `have` into `want`
 /// (deletions first); empty if they are equal.
-pub fn difference(have: &BTreeSet<Element>, want: &BTreeSet<Element>) -> String {
-    let mut r = String::new();
-    for (verb, from, to) in [("delete", have, want), ("add", want, have)] {
-        for set in ["svc", "svc_any", "rs", "rs_any", "flows"] {
-            let items: Vec<String> = from
+pub fn difference<'a>(have: &'a BTreeSet<Element>, want: &'a BTreeSet<Element>) -> Vec<Change<'a>> {
+    let mut v = Vec::new();
+    for (add, from, to) in [(false, have, want), (true, want, have)] {
+        for set in SETS {
+            let keys: Vec<Key> = from
                 .difference(to)
                 .filter(|e| e.set() == set)
-                .map(Element::value)
+                .map(Element::key)
                 .collect();
-            for chunk in items.chunks(CHUNK) {
-                let _ = writeln!(
-                    r,
-                    "{verb} element netdev {TABLE} {set} {{ {} }}",
-                    chunk.join(", ")
-                );
+            if !keys.is_empty() {
+                v.push(Change { add, set, keys });
             }
         }
     }
-    r
+    v
 }
+
+const SETS: [&str; 5] = ["svc", "svc_any", "rs", "rs_any", "flows"];
 
 fn nft(script: &str) -> Result<(), String> {
     let mut child = Command::new("nft")
@@ -293,15 +308,13 @@ fn nft_available() -> bool {
 #[derive(Default)]
 struct Slot {
     /// The latest wanted elements not yet taken by the thread.
-    wanted: Option<BTreeSet<Element>>,
+    wanted: Option<Vec<Element>>,
     stop: bool,
 }
 
 /// The nftables guard: the table, and the thread that keeps its sets.
 pub struct NftGuard {
     shared: Arc<(Mutex<Slot>, Condvar)>,
-    /// What was last handed to the thread (to skip unchanged updates).
-    sent: BTreeSet<Element>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -310,27 +323,24 @@ impl NftGuard {
     /// guard is in place before lvsd handles a packet) and starts the
     /// thread.
     fn install(engine: &Engine, devices: &[String]) -> Result<NftGuard, String> {
-        let want = elements(engine);
-        nft(&(table(devices) + &difference(&BTreeSet::new(), &want)))?;
+        let want: BTreeSet<Element> = elements(engine).into_iter().collect();
+        nft(&table(devices))?;
+        nft_sets::apply(TABLE, &difference(&BTreeSet::new(), &want))
+            .map_err(|e| format!("filling the nftables guard's sets: {e}"))?;
         let shared = Arc::new((Mutex::new(Slot::default()), Condvar::new()));
-        let (s2, have) = (shared.clone(), want.clone());
+        let s2 = shared.clone();
         let thread = std::thread::Builder::new()
             .name("lvsd-guard".into())
-            .spawn(move || keep_sets(&s2, have))
+            .spawn(move || keep_sets(&s2, want))
             .map_err(|e| format!("cannot start the guard's thread: {e}"))?;
         Ok(NftGuard {
             shared,
-            sent: want,
             thread: Some(thread),
         })
     }
 
     fn update(&mut self, engine: &Engine) {
         let want = elements(engine);
-        if want == self.sent {
-            return;
-        }
-        self.sent = want.clone();
         let (m, cv) = &*self.shared;
         if let Ok(mut slot) = m.lock() {
             slot.wanted = Some(want);
@@ -366,11 +376,14 @@ fn keep_sets(shared: &(Mutex<Slot>, Condvar), mut have: BTreeSet<Element>) {
             }
             slot.wanted.take().unwrap_or_default()
         };
-        let script = difference(&have, &want);
-        if script.is_empty() {
+        let want: BTreeSet<Element> = want.into_iter().collect();
+        let changes = difference(&have, &want);
+        if changes.is_empty() {
             continue;
         }
-        match nft(&script) {
+        let res = nft_sets::apply(TABLE, &changes);
+        drop(changes);
+        match res {
             Ok(()) => {
                 have = want;
                 backoff = std::time::Duration::ZERO;
@@ -381,7 +394,7 @@ fn keep_sets(shared: &(Mutex<Slot>, Condvar), mut have: BTreeSet<Element>) {
                 eprintln!("lvsd: warning: updating the nftables guard (tried again later): {e}");
                 if let Ok(mut slot) = m.lock() {
                     if slot.wanted.is_none() {
-                        slot.wanted = Some(want);
+                        slot.wanted = Some(want.into_iter().collect());
                     }
                 }
                 backoff = (backoff * 2).clamp(
@@ -500,7 +513,7 @@ mod tests {
         };
         e.add_service_with(all, "rr", 0, opts).unwrap();
         e.add_dest(all, nat(0)).unwrap();
-        let got: Vec<Element> = elements(&e).into_iter().collect();
+        let got: Vec<Element> = sorted(&e).into_iter().collect();
         assert_eq!(
             got,
             vec![
@@ -515,7 +528,7 @@ mod tests {
         // server's stay while the engine keeps the destination).
         e.delete_service(all).unwrap();
         e.delete_service(key).unwrap();
-        let left = elements(&e);
+        let left = sorted(&e);
         assert!(left.contains(&Element::Service(VIP, 17, 53)), "{left:?}");
         assert!(
             !left
@@ -541,20 +554,43 @@ mod tests {
         };
         // A flow whose mark has no service is the host's.
         e.set_flows(vec![flow(7), flow(8)]);
-        let got: Vec<String> = elements(&e)
-            .iter()
-            .map(|x| format!("{} {}", x.set(), x.value()))
-            .collect();
+        let got: Vec<(&str, Key)> = sorted(&e).iter().map(|x| (x.set(), x.key())).collect();
+        let any = |p: u8| Key {
+            start: vec![198, 18, 1, 11, p, 0, 0, 0],
+            end: None,
+        };
+        // Source 0.0.0.0/0, destination 198.18.0.100/30, TCP, a port range:
+        // each field's first and last value.
+        let range = |lo: u16, hi: u16| Key {
+            start: [[0, 0, 0, 0], [198, 18, 0, 100], [6, 0, 0, 0]]
+                .concat()
+                .into_iter()
+                .chain(lo.to_be_bytes())
+                .chain([0, 0])
+                .collect(),
+            end: Some(
+                [[255, 255, 255, 255], [198, 18, 0, 103], [6, 0, 0, 0]]
+                    .concat()
+                    .into_iter()
+                    .chain(hi.to_be_bytes())
+                    .chain([0, 0])
+                    .collect(),
+            ),
+        };
         assert_eq!(
             got,
             [
-                "rs_any 198.18.1.11 . tcp",
-                "rs_any 198.18.1.11 . udp",
-                "rs_any 198.18.1.11 . sctp",
-                "flows 0.0.0.0/0 . 198.18.0.100/30 . tcp . 80-80",
-                "flows 0.0.0.0/0 . 198.18.0.100/30 . tcp . 8000-8010",
+                ("rs_any", any(6)),
+                ("rs_any", any(17)),
+                ("rs_any", any(132)),
+                ("flows", range(80, 80)),
+                ("flows", range(8000, 8010)),
             ]
         );
+    }
+
+    fn sorted(e: &Engine) -> BTreeSet<Element> {
+        elements(e).into_iter().collect()
     }
 
     #[test]
@@ -567,20 +603,16 @@ mod tests {
             Element::ServerAnyPort(RIP, 17),
         ]
         .into();
+        let d = difference(&have, &want);
+        let got: Vec<(bool, &str, usize)> =
+            d.iter().map(|c| (c.add, c.set, c.keys.len())).collect();
         assert_eq!(
-            difference(&have, &want),
-            "delete element netdev lvsd rs { 198.18.1.11 . tcp . 8080 }\n\
-             add element netdev lvsd svc { 198.18.0.100 . sctp . 9 }\n\
-             add element netdev lvsd rs_any { 198.18.1.11 . udp }\n"
+            got,
+            [(false, "rs", 1), (true, "svc", 1), (true, "rs_any", 1)]
         );
-        assert_eq!(difference(&want, &want), "");
-        // Thousands of elements go in statements of `CHUNK`.
-        let many: BTreeSet<Element> = (0..2500u16)
-            .map(|p| Element::Service(VIP, 6, p + 1))
-            .collect();
-        let d = difference(&BTreeSet::new(), &many);
-        assert_eq!(d.lines().count(), 3);
-        assert_eq!(d.matches(" . tcp . ").count(), 2500);
+        assert_eq!(d[0].keys[0], Element::Server(RIP, 6, 8080).key());
+        assert_eq!(d[1].keys[0], Element::Service(VIP, 132, 9).key());
+        assert!(difference(&want, &want).is_empty());
     }
 
     #[test]

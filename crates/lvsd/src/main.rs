@@ -11,6 +11,7 @@ mod import;
 mod io;
 mod lock;
 mod net;
+mod nft_sets;
 mod pcap;
 mod pending;
 mod reload;
