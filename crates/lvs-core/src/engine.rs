@@ -939,6 +939,12 @@ impl Engine {
             .map(|(_, s)| (s, s.dests.iter().map(|&d| &self.dests[d]).collect()))
     }
 
+    /// The keys of the services, in list order (without collecting their
+    /// destinations as `services` does).
+    pub fn service_keys(&self) -> impl Iterator<Item = ServiceKey> + '_ {
+        self.services.iter().map(|(_, s)| s.key)
+    }
+
     /// One service by key.
     pub fn service(&self, key: &ServiceKey) -> Option<(&Service, Vec<&Dest>)> {
         let s = &self.services[*self.by_key.get(key)?];

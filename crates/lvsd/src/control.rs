@@ -8,7 +8,7 @@
 //! applies and says so, or does not apply.
 
 use crate::desired::{apply_request, Check, CheckStatus, Desired};
-use crate::reload::FileState;
+use crate::reload::{FileState, Plan};
 use lvs_control::{ErrorKind, Request, Response};
 use lvs_core::Engine;
 use std::io::{self, Write};
@@ -25,8 +25,9 @@ use std::time::{Duration, Instant};
 /// What the packet loop is asked to do.
 pub enum Job {
     Request(Request),
-    /// Apply a configuration file, read and checked already.
-    Reload(Box<FileState<Check>>),
+    /// Apply a configuration file, read, checked and compared with the
+    /// running one already.
+    Reload(Box<Plan<Check>>),
 }
 
 /// A job waiting for the packet loop, with the way back.
@@ -69,7 +70,7 @@ pub struct ControlServer {
     /// Where reloads read from: the `--config` file.
     config: Option<PathBuf>,
     tx: Sender<Pending>,
-    reload_lock: Arc<std::sync::Mutex<()>>,
+    reload_lock: LastFile,
     wake: OwnedFd,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -116,6 +117,7 @@ impl ControlServer {
         path: &Path,
         config: Option<PathBuf>,
         group: Option<u32>,
+        file: Arc<FileState<Check>>,
     ) -> io::Result<ControlServer> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
@@ -148,7 +150,7 @@ impl ControlServer {
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
-        let reload_lock = Arc::new(std::sync::Mutex::new(()));
+        let reload_lock = Arc::new(std::sync::Mutex::new(file));
         let ctx = Context {
             tx: tx.clone(),
             wake_fd,
@@ -268,22 +270,9 @@ impl ControlServer {
                     continue;
                 }
                 Job::Request(req) => apply_request(desired, engine, &req, now_ms, io, status),
-                Job::Reload(file) => {
-                    let r = desired.apply_file(engine, *file);
-                    eprintln!(
-                        "lvsd: configuration reloaded: {} change(s), {} warning(s)",
-                        r.changes.len(),
-                        r.warnings.len()
-                    );
-                    for c in &r.changes {
-                        eprintln!("lvsd:   {c}");
-                    }
-                    for w in &r.warnings {
-                        eprintln!("lvsd:   warning: {w}");
-                    }
-                    for n in &r.notes {
-                        eprintln!("lvsd: {n}");
-                    }
+                Job::Reload(plan) => {
+                    // Logged by the reload's own thread.
+                    let r = desired.apply_plan(engine, *plan);
                     let resp = Response::Reloaded {
                         changes: r.changes,
                         warnings: r.warnings,
@@ -309,15 +298,19 @@ impl Drop for ControlServer {
     }
 }
 
+/// The file applied last, behind the lock reloads take.
+type LastFile = Arc<std::sync::Mutex<Arc<FileState<Check>>>>;
+
 /// What a client's thread needs to reach the packet loop.
 #[derive(Clone)]
 struct Context {
     tx: Sender<Pending>,
     wake_fd: RawFd,
     config: Option<PathBuf>,
-    /// One reload at a time, from reading the file to its answer, so that
-    /// an older version never lands after a newer one.
-    reload_lock: Arc<std::sync::Mutex<()>>,
+    /// The file applied last, locked by one reload at a time from reading
+    /// the new file to its answer (so that an older version never lands
+    /// after a newer one).
+    reload_lock: LastFile,
 }
 
 fn accept_loop(listener: UnixListener, ctx: Context, stop: Arc<AtomicBool>) {
@@ -456,7 +449,7 @@ fn handle(stream: UnixStream, ctx: &Context) -> io::Result<()> {
 /// Reads and checks the configuration file here (off the packet loop);
 /// a file with errors is refused whole, and nothing changes.
 fn reload(ctx: &Context) -> Response {
-    let _one_at_a_time = ctx
+    let mut last = ctx
         .reload_lock
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -466,13 +459,41 @@ fn reload(ctx: &Context) -> Response {
             detail: "lvsd was started without --config: there is no file to reload".into(),
         };
     };
-    match crate::setup::load_file(path) {
-        Ok(file) => submit(ctx, Job::Reload(Box::new(file))),
-        Err(e) => Response::Error {
-            kind: ErrorKind::Invalid,
-            detail: format!("reload refused, the running configuration stays: {e}"),
-        },
+    let file = match crate::setup::load_file(path) {
+        Ok(file) => file,
+        Err(e) => {
+            return Response::Error {
+                kind: ErrorKind::Invalid,
+                detail: format!("reload refused, the running configuration stays: {e}"),
+            }
+        }
+    };
+    let plan = crate::reload::plan(last.clone(), file);
+    let applied = plan.file.clone();
+    let resp = submit(ctx, Job::Reload(Box::new(plan)));
+    if let Response::Reloaded {
+        changes,
+        warnings,
+        notes,
+    } = &resp
+    {
+        *last = applied;
+        eprintln!(
+            "lvsd: configuration reloaded: {} change(s), {} warning(s)",
+            changes.len(),
+            warnings.len()
+        );
+        for c in changes {
+            eprintln!("lvsd:   {c}");
+        }
+        for w in warnings {
+            eprintln!("lvsd:   warning: {w}");
+        }
+        for n in notes {
+            eprintln!("lvsd: {n}");
+        }
     }
+    resp
 }
 
 /// Hands `job` to the packet loop and waits for its answer (see the
@@ -533,7 +554,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("lvsd-ctl-{tag}-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
         (
-            ControlServer::start(&path, None, None).expect("control socket"),
+            ControlServer::start(&path, None, None, Default::default()).expect("control socket"),
             path,
         )
     }

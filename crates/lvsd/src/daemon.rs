@@ -193,10 +193,7 @@ const FLOW_ARP_PREFIX: u8 = 24;
 /// addresses of the attached subnets: a flow never claims another host's
 /// address).
 fn flow_addresses(engine: &Engine, taken: &HashSet<Ipv4Addr>) -> Vec<Ipv4Addr> {
-    let marks: HashSet<u32> = engine
-        .services()
-        .filter_map(|(s, _)| s.key.mark())
-        .collect();
+    let marks: HashSet<u32> = engine.service_keys().filter_map(|k| k.mark()).collect();
     let mut v = Vec::new();
     for f in engine.flows() {
         let IpAddr::V4(net) = f.dst else { continue };
@@ -382,6 +379,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         &control_path,
         opts.config.clone(),
         control_group.as_ref().map(|g| g.1),
+        d.desired.file.clone(),
     )
     .map_err(|e| format!("cannot open control socket {}: {e}", control_path.display()))?;
     // Health checks run on their own thread (a tokio runtime) and only
@@ -717,9 +715,9 @@ impl Director {
     fn refresh_vips(&mut self, io: &mut impl PacketIo, startup: bool) {
         let mut now: HashSet<Ipv4Addr> = self
             .engine
-            .services()
-            .filter(|(s, _)| s.key.mark().is_none())
-            .filter_map(|(s, _)| match s.key.addr {
+            .service_keys()
+            .filter(|k| k.mark().is_none())
+            .filter_map(|k| match k.addr {
                 IpAddr::V4(a) => Some(a),
                 IpAddr::V6(_) => None,
             })

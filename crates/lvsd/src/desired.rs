@@ -54,7 +54,7 @@ pub struct Desired<C> {
     down: HashMap<C, ()>,
     /// The configuration file as loaded last (what a reload is compared
     /// with).
-    pub file: crate::reload::FileState<C>,
+    pub file: std::sync::Arc<crate::reload::FileState<C>>,
     /// A file was applied already (later ones are reloads).
     pub started: bool,
 }
@@ -210,7 +210,7 @@ impl<C: Clone + Eq + Hash> Desired<C> {
         cfg: DestConfig,
     ) -> Result<(), ControlError> {
         let (addr, port) = (cfg.addr, cfg.port);
-        self.change_server(engine, key, addr, port, |d| d.cfg = cfg)
+        self.change_server(engine, key, addr, port, |d| Server { cfg, ..d.clone() })
     }
 
     /// Puts `server` in the service, replacing the whole definition
@@ -229,7 +229,7 @@ impl<C: Clone + Eq + Hash> Desired<C> {
             .index
             .contains(&(addr, port));
         if known {
-            self.change_server(engine, key, addr, port, |d| *d = server)
+            self.change_server(engine, key, addr, port, |_| server)
                 .map(|()| true)
         } else {
             self.add_server(engine, key, server).map(|()| false)
@@ -244,7 +244,7 @@ impl<C: Clone + Eq + Hash> Desired<C> {
         key: ServiceKey,
         addr: IpAddr,
         port: u16,
-        change: impl FnOnce(&mut Server<C>),
+        change: impl FnOnce(&Server<C>) -> Server<C>,
     ) -> Result<(), ControlError> {
         let s = self
             .service_mut(key)
@@ -254,8 +254,8 @@ impl<C: Clone + Eq + Hash> Desired<C> {
             .iter()
             .position(|d| d.cfg.addr == addr && d.cfg.port == port)
             .ok_or(ControlError::NoSuchDest)?;
-        let old = s.servers[i].clone();
-        change(&mut s.servers[i]);
+        let new = change(&s.servers[i]);
+        let old = std::mem::replace(&mut s.servers[i], new);
         let r = self.reconcile(engine, key);
         if r.is_err() {
             if let Some(s) = self.service_mut(key) {
@@ -336,44 +336,87 @@ impl<C: Clone + Eq + Hash> Desired<C> {
     /// the rest is still applied).
     pub fn reconcile(&self, engine: &mut Engine, key: ServiceKey) -> Result<(), ControlError> {
         let want = self.effective(key);
-        let have: Vec<DestConfig> = match engine.service(&key) {
-            Some((_, ds)) => ds
-                .iter()
-                .map(|d| DestConfig {
-                    addr: d.addr,
-                    port: d.port,
-                    forward: d.forward,
-                    tunnel: d.tunnel,
-                    weight: d.weight,
-                    u_threshold: d.u_threshold,
-                    l_threshold: d.l_threshold,
-                })
-                .collect(),
-            None => return Err(ControlError::ServiceNotDefined),
-        };
-        let wanted: HashSet<(IpAddr, u16)> = want.iter().map(|w| (w.addr, w.port)).collect();
-        let held: HashMap<(IpAddr, u16), &DestConfig> =
-            have.iter().map(|h| ((h.addr, h.port), h)).collect();
+        // What to do, worked out while the engine is borrowed for reading.
+        // Services have few servers: a linear search beats hashing them
+        // (a reload or restore reconciles each changed service).
+        let mut gone: Vec<(IpAddr, u16)> = Vec::new();
+        let mut changed: Vec<(bool, usize)> = Vec::new();
+        {
+            let Some((_, have)) = engine.service(&key) else {
+                return Err(ControlError::ServiceNotDefined);
+            };
+            let big = want.len().max(have.len()) > SMALL;
+            let wanted: HashSet<(IpAddr, u16)> = if big {
+                want.iter().map(|w| (w.addr, w.port)).collect()
+            } else {
+                HashSet::new()
+            };
+            let held: HashMap<(IpAddr, u16), usize> = if big {
+                have.iter()
+                    .enumerate()
+                    .map(|(i, h)| ((h.addr, h.port), i))
+                    .collect()
+            } else {
+                HashMap::new()
+            };
+            for h in &have {
+                let id = (h.addr, h.port);
+                let kept = if big {
+                    wanted.contains(&id)
+                } else {
+                    want.iter().any(|w| (w.addr, w.port) == id)
+                };
+                if !kept {
+                    gone.push(id);
+                }
+            }
+            for (i, w) in want.iter().enumerate() {
+                let id = (w.addr, w.port);
+                let found = if big {
+                    held.get(&id).copied()
+                } else {
+                    have.iter().position(|h| (h.addr, h.port) == id)
+                };
+                match found {
+                    None => changed.push((true, i)),
+                    Some(j) if !same(have[j], w) => changed.push((false, i)),
+                    Some(_) => {}
+                }
+            }
+        }
         let mut first = Ok(());
         let mut note = |r: Result<(), ControlError>| {
             if first.is_ok() {
                 first = r;
             }
         };
-        for h in &have {
-            if !wanted.contains(&(h.addr, h.port)) {
-                note(engine.delete_dest(key, h.addr, h.port));
-            }
+        for (addr, port) in gone {
+            note(engine.delete_dest(key, addr, port));
         }
-        for w in &want {
-            match held.get(&(w.addr, w.port)).copied() {
-                None => note(engine.add_dest(key, w.clone())),
-                Some(h) if h != w => note(engine.edit_dest(key, w.clone())),
-                Some(_) => {}
-            }
+        for (add, i) in changed {
+            let w = want[i].clone();
+            note(if add {
+                engine.add_dest(key, w)
+            } else {
+                engine.edit_dest(key, w)
+            });
         }
         first
     }
+}
+
+/// Servers per service up to which `reconcile` searches linearly.
+const SMALL: usize = 16;
+
+/// Whether the engine's destination is configured as `w` says.
+fn same(d: &lvs_core::service::Dest, w: &DestConfig) -> bool {
+    d.addr == w.addr
+        && d.port == w.port
+        && d.forward == w.forward
+        && d.tunnel == w.tunnel
+        && d.weight == w.weight
+        && d.u_threshold == w.u_threshold
+        && d.l_threshold == w.l_threshold
 }
 
 /// What the checker says of one check, for listings.

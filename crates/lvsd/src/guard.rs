@@ -143,20 +143,20 @@ fn last(n: (Ipv4Addr, u8)) -> Ipv4Addr {
 pub fn elements(engine: &Engine) -> Vec<Element> {
     let mut v = Vec::with_capacity(engine.all_dests().size_hint().0 + 16);
     let mut marks = std::collections::HashSet::new();
-    for (svc, _) in engine.services() {
-        if let Some(m) = svc.key.mark() {
+    for key in engine.service_keys() {
+        if let Some(m) = key.mark() {
             marks.insert(m);
             continue;
         }
-        let IpAddr::V4(vip) = svc.key.addr else {
+        let IpAddr::V4(vip) = key.addr else {
             continue;
         };
-        if proto_name(svc.key.protocol).is_none() {
+        if proto_name(key.protocol).is_none() {
             continue;
         }
-        let pr = svc.key.protocol;
+        let pr = key.protocol;
         // A port-0 service (persistent, all ports) takes every port.
-        v.push(match svc.key.port {
+        v.push(match key.port {
             0 => Element::ServiceAnyPort(vip, pr),
             port => Element::Service(vip, pr, port),
         });

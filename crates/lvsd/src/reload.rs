@@ -24,6 +24,7 @@ use lvs_core::{Engine, ServiceKey, ServiceOptions};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// What a configuration file asks for, checked and ready to apply.
 #[derive(Debug, Clone)]
@@ -102,52 +103,144 @@ fn svc_name(k: &ServiceKey) -> String {
     format!("{proto} {}", endpoint(k.addr, k.port))
 }
 
+/// A reload worked out ahead, off the packet thread: the new file and
+/// what differs from the version it was compared with (`plan`). Services
+/// equal in both versions are not in it: the packet loop never looks at
+/// them.
+pub struct Plan<C> {
+    pub file: Arc<FileState<C>>,
+    /// The version compared with.
+    old: Arc<FileState<C>>,
+    /// Services of the old version that the new one drops.
+    removed: Vec<ServiceKey>,
+    /// Services new or changed in the new version.
+    changed: Vec<ServiceDiff>,
+}
+
+/// How one service of the new version differs.
+struct ServiceDiff {
+    /// Index in the new version's services.
+    new: usize,
+    /// Index in the old version's, if it was there.
+    old: Option<usize>,
+    /// Scheduler, flags or persistence changed.
+    settings: bool,
+    /// Real servers the old version had and the new one does not.
+    gone: Vec<(IpAddr, u16)>,
+    /// Indexes (in the new version) of the real servers added or changed.
+    put: Vec<usize>,
+}
+
+/// Compares `new` with `old` (the version applied last).
+pub fn plan<C: Clone + Eq + Hash>(old: Arc<FileState<C>>, new: FileState<C>) -> Plan<C> {
+    let new_keys: HashMap<ServiceKey, ()> = new.services.iter().map(|s| (s.key, ())).collect();
+    let removed = old
+        .services
+        .iter()
+        .map(|o| o.key)
+        .filter(|k| !new_keys.contains_key(k))
+        .collect();
+    let old_by_key: HashMap<ServiceKey, usize> = old
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.key, i))
+        .collect();
+    let mut changed = Vec::new();
+    for (i, n) in new.services.iter().enumerate() {
+        let Some(&j) = old_by_key.get(&n.key) else {
+            changed.push(ServiceDiff {
+                new: i,
+                old: None,
+                settings: true,
+                gone: Vec::new(),
+                put: (0..n.servers.len()).collect(),
+            });
+            continue;
+        };
+        let o = &old.services[j];
+        if o == n {
+            continue;
+        }
+        let id = |s: &Server<C>| (s.cfg.addr, s.cfg.port);
+        let wanted: HashMap<(IpAddr, u16), ()> = n.servers.iter().map(|s| (id(s), ())).collect();
+        let had: HashMap<(IpAddr, u16), &Server<C>> =
+            o.servers.iter().map(|s| (id(s), s)).collect();
+        changed.push(ServiceDiff {
+            new: i,
+            old: Some(j),
+            settings: !n.same_settings(o),
+            gone: o
+                .servers
+                .iter()
+                .map(id)
+                .filter(|k| !wanted.contains_key(k))
+                .collect(),
+            put: n
+                .servers
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| had.get(&id(s)) != Some(s))
+                .map(|(k, _)| k)
+                .collect(),
+        });
+    }
+    Plan {
+        file: Arc::new(new),
+        old,
+        removed,
+        changed,
+    }
+}
+
 impl<C: Clone + Eq + Hash> Desired<C> {
     /// Applies `new` as the difference from the file loaded last (see the
-    /// module's rule) and remembers it. Engine refusals (possible only
-    /// where lvsadm changed the same objects since) become warnings; the
-    /// rest is still applied.
+    /// module's rule): `plan`, then `apply_plan`.
     pub fn apply_file(&mut self, engine: &mut Engine, new: FileState<C>) -> Report {
-        let old = std::mem::take(&mut self.file);
+        let p = plan(self.file.clone(), new);
+        self.apply_plan(engine, p)
+    }
+
+    /// Applies a plan and remembers its file. Engine refusals (possible
+    /// only where lvsadm changed the same objects since) become warnings;
+    /// the rest is still applied. A plan made against another version than
+    /// the one applied last is made again here.
+    pub fn apply_plan(&mut self, engine: &mut Engine, mut p: Plan<C>) -> Report {
+        if !Arc::ptr_eq(&p.old, &self.file) {
+            let file = Arc::try_unwrap(p.file).unwrap_or_else(|a| (*a).clone());
+            p = plan(self.file.clone(), file);
+        }
+        let (old, new) = (p.old, p.file);
         let mut r = Report {
             notes: new.warnings.clone(),
             ..Report::default()
         };
         self.apply_settings(engine, &old, &new, &mut r);
-        let new_keys: HashMap<ServiceKey, ()> = new.services.iter().map(|s| (s.key, ())).collect();
-        for o in &old.services {
-            if new_keys.contains_key(&o.key) {
-                continue;
-            }
-            if self.has_service(o.key) {
-                match engine.delete_service(o.key) {
+        for &key in &p.removed {
+            if self.has_service(key) {
+                match engine.delete_service(key) {
                     Ok(()) => r
                         .changes
-                        .push(format!("service {} removed", svc_name(&o.key))),
+                        .push(format!("service {} removed", svc_name(&key))),
                     Err(e) => r
                         .warnings
-                        .push(format!("service {}: not removed: {e}", svc_name(&o.key))),
+                        .push(format!("service {}: not removed: {e}", svc_name(&key))),
                 }
-                self.delete_service(o.key);
+                self.delete_service(key);
             }
         }
         if old.flows != new.flows {
             engine.set_flows(new.flows.clone());
             r.changes.push(format!("flows: {} in use", new.flows.len()));
         }
-        let old_by_key: HashMap<ServiceKey, &FileService<C>> =
-            old.services.iter().map(|s| (s.key, s)).collect();
-        for n in &new.services {
-            match old_by_key.get(&n.key) {
+        for d in &p.changed {
+            let n = &new.services[d.new];
+            match d.old {
                 // A service new to the file, or changed in it while lvsadm
                 // deleted it: the file's version, whole.
                 None => self.put_service(engine, n, &mut r),
-                Some(o) if !self.has_service(n.key) => {
-                    if *o != n {
-                        self.put_service(engine, n, &mut r);
-                    }
-                }
-                Some(o) => self.update_service(engine, o, n, &mut r),
+                Some(_) if !self.has_service(n.key) => self.put_service(engine, n, &mut r),
+                Some(_) => self.update_service(engine, n, d, &mut r),
             }
         }
         let started = self.started;
@@ -238,12 +331,12 @@ impl<C: Clone + Eq + Hash> Desired<C> {
     fn update_service(
         &mut self,
         engine: &mut Engine,
-        o: &FileService<C>,
         n: &FileService<C>,
+        d: &ServiceDiff,
         r: &mut Report,
     ) {
         let name = svc_name(&n.key);
-        if !n.same_settings(o) {
+        if d.settings {
             match engine.edit_service_with(n.key, &n.scheduler, n.sched_flags, n.opts) {
                 Ok(()) => r.changes.push(format!(
                     "service {name}: scheduler {} flags {:#x}, persistence {:?}",
@@ -252,33 +345,17 @@ impl<C: Clone + Eq + Hash> Desired<C> {
                 Err(e) => r.warnings.push(format!("service {name}: not edited: {e}")),
             }
         }
-        let wanted: HashMap<(IpAddr, u16), &Server<C>> = n
-            .servers
-            .iter()
-            .map(|s| ((s.cfg.addr, s.cfg.port), s))
-            .collect();
-        for s in &o.servers {
-            let id = (s.cfg.addr, s.cfg.port);
-            if wanted.contains_key(&id) {
-                continue;
-            }
+        for &(addr, port) in &d.gone {
             // Absent already (deleted with lvsadm): nothing to do.
-            if self.delete_server(engine, n.key, id.0, id.1).is_ok() {
+            if self.delete_server(engine, n.key, addr, port).is_ok() {
                 r.changes.push(format!(
                     "service {name}: server {} removed",
-                    endpoint(id.0, id.1)
+                    endpoint(addr, port)
                 ));
             }
         }
-        let had: HashMap<(IpAddr, u16), &Server<C>> = o
-            .servers
-            .iter()
-            .map(|s| ((s.cfg.addr, s.cfg.port), s))
-            .collect();
-        for s in &n.servers {
-            if had.get(&(s.cfg.addr, s.cfg.port)) != Some(&s) {
-                self.put_server(engine, n.key, s, r);
-            }
+        for &i in &d.put {
+            self.put_server(engine, n.key, &n.servers[i], r);
         }
     }
 
@@ -402,7 +479,7 @@ mod tests {
         assert_eq!(e.sysctl("sloppy_tcp").unwrap(), "1");
         assert_eq!(r.changes.len(), 4, "{r:?}");
         // The same file again changes nothing.
-        let v2b = d.file.clone();
+        let v2b = (*d.file).clone();
         let r = d.apply_file(&mut e, v2b);
         assert_eq!(r, Report::default());
     }
@@ -457,5 +534,64 @@ mod tests {
             ),
         );
         assert_eq!(table(&e), vec![(80, vec![(11, 1)])]);
+    }
+
+    #[test]
+    fn a_plan_holds_only_what_differs_and_a_stale_plan_is_made_again() {
+        let mut e = Engine::new(1);
+        let mut d: Desired<String> = Desired::default();
+        let v1 = file(
+            vec![
+                service(80, "wrr", vec![server(11, 1, None), server(12, 1, None)]),
+                service(81, "rr", vec![server(13, 1, None)]),
+                service(82, "rr", vec![server(14, 1, None)]),
+            ],
+            &[],
+        );
+        d.apply_file(&mut e, v1.clone());
+        // 80: 12 leaves, 11's weight changes; 81 unchanged; 82 removed;
+        // 83 new.
+        let v2 = file(
+            vec![
+                service(80, "wrr", vec![server(11, 5, None)]),
+                service(81, "rr", vec![server(13, 1, None)]),
+                service(83, "lc", vec![server(15, 1, None)]),
+            ],
+            &[],
+        );
+        let p = plan(d.file.clone(), v2.clone());
+        assert_eq!(p.removed, vec![key(82)]);
+        // (port, index in the old file, servers gone, servers put)
+        type Row = (u16, Option<usize>, Vec<(IpAddr, u16)>, Vec<usize>);
+        let got: Vec<Row> = p
+            .changed
+            .iter()
+            .map(|c| {
+                let n = &p.file.services[c.new];
+                (n.key.port, c.old, c.gone.clone(), c.put.clone())
+            })
+            .collect();
+        let rs = |last: u8| (IpAddr::from(Ipv4Addr::new(198, 18, 1, last)), 80);
+        assert_eq!(
+            got,
+            vec![
+                (80, Some(0), vec![rs(12)], vec![0]),
+                (83, None, vec![], vec![0])
+            ]
+        );
+        // A plan made against another version (here: the first one, while
+        // v2 was applied meanwhile) is not trusted: made again, against v2.
+        let stale = plan(Arc::new(FileState::default()), v1);
+        d.apply_file(&mut e, v2);
+        let r = d.apply_plan(&mut e, stale);
+        assert!(r.warnings.is_empty(), "{r:?}");
+        assert_eq!(
+            table(&e),
+            vec![
+                (80, vec![(11, 1), (12, 1)]),
+                (81, vec![(13, 1)]),
+                (82, vec![(14, 1)])
+            ]
+        );
     }
 }
