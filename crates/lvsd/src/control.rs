@@ -62,9 +62,23 @@ struct Stream {
     last: bool,
 }
 
+/// A service listing built in chunks, one per step of the packet loop,
+/// and sent whole: the services present when it was asked for, each as
+/// it is when its chunk is made.
+struct Listing {
+    reply: SyncSender<Response>,
+    keys: Vec<lvs_core::ServiceKey>,
+    next: usize,
+    done: Vec<lvs_control::ServiceInfo>,
+}
+
+/// Services listed per step of the packet loop (about 2 µs each).
+const SERVICES_PER_STEP: usize = 256;
+
 /// The running control server.
 pub struct ControlServer {
     streams: Vec<Stream>,
+    listings: Vec<Listing>,
     path: PathBuf,
     pub requests: Receiver<Pending>,
     /// Where reloads read from: the `--config` file.
@@ -162,6 +176,7 @@ impl ControlServer {
             .spawn(move || accept_loop(listener, ctx, stop2))?;
         Ok(ControlServer {
             streams: Vec::new(),
+            listings: Vec::new(),
             path: path.to_path_buf(),
             requests: rx,
             config,
@@ -173,9 +188,14 @@ impl ControlServer {
         })
     }
 
-    /// Whether connection listings are being sent (the packet loop then
+    /// Whether listings are being made or sent (the packet loop then
     /// does not sleep between steps).
     pub fn streaming(&self) -> bool {
+        !self.streams.is_empty() || !self.listings.is_empty()
+    }
+
+    /// Whether connection listings (by table slot) are being sent.
+    pub fn listing_connections(&self) -> bool {
         !self.streams.is_empty()
     }
 
@@ -184,6 +204,19 @@ impl ControlServer {
     /// client that is not ready keeps its chunk for the next step; one
     /// that went away ends its listing.
     pub fn pump(&mut self, engine: &Engine, now_ms: u64) {
+        self.listings.retain_mut(|l| {
+            let end = (l.next + SERVICES_PER_STEP).min(l.keys.len());
+            crate::engine_ops::service_infos(engine, &l.keys[l.next..end], &mut l.done);
+            l.next = end;
+            if end < l.keys.len() {
+                return true;
+            }
+            let _ = l.reply.send(Response::Services {
+                conn_tab_size: lvs_core::engine::CONN_TAB_SIZE,
+                services: std::mem::take(&mut l.done),
+            });
+            false
+        });
         self.streams.retain_mut(|s| {
             let resp = match s.pending.take() {
                 Some(r) => r,
@@ -266,6 +299,17 @@ impl ControlServer {
                         next: 0,
                         pending: None,
                         last: false,
+                    });
+                    continue;
+                }
+                // Built in chunks by `pump`, between packet batches.
+                Job::Request(Request::ListServices) => {
+                    let keys: Vec<_> = engine.service_keys().collect();
+                    self.listings.push(Listing {
+                        reply: p.reply,
+                        done: Vec::with_capacity(keys.len()),
+                        keys,
+                        next: 0,
                     });
                     continue;
                 }
@@ -697,5 +741,48 @@ mod tests {
             Ok(Response::Ok)
         ));
         assert_eq!(engine.services().count(), 1);
+    }
+
+    #[test]
+    fn a_service_listing_is_built_in_steps_of_the_loop() {
+        let (mut ctl, path) = server("list");
+        let mut engine = Engine::new(1);
+        let n = SERVICES_PER_STEP * 2 + 10;
+        let key = |i: usize| lvs_core::ServiceKey {
+            protocol: 6,
+            addr: "198.18.0.100".parse().unwrap(),
+            port: 1000 + i as u16,
+        };
+        for i in 0..n {
+            engine.add_service(key(i), "rr", 0).unwrap();
+        }
+        let p = path.clone();
+        let client = std::thread::spawn(move || ask(&p, &Request::ListServices));
+        let mut desired = Desired::default();
+        let status = |_: &Check| CheckStatus::default();
+        let start = Instant::now();
+        while ctl.listings.is_empty() && start.elapsed() < Duration::from_secs(10) {
+            ctl.serve(&mut desired, &mut engine, 0, &[], &status);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Taken, not answered yet: one step lists SERVICES_PER_STEP.
+        assert!(ctl.streaming());
+        ctl.pump(&engine, 0);
+        assert!(ctl.streaming());
+        // A service deleted between two steps is left out; one added is
+        // not in this listing (it was asked for before).
+        engine.delete_service(key(n - 1)).unwrap();
+        engine.add_service(key(n), "rr", 0).unwrap();
+        while ctl.streaming() {
+            ctl.pump(&engine, 0);
+        }
+        let a = client.join().unwrap();
+        let Ok(Response::Services { services, .. }) = lvs_control::decode_response(a.trim_end())
+        else {
+            panic!("{a}");
+        };
+        let ports: Vec<u16> = services.iter().map(|s| s.spec.key.port).collect();
+        let want: Vec<u16> = (0..n - 1).map(|i| 1000 + i as u16).collect();
+        assert_eq!(ports, want);
     }
 }

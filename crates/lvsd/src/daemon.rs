@@ -529,7 +529,7 @@ pub fn run(opts: Options) -> Result<(), String> {
             }
         }
         let given_back = d.engine.counters.memory_given_back;
-        d.engine.hold_compaction(control.streaming());
+        d.engine.hold_compaction(control.listing_connections());
         d.engine.handle_timeout(now_ms);
         if d.engine.counters.memory_given_back != given_back {
             release_free_heap();

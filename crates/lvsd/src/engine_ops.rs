@@ -344,9 +344,31 @@ pub fn key_out(k: &ServiceKey) -> ctl::ServiceKey {
 
 /// The service listing (all, or the one with key `only`).
 pub fn services(engine: &Engine, only: Option<ServiceKey>) -> Response {
-    let mut out = Vec::new();
-    let mut push = |s: &lvs_core::service::Service, dests: Vec<&Dest>| {
-        let (svc_stats, dest_stats) = engine.service_stats(&s.key).unwrap_or_default();
+    let keys: Vec<ServiceKey> = match only {
+        Some(k) if engine.service(&k).is_none() => {
+            return Response::Error {
+                kind: ErrorKind::NoSuchService,
+                detail: String::new(),
+            }
+        }
+        Some(k) => vec![k],
+        None => engine.service_keys().collect(),
+    };
+    let mut services = Vec::with_capacity(keys.len());
+    service_infos(engine, &keys, &mut services);
+    Response::Services {
+        conn_tab_size: lvs_core::engine::CONN_TAB_SIZE,
+        services,
+    }
+}
+
+/// Appends the listing of services `keys` to `out` (those that exist).
+pub fn service_infos(engine: &Engine, keys: &[ServiceKey], out: &mut Vec<ctl::ServiceInfo>) {
+    for k in keys {
+        let Some((s, dests)) = engine.service(k) else {
+            continue;
+        };
+        let (svc_stats, dest_stats) = engine.service_stats(k).unwrap_or_default();
         out.push(ctl::ServiceInfo {
             spec: ctl::ServiceSpec {
                 key: key_out(&s.key),
@@ -362,27 +384,7 @@ pub fn services(engine: &Engine, only: Option<ServiceKey>) -> Response {
                 .map(|(i, d)| dest_info(d, dest_stats.get(i)))
                 .collect(),
             stats: Some(stats_info(&svc_stats)),
-        })
-    };
-    match only {
-        Some(k) => match engine.service(&k) {
-            Some((s, d)) => push(s, d),
-            None => {
-                return Response::Error {
-                    kind: ErrorKind::NoSuchService,
-                    detail: String::new(),
-                }
-            }
-        },
-        None => {
-            for (s, d) in engine.services() {
-                push(s, d);
-            }
-        }
-    }
-    Response::Services {
-        conn_tab_size: lvs_core::engine::CONN_TAB_SIZE,
-        services: out,
+        });
     }
 }
 
