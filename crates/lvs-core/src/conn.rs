@@ -25,6 +25,8 @@ pub mod flags {
     pub const FWD_MASK: u32 = 0x0007;
     /// Forwarding-method value of masquerading (NAT).
     pub const MASQ: u32 = 0;
+    /// Forwarding-method value of a `cache_bypass` entry.
+    pub const BYPASS: u32 = 0x0004;
     pub const NOOUTPUT: u32 = 0x0080;
     pub const INACTIVE: u32 = 0x0100;
     pub const TEMPLATE: u32 = 0x1000;

@@ -257,6 +257,8 @@ pub struct Settings {
     pub conn_reuse_mode: i32,
     /// `expire_nodest_conn` (default 0).
     pub expire_nodest_conn: i32,
+    /// `cache_bypass` (default 0).
+    pub cache_bypass: i32,
     /// `sloppy_tcp` (default 0).
     pub sloppy_tcp: i32,
     /// `sloppy_sctp` (default 0).
@@ -284,6 +286,7 @@ impl Default for Settings {
         Settings {
             conn_reuse_mode: 1,
             expire_nodest_conn: 0,
+            cache_bypass: 0,
             sloppy_tcp: 0,
             sloppy_sctp: 0,
             expire_quiescent_template: 0,
@@ -1468,6 +1471,9 @@ impl Engine {
             self.schedule_plain(now, svc, &info)
         };
         let Some(id) = id else {
+            if let Some(id) = self.bypass(now, svc, paths, &info) {
+                return self.forward_in(now, id, pkt, paths, &l4, len);
+            }
             return self.leave(svc, paths, protocol, dst, &l4);
         };
         let t = self.forward_in(now, id, pkt, paths, &l4, len);
@@ -1696,6 +1702,50 @@ impl Engine {
                 .is_some_and(|c| sctp::may_create_entry(c, self.settings.sloppy_sctp != 0)),
             _ => true,
         }
+    }
+
+    /// §7.5 step 1, `cache_bypass`: a firewall-mark service without an
+    /// available destination lets a packet to a non-local unicast address
+    /// go on to that address, through a BYPASS entry (no destination, real
+    /// address all-zero) that the flow's later packets follow. No "conns"
+    /// statistic is counted.
+    fn bypass(
+        &mut self,
+        now: u64,
+        svc: SvcId,
+        paths: &impl Paths,
+        info: &PacketInfo,
+    ) -> Option<ConnId> {
+        if self.settings.cache_bypass == 0 || self.services[svc].key.mark().is_none() {
+            return None;
+        }
+        let unicast = match info.daddr {
+            IpAddr::V4(a) => !a.is_multicast() && !a.is_broadcast() && !a.is_unspecified(),
+            IpAddr::V6(a) => !a.is_multicast() && !a.is_unspecified(),
+        };
+        if !unicast || paths.path(info.daddr).is_none_or(|p| p.local) {
+            return None;
+        }
+        let mut flags = cf::BYPASS;
+        if self.services[svc].opts.one_packet && info.protocol == ipproto::UDP {
+            flags |= cf::ONE_PACKET;
+        }
+        let zero = match info.daddr {
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        };
+        let c = ConnTable::new_conn(
+            info.protocol,
+            info.saddr,
+            info.sport,
+            info.daddr,
+            info.dport,
+            zero,
+            0,
+            flags,
+            now,
+        );
+        Some(self.conns.insert(now, c))
     }
 
     /// What happens when no destination was found (§7.5): pass FTP data of
@@ -2099,6 +2149,11 @@ impl Engine {
                 // §7: a tunnel entry without its real server is dropped.
                 None => Transmit::Drop(DropReason::UnsupportedForward),
             },
+            // §8 BYPASS: routed to the packet's own destination, unchanged
+            // but for the TTL.
+            None if flags & cf::FWD_MASK == cf::BYPASS => {
+                xmit::route::xmit(pkt, paths, self.conns.get(id).vaddr)
+            }
             // LOCALNODE: the host's own stack takes it unmodified (§8).
             Some(Method::Forwarded) | None => Transmit::Pass,
         }

@@ -46,21 +46,22 @@ fn fwm_service(e: &mut Engine, mark: u32, persistent: Option<u32>, servers: &[u8
     };
     e.add_service_with(key, "rr", 0, opts).unwrap();
     for &i in servers {
-        e.add_dest(
-            key,
-            DestConfig {
-                tunnel: Default::default(),
-                addr: ip(rs(i)),
-                port: 0,
-                forward: Forward::Masq,
-                weight: 1,
-                u_threshold: 0,
-                l_threshold: 0,
-            },
-        )
-        .unwrap();
+        e.add_dest(key, nat(i)).unwrap();
     }
     key
+}
+
+/// NAT server `rs(i)`, port 0 (the client's port), weight 1.
+fn nat(i: u8) -> DestConfig {
+    DestConfig {
+        tunnel: Default::default(),
+        addr: ip(rs(i)),
+        port: 0,
+        forward: Forward::Masq,
+        weight: 1,
+        u_threshold: 0,
+        l_threshold: 0,
+    }
 }
 
 #[test]
@@ -224,5 +225,54 @@ fn flows_never_take_the_directors_own_traffic() {
     assert!(
         matches!(run([198, 18, 0, 102], 44001), Transmit::Send(_)),
         "another address of the flow"
+    );
+}
+
+/// `cache_bypass` (connections.md §7.5 step 1, forwarding.md §8): a
+/// firewall-mark service without an available server lets the packet go on
+/// to its own destination through a BYPASS entry that the flow's later
+/// packets follow; off (the default), the client is refused.
+#[test]
+fn cache_bypass_sends_a_mark_services_packets_to_their_own_destination() {
+    let dst = [198, 18, 0, 102];
+    let mut e = Engine::new(6);
+    e.set_flows(flows());
+    let key = fwm_service(&mut e, 7, None, &[]);
+    let mut syn = packet(ipproto::TCP, C, 42000, dst, 80, SYN);
+    assert!(
+        !matches!(e.process_ipv4(0, &mut syn, false), Verdict::Forward { .. }),
+        "refused without cache_bypass"
+    );
+    assert_eq!(e.connection_count(), 0);
+    e.set_sysctl("cache_bypass", "1").unwrap();
+    let mut syn = packet(ipproto::TCP, C, 42000, dst, 80, SYN);
+    let before = syn.clone();
+    assert_eq!(
+        e.process_ipv4(0, &mut syn, false),
+        Verdict::Forward { to: ip(dst) }
+    );
+    // Unchanged but for the TTL (and the header checksum with it).
+    assert_eq!(syn[8], before[8] - 1);
+    assert_eq!(&syn[12..20], &before[12..20]);
+    assert_eq!(&syn[20..], &before[20..]);
+    let c = e.connections().next().expect("a bypass entry");
+    assert_eq!(c.flags & 0x7, 4, "BYPASS");
+    assert_eq!((c.daddr, c.dport), (ip([0, 0, 0, 0]), 0));
+    assert_eq!((c.vaddr, c.vport), (ip(dst), 80));
+    // The flow's next packet follows the entry; no "conns" is counted.
+    let mut ack = packet(ipproto::TCP, C, 42000, dst, 80, ACK);
+    assert_eq!(
+        e.process_ipv4(10, &mut ack, false),
+        Verdict::Forward { to: ip(dst) }
+    );
+    assert_eq!(e.connection_count(), 1);
+    let (svc, _) = e.service_stats(&key).unwrap();
+    assert_eq!(svc.counters.conns, 0);
+    // With a server available, the service schedules as usual.
+    e.add_dest(key, nat(1)).unwrap();
+    let mut syn = packet(ipproto::TCP, C, 42001, dst, 80, SYN);
+    assert_eq!(
+        e.process_ipv4(20, &mut syn, false),
+        Verdict::Forward { to: ip(rs(1)) }
     );
 }
