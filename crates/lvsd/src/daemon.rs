@@ -11,9 +11,10 @@ use crate::io::afpacket::AfPacket;
 use crate::io::{Offload, PacketIo, PortId};
 use crate::net::{self, Interface, Neighbours};
 use crate::pending::Pending;
+use crate::rtnl;
 use lvs_core::xmit::{self, PacketBuf, Transmit};
 use lvs_core::Engine;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,11 +60,13 @@ struct Counters {
     rx_vlan_other: u64,
     /// Segments cut from super-packets lvsd had to segment itself.
     segments: u64,
+    /// Route, neighbour and address changes read from rtnetlink.
+    netlink_events: u64,
 }
 
 impl Counters {
     /// Every counter by name (`lvsadm --counters` shows them as `io.*`).
-    fn list(&self, neighbours: usize) -> [(&'static str, u64); 15] {
+    fn list(&self, neighbours: usize, routes: usize) -> [(&'static str, u64); 17] {
         [
             ("rx_frames", self.rx),
             ("tx_frames", self.tx),
@@ -80,6 +83,8 @@ impl Counters {
             ("icmp_ratelimited", self.icmp_ratelimited),
             ("parked_for_arp", self.parked),
             ("neighbours", neighbours as u64),
+            ("routes", routes as u64),
+            ("netlink_events", self.netlink_events),
         ]
     }
 }
@@ -110,6 +115,9 @@ struct Director {
     desired: Desired<Check>,
     ports: Vec<Interface>,
     routes: Vec<PortRoute>,
+    /// Every route of the kernel (both families, every table), by key, as
+    /// rtnetlink reported them; `routes` is built from it.
+    kernel_routes: HashMap<rtnl::RouteKey, rtnl::Route>,
     neigh: Neighbours,
     vips: HashSet<Ipv4Addr>,
     counters: Counters,
@@ -208,6 +216,50 @@ fn flow_addresses(engine: &Engine, taken: &HashSet<Ipv4Addr>) -> Vec<Ipv4Addr> {
         );
     }
     v
+}
+
+/// The IPv4 lookup table from the kernel's routes: tables main, then
+/// default (the local table holds the host's own and broadcast addresses,
+/// which are not paths), longest prefix first, then lowest metric. A route
+/// that is not unicast (blackhole, unreachable, prohibit) or leaves by an
+/// interface lvsd is not attached to has no port: no path.
+fn port_routes<'a>(
+    routes: impl Iterator<Item = &'a rtnl::Route>,
+    ports: &[Interface],
+) -> Vec<PortRoute> {
+    let mut v: Vec<(u32, u8, u32, PortRoute)> = routes
+        .filter_map(|r| {
+            let rank = match r.table {
+                rtnl::TABLE_MAIN => 0,
+                rtnl::TABLE_DEFAULT => 1,
+                _ => return None,
+            };
+            let IpAddr::V4(dst) = r.dst else { return None };
+            let mask = u32::MAX.checked_shl(32 - u32::from(r.len)).unwrap_or(0);
+            let gateway = match r.gateway {
+                Some(IpAddr::V4(g)) => Some(g),
+                _ => None,
+            };
+            let port = if r.unicast {
+                ports.iter().position(|p| p.index as u32 == r.oif)
+            } else {
+                None
+            };
+            Some((
+                rank,
+                r.len,
+                r.metric,
+                PortRoute {
+                    dest: u32::from(dst) & mask,
+                    mask,
+                    gateway,
+                    port,
+                },
+            ))
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+    v.into_iter().map(|(_, _, _, r)| r).collect()
 }
 
 /// Egress port and next hop for `dst` (routes sorted longest prefix first).
@@ -350,6 +402,9 @@ pub fn run(opts: Options) -> Result<(), String> {
 
     let stop = signals.stop.clone();
 
+    // Subscribed before the dump: no change falls between the two.
+    let mut netlink =
+        rtnl::Rtnl::open().map_err(|e| format!("cannot open an rtnetlink socket: {e}"))?;
     let local_addrs = ports.iter().flat_map(|p| p.addrs.iter().copied()).collect();
     let mut d = Director {
         local_addrs,
@@ -357,6 +412,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         engine,
         ports,
         routes: Vec::new(),
+        kernel_routes: HashMap::new(),
         neigh: Neighbours::default(),
         vips: HashSet::new(),
         counters: Counters::default(),
@@ -370,7 +426,10 @@ pub fn run(opts: Options) -> Result<(), String> {
             last_ms: 0,
         },
     };
-    d.reload_routes();
+    let rules = d.load_network()?;
+    if rules > 0 {
+        eprintln!("lvsd: warning: the host has {rules} policy-routing rule(s) beyond the default ones; lvsd looks routes up in tables local, main and default only");
+    }
     d.refresh_vips(&mut io, true);
     d.warm_up(&mut io, Duration::from_millis(500));
     // Opened only now: whoever waits for the socket finds a director that
@@ -409,6 +468,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         .into_iter()
         .chain(std::iter::once(control.wake_fd()))
         .chain(std::iter::once(health.wake_fd()))
+        .chain(std::iter::once(netlink.fd()))
         .map(|fd| libc::pollfd {
             fd,
             events: libc::POLLIN,
@@ -470,13 +530,20 @@ pub fn run(opts: Options) -> Result<(), String> {
                 &mut d.desired,
                 &mut d.engine,
                 now_ms,
-                &d.counters.list(d.neigh.len()),
+                &d.counters.list(d.neigh.len(), d.routes.len()),
                 &status,
             ) {
                 guard_dirty = true;
                 d.refresh_vips(&mut io, false);
                 health.set_checks(d.desired.checks());
                 last_housekeeping = Instant::now() - Duration::from_secs(10);
+            }
+        }
+        if fds[nports + 2].revents & libc::POLLIN != 0 {
+            let mut events = Vec::new();
+            netlink.read(&mut events);
+            if !events.is_empty() {
+                d.apply_network(events);
             }
         }
         if fds[nports + 1].revents & libc::POLLIN != 0 && d.apply_health(&health) {
@@ -503,7 +570,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         }
         if signals.usr1.swap(false, Ordering::Relaxed) {
             eprintln!("lvsd: SIGUSR1: counters");
-            for (name, value) in d.counters.list(d.neigh.len()) {
+            for (name, value) in d.counters.list(d.neigh.len(), d.routes.len()) {
                 eprintln!("lvsd:   io.{name} {value}");
             }
             eprintln!("lvsd:   {}", engine_report(&d.engine, d.counters.fragments));
@@ -543,7 +610,6 @@ pub fn run(opts: Options) -> Result<(), String> {
             if let Some(pages) = crate::net::available_memory_pages() {
                 d.engine.set_available_memory(pages);
             }
-            d.reload_routes();
             d.neigh.age();
             d.forget_old_asks();
             d.resolve_destinations(&mut io);
@@ -662,24 +728,85 @@ impl Director {
             .all(|&(p, nh)| self.neigh.get(p, nh).is_some())
     }
 
-    fn reload_routes(&mut self) {
-        let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
-        self.routes = net::parse_routes(&text)
-            .into_iter()
-            .map(|r| PortRoute {
-                dest: r.dest,
-                mask: r.mask,
-                gateway: r.gateway,
-                port: self.ports.iter().position(|p| p.name == r.ifname),
-            })
-            .collect();
-        // The kernel may already know neighbours we have not seen yet.
-        let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
-        for (dev, ip, mac) in net::parse_arp(&arp) {
-            if let Some(p) = self.ports.iter().position(|p| p.name == dev) {
-                self.neigh.learn(p, ip, mac);
+    /// The kernel's routes, neighbours and addresses as they are now;
+    /// returns how many policy-routing rules lvsd does not follow.
+    fn load_network(&mut self) -> Result<usize, String> {
+        let (events, rules) = rtnl::dump()
+            .map_err(|e| format!("cannot read routes, neighbours and addresses: {e}"))?;
+        self.kernel_routes.clear();
+        self.apply_network(events);
+        Ok(rules)
+    }
+
+    /// Applies rtnetlink events: routes are replaced at once (the lookup
+    /// table is rebuilt), the kernel's usable neighbours are learned (a
+    /// deleted one ages out of lvsd's own cache), the attached ports'
+    /// addresses follow. Lost events mean a full dump again.
+    fn apply_network(&mut self, events: Vec<rtnl::Event>) {
+        use rtnl::Event;
+        let mut routes_changed = false;
+        let mut overrun = false;
+        for e in events {
+            match e {
+                Event::Route { add, route } => {
+                    self.counters.netlink_events += 1;
+                    if add {
+                        self.kernel_routes.insert(route.key(), route);
+                    } else {
+                        self.kernel_routes.remove(&route.key());
+                    }
+                    routes_changed = true;
+                }
+                Event::Neighbour {
+                    add: true,
+                    ifindex,
+                    ip: IpAddr::V4(ip),
+                    mac: Some(mac),
+                } => {
+                    self.counters.netlink_events += 1;
+                    if let Some(p) = self.port_of(ifindex) {
+                        self.neigh.learn(p, ip, mac);
+                    }
+                }
+                Event::Neighbour { .. } => self.counters.netlink_events += 1,
+                Event::Address {
+                    add,
+                    ifindex,
+                    ip: IpAddr::V4(ip),
+                    ..
+                } => {
+                    self.counters.netlink_events += 1;
+                    if let Some(p) = self.port_of(ifindex) {
+                        let addrs = &mut self.ports[p].addrs;
+                        addrs.retain(|a| *a != ip);
+                        if add {
+                            addrs.push(ip);
+                        }
+                        self.local_addrs = self
+                            .ports
+                            .iter()
+                            .flat_map(|p| p.addrs.iter().copied())
+                            .collect();
+                    }
+                }
+                Event::Address { .. } => self.counters.netlink_events += 1,
+                Event::Overrun => overrun = true,
             }
         }
+        if overrun {
+            eprintln!("lvsd: warning: rtnetlink events were lost; reading routes, neighbours and addresses again");
+            if let Err(e) = self.load_network() {
+                eprintln!("lvsd: warning: {e}");
+            }
+            return;
+        }
+        if routes_changed {
+            self.routes = port_routes(self.kernel_routes.values(), &self.ports);
+        }
+    }
+
+    fn port_of(&self, ifindex: u32) -> Option<PortId> {
+        self.ports.iter().position(|p| p.index as u32 == ifindex)
     }
 
     /// What the kernel's ARP code would learn from `a`, received on
@@ -1219,6 +1346,70 @@ fn release_free_heap() {
 #[cfg(test)]
 mod tests {
     use super::{flow_addresses, Engine, HashSet, IcmpLimit, Ipv4Addr};
+
+    /// The lookup table from rtnetlink routes: main before default, longest
+    /// prefix first, lowest metric first; rejects and routes out of other
+    /// interfaces give no path; the local table and IPv6 are left out.
+    #[test]
+    fn port_routes_follow_the_default_rules() {
+        use super::{port_routes, route, rtnl, Interface, IpAddr};
+        let port = |name: &str, index: i32| Interface {
+            name: name.into(),
+            index,
+            mac: [2, 0, 0, 0, 0, index as u8],
+            addrs: Vec::new(),
+            up: true,
+            loopback: false,
+            ethernet: true,
+            mtu: 1500,
+        };
+        let ports = [port("d0", 2), port("d1", 3)];
+        let v4 = |a: [u8; 4]| IpAddr::V4(Ipv4Addr::from(a));
+        let r = |table: u32, dst: [u8; 4], len: u8, gw: Option<[u8; 4]>, oif: u32, metric: u32| {
+            rtnl::Route {
+                table,
+                dst: v4(dst),
+                len,
+                gateway: gw.map(v4),
+                oif,
+                metric,
+                tos: 0,
+                unicast: true,
+            }
+        };
+        let routes = [
+            r(254, [198, 18, 0, 0], 24, None, 2, 0),
+            r(254, [198, 18, 1, 0], 24, None, 3, 0),
+            // Default route in main, and a worse one in the default table.
+            r(254, [0, 0, 0, 0], 0, Some([198, 18, 1, 1]), 3, 100),
+            r(253, [0, 0, 0, 0], 0, Some([198, 18, 0, 1]), 2, 0),
+            // Two routes to one prefix: the lower metric wins.
+            r(254, [198, 18, 9, 0], 24, Some([198, 18, 0, 9]), 2, 50),
+            r(254, [198, 18, 9, 0], 24, Some([198, 18, 1, 9]), 3, 10),
+            // A blackhole inside the on-link /24: no path.
+            rtnl::Route {
+                unicast: false,
+                oif: 0,
+                ..r(254, [198, 18, 1, 128], 25, None, 0, 0)
+            },
+            // Out of an interface lvsd is not attached to: no path.
+            r(254, [198, 18, 7, 0], 24, None, 9, 0),
+            // The local table is not a path table.
+            r(255, [198, 18, 5, 1], 32, None, 2, 0),
+        ];
+        let t = port_routes(routes.iter(), &ports);
+        let at = |a: [u8; 4]| route(&t, Ipv4Addr::from(a));
+        assert_eq!(at([198, 18, 0, 7]), Some((0, Ipv4Addr::new(198, 18, 0, 7))));
+        assert_eq!(at([198, 18, 1, 7]), Some((1, Ipv4Addr::new(198, 18, 1, 7))));
+        assert_eq!(at([198, 18, 1, 200]), None);
+        assert_eq!(at([198, 18, 9, 1]), Some((1, Ipv4Addr::new(198, 18, 1, 9))));
+        assert_eq!(at([198, 18, 7, 1]), None);
+        assert_eq!(at([198, 18, 5, 1]), Some((1, Ipv4Addr::new(198, 18, 1, 1))));
+        assert_eq!(
+            at([198, 19, 200, 1]),
+            Some((1, Ipv4Addr::new(198, 18, 1, 1)))
+        );
+    }
 
     #[test]
     fn icmp_limit_allows_a_burst_then_one_per_millisecond() {

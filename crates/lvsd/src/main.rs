@@ -16,6 +16,7 @@ mod pcap;
 mod pending;
 mod reload;
 mod replay;
+mod rtnl;
 mod setup;
 #[cfg(test)]
 mod untrusted_tests;

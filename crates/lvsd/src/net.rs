@@ -1,5 +1,5 @@
 //! What lvsd knows of its namespace's network: the interfaces it attaches
-//! to, the kernel's IPv4 routing table, and a neighbour (ARP) cache of its own.
+//! to and a neighbour (ARP) cache of its own (routes come from `rtnl`).
 
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -101,92 +101,6 @@ pub fn has_master(name: &str) -> bool {
         .exists()
 }
 
-/// One IPv4 route of the kernel's main table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    pub ifname: String,
-    pub dest: u32,
-    pub mask: u32,
-    pub gateway: Option<Ipv4Addr>,
-    pub metric: u32,
-}
-
-/// Parses `/proc/net/route` text (hex fields in network byte order as
-/// written by a little-endian kernel: the file holds the raw u32).
-pub fn parse_routes(text: &str) -> Vec<Route> {
-    let mut v = Vec::new();
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 8 {
-            continue;
-        }
-        let hex = |s: &str| u32::from_str_radix(s, 16).ok();
-        let (Some(dest), Some(gw), Some(flags), Some(mask)) =
-            (hex(f[1]), hex(f[2]), hex(f[3]), hex(f[7]))
-        else {
-            continue;
-        };
-        const RTF_UP: u32 = 1;
-        const RTF_GATEWAY: u32 = 2;
-        if flags & RTF_UP == 0 {
-            continue;
-        }
-        // The kernel prints the in-memory (network order) word with %08X.
-        let to_host = u32::from_be;
-        v.push(Route {
-            ifname: f[0].to_string(),
-            dest: to_host(dest),
-            mask: to_host(mask),
-            gateway: (flags & RTF_GATEWAY != 0).then(|| Ipv4Addr::from(to_host(gw))),
-            metric: f[6].parse().unwrap_or(0),
-        });
-    }
-    // Longest prefix first, then lowest metric.
-    v.sort_by(|a, b| {
-        b.mask
-            .count_ones()
-            .cmp(&a.mask.count_ones())
-            .then(a.metric.cmp(&b.metric))
-    });
-    v
-}
-
-/// Parses `/proc/net/arp` into (interface name, address, MAC) of complete entries.
-pub fn parse_arp(text: &str) -> Vec<(String, Ipv4Addr, [u8; 6])> {
-    let mut v = Vec::new();
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 6 {
-            continue;
-        }
-        let Ok(ip) = f[0].parse::<Ipv4Addr>() else {
-            continue;
-        };
-        let flags = u32::from_str_radix(f[2].trim_start_matches("0x"), 16).unwrap_or(0);
-        if flags & 0x2 == 0 {
-            continue;
-        }
-        if let Some(mac) = parse_mac(f[3]) {
-            v.push((f[5].to_string(), ip, mac));
-        }
-    }
-    v
-}
-
-/// Parses `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut n = 0;
-    for part in s.split(':') {
-        if n == 6 {
-            return None;
-        }
-        mac[n] = u8::from_str_radix(part, 16).ok()?;
-        n += 1;
-    }
-    (n == 6).then_some(mac)
-}
-
 /// lvsd's own neighbour cache: (port, IPv4 address) → MAC.
 #[derive(Debug, Default)]
 pub struct Neighbours {
@@ -266,55 +180,6 @@ mod tests {
         // Multicast/broadcast MACs and the zero address are never learned.
         n.learn(1, Ipv4Addr::new(198, 18, 0, 1), [1, 0, 0x5e, 0, 0, 1]);
         assert_eq!(n.get(1, Ipv4Addr::new(198, 18, 0, 1)), None);
-    }
-
-    // Real /proc/net/route content of a director namespace (little-endian host).
-    const ROUTE: &str =
-        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
-d0\t000012C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
-br1\t000112C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
-br1\t00000000\t010112C6\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
-
-    #[test]
-    fn routes_longest_prefix_and_gateway() {
-        let r = parse_routes(ROUTE);
-        let lookup = |dst: Ipv4Addr| {
-            let d = u32::from(dst);
-            r.iter()
-                .find(|r| d & r.mask == r.dest & r.mask)
-                .map(|r| (r.ifname.as_str(), r.gateway.unwrap_or(dst)))
-        };
-        assert_eq!(
-            lookup(Ipv4Addr::new(198, 18, 0, 2)),
-            Some(("d0", Ipv4Addr::new(198, 18, 0, 2)))
-        );
-        assert_eq!(
-            lookup(Ipv4Addr::new(198, 18, 1, 12)),
-            Some(("br1", Ipv4Addr::new(198, 18, 1, 12)))
-        );
-        assert_eq!(
-            lookup(Ipv4Addr::new(198, 19, 9, 9)),
-            Some(("br1", Ipv4Addr::new(198, 18, 1, 1)))
-        );
-    }
-
-    #[test]
-    fn arp_table_and_macs() {
-        let t = "IP address       HW type     Flags       HW address            Mask     Device\n\
-198.18.1.11      0x1         0x2         02:11:22:33:44:55     *        br1\n\
-198.18.1.12      0x1         0x0         00:00:00:00:00:00     *        br1\n";
-        let v = parse_arp(t);
-        assert_eq!(
-            v,
-            vec![(
-                "br1".to_string(),
-                Ipv4Addr::new(198, 18, 1, 11),
-                [2, 0x11, 0x22, 0x33, 0x44, 0x55]
-            )]
-        );
-        assert_eq!(parse_mac("1:2:3:4:5"), None);
-        assert_eq!(parse_mac("1:2:3:4:5:6:7"), None);
-        assert_eq!(parse_mac("zz:2:3:4:5:6"), None);
     }
 
     #[test]

@@ -1453,3 +1453,66 @@ fn a_long_connection_listing_streams_while_forwarding_goes_on() {
     );
     director.stop(&lab);
 }
+
+/// Routes, neighbours and the director's addresses come from rtnetlink,
+/// applied when the kernel reports them (no re-read of /proc): a route
+/// deleted and added back while lvsd runs, a neighbour the kernel learns,
+/// an address added to an attached interface — each shows in lvsd's
+/// counters, and requests go through again as soon as the route is back.
+#[test]
+fn routes_neighbours_and_addresses_follow_rtnetlink() {
+    let (_g, lab) = nat_lab("lvnl", 1);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    let director = Director::start(&lab, "netlink", ONE_NAT);
+    let counters = || lvsadm_ok(&director.sock, &["--counters"]);
+    // Waits (bounded) until counter `name` satisfies `ok`.
+    let wait = |name: &str, ok: &dyn Fn(u64) -> bool| -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let v = counter(&counters(), name);
+            if ok(v) || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert_eq!(curl(&lab, "http://198.18.0.100/").as_deref(), Ok("rs1\n"));
+    let routes = counter(&counters(), "io.routes");
+    assert!(routes >= 2, "{}", counters());
+    let d = lab.director_ns().to_string();
+    support::ip(&lab, &d, &["route", "del", "198.18.1.0/24", "dev", "br1"]);
+    let fewer = wait("io.routes", &|v| v < routes);
+    assert_eq!(fewer, routes - 1, "the deleted route is gone");
+    assert!(
+        curl_args(&lab, "http://198.18.0.100/", &["--max-time", "2"]).is_err(),
+        "no route to the real server: no answer"
+    );
+    assert!(counter(&counters(), "drop.no_route") > 0, "{}", counters());
+    support::ip(&lab, &d, &["route", "add", "198.18.1.0/24", "dev", "br1"]);
+    assert_eq!(wait("io.routes", &|v| v == routes), routes);
+    assert_eq!(curl(&lab, "http://198.18.0.100/").as_deref(), Ok("rs1\n"));
+    // A neighbour the kernel learns (here: set by hand) is lvsd's too.
+    let before = counter(&counters(), "io.neighbours");
+    support::ip(
+        &lab,
+        &d,
+        &[
+            "neigh",
+            "replace",
+            "198.18.1.99",
+            "lladdr",
+            "02:00:00:00:01:99",
+            "nud",
+            "permanent",
+            "dev",
+            "br1",
+        ],
+    );
+    assert_eq!(wait("io.neighbours", &|v| v > before), before + 1);
+    // An address added to an attached interface is an event lvsd reads.
+    let events = counter(&counters(), "io.netlink_events");
+    support::ip(&lab, &d, &["addr", "add", "198.18.1.2/24", "dev", "br1"]);
+    assert!(wait("io.netlink_events", &|v| v > events) > events);
+    director.stop(&lab);
+    lab.close().unwrap();
+}
