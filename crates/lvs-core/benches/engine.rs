@@ -17,7 +17,9 @@ use lvs_core::{Forward, Tunnel, TunnelCsum, TunnelType};
 use std::hint::black_box;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use support::{client, engine_forwarding, engine_with, tcp, LIVE, VIP};
+use support::{
+    client, client6, engine_forwarding, engine_forwarding6, engine_with, tcp, tcp6, LIVE, VIP, VIP6,
+};
 
 /// Heap bytes per connection entry with 1M TCP entries in the table (all
 /// indexes and timer filings included). Printed, not timed.
@@ -79,6 +81,43 @@ fn established(c: &mut Criterion) {
 
 /// Established packets (client side) per forwarding method, through the
 /// transmit seam with the buffer headroom the daemon gives.
+/// Opens `n` connections on `e` (SYN, ACK each, all sent) and measures
+/// batches of 64 established packets (ACKs of connections picked
+/// scattered over the table) as benchmark `id` of group `g`.
+fn bench_flows<const L: usize>(
+    g: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>,
+    id: &str,
+    mut e: lvs_core::Engine,
+    paths: &OnLink,
+    n: u32,
+    packet: impl Fn(u32, u8) -> [u8; L],
+) {
+    e.reserve_connections(n as usize);
+    let mut buf = vec![0u8; HEADROOM + L];
+    for i in 0..n {
+        for flags in [SYN, ACK] {
+            buf[HEADROOM..].copy_from_slice(&packet(i, flags));
+            let t = e.process(0, &mut PacketBuf::new(&mut buf, HEADROOM), paths);
+            assert!(matches!(t, Transmit::Send(_)), "{id}: {t:?}");
+        }
+    }
+    let samples: Vec<[u8; L]> = (0..65536u32)
+        .map(|k| packet(k.wrapping_mul(2_654_435_761) % n, ACK))
+        .collect();
+    g.throughput(Throughput::Elements(64));
+    let mut at = 0usize;
+    g.bench_function(id, |b| {
+        b.iter(|| {
+            for _ in 0..64 {
+                buf[HEADROOM..].copy_from_slice(&samples[at & 0xffff]);
+                at = at.wrapping_add(1);
+                let mut p = PacketBuf::new(&mut buf, HEADROOM);
+                black_box(e.process(1, &mut p, paths));
+            }
+        })
+    });
+}
+
 fn established_methods(c: &mut Criterion) {
     let mut g = c.benchmark_group("established_method");
     let gue = Tunnel {
@@ -103,37 +142,34 @@ fn established_methods(c: &mut Criterion) {
     };
     for &n in &[10_000u32, 1_000_000] {
         for (name, forward, tunnel) in methods {
-            let mut e = engine_forwarding(3, forward, tunnel);
-            e.reserve_connections(n as usize);
-            let mut buf = [0u8; HEADROOM + 46];
-            for i in 0..n {
+            let e = engine_forwarding(3, forward, tunnel);
+            let packet = |i: u32, flags: u8| {
                 let (a, p) = client(i);
-                for flags in [SYN, ACK] {
-                    buf[HEADROOM..].copy_from_slice(&tcp(a, p, VIP, 80, flags));
-                    let t = e.process(0, &mut PacketBuf::new(&mut buf, HEADROOM), &paths);
-                    assert!(matches!(t, Transmit::Send(_)), "{name}: {t:?}");
-                }
-            }
-            let samples: Vec<[u8; 46]> = (0..65536u32)
-                .map(|k| {
-                    let i = (k.wrapping_mul(2_654_435_761)) % n;
-                    let (a, p) = client(i);
-                    tcp(a, p, VIP, 80, ACK)
-                })
-                .collect();
-            g.throughput(Throughput::Elements(64));
-            let mut at = 0usize;
-            g.bench_function(format!("{name}/{n}_conns"), |b| {
-                b.iter(|| {
-                    for _ in 0..64 {
-                        buf[HEADROOM..].copy_from_slice(&samples[at & 0xffff]);
-                        at = at.wrapping_add(1);
-                        let mut p = PacketBuf::new(&mut buf, HEADROOM);
-                        black_box(e.process(1, &mut p, &paths));
-                    }
-                })
-            });
+                tcp(a, p, VIP, 80, flags)
+            };
+            bench_flows(&mut g, &format!("{name}/{n}_conns"), e, &paths, n, packet);
         }
+    }
+    g.finish();
+}
+
+/// IPv6 established flows next to IPv4 (same group, one run): NAT66 and
+/// direct routing at 10,000 connections, 66-byte packets (the IPv4
+/// benchmarks' packet with an IPv6 header).
+fn established_v6(c: &mut Criterion) {
+    let mut g = c.benchmark_group("established_v6");
+    let paths = OnLink {
+        src: std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1).into(),
+        mtu: 1500,
+    };
+    let n = 10_000u32;
+    for (name, forward) in [("masq", Forward::Masq), ("route", Forward::Route)] {
+        let e = engine_forwarding6(3, forward);
+        let packet = |i: u32, flags: u8| {
+            let (a, p) = client6(i);
+            tcp6(a, p, VIP6, 80, flags)
+        };
+        bench_flows(&mut g, &format!("{name}/{n}_conns"), e, &paths, n, packet);
     }
     g.finish();
 }
@@ -177,6 +213,7 @@ criterion_group!(
     memory_per_connection,
     established,
     established_methods,
+    established_v6,
     new_connections
 );
 criterion_main!(benches);

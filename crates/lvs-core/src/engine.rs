@@ -1346,6 +1346,9 @@ impl Engine {
     #[inline(always)]
     fn process_inner(&mut self, now: u64, pkt: &mut PacketBuf, paths: &impl Paths) -> Transmit {
         let Ok(ip) = Ipv4Packet::new_checked(pkt.bytes()) else {
+            if pkt.bytes().first().is_some_and(|b| b >> 4 == 6) {
+                return self.process_v6(now, pkt, paths);
+            }
             // Lengths that do not hold together (the host's IP layer drops
             // them too): counted, not forwarded.
             return Transmit::Drop(DropReason::Malformed);
@@ -1376,13 +1379,7 @@ impl Engine {
             };
         }
         let Some(l4) = parse_l4(protocol, ip.payload()) else {
-            // A TCP/UDP/SCTP header cut short (IPVS ignores a TCP header
-            // under 20 bytes; the host drops it) is counted; other
-            // protocols are the host's.
-            if matches!(protocol, ipproto::TCP | ipproto::UDP | ipproto::SCTP) {
-                return Transmit::Drop(DropReason::Malformed);
-            }
-            return Transmit::Pass;
+            return no_transport(protocol);
         };
         let len = ip.total_len() as u64;
         let src: IpAddr = ip.src().into();
@@ -1391,6 +1388,66 @@ impl Engine {
         // not part of the packet.
         pkt.len = ip.total_len();
 
+        self.flow(now, pkt, paths, protocol, src, dst, &l4, len)
+    }
+
+    /// An IPv6 packet: what the host's IPv6 input drops is dropped
+    /// (martian sources, multicast and loopback as source, malformed
+    /// extension chains), ICMPv6 and multicast destinations are the host's
+    /// (neighbour discovery among them), a fragment to a virtual address is
+    /// not balanced (the kernel reassembles IPv6 before IPVS; lvsd does not
+    /// yet), and the rest goes through the same steps as IPv4.
+    #[inline(never)]
+    fn process_v6(&mut self, now: u64, pkt: &mut PacketBuf, paths: &impl Paths) -> Transmit {
+        use crate::wire::ipv6;
+        let Ok(total) = ipv6::check(pkt.bytes()) else {
+            return Transmit::Drop(DropReason::Malformed);
+        };
+        pkt.len = total;
+        let b = pkt.bytes();
+        let (src, dst) = (ipv6::src(b), ipv6::dst(b));
+        if src.is_multicast() || src.is_loopback() || dst.is_loopback() || dst.is_unspecified() {
+            return Transmit::Drop(DropReason::Martian);
+        }
+        if dst.is_multicast() {
+            return Transmit::Pass;
+        }
+        let Ok(t) = ipv6::transport(b) else {
+            return Transmit::Drop(DropReason::Malformed);
+        };
+        let (src, dst) = (IpAddr::V6(src), IpAddr::V6(dst));
+        if t.protocol == ipv6::nexthdr::ICMPV6 {
+            return Transmit::Pass;
+        }
+        if t.fragment {
+            if self.vips.contains_key(&dst) {
+                return Transmit::Drop(DropReason::Fragment);
+            }
+            return Transmit::Pass;
+        }
+        let Some(l4) = parse_l4(t.protocol, &b[t.offset..]) else {
+            return no_transport(t.protocol);
+        };
+        self.flow(now, pkt, paths, t.protocol, src, dst, &l4, total as u64)
+    }
+
+    /// What happens to a parsed packet of either family (§4–§8): an
+    /// existing entry's direction, or a new connection to a virtual
+    /// service. `len` is the IP packet's length (for the statistics).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn flow(
+        &mut self,
+        now: u64,
+        pkt: &mut PacketBuf,
+        paths: &impl Paths,
+        protocol: u8,
+        src: IpAddr,
+        dst: IpAddr,
+        l4: &L4,
+        len: u64,
+    ) -> Transmit {
+        let l4 = *l4;
         let ik = InKey {
             protocol,
             caddr: src,
@@ -2133,6 +2190,9 @@ impl Engine {
             Some(Method::Masq) => match (daddr, icmp) {
                 (IpAddr::V4(rip), None) => xmit::masq::xmit_in(pkt, paths, rip, dport),
                 (IpAddr::V4(_), Some(r)) => xmit::icmp::xmit_nat_in(pkt, paths, r, daddr, dport),
+                (IpAddr::V6(rip), None) if xmit::is_v6(pkt) => {
+                    xmit::v6::masq_in(pkt, paths, rip, dport)
+                }
                 (IpAddr::V6(_), _) => Transmit::Drop(DropReason::UnsupportedForward),
             },
             Some(Method::Route) => xmit::route::xmit(pkt, paths, daddr),
@@ -2178,10 +2238,13 @@ impl Engine {
             return Transmit::Pass;
         }
         let (vaddr, vport, caddr) = (c.vaddr, c.vport, c.caddr);
-        let IpAddr::V4(v4) = vaddr else {
-            return Transmit::Drop(DropReason::UnsupportedForward);
-        };
-        xmit::masq::xmit_out(pkt, paths, v4, vport, caddr)
+        match (vaddr, caddr) {
+            (IpAddr::V4(v4), _) => xmit::masq::xmit_out(pkt, paths, v4, vport, caddr),
+            (IpAddr::V6(v6), IpAddr::V6(c6)) if xmit::is_v6(pkt) => {
+                xmit::v6::masq_out(pkt, paths, v6, vport, c6)
+            }
+            _ => Transmit::Drop(DropReason::UnsupportedForward),
+        }
     }
 
     fn account(&mut self, id: ConnId, inbound: bool, len: u64) {
@@ -2373,6 +2436,17 @@ fn options_check(mut o: &[u8]) -> Option<DropReason> {
         }
     }
     None
+}
+
+/// No usable transport header: a TCP/UDP/SCTP header cut short (IPVS
+/// ignores a TCP header under 20 bytes; the host drops it) is counted;
+/// other protocols are the host's.
+#[cold]
+fn no_transport(protocol: u8) -> Transmit {
+    if matches!(protocol, ipproto::TCP | ipproto::UDP | ipproto::SCTP) {
+        return Transmit::Drop(DropReason::Malformed);
+    }
+    Transmit::Pass
 }
 
 #[inline(always)]

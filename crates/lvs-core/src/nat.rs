@@ -55,43 +55,139 @@ pub fn rewrite_v4(
         Side::Destination => 2,
         Side::Source => 0,
     };
+    // IPv4 UDP without checksum: IPVS adds a full one.
+    let pseudo = |len: usize| checksum::pseudo_v4(src_after, dst_after, protocol, len as u16);
+    update_l4_check(
+        l4,
+        protocol,
+        csum_off,
+        port_off,
+        port,
+        (&old_addr, &addr),
+        csum_partial,
+        pseudo,
+    );
+    match side {
+        Side::Destination => pkt.set_dst(addr),
+        Side::Source => pkt.set_src(addr),
+    }
+    pkt.fill_checksum();
+}
+
+/// Writes `port` at `port_off` of the TCP or UDP header `l4` and updates
+/// its checksum for that and for the address change `addrs` (old, new),
+/// incrementally; a partial (offload) checksum covers only the address. A
+/// UDP checksum of 0 is computed whole over `pseudo(l4 length)`, the
+/// pseudo-header sum after the rewrite; a UDP result of 0 is sent as
+/// 0xffff.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn update_l4_check(
+    l4: &mut [u8],
+    protocol: u8,
+    csum_off: usize,
+    port_off: usize,
+    port: u16,
+    addrs: (&[u8], &[u8]),
+    csum_partial: bool,
+    pseudo: impl FnOnce(usize) -> u32,
+) {
     let old_port = [l4[port_off], l4[port_off + 1]];
     let new_port = port.to_be_bytes();
     let check = u16::from_be_bytes([l4[csum_off], l4[csum_off + 1]]);
     l4[port_off..port_off + 2].copy_from_slice(&new_port);
-    let new_check = if csum_partial {
-        checksum::replace(check, &old_addr, &addr, false)
-    } else if protocol == ipproto::UDP && check == 0 {
-        // IPv4 UDP without checksum: IPVS adds a full one.
-        l4[csum_off..csum_off + 2].copy_from_slice(&[0, 0]);
-        let len = l4.len() as u16;
-        let sum = checksum::pseudo_v4(src_after, dst_after, protocol, len);
-        let c = !checksum::fold(checksum::add_bytes(sum, l4));
-        if c == 0 {
-            0xffff
-        } else {
-            c
-        }
-    } else {
-        let mut old = [0u8; 6];
-        old[..4].copy_from_slice(&old_addr);
-        old[4..].copy_from_slice(&old_port);
-        let mut new = [0u8; 6];
-        new[..4].copy_from_slice(&addr);
-        new[4..].copy_from_slice(&new_port);
-        let c = checksum::replace(check, &old, &new, true);
+    let udp_nonzero = |c: u16| {
         if protocol == ipproto::UDP && c == 0 {
             0xffff
         } else {
             c
         }
     };
+    let new_check = if csum_partial {
+        checksum::replace(check, addrs.0, addrs.1, false)
+    } else if protocol == ipproto::UDP && check == 0 {
+        l4[csum_off..csum_off + 2].copy_from_slice(&[0, 0]);
+        let sum = pseudo(l4.len());
+        udp_nonzero(!checksum::fold(checksum::add_bytes(sum, l4)))
+    } else {
+        // Address and port, as one replacement.
+        let n = addrs.0.len().min(16);
+        let (mut old, mut new) = ([0u8; 18], [0u8; 18]);
+        old[..n].copy_from_slice(&addrs.0[..n]);
+        old[n..n + 2].copy_from_slice(&old_port);
+        new[..n].copy_from_slice(&addrs.1[..n]);
+        new[n..n + 2].copy_from_slice(&new_port);
+        udp_nonzero(checksum::replace(check, &old[..n + 2], &new[..n + 2], true))
+    };
     l4[csum_off..csum_off + 2].copy_from_slice(&new_check.to_be_bytes());
-    match side {
-        Side::Destination => pkt.set_dst(addr),
-        Side::Source => pkt.set_src(addr),
+}
+
+/// Rewrites `side` of a TCP, UDP or SCTP IPv6 packet (`b`, its transport
+/// header at `l4_off`) to `addr:port`: the L4 checksum covers the
+/// addresses through the pseudo-header and is updated incrementally (a
+/// UDP checksum of 0, invalid over IPv6, is computed whole); there is no
+/// IP header checksum. `csum_partial` as for `rewrite_v4`.
+pub fn rewrite_v6(
+    b: &mut [u8],
+    l4_off: usize,
+    protocol: u8,
+    side: Side,
+    addr: [u8; 16],
+    port: u16,
+    csum_partial: bool,
+) {
+    use crate::wire::ipv6;
+    let at = match side {
+        Side::Destination => ipv6::field::DST,
+        Side::Source => ipv6::field::SRC,
+    };
+    if protocol == ipproto::SCTP {
+        let l4 = &mut b[l4_off..];
+        if l4.len() < sctp::COMMON_HEADER_LEN {
+            return;
+        }
+        let port_field = match side {
+            Side::Destination => sctp::field::DST_PORT,
+            Side::Source => sctp::field::SRC_PORT,
+        };
+        let new_port = port.to_be_bytes();
+        if l4[port_field.clone()] != new_port || csum_partial {
+            l4[port_field].copy_from_slice(&new_port);
+            sctp::fill_checksum(l4);
+        }
+        b[at..at + 16].copy_from_slice(&addr);
+        return;
     }
-    pkt.fill_checksum();
+    let Some((csum_off, min_len)) = crate::wire::l4_layout(protocol) else {
+        return;
+    };
+    if b.len() < l4_off + min_len {
+        return;
+    }
+    let mut old_addr = [0u8; 16];
+    old_addr.copy_from_slice(&b[at..at + 16]);
+    b[at..at + 16].copy_from_slice(&addr);
+    let (src, dst) = (
+        <[u8; 16]>::try_from(&b[ipv6::field::SRC..ipv6::field::SRC + 16]).unwrap_or_default(),
+        <[u8; 16]>::try_from(&b[ipv6::field::DST..ipv6::field::DST + 16]).unwrap_or_default(),
+    );
+    let l4 = &mut b[l4_off..];
+    let port_off = match side {
+        Side::Destination => 2,
+        Side::Source => 0,
+    };
+    // A UDP checksum of 0 (invalid over IPv6) is computed whole.
+    let pseudo = |len: usize| checksum::pseudo_v6(src, dst, protocol, len as u32);
+    update_l4_check(
+        l4,
+        protocol,
+        csum_off,
+        port_off,
+        port,
+        (&old_addr, &addr),
+        csum_partial,
+        pseudo,
+    );
 }
 
 /// SCTP's CRC32c covers no address, so only the port matters to it. It is

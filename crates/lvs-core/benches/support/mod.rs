@@ -103,3 +103,60 @@ pub fn engine_forwarding(dests: u8, forward: Forward, tunnel: lvs_core::Tunnel) 
     }
     e
 }
+
+/// The IPv6 VIP of the IPv6 benchmarks, 2001:db8::10.
+pub const VIP6: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+
+/// The same TCP packet as `tcp` over IPv6 (IPv6 40 + TCP 20 + 6 payload).
+pub fn tcp6(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, flags: u8) -> [u8; 66] {
+    let mut v = [0u8; 66];
+    v[0] = 0x60;
+    v[4..6].copy_from_slice(&26u16.to_be_bytes());
+    v[6] = 6;
+    v[7] = 64;
+    v[8..24].copy_from_slice(&src);
+    v[24..40].copy_from_slice(&dst);
+    v[40..42].copy_from_slice(&sport.to_be_bytes());
+    v[42..44].copy_from_slice(&dport.to_be_bytes());
+    v[52] = 5 << 4;
+    v[53] = flags;
+    let sum = checksum::pseudo_v6(src, dst, 6, 26);
+    let c = !checksum::fold(checksum::add_bytes(sum, &v[40..]));
+    v[56..58].copy_from_slice(&c.to_be_bytes());
+    v
+}
+
+/// Client number `i` over IPv6: 2001:db8:8000::/64 hosts, ports as `client`.
+pub fn client6(i: u32) -> ([u8; 16], u16) {
+    let mut a = [
+        0x20, 0x01, 0x0d, 0xb8, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    a[12..16].copy_from_slice(&(i >> 14).to_be_bytes());
+    (a, 1024 + (i & 0x3fff) as u16)
+}
+
+/// `engine_forwarding` for the IPv6 VIP and real servers 2001:db8:1::11…
+pub fn engine_forwarding6(dests: u8, forward: Forward) -> Engine {
+    let mut e = Engine::new(0x5eed);
+    let key = ServiceKey {
+        protocol: 6,
+        addr: std::net::Ipv6Addr::from(VIP6).into(),
+        port: 80,
+    };
+    e.add_service(key, "wrr", 0).unwrap();
+    for d in 0..dests {
+        let cfg = DestConfig {
+            tunnel: Default::default(),
+            addr: std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x11 + u16::from(d)).into(),
+            port: 80,
+            forward,
+            weight: 1 + i32::from(d % 3),
+            u_threshold: 0,
+            l_threshold: 0,
+        };
+        e.add_dest(key, cfg).unwrap();
+    }
+    e
+}

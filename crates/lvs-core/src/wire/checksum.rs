@@ -88,6 +88,14 @@ pub fn replace(field: u16, old: &[u8], new: &[u8], complemented: bool) -> u16 {
 
 /// Sum of the IPv4 pseudo header (without the L4 data).
 #[inline]
+/// The IPv6 pseudo-header sum (RFC 8200 §8.1), not folded.
+pub fn pseudo_v6(src: [u8; 16], dst: [u8; 16], protocol: u8, l4_len: u32) -> u32 {
+    let mut sum = add_bytes(0, &src);
+    sum = add_bytes(sum, &dst);
+    sum = add_bytes(sum, &l4_len.to_be_bytes());
+    sum + u32::from(protocol)
+}
+
 pub fn pseudo_v4(src: [u8; 4], dst: [u8; 4], protocol: u8, l4_len: u16) -> u32 {
     let mut sum = add_bytes(0, &src);
     sum = add_bytes(sum, &dst);

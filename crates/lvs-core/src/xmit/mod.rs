@@ -20,6 +20,7 @@ pub mod icmp;
 pub mod masq;
 pub mod route;
 pub mod tunnel;
+pub mod v6;
 
 use crate::conn::flags as cf;
 use crate::engine::DropReason;
@@ -429,6 +430,12 @@ pub(crate) fn finish_sctp_crc(pkt: &mut PacketBuf) {
             crate::proto::sctp::fill_checksum(ip.payload_mut());
         }
     }
+}
+
+/// Whether the packet in the buffer is an IPv6 one.
+#[inline]
+pub(crate) fn is_v6(pkt: &PacketBuf) -> bool {
+    pkt.bytes().first().is_some_and(|b| b >> 4 == 6)
 }
 
 /// The fragmentation left to the I/O layer: a packet over the path MTU that

@@ -3,6 +3,7 @@
 //! the frame goes to the real server's MAC address.
 
 use super::{lookup, prepare, send, IcmpSource, Method, PacketBuf, Paths, Transmit};
+use crate::engine::DropReason;
 use std::net::IpAddr;
 
 /// Sends `pkt` unchanged but for TTL to the real server `rip` as the next
@@ -10,6 +11,11 @@ use std::net::IpAddr;
 /// destination stays the VIP). A real server that is the director itself
 /// gets the packet unmodified from the host.
 pub(crate) fn xmit(pkt: &mut PacketBuf, paths: &impl Paths, rip: IpAddr) -> Transmit {
+    match (super::is_v6(pkt), rip) {
+        (true, IpAddr::V6(rip)) => return super::v6::route(pkt, paths, rip),
+        (false, IpAddr::V4(_)) => {}
+        _ => return Transmit::Drop(DropReason::UnsupportedForward),
+    }
     unchanged(
         pkt,
         paths,
@@ -24,6 +30,11 @@ pub(crate) fn xmit(pkt: &mut PacketBuf, paths: &impl Paths, rip: IpAddr) -> Tran
 /// server's packet matching no entry, §5.2): TTL and MTU as the
 /// forwarding path checks them (errors from the director), nothing else.
 pub(crate) fn forward(pkt: &mut PacketBuf, paths: &impl Paths, to: IpAddr) -> Transmit {
+    match (super::is_v6(pkt), to) {
+        (true, IpAddr::V6(to)) => return super::v6::forward(pkt, paths, to),
+        (false, IpAddr::V4(_)) => {}
+        _ => return Transmit::Drop(DropReason::UnsupportedForward),
+    }
     unchanged(
         pkt,
         paths,

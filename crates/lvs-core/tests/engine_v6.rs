@@ -1,0 +1,254 @@
+//! IPv6 through the engine (forwarding.md §2–§6 for IPv6): NAT66 both
+//! ways with the L4 checksum carried over the IPv6 pseudo-header, direct
+//! routing with the hop limit decremented, extension headers walked to the
+//! transport header, and what is not balanced (ICMPv6, fragments,
+//! malformed chains). Packets are built byte by byte here; each expected
+//! output is built independently and compared whole.
+
+use lvs_core::xmit::{IcmpError, OnLink, PacketBuf, Reply, Transmit};
+use lvs_core::{DestConfig, DropReason, Engine, Forward, ServiceKey};
+use std::net::{IpAddr, Ipv6Addr};
+
+const CLIENT: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+const VIP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
+const RIP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x11);
+
+/// One's-complement sum of `data` as 16-bit words.
+fn sum(mut acc: u32, data: &[u8]) -> u32 {
+    for c in data.chunks(2) {
+        acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    acc
+}
+
+fn fold(mut s: u32) -> u16 {
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+/// An IPv6 packet: fixed header, `ext` (extension headers, the first one's
+/// type in `first`, or none), a TCP (6) or UDP (17) header with ports,
+/// `flags` for TCP, `payload`, and a correct checksum (UDP: `zero_udp`
+/// leaves it 0).
+#[allow(clippy::too_many_arguments)]
+fn packet(
+    proto: u8,
+    src: Ipv6Addr,
+    sport: u16,
+    dst: Ipv6Addr,
+    dport: u16,
+    flags: u8,
+    hop: u8,
+    ext: Option<(u8, Vec<u8>)>,
+    payload: &[u8],
+    zero_udp: bool,
+) -> Vec<u8> {
+    let mut l4 = Vec::new();
+    l4.extend(sport.to_be_bytes());
+    l4.extend(dport.to_be_bytes());
+    if proto == 6 {
+        l4.extend(1000u32.to_be_bytes());
+        l4.extend(0u32.to_be_bytes());
+        l4.extend([0x50, flags]);
+        l4.extend(65535u16.to_be_bytes());
+        l4.extend([0, 0, 0, 0]);
+    } else {
+        l4.extend(((8 + payload.len()) as u16).to_be_bytes());
+        l4.extend([0, 0]);
+    }
+    l4.extend_from_slice(payload);
+    if !(proto == 17 && zero_udp) {
+        let mut s = sum(0, &src.octets());
+        s = sum(s, &dst.octets());
+        s = sum(s, &(l4.len() as u32).to_be_bytes());
+        s += u32::from(proto);
+        s = sum(s, &l4);
+        let mut c = !fold(s);
+        if proto == 17 && c == 0 {
+            c = 0xffff;
+        }
+        let at = if proto == 6 { 16 } else { 6 };
+        l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    let (next, ext) = match ext {
+        Some((first, bytes)) => (first, bytes),
+        None => (proto, Vec::new()),
+    };
+    let mut b = vec![0x60, 0, 0, 0];
+    b.extend(((ext.len() + l4.len()) as u16).to_be_bytes());
+    b.extend([next, hop]);
+    b.extend(src.octets());
+    b.extend(dst.octets());
+    b.extend(ext);
+    b.extend(l4);
+    b
+}
+
+fn tcp(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, flags: u8, hop: u8) -> Vec<u8> {
+    packet(6, src, sport, dst, dport, flags, hop, None, b"", false)
+}
+
+fn engine(forward: Forward, port: u16) -> Engine {
+    let mut e = Engine::new(7);
+    let key = ServiceKey {
+        protocol: 6,
+        addr: VIP.into(),
+        port: 80,
+    };
+    e.add_service(key, "rr", 0).unwrap();
+    let udp = ServiceKey {
+        protocol: 17,
+        ..key
+    };
+    e.add_service(udp, "rr", 0).unwrap();
+    for k in [key, udp] {
+        e.add_dest(
+            k,
+            DestConfig {
+                tunnel: Default::default(),
+                addr: RIP.into(),
+                port,
+                forward,
+                weight: 1,
+                u_threshold: 0,
+                l_threshold: 0,
+            },
+        )
+        .unwrap();
+    }
+    e
+}
+
+fn run(e: &mut Engine, pkt: &mut [u8], mtu: u16) -> Transmit {
+    let paths = OnLink {
+        src: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+        mtu,
+    };
+    let mut buf = PacketBuf::new(pkt, 0);
+    e.process(0, &mut buf, &paths)
+}
+
+fn sent_to(t: Transmit) -> IpAddr {
+    match t {
+        Transmit::Send(s) => s.next_hop,
+        other => panic!("not sent: {other:?}"),
+    }
+}
+
+#[test]
+fn nat66_rewrites_both_ways_with_the_pseudo_header_checksum() {
+    let mut e = engine(Forward::Masq, 8080);
+    let mut syn = tcp(CLIENT, 40000, VIP, 80, 0x02, 64);
+    assert_eq!(sent_to(run(&mut e, &mut syn, 1500)), IpAddr::V6(RIP));
+    assert_eq!(syn, tcp(CLIENT, 40000, RIP, 8080, 0x02, 63));
+    let c = e.connections().next().unwrap();
+    assert_eq!(
+        (c.caddr, c.vaddr, c.daddr, c.dport),
+        (CLIENT.into(), VIP.into(), RIP.into(), 8080)
+    );
+    // The reply: from the real server, rewritten to come from the VIP.
+    let mut synack = tcp(RIP, 8080, CLIENT, 40000, 0x12, 64);
+    assert_eq!(sent_to(run(&mut e, &mut synack, 1500)), IpAddr::V6(CLIENT));
+    assert_eq!(synack, tcp(VIP, 80, CLIENT, 40000, 0x12, 63));
+    // UDP without checksum (invalid over IPv6) gets a whole one.
+    let mut q = packet(17, CLIENT, 5353, VIP, 80, 0, 64, None, b"who?", true);
+    assert_eq!(sent_to(run(&mut e, &mut q, 1500)), IpAddr::V6(RIP));
+    assert_eq!(
+        q,
+        packet(17, CLIENT, 5353, RIP, 8080, 0, 63, None, b"who?", false)
+    );
+}
+
+#[test]
+fn direct_routing_only_decrements_the_hop_limit() {
+    let mut e = engine(Forward::Route, 80);
+    let mut syn = tcp(CLIENT, 40001, VIP, 80, 0x02, 64);
+    assert_eq!(sent_to(run(&mut e, &mut syn, 1500)), IpAddr::V6(RIP));
+    assert_eq!(syn, tcp(CLIENT, 40001, VIP, 80, 0x02, 63));
+}
+
+#[test]
+fn extension_headers_are_walked_to_the_transport_header() {
+    let mut e = engine(Forward::Masq, 8080);
+    // Destination options (8 bytes: next header TCP, length 0, a PadN).
+    let ext = Some((60u8, vec![6, 0, 1, 4, 0, 0, 0, 0]));
+    let mut syn = packet(6, CLIENT, 40002, VIP, 80, 0x02, 64, ext.clone(), b"", false);
+    assert_eq!(sent_to(run(&mut e, &mut syn, 1500)), IpAddr::V6(RIP));
+    assert_eq!(
+        syn,
+        packet(6, CLIENT, 40002, RIP, 8080, 0x02, 63, ext, b"", false)
+    );
+}
+
+#[test]
+fn hop_limit_and_mtu_are_answered_with_icmpv6_errors() {
+    let mut e = engine(Forward::Masq, 8080);
+    let mut last_hop = tcp(CLIENT, 40003, VIP, 80, 0x02, 1);
+    assert!(matches!(
+        run(&mut e, &mut last_hop, 1500),
+        Transmit::Reply(Reply::Icmp {
+            error: IcmpError::TimeExceeded,
+            ..
+        })
+    ));
+    // 1400 bytes to a 1280-byte path: packet too big, with the MTU.
+    let big = vec![0u8; 1400 - 60];
+    let mut p = packet(6, CLIENT, 40004, VIP, 80, 0x02, 64, None, &big, false);
+    assert_eq!(p.len(), 1400);
+    assert!(matches!(
+        run(&mut e, &mut p, 1280),
+        Transmit::Reply(Reply::Icmp {
+            error: IcmpError::FragNeeded { mtu: 1280 },
+            ..
+        })
+    ));
+    // A path MTU below IPv6's minimum is taken as 1280.
+    let fits = vec![0u8; 1280 - 60];
+    let mut p = packet(6, CLIENT, 40005, VIP, 80, 0x02, 64, None, &fits, false);
+    assert_eq!(sent_to(run(&mut e, &mut p, 1000)), IpAddr::V6(RIP));
+}
+
+#[test]
+fn what_is_not_balanced() {
+    let mut e = engine(Forward::Masq, 8080);
+    // ICMPv6 (neighbour discovery among it) is the host's.
+    let mut icmp = tcp(CLIENT, 1, VIP, 80, 0, 255);
+    icmp[6] = 58;
+    assert_eq!(run(&mut e, &mut icmp, 1500), Transmit::Pass);
+    // A fragment to a VIP: not balanced (the kernel would reassemble it).
+    let frag = Some((44u8, vec![6, 0, 0, 1, 0, 0, 0, 7]));
+    let mut f = packet(6, CLIENT, 40006, VIP, 80, 0x02, 64, frag, b"", false);
+    assert_eq!(
+        run(&mut e, &mut f, 1500),
+        Transmit::Drop(DropReason::Fragment)
+    );
+    // An option header that runs past the packet; a payload length past
+    // the buffer; a multicast source.
+    let bad = Some((0u8, vec![6, 9, 0, 0, 0, 0, 0, 0]));
+    let mut b = packet(6, CLIENT, 40007, VIP, 80, 0x02, 64, bad, b"", false);
+    assert_eq!(
+        run(&mut e, &mut b, 1500),
+        Transmit::Drop(DropReason::Malformed)
+    );
+    let mut long = tcp(CLIENT, 40008, VIP, 80, 0x02, 64);
+    long[5] = 200;
+    assert_eq!(
+        run(&mut e, &mut long, 1500),
+        Transmit::Drop(DropReason::Malformed)
+    );
+    let mut mc = tcp("ff02::1".parse().unwrap(), 40009, VIP, 80, 0x02, 64);
+    assert_eq!(
+        run(&mut e, &mut mc, 1500),
+        Transmit::Drop(DropReason::Martian)
+    );
+    assert_eq!(e.connection_count(), 0);
+    // Every cut of a good packet: no panic, nothing balanced.
+    let good = tcp(CLIENT, 40010, VIP, 80, 0x02, 64);
+    for cut in 0..good.len() {
+        let mut p = good[..cut].to_vec();
+        let _ = run(&mut e, &mut p, 1500);
+    }
+    assert_eq!(e.connection_count(), 0);
+}
