@@ -142,20 +142,9 @@ pub fn rewrite_v6(
         Side::Source => ipv6::field::SRC,
     };
     if protocol == ipproto::SCTP {
-        let l4 = &mut b[l4_off..];
-        if l4.len() < sctp::COMMON_HEADER_LEN {
-            return;
+        if sctp_port(&mut b[l4_off..], side, port, csum_partial) {
+            b[at..at + 16].copy_from_slice(&addr);
         }
-        let port_field = match side {
-            Side::Destination => sctp::field::DST_PORT,
-            Side::Source => sctp::field::SRC_PORT,
-        };
-        let new_port = port.to_be_bytes();
-        if l4[port_field.clone()] != new_port || csum_partial {
-            l4[port_field].copy_from_slice(&new_port);
-            sctp::fill_checksum(l4);
-        }
-        b[at..at + 16].copy_from_slice(&addr);
         return;
     }
     let Some((csum_off, min_len)) = crate::wire::l4_layout(protocol) else {
@@ -201,9 +190,21 @@ fn rewrite_sctp_v4(
     port: u16,
     csum_partial: bool,
 ) {
-    let l4 = pkt.payload_mut();
-    if l4.len() < sctp::COMMON_HEADER_LEN {
+    if !sctp_port(pkt.payload_mut(), side, port, csum_partial) {
         return;
+    }
+    match side {
+        Side::Destination => pkt.set_dst(addr),
+        Side::Source => pkt.set_src(addr),
+    }
+    pkt.fill_checksum();
+}
+
+/// The SCTP part of a rewrite (see `rewrite_sctp_v4`); false when the
+/// common header is cut short (nothing is changed then).
+fn sctp_port(l4: &mut [u8], side: Side, port: u16, csum_partial: bool) -> bool {
+    if l4.len() < sctp::COMMON_HEADER_LEN {
+        return false;
     }
     let port_field = match side {
         Side::Destination => sctp::field::DST_PORT,
@@ -214,11 +215,7 @@ fn rewrite_sctp_v4(
         l4[port_field].copy_from_slice(&new_port);
         sctp::fill_checksum(l4);
     }
-    match side {
-        Side::Destination => pkt.set_dst(addr),
-        Side::Source => pkt.set_src(addr),
-    }
-    pkt.fill_checksum();
+    true
 }
 
 #[cfg(test)]
