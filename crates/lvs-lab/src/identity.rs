@@ -2,7 +2,7 @@
 //! so a client can tell which real server handled its request.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -157,7 +157,10 @@ impl IdentityServer {
                         return;
                     }
                     if proto == "tcp" {
-                        match TcpListener::bind((Ipv4Addr::UNSPECIFIED, tcp_port))
+                        // Both families (`::` takes IPv4 too), or IPv4 alone
+                        // where the kernel has no IPv6.
+                        match TcpListener::bind((Ipv6Addr::UNSPECIFIED, tcp_port))
+                            .or_else(|_| TcpListener::bind((Ipv4Addr::UNSPECIFIED, tcp_port)))
                             .and_then(|l| l.set_nonblocking(true).map(|_| l))
                         {
                             Ok(l) => {
@@ -166,13 +169,14 @@ impl IdentityServer {
                             }
                             Err(e) => {
                                 let _ = tx.send(Err(LabError::io(
-                                    format!("{ns_owned}: binding TCP 0.0.0.0:{tcp_port}"),
+                                    format!("{ns_owned}: binding TCP [::]:{tcp_port}"),
                                     e,
                                 )));
                             }
                         }
                     } else {
-                        match UdpSocket::bind((Ipv4Addr::UNSPECIFIED, udp_port))
+                        match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, udp_port))
+                            .or_else(|_| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, udp_port)))
                             .and_then(|s| s.set_read_timeout(Some(POLL)).map(|_| s))
                         {
                             Ok(s) => {
@@ -181,7 +185,7 @@ impl IdentityServer {
                             }
                             Err(e) => {
                                 let _ = tx.send(Err(LabError::io(
-                                    format!("{ns_owned}: binding UDP 0.0.0.0:{udp_port}"),
+                                    format!("{ns_owned}: binding UDP [::]:{udp_port}"),
                                     e,
                                 )));
                             }

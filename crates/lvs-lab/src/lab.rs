@@ -544,7 +544,7 @@ impl Lab {
 
     /// Starts one identity server per real server (server i answers
     /// `rsI\n` on TCP/HTTP `tcp_port` and UDP `udp_port`, bound to
-    /// 0.0.0.0 inside its namespace). Returns once all are bound. The
+    /// `::` inside its namespace: both families). Returns once all are bound. The
     /// servers stop when the returned values or the lab are dropped.
     pub fn start_identity_servers(
         &self,

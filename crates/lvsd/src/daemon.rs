@@ -9,13 +9,14 @@ use crate::desired::{Check, Desired};
 use crate::guard::KernelGuard;
 use crate::io::afpacket::AfPacket;
 use crate::io::{Offload, PacketIo, PortId};
+use crate::ndp;
 use crate::net::{self, Interface, Neighbours};
 use crate::pending::Pending;
 use crate::rtnl;
 use lvs_core::xmit::{self, PacketBuf, Transmit};
 use lvs_core::Engine;
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,6 +34,15 @@ struct PortRoute {
     dest: u32,
     mask: u32,
     gateway: Option<Ipv4Addr>,
+    port: Option<PortId>,
+}
+
+/// An IPv6 route as the lookup uses it (see `PortRoute`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PortRoute6 {
+    dest: u128,
+    mask: u128,
+    gateway: Option<Ipv6Addr>,
     port: Option<PortId>,
 }
 
@@ -62,11 +72,13 @@ struct Counters {
     segments: u64,
     /// Route, neighbour and address changes read from rtnetlink.
     netlink_events: u64,
+    /// Neighbour advertisements sent for IPv6 VIPs.
+    nd_adverts: u64,
 }
 
 impl Counters {
     /// Every counter by name (`lvsadm --counters` shows them as `io.*`).
-    fn list(&self, neighbours: usize, routes: usize) -> [(&'static str, u64); 17] {
+    fn list(&self, neighbours: usize, routes: usize) -> [(&'static str, u64); 18] {
         [
             ("rx_frames", self.rx),
             ("tx_frames", self.tx),
@@ -85,6 +97,7 @@ impl Counters {
             ("neighbours", neighbours as u64),
             ("routes", routes as u64),
             ("netlink_events", self.netlink_events),
+            ("nd_adverts", self.nd_adverts),
         ]
     }
 }
@@ -120,9 +133,14 @@ struct Director {
     kernel_routes: HashMap<rtnl::RouteKey, rtnl::Route>,
     neigh: Neighbours,
     vips: HashSet<Ipv4Addr>,
+    /// The IPv6 VIPs (answered and announced with neighbour discovery).
+    vips6: HashSet<Ipv6Addr>,
+    routes6: Vec<PortRoute6>,
+    neigh6: Neighbours<Ipv6Addr>,
     counters: Counters,
     /// Last time an ARP request went out for (port, address).
-    arp_asked: std::collections::HashMap<(PortId, Ipv4Addr), Instant>,
+    /// ARP requests and neighbour solicitations sent, by (port, address).
+    arp_asked: std::collections::HashMap<(PortId, IpAddr), Instant>,
     icmp_buf: Vec<u8>,
     /// Without the nftables guard a VIP on a kernel interface is answered by
     /// the kernel too: worth a warning.
@@ -132,6 +150,7 @@ struct Director {
     /// The host's addresses on the attached ports (fixed at start, as the
     /// ports are).
     local_addrs: Vec<Ipv4Addr>,
+    local_addrs6: Vec<Ipv6Addr>,
     /// Scratch for fragmentation: a copy of the packet (`FRAG_SRC` bytes),
     /// then one fragment frame (Ethernet header + up to a jumbo MTU).
     frag_buf: Vec<u8>,
@@ -147,12 +166,25 @@ struct Net<'a> {
     routes: &'a [PortRoute],
     /// The host's addresses on the attached ports, flat.
     local: &'a [Ipv4Addr],
+    routes6: &'a [PortRoute6],
+    local6: &'a [Ipv6Addr],
 }
 
 impl xmit::Paths for Net<'_> {
     #[inline]
     fn path(&self, to: IpAddr) -> Option<xmit::Path> {
-        let IpAddr::V4(to4) = to else { return None };
+        let to4 = match to {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(a) => {
+                let (port, nh) = route6(self.routes6, a)?;
+                return Some(xmit::Path {
+                    port: port as u32,
+                    next_hop: IpAddr::V6(nh),
+                    mtu: self.ports[port].mtu,
+                    local: self.local6.contains(&a),
+                });
+            }
+        };
         let local = self.local.contains(&to4);
         let (port, nh) = route(self.routes, to4)?;
         Some(xmit::Path {
@@ -165,7 +197,10 @@ impl xmit::Paths for Net<'_> {
 
     #[inline]
     fn is_local(&self, a: IpAddr) -> bool {
-        matches!(a, IpAddr::V4(a4) if self.local.contains(&a4))
+        match a {
+            IpAddr::V4(a4) => self.local.contains(&a4),
+            IpAddr::V6(a6) => self.local6.contains(&a6),
+        }
     }
 
     fn source(&self, to: IpAddr) -> Option<IpAddr> {
@@ -218,48 +253,93 @@ fn flow_addresses(engine: &Engine, taken: &HashSet<Ipv4Addr>) -> Vec<Ipv4Addr> {
     v
 }
 
-/// The IPv4 lookup table from the kernel's routes: tables main, then
-/// default (the local table holds the host's own and broadcast addresses,
-/// which are not paths), longest prefix first, then lowest metric. A route
-/// that is not unicast (blackhole, unreachable, prohibit) or leaves by an
-/// interface lvsd is not attached to has no port: no path.
-fn port_routes<'a>(
+/// Adds `x` to `v` (once) or removes it.
+fn set_member<T: PartialEq>(v: &mut Vec<T>, x: T, add: bool) {
+    v.retain(|a| *a != x);
+    if add {
+        v.push(x);
+    }
+}
+
+/// The lookup table of one family from the kernel's routes: tables main,
+/// then default (the local table holds the host's own and broadcast
+/// addresses, which are not paths), longest prefix first, then lowest
+/// metric. A route that is not unicast (blackhole, unreachable, prohibit)
+/// or leaves by an interface lvsd is not attached to has no port: no path.
+/// `make` builds the family's entry (`None`: the other family).
+fn lookup_table<'a, R>(
     routes: impl Iterator<Item = &'a rtnl::Route>,
     ports: &[Interface],
-) -> Vec<PortRoute> {
-    let mut v: Vec<(u32, u8, u32, PortRoute)> = routes
+    make: impl Fn(&rtnl::Route, Option<PortId>) -> Option<R>,
+) -> Vec<R> {
+    let mut v: Vec<(u32, u8, u32, R)> = routes
         .filter_map(|r| {
             let rank = match r.table {
                 rtnl::TABLE_MAIN => 0,
                 rtnl::TABLE_DEFAULT => 1,
                 _ => return None,
             };
-            let IpAddr::V4(dst) = r.dst else { return None };
-            let mask = u32::MAX.checked_shl(32 - u32::from(r.len)).unwrap_or(0);
-            let gateway = match r.gateway {
-                Some(IpAddr::V4(g)) => Some(g),
-                _ => None,
-            };
             let port = if r.unicast {
                 ports.iter().position(|p| p.index as u32 == r.oif)
             } else {
                 None
             };
-            Some((
-                rank,
-                r.len,
-                r.metric,
-                PortRoute {
-                    dest: u32::from(dst) & mask,
-                    mask,
-                    gateway,
-                    port,
-                },
-            ))
+            Some((rank, r.len, r.metric, make(r, port)?))
         })
         .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
     v.into_iter().map(|(_, _, _, r)| r).collect()
+}
+
+/// The IPv4 lookup table (`lookup_table`).
+fn port_routes<'a>(
+    routes: impl Iterator<Item = &'a rtnl::Route>,
+    ports: &[Interface],
+) -> Vec<PortRoute> {
+    lookup_table(routes, ports, |r, port| {
+        let IpAddr::V4(dst) = r.dst else { return None };
+        let mask = u32::MAX.checked_shl(32 - u32::from(r.len)).unwrap_or(0);
+        let gateway = match r.gateway {
+            Some(IpAddr::V4(g)) => Some(g),
+            _ => None,
+        };
+        let dest = u32::from(dst) & mask;
+        Some(PortRoute {
+            dest,
+            mask,
+            gateway,
+            port,
+        })
+    })
+}
+
+/// The IPv6 lookup table (`lookup_table`).
+fn port_routes6<'a>(
+    routes: impl Iterator<Item = &'a rtnl::Route>,
+    ports: &[Interface],
+) -> Vec<PortRoute6> {
+    lookup_table(routes, ports, |r, port| {
+        let IpAddr::V6(dst) = r.dst else { return None };
+        let mask = u128::MAX.checked_shl(128 - u32::from(r.len)).unwrap_or(0);
+        let gateway = match r.gateway {
+            Some(IpAddr::V6(g)) => Some(g),
+            _ => None,
+        };
+        let dest = u128::from(dst) & mask;
+        Some(PortRoute6 {
+            dest,
+            mask,
+            gateway,
+            port,
+        })
+    })
+}
+
+/// Egress port and next hop for an IPv6 `dst`.
+fn route6(routes: &[PortRoute6], dst: Ipv6Addr) -> Option<(PortId, Ipv6Addr)> {
+    let d = u128::from(dst);
+    let r = routes.iter().find(|r| d & r.mask == r.dest)?;
+    Some((r.port?, r.gateway.unwrap_or(dst)))
 }
 
 /// Egress port and next hop for `dst` (routes sorted longest prefix first).
@@ -408,6 +488,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     let local_addrs = ports.iter().flat_map(|p| p.addrs.iter().copied()).collect();
     let mut d = Director {
         local_addrs,
+        local_addrs6: Vec::new(),
         desired,
         engine,
         ports,
@@ -415,6 +496,9 @@ pub fn run(opts: Options) -> Result<(), String> {
         kernel_routes: HashMap::new(),
         neigh: Neighbours::default(),
         vips: HashSet::new(),
+        vips6: HashSet::new(),
+        routes6: Vec::new(),
+        neigh6: Neighbours::default(),
         counters: Counters::default(),
         arp_asked: Default::default(),
         icmp_buf: vec![0u8; 1600],
@@ -711,21 +795,29 @@ impl Director {
         }
     }
 
-    fn destination_hops(&self) -> Vec<(PortId, Ipv4Addr)> {
+    fn destination_hops(&self) -> Vec<(PortId, IpAddr)> {
         self.engine
-            .services()
-            .flat_map(|(_, ds)| ds.into_iter().map(|d| d.addr).collect::<Vec<_>>())
-            .filter_map(|a| match a {
-                IpAddr::V4(a) => self.route(a),
-                IpAddr::V6(_) => None,
+            .all_dests()
+            .filter(|d| d.available())
+            .filter_map(|d| match d.addr {
+                IpAddr::V4(a) => self.route(a).map(|(p, nh)| (p, IpAddr::V4(nh))),
+                IpAddr::V6(a) => route6(&self.routes6, a).map(|(p, nh)| (p, IpAddr::V6(nh))),
             })
             .collect()
+    }
+
+    /// Whether the MAC of next hop `nh` on `port` is known.
+    fn resolved(&self, port: PortId, nh: IpAddr) -> bool {
+        match nh {
+            IpAddr::V4(a) => self.neigh.get(port, a).is_some(),
+            IpAddr::V6(a) => self.neigh6.get(port, a).is_some(),
+        }
     }
 
     fn all_resolved(&self) -> bool {
         self.destination_hops()
             .iter()
-            .all(|&(p, nh)| self.neigh.get(p, nh).is_some())
+            .all(|&(p, nh)| self.resolved(p, nh))
     }
 
     /// The kernel's routes, neighbours and addresses as they are now;
@@ -745,11 +837,14 @@ impl Director {
     fn apply_network(&mut self, events: Vec<rtnl::Event>) {
         use rtnl::Event;
         let mut routes_changed = false;
+        let mut addrs_changed = false;
         let mut overrun = false;
         for e in events {
+            if e != Event::Overrun {
+                self.counters.netlink_events += 1;
+            }
             match e {
                 Event::Route { add, route } => {
-                    self.counters.netlink_events += 1;
                     if add {
                         self.kernel_routes.insert(route.key(), route);
                     } else {
@@ -760,38 +855,35 @@ impl Director {
                 Event::Neighbour {
                     add: true,
                     ifindex,
-                    ip: IpAddr::V4(ip),
+                    ip,
                     mac: Some(mac),
                 } => {
-                    self.counters.netlink_events += 1;
                     if let Some(p) = self.port_of(ifindex) {
-                        self.neigh.learn(p, ip, mac);
-                    }
-                }
-                Event::Neighbour { .. } => self.counters.netlink_events += 1,
-                Event::Address {
-                    add,
-                    ifindex,
-                    ip: IpAddr::V4(ip),
-                    ..
-                } => {
-                    self.counters.netlink_events += 1;
-                    if let Some(p) = self.port_of(ifindex) {
-                        let addrs = &mut self.ports[p].addrs;
-                        addrs.retain(|a| *a != ip);
-                        if add {
-                            addrs.push(ip);
+                        match ip {
+                            IpAddr::V4(ip) => self.neigh.learn(p, ip, mac),
+                            IpAddr::V6(ip) => self.neigh6.learn(p, ip, mac),
                         }
-                        self.local_addrs = self
-                            .ports
-                            .iter()
-                            .flat_map(|p| p.addrs.iter().copied())
-                            .collect();
                     }
                 }
-                Event::Address { .. } => self.counters.netlink_events += 1,
+                Event::Neighbour { .. } => {}
+                Event::Address {
+                    add, ifindex, ip, ..
+                } => {
+                    if let Some(p) = self.port_of(ifindex) {
+                        let port = &mut self.ports[p];
+                        match ip {
+                            IpAddr::V4(ip) => set_member(&mut port.addrs, ip, add),
+                            IpAddr::V6(ip) => set_member(&mut port.addrs6, ip, add),
+                        }
+                        addrs_changed = true;
+                    }
+                }
                 Event::Overrun => overrun = true,
             }
+        }
+        if addrs_changed {
+            self.local_addrs = self.ports.iter().flat_map(|p| p.addrs.clone()).collect();
+            self.local_addrs6 = self.ports.iter().flat_map(|p| p.addrs6.clone()).collect();
         }
         if overrun {
             eprintln!("lvsd: warning: rtnetlink events were lost; reading routes, neighbours and addresses again");
@@ -802,6 +894,7 @@ impl Director {
         }
         if routes_changed {
             self.routes = port_routes(self.kernel_routes.values(), &self.ports);
+            self.routes6 = port_routes6(self.kernel_routes.values(), &self.ports);
         }
     }
 
@@ -825,7 +918,7 @@ impl Director {
         }
         let for_us = a.op == arp::OP_REQUEST
             && (self.vips.contains(&a.target_ip) || self.local_addrs.contains(&a.target_ip));
-        let answer = a.op == arp::OP_REPLY && self.arp_asked.contains_key(&(port, ip));
+        let answer = a.op == arp::OP_REPLY && self.arp_asked.contains_key(&(port, IpAddr::V4(ip)));
         if for_us || answer {
             self.neigh.learn(port, ip, a.sender_mac);
         } else {
@@ -839,7 +932,66 @@ impl Director {
         route(&self.routes, dst)
     }
 
+    /// Neighbour discovery, as `learn_from_arp` and the ARP answers do for
+    /// IPv4: a solicitation for one of our IPv6 VIPs is answered (and its
+    /// on-link sender learned); an advertisement is learned when we asked
+    /// for it, else it only refreshes an entry, and frames parked for it
+    /// leave. Never an address of ours, nor one not on-link on that port.
+    fn handle_ndp(&mut self, io: &mut impl PacketIo, port: PortId, src_mac: [u8; 6], n: &ndp::Ndp) {
+        let (who, mac) = match n.kind {
+            ndp::NEIGHBOUR_SOLICIT => (n.src, n.mac),
+            _ => (n.target, n.mac.or(Some(src_mac))),
+        };
+        let ours = |a: &Ipv6Addr| self.vips6.contains(a) || self.local_addrs6.contains(a);
+        let on_link = route6(&self.routes6, who) == Some((port, who));
+        if let (Some(mac), false, true) = (mac, ours(&who) || who.is_unspecified(), on_link) {
+            let learn = match n.kind {
+                ndp::NEIGHBOUR_SOLICIT => self.vips6.contains(&n.target),
+                _ => self.arp_asked.contains_key(&(port, IpAddr::V6(who))),
+            };
+            if learn {
+                self.neigh6.learn(port, who, mac);
+            } else {
+                self.neigh6.confirm(port, who, mac);
+            }
+            if n.kind == ndp::NEIGHBOUR_ADVERT && !self.pending.is_empty() {
+                if let Some(theirs) = self.neigh6.get(port, who) {
+                    let ours_mac = self.ports[port].mac;
+                    self.pending.release(port, IpAddr::V6(who), |f, offload| {
+                        f[0..6].copy_from_slice(&theirs);
+                        f[6..12].copy_from_slice(&ours_mac);
+                        io.queue_new(port, f, offload);
+                    });
+                }
+            }
+        }
+        if n.kind == ndp::NEIGHBOUR_SOLICIT && self.vips6.contains(&n.target) {
+            let mut f = [0u8; ndp::FRAME];
+            let len = ndp::advert(&mut f, n, n.mac.unwrap_or(src_mac), self.ports[port].mac);
+            io.queue_new(port, &f[..len], Offload::default());
+            self.counters.nd_adverts += 1;
+        }
+    }
+
     fn refresh_vips(&mut self, io: &mut impl PacketIo, startup: bool) {
+        // IPv6 VIPs: announced with an unsolicited advertisement when new.
+        let now6: HashSet<Ipv6Addr> = self
+            .engine
+            .service_keys()
+            .filter(|k| k.mark().is_none())
+            .filter_map(|k| match k.addr {
+                IpAddr::V6(a) => Some(a),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        for vip in now6.difference(&self.vips6) {
+            for (port, p) in self.ports.iter().enumerate() {
+                let mut f = [0u8; ndp::FRAME];
+                let n = ndp::announce(&mut f, *vip, p.mac);
+                io.queue_new(port, &f[..n], Offload::default());
+            }
+        }
+        self.vips6 = now6;
         let mut now: HashSet<Ipv4Addr> = self
             .engine
             .service_keys()
@@ -884,7 +1036,7 @@ impl Director {
     /// Asks for the MAC of every destination's next hop we do not know yet.
     fn resolve_destinations(&mut self, io: &mut impl PacketIo) {
         for (port, nh) in self.destination_hops() {
-            if self.neigh.get(port, nh).is_none() {
+            if !self.resolved(port, nh) {
                 self.ask(io, port, nh);
             }
         }
@@ -898,8 +1050,9 @@ impl Director {
             .retain(|_, t| now.duration_since(*t) < ARP_ASK_TTL);
     }
 
-    /// Sends an ARP request for `ip` on `port`, at most every 200 ms.
-    fn ask(&mut self, io: &mut impl PacketIo, port: PortId, ip: Ipv4Addr) {
+    /// Sends an ARP request (IPv4) or a neighbour solicitation (IPv6) for
+    /// `ip` on `port`, at most every 200 ms.
+    fn ask(&mut self, io: &mut impl PacketIo, port: PortId, ip: IpAddr) {
         let now = Instant::now();
         if let Some(t) = self.arp_asked.get(&(port, ip)) {
             if now.duration_since(*t) < Duration::from_millis(200) {
@@ -916,10 +1069,27 @@ impl Director {
         }
         self.arp_asked.insert((port, ip), now);
         let p = &self.ports[port];
-        let sender = p.addrs.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
-        let mut f = [0u8; 60];
-        let n = arp::build(&mut f, [0xff; 6], p.mac, &arp::request(ip, sender, p.mac));
-        io.queue_new(port, &f[..n], Offload::default());
+        match ip {
+            IpAddr::V4(ip) => {
+                let sender = p.addrs.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
+                let mut f = [0u8; 60];
+                let n = arp::build(&mut f, [0xff; 6], p.mac, &arp::request(ip, sender, p.mac));
+                io.queue_new(port, &f[..n], Offload::default());
+            }
+            IpAddr::V6(ip) => {
+                // From the port's link-local address if it has one.
+                let src = p
+                    .addrs6
+                    .iter()
+                    .find(|a| a.segments()[0] & 0xffc0 == 0xfe80)
+                    .or(p.addrs6.first())
+                    .copied()
+                    .unwrap_or(Ipv6Addr::UNSPECIFIED);
+                let mut f = [0u8; ndp::FRAME];
+                let n = ndp::solicit(&mut f, ip, src, p.mac);
+                io.queue_new(port, &f[..n], Offload::default());
+            }
+        }
     }
 
     /// Sends the packet the engine rewrote (`s` says where it now starts in
@@ -938,7 +1108,7 @@ impl Director {
         now_ms: u64,
     ) {
         let out = s.port as PortId;
-        let IpAddr::V4(nh) = s.next_hop else { return };
+        let nh = s.next_hop;
         if out >= self.ports.len() {
             self.counters.no_route += 1;
             return;
@@ -967,8 +1137,12 @@ impl Director {
         let flen = ETH_HDR + s.len;
         let our_mac = self.ports[out].mac;
         frame[fstart + 6..fstart + 12].copy_from_slice(&our_mac);
-        frame[fstart + 12..fstart + 14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        let Some(mac) = self.neigh.get(out, nh) else {
+        let (ethertype, known) = match nh {
+            IpAddr::V4(a) => (ETHERTYPE_IPV4, self.neigh.get(out, a)),
+            IpAddr::V6(a) => (ndp::ETHERTYPE_IPV6, self.neigh6.get(out, a)),
+        };
+        frame[fstart + 12..fstart + 14].copy_from_slice(&ethertype.to_be_bytes());
+        let Some(mac) = known else {
             if self
                 .pending
                 .park(out, nh, &frame[fstart..fstart + flen], offload, now_ms)
@@ -1086,11 +1260,12 @@ impl Director {
                 if !self.pending.is_empty() {
                     let ours = self.ports[port].mac;
                     let theirs = a.sender_mac;
-                    self.pending.release(port, a.sender_ip, |f, offload| {
-                        f[0..6].copy_from_slice(&theirs);
-                        f[6..12].copy_from_slice(&ours);
-                        io.queue_new(port, f, offload);
-                    });
+                    self.pending
+                        .release(port, IpAddr::V4(a.sender_ip), |f, offload| {
+                            f[0..6].copy_from_slice(&theirs);
+                            f[6..12].copy_from_slice(&ours);
+                            io.queue_new(port, f, offload);
+                        });
                 }
                 if a.op == arp::OP_REQUEST
                     && self.vips.contains(&a.target_ip)
@@ -1101,6 +1276,39 @@ impl Director {
                     let n = arp::build(&mut f, a.sender_mac, mac, &arp::reply_to(&a, mac));
                     io.queue_new(port, &f[..n], Offload::default());
                     self.counters.arp_replies += 1;
+                }
+            }
+            ndp::ETHERTYPE_IPV6 => {
+                let ip_start = meta.start + ETH_HDR;
+                // Neighbour discovery comes to multicast groups too.
+                if let Some(n) = ndp::parse(&frame[ip_start..end]) {
+                    self.handle_ndp(io, port, src_mac, &n);
+                    return;
+                }
+                if !meta.to_us {
+                    return;
+                }
+                self.counters.rx_csum_partial += u64::from(meta.offload.csum_partial);
+                self.counters.rx_gso += u64::from(meta.offload.gso_type != 0);
+                let mut pkt = PacketBuf::with_len(frame, ip_start, meta.len - ETH_HDR);
+                pkt.csum_partial = meta.offload.csum_partial;
+                if meta.offload.gso_type != 0 {
+                    pkt.gso_size = meta.offload.gso_size.max(1);
+                }
+                let paths = Net {
+                    ports: &self.ports,
+                    routes: &self.routes,
+                    local: &self.local_addrs,
+                    routes6: &self.routes6,
+                    local6: &self.local_addrs6,
+                };
+                let t = self.engine.process(now_ms, &mut pkt, &paths);
+                let encap = pkt.encap;
+                match t {
+                    Transmit::Send(s) => self.send(io, i, meta.offload, &s, encap, now_ms),
+                    // ICMPv6 errors and resets are not built yet: the
+                    // packet is dropped (counted by the engine).
+                    Transmit::Pass | Transmit::Drop(_) | Transmit::Held | Transmit::Reply(_) => {}
                 }
             }
             ETHERTYPE_IPV4 if meta.to_us => {
@@ -1116,6 +1324,8 @@ impl Director {
                     ports: &self.ports,
                     routes: &self.routes,
                     local: &self.local_addrs,
+                    routes6: &self.routes6,
+                    local6: &self.local_addrs6,
                 };
                 let t = self.engine.process(now_ms, &mut pkt, &paths);
                 // What a reply quotes: the packet as the engine left it.
@@ -1358,6 +1568,7 @@ mod tests {
             index,
             mac: [2, 0, 0, 0, 0, index as u8],
             addrs: Vec::new(),
+            addrs6: Vec::new(),
             up: true,
             loopback: false,
             ethernet: true,

@@ -12,9 +12,9 @@
 //! taps.) This works with the VIP configured on a kernel interface (as
 //! keepalived does) and with kernel forwarding on.
 //!
-//! The chain's five rules never change: they look the packet up in five
+//! The chain's nine rules never change: they look the packet up in nine
 //! sets (VIP . protocol . port, VIP . protocol for all-port services, the
-//! same for NAT real servers' replies, and the flows of directors without
+//! same for NAT real servers' replies — each for IPv4 and IPv6 — and the flows of directors without
 //! an address: source net . destination net . protocol . port range). `nft`
 //! creates the table once; a change of the services is applied as the
 //! difference of the sets' elements, in one atomic nf_tables batch sent
@@ -23,27 +23,32 @@
 //! kernel. Changes that come faster than batches are applied are coalesced
 //! (the latest wins).
 //!
-//! Fallback when `nft` is not installed: switch IPv4 forwarding off in the
-//! namespace while lvsd runs (restored on exit); the VIP then must not be on
-//! a kernel interface.
+//! Fallback when `nft` is not installed: switch IPv4 and IPv6 forwarding
+//! off in the namespace while lvsd runs (restored on exit); the VIP then
+//! must not be on a kernel interface.
 
 use crate::nft_sets::{self, Change, Key};
 use lvs_core::wire::ipproto;
 use lvs_core::Engine;
 use std::collections::BTreeSet;
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 const TABLE: &str = "lvsd";
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+const IP6_FORWARD: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
 
 /// How the kernel is kept out of the way.
 pub enum KernelGuard {
     Nft(NftGuard),
-    Forwarding { restore: Option<String> },
+    /// Forwarding switched off: the values to put back (IPv4, IPv6).
+    Forwarding {
+        restore: Option<String>,
+        restore6: Option<String>,
+    },
 }
 
 fn proto_name(p: u8) -> Option<&'static str> {
@@ -66,6 +71,11 @@ pub enum Element {
     Server(Ipv4Addr, u8, u16),
     /// A NAT real server's replies from any port (all-port service).
     ServerAnyPort(Ipv4Addr, u8),
+    /// The same four for IPv6.
+    Service6(Ipv6Addr, u8, u16),
+    ServiceAnyPort6(Ipv6Addr, u8),
+    Server6(Ipv6Addr, u8, u16),
+    ServerAnyPort6(Ipv6Addr, u8),
     /// A flow's packets: source and destination networks, protocol, and
     /// a destination port range.
     Flow {
@@ -84,6 +94,10 @@ impl Element {
             Element::Server(..) => "rs",
             Element::ServerAnyPort(..) => "rs_any",
             Element::Flow { .. } => "flows",
+            Element::Service6(..) => "svc6",
+            Element::ServiceAnyPort6(..) => "svc_any6",
+            Element::Server6(..) => "rs6",
+            Element::ServerAnyPort6(..) => "rs_any6",
         }
     }
 
@@ -99,6 +113,15 @@ impl Element {
             }
             Element::ServiceAnyPort(a, pr) | Element::ServerAnyPort(a, pr) => {
                 field_addr(&mut k, a);
+                field_proto(&mut k, pr);
+            }
+            Element::Service6(a, pr, port) | Element::Server6(a, pr, port) => {
+                k.extend_from_slice(&a.octets());
+                field_proto(&mut k, pr);
+                field_port(&mut k, port);
+            }
+            Element::ServiceAnyPort6(a, pr) | Element::ServerAnyPort6(a, pr) => {
+                k.extend_from_slice(&a.octets());
                 field_proto(&mut k, pr);
             }
             Element::Flow {
@@ -148,17 +171,16 @@ pub fn elements(engine: &Engine) -> Vec<Element> {
             marks.insert(m);
             continue;
         }
-        let IpAddr::V4(vip) = key.addr else {
-            continue;
-        };
         if proto_name(key.protocol).is_none() {
             continue;
         }
         let pr = key.protocol;
         // A port-0 service (persistent, all ports) takes every port.
-        v.push(match key.port {
-            0 => Element::ServiceAnyPort(vip, pr),
-            port => Element::Service(vip, pr, port),
+        v.push(match (key.addr, key.port) {
+            (IpAddr::V4(vip), 0) => Element::ServiceAnyPort(vip, pr),
+            (IpAddr::V4(vip), port) => Element::Service(vip, pr, port),
+            (IpAddr::V6(vip), 0) => Element::ServiceAnyPort6(vip, pr),
+            (IpAddr::V6(vip), port) => Element::Service6(vip, pr, port),
         });
     }
     for d in engine.all_dests() {
@@ -168,22 +190,24 @@ pub fn elements(engine: &Engine) -> Vec<Element> {
         if d.forward != lvs_core::Forward::Masq {
             continue;
         }
-        let IpAddr::V4(rip) = d.addr else { continue };
+        let any = |pr| match d.addr {
+            IpAddr::V4(rip) => Element::ServerAnyPort(rip, pr),
+            IpAddr::V6(rip) => Element::ServerAnyPort6(rip, pr),
+        };
         if d.svc_key.mark().is_some() {
             // A firewall-mark service's server answers on whatever its
             // flows take: every protocol, every port.
-            for pr in ALL_PROTOCOLS {
-                v.push(Element::ServerAnyPort(rip, pr));
-            }
+            v.extend(ALL_PROTOCOLS.map(any));
             continue;
         }
         let pr = d.svc_key.protocol;
         if proto_name(pr).is_none() {
             continue;
         }
-        v.push(match d.reply_port() {
-            0 => Element::ServerAnyPort(rip, pr),
-            port => Element::Server(rip, pr, port),
+        v.push(match (d.addr, d.reply_port()) {
+            (_, 0) => any(pr),
+            (IpAddr::V4(rip), port) => Element::Server(rip, pr, port),
+            (IpAddr::V6(rip), port) => Element::Server6(rip, pr, port),
         });
     }
     flow_elements(engine, &marks, &mut v);
@@ -236,6 +260,10 @@ table netdev {TABLE} {{
   set rs {{ type ipv4_addr . inet_proto . inet_service; }}
   set rs_any {{ type ipv4_addr . inet_proto; }}
   set flows {{ type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval; }}
+  set svc6 {{ type ipv6_addr . inet_proto . inet_service; }}
+  set svc_any6 {{ type ipv6_addr . inet_proto; }}
+  set rs6 {{ type ipv6_addr . inet_proto . inet_service; }}
+  set rs_any6 {{ type ipv6_addr . inet_proto; }}
   chain ingress {{
     type filter hook ingress devices = {{ {} }} priority filter; policy accept;
     ip daddr . meta l4proto . th dport @svc drop
@@ -243,6 +271,10 @@ table netdev {TABLE} {{
     ip saddr . meta l4proto . th sport @rs fib daddr type != local drop
     ip saddr . meta l4proto @rs_any fib daddr type != local drop
     ip saddr . ip daddr . meta l4proto . th dport @flows fib daddr type != local drop
+    ip6 daddr . meta l4proto . th dport @svc6 drop
+    ip6 daddr . meta l4proto @svc_any6 drop
+    ip6 saddr . meta l4proto . th sport @rs6 fib daddr type != local drop
+    ip6 saddr . meta l4proto @rs_any6 fib daddr type != local drop
   }}
 }}
 ",
@@ -269,7 +301,9 @@ pub fn difference<'a>(have: &'a BTreeSet<Element>, want: &'a BTreeSet<Element>) 
     v
 }
 
-const SETS: [&str; 5] = ["svc", "svc_any", "rs", "rs_any", "flows"];
+const SETS: [&str; 9] = [
+    "svc", "svc_any", "rs", "rs_any", "flows", "svc6", "svc_any6", "rs6", "rs_any6",
+];
 
 fn nft(script: &str) -> Result<(), String> {
     let mut child = Command::new("nft")
@@ -414,17 +448,38 @@ impl KernelGuard {
             eprintln!("lvsd: nftables table `netdev {TABLE}` keeps the kernel from handling balanced packets");
             return Ok(KernelGuard::Nft(g));
         }
-        let old = std::fs::read_to_string(IP_FORWARD).unwrap_or_default();
-        if old.trim() == "0" {
-            return Ok(KernelGuard::Forwarding { restore: None });
+        let off = |path: &str| -> Result<Option<String>, String> {
+            let old = match std::fs::read_to_string(path) {
+                Ok(v) => v,
+                // No IPv6 in this kernel: nothing to switch off.
+                Err(_) if path == IP6_FORWARD => return Ok(None),
+                Err(e) => {
+                    return Err(format!(
+                        "nft is not installed and {path} cannot be read: {e}"
+                    ))
+                }
+            };
+            if old.trim() == "0" {
+                return Ok(None);
+            }
+            std::fs::write(path, "0")
+                .map_err(|e| format!("nft is not installed and {path} cannot be set to 0: {e}"))?;
+            Ok(Some(old.trim().to_string()))
+        };
+        let restore = off(IP_FORWARD)?;
+        let restore6 = match off(IP6_FORWARD) {
+            Ok(v) => v,
+            Err(e) => {
+                if let Some(v) = &restore {
+                    let _ = std::fs::write(IP_FORWARD, v);
+                }
+                return Err(e);
+            }
+        };
+        if restore.is_some() || restore6.is_some() {
+            eprintln!("lvsd: nft not found: switched kernel IP forwarding off in this namespace (restored on exit)");
         }
-        std::fs::write(IP_FORWARD, "0").map_err(|e| {
-            format!("nft is not installed and {IP_FORWARD} cannot be set to 0: {e}")
-        })?;
-        eprintln!("lvsd: nft not found: switched kernel IPv4 forwarding off in this namespace (restored on exit)");
-        Ok(KernelGuard::Forwarding {
-            restore: Some(old.trim().to_string()),
-        })
+        Ok(KernelGuard::Forwarding { restore, restore6 })
     }
 
     /// Follows a change of the service set: computes the wanted elements
@@ -453,8 +508,13 @@ impl Drop for NftGuard {
 
 impl Drop for KernelGuard {
     fn drop(&mut self) {
-        if let KernelGuard::Forwarding { restore: Some(v) } = self {
-            let _ = std::fs::write(IP_FORWARD, v);
+        if let KernelGuard::Forwarding { restore, restore6 } = self {
+            if let Some(v) = restore {
+                let _ = std::fs::write(IP_FORWARD, v);
+            }
+            if let Some(v) = restore6 {
+                let _ = std::fs::write(IP6_FORWARD, v);
+            }
         }
     }
 }

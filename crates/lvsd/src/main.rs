@@ -10,6 +10,7 @@ mod guard;
 mod import;
 mod io;
 mod lock;
+mod ndp;
 mod net;
 mod nft_sets;
 mod pcap;

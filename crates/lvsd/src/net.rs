@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,8 @@ pub struct Interface {
     pub mac: [u8; 6],
     /// IPv4 addresses the kernel has on it (used as ARP sender address).
     pub addrs: Vec<Ipv4Addr>,
+    /// Its IPv6 addresses (from rtnetlink; the source of solicitations).
+    pub addrs6: Vec<Ipv6Addr>,
     pub up: bool,
     pub loopback: bool,
     /// Ethernet framing (ARPHRD_ETHER): the only kind lvsd can drive.
@@ -62,6 +64,7 @@ pub fn interfaces() -> io::Result<Vec<Interface>> {
                     index: 0,
                     mac: [0; 6],
                     addrs: vec![],
+                    addrs6: vec![],
                     up: ifa.ifa_flags & libc::IFF_UP as u32 != 0,
                     loopback: ifa.ifa_flags & libc::IFF_LOOPBACK as u32 != 0,
                     ethernet: false,
@@ -101,13 +104,41 @@ pub fn has_master(name: &str) -> bool {
         .exists()
 }
 
-/// lvsd's own neighbour cache: (port, IPv4 address) → MAC.
-#[derive(Debug, Default)]
-pub struct Neighbours {
-    map: HashMap<(usize, Ipv4Addr), ([u8; 6], Instant)>,
+/// An address a neighbour can have: IPv4 (ARP) or IPv6 (NDP).
+pub trait NeighbourAddr: Copy + Eq + std::hash::Hash {
+    /// Not one that names no single host (unspecified, broadcast,
+    /// multicast).
+    fn unicast(&self) -> bool;
 }
 
-impl Neighbours {
+impl NeighbourAddr for Ipv4Addr {
+    fn unicast(&self) -> bool {
+        !self.is_unspecified() && !self.is_broadcast() && !self.is_multicast()
+    }
+}
+
+impl NeighbourAddr for Ipv6Addr {
+    fn unicast(&self) -> bool {
+        !self.is_unspecified() && !self.is_multicast()
+    }
+}
+
+/// lvsd's own neighbour cache: (port, address) → MAC, one for ARP and one
+/// for NDP.
+#[derive(Debug)]
+pub struct Neighbours<A = Ipv4Addr> {
+    map: HashMap<(usize, A), ([u8; 6], Instant)>,
+}
+
+impl<A> Default for Neighbours<A> {
+    fn default() -> Self {
+        Neighbours {
+            map: HashMap::new(),
+        }
+    }
+}
+
+impl<A: NeighbourAddr> Neighbours<A> {
     /// Most entries kept; past it the least recently confirmed goes.
     pub const MAX: usize = 16_384;
     /// An entry not confirmed for this long is forgotten (and the address
@@ -115,12 +146,12 @@ impl Neighbours {
     pub const STALE: Duration = Duration::from_secs(300);
 
     #[inline]
-    pub fn get(&self, port: usize, ip: Ipv4Addr) -> Option<[u8; 6]> {
+    pub fn get(&self, port: usize, ip: A) -> Option<[u8; 6]> {
         self.map.get(&(port, ip)).map(|&(m, _)| m)
     }
-    /// Records (or confirms) what an ARP message told us.
-    pub fn learn(&mut self, port: usize, ip: Ipv4Addr, mac: [u8; 6]) {
-        if mac == [0; 6] || mac[0] & 1 != 0 || ip.is_unspecified() || ip.is_broadcast() {
+    /// Records (or confirms) what an ARP or NDP message told us.
+    pub fn learn(&mut self, port: usize, ip: A, mac: [u8; 6]) {
+        if mac == [0; 6] || mac[0] & 1 != 0 || !ip.unicast() {
             return;
         }
         let now = Instant::now();
@@ -138,7 +169,7 @@ impl Neighbours {
         self.map.insert((port, ip), (mac, now));
     }
     /// Updates an entry that exists; learns nothing new.
-    pub fn confirm(&mut self, port: usize, ip: Ipv4Addr, mac: [u8; 6]) {
+    pub fn confirm(&mut self, port: usize, ip: A, mac: [u8; 6]) {
         if self.map.contains_key(&(port, ip)) {
             self.learn(port, ip, mac);
         }
@@ -154,7 +185,7 @@ impl Neighbours {
     }
 
     /// Every neighbour's address.
-    pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+    pub fn addresses(&self) -> impl Iterator<Item = A> + '_ {
         self.map.keys().map(|&(_, ip)| ip)
     }
 }
@@ -169,11 +200,11 @@ mod tests {
         let mac = [2, 0, 0, 0, 0, 1];
         n.confirm(0, Ipv4Addr::new(198, 18, 0, 9), mac);
         assert_eq!(n.len(), 0);
-        for i in 0..(Neighbours::MAX as u32 + 100) {
+        for i in 0..(Neighbours::<Ipv4Addr>::MAX as u32 + 100) {
             n.learn(0, Ipv4Addr::from(0xc612_0000 + i), mac);
-            assert!(n.len() <= Neighbours::MAX);
+            assert!(n.len() <= Neighbours::<Ipv4Addr>::MAX);
         }
-        let last = Ipv4Addr::from(0xc612_0000 + Neighbours::MAX as u32 + 99);
+        let last = Ipv4Addr::from(0xc612_0000 + Neighbours::<Ipv4Addr>::MAX as u32 + 99);
         assert_eq!(n.get(0, last), Some(mac));
         n.confirm(0, last, [2, 0, 0, 0, 0, 2]);
         assert_eq!(n.get(0, last), Some([2, 0, 0, 0, 0, 2]));

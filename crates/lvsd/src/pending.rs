@@ -9,7 +9,7 @@
 //! not parked.
 
 use crate::io::{Offload, PortId};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// Frame slots in the pool.
 pub const SLOTS: usize = 64;
@@ -23,7 +23,7 @@ pub const MAX_WAIT_MS: u64 = 1000;
 #[derive(Clone, Copy)]
 struct Meta {
     port: PortId,
-    hop: Ipv4Addr,
+    hop: IpAddr,
     len: usize,
     offload: Offload,
     since_ms: u64,
@@ -50,7 +50,7 @@ impl Pending {
     pub fn park(
         &mut self,
         port: PortId,
-        hop: Ipv4Addr,
+        hop: IpAddr,
         frame: &[u8],
         offload: Offload,
         now_ms: u64,
@@ -86,7 +86,7 @@ impl Pending {
     pub fn release(
         &mut self,
         port: PortId,
-        hop: Ipv4Addr,
+        hop: IpAddr,
         mut send: impl FnMut(&mut [u8], Offload),
     ) -> usize {
         let mut n = 0;
@@ -126,8 +126,11 @@ impl Pending {
 mod tests {
     use super::*;
 
-    const A: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 11);
-    const B: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 12);
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 11));
+    // An IPv6 next hop waits in the same pool.
+    const B: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x12));
 
     #[test]
     fn parked_frames_go_out_when_their_neighbour_answers() {
@@ -168,7 +171,7 @@ mod tests {
         let mut k = 0u8;
         while p.park(
             0,
-            Ipv4Addr::new(198, 18, 2, k / 8),
+            Ipv4Addr::new(198, 18, 2, k / 8).into(),
             &[k],
             Offload::default(),
             500,

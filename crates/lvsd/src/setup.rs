@@ -262,12 +262,6 @@ pub fn apply_with(
                 (ServiceKey::fwmark(mark, false), 0)
             }
             Some(addr) => {
-                if addr.value.is_ipv6() {
-                    return Err(err(
-                        addr.span,
-                        "IPv6 directors are not supported yet".into(),
-                    ));
-                }
                 let port = match d.port {
                     Some(p) => p,
                     // A port-0 service catches every port, through persistence (§7).
@@ -367,13 +361,13 @@ pub fn apply_with(
         // Servers are added in file order; like `ipvsadm -a`, each new one
         // goes to the front of the destination list.
         for s in &d.servers {
-            if s.addr.value.is_ipv6() {
+            let (forward, tunnel) = forwarding(d.server_mode(s).value);
+            if forward == Forward::Tunnel && (s.addr.value.is_ipv6() || key.addr.is_ipv6()) {
                 return Err(err(
                     s.addr.span,
-                    "IPv6 servers are not supported yet".into(),
+                    "IPv6 tunnels are not supported yet (use mode gateway or nat)".into(),
                 ));
             }
-            let (forward, tunnel) = forwarding(d.server_mode(s).value);
             let cfg = DestConfig {
                 tunnel,
                 addr: s.addr.value,
@@ -825,16 +819,42 @@ director mixed 198.18.0.100:80
     }
 
     #[test]
-    fn ipv6_servers_stay_refused_whatever_the_method() {
+    fn ipv6_directors_take_gateway_and_nat_servers_and_refuse_tunnels() {
         let e = load("director web 198.18.0.100:80\n server a 2001:db8::1 mode tunnel\n")
             .err()
             .unwrap();
         assert_eq!((e.line, e.col), (2, 11));
-        assert!(e.message.contains("IPv6"), "{}", e.message);
-        let e = load("director web [2001:db8::1]:80\n server a 2001:db8::2\n")
+        assert!(e.message.contains("IPv6 tunnels"), "{}", e.message);
+        let e = load("director web [2001:db8::1]:80\n mode tunnel\n server a 2001:db8::2\n")
             .err()
             .unwrap();
-        assert_eq!((e.line, e.col), (1, 14));
+        assert_eq!((e.line, e.col), (3, 11));
+        // A family mix without a tunnel is the kernel's refusal.
+        let e = load("director web [2001:db8::1]:80\n server a 198.18.1.11\n")
+            .err()
+            .unwrap();
+        assert!(e.message.contains("address family"), "{}", e.message);
+        let eng = load(
+            "director web [2001:db8::10]:80\n server a 2001:db8:1::11\n server b [2001:db8:1::12]:8080 mode nat\n",
+        )
+        .unwrap();
+        let (s, dests) = eng.services().next().unwrap();
+        assert_eq!(
+            s.key.addr,
+            "2001:db8::10".parse::<std::net::IpAddr>().unwrap()
+        );
+        let mut got: Vec<(String, u16, Forward)> = dests
+            .iter()
+            .map(|d| (d.addr.to_string(), d.port, d.forward))
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            vec![
+                ("2001:db8:1::11".into(), 80, Forward::Route),
+                ("2001:db8:1::12".into(), 8080, Forward::Masq)
+            ]
+        );
     }
 }
 

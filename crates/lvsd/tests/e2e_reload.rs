@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use support::{lvsadm, lvsadm_input, lvsadm_ok, nat_lab, Director};
+use support::{lvsadm, lvsadm_input, lvsadm_ok, nat_lab, nft_set, Director};
 
 /// Version `i` of the configuration: the web service's scheduler, servers
 /// and weights change from one version to the next, a third service comes
@@ -136,34 +136,6 @@ fn wait_reloads(d: &Director, n: usize) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// The elements of set NAME of lvsd's nftables table, in the director's
-/// namespace.
-fn nft_set(lab: &Lab, name: &str) -> Vec<String> {
-    let out = lab
-        .exec(
-            lab.director_ns(),
-            "nft",
-            &["list", "set", "netdev", "lvsd", name],
-            Duration::from_secs(5),
-        )
-        .expect("run nft");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let Some((_, list)) = text.split_once("elements = {") else {
-        return Vec::new();
-    };
-    list.split('}')
-        .next()
-        .unwrap_or("")
-        .split(',')
-        .map(|e| e.trim().to_string())
-        .collect()
 }
 
 struct StopOnDrop<'a>(&'a AtomicBool);

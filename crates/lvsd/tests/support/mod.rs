@@ -421,3 +421,31 @@ pub fn pcap_records(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
     }
     out
 }
+
+/// The elements of set NAME of lvsd's nftables table, in the director's
+/// namespace.
+pub fn nft_set(lab: &Lab, name: &str) -> Vec<String> {
+    let out = lab
+        .exec(
+            lab.director_ns(),
+            "nft",
+            &["list", "set", "netdev", "lvsd", name],
+            Duration::from_secs(5),
+        )
+        .expect("run nft");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let Some((_, list)) = text.split_once("elements = {") else {
+        return Vec::new();
+    };
+    list.split('}')
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(|e| e.trim().to_string())
+        .collect()
+}

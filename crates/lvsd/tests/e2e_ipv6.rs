@@ -1,0 +1,173 @@
+//! End-to-end over IPv6: NAT66 and IPv6 direct routing through the real
+//! `lvsd`, with real `curl -6` clients and real servers' kernels in network
+//! namespaces, a dual-stack director serving an IPv4 and an IPv6 VIP at
+//! once, neighbour discovery both ways (the client resolves the VIP from
+//! lvsd's advertisements, lvsd resolves the real servers with
+//! solicitations), and the nftables guard's IPv6 sets. Addresses from
+//! 2001:db8::/32.
+//!
+//! Needs root and `curl` (`cargo build -p lvsd -p lvsadm --bins` first).
+
+mod support;
+
+use lvs_lab::Lab;
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+use support::{curl_args, ip, lvsadm_ok, nat_lab, nft_set, Director};
+
+/// IPv6 on the lab (which keeps it off by default) and addresses on its
+/// links (no duplicate address detection, so they are usable at once):
+/// client 2001:db8::2 on the front link, the director 2001:db8::1 and
+/// 2001:db8:1::1, real server i 2001:db8:1::1i with the director as its
+/// default router. The kernels' own IPv6 chatter (link-local addresses,
+/// their duplicate address detection, router solicitations) comes with it.
+fn add_ipv6(lab: &Lab) {
+    for ns in lab.namespaces() {
+        lab.set_sysctl(&ns, "net.ipv6.conf.all.disable_ipv6", "0")
+            .unwrap();
+    }
+    let nodad = |ns: &str, addr: &str, dev: &str| {
+        ip(lab, ns, &["-6", "addr", "add", addr, "dev", dev, "nodad"]);
+    };
+    nodad(lab.client_ns(), "2001:db8::2/64", "c0");
+    nodad(lab.director_ns(), "2001:db8::1/64", "d0");
+    nodad(lab.director_ns(), "2001:db8:1::1/64", "br1");
+    for i in 1..=lab.server_count() {
+        let ns = lab.server_ns(i).to_string();
+        nodad(&ns, &format!("2001:db8:1::1{i}/64"), "b0");
+        ip(
+            lab,
+            &ns,
+            &["-6", "route", "add", "default", "via", "2001:db8:1::1"],
+        );
+    }
+}
+
+/// `n` requests to `url` from the client, a new curl each; answers counted.
+fn requests(lab: &Lab, url: &str, n: usize, extra: &[&str]) -> HashMap<String, u32> {
+    let mut bodies = HashMap::new();
+    for i in 0..n {
+        match curl_args(lab, url, extra) {
+            Ok(b) => *bodies.entry(b).or_default() += 1,
+            Err(e) => panic!("request {i} to {url} failed (so far {bodies:?}): {e}"),
+        }
+    }
+    bodies
+}
+
+const DUAL: &str = "\
+director web6 [2001:db8::100]:80 TCP
+    balance roundrobin
+    mode nat
+    server rs1 [2001:db8:1::11]:80
+    server rs2 [2001:db8:1::12]:80
+
+director dns6 [2001:db8::100]:53 UDP
+    mode nat
+    server rs1 [2001:db8:1::11]:53
+
+director web4 198.18.0.100:80 TCP
+    mode nat
+    server rs1 198.18.1.11:80
+";
+
+#[test]
+fn nat66_and_ipv4_side_by_side() {
+    let (_g, lab) = nat_lab("lvsix", 2);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    add_ipv6(&lab);
+    let d = Director::start(&lab, "nat66", DUAL);
+    // 20 requests over IPv6: round robin over both servers, translated
+    // both ways (the client talks to the VIP only).
+    let six = requests(&lab, "http://[2001:db8::100]/", 20, &["-6"]);
+    assert_eq!(six.get("rs1\n"), Some(&10), "{six:?}");
+    assert_eq!(six.get("rs2\n"), Some(&10), "{six:?}");
+    // The IPv4 VIP at the same time.
+    let four = requests(&lab, "http://198.18.0.100/", 5, &[]);
+    assert_eq!(four.get("rs1\n"), Some(&5), "{four:?}");
+    // UDP over IPv6, from the client's own socket.
+    let answer = lab
+        .run_in(lab.client_ns(), || {
+            let s = UdpSocket::bind("[2001:db8::2]:0")?;
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            let to: SocketAddr = "[2001:db8::100]:53".parse().unwrap();
+            s.send_to(b"who?", to)?;
+            let mut buf = [0u8; 64];
+            let (n, from) = s.recv_from(&mut buf)?;
+            Ok::<_, std::io::Error>((buf[..n].to_vec(), from))
+        })
+        .expect("run in the client namespace")
+        .expect("a UDP answer over IPv6");
+    assert_eq!(answer.0, b"rs1\n");
+    assert_eq!(
+        answer.1,
+        "[2001:db8::100]:53".parse().unwrap(),
+        "from the VIP"
+    );
+    // Listed as ipvsadm lists IPv6 services and real servers.
+    let list = lvsadm_ok(&d.sock, &["-L", "-n", "-t", "[2001:db8::100]:80"]);
+    assert!(list.contains("TCP  [2001:db8::100]:80 wrr\n"), "{list}");
+    assert!(
+        list.contains("  -> [2001:db8:1::11]:80          Masq    1      0          10"),
+        "{list}"
+    );
+    let conns = lvsadm_ok(&d.sock, &["-L", "-n", "-c"]);
+    assert!(conns.contains("[2001:db8::2]:"), "{conns}");
+    // The guard keeps the kernel from the IPv6 VIP and the servers' replies.
+    let svc6 = nft_set(&lab, "svc6");
+    assert!(
+        svc6.iter().any(|e| e == "2001:db8::100 . tcp . 80"),
+        "{svc6:?}"
+    );
+    let rs6 = nft_set(&lab, "rs6");
+    assert!(
+        rs6.iter().any(|e| e == "2001:db8:1::12 . tcp . 80"),
+        "{rs6:?}"
+    );
+    // The client learned the VIP's MAC from lvsd (neighbour discovery).
+    let neigh = ip(
+        &lab,
+        lab.client_ns(),
+        &["-6", "neigh", "show", "2001:db8::100"],
+    );
+    assert!(neigh.contains("lladdr"), "{neigh:?}");
+    let log = d.stop(&lab);
+    assert!(log.contains("lvsd: stopping"), "{log}");
+    lab.close().unwrap();
+}
+
+#[test]
+fn ipv6_direct_routing() {
+    let (_g, lab) = nat_lab("lvsdr", 2);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    add_ipv6(&lab);
+    // Direct routing: each server has the VIP on its loopback (IPv6 answers
+    // neighbour solicitations only for the receiving link's addresses) and
+    // answers the client straight, through the director's kernel routing.
+    for i in 1..=2 {
+        let ns = lab.server_ns(i).to_string();
+        ip(
+            &lab,
+            &ns,
+            &["-6", "addr", "add", "2001:db8::100/128", "dev", "lo"],
+        );
+    }
+    lab.set_sysctl(lab.director_ns(), "net.ipv6.conf.all.forwarding", "1")
+        .unwrap();
+    let d = Director::start(
+        &lab,
+        "dr6",
+        "director web6 [2001:db8::100]:80 TCP\n    balance roundrobin\n    server rs1 2001:db8:1::11\n    server rs2 2001:db8:1::12\n",
+    );
+    let got = requests(&lab, "http://[2001:db8::100]/", 10, &["-6"]);
+    assert_eq!(got.get("rs1\n"), Some(&5), "{got:?}");
+    assert_eq!(got.get("rs2\n"), Some(&5), "{got:?}");
+    let list = lvsadm_ok(&d.sock, &["-L", "-n"]);
+    assert!(
+        list.contains("  -> [2001:db8:1::12]:80          Route   1"),
+        "{list}"
+    );
+    d.stop(&lab);
+    lab.close().unwrap();
+}
