@@ -252,3 +252,44 @@ fn what_is_not_balanced() {
     }
     assert_eq!(e.connection_count(), 0);
 }
+
+/// What the director answers over IPv6: a reset for a TCP segment to a
+/// VIP port without a service (as the host of a kernel director would),
+/// and the ICMPv6 forms of its errors — built from the engine's reply.
+#[test]
+fn replies_are_built_as_ipv6() {
+    let mut e = engine(Forward::Masq, 8080);
+    let mut seg = tcp(CLIENT, 40011, VIP, 81, 0x02, 64);
+    let t = run(&mut e, &mut seg, 1500);
+    let Transmit::Reply(r) = t else {
+        panic!("{t:?}")
+    };
+    assert_eq!(r, Reply::TcpReset);
+    let mut out = [0u8; 1500];
+    let n = r.build_v6(&seg, &mut out, None).unwrap();
+    // From the VIP's port 81 to the client, RST|ACK acknowledging the SYN.
+    let mut want = tcp(VIP, 81, CLIENT, 40011, 0x14, 64);
+    want[44..48].copy_from_slice(&0u32.to_be_bytes());
+    want[48..52].copy_from_slice(&1001u32.to_be_bytes());
+    want[54..56].copy_from_slice(&[0, 0]);
+    // The expected checksum, computed independently.
+    want[56..58].copy_from_slice(&[0, 0]);
+    let mut s = sum(0, &VIP.octets());
+    s = sum(s, &CLIENT.octets());
+    s = sum(s, &20u32.to_be_bytes());
+    s += 6;
+    s = sum(s, &want[40..]);
+    want[56..58].copy_from_slice(&(!fold(s)).to_be_bytes());
+    assert_eq!(&out[..n], &want[..]);
+    // Packet too big: type 2, the MTU, quoting the packet, from the VIP.
+    let big = vec![0u8; 1400 - 60];
+    let mut p = packet(6, CLIENT, 40012, VIP, 80, 0x02, 64, None, &big, false);
+    let Transmit::Reply(r) = run(&mut e, &mut p, 1280) else {
+        panic!()
+    };
+    let n = r.build_v6(&p, &mut out, None).unwrap();
+    assert_eq!((out[40], out[41]), (2, 0));
+    assert_eq!(&out[44..48], &1280u32.to_be_bytes());
+    assert_eq!(&out[8..24], &VIP.octets());
+    assert_eq!(n, 1280);
+}

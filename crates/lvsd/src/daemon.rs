@@ -1222,15 +1222,32 @@ impl Director {
             self.counters.icmp_ratelimited += 1;
             return;
         }
-        let mac = self.ports[port].mac;
-        let director = self.ports[port].addrs.first().map(|a| a.octets());
+        let p = &self.ports[port];
+        let mac = p.mac;
+        let director = p.addrs.first().map(|a| a.octets());
+        // IPv6 errors come from a global address of the port when it has one.
+        let director6 = p
+            .addrs6
+            .iter()
+            .find(|a| a.segments()[0] & 0xffc0 != 0xfe80)
+            .or(p.addrs6.first())
+            .map(|a| a.octets());
         let buf = &mut self.icmp_buf;
         buf[0..6].copy_from_slice(&src_mac);
         buf[6..12].copy_from_slice(&mac);
-        buf[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
         let (frame, _) = io.rx_frame(i);
         let Some(ip) = frame.get(quote) else { return };
-        if let Some(n) = r.build(ip, &mut buf[ETH_HDR..], director) {
+        let v6 = ip.first().is_some_and(|b| b >> 4 == 6);
+        let (ethertype, built) = if v6 {
+            (
+                ndp::ETHERTYPE_IPV6,
+                r.build_v6(ip, &mut buf[ETH_HDR..], director6),
+            )
+        } else {
+            (ETHERTYPE_IPV4, r.build(ip, &mut buf[ETH_HDR..], director))
+        };
+        buf[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        if let Some(n) = built {
             io.queue_new(port, &buf[..ETH_HDR + n], Offload::default());
         }
     }
@@ -1303,12 +1320,12 @@ impl Director {
                     local6: &self.local_addrs6,
                 };
                 let t = self.engine.process(now_ms, &mut pkt, &paths);
+                let quote = pkt.start..pkt.start + pkt.len;
                 let encap = pkt.encap;
                 match t {
                     Transmit::Send(s) => self.send(io, i, meta.offload, &s, encap, now_ms),
-                    // ICMPv6 errors and resets are not built yet: the
-                    // packet is dropped (counted by the engine).
-                    Transmit::Pass | Transmit::Drop(_) | Transmit::Held | Transmit::Reply(_) => {}
+                    Transmit::Reply(r) => self.reply(io, i, quote, port, src_mac, &r, now_ms),
+                    Transmit::Pass | Transmit::Drop(_) | Transmit::Held => {}
                 }
             }
             ETHERTYPE_IPV4 if meta.to_us => {

@@ -171,3 +171,96 @@ fn ipv6_direct_routing() {
     d.stop(&lab);
     lab.close().unwrap();
 }
+
+/// A path MTU below the client's link: lvsd answers the client's oversized
+/// packets with ICMPv6 packet too big (IPv6 routers never fragment), the
+/// client's kernel learns the path MTU and its TCP shrinks its segments —
+/// the upload completes only if both happened.
+#[test]
+fn packet_too_big_reaches_the_client_and_its_tcp_shrinks() {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let (_g, lab) = nat_lab("lvptb", 1);
+    add_ipv6(&lab);
+    // The director's side towards the servers: 1280 bytes (IPv6's minimum).
+    ip(
+        &lab,
+        lab.director_ns(),
+        &["link", "set", "br1", "mtu", "1280"],
+    );
+    let d = Director::start(
+        &lab,
+        "ptb",
+        "director up6 [2001:db8::100]:9000 TCP\n    mode nat\n    server rs1 [2001:db8:1::11]:9000\n",
+    );
+    const LEN: usize = 200_000;
+    let sink = || {
+        lab.run_in(lab.server_ns(1), || {
+            let l = TcpListener::bind("[2001:db8:1::11]:9000")?;
+            // Bounded: a client that never comes ends the wait.
+            l.set_nonblocking(true)?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            let mut s = loop {
+                match l.accept() {
+                    Ok((s, _)) => break s,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if std::time::Instant::now() > deadline {
+                            return Err(e);
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            s.set_nonblocking(false)?;
+            s.set_read_timeout(Some(Duration::from_secs(20)))?;
+            let mut got = 0usize;
+            let mut buf = [0u8; 65536];
+            loop {
+                match s.read(&mut buf)? {
+                    0 => break,
+                    n => got += n,
+                }
+            }
+            s.write_all(format!("{got}\n").as_bytes())?;
+            Ok::<_, std::io::Error>(got)
+        })
+    };
+    let (answer, got) = std::thread::scope(|sc| {
+        let sink = sc.spawn(sink);
+        std::thread::sleep(Duration::from_millis(200));
+        let answer = lab
+            .run_in(lab.client_ns(), || {
+                let mut s = TcpStream::connect_timeout(
+                    &"[2001:db8::100]:9000".parse().unwrap(),
+                    Duration::from_secs(5),
+                )?;
+                s.set_read_timeout(Some(Duration::from_secs(20)))?;
+                s.set_write_timeout(Some(Duration::from_secs(20)))?;
+                s.write_all(&vec![0x5a; LEN])?;
+                s.shutdown(Shutdown::Write)?;
+                let mut out = String::new();
+                s.read_to_string(&mut out)?;
+                Ok::<_, std::io::Error>(out)
+            })
+            .expect("run in the client namespace");
+        (answer, sink.join().unwrap())
+    });
+    let got = got.expect("run in the server namespace");
+    assert_eq!(answer.expect("the upload"), format!("{LEN}\n"));
+    assert_eq!(got.expect("the sink"), LEN);
+    // The client learned the path MTU from lvsd's packet too big.
+    let route = ip(
+        &lab,
+        lab.client_ns(),
+        &["-6", "route", "get", "2001:db8::100"],
+    );
+    assert!(route.contains("mtu 1280"), "{route}");
+    let counters = lvsadm_ok(&d.sock, &["--counters"]);
+    assert!(
+        support::counter(&counters, "drop.frag_needed") > 0,
+        "{counters}"
+    );
+    d.stop(&lab);
+    lab.close().unwrap();
+}

@@ -23,6 +23,60 @@ pub fn reset_v4(orig: &[u8], out: &mut [u8]) -> Option<usize> {
         return None;
     }
     let t = o.payload();
+    let out = &mut out[..RST_LEN];
+    out.fill(0);
+    reset_header(t, &mut out[20..])?;
+    out[0] = 0x45;
+    out[1] = o.tos() & !0x03;
+    out[2..4].copy_from_slice(&(RST_LEN as u16).to_be_bytes());
+    out[6] = 0x40;
+    out[8] = 64;
+    out[9] = super::ipproto::TCP;
+    out[12..16].copy_from_slice(&o.dst_bytes());
+    out[16..20].copy_from_slice(&o.src_bytes());
+    let hc = checksum::checksum(&out[..20]);
+    out[10..12].copy_from_slice(&hc.to_be_bytes());
+    let sum = checksum::pseudo_v4(o.dst_bytes(), o.src_bytes(), super::ipproto::TCP, 20);
+    let c = !checksum::fold(checksum::add_bytes(sum, &out[20..]));
+    out[36..38].copy_from_slice(&c.to_be_bytes());
+    Some(RST_LEN)
+}
+
+/// Length of an IPv6 reset: IPv6 header plus a TCP header.
+pub const RST_LEN_V6: usize = 60;
+
+/// `reset_v4` for an IPv6 segment (hop limit 64, the traffic class's DSCP
+/// with ECN clear, the transport header right after the fixed header).
+pub fn reset_v6(orig: &[u8], out: &mut [u8]) -> Option<usize> {
+    let total = super::ipv6::check(orig).ok()?;
+    let orig = &orig[..total];
+    let tp = super::ipv6::transport(orig).ok()?;
+    if tp.protocol != super::ipproto::TCP || tp.fragment || out.len() < RST_LEN_V6 {
+        return None;
+    }
+    let out = &mut out[..RST_LEN_V6];
+    out.fill(0);
+    reset_header(&orig[tp.offset..], &mut out[40..])?;
+    let tclass = ((orig[0] & 0x0f) << 4 | orig[1] >> 4) & !0x03;
+    out[0] = 0x60 | tclass >> 4;
+    out[1] = tclass << 4;
+    out[4..6].copy_from_slice(&20u16.to_be_bytes());
+    out[6] = super::ipproto::TCP;
+    out[7] = 64;
+    out[8..24].copy_from_slice(&orig[24..40]);
+    out[24..40].copy_from_slice(&orig[8..24]);
+    let (src, dst): ([u8; 16], [u8; 16]) =
+        (out[8..24].try_into().ok()?, out[24..40].try_into().ok()?);
+    let sum = checksum::pseudo_v6(src, dst, super::ipproto::TCP, 20);
+    let c = !checksum::fold(checksum::add_bytes(sum, &out[40..]));
+    out[56..58].copy_from_slice(&c.to_be_bytes());
+    Some(RST_LEN_V6)
+}
+
+/// The TCP header of the reset answering segment `t` (its TCP header and
+/// payload), written into the zeroed `th` (20 bytes); `None` if `t` is cut
+/// short or is itself a reset.
+fn reset_header(t: &[u8], th: &mut [u8]) -> Option<()> {
     if t.len() < 20 {
         return None;
     }
@@ -34,19 +88,6 @@ pub fn reset_v4(orig: &[u8], out: &mut [u8]) -> Option<usize> {
     let payload = t.len().saturating_sub(doff.max(20)) as u32;
     let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
     let ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
-    let out = &mut out[..RST_LEN];
-    out.fill(0);
-    out[0] = 0x45;
-    out[1] = o.tos() & !0x03;
-    out[2..4].copy_from_slice(&(RST_LEN as u16).to_be_bytes());
-    out[6] = 0x40;
-    out[8] = 64;
-    out[9] = super::ipproto::TCP;
-    out[12..16].copy_from_slice(&o.dst_bytes());
-    out[16..20].copy_from_slice(&o.src_bytes());
-    let hc = checksum::checksum(&out[..20]);
-    out[10..12].copy_from_slice(&hc.to_be_bytes());
-    let th = &mut out[20..];
     th[0..2].copy_from_slice(&t[2..4]);
     th[2..4].copy_from_slice(&t[0..2]);
     if flags & tcp_flags::ACK != 0 {
@@ -60,10 +101,7 @@ pub fn reset_v4(orig: &[u8], out: &mut [u8]) -> Option<usize> {
         th[13] = tcp_flags::RST | tcp_flags::ACK;
     }
     th[12] = 5 << 4;
-    let sum = checksum::pseudo_v4(o.dst_bytes(), o.src_bytes(), super::ipproto::TCP, 20);
-    let c = !checksum::fold(checksum::add_bytes(sum, &out[20..]));
-    out[36..38].copy_from_slice(&c.to_be_bytes());
-    Some(RST_LEN)
+    Some(())
 }
 
 /// Completes an L4 checksum left for offload: the field holds the

@@ -270,6 +270,36 @@ impl Reply {
     }
 }
 
+impl Reply {
+    /// `build` for an IPv6 packet: ICMPv6 port unreachable, packet too
+    /// big, time exceeded, or a TCP reset; `director` is the source for
+    /// `IcmpSource::Director`. A relayed (tunnel) error has no IPv6 form.
+    pub fn build_v6(
+        &self,
+        orig: &[u8],
+        out: &mut [u8],
+        director: Option<[u8; 16]>,
+    ) -> Option<usize> {
+        use crate::wire::icmp::v6;
+        match *self {
+            Reply::Icmp { error, from } => {
+                let (t, c, info) = match error {
+                    IcmpError::PortUnreachable => (v6::DEST_UNREACH, v6::PORT_UNREACH, 0),
+                    IcmpError::FragNeeded { mtu } => (v6::PACKET_TOO_BIG, 0, u32::from(mtu)),
+                    IcmpError::TimeExceeded => (v6::TIME_EXCEEDED, 0, 0),
+                    IcmpError::Relay { .. } => return None,
+                };
+                let from = match from {
+                    IcmpSource::PacketDestination => None,
+                    IcmpSource::Director => Some(director?),
+                };
+                crate::wire::icmp::error_v6(orig, out, t, c, info, from)
+            }
+            Reply::TcpReset => crate::wire::tcp::reset_v6(orig, out),
+        }
+    }
+}
+
 /// The engine's answer for one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transmit {
