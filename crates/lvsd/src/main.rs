@@ -142,13 +142,19 @@ enum Command {
         /// source of errors of the host's IP forwarding.
         #[arg(long, value_name = "ADDR", default_value = "198.18.1.1")]
         src: std::net::Ipv4Addr,
+        /// The director's own IPv6 address, for IPv6 packets (without it,
+        /// errors the host's forwarding would send about IPv6 packets are
+        /// not written).
+        #[arg(long, value_name = "ADDR")]
+        src6: Option<std::net::Ipv6Addr>,
         /// Path MTU towards every destination.
         #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u16).range(68..))]
         mtu: u16,
         /// A different path MTU towards a prefix, as PREFIX=MTU (e.g.
-        /// `198.18.64.0/24=1400`); repeatable, longest prefix wins.
+        /// `198.18.64.0/24=1400`, `2001:db8:64::/64=1280`); repeatable,
+        /// longest prefix wins.
         #[arg(long, value_name = "PREFIX=MTU", value_parser = replay::parse_path_mtu)]
-        path_mtu: Vec<(std::net::Ipv4Addr, u8, u16)>,
+        path_mtu: Vec<(std::net::IpAddr, u8, u16)>,
     },
 }
 
@@ -211,6 +217,7 @@ fn main() -> ExitCode {
             out,
             report,
             src,
+            src6,
             mtu,
             path_mtu,
         }) => replay::run(&replay::Options {
@@ -219,6 +226,7 @@ fn main() -> ExitCode {
             out,
             json: matches!(report, ReportFormat::Json),
             src,
+            src6,
             mtu,
             path_mtus: path_mtu,
         })

@@ -13,7 +13,7 @@ use lvs_core::xmit::{PacketBuf, Path, Paths, Reply, Transmit, HEADROOM};
 use lvs_core::{DropReason, Engine};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 /// What `lvsd replay` was asked to do.
@@ -23,37 +23,52 @@ pub struct Options {
     pub out: Option<PathBuf>,
     pub json: bool,
     /// The director's own address (tunnels' outer source, source of the
-    /// errors the host's forwarding would send).
+    /// errors the host's forwarding would send), and its IPv6 one.
     pub src: Ipv4Addr,
+    pub src6: Option<Ipv6Addr>,
     /// The path MTU towards every address ...
     pub mtu: u16,
-    /// ... except these prefixes: (network, prefix length, MTU), longest
-    /// prefix first.
-    pub path_mtus: Vec<(Ipv4Addr, u8, u16)>,
+    /// ... except these prefixes: (network, prefix length, MTU), either
+    /// family.
+    pub path_mtus: Vec<(IpAddr, u8, u16)>,
 }
 
 /// The replay's routing: every address on-link, with one MTU or a
 /// per-prefix one.
 struct ReplayPaths {
     src: Ipv4Addr,
+    src6: Option<Ipv6Addr>,
     mtu: u16,
-    path_mtus: Vec<(u32, u32, u16)>,
+    /// (network, mask, MTU) as 128-bit words (IPv4 in the low 32 bits,
+    /// with `v6` false), longest prefix first.
+    path_mtus: Vec<(bool, u128, u128, u16)>,
+}
+
+/// An address as (is IPv6, 128-bit word).
+fn word(a: IpAddr) -> (bool, u128) {
+    match a {
+        IpAddr::V4(a) => (false, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (true, u128::from(a)),
+    }
 }
 
 impl Paths for ReplayPaths {
     fn path(&self, to: IpAddr) -> Option<Path> {
-        let IpAddr::V4(a) = to else { return None };
-        let a = u32::from(a);
+        let (v6, a) = word(to);
         let mtu = self
             .path_mtus
             .iter()
-            .find(|(net, mask, _)| a & mask == *net)
-            .map_or(self.mtu, |&(_, _, m)| m);
+            .find(|&&(f, net, mask, _)| f == v6 && a & mask == net)
+            .map_or(self.mtu, |&(_, _, _, m)| m);
+        let local = match to {
+            IpAddr::V4(a) => a == self.src,
+            IpAddr::V6(a) => Some(a) == self.src6,
+        };
         Some(Path {
             port: 0,
             next_hop: to,
             mtu,
-            local: IpAddr::V4(self.src) == to,
+            local,
         })
     }
 
@@ -63,19 +78,26 @@ impl Paths for ReplayPaths {
 }
 
 /// Parses `--path-mtu PREFIX=MTU` (e.g. `198.18.64.0/24=1400`).
-pub fn parse_path_mtu(s: &str) -> Result<(Ipv4Addr, u8, u16), String> {
+pub fn parse_path_mtu(s: &str) -> Result<(IpAddr, u8, u16), String> {
     let (prefix, mtu) = s
         .split_once('=')
         .ok_or_else(|| format!("`{s}`: expected PREFIX=MTU, e.g. 198.18.64.0/24=1400"))?;
-    let (addr, len) = prefix.split_once('/').unwrap_or((prefix, "32"));
-    let addr: Ipv4Addr = addr
+    let (addr, len) = match prefix.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (prefix, None),
+    };
+    let addr: IpAddr = addr
         .parse()
-        .map_err(|_| format!("`{addr}` is not an IPv4 address"))?;
-    let len: u8 = len
-        .parse()
-        .ok()
-        .filter(|l| *l <= 32)
-        .ok_or_else(|| format!("`{len}` is not a prefix length (0-32)"))?;
+        .map_err(|_| format!("`{addr}` is not an IP address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len: u8 = match len {
+        None => max,
+        Some(l) => l
+            .parse()
+            .ok()
+            .filter(|l| *l <= max)
+            .ok_or_else(|| format!("`{l}` is not a prefix length (0-{max})"))?,
+    };
     let mtu: u16 = mtu
         .parse()
         .ok()
@@ -136,17 +158,24 @@ pub fn run(o: &Options) -> Result<String, String> {
         }
         None => None,
     };
-    let mut path_mtus: Vec<(u32, u32, u16)> = o
+    let mut path_mtus: Vec<(bool, u128, u128, u16)> = o
         .path_mtus
         .iter()
         .map(|&(a, len, mtu)| {
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            (u32::from(a) & mask, mask, mtu)
+            let (v6, w) = word(a);
+            let bits = if v6 { 128 } else { 32 };
+            let all = if v6 { u128::MAX } else { u128::from(u32::MAX) };
+            let mask = match len {
+                0 => 0,
+                l => (all << (bits - u32::from(l))) & all,
+            };
+            (v6, w & mask, mask, mtu)
         })
         .collect();
-    path_mtus.sort_by_key(|&(_, mask, _)| std::cmp::Reverse(mask.count_ones()));
+    path_mtus.sort_by_key(|&(_, _, mask, _)| std::cmp::Reverse(mask.count_ones()));
     let paths = ReplayPaths {
         src: o.src,
+        src6: o.src6,
         mtu: o.mtu,
         path_mtus,
     };
@@ -211,7 +240,13 @@ pub fn run(o: &Options) -> Result<String, String> {
             }
             Transmit::Reply(r) => {
                 *t.replies.entry(reply_name(&r)).or_default() += 1;
-                if let Some(n) = r.build(&buf[quote], &mut reply_buf, Some(o.src.octets())) {
+                let quoted = &buf[quote];
+                let built = if quoted.first().is_some_and(|b| b >> 4 == 6) {
+                    r.build_v6(quoted, &mut reply_buf, o.src6.map(|a| a.octets()))
+                } else {
+                    r.build(quoted, &mut reply_buf, Some(o.src.octets()))
+                };
+                if let Some(n) = built {
                     write(&mut writer, rec.ts_ns, &reply_buf[..n], &mut t)?;
                 }
             }
@@ -227,7 +262,7 @@ pub fn run(o: &Options) -> Result<String, String> {
     })
 }
 
-/// The IPv4 packet of a frame (one 802.1Q tag skipped), if it is one.
+/// The IP packet of a frame (one 802.1Q tag skipped), if it is one.
 fn ip_of(link: u32, f: &[u8]) -> Option<&[u8]> {
     let ip = if link == pcap::LINKTYPE_ETHERNET {
         let mut off = 12;
@@ -236,14 +271,14 @@ fn ip_of(link: u32, f: &[u8]) -> Option<&[u8]> {
             off += 4;
             ethertype = u16::from_be_bytes([*f.get(16)?, *f.get(17)?]);
         }
-        if ethertype != 0x0800 {
+        if ethertype != 0x0800 && ethertype != 0x86dd {
             return None;
         }
         f.get(off + 2..)?
     } else {
         f
     };
-    (ip.first()? >> 4 == 4).then_some(ip)
+    matches!(ip.first()? >> 4, 4 | 6).then_some(ip)
 }
 
 fn method_name(m: lvs_core::xmit::Method) -> &'static str {
@@ -367,6 +402,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn path_mtu_prefixes_of_both_families() {
+        assert_eq!(
+            parse_path_mtu("198.18.64.0/24=1400"),
+            Ok(("198.18.64.0".parse().unwrap(), 24, 1400))
+        );
+        assert_eq!(
+            parse_path_mtu("2001:db8:64::11=1280"),
+            Ok(("2001:db8:64::11".parse().unwrap(), 128, 1280))
+        );
+        assert!(parse_path_mtu("2001:db8::/129=1280").is_err());
+        assert!(parse_path_mtu("198.18.0.0/33=1400").is_err());
+        let p = ReplayPaths {
+            src: Ipv4Addr::new(198, 18, 1, 1),
+            src6: None,
+            mtu: 1500,
+            path_mtus: vec![
+                (
+                    true,
+                    u128::from("2001:db8:64::".parse::<Ipv6Addr>().unwrap()),
+                    u128::MAX << 64,
+                    1280,
+                ),
+                (
+                    false,
+                    u128::from(0xc612_4000u32),
+                    u128::from(0xffff_ff00u32),
+                    1400,
+                ),
+            ],
+        };
+        let mtu = |a: &str| p.path(a.parse().unwrap()).unwrap().mtu;
+        assert_eq!(mtu("2001:db8:64::11"), 1280);
+        assert_eq!(mtu("2001:db8:65::11"), 1500);
+        assert_eq!(mtu("198.18.64.9"), 1400);
+        // An IPv4 address never matches an IPv6 prefix with the same bits.
+        assert_eq!(mtu("198.18.65.9"), 1500);
+    }
+
+    #[test]
     fn frames_of_any_shape_never_panic_the_link_layer() {
         let mut x: u32 = 0x9e37_79b9;
         for n in 0..20_000usize {
@@ -384,7 +458,7 @@ mod tests {
             }
             for link in [pcap::LINKTYPE_ETHERNET, pcap::LINKTYPE_RAW] {
                 if let Some(ip) = ip_of(link, &f) {
-                    assert_eq!(ip[0] >> 4, 4);
+                    assert!(matches!(ip[0] >> 4, 4 | 6), "{ip:?}");
                 }
             }
         }

@@ -118,7 +118,7 @@ fn config(v: &Value) -> String {
                 let addr = if mode == "nat" {
                     rip.to_string()
                 } else {
-                    rip.split(':').next().unwrap().to_string()
+                    host_of(rip).to_string()
                 };
                 list.push(format!(
                     "  server s{} {addr} weight {weight} mode {mode}\n",
@@ -135,6 +135,23 @@ fn config(v: &Value) -> String {
         out.push_str(&d);
     }
     out
+}
+
+/// The address of ipvsadm's `ADDR[:PORT]` (`[IPV6][:PORT]` for IPv6).
+fn host_of(a: &str) -> &str {
+    match a.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => a.split(':').next().unwrap_or(a),
+    }
+}
+
+/// The destination address of an IP packet, as text.
+fn dst_of(p: &[u8]) -> String {
+    if p.first().is_some_and(|b| b >> 4 == 6) && p.len() >= 40 {
+        let a: [u8; 16] = p[24..40].try_into().unwrap();
+        return std::net::Ipv6Addr::from(a).to_string();
+    }
+    format!("{}.{}.{}.{}", p[16], p[17], p[18], p[19])
 }
 
 /// Steps are fed 600 ms apart, as they were recorded.
@@ -183,9 +200,11 @@ fn compare(kernel: &Value, ours: &[u8]) -> Option<String> {
             hexs(&want)
         ));
     }
-    let ihl = usize::from(ours[0] & 0x0f) * 4;
-    if sum16(&ours[..ihl]) != 0xffff {
-        return Some("our IPv4 header checksum is wrong".into());
+    if ours[0] >> 4 == 4 {
+        let ihl = usize::from(ours[0] & 0x0f) * 4;
+        if sum16(&ours[..ihl]) != 0xffff {
+            return Some("our IPv4 header checksum is wrong".into());
+        }
     }
     let diff: Vec<usize> = (0..want.len())
         .filter(|&i| ours[i] != want[i] && !masked.iter().any(|&(o, l)| (o..o + l).contains(&i)))
@@ -246,7 +265,10 @@ fn lvsd_replay_sends_what_linux_sends() {
             .arg(&inp)
             .arg("--out")
             .arg(&outp)
-            .args(["--src", str_of(rs, "addr")])
+            .args(match v["family"].as_u64() {
+                Some(6) => ["--src6", str_of(rs, "addr")],
+                _ => ["--src", str_of(rs, "addr")],
+            })
             .args(["--mtu", &rs["mtu"].to_string()]);
         for r in v["routes"].as_array().into_iter().flatten() {
             if let Some(m) = r["mtu"].as_u64() {
@@ -263,10 +285,7 @@ fn lvsd_replay_sends_what_linux_sends() {
         );
         let ours = outputs(&std::fs::read(&outp).unwrap(), steps.len());
         for (k, step) in steps.iter().enumerate() {
-            let dst = format!(
-                "{}.{}.{}.{}",
-                inputs[k][16], inputs[k][17], inputs[k][18], inputs[k][19]
-            );
+            let dst = dst_of(&inputs[k]);
             if nonlocal.contains(&dst.as_str()) {
                 // lvsd owns every VIP it serves; a kernel director never
                 // sees packets for a service address it does not have.
