@@ -1417,7 +1417,17 @@ impl Engine {
         };
         let (src, dst) = (IpAddr::V6(src), IpAddr::V6(dst));
         if t.protocol == ipv6::nexthdr::ICMPV6 {
-            return Transmit::Pass;
+            // §9: errors about a connection's packets (an error behind a
+            // fragment header is dropped); the rest (neighbour discovery,
+            // echo) is the host's.
+            let error = b.get(t.offset).is_some_and(|&typ| typ < 128);
+            if t.fragment && error {
+                return Transmit::Drop(DropReason::Fragment);
+            }
+            return match xmit::icmp6::related(b, t.offset) {
+                Some(r) => self.icmp_error_v6(now, pkt, paths, &r),
+                None => Transmit::Pass,
+            };
         }
         if t.fragment {
             if self.vips.contains_key(&dst) {
@@ -1645,14 +1655,10 @@ impl Engine {
         r: &xmit::icmp::Related,
     ) -> Transmit {
         // From the client side: the quoted packet went from the VIP (or,
-        // for NAT, as translated) towards the client.
-        let ik = InKey {
-            protocol: r.protocol,
-            caddr: r.dst.into(),
-            cport: r.dport,
-            vaddr: r.src.into(),
-            vport: r.sport,
-        };
+        // for NAT, as translated) towards the client; from the real
+        // server: it is the client's as the real server got it (client →
+        // RIP:dport).
+        let (ik, ok) = related_keys(r.protocol, r.src.into(), r.sport, r.dst.into(), r.dport);
         if let Some(id) = self.conns.lookup_in(&ik) {
             if !xmit::icmp::checksum_ok(pkt.bytes()) {
                 return Transmit::Drop(DropReason::Malformed);
@@ -1660,15 +1666,6 @@ impl Engine {
             pkt.relay_icmp = true;
             return self.transmit(now, id, pkt, paths, Some(r));
         }
-        // From the real server: the quoted packet is the client's as the
-        // real server got it (client → RIP:dport).
-        let ok = OutKey {
-            protocol: r.protocol,
-            daddr: r.dst.into(),
-            dport: r.dport,
-            caddr: r.src.into(),
-            cport: r.sport,
-        };
         if let Some(id) = self.conns.lookup_out(&ok) {
             let c = self.conns.get(id);
             if c.flags & cf::FWD_MASK != Forward::Masq as u32 {
@@ -1681,6 +1678,51 @@ impl Engine {
             self.account(id, false, pkt.len as u64);
             pkt.relay_icmp = true;
             return xmit::icmp::xmit_nat_out(pkt, paths, r, vaddr, vport);
+        }
+        Transmit::Pass
+    }
+
+    /// §9.2/§9.3 for IPv6: an ICMPv6 error about a connection's packet,
+    /// from the client side (the quote went VIP → client) or from the real
+    /// server's (client → RIP). NAT66 translates it; direct routing passes
+    /// an IN error on to the real server like the connection's packets.
+    #[cold]
+    fn icmp_error_v6(
+        &mut self,
+        now: u64,
+        pkt: &mut PacketBuf,
+        paths: &impl Paths,
+        r: &xmit::icmp6::Related6,
+    ) -> Transmit {
+        let (ik, ok) = related_keys(r.protocol, r.src.into(), r.sport, r.dst.into(), r.dport);
+        if let Some(id) = self.conns.lookup_in(&ik) {
+            if !xmit::icmp6::checksum_ok(pkt.bytes(), r.icmp_off) {
+                return Transmit::Drop(DropReason::Malformed);
+            }
+            let c = self.conns.get(id);
+            return match (c.flags & cf::FWD_MASK, c.daddr) {
+                (f, IpAddr::V6(rip)) if f == Forward::Masq as u32 => {
+                    let dport = c.dport;
+                    xmit::icmp6::xmit_nat_in(pkt, paths, r, rip, dport)
+                }
+                _ => {
+                    pkt.relay_icmp = true;
+                    self.transmit(now, id, pkt, paths, None)
+                }
+            };
+        }
+        if let Some(id) = self.conns.lookup_out(&ok) {
+            let c = self.conns.get(id);
+            let (IpAddr::V6(vip), true) = (c.vaddr, c.flags & cf::FWD_MASK == Forward::Masq as u32)
+            else {
+                return Transmit::Pass;
+            };
+            if !xmit::icmp6::checksum_ok(pkt.bytes(), r.icmp_off) {
+                return Transmit::Drop(DropReason::Malformed);
+            }
+            let vport = c.vport;
+            self.account(id, false, pkt.len as u64);
+            return xmit::icmp6::xmit_nat_out(pkt, paths, r, vip, vport);
         }
         Transmit::Pass
     }
@@ -2436,6 +2478,27 @@ fn options_check(mut o: &[u8]) -> Option<DropReason> {
         }
     }
     None
+}
+
+/// The lookups for an ICMP error quoting a packet from `src:sport` to
+/// `dst:dport` (§9.2, §9.3): as a packet the director sent to the client
+/// (IN), and as a client's packet the real server got (OUT).
+fn related_keys(protocol: u8, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> (InKey, OutKey) {
+    let ik = InKey {
+        protocol,
+        caddr: dst,
+        cport: dport,
+        vaddr: src,
+        vport: sport,
+    };
+    let ok = OutKey {
+        protocol,
+        daddr: dst,
+        dport,
+        caddr: src,
+        cport: sport,
+    };
+    (ik, ok)
 }
 
 /// No usable transport header: a TCP/UDP/SCTP header cut short (IPVS

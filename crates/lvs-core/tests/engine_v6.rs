@@ -293,3 +293,71 @@ fn replies_are_built_as_ipv6() {
     assert_eq!(&out[8..24], &VIP.octets());
     assert_eq!(n, 1280);
 }
+
+/// An ICMPv6 error: `typ`/`code`/`info` from `src` to `dst`, quoting
+/// `quoted`, with a correct checksum.
+fn icmp6(src: Ipv6Addr, dst: Ipv6Addr, typ: u8, code: u8, info: u32, quoted: &[u8]) -> Vec<u8> {
+    let mut m = vec![typ, code, 0, 0];
+    m.extend(info.to_be_bytes());
+    m.extend_from_slice(quoted);
+    let mut s = sum(0, &src.octets());
+    s = sum(s, &dst.octets());
+    s = sum(s, &(m.len() as u32).to_be_bytes());
+    s += 58;
+    s = sum(s, &m);
+    m[2..4].copy_from_slice(&(!fold(s)).to_be_bytes());
+    let mut b = vec![0x60, 0, 0, 0];
+    b.extend((m.len() as u16).to_be_bytes());
+    b.extend([58, 64]);
+    b.extend(src.octets());
+    b.extend(dst.octets());
+    b.extend(m);
+    b
+}
+
+/// ICMPv6 errors about a NAT66 connection are translated both ways
+/// (forwarding.md §9.2, §9.3): a packet too big from a router on the
+/// client's side about a reply (VIP → client) goes to the real server
+/// about its own packet; a port unreachable from the real server about a
+/// client's packet (client → RIP) goes to the client about its packet to
+/// the VIP. Everything else of them stays, the quoted L4 checksum too.
+#[test]
+fn icmpv6_errors_of_nat66_connections_are_translated_both_ways() {
+    let mut e = engine(Forward::Masq, 8080);
+    let mut syn = tcp(CLIENT, 40020, VIP, 80, 0x02, 64);
+    assert_eq!(sent_to(run(&mut e, &mut syn, 1500)), IpAddr::V6(RIP));
+    let router: Ipv6Addr = "2001:db8:ff::1".parse().unwrap();
+    // The reply as it left the director, quoted by a router.
+    let reply = tcp(VIP, 80, CLIENT, 40020, 0x12, 60);
+    let mut ptb = icmp6(router, VIP, 2, 0, 1280, &reply);
+    assert_eq!(sent_to(run(&mut e, &mut ptb, 1500)), IpAddr::V6(RIP));
+    let as_server_sent = tcp(RIP, 8080, CLIENT, 40020, 0x12, 60);
+    let mut want_quote = as_server_sent.clone();
+    // The quoted TCP checksum is left as the router quoted it.
+    want_quote[56..58].copy_from_slice(&reply[56..58]);
+    let mut want = icmp6(router, RIP, 2, 0, 1280, &want_quote);
+    want[7] = 63;
+    assert_eq!(ptb, want);
+    // From the real server: port unreachable about the client's packet.
+    let as_server_got = tcp(CLIENT, 40020, RIP, 8080, 0x10, 63);
+    let mut unreach = icmp6(RIP, CLIENT, 1, 4, 0, &as_server_got);
+    assert_eq!(sent_to(run(&mut e, &mut unreach, 1500)), IpAddr::V6(CLIENT));
+    let mut want_quote = tcp(CLIENT, 40020, VIP, 80, 0x10, 63);
+    want_quote[56..58].copy_from_slice(&as_server_got[56..58]);
+    let mut want = icmp6(VIP, CLIENT, 1, 4, 0, &want_quote);
+    want[7] = 63;
+    assert_eq!(unreach, want);
+    // A bad checksum is dropped; an error about no connection is the host's.
+    let mut bad = icmp6(router, VIP, 2, 0, 1280, &reply);
+    bad[42] ^= 1;
+    assert_eq!(
+        run(&mut e, &mut bad, 1500),
+        Transmit::Drop(DropReason::Malformed)
+    );
+    let other = tcp(VIP, 80, CLIENT, 40999, 0x12, 60);
+    let mut stray = icmp6(router, VIP, 2, 0, 1280, &other);
+    assert_eq!(run(&mut e, &mut stray, 1500), Transmit::Pass);
+    // Informational ICMPv6 (an echo request) is the host's.
+    let mut echo = icmp6(CLIENT, VIP, 128, 0, 0x0001_0001, b"ping");
+    assert_eq!(run(&mut e, &mut echo, 1500), Transmit::Pass);
+}

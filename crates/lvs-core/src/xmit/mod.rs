@@ -17,6 +17,7 @@
 //! its per-destination route cache).
 
 pub mod icmp;
+pub mod icmp6;
 pub mod masq;
 pub mod route;
 pub mod tunnel;

@@ -65,13 +65,18 @@ fn prepare(
     Ok(())
 }
 
-fn path(paths: &impl Paths, to: Ipv6Addr, on_local: Transmit) -> Result<Path, Transmit> {
+/// The path to `to` (at least the IPv6 minimum MTU).
+pub(super) fn forward_path(
+    paths: &impl Paths,
+    to: Ipv6Addr,
+    on_local: Transmit,
+) -> Result<Path, Transmit> {
     let mut p = lookup(paths, IpAddr::V6(to), on_local)?;
     p.mtu = p.mtu.max(MIN_MTU);
     Ok(p)
 }
 
-fn send(method: Method, pkt: &PacketBuf, path: Path) -> Transmit {
+pub(super) fn send(method: Method, pkt: &PacketBuf, path: Path) -> Transmit {
     // SCTP's CRC32c was finished by the engine: no offload request.
     let sctp = pkt.csum_partial
         && ipv6::transport(pkt.bytes()).is_ok_and(|t| t.protocol == crate::wire::ipproto::SCTP);
@@ -87,6 +92,15 @@ fn send(method: Method, pkt: &PacketBuf, path: Path) -> Transmit {
     })
 }
 
+/// The common step for an ICMPv6 error passed on (§9.2, §9.3): the hop
+/// limit only — no error is ever sent about an error, and the MTU check
+/// does not apply to them.
+pub(super) fn prepare_relay(pkt: &mut PacketBuf, from: IcmpSource) -> Result<(), Transmit> {
+    pkt.relay_icmp = true;
+    // No MTU can stop it: the check is skipped for relayed errors.
+    prepare(pkt, u16::MAX, from, false)
+}
+
 /// NAT66, IN direction: client → VIP:vport becomes client → RIP:dport.
 pub(crate) fn masq_in(
     pkt: &mut PacketBuf,
@@ -94,7 +108,7 @@ pub(crate) fn masq_in(
     rip: Ipv6Addr,
     dport: u16,
 ) -> Transmit {
-    let p = match path(paths, rip, Transmit::Drop(DropReason::LocalTarget)) {
+    let p = match forward_path(paths, rip, Transmit::Drop(DropReason::LocalTarget)) {
         Ok(p) => p,
         Err(t) => return t,
     };
@@ -114,7 +128,7 @@ pub(crate) fn masq_out(
     vport: u16,
     caddr: Ipv6Addr,
 ) -> Transmit {
-    let p = match path(paths, caddr, Transmit::Pass) {
+    let p = match forward_path(paths, caddr, Transmit::Pass) {
         Ok(p) => p,
         Err(t) => return t,
     };
@@ -167,7 +181,7 @@ fn unchanged(
     from: IcmpSource,
     ttl_first: bool,
 ) -> Transmit {
-    let p = match path(paths, to, Transmit::Pass) {
+    let p = match forward_path(paths, to, Transmit::Pass) {
         Ok(p) => p,
         Err(t) => return t,
     };

@@ -103,6 +103,23 @@ fn open_socket(ifindex: i32) -> io::Result<OwnedFd> {
             std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
         )
     })?;
+    // Every multicast frame too: neighbour solicitations for the IPv6
+    // VIPs go to their solicited-node groups, which the host never joined
+    // (a NIC that filters multicast would drop them). Best effort.
+    // SAFETY: packet_mreq is plain old data; all-zero is a valid value.
+    let mut mr: libc::packet_mreq = unsafe { std::mem::zeroed() };
+    mr.mr_ifindex = ifindex;
+    mr.mr_type = libc::PACKET_MR_ALLMULTI as u16;
+    // SAFETY: fd is a valid packet socket; mr is a live packet_mreq of the given size.
+    let _ = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            (&mr as *const libc::packet_mreq).cast(),
+            std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
+        )
+    };
     Ok(fd)
 }
 
