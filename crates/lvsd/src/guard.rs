@@ -649,6 +649,48 @@ mod tests {
         );
     }
 
+    #[test]
+    fn ipv6_services_and_nat_servers_have_their_own_sets() {
+        let mut e = Engine::new(0);
+        let vip: Ipv6Addr = "2001:db8::10".parse().unwrap();
+        let rip: Ipv6Addr = "2001:db8:1::11".parse().unwrap();
+        let key = ServiceKey {
+            protocol: 6,
+            addr: vip.into(),
+            port: 80,
+        };
+        e.add_service(key, "rr", 0).unwrap();
+        e.add_dest(
+            key,
+            DestConfig {
+                addr: rip.into(),
+                ..nat(8080)
+            },
+        )
+        .unwrap();
+        let got: Vec<(&str, Key)> = sorted(&e).iter().map(|x| (x.set(), x.key())).collect();
+        let k = |a: Ipv6Addr, port: u16| Key {
+            start: a
+                .octets()
+                .into_iter()
+                .chain([6, 0, 0, 0])
+                .chain(port.to_be_bytes())
+                .chain([0, 0])
+                .collect(),
+            end: None,
+        };
+        assert_eq!(got, [("svc6", k(vip, 80)), ("rs6", k(rip, 8080))]);
+        let t = table(&["d0".into()]);
+        assert!(
+            t.contains("set svc6 { type ipv6_addr . inet_proto . inet_service; }"),
+            "{t}"
+        );
+        assert!(
+            t.contains("ip6 daddr . meta l4proto . th dport @svc6 drop"),
+            "{t}"
+        );
+    }
+
     fn sorted(e: &Engine) -> BTreeSet<Element> {
         elements(e).into_iter().collect()
     }
