@@ -5,7 +5,13 @@ For every scenario of scenarios.py: asks guest.sh to configure the director (VIP
 neighbour entries, route MTUs, sysctls, ipvsadm), then sends each step's packet as an Ethernet
 frame straight onto tap0 (client side) or tap1 (real-server side, a socket opened inside $NS_R)
 and waits SETTLE seconds; the frames the director transmits meanwhile are taken from run.sh's
-tap captures by post.py. Writes $OUT/fwd/host-steps.jsonl (one line per scenario)."""
+tap captures by post.py. Writes $OUT/fwd/host-steps.jsonl (one line per scenario).
+
+IPv6 is off in the guest (the oracle's init disables it) until the first IPv6 scenario: then
+host.py has the guest run /tmp/fwd-ipv6-on.sh (written by guest.sh: addresses, forwarding, no
+DAD / router solicitations, a few seconds for the multicast listener reports the kernel sends
+when IPv6 comes up) and writes its result to $OUT/fwd/ipv6-setup.json. A run of IPv4 scenarios
+only never turns IPv6 on."""
 import ctypes
 import json
 import os
@@ -99,7 +105,8 @@ def mac_bytes(m):
 def setup_cmds(s):
     c = []
     for v in ([s.vip] if s.local_vip else []):
-        c.append(f"iproute2-ip addr add {v}/32 dev lo")
+        c.append(f"iproute2-ip addr add {v}/32 dev lo" if s.family == 4 else
+                 f"iproute2-ip -6 addr add {v}/128 dev lo nodad")
     for name, (side, addr, mac) in s.hosts.items():
         c.append(f"iproute2-ip neigh replace {addr} lladdr {mac} dev {GUEST_DEV[side]} nud permanent")
     for r in s.routes:
@@ -111,10 +118,11 @@ def setup_cmds(s):
 
 
 def info_cmds(s):
-    c = [f"ipvsadm -L -n --tun-info | grep -A8 -F '{s.vip}:' || true"]
+    vip = s.vip if s.family == 4 else f"[{s.vip}]"
+    c = [f"ipvsadm -L -n --tun-info | grep -A8 -F '{vip}:' || true"]
     for name, (side, addr, mac) in s.hosts.items():
         c.append(f"iproute2-ip route get {addr}")
-    c.append("iproute2-ip neigh show nud permanent | grep -c . || true")
+    c.append(f"iproute2-ip{' -6' if s.family == 6 else ''} neigh show nud permanent | grep -c . || true")
     return c
 
 
@@ -144,9 +152,19 @@ def main():
     await_sig("ready", 180)
     log = open(f"{F}/host-steps.jsonl", "w")
     t_start = time.time()
+    ipv6_on = False
     for s in scen:
+        if s.family == 6 and not ipv6_on:
+            t6 = time.time()
+            res = request(["sh /tmp/fwd-ipv6-on.sh"])
+            with open(f"{F}/ipv6-setup.json", "w") as f:
+                json.dump({"t_start": t6, "t_end": time.time(), "result": res}, f)
+            if any(rc != 0 for _, rc, _ in res):
+                print(f"host: IPv6 setup failed: {res}", flush=True)
+            print(f"host: IPv6 on in the guest ({time.time() - t6:.1f} s)", flush=True)
+            ipv6_on = True
         t_sc = time.time()
-        rec = {"scenario": s.name, "index": s.idx, "description": s.desc, "vip": s.vip,
+        rec = {"scenario": s.name, "index": s.idx, "family": s.family, "description": s.desc, "vip": s.vip,
                "local_vip": s.local_vip, "extra_vips": s.extra_vips,
                "hosts": {n: {"side": side, "addr": a, "mac": m} for n, (side, a, m) in s.hosts.items()},
                "sysctls": s.sysctls, "routes": s.routes, "ipvsadm": s.ipvsadm}
@@ -159,7 +177,8 @@ def main():
         t_prev_end = time.time()
         for k, st in enumerate(s.steps):
             side = s.hosts[st["from"]][0]
-            frame = mac_bytes(GUEST_MAC[side]) + mac_bytes(s.hosts[st["from"]][2]) + b"\x08\x00" + st["in"]
+            etype = b"\x86\xdd" if st["in"][0] >> 4 == 6 else b"\x08\x00"
+            frame = mac_bytes(GUEST_MAC[side]) + mac_bytes(s.hosts[st["from"]][2]) + etype + st["in"]
             t0 = time.time()
             socks[side].send(frame)
             time.sleep(SETTLE)

@@ -4,10 +4,13 @@
 Turns one recording (RUN_DIR = run.sh's output folder: fwd/host-steps.jsonl, fwd/guest-info.txt,
 tap0.pcap and tap1.pcap captured on the host side of the links) into one JSON file per scenario
 in OUT_DIR (format "lvs-oracle-fwd/1", see README.md) plus summary.txt (show.py's rendering) and
-warnings.txt. A step's outputs are the IPv4 frames the director (source MAC = a guest NIC)
+warnings.txt. A step's outputs are the IPv4/IPv6 frames the director (source MAC = a guest NIC)
 transmitted between the step's send and the end of its settle time. Exits 3 if there are
 warnings (a guest frame outside every step window, a late frame, an input frame not seen on the
-wire as sent, a failed setup command)."""
+wire as sent, a failed setup command). IPv6 neighbour discovery / multicast listener frames to
+a multicast address outside every step window (what IPv6 coming up in the guest sends) are not
+warnings: they are listed in ignored.txt. Inside a step window every frame is kept (and such a
+frame is a warning)."""
 import argparse
 import datetime
 import json
@@ -47,8 +50,25 @@ def pcap_frames(path, side):
 
 
 def ip_trim(ip):
+    if ip[0] >> 4 == 6:
+        return ip[:40 + struct.unpack("!H", ip[4:6])[0]]
     tot = struct.unpack("!H", ip[2:4])[0]
     return ip[:tot]
+
+
+NDP_MLD = {130, 131, 132, 133, 134, 135, 136, 137, 143}
+
+
+def is_ndp_mld(x):
+    """An IPv6 frame to a multicast address carrying ICMPv6 neighbour discovery or MLD (directly or
+    after a hop-by-hop header, as MLD reports have)."""
+    ip = x["data"]
+    if x["etype"] != 0x86DD or len(ip) < 48 or ip[24] != 0xFF:
+        return False
+    nh, rest = ip[6], ip[40:]
+    if nh == 0 and len(rest) >= 8:
+        nh, rest = rest[0], rest[(rest[1] + 1) * 8:]
+    return nh == 58 and len(rest) >= 1 and rest[0] in NDP_MLD
 
 
 def ids_in(pkt):
@@ -72,8 +92,32 @@ def ids_in(pkt):
     return out
 
 
+def flows_in(pkt):
+    """IPv6 flow labels of a packet and of every IPv6 packet quoted in its ICMPv6 errors."""
+    out = set()
+    while len(pkt) >= 40 and pkt[0] >> 4 == 6:
+        out.add(struct.unpack("!I", pkt[0:4])[0] & 0xFFFFF)
+        if pkt[6] == 58 and len(pkt) >= 88 and pkt[40] < 128:
+            pkt = pkt[48:]
+        else:
+            break
+    return out
+
+
+def vary_fields6(out, inp):
+    """IPv6: the flow label of packets the director originates (its ICMPv6 errors; see README.md)."""
+    flow = struct.unpack("!I", out[0:4])[0] & 0xFFFFF
+    icmp_err = out[6] == 58 and len(out) > 40 and out[40] < 128
+    if icmp_err or flow not in flows_in(inp):
+        return [{"field": "ip6.flow", "off": 1, "len": 3,
+                 "why": "flow label from the flow hash (seeded at boot); the high nibble of byte 1 is traffic class"}]
+    return []
+
+
 def vary_fields(out, inp):
     """Byte ranges of an output packet that the kernel fills unpredictably (see README.md)."""
+    if out[0] >> 4 == 6:
+        return vary_fields6(out, inp)
     v = []
     fo = struct.unpack("!H", out[6:8])[0]
     ident = struct.unpack("!H", out[4:6])[0]
@@ -139,16 +183,28 @@ def main():
     used = set()
     warnings = []
     recs = [json.loads(ln) for ln in open(f"{a.run}/fwd/host-steps.jsonl")]
-    director = {}
+    info6 = parse_info(f"{a.run}/fwd/guest-info6.txt") if os.path.exists(f"{a.run}/fwd/guest-info6.txt") else None
+    if os.path.exists(f"{a.run}/fwd/ipv6-setup.json"):
+        for c, rc, out in json.load(open(f"{a.run}/fwd/ipv6-setup.json"))["result"]:
+            if rc != 0:
+                warnings.append(f"IPv6 setup: guest command failed (rc {rc}): {c}: {out}")
+    director, director6 = {}, {}
     for side, dev in (("client_if", "eth0"), ("rs_if", "eth1")):
         addr, _, plen = info[f"addr_{dev}"].split()[0].partition("/")
         director[side] = {"dev": dev, "addr": addr, "prefix": int(plen), "mtu": int(info[f"mtu_{dev}"]),
                           "mac": info[f"mac_{dev}"]}
+        if info6 and info6.get(f"addr6_{dev}"):
+            addr, _, plen = info6[f"addr6_{dev}"].split()[0].partition("/")
+            director6[side] = {"dev": dev, "addr": addr, "prefix": int(plen), "mtu": int(info6[f"mtu6_{dev}"]),
+                               "mac": info[f"mac_{dev}"]}
     os.makedirs(a.out, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     docs = []
     for rec in recs:
         name = rec["scenario"]
+        family = rec.get("family", 4)
+        if family == 6 and len(director6) != 2:
+            raise SystemExit(f"post: {name} is an IPv6 scenario but fwd/guest-info6.txt has no IPv6 addresses")
         for c, rc, out in rec["setup"] + rec["teardown"]:
             if rc != 0:
                 warnings.append(f"{name}: guest command failed (rc {rc}): {c}: {out}")
@@ -165,10 +221,13 @@ def main():
             for i, x in enumerate(guest_frames):
                 if lo <= x["ts"] <= hi:
                     used.add(i)
-                    if x["etype"] != 0x0800:
-                        warnings.append(f"{name} step {st['k']}: non-IPv4 frame from the director "
+                    if x["etype"] not in (0x0800, 0x86DD):
+                        warnings.append(f"{name} step {st['k']}: non-IP frame from the director "
                                         f"(ethertype {x['etype']:#06x})")
                         continue
+                    if is_ndp_mld(x):
+                        warnings.append(f"{name} step {st['k']}: IPv6 neighbour discovery / MLD frame in the "
+                                        f"step window (kept): {P.decode(ip_trim(x['data']))}")
                     ip = ip_trim(x["data"])
                     o = {"if": x["side"], "eth_dst": x["dmac"], "hex": ip.hex()}
                     v = vary_fields(ip, inp)
@@ -191,6 +250,7 @@ def main():
             "recorded_at": now,
             "command": a.command,
             "scenario": name,
+            **({"family": 6} if family == 6 else {}),
             "description": rec["description"],
             "vip": rec["vip"],
             "vip_local": rec["local_vip"],
@@ -199,7 +259,7 @@ def main():
             doc["nonlocal_vips"] = rec["extra_vips"]
         doc.update({
             "sysctls": {k: int(v) for k, v in rec["sysctls"].items()},
-            "director": director,
+            "director": director6 if family == 6 else director,
             "routes": rec["routes"],
             "macs": {n: h["mac"] for n, h in hosts.items()},
             "addrs": {n: h["addr"] for n, h in hosts.items()},
@@ -213,12 +273,18 @@ def main():
         if x["smac"] in TAP_MACS:
             warnings.append(f"the host's own {x['side']} tap transmitted at {x['ts']:.3f} (ethertype "
                             f"{x['etype']:#06x}): a host namespace answered")
+    ignored = []
     for i, x in enumerate(guest_frames):
         if i not in used:
-            d = P.decode(ip_trim(x["data"])) if x["etype"] == 0x0800 else f"ethertype {x['etype']:#06x}"
-            warnings.append(f"director frame outside every step window at {x['ts']:.3f} on {x['side']}: {d}")
+            d = P.decode(ip_trim(x["data"])) if x["etype"] in (0x0800, 0x86DD) else f"ethertype {x['etype']:#06x}"
+            line = f"director frame outside every step window at {x['ts']:.3f} on {x['side']}: {d}"
+            (ignored if is_ndp_mld(x) else warnings).append(line)
     guest = {"kernel": info["kernel"], "ipvsadm": info.get("ipvsadm"), "sysctls": info["sysctl"],
              "routes": info.get("routes", []), "modules": " ".join(info.get("lsmod", [])).split()}
+    if info6:
+        guest["ipv6"] = {"addrs": {d: info6.get(f"addr6_{d}", "").split() + info6.get(f"linklocal6_{d}", "").split()
+                                   for d in ("eth0", "eth1")},
+                         "sysctls": info6["sysctl"], "routes": [r for r in info6.get("routes", []) if r]}
     with open(f"{a.out}/guest-info.json", "w") as f:
         f.write(fmt(guest) + "\n")
     with open(f"{a.out}/summary.txt", "w") as f:
@@ -226,10 +292,14 @@ def main():
             f.write(show.render(d))
     with open(f"{a.out}/warnings.txt", "w") as f:
         f.write("".join(w + "\n" for w in warnings))
+    if ignored:
+        with open(f"{a.out}/ignored.txt", "w") as f:
+            f.write("".join(w + "\n" for w in ignored))
     for w in warnings:
         print("WARNING " + w, file=sys.stderr)
     print(f"post: {len(docs)} scenarios, {sum(len(d['steps']) for d in docs)} steps, "
-          f"{len(warnings)} warnings -> {a.out}", file=sys.stderr)
+          f"{len(warnings)} warnings{f', {len(ignored)} IPv6 NDP/MLD frames ignored' if ignored else ''} -> {a.out}",
+          file=sys.stderr)
     sys.exit(3 if warnings else 0)
 
 

@@ -7,10 +7,16 @@ Address plan for the scenario at index i of SCENARIOS (stable, also for a subset
   VIP     198.18.100.(10+i)                      (on the guest's lo unless the scenario says not)
   client  198.18.1.(10+i),      MAC 02:00:00:01:00:XX (XX = 10+i in hex)
   rs k    198.18.64.(40+4i+k),  MAC 02:00:00:64:00:YY (YY = 40+4i+k in hex), k = 0..3
-The guest gets permanent neighbour entries for these (so no ARP, and the destination MAC of every
-frame names the host it was meant for); the host namespaces never answer (nftables drops all
-their input, and the frames are addressed to MACs their taps do not have).
-IP IDs: 0x4000 + 0x100*i + step number (fixed, so every input packet is reproducible)."""
+IPv6 scenarios (@scenario6, family 6; all after the IPv4 ones) use the same numbers, written as
+the last group of an address in 2001:db8::/32 (the decimal digits read as hex: i = 26 gives
+2001:db8:100::36), and the same MACs:
+  VIP     2001:db8:100::(10+i)/128 on lo,  client 2001:db8:1::(10+i),  rs k 2001:db8:64::(40+4i+k)
+The guest gets permanent neighbour entries for these (so no ARP / neighbour discovery, and the
+destination MAC of every frame names the host it was meant for); the host namespaces never
+answer (policy rules drop all their IPv4 input, IPv6 is disabled on the taps, and the frames
+are addressed to MACs their taps do not have).
+IP IDs: 0x4000 + 0x100*i + step number (fixed, so every input packet is reproducible); IPv6
+packets carry that number as their flow label instead."""
 import pkt as P
 
 TOS = 0xbb          # DSCP 46 + ECN CE, as the spec's verification runs
@@ -18,18 +24,20 @@ PMTU_DISC_DEFAULT = "1"
 
 
 class Scn:
-    def __init__(self, idx, name, desc):
-        self.idx, self.name, self.desc = idx, name, desc
-        self.vip = f"198.18.100.{10 + idx}"
+    def __init__(self, idx, name, desc, family=4):
+        self.idx, self.name, self.desc, self.family = idx, name, desc, family
+        self.vip = f"198.18.100.{10 + idx}" if family == 4 else f"2001:db8:100::{10 + idx}"
         self.local_vip = True
-        self.hosts = {"client": ("client", f"198.18.1.{10 + idx}", f"02:00:00:01:00:{10 + idx:02x}")}
+        client = f"198.18.1.{10 + idx}" if family == 4 else f"2001:db8:1::{10 + idx}"
+        self.hosts = {"client": ("client", client, f"02:00:00:01:00:{10 + idx:02x}")}
         self.ipvsadm, self.sysctls, self.routes, self.steps, self.extra_vips = [], {}, [], [], []
         self.cport = 40000 + 10 * idx
 
     def rs(self, k=0, name=None):
         n = 40 + 4 * self.idx + k
         name = name or ("rs" if k == 0 else f"rs{k + 1}")
-        self.hosts[name] = ("rs", f"198.18.64.{n}", f"02:00:00:64:00:{n:02x}")
+        addr = f"198.18.64.{n}" if self.family == 4 else f"2001:db8:64::{n}"
+        self.hosts[name] = ("rs", addr, f"02:00:00:64:00:{n:02x}")
         return self.hosts[name][1]
 
     @property
@@ -46,12 +54,18 @@ class Scn:
     def svc(self, args):
         self.ipvsadm.append(args)
 
+    def ep(self, addr, port):
+        """addr:port as ipvsadm writes it ([addr]:port for IPv6)."""
+        return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
 
 def ctcp(s, flags, *, port=None, vip=None, vport=80, tos=TOS, ttl=64, df=True, n=0, seq=1000, ack=None,
          total=None):
-    """A client TCP packet to VIP:vport; `total` = wanted IPv4 total length (payload computed)."""
+    """A client TCP packet to VIP:vport; `total` = wanted packet length (IPv4 total length, or
+    IPv6 header + payload; the TCP payload is computed). IPv6: tos = traffic class, ttl = hop
+    limit, the IP ID = flow label (see pkt.py)."""
     if total is not None:
-        n = total - 40
+        n = total - (60 if s.family == 6 else 40)
     return lambda i: P.tcp(s.client, vip or s.vip, port or s.cport, vport, flags, seq=seq, ack=ack, n=n,
                            tos=tos, ttl=ttl, df=df, ident=i)
 
@@ -62,6 +76,12 @@ SCENARIOS = []
 def scenario(fn):
     SCENARIOS.append(fn)
     return fn
+
+
+def scenario6(fn):
+    """An IPv6 scenario (family 6): IPv6 addresses, packets and ipvsadm syntax."""
+    fn.family = 6
+    return scenario(fn)
 
 
 @scenario
@@ -442,10 +462,84 @@ def nat_sctp(s):
            "DATA with a wrong CRC32c to VIP:3870 (same port)")
 
 
+# ----- IPv6 (family 6): after every IPv4 scenario, so that those keep their indexes ------------
+
+@scenario6
+def nat6_tcp(s):
+    "NAT66 TCP: SYN, the real server's SYN-ACK, data both ways, hop limit 1 from either side, FIN, a second connection"
+    rs = s.rs()
+    s.svc(f"-A -t {s.ep(s.vip, 80)} -s rr")
+    s.svc(f"-a -t {s.ep(s.vip, 80)} -r {s.ep(rs, 8080)} -m -w 1")
+    c, cp = s.client, s.cport
+    s.send("client", ctcp(s, "S"), "SYN client -> VIP:80 (new NAT66 connection)")
+    s.send("rs", lambda i: P.tcp(rs, c, 8080, cp, "SA", seq=5000, ack=1001, ident=i),
+           "SYN-ACK real server -> client (OUT: source becomes VIP:80)")
+    s.send("client", ctcp(s, "A", seq=1001, ack=5001, n=100), "ACK + 100 bytes client -> VIP")
+    s.send("rs", lambda i: P.tcp(rs, c, 8080, cp, "PA", seq=5001, ack=1101, n=20, ident=i),
+           "PSH-ACK + 20 bytes real server -> client")
+    s.send("client", ctcp(s, "A", seq=1101, ack=5021, n=10, ttl=1), "client data with hop limit 1")
+    s.send("client", ctcp(s, "A", seq=1101, ack=5021, n=10, ttl=2), "client data with hop limit 2")
+    s.send("rs", lambda i: P.tcp(rs, c, 8080, cp, "A", seq=5021, ack=1111, n=20, ttl=1, ident=i),
+           "real-server data with hop limit 1 (forwarded: IPv6 stack's hop limit check)")
+    s.send("client", ctcp(s, "FA", seq=1111, ack=5041), "FIN-ACK client -> VIP")
+    s.send("client", ctcp(s, "S", port=cp + 1), "SYN from a second client port (a fresh connection)")
+
+
+@scenario6
+def nat6_udp(s):
+    "NAT66 UDP (with the checksum IPv6 requires): one datagram each way"
+    rs = s.rs()
+    s.svc(f"-A -u {s.ep(s.vip, 53)} -s rr")
+    s.svc(f"-a -u {s.ep(s.vip, 53)} -r {s.ep(rs, 5353)} -m -w 1")
+    c, cp = s.client, s.cport
+    s.send("client", lambda i: P.udp(c, s.vip, cp, 53, n=21, tos=TOS, ident=i), "UDP client -> VIP:53")
+    s.send("rs", lambda i: P.udp(rs, c, 5353, cp, n=31, ident=i), "UDP real server:5353 -> client")
+
+
+@scenario6
+def dr6_tcp(s):
+    "IPv6 direct routing: SYN, data, hop limit 1 (the frame goes to the real server's MAC, IPv6 header unchanged but the hop limit)"
+    rs = s.rs()
+    s.svc(f"-A -t {s.ep(s.vip, 80)} -s rr")
+    s.svc(f"-a -t {s.ep(s.vip, 80)} -r {s.ep(rs, 80)} -g -w 1")
+    s.send("client", ctcp(s, "S"), "SYN client -> VIP:80 (DR)")
+    s.send("client", ctcp(s, "A", seq=1001, ack=5001, n=100), "ACK + 100 bytes")
+    s.send("client", ctcp(s, "A", seq=1101, ack=5001, n=10, ttl=1), "data with hop limit 1")
+
+
+@scenario6
+def nat6_mtu(s):
+    "NAT66 with a 1280-byte route MTU to the real server: 1280 passes, longer -> ICMPv6 packet too big 1280"
+    rs = s.rs()
+    s.routes.append({"dst": f"{rs}/128", "dev": "eth1", "mtu": 1280})
+    s.svc(f"-A -t {s.ep(s.vip, 80)} -s rr")
+    s.svc(f"-a -t {s.ep(s.vip, 80)} -r {s.ep(rs, 8080)} -m -w 1")
+    s.send("client", ctcp(s, "S"), "SYN")
+    s.send("client", ctcp(s, "A", seq=1001, ack=5001, total=1280), "data packet of 1280 bytes (= route MTU)")
+    s.send("client", ctcp(s, "A", seq=2221, ack=5001, total=1281), "data packet of 1281 bytes")
+    s.send("client", ctcp(s, "A", seq=2221, ack=5001, total=1400), "data packet of 1400 bytes")
+
+
+@scenario6
+def unreach6(s):
+    "New IPv6 connection to a service without a usable real server -> what the director sends (ICMPv6)"
+    rs = s.rs()
+    s.svc(f"-A -t {s.ep(s.vip, 80)} -s rr")
+    s.svc(f"-A -t {s.ep(s.vip, 81)} -s rr")
+    s.svc(f"-a -t {s.ep(s.vip, 81)} -r {s.ep(rs, 8080)} -m -w 0")
+    s.svc(f"-A -u {s.ep(s.vip, 53)} -s rr")
+    s.send("client", ctcp(s, "S"), "SYN to VIP:80 (service without real servers)")
+    s.send("client", ctcp(s, "S", vport=81), "SYN to VIP:81 (only real server has weight 0)")
+    s.send("client", lambda i: P.udp(s.client, s.vip, s.cport, 53, n=10, tos=TOS, ident=i),
+           "UDP to VIP:53 (service without real servers)")
+    s.send("client", lambda i: P.udp(s.client, s.vip, s.cport, 53, n=1400, tos=TOS, ident=i),
+           "UDP with 1400 bytes of payload to VIP:53 (how much does the ICMPv6 error quote?)")
+
+
 def build_all():
     out = []
     for idx, fn in enumerate(SCENARIOS):
-        s = Scn(idx, fn.__name__.replace("_", "-"), fn.__doc__)
+        s = Scn(idx, fn.__name__.replace("_", "-"), fn.__doc__, getattr(fn, "family", 4))
         fn(s)
         out.append(s)
     return out
@@ -453,7 +547,7 @@ def build_all():
 
 if __name__ == "__main__":
     for s in build_all():
-        print(f"== {s.name} vip {s.vip}: {s.desc}")
+        print(f"== {s.name} [{s.idx}] vip {s.vip}: {s.desc}")
         for c in s.ipvsadm:
             print("   ipvsadm", c)
         for st in s.steps:

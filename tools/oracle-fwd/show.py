@@ -17,7 +17,7 @@ def render(d):
     dr = d["director"]
     names[dr["client_if"]["mac"]] = "director"
     names[dr["rs_if"]["mac"]] = "director"
-    L = [f"=== {d['scenario']} ({d['kernel']}): {d['description']}",
+    L = [f"=== {d['scenario']} ({d['kernel']}{', IPv6' if d.get('family', 4) == 6 else ''}): {d['description']}",
          f"    vip {d['vip']}{'' if d.get('vip_local', True) else ' (not local)'}"
          + "".join(f"  {n}={a}" for n, a in d["addrs"].items())
          + (f"  sysctls {d['sysctls']}" if d["sysctls"] else "")
