@@ -5,6 +5,7 @@ lvs_install_deps() {
   local need=()
   command -v ip >/dev/null 2>&1 || need+=(iproute2)
   command -v curl >/dev/null 2>&1 || need+=(curl)
+  command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
   command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
   command -v nft >/dev/null 2>&1 || need+=(nftables)
   command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)

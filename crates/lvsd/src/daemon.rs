@@ -1325,7 +1325,8 @@ impl Director {
                 match t {
                     Transmit::Send(s) => self.send(io, i, meta.offload, &s, encap, now_ms),
                     Transmit::Reply(r) => self.reply(io, i, quote, port, src_mac, &r, now_ms),
-                    Transmit::Pass | Transmit::Drop(_) | Transmit::Held => {}
+                    Transmit::Pass => self.echo6(io, i, port, src_mac, ip_start..end),
+                    Transmit::Drop(_) | Transmit::Held => {}
                 }
             }
             ETHERTYPE_IPV4 if meta.to_us => {
@@ -1401,6 +1402,56 @@ impl Director {
     }
 
     /// Writes the echo reply to `ip` into `f`; returns its length.
+    /// `echo` for IPv6: an ICMPv6 echo request (no extension headers) to an
+    /// IPv6 VIP gets its echo reply from the VIP, hop limit 64.
+    fn echo6(
+        &mut self,
+        io: &mut impl PacketIo,
+        i: usize,
+        port: PortId,
+        to: [u8; 6],
+        range: std::ops::Range<usize>,
+    ) {
+        use lvs_core::wire::{checksum, ipv6};
+        let mut f = [0u8; ETH_HDR + ECHO_MAX];
+        let n = {
+            let (frame, _) = io.rx_frame(i);
+            let Some(ip) = frame.get(range) else { return };
+            let Ok(total) = ipv6::check(ip) else { return };
+            let ip = &ip[..total];
+            let (src, dst) = (ipv6::src(ip), ipv6::dst(ip));
+            if ip[ipv6::field::NEXT_HEADER] != ipv6::nexthdr::ICMPV6
+                || ip.get(40..42) != Some(&[128, 0])
+                || total > ECHO_MAX
+                || !self.vips6.contains(&dst)
+                || self.local_addrs6.contains(&dst)
+                || src.is_multicast()
+                || src.is_unspecified()
+                || to[0] & 1 != 0
+            {
+                return;
+            }
+            f[0..6].copy_from_slice(&to);
+            f[6..12].copy_from_slice(&self.ports[port].mac);
+            f[12..14].copy_from_slice(&ndp::ETHERTYPE_IPV6.to_be_bytes());
+            let out = &mut f[ETH_HDR..ETH_HDR + total];
+            out.copy_from_slice(ip);
+            out[..4].copy_from_slice(&[0x60, 0, 0, 0]);
+            out[7] = 64;
+            out[8..24].copy_from_slice(&dst.octets());
+            out[24..40].copy_from_slice(&src.octets());
+            let m = &mut out[40..];
+            m[0] = 129;
+            m[2..4].copy_from_slice(&[0, 0]);
+            let sum = checksum::pseudo_v6(dst.octets(), src.octets(), 58, m.len() as u32);
+            let c = !checksum::fold(checksum::add_bytes(sum, m));
+            m[2..4].copy_from_slice(&c.to_be_bytes());
+            ETH_HDR + total
+        };
+        io.queue_new(port, &f[..n], Offload::default());
+        self.counters.echo_replies += 1;
+    }
+
     fn echo_reply(
         &self,
         port: PortId,

@@ -125,6 +125,24 @@ fn nat66_and_ipv4_side_by_side() {
         rs6.iter().any(|e| e == "2001:db8:1::12 . tcp . 80"),
         "{rs6:?}"
     );
+    // The IPv6 VIP answers ping (lvsd does: the VIP is on no kernel
+    // interface), as a kernel director's host would.
+    let before = support::counter(&lvsadm_ok(&d.sock, &["--counters"]), "io.echo_replies");
+    let out = lab
+        .exec(
+            lab.client_ns(),
+            "ping",
+            &["-6", "-c", "1", "-W", "3", "2001:db8::100"],
+            Duration::from_secs(10),
+        )
+        .expect("run ping");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let after = support::counter(&lvsadm_ok(&d.sock, &["--counters"]), "io.echo_replies");
+    assert_eq!(after, before + 1);
     // The client learned the VIP's MAC from lvsd (neighbour discovery).
     let neigh = ip(
         &lab,
