@@ -526,6 +526,23 @@ fn frame() -> impl Strategy<Value = Frame> {
             v[0] = 0x40 | (v[0] & 0x0f);
             Frame::Raw(v)
         }),
+        // IPv6: a fixed header whose payload length usually holds, a next
+        // header among the extension headers, transports and ICMPv6, and
+        // noise after it (extension chains, quoted packets, NDP).
+        2 => (
+            prop::collection::vec(any::<u8>(), 40..200),
+            prop::sample::select(vec![0u8, 6, 17, 43, 44, 51, 58, 60, 132, 59]),
+            any::<bool>(),
+        )
+            .prop_map(|(mut v, next, fit)| {
+                v[0] = 0x60 | (v[0] & 0x0f);
+                if fit {
+                    let pl = (v.len() - 40) as u16;
+                    v[4..6].copy_from_slice(&pl.to_be_bytes());
+                }
+                v[6] = next;
+                Frame::Raw(v)
+            }),
         6 => (spec(), muts(), prop_oneof![3 => Just(true), 1 => Just(false)])
             .prop_map(|(spec, muts, fix_csum)| Frame::Built { spec, muts, fix_csum }),
         2 => (

@@ -1420,7 +1420,9 @@ impl Director {
             let Ok(total) = ipv6::check(ip) else { return };
             let ip = &ip[..total];
             let (src, dst) = (ipv6::src(ip), ipv6::dst(ip));
+            // An echo request has at least its 8-byte header.
             if ip[ipv6::field::NEXT_HEADER] != ipv6::nexthdr::ICMPV6
+                || total < 48
                 || ip.get(40..42) != Some(&[128, 0])
                 || total > ECHO_MAX
                 || !self.vips6.contains(&dst)
