@@ -7,7 +7,8 @@ frame straight onto tap0 (client side) or tap1 (real-server side, a socket opene
 and waits SETTLE seconds; the frames the director transmits meanwhile are taken from run.sh's
 tap captures by post.py. Writes $OUT/fwd/host-steps.jsonl (one line per scenario).
 
-IPv6 is off in the guest (the oracle's init disables it) until the first IPv6 scenario: then
+IPv6 is off in the guest (the oracle's init disables it) until the first IPv6 scenario (or IPv4
+scenario with an IPv6 tunnel real server): then
 host.py has the guest run /tmp/fwd-ipv6-on.sh (written by guest.sh: addresses, forwarding, no
 DAD / router solicitations, a few seconds for the multicast listener reports the kernel sends
 when IPv6 comes up) and writes its result to $OUT/fwd/ipv6-setup.json. A run of IPv4 scenarios
@@ -154,7 +155,7 @@ def main():
     t_start = time.time()
     ipv6_on = False
     for s in scen:
-        if s.family == 6 and not ipv6_on:
+        if s.uses_ipv6() and not ipv6_on:
             t6 = time.time()
             res = request(["sh /tmp/fwd-ipv6-on.sh"])
             with open(f"{F}/ipv6-setup.json", "w") as f:

@@ -1,7 +1,7 @@
 """tools/oracle-fwd packet library: builds hand-made IPv4 and IPv6 packets (bytes chosen by the
 test, every checksum computed here) and decodes the packets the director sent (nested: IPIP,
-GUE, GRE, quoted packets of ICMP and ICMPv6 errors), with checksum verification.  No
-dependencies.
+GUE, GRE over IPv4 or IPv6 (IPv4-in-IPv6, IPv6-in-IPv4 too), IPv6 fragment headers, quoted
+packets of ICMP and ICMPv6 errors), with checksum verification.  No dependencies.
 
 The builders tcp(), udp() pick the family from the addresses (a ':' means IPv6). For IPv6 the
 IPv4 keywords map as: tos -> traffic class, ttl -> hop limit, ident -> flow label (20 bits);
@@ -166,6 +166,28 @@ ICMP6 = {1: "unreach", 2: "too-big", 3: "time-exceeded", 4: "param-problem", 128
 EXT6 = (0, 43, 60)      # hop-by-hop, routing, destination options: skipped over by decode6
 
 
+def _gue(l4, s, ind, *, gue_ports, depth, quoted):
+    """The GUE header after an outer UDP header (l4 = UDP header + rest), then the inner packet."""
+    g = l4[8:12]
+    hlen = (g[0] & 31) * 4
+    s += f" GUE {g.hex()}"
+    if hlen:
+        s += f" opt {l4[12:12 + hlen].hex()}"
+    return s + ind + decode(l4[12 + hlen:], gue_ports=gue_ports, depth=depth + 1, quoted=quoted)
+
+
+def _gre(l4, s, ind, *, gue_ports, depth, quoted):
+    """A GRE header (checksum over the GRE header and payload, no pseudo-header), then the inner packet."""
+    gfl, gpt = struct.unpack("!HH", l4[:4])
+    hl = 4
+    s += f" GRE flags {gfl:#06x} proto {gpt:#06x}"
+    if gfl & 0x8000:
+        hl = 8
+        ok = quoted or csum(l4) == 0
+        s += f" csum {l4[4:6].hex()} rsvd {l4[6:8].hex()}{'' if ok else ' !csum'}"
+    return s + ind + decode(l4[hl:], gue_ports=gue_ports, depth=depth + 1, quoted=quoted)
+
+
 def decode6(pkt, *, gue_ports=(6080,), depth=0, quoted=False):
     """One IPv6 packet -> a one-line description, as decode() (TCP/UDP/ICMPv6 checksums over the
     IPv6 pseudo-header; quoted packets may be cut short and are not checksum-checked)."""
@@ -185,8 +207,13 @@ def decode6(pkt, *, gue_ports=(6080,), depth=0, quoted=False):
     ind = "\n" + "    " * (depth + 1)
     if nh == 44 and len(rest) >= 8:
         nxt, fo, fid = rest[0], struct.unpack("!H", rest[2:4])[0], struct.unpack("!I", rest[4:8])[0]
-        return s + (f" FRAG id {fid:#x} off {fo & ~7}{' MF' if fo & 1 else ''} next {nxt} "
-                    f"[fragment, {len(rest) - 8} bytes]")
+        s += (f" FRAG id {fid:#x} off {fo & ~7}{' MF' if fo & 1 else ''} next {nxt} "
+              f"[fragment, {len(rest) - 8} bytes]")
+        if fo & ~7 == 0 and fo & 1 and nxt in (4, 41) and len(rest) >= 8 + (40 if nxt == 41 else 20):
+            # first fragment of a tunnel packet: the start of the inner packet (cut short)
+            s += "\n" + "    " * (depth + 1) + "starts: " + decode(rest[8:], gue_ports=gue_ports, depth=depth + 1,
+                                                                  quoted=True)
+        return s
     if nh == 6 and len(rest) >= 20:
         sp, dp, seq, ack, _, fl, win = struct.unpack("!HHIIBBH", rest[:16])
         ok = quoted or l4_csum_ok(src, dst, 6, rest)
@@ -203,7 +230,12 @@ def decode6(pkt, *, gue_ports=(6080,), depth=0, quoted=False):
             ck = f"csum {uc:#06x}"
         else:
             ck = f"csum {uc:#06x}" + ("" if l4_csum_ok(src, dst, 17, rest) else " !csum")
-        return s + f" UDP {sp} > {dp} ulen {ulen} {ck} data {len(rest) - 8}"
+        s += f" UDP {sp} > {dp} ulen {ulen} {ck}"
+        if dp in gue_ports and len(rest) >= 12:
+            return _gue(rest, s, ind, gue_ports=gue_ports, depth=depth, quoted=quoted)
+        return s + f" data {len(rest) - 8}"
+    if nh == 47 and len(rest) >= 4:
+        return _gre(rest, s, ind, gue_ports=gue_ports, depth=depth, quoted=quoted)
     if nh == 58 and len(rest) >= 4:
         t, c = rest[0], rest[1]
         ok = quoted or l4_csum_ok(src, dst, 58, rest)
@@ -228,7 +260,7 @@ def decode6(pkt, *, gue_ports=(6080,), depth=0, quoted=False):
             s += " records " + ",".join(groups)
         return s + f" ({len(rest)} bytes)"
     if nh in (4, 41):
-        return s + f" {'IPIP' if nh == 4 else 'IP6IP6'}" + ind + decode(rest, gue_ports=gue_ports, depth=depth + 1,
+        return s + f" {'IP4IN6' if nh == 4 else 'IP6IN6'}" + ind + decode(rest, gue_ports=gue_ports, depth=depth + 1,
                                                                          quoted=quoted)
     return s + f" next {nh} ({len(rest)} bytes)"
 
@@ -282,29 +314,18 @@ def decode(pkt, *, gue_ports=(6080,), depth=0, quoted=False):
             ck = f"csum {uc:#06x}" + ("" if l4_csum_ok(src, dst, 17, l4) else " !csum")
         s += f" UDP {sp} > {dp} ulen {ulen} {ck}"
         if dp in gue_ports and len(l4) >= 12:
-            g = l4[8:12]
-            hlen = (g[0] & 31) * 4
-            s += f" GUE {g.hex()}"
-            if hlen:
-                s += f" opt {l4[12:12 + hlen].hex()}"
-            return s + ind + decode(l4[12 + hlen:], gue_ports=gue_ports, depth=depth + 1, quoted=quoted)
+            return _gue(l4, s, ind, gue_ports=gue_ports, depth=depth, quoted=quoted)
         return s + f" data {len(l4) - 8}"
     if proto == 132 and len(l4) >= 16:
         sp, dp, vtag = struct.unpack("!HHI", l4[:8])
         crc = struct.unpack("<I", l4[8:12])[0]
         ok = quoted or crc32c(l4[:8] + b"\0\0\0\0" + l4[12:]) == crc
         return s + f" SCTP {sp} > {dp} vtag {vtag:#x} crc {crc:#010x}{'' if ok else ' !crc'} chunk {l4[12]}"
-    if proto == 4:
-        return s + " IPIP" + ind + decode(l4, gue_ports=gue_ports, depth=depth + 1, quoted=quoted)
+    if proto in (4, 41):
+        return s + (" IPIP" if proto == 4 else " IP6IN4") + ind + decode(l4, gue_ports=gue_ports, depth=depth + 1,
+                                                                          quoted=quoted)
     if proto == 47 and len(l4) >= 4:
-        gfl, gpt = struct.unpack("!HH", l4[:4])
-        hl = 4
-        s += f" GRE flags {gfl:#06x} proto {gpt:#06x}"
-        if gfl & 0x8000:
-            hl = 8
-            ok = quoted or csum(l4) == 0
-            s += f" csum {l4[4:6].hex()} rsvd {l4[6:8].hex()}{'' if ok else ' !csum'}"
-        return s + ind + decode(l4[hl:], gue_ports=gue_ports, depth=depth + 1, quoted=quoted)
+        return _gre(l4, s, ind, gue_ports=gue_ports, depth=depth, quoted=quoted)
     if proto == 1 and len(l4) >= 8:
         t, c = l4[0], l4[1]
         info = struct.unpack("!I", l4[4:8])[0]

@@ -104,14 +104,39 @@ def flows_in(pkt):
     return out
 
 
+def is_gue(pkt):
+    """An IPv4 or IPv6 packet (no extension headers) carrying UDP to a GUE port."""
+    if len(pkt) >= 44 and pkt[0] >> 4 == 6:
+        return pkt[6] == 17 and struct.unpack("!H", pkt[42:44])[0] in GUE_PORTS
+    return len(pkt) >= 24 and pkt[9] == 17 and struct.unpack("!H", pkt[22:24])[0] in GUE_PORTS
+
+
+def gue_sport(v, out, off, inp):
+    """The GUE source port (and the UDP checksum covering it) of an outer UDP header at `off`."""
+    if len(out) >= off + 8 and struct.unpack("!H", out[off + 2:off + 4])[0] in GUE_PORTS and not is_gue(inp):
+        v.append({"field": "udp.sport", "off": off, "len": 2, "why": "GUE source port from the flow hash"})
+        if struct.unpack("!H", out[off + 6:off + 8])[0] != 0:
+            v.append({"field": "udp.csum", "off": off + 6, "len": 2, "why": "covers udp.sport"})
+
+
 def vary_fields6(out, inp):
-    """IPv6: the flow label of packets the director originates (its ICMPv6 errors; see README.md)."""
+    """IPv6: the flow label of packets the director originates with an automatic label (its ICMPv6
+    errors; tunnel packets carry label 0), the identification of a fragment header, the GUE
+    source port (see README.md)."""
+    v = []
     flow = struct.unpack("!I", out[0:4])[0] & 0xFFFFF
     icmp_err = out[6] == 58 and len(out) > 40 and out[40] < 128
-    if icmp_err or flow not in flows_in(inp):
-        return [{"field": "ip6.flow", "off": 1, "len": 3,
-                 "why": "flow label from the flow hash (seeded at boot); the high nibble of byte 1 is traffic class"}]
-    return []
+    if icmp_err or (flow != 0 and flow not in flows_in(inp)):
+        v.append({"field": "ip6.flow", "off": 1, "len": 3,
+                  "why": "flow label from the flow hash (seeded at boot); the high nibble of byte 1 is traffic class"})
+    nh, off, first = out[6], 40, True
+    if nh == 44 and len(out) >= 48:
+        v.append({"field": "ip6.frag.id", "off": 44, "len": 4,
+                  "why": "fragment identification from ipv6_select_ident (keyed at boot)"})
+        nh, off, first = out[40], 48, struct.unpack("!H", out[42:44])[0] & 0xFFF8 == 0
+    if first and nh == 17:
+        gue_sport(v, out, off, inp)
+    return v
 
 
 def vary_fields(out, inp):
@@ -127,11 +152,8 @@ def vary_fields(out, inp):
     ihl = (out[0] & 15) * 4
     l4 = out[ihl:]
     first = (fo & 0x1FFF) == 0
-    if first and out[9] == 17 and len(l4) >= 8 and struct.unpack("!H", l4[2:4])[0] in GUE_PORTS \
-            and not (inp[9] == 17 and struct.unpack("!H", inp[22:24])[0] in GUE_PORTS):
-        v.append({"field": "udp.sport", "off": ihl, "len": 2, "why": "GUE source port from the flow hash"})
-        if struct.unpack("!H", l4[6:8])[0] != 0:
-            v.append({"field": "udp.csum", "off": ihl + 6, "len": 2, "why": "covers udp.sport"})
+    if first and out[9] == 17 and len(l4) >= 8:
+        gue_sport(v, out, ihl, inp)
     return v
 
 
@@ -203,7 +225,10 @@ def main():
     for rec in recs:
         name = rec["scenario"]
         family = rec.get("family", 4)
-        if family == 6 and len(director6) != 2:
+        # mixed-family tunnel scenarios: real servers of the other family than the service
+        rs_fams = {6 if ":" in h["addr"] else 4 for h in rec["hosts"].values() if h["side"] == "rs"}
+        rs_family = (rs_fams - {family}).pop() if rs_fams - {family} else None
+        if 6 in (family, rs_family) and len(director6) != 2:
             raise SystemExit(f"post: {name} is an IPv6 scenario but fwd/guest-info6.txt has no IPv6 addresses")
         for c, rc, out in rec["setup"] + rec["teardown"]:
             if rc != 0:
@@ -260,6 +285,11 @@ def main():
         doc.update({
             "sysctls": {k: int(v) for k, v in rec["sysctls"].items()},
             "director": director6 if family == 6 else director,
+        })
+        if rs_family:
+            doc["rs_family"] = rs_family
+            doc[f"director{rs_family}"] = director6 if rs_family == 6 else director
+        doc.update({
             "routes": rec["routes"],
             "macs": {n: h["mac"] for n, h in hosts.items()},
             "addrs": {n: h["addr"] for n, h in hosts.items()},

@@ -16,7 +16,9 @@ destination MAC of every frame names the host it was meant for); the host namesp
 answer (policy rules drop all their IPv4 input, IPv6 is disabled on the taps, and the frames
 are addressed to MACs their taps do not have).
 IP IDs: 0x4000 + 0x100*i + step number (fixed, so every input packet is reproducible); IPv6
-packets carry that number as their flow label instead."""
+packets carry that number as their flow label instead.
+Mixed-family tunnel scenarios (tun46-*: IPv4 service, IPv6 real server; tun64-*: the reverse)
+give the real server the other family's address with the same number (s.rs(family=...))."""
 import pkt as P
 
 TOS = 0xbb          # DSCP 46 + ECN CE, as the spec's verification runs
@@ -33,12 +35,18 @@ class Scn:
         self.ipvsadm, self.sysctls, self.routes, self.steps, self.extra_vips = [], {}, [], [], []
         self.cport = 40000 + 10 * idx
 
-    def rs(self, k=0, name=None):
+    def rs(self, k=0, name=None, family=None):
+        """Real server k; `family` (4 or 6) other than the scenario's gives a mixed-family tunnel
+        real server (same number, the other family's address)."""
         n = 40 + 4 * self.idx + k
         name = name or ("rs" if k == 0 else f"rs{k + 1}")
-        addr = f"198.18.64.{n}" if self.family == 4 else f"2001:db8:64::{n}"
+        addr = f"198.18.64.{n}" if (family or self.family) == 4 else f"2001:db8:64::{n}"
         self.hosts[name] = ("rs", addr, f"02:00:00:64:00:{n:02x}")
         return self.hosts[name][1]
+
+    def uses_ipv6(self):
+        """An IPv6 scenario, or an IPv4 one with an IPv6 (tunnel) real server."""
+        return self.family == 6 or any(":" in a for _, a, _ in self.hosts.values())
 
     @property
     def client(self):
@@ -534,6 +542,97 @@ def unreach6(s):
            "UDP to VIP:53 (service without real servers)")
     s.send("client", lambda i: P.udp(s.client, s.vip, s.cport, 53, n=1400, tos=TOS, ident=i),
            "UDP with 1400 bytes of payload to VIP:53 (how much does the ICMPv6 error quote?)")
+
+
+# ----- IPv6 and mixed-family tunnels: after every scenario above, so that those keep their indexes
+
+def tunnel6(s, opts, note, *, hlim1=False, same_label=False):
+    """One IPv6 service, one IPv6 tunnel real server: SYN, ACK + 100 bytes (and hop limit 1; and
+    with same_label the next 100 bytes with the flow label of the first ACK: the GUE source port
+    comes from a flow hash that covers the IPv6 flow label)."""
+    rs = s.rs()
+    s.svc(f"-A -t {s.ep(s.vip, 80)} -s rr")
+    s.svc(f"-a -t {s.ep(s.vip, 80)} -r {s.ep(rs, 80)} -i{opts} -w 1")
+    s.send("client", ctcp(s, "S"), f"SYN client -> VIP:80 ({note})")
+    label = s.ident()
+    s.send("client", ctcp(s, "A", seq=1001, ack=5001, n=100), "ACK + 100 bytes")
+    if same_label:
+        s.send("client", lambda i: ctcp(s, "A", seq=1101, ack=5001, n=100)(label),
+               f"next ACK + 100 bytes with the same flow label as the first ({label:#x})")
+    if hlim1:
+        s.send("client", ctcp(s, "A", seq=1101, ack=5001, n=10, ttl=1), "data with hop limit 1")
+
+
+@scenario6
+def tun6_ipip(s):
+    "IPv6 tunnel (-i, ipip): IPv6-in-IPv6 (outer next header 41); hop limit 1 -> ICMPv6 time exceeded"
+    tunnel6(s, "", "IPv6-in-IPv6", hlim1=True)
+
+
+@scenario6
+def tun6_gue_csum(s):
+    "IPv6 GUE tunnel (port 6080) with UDP checksum, outer IPv6; the source port follows the inner flow label"
+    tunnel6(s, " --tun-type gue --tun-port 6080 --tun-csum", "gue, csum", same_label=True)
+
+
+@scenario6
+def tun6_gue_nocsum(s):
+    "IPv6 GUE tunnel (port 6080) without UDP checksum, outer IPv6 (what goes in the UDP checksum?)"
+    tunnel6(s, " --tun-type gue --tun-port 6080 --tun-nocsum", "gue, nocsum", same_label=True)
+
+
+@scenario6
+def tun6_gre_csum(s):
+    "IPv6 GRE tunnel with checksum, outer IPv6"
+    tunnel6(s, " --tun-type gre --tun-csum", "gre, csum")
+
+
+@scenario
+def tun46_ipip(s):
+    "IPv4 service, IPv6 tunnel real servers (IPv4-in-IPv6, next header 4): route MTU 1300 (tunnel MTU 1260 < 1280) and 1400 (tunnel MTU 1360)"
+    rs = s.rs(0, family=6)
+    rs2 = s.rs(1, family=6)
+    s.routes.append({"dst": f"{rs}/128", "dev": "eth1", "mtu": 1300})
+    s.routes.append({"dst": f"{rs2}/128", "dev": "eth1", "mtu": 1400})
+    for vport, r in ((80, rs), (81, rs2)):
+        s.svc(f"-A -t {s.vip}:{vport} -s rr")
+        s.svc(f"-a -t {s.vip}:{vport} -r {s.ep(r, vport)} -i -w 1")
+    for vport, mtu in ((80, 1300), (81, 1400)):
+        port, tmtu, w = s.cport + vport - 80, mtu - 40, f"VIP:{vport} (route MTU {mtu}, tunnel MTU {mtu - 40})"
+        s.send("client", ctcp(s, "S", port=port, vport=vport), f"SYN DF to {w}")
+        s.send("client", ctcp(s, "A", port=port, vport=vport, seq=1001, ack=5001, n=100),
+               f"DF ACK + 100 bytes to :{vport}")
+        if vport == 81:
+            s.send("client", ctcp(s, "A", port=port, vport=vport, seq=1101, ack=5001, total=tmtu),
+                   f"DF data packet of {tmtu} bytes to :{vport} (= tunnel MTU)")
+        s.send("client", ctcp(s, "A", port=port, vport=vport, seq=1101, ack=5001, total=tmtu + 1),
+               f"DF data packet of {tmtu + 1} bytes to :{vport} (tunnel MTU + 1)")
+        s.send("client", ctcp(s, "A", port=port, vport=vport, seq=1101, ack=5001, total=1500, df=False),
+               f"non-DF data packet of 1500 bytes to :{vport} (outer IPv6 packet 1540 > route MTU {mtu})")
+
+
+@scenario6
+def tun64_ipip(s):
+    "IPv6 service, IPv4 tunnel real server (IPv6-in-IPv4, outer protocol 41)"
+    rs = s.rs(0, family=4)
+    s.svc(f"-A -t {s.ep(s.vip, 80)} -s rr")
+    s.svc(f"-a -t {s.ep(s.vip, 80)} -r {s.ep(rs, 80)} -i -w 1")
+    s.send("client", ctcp(s, "S"), "SYN client -> VIP:80 (IPv6-in-IPv4)")
+    s.send("client", ctcp(s, "A", seq=1001, ack=5001, n=100), "ACK + 100 bytes")
+
+
+@scenario6
+def tun6_mtu(s):
+    "IPv6-in-IPv6 with a 1400-byte route MTU to the real server (tunnel MTU 1360): longer -> ICMPv6 packet too big"
+    rs = s.rs()
+    s.routes.append({"dst": f"{rs}/128", "dev": "eth1", "mtu": 1400})
+    s.svc(f"-A -t {s.ep(s.vip, 80)} -s rr")
+    s.svc(f"-a -t {s.ep(s.vip, 80)} -r {s.ep(rs, 80)} -i -w 1")
+    s.send("client", ctcp(s, "S"), "SYN")
+    s.send("client", ctcp(s, "A", seq=1001, ack=5001, total=1400), "data packet of 1400 bytes (> tunnel MTU)")
+    s.send("client", ctcp(s, "A", seq=1001, ack=5001, total=1300), "data packet of 1300 bytes")
+    s.send("client", ctcp(s, "A", seq=2241, ack=5001, total=1360), "data packet of 1360 bytes (= tunnel MTU)")
+    s.send("client", ctcp(s, "A", seq=3541, ack=5001, total=1361), "data packet of 1361 bytes (tunnel MTU + 1)")
 
 
 def build_all():

@@ -795,8 +795,9 @@ fn render(f: &Frame) -> Vec<u8> {
             let i = (2..METHODS).find(|&i| vip(i) == inner.dst).unwrap_or(2);
             let encap = xmit::tunnel::Encap {
                 tunnel: method(i).1,
-                src: DIRECTOR,
-                dst: rip(i, *rs),
+                src: std::net::Ipv4Addr::from(DIRECTOR).into(),
+                dst: std::net::Ipv4Addr::from(rip(i, *rs)).into(),
+                inner_v6: false,
                 tos: 0,
                 ttl: 64,
                 df: true,

@@ -361,3 +361,158 @@ fn icmpv6_errors_of_nat66_connections_are_translated_both_ways() {
     let mut echo = icmp6(CLIENT, VIP, 128, 0, 0x0001_0001, b"ping");
     assert_eq!(run(&mut e, &mut echo, 1500), Transmit::Pass);
 }
+
+/// A service `vip`:80 (TCP) with one tunnel real server `rip`.
+fn tunnel_engine(vip: IpAddr, rip: IpAddr, tunnel: lvs_core::Tunnel) -> Engine {
+    let mut e = Engine::new(9);
+    let key = ServiceKey {
+        protocol: 6,
+        addr: vip,
+        port: 80,
+    };
+    e.add_service(key, "rr", 0).unwrap();
+    e.add_dest(
+        key,
+        DestConfig {
+            tunnel,
+            addr: rip,
+            port: 80,
+            forward: Forward::Tunnel,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        },
+    )
+    .unwrap();
+    e
+}
+
+/// Runs `pkt` (with headroom) from `src` paths; the bytes sent.
+fn tunnelled(e: &mut Engine, pkt: &[u8], src: IpAddr, mtu: u16) -> Result<Vec<u8>, Transmit> {
+    let mut buf = vec![0u8; lvs_core::xmit::HEADROOM + pkt.len()];
+    buf[lvs_core::xmit::HEADROOM..].copy_from_slice(pkt);
+    let mut p = PacketBuf::new(&mut buf, lvs_core::xmit::HEADROOM);
+    match e.process(0, &mut p, &OnLink { src, mtu }) {
+        Transmit::Send(s) => Ok(buf[s.start..s.start + s.len].to_vec()),
+        other => Err(other),
+    }
+}
+
+/// The outer IPv6 header the director writes (§7.4): traffic class from
+/// the inner packet (CE re-encoded), flow label 0, hop limit the inner
+/// one after the decrement.
+fn outer6(tclass: u8, payload: usize, next: u8, hop: u8, src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
+    let mut h = vec![0x60 | tclass >> 4, tclass << 4, 0, 0];
+    h.extend((payload as u16).to_be_bytes());
+    h.extend([next, hop]);
+    h.extend(src.octets());
+    h.extend(dst.octets());
+    h
+}
+
+const DIRECTOR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+
+#[test]
+fn ipv6_tunnels_ipip_gue_gre_with_an_ipv6_outer_header() {
+    use lvs_core::{Tunnel, TunnelCsum, TunnelType};
+    // IPv6 in IPv6 (next header 41).
+    let mut e = tunnel_engine(VIP.into(), RIP.into(), Tunnel::default());
+    let syn = tcp(CLIENT, 40030, VIP, 80, 0x02, 64);
+    let out = tunnelled(&mut e, &syn, DIRECTOR6.into(), 1500).unwrap();
+    let inner = tcp(CLIENT, 40030, VIP, 80, 0x02, 63);
+    let mut want = outer6(0, inner.len(), 41, 63, DIRECTOR6, RIP);
+    want.extend(&inner);
+    assert_eq!(out, want);
+    // GUE with a checksum over the IPv6 pseudo-header, proto 41 inside.
+    let gue = Tunnel {
+        kind: TunnelType::Gue,
+        port: 6080,
+        csum: TunnelCsum::Csum,
+    };
+    let mut e = tunnel_engine(VIP.into(), RIP.into(), gue);
+    let out = tunnelled(&mut e, &syn, DIRECTOR6.into(), 1500).unwrap();
+    assert_eq!(
+        (out[6], out[40 + 2..40 + 4].to_vec()),
+        (17, 6080u16.to_be_bytes().to_vec())
+    );
+    let sport = u16::from_be_bytes([out[40], out[41]]);
+    assert!((32768..=60999).contains(&sport));
+    assert_eq!(&out[48..52], &[0, 41, 0, 0], "GUE header: proto 41");
+    let mut s = sum(0, &DIRECTOR6.octets());
+    s = sum(s, &RIP.octets());
+    s = sum(s, &((out.len() - 40) as u32).to_be_bytes());
+    s += 17;
+    s = sum(s, &out[40..]);
+    assert_eq!(fold(s), 0xffff, "outer UDP checksum");
+    assert_eq!(&out[52..], &inner[..]);
+    // GRE: protocol type 0x86DD.
+    let gre = Tunnel {
+        kind: TunnelType::Gre,
+        ..Default::default()
+    };
+    let mut e = tunnel_engine(VIP.into(), RIP.into(), gre);
+    let out = tunnelled(&mut e, &syn, DIRECTOR6.into(), 1500).unwrap();
+    assert_eq!(out[6], 47);
+    assert_eq!(&out[40..44], &[0, 0, 0x86, 0xdd]);
+    assert_eq!(&out[44..], &inner[..]);
+}
+
+#[test]
+fn mixed_families_4in6_and_6in4() {
+    use lvs_core::Tunnel;
+    // An IPv4 service with an IPv6 real server: IPv4 in IPv6 (next header
+    // 4), the outer hop limit the inner TTL after its decrement.
+    let vip4: std::net::Ipv4Addr = "198.18.0.100".parse().unwrap();
+    let mut e = tunnel_engine(vip4.into(), RIP.into(), Tunnel::default());
+    let mut syn4 = vec![0x45, 0xbb, 0, 40, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0];
+    syn4.extend([198, 18, 0, 2, 198, 18, 0, 100]);
+    syn4.extend(40031u16.to_be_bytes());
+    syn4.extend(80u16.to_be_bytes());
+    syn4.extend([
+        0, 0, 3, 0xe8, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
+    ]);
+    let c = !fold(sum(0, &syn4[..20]));
+    syn4[10..12].copy_from_slice(&c.to_be_bytes());
+    let out = tunnelled(&mut e, &syn4, DIRECTOR6.into(), 1500).unwrap();
+    // Traffic class 0xbb with ECN CE re-encoded as ECT(0): 0xba.
+    assert_eq!(&out[..40], &outer6(0xba, 40, 4, 63, DIRECTOR6, RIP)[..]);
+    assert_eq!(out[40 + 8], 63, "inner TTL decremented");
+    assert_eq!(fold(sum(0, &out[40..60])), 0xffff, "inner header checksum");
+    // An IPv6 service with an IPv4 real server: IPv6 in IPv4 (protocol 41),
+    // no DF (IPv6 inner), TTL the inner hop limit after its decrement.
+    let rip4: std::net::Ipv4Addr = "198.18.1.11".parse().unwrap();
+    let mut e = tunnel_engine(VIP.into(), rip4.into(), Tunnel::default());
+    let syn = tcp(CLIENT, 40032, VIP, 80, 0x02, 64);
+    let out = tunnelled(&mut e, &syn, "198.18.1.1".parse().unwrap(), 1500).unwrap();
+    assert_eq!(out[0], 0x45);
+    assert_eq!(
+        usize::from(u16::from_be_bytes([out[2], out[3]])),
+        20 + syn.len()
+    );
+    assert_eq!(&out[6..8], &[0, 0], "no DF");
+    assert_eq!((out[8], out[9]), (63, 41));
+    assert_eq!(&out[12..20], &[198, 18, 1, 1, 198, 18, 1, 11]);
+    assert_eq!(fold(sum(0, &out[..20])), 0xffff);
+    assert_eq!(&out[20..], &tcp(CLIENT, 40032, VIP, 80, 0x02, 63)[..]);
+}
+
+#[test]
+fn an_ipv6_packet_over_the_tunnel_mtu_gets_packet_too_big() {
+    use lvs_core::Tunnel;
+    // Route MTU 1320, IPv6 outer: tunnel MTU 1280.
+    let mut e = tunnel_engine(VIP.into(), RIP.into(), Tunnel::default());
+    let big = vec![0u8; 1300 - 60];
+    let p = packet(6, CLIENT, 40033, VIP, 80, 0x02, 64, None, &big, false);
+    assert!(matches!(
+        tunnelled(&mut e, &p, DIRECTOR6.into(), 1320),
+        Err(Transmit::Reply(Reply::Icmp {
+            error: IcmpError::FragNeeded { mtu: 1280 },
+            ..
+        }))
+    ));
+    // A route MTU whose tunnel MTU would be under 1280: dropped.
+    assert_eq!(
+        tunnelled(&mut e, &p, DIRECTOR6.into(), 1300),
+        Err(Transmit::Drop(DropReason::TunnelMtu))
+    );
+}

@@ -151,6 +151,8 @@ struct Director {
     /// ports are).
     local_addrs: Vec<Ipv4Addr>,
     local_addrs6: Vec<Ipv6Addr>,
+    /// Identification of the IPv6 fragments lvsd makes.
+    frag6_id: u32,
     /// Scratch for fragmentation: a copy of the packet (`FRAG_SRC` bytes),
     /// then one fragment frame (Ethernet header + up to a jumbo MTU).
     frag_buf: Vec<u8>,
@@ -204,7 +206,24 @@ impl xmit::Paths for Net<'_> {
     }
 
     fn source(&self, to: IpAddr) -> Option<IpAddr> {
-        let IpAddr::V4(to4) = to else { return None };
+        let to4 = match to {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(a) => {
+                // The port's address on the next hop's prefix when there
+                // is one, else a global one, else any.
+                let (port, nh) = route6(self.routes6, a)?;
+                let addrs = &self.ports[port].addrs6;
+                let on_link = self.routes6.iter().find(|r| {
+                    r.port == Some(port) && r.gateway.is_none() && u128::from(nh) & r.mask == r.dest
+                });
+                let global = |x: &&Ipv6Addr| x.segments()[0] & 0xffc0 != 0xfe80;
+                return on_link
+                    .and_then(|r| addrs.iter().find(|x| u128::from(**x) & r.mask == r.dest))
+                    .or_else(|| addrs.iter().find(global))
+                    .or(addrs.first())
+                    .map(|x| IpAddr::V6(*x));
+            }
+        };
         let (port, nh) = route(self.routes, to4)?;
         let p = &self.ports[port];
         // The preferred source: the port's address on the next hop's
@@ -503,6 +522,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         arp_asked: Default::default(),
         icmp_buf: vec![0u8; 1600],
         frag_buf: vec![0u8; FRAG_SRC + 9216 + 64],
+        frag6_id: 0,
         warn_local_vip: matches!(guard, KernelGuard::Forwarding { .. }),
         pending: Pending::default(),
         icmp_limit: IcmpLimit {
@@ -1186,10 +1206,18 @@ impl Director {
             } else {
                 let mtu = usize::from(s.fragment.unwrap_or(0));
                 scratch[..ETH_HDR].copy_from_slice(&eth);
-                let n = lvs_core::wire::ipv4::fragment(pkt, mtu, scratch, ETH_HDR, |f| {
+                let emit = |f: &[u8]| {
                     io.queue_new(out, f, Offload::default());
                     pieces += 1;
-                });
+                };
+                let n = if pkt.first().is_some_and(|b| b >> 4 == 6) {
+                    // An IPv6 tunnel packet over the egress MTU: a fragment
+                    // header, an identification of our own.
+                    self.frag6_id = self.frag6_id.wrapping_add(1);
+                    lvs_core::wire::ipv6::fragment(pkt, mtu, self.frag6_id, scratch, ETH_HDR, emit)
+                } else {
+                    lvs_core::wire::ipv4::fragment(pkt, mtu, scratch, ETH_HDR, emit)
+                };
                 self.counters.fragments += pieces;
                 n
             };

@@ -486,7 +486,7 @@ pub fn apply_request<C: Clone + Eq + Hash>(
     io: &[(&str, u64)],
     status: &dyn Fn(&C) -> CheckStatus,
 ) -> (lvs_control::Response, bool) {
-    use crate::engine_ops::{self, check_dest_of, dest_config, error, key};
+    use crate::engine_ops::{self, check_dest, dest_config, error, key};
     use lvs_control::{Request, Response};
     let done = |r: Result<(), ControlError>| match r {
         Ok(()) => (Response::Ok, true),
@@ -512,7 +512,7 @@ pub fn apply_request<C: Clone + Eq + Hash>(
             (Response::Batch(answers), changed)
         }
         Request::GetHealth => (Response::Health(desired.health(engine, status)), false),
-        Request::AddDest { service, dest } => done(check_dest_of(service, dest).and_then(|_| {
+        Request::AddDest { service, dest } => done(check_dest(dest).and_then(|_| {
             let server = Server {
                 cfg: dest_config(dest),
                 check: None,
@@ -524,7 +524,7 @@ pub fn apply_request<C: Clone + Eq + Hash>(
             desired.add_server(engine, key(service), server)
         })),
         Request::EditDest { service, dest } => done(
-            check_dest_of(service, dest)
+            check_dest(dest)
                 .and_then(|_| desired.edit_server(engine, key(service), dest_config(dest))),
         ),
         Request::DeleteDest {

@@ -64,10 +64,12 @@ pub fn apply_with(
             engine.edit_service_with(key(&s.key), &s.scheduler, s.sched_flags, options(s))
         }),
         Request::DeleteService(k) => engine.delete_service(key(k)),
-        Request::AddDest { service, dest } => check_dest_of(service, dest)
-            .and_then(|_| engine.add_dest(key(service), dest_config(dest))),
-        Request::EditDest { service, dest } => check_dest_of(service, dest)
-            .and_then(|_| engine.edit_dest(key(service), dest_config(dest))),
+        Request::AddDest { service, dest } => {
+            check_dest(dest).and_then(|_| engine.add_dest(key(service), dest_config(dest)))
+        }
+        Request::EditDest { service, dest } => {
+            check_dest(dest).and_then(|_| engine.edit_dest(key(service), dest_config(dest)))
+        }
         Request::DeleteDest {
             service,
             addr,
@@ -142,17 +144,14 @@ fn options(s: &ctl::ServiceSpec) -> ServiceOptions {
     }
 }
 
-/// Refuses what lvsd cannot transmit (local delivery, IPv6 tunnels) and
+/// Refuses what lvsd cannot transmit (local delivery) and
 /// tunnel settings ipvsadm's table would refuse (lvsadm checks them too;
 /// this guards other clients).
-fn check_dest(d: &ctl::DestSpec) -> Result<(), ControlError> {
+pub fn check_dest(d: &ctl::DestSpec) -> Result<(), ControlError> {
     if d.forward == ctl::Forward::Local {
         return Err(ControlError::NotSupported(
             "local forwarding (the director as its own real server) is not implemented; use -g, -i or -m",
         ));
-    }
-    if d.addr.is_ipv6() && d.forward == ctl::Forward::Tunnel {
-        return Err(ControlError::NotSupported("IPv6 tunnels"));
     }
     if d.forward == ctl::Forward::Tunnel {
         let t = &d.tunnel;
@@ -179,15 +178,6 @@ fn check_dest(d: &ctl::DestSpec) -> Result<(), ControlError> {
         }
     }
     Ok(())
-}
-
-/// `check_dest` for a real server of `service`: IPv6 services have no
-/// tunnels yet either (an IPv4 real server of an IPv6 tunnel service).
-pub fn check_dest_of(service: &ctl::ServiceKey, d: &ctl::DestSpec) -> Result<(), ControlError> {
-    if service.addr.is_ipv6() && d.forward == ctl::Forward::Tunnel {
-        return Err(ControlError::NotSupported("IPv6 tunnels"));
-    }
-    check_dest(d)
 }
 
 fn check_service(s: &ctl::ServiceSpec) -> Result<(), ControlError> {
@@ -571,15 +561,11 @@ mod tests {
     }
 
     #[test]
-    fn local_ipv6_and_bad_tunnels_are_refused() {
+    fn local_and_bad_tunnels_are_refused() {
         let mut e = engine();
         let cases = [
             (
                 dest("198.18.1.11", ctl::Forward::Local, ctl::Tunnel::default()),
-                ErrorKind::NotSupported,
-            ),
-            (
-                dest("2001:db8::1", ctl::Forward::Tunnel, ctl::Tunnel::default()),
                 ErrorKind::NotSupported,
             ),
             (

@@ -72,8 +72,11 @@ impl Paths for ReplayPaths {
         })
     }
 
-    fn source(&self, _to: IpAddr) -> Option<IpAddr> {
-        Some(IpAddr::V4(self.src))
+    fn source(&self, to: IpAddr) -> Option<IpAddr> {
+        match to {
+            IpAddr::V4(_) => Some(IpAddr::V4(self.src)),
+            IpAddr::V6(_) => self.src6.map(IpAddr::V6),
+        }
     }
 }
 
@@ -184,6 +187,7 @@ pub fn run(o: &Options) -> Result<String, String> {
     let mut reply_buf = vec![0u8; 1600];
     let mut frag_buf = vec![0u8; 65536];
     let mut first_ns = None;
+    let mut frag6_id = 0u32;
     let write =
         |w: &mut Option<Writer<_>>, ts: u64, bytes: &[u8], t: &mut Tally| -> Result<(), String> {
             t.written += 1;
@@ -225,13 +229,26 @@ pub fn run(o: &Options) -> Result<String, String> {
                     None => write(&mut writer, rec.ts_ns, bytes, &mut t)?,
                     Some(mtu) => {
                         let mut frags = Vec::new();
-                        lvs_core::wire::ipv4::fragment(
-                            bytes,
-                            usize::from(mtu),
-                            &mut frag_buf,
-                            0,
-                            |f| frags.push(f.to_vec()),
-                        );
+                        let keep = |f: &[u8]| frags.push(f.to_vec());
+                        if bytes.first().is_some_and(|b| b >> 4 == 6) {
+                            frag6_id = frag6_id.wrapping_add(1);
+                            lvs_core::wire::ipv6::fragment(
+                                bytes,
+                                usize::from(mtu),
+                                frag6_id,
+                                &mut frag_buf,
+                                0,
+                                keep,
+                            );
+                        } else {
+                            lvs_core::wire::ipv4::fragment(
+                                bytes,
+                                usize::from(mtu),
+                                &mut frag_buf,
+                                0,
+                                keep,
+                            );
+                        }
                         for f in frags {
                             write(&mut writer, rec.ts_ns, &f, &mut t)?;
                         }

@@ -362,12 +362,6 @@ pub fn apply_with(
         // goes to the front of the destination list.
         for s in &d.servers {
             let (forward, tunnel) = forwarding(d.server_mode(s).value);
-            if forward == Forward::Tunnel && (s.addr.value.is_ipv6() || key.addr.is_ipv6()) {
-                return Err(err(
-                    s.addr.span,
-                    "IPv6 tunnels are not supported yet (use mode gateway or nat)".into(),
-                ));
-            }
             let cfg = DestConfig {
                 tunnel,
                 addr: s.addr.value,
@@ -819,23 +813,19 @@ director mixed 198.18.0.100:80
     }
 
     #[test]
-    fn ipv6_directors_take_gateway_and_nat_servers_and_refuse_tunnels() {
-        let e = load("director web 198.18.0.100:80\n server a 2001:db8::1 mode tunnel\n")
-            .err()
-            .unwrap();
-        assert_eq!((e.line, e.col), (2, 11));
-        assert!(e.message.contains("IPv6 tunnels"), "{}", e.message);
-        let e = load("director web [2001:db8::1]:80\n mode tunnel\n server a 2001:db8::2\n")
-            .err()
-            .unwrap();
-        assert_eq!((e.line, e.col), (3, 11));
-        // A family mix without a tunnel is the kernel's refusal.
+    fn ipv6_directors_and_tunnels_across_families() {
+        // Tunnels may cross families (an IPv6 server of an IPv4 director
+        // and the reverse); gateway and NAT may not (the kernel's refusal).
+        let eng =
+            load("director web 198.18.0.100:80\n server a 2001:db8::1 mode tunnel\n").unwrap();
+        let (_, dests) = eng.services().next().unwrap();
+        assert_eq!(dests[0].forward, Forward::Tunnel);
         let e = load("director web [2001:db8::1]:80\n server a 198.18.1.11\n")
             .err()
             .unwrap();
         assert!(e.message.contains("address family"), "{}", e.message);
         let eng = load(
-            "director web [2001:db8::10]:80\n server a 2001:db8:1::11\n server b [2001:db8:1::12]:8080 mode nat\n",
+            "director web6 [2001:db8::10]:80\n server a 2001:db8:1::11\n server b [2001:db8:1::12]:8080 mode nat\n server c 198.18.1.13 mode tunnel gue port 6080\n",
         )
         .unwrap();
         let (s, dests) = eng.services().next().unwrap();
@@ -851,6 +841,7 @@ director mixed 198.18.0.100:80
         assert_eq!(
             got,
             vec![
+                ("198.18.1.13".into(), 80, Forward::Tunnel),
                 ("2001:db8:1::11".into(), 80, Forward::Route),
                 ("2001:db8:1::12".into(), 8080, Forward::Masq)
             ]

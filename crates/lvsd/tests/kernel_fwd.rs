@@ -137,6 +137,21 @@ fn config(v: &Value) -> String {
     out
 }
 
+/// `lvsd replay`'s `--src`/`--src6` from the director's real-server-side
+/// addresses: `director` of the scenario's family, and `director4` or
+/// `director6` of the other one when the real servers are of it.
+fn sources(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in [&v["director"], &v["director4"], &v["director6"]] {
+        let Some(a) = d["rs_if"]["addr"].as_str() else {
+            continue;
+        };
+        let flag = if a.contains(':') { "--src6" } else { "--src" };
+        out.extend([flag.to_string(), a.to_string()]);
+    }
+    out
+}
+
 /// The address of ipvsadm's `ADDR[:PORT]` (`[IPV6][:PORT]` for IPv6).
 fn host_of(a: &str) -> &str {
     match a.strip_prefix('[') {
@@ -265,10 +280,7 @@ fn lvsd_replay_sends_what_linux_sends() {
             .arg(&inp)
             .arg("--out")
             .arg(&outp)
-            .args(match v["family"].as_u64() {
-                Some(6) => ["--src6", str_of(rs, "addr")],
-                _ => ["--src", str_of(rs, "addr")],
-            })
+            .args(sources(&v))
             .args(["--mtu", &rs["mtu"].to_string()]);
         for r in v["routes"].as_array().into_iter().flatten() {
             if let Some(m) = r["mtu"].as_u64() {

@@ -133,6 +133,58 @@ pub fn set_dst(b: &mut [u8], a: Ipv6Addr) {
     b[field::DST..field::DST + 16].copy_from_slice(&a.octets());
 }
 
+/// Splits the IPv6 packet `pkt` (a fixed header without extension
+/// headers: the director's own tunnel packets) into fragments of at most
+/// `mtu` bytes, each the fixed header, a fragment header (identification
+/// `id`) and a part of the payload in 8-byte units, written at
+/// `out[reserve..]` and handed to `emit` (with the `reserve` bytes in
+/// front). Returns how many, or `None` if it cannot (a too small MTU or
+/// buffer, extension headers already there).
+pub fn fragment(
+    pkt: &[u8],
+    mtu: usize,
+    id: u32,
+    out: &mut [u8],
+    reserve: usize,
+    mut emit: impl FnMut(&[u8]),
+) -> Option<usize> {
+    let total = check(pkt).ok()?;
+    let next = pkt[field::NEXT_HEADER];
+    if matches!(
+        next,
+        nexthdr::HOP_BY_HOP | nexthdr::ROUTING | nexthdr::FRAGMENT | nexthdr::DEST_OPTS
+    ) {
+        return None;
+    }
+    let payload = &pkt[HEADER_LEN..total];
+    let chunk = mtu.checked_sub(HEADER_LEN + 8)? & !7;
+    if chunk == 0 || out.len() < reserve + HEADER_LEN + 8 + chunk.min(payload.len()) {
+        return None;
+    }
+    let mut n = 0;
+    let mut off = 0;
+    while off < payload.len() {
+        let take = chunk.min(payload.len() - off);
+        let more = off + take < payload.len();
+        let f = &mut out[reserve..reserve + HEADER_LEN + 8 + take];
+        f[..HEADER_LEN].copy_from_slice(&pkt[..HEADER_LEN]);
+        f[field::PAYLOAD_LEN..field::PAYLOAD_LEN + 2]
+            .copy_from_slice(&((8 + take) as u16).to_be_bytes());
+        f[field::NEXT_HEADER] = nexthdr::FRAGMENT;
+        let h = &mut f[HEADER_LEN..HEADER_LEN + 8];
+        h[0] = next;
+        h[1] = 0;
+        let word = (off as u16) | u16::from(more);
+        h[2..4].copy_from_slice(&word.to_be_bytes());
+        h[4..8].copy_from_slice(&id.to_be_bytes());
+        f[HEADER_LEN + 8..].copy_from_slice(&payload[off..off + take]);
+        emit(&out[..reserve + HEADER_LEN + 8 + take]);
+        n += 1;
+        off += take;
+    }
+    Some(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +268,37 @@ mod tests {
                 assert!(t.offset <= n, "{t:?} past {n}");
             }
         }
+    }
+
+    #[test]
+    fn fragments_carry_a_fragment_header_and_8_byte_units() {
+        let mut p = packet(4, &[0u8; 100]);
+        for (i, b) in p[40..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let mut frags = Vec::new();
+        let mut buf = [0u8; 200];
+        let n = fragment(&p, 40 + 8 + 44, 0xabcd, &mut buf, 0, |f| {
+            frags.push(f.to_vec())
+        })
+        .unwrap();
+        // 44 → 40 bytes a fragment (8-byte units): 40 + 40 + 20.
+        assert_eq!(n, 3);
+        let sizes: Vec<usize> = frags.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [88, 88, 68]);
+        for (k, f) in frags.iter().enumerate() {
+            assert_eq!(f[6], nexthdr::FRAGMENT);
+            assert_eq!(f[40], 4, "the original next header");
+            let word = u16::from_be_bytes([f[42], f[43]]);
+            assert_eq!(usize::from(word & !7), k * 40, "offset");
+            assert_eq!(word & 1, u16::from(k < 2), "more fragments");
+            assert_eq!(&f[44..48], &0xabcdu32.to_be_bytes());
+            assert_eq!(usize::from(u16::from_be_bytes([f[4], f[5]])), f.len() - 40);
+            assert_eq!(&f[48..], &p[40 + k * 40..40 + k * 40 + f.len() - 48]);
+        }
+        // Too small an MTU, or extension headers already there: refused.
+        assert_eq!(fragment(&p, 48, 1, &mut buf, 0, |_| {}), None);
+        let hbh = packet(nexthdr::HOP_BY_HOP, &[6, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(fragment(&hbh, 1280, 1, &mut buf, 0, |_| {}), None);
     }
 }

@@ -466,7 +466,13 @@ pub(crate) fn finish_sctp_crc(pkt: &mut PacketBuf) {
 /// Whether the packet in the buffer is an IPv6 one.
 #[inline]
 pub(crate) fn is_v6(pkt: &PacketBuf) -> bool {
-    pkt.bytes().first().is_some_and(|b| b >> 4 == 6)
+    is_v6_bytes(pkt.bytes())
+}
+
+/// Whether `b` holds an IPv6 packet (by its version).
+#[inline]
+pub(crate) fn is_v6_bytes(b: &[u8]) -> bool {
+    b.first().is_some_and(|b| b >> 4 == 6)
 }
 
 /// The fragmentation left to the I/O layer: a packet over the path MTU that

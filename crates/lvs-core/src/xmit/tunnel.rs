@@ -1,7 +1,9 @@
 //! Tunnelling transmit (forwarding.md §7): the inner packet after §3 (TTL
-//! decremented against the tunnel MTU), then an outer IPv4 header and the
+//! or hop limit decremented against the tunnel MTU), then an outer header
+//! — IPv4 for an IPv4 real server, IPv6 for an IPv6 one, whatever the
+//! inner family (mixed families are allowed for tunnels) — and the
 //! encapsulation (IPIP, GUE, GRE) written in place into the buffer's
-//! headroom — no copy of the inner packet, no allocation.
+//! headroom: no copy of the inner packet, no allocation.
 
 use super::{fragment_hint, lookup, prepare, IcmpSource, Method, PacketBuf, Paths, Send, Transmit};
 use crate::engine::DropReason;
@@ -13,9 +15,11 @@ use std::net::IpAddr;
 
 /// IP protocol numbers of the outer header.
 const PROTO_IPIP: u8 = 4;
+const PROTO_IPV6: u8 = 41;
 const PROTO_GRE: u8 = 47;
-/// Smallest tunnel MTU for an IPv4 outer header (§7.5).
+/// Smallest tunnel MTU for an IPv4 outer header (§7.5), and an IPv6 one.
 const MIN_TMTU_V4: u16 = 68;
+const MIN_TMTU_V6: u16 = 1280;
 /// The host's default ephemeral port range (GUE source ports, §7.3).
 const EPHEMERAL: (u32, u32) = (32768, 60999);
 
@@ -114,38 +118,50 @@ pub(crate) fn xmit(
     pmtu_disc: bool,
     st: &mut TunnelState,
 ) -> Transmit {
-    let IpAddr::V4(rip4) = rip else {
-        // IPv6 outer headers come with IPv6 (forwarding.md §7, mixed families).
-        return Transmit::Drop(DropReason::UnsupportedForward);
-    };
     let path = match lookup(paths, rip, Transmit::Pass) {
         Ok(p) => p,
         Err(t) => return t,
     };
-    let Some(IpAddr::V4(src4)) = paths.source(rip) else {
-        return Transmit::Drop(DropReason::NoRoute);
+    let src = match (paths.source(rip), rip) {
+        (Some(s @ IpAddr::V4(_)), IpAddr::V4(_)) | (Some(s @ IpAddr::V6(_)), IpAddr::V6(_)) => s,
+        _ => return Transmit::Drop(DropReason::NoRoute),
     };
-    let hdr = 20 + t.encap_len();
-    let mtu = st.mtu_towards(rip4, path.mtu, now, true);
+    let (outer_len, min_tmtu) = match rip {
+        IpAddr::V4(_) => (20, MIN_TMTU_V4),
+        IpAddr::V6(_) => (40, MIN_TMTU_V6),
+    };
+    let hdr = outer_len + t.encap_len();
+    // Path MTUs learned from tunnel errors exist for IPv4 paths only (§9.2).
+    let mtu = match rip {
+        IpAddr::V4(rip4) => st.mtu_towards(rip4, path.mtu, now, true),
+        IpAddr::V6(_) => path.mtu,
+    };
     let tmtu = mtu.saturating_sub(hdr as u16);
-    if tmtu < MIN_TMTU_V4 {
+    if tmtu < min_tmtu {
         return Transmit::Drop(DropReason::TunnelMtu);
     }
-    if let Err(tx) = prepare(
-        pkt,
-        tmtu,
-        pmtu_disc,
-        IcmpSource::PacketDestination,
-        true,
-        false,
-    ) {
+    let inner_v6 = super::is_v6(pkt);
+    // An IPv6 inner packet is always checked against the tunnel MTU.
+    let prepared = if inner_v6 {
+        super::v6::prepare_tunnel(pkt, tmtu)
+    } else {
+        prepare(
+            pkt,
+            tmtu,
+            pmtu_disc,
+            IcmpSource::PacketDestination,
+            true,
+            false,
+        )
+    };
+    if let Err(tx) = prepared {
         return tx;
     }
     if pkt.start < hdr {
         return Transmit::Drop(DropReason::NoHeadroom);
     }
     if !pkt.is_gso() && pkt.len + hdr > usize::from(u16::MAX) {
-        // No IPv4 packet can carry it (a 64 KiB packet that is not a
+        // No IP packet can carry it (a 64 KiB packet that is not a
         // super-packet cannot come from the wire anyway).
         return Transmit::Drop(DropReason::TunnelMtu);
     }
@@ -154,16 +170,18 @@ pub(crate) fn xmit(
         complete_inner(pkt.bytes_mut());
         pkt.csum_partial = false;
     }
-    let Ok(inner) = Ipv4Packet::new_checked(pkt.bytes()) else {
+    let Some(inner) = Inner::of(pkt.bytes()) else {
         return Transmit::Drop(DropReason::Malformed);
     };
-    let df = pmtu_disc && inner.dont_frag();
+    // DF is an IPv4 inner packet's (copied with pmtu_disc); never for IPv6.
+    let df = pmtu_disc && inner.df;
     let mut encap = Encap {
         tunnel: *t,
-        src: src4.octets(),
-        dst: rip4.octets(),
-        tos: dsfield(inner.tos()),
-        ttl: inner.ttl(),
+        src,
+        dst: rip,
+        inner_v6,
+        tos: dsfield(inner.tos),
+        ttl: inner.ttl,
         df,
         id: 0,
         sport: match t.kind {
@@ -171,6 +189,10 @@ pub(crate) fn xmit(
             _ => 0,
         },
     };
+    if pkt.is_gso() && inner_v6 {
+        // lvsd cuts IPv4 super-packets only (`wire::tcp::segment`).
+        return Transmit::Drop(DropReason::GsoTunnel);
+    }
     if pkt.is_gso() {
         // A super-packet cannot ask the kernel for tunnel segmentation
         // (the virtio header has no such type): the I/O layer cuts it into
@@ -178,7 +200,7 @@ pub(crate) fn xmit(
         let Some(n) = crate::wire::tcp::segment_count(pkt.bytes(), pkt.gso_size) else {
             return Transmit::Drop(DropReason::GsoTunnel);
         };
-        if !df {
+        if !df && rip.is_ipv4() {
             encap.id = st.next_id.wrapping_add(1);
             st.next_id = st.next_id.wrapping_add(n as u16);
         }
@@ -194,7 +216,7 @@ pub(crate) fn xmit(
             segment: Some(pkt.gso_size),
         });
     }
-    if !df {
+    if !df && rip.is_ipv4() {
         st.next_id = st.next_id.wrapping_add(1);
         encap.id = st.next_id;
     }
@@ -220,13 +242,19 @@ pub(crate) fn xmit(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Encap {
     pub tunnel: Tunnel,
-    pub src: [u8; 4],
-    pub dst: [u8; 4],
-    /// Outer TOS (ECN CE already re-encoded, §7.2) and TTL.
+    /// Outer source and destination (one family: the real server's).
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// The inner packet is IPv6 (protocol 41, GRE 0x86DD, GUE proto 41).
+    pub inner_v6: bool,
+    /// Outer TOS or traffic class (ECN CE already re-encoded, §7.2) and
+    /// TTL or hop limit.
     pub tos: u8,
     pub ttl: u8,
+    /// IPv4 outer: DF.
     pub df: bool,
-    /// Outer IP ID (0 with DF); segment `k` of a super-packet uses `id + k`.
+    /// IPv4 outer IP ID (0 with DF); segment `k` of a super-packet uses
+    /// `id + k`.
     pub id: u16,
     /// GUE source port.
     pub sport: u16,
@@ -235,10 +263,18 @@ pub struct Encap {
 impl Encap {
     /// Bytes written in front of the inner packet.
     pub fn len(&self) -> usize {
-        20 + self.tunnel.encap_len()
+        self.outer_len() + self.tunnel.encap_len()
     }
 
-    /// Never empty (an outer IPv4 header at least); for clippy's sake.
+    fn outer_len(&self) -> usize {
+        if self.dst.is_ipv4() {
+            20
+        } else {
+            40
+        }
+    }
+
+    /// Never empty (an outer IP header at least); for clippy's sake.
     pub fn is_empty(&self) -> bool {
         false
     }
@@ -257,47 +293,69 @@ impl Encap {
         let start = start - hdr;
         let total = hdr + len;
         let out = &mut buf[start..start + total];
+        let inner_proto = if self.inner_v6 {
+            PROTO_IPV6
+        } else {
+            PROTO_IPIP
+        };
         let proto = match t.kind {
-            TunnelType::Ipip => PROTO_IPIP,
+            TunnelType::Ipip => inner_proto,
             TunnelType::Gue => ipproto::UDP,
             TunnelType::Gre => PROTO_GRE,
         };
         let id = if self.df { 0 } else { self.id.wrapping_add(k) };
-        write_outer_v4(
-            out,
-            self.tos,
-            total as u16,
-            id,
-            self.df,
-            self.ttl,
-            proto,
-            self.src,
-            self.dst,
-        );
+        let ol = self.outer_len();
+        match (self.src, self.dst) {
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                write_outer_v6(out, self.tos, (total - ol) as u16, self.ttl, proto, s, d)
+            }
+            (s, d) => write_outer_v4(
+                out,
+                self.tos,
+                total as u16,
+                id,
+                self.df,
+                self.ttl,
+                proto,
+                v4_octets(s),
+                v4_octets(d),
+            ),
+        }
         let csum = t.csum != TunnelCsum::NoCsum;
         match t.kind {
             TunnelType::Ipip => {}
             TunnelType::Gue => {
-                let udp_len = (total - 20) as u16;
-                let (h, rest) = out[20..].split_at_mut(12);
+                let udp_len = (total - ol) as u16;
+                let (h, rest) = out[ol..].split_at_mut(12);
                 h[0..2].copy_from_slice(&self.sport.to_be_bytes());
                 h[2..4].copy_from_slice(&t.port.to_be_bytes());
                 h[4..6].copy_from_slice(&udp_len.to_be_bytes());
                 h[6..8].copy_from_slice(&[0, 0]);
                 // GUE version 0, C 0, hlen 0; proto of the inner packet; flags 0.
-                h[8..12].copy_from_slice(&[0, PROTO_IPIP, 0, 0]);
+                h[8..12].copy_from_slice(&[0, inner_proto, 0, 0]);
                 if csum {
-                    let sum = checksum::pseudo_v4(self.src, self.dst, ipproto::UDP, udp_len);
-                    let sum = checksum::add_bytes(checksum::add_bytes(sum, h), rest);
+                    let pseudo = match (self.src, self.dst) {
+                        (IpAddr::V6(s), IpAddr::V6(d)) => checksum::pseudo_v6(
+                            s.octets(),
+                            d.octets(),
+                            ipproto::UDP,
+                            udp_len.into(),
+                        ),
+                        (s, d) => {
+                            checksum::pseudo_v4(v4_octets(s), v4_octets(d), ipproto::UDP, udp_len)
+                        }
+                    };
+                    let sum = checksum::add_bytes(checksum::add_bytes(pseudo, h), rest);
                     let c = !checksum::fold(sum);
                     let c = if c == 0 { 0xffff } else { c };
                     h[6..8].copy_from_slice(&c.to_be_bytes());
                 }
             }
             TunnelType::Gre => {
-                let (h, rest) = out[20..].split_at_mut(t.encap_len());
+                let (h, rest) = out[ol..].split_at_mut(t.encap_len());
                 h[0..2].copy_from_slice(&if csum { [0x80, 0] } else { [0, 0] });
-                h[2..4].copy_from_slice(&0x0800u16.to_be_bytes());
+                let ethertype: u16 = if self.inner_v6 { 0x86dd } else { 0x0800 };
+                h[2..4].copy_from_slice(&ethertype.to_be_bytes());
                 if csum {
                     h[4..8].copy_from_slice(&[0; 4]);
                     let c = !checksum::fold(checksum::add_bytes(checksum::add_bytes(0, h), rest));
@@ -346,24 +404,97 @@ fn write_outer_v4(
     h[10..12].copy_from_slice(&c.to_be_bytes());
 }
 
+/// The IPv4 octets of an address known to be IPv4 (zero otherwise).
+#[inline(always)]
+fn v4_octets(a: IpAddr) -> [u8; 4] {
+    match a {
+        IpAddr::V4(a) => a.octets(),
+        IpAddr::V6(_) => [0; 4],
+    }
+}
+
+/// An IPv6 outer header (§7.4): traffic class, flow label 0, payload
+/// length, next header, hop limit.
+fn write_outer_v6(
+    h: &mut [u8],
+    tclass: u8,
+    payload: u16,
+    hop: u8,
+    proto: u8,
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+) {
+    h[0] = 0x60 | tclass >> 4;
+    h[1] = tclass << 4;
+    h[2..4].copy_from_slice(&[0, 0]);
+    h[4..6].copy_from_slice(&payload.to_be_bytes());
+    h[6] = proto;
+    h[7] = hop;
+    h[8..24].copy_from_slice(&src.octets());
+    h[24..40].copy_from_slice(&dst.octets());
+}
+
+/// What the encapsulation takes from the inner packet (§7.2) and hashes.
+struct Inner {
+    tos: u8,
+    ttl: u8,
+    df: bool,
+    protocol: u8,
+    /// Source and destination folded to 32 bits (IPv6: the XOR of the
+    /// address's words), and the first 4 transport bytes (ports).
+    src: u32,
+    dst: u32,
+    ports: u32,
+}
+
+impl Inner {
+    #[inline(always)]
+    fn of(b: &[u8]) -> Option<Inner> {
+        let fold = |a: &[u8]| {
+            a.chunks_exact(4).fold(0u32, |x, w| {
+                x ^ u32::from_be_bytes([w[0], w[1], w[2], w[3]])
+            })
+        };
+        let ports = |protocol: u8, l4: &[u8]| match l4.get(..4) {
+            Some(p) if matches!(protocol, ipproto::TCP | ipproto::UDP | ipproto::SCTP) => {
+                u32::from_be_bytes([p[0], p[1], p[2], p[3]])
+            }
+            _ => 0,
+        };
+        if super::is_v6_bytes(b) {
+            let t = crate::wire::ipv6::transport(b).ok()?;
+            return Some(Inner {
+                tos: (b[0] << 4) | (b[1] >> 4),
+                ttl: b[7],
+                df: false,
+                protocol: t.protocol,
+                src: fold(&b[8..24]),
+                dst: fold(&b[24..40]),
+                ports: ports(t.protocol, &b[t.offset..]),
+            });
+        }
+        let ip = Ipv4Packet::new_checked(b).ok()?;
+        Some(Inner {
+            tos: ip.tos(),
+            ttl: ip.ttl(),
+            df: ip.dont_frag(),
+            protocol: ip.protocol(),
+            src: u32::from_be_bytes(ip.src_bytes()),
+            dst: u32::from_be_bytes(ip.dst_bytes()),
+            ports: ports(ip.protocol(), ip.payload()),
+        })
+    }
+}
+
 /// GUE source port: a stable hash of the inner flow scaled into the
 /// ephemeral port range the way the kernel scales its flow hash (§7.3;
 /// the hash itself is the kernel's own and not reproducible).
-fn gue_source_port(inner: &Ipv4Packet<&[u8]>, key: u32) -> u16 {
-    let l4 = inner.payload();
-    let ports = if l4.len() >= 4
-        && matches!(
-            inner.protocol(),
-            ipproto::TCP | ipproto::UDP | ipproto::SCTP
-        ) {
-        u32::from_be_bytes([l4[0], l4[1], l4[2], l4[3]])
-    } else {
-        0
-    };
-    let mut h = key ^ u32::from_be_bytes(inner.src_bytes());
-    h = mix(h ^ u32::from_be_bytes(inner.dst_bytes()));
-    h = mix(h ^ ports);
-    h = mix(h ^ u32::from(inner.protocol()));
+#[inline(always)]
+fn gue_source_port(inner: &Inner, key: u32) -> u16 {
+    let mut h = key ^ inner.src;
+    h = mix(h ^ inner.dst);
+    h = mix(h ^ inner.ports);
+    h = mix(h ^ u32::from(inner.protocol));
     let g = h ^ (h << 16);
     let (min, max) = EPHEMERAL;
     (min + ((u64::from(g) * u64::from(max - min)) >> 32) as u32) as u16
@@ -380,6 +511,19 @@ fn mix(mut x: u32) -> u32 {
 
 /// Finishes an offloaded TCP/UDP checksum of the inner packet.
 fn complete_inner(p: &mut [u8]) {
+    if super::is_v6_bytes(p) {
+        let Ok(t) = crate::wire::ipv6::transport(p) else {
+            return;
+        };
+        let Some((off, min)) = crate::wire::l4_layout(t.protocol) else {
+            return;
+        };
+        let l4 = &mut p[t.offset..];
+        if l4.len() >= min {
+            crate::wire::tcp::complete_partial(l4, off, t.protocol == ipproto::UDP);
+        }
+        return;
+    }
     let Ok(mut ip) = Ipv4Packet::new_checked(p) else {
         return;
     };

@@ -101,6 +101,13 @@ pub(super) fn prepare_relay(pkt: &mut PacketBuf, from: IcmpSource) -> Result<(),
     prepare(pkt, u16::MAX, from, false)
 }
 
+/// The common step for an IPv6 packet entering a tunnel (§7.1, §7.5): the
+/// hop limit, and the tunnel MTU `tmtu` (always checked for IPv6; a packet
+/// over it is answered with packet too big carrying `tmtu`).
+pub(super) fn prepare_tunnel(pkt: &mut PacketBuf, tmtu: u16) -> Result<(), Transmit> {
+    prepare(pkt, tmtu, IcmpSource::PacketDestination, true)
+}
+
 /// NAT66, IN direction: client → VIP:vport becomes client → RIP:dport.
 pub(crate) fn masq_in(
     pkt: &mut PacketBuf,
