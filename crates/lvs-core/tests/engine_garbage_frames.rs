@@ -732,6 +732,13 @@ fn fix_header_checksum(v: &mut [u8]) {
     }
 }
 
+/// An IPv4 address as `Encap` holds it (the first 4 of 16 bytes).
+fn v4_16(a: [u8; 4]) -> [u8; 16] {
+    let mut o = [0u8; 16];
+    o[..4].copy_from_slice(&a);
+    o
+}
+
 fn render(f: &Frame) -> Vec<u8> {
     match f {
         Frame::Raw(v) => v.clone(),
@@ -795,8 +802,9 @@ fn render(f: &Frame) -> Vec<u8> {
             let i = (2..METHODS).find(|&i| vip(i) == inner.dst).unwrap_or(2);
             let encap = xmit::tunnel::Encap {
                 tunnel: method(i).1,
-                src: std::net::Ipv4Addr::from(DIRECTOR).into(),
-                dst: std::net::Ipv4Addr::from(rip(i, *rs)).into(),
+                src: v4_16(DIRECTOR),
+                dst: v4_16(rip(i, *rs)),
+                outer_v6: false,
                 inner_v6: false,
                 tos: 0,
                 ttl: 64,

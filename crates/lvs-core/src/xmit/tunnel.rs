@@ -177,8 +177,9 @@ pub(crate) fn xmit(
     let df = pmtu_disc && inner.df;
     let mut encap = Encap {
         tunnel: *t,
-        src,
-        dst: rip,
+        src: octets16(src),
+        dst: octets16(rip),
+        outer_v6: rip.is_ipv6(),
         inner_v6,
         tos: dsfield(inner.tos),
         ttl: inner.ttl,
@@ -242,9 +243,11 @@ pub(crate) fn xmit(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Encap {
     pub tunnel: Tunnel,
-    /// Outer source and destination (one family: the real server's).
-    pub src: IpAddr,
-    pub dst: IpAddr,
+    /// Outer source and destination: IPv6, or IPv4 in the first 4 bytes
+    /// (`outer_v6` says which: the real server's family).
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub outer_v6: bool,
     /// The inner packet is IPv6 (protocol 41, GRE 0x86DD, GUE proto 41).
     pub inner_v6: bool,
     /// Outer TOS or traffic class (ECN CE already re-encoded, §7.2) and
@@ -267,10 +270,10 @@ impl Encap {
     }
 
     fn outer_len(&self) -> usize {
-        if self.dst.is_ipv4() {
-            20
-        } else {
+        if self.outer_v6 {
             40
+        } else {
+            20
         }
     }
 
@@ -305,11 +308,18 @@ impl Encap {
         };
         let id = if self.df { 0 } else { self.id.wrapping_add(k) };
         let ol = self.outer_len();
-        match (self.src, self.dst) {
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                write_outer_v6(out, self.tos, (total - ol) as u16, self.ttl, proto, s, d)
-            }
-            (s, d) => write_outer_v4(
+        if self.outer_v6 {
+            write_outer_v6(
+                out,
+                self.tos,
+                (total - ol) as u16,
+                self.ttl,
+                proto,
+                self.src,
+                self.dst,
+            )
+        } else {
+            write_outer_v4(
                 out,
                 self.tos,
                 total as u16,
@@ -317,9 +327,9 @@ impl Encap {
                 self.df,
                 self.ttl,
                 proto,
-                v4_octets(s),
-                v4_octets(d),
-            ),
+                self.src4(),
+                self.dst4(),
+            )
         }
         let csum = t.csum != TunnelCsum::NoCsum;
         match t.kind {
@@ -334,16 +344,10 @@ impl Encap {
                 // GUE version 0, C 0, hlen 0; proto of the inner packet; flags 0.
                 h[8..12].copy_from_slice(&[0, inner_proto, 0, 0]);
                 if csum {
-                    let pseudo = match (self.src, self.dst) {
-                        (IpAddr::V6(s), IpAddr::V6(d)) => checksum::pseudo_v6(
-                            s.octets(),
-                            d.octets(),
-                            ipproto::UDP,
-                            udp_len.into(),
-                        ),
-                        (s, d) => {
-                            checksum::pseudo_v4(v4_octets(s), v4_octets(d), ipproto::UDP, udp_len)
-                        }
+                    let pseudo = if self.outer_v6 {
+                        checksum::pseudo_v6(self.src, self.dst, ipproto::UDP, udp_len.into())
+                    } else {
+                        checksum::pseudo_v4(self.src4(), self.dst4(), ipproto::UDP, udp_len)
                     };
                     let sum = checksum::add_bytes(checksum::add_bytes(pseudo, h), rest);
                     let c = !checksum::fold(sum);
@@ -404,12 +408,27 @@ fn write_outer_v4(
     h[10..12].copy_from_slice(&c.to_be_bytes());
 }
 
-/// The IPv4 octets of an address known to be IPv4 (zero otherwise).
-#[inline(always)]
-fn v4_octets(a: IpAddr) -> [u8; 4] {
+/// An address as 16 bytes (IPv4 in the first 4).
+fn octets16(a: IpAddr) -> [u8; 16] {
     match a {
-        IpAddr::V4(a) => a.octets(),
-        IpAddr::V6(_) => [0; 4],
+        IpAddr::V6(a) => a.octets(),
+        IpAddr::V4(a) => {
+            let mut o = [0u8; 16];
+            o[..4].copy_from_slice(&a.octets());
+            o
+        }
+    }
+}
+
+impl Encap {
+    #[inline(always)]
+    fn src4(&self) -> [u8; 4] {
+        [self.src[0], self.src[1], self.src[2], self.src[3]]
+    }
+
+    #[inline(always)]
+    fn dst4(&self) -> [u8; 4] {
+        [self.dst[0], self.dst[1], self.dst[2], self.dst[3]]
     }
 }
 
@@ -421,8 +440,8 @@ fn write_outer_v6(
     payload: u16,
     hop: u8,
     proto: u8,
-    src: std::net::Ipv6Addr,
-    dst: std::net::Ipv6Addr,
+    src: [u8; 16],
+    dst: [u8; 16],
 ) {
     h[0] = 0x60 | tclass >> 4;
     h[1] = tclass << 4;
@@ -430,8 +449,8 @@ fn write_outer_v6(
     h[4..6].copy_from_slice(&payload.to_be_bytes());
     h[6] = proto;
     h[7] = hop;
-    h[8..24].copy_from_slice(&src.octets());
-    h[24..40].copy_from_slice(&dst.octets());
+    h[8..24].copy_from_slice(&src);
+    h[24..40].copy_from_slice(&dst);
 }
 
 /// What the encapsulation takes from the inner packet (§7.2) and hashes.
