@@ -1330,66 +1330,54 @@ impl Director {
                     self.handle_ndp(io, port, src_mac, &n);
                     return;
                 }
-                if !meta.to_us {
-                    return;
-                }
-                self.counters.rx_csum_partial += u64::from(meta.offload.csum_partial);
-                self.counters.rx_gso += u64::from(meta.offload.gso_type != 0);
-                let mut pkt = PacketBuf::with_len(frame, ip_start, meta.len - ETH_HDR);
-                pkt.csum_partial = meta.offload.csum_partial;
-                if meta.offload.gso_type != 0 {
-                    pkt.gso_size = meta.offload.gso_size.max(1);
-                }
-                let paths = Net {
-                    ports: &self.ports,
-                    routes: &self.routes,
-                    local: &self.local_addrs,
-                    routes6: &self.routes6,
-                    local6: &self.local_addrs6,
-                };
-                let t = self.engine.process(now_ms, &mut pkt, &paths);
-                let quote = pkt.start..pkt.start + pkt.len;
-                let encap = pkt.encap;
-                match t {
-                    Transmit::Send(s) => self.send(io, i, meta.offload, &s, encap, now_ms),
-                    Transmit::Reply(r) => self.reply(io, i, quote, port, src_mac, &r, now_ms),
-                    Transmit::Pass => self.echo6(io, i, port, src_mac, ip_start..end),
-                    Transmit::Drop(_) | Transmit::Held => {}
+                if meta.to_us {
+                    self.balance(io, port, i, now_ms);
                 }
             }
-            ETHERTYPE_IPV4 if meta.to_us => {
-                let ip_start = meta.start + ETH_HDR;
-                self.counters.rx_csum_partial += u64::from(meta.offload.csum_partial);
-                self.counters.rx_gso += u64::from(meta.offload.gso_type != 0);
-                let mut pkt = PacketBuf::with_len(frame, ip_start, meta.len - ETH_HDR);
-                pkt.csum_partial = meta.offload.csum_partial;
-                if meta.offload.gso_type != 0 {
-                    pkt.gso_size = meta.offload.gso_size.max(1);
-                }
-                let paths = Net {
-                    ports: &self.ports,
-                    routes: &self.routes,
-                    local: &self.local_addrs,
-                    routes6: &self.routes6,
-                    local6: &self.local_addrs6,
-                };
-                let t = self.engine.process(now_ms, &mut pkt, &paths);
-                // What a reply quotes: the packet as the engine left it.
-                let quote = pkt.start..pkt.start + pkt.len;
-                let encap = pkt.encap;
-                match t {
-                    Transmit::Pass => self.echo(io, i, port, src_mac, ip_start..end),
-                    Transmit::Drop(_) | Transmit::Held => {}
-                    Transmit::Send(s) => self.send(io, i, meta.offload, &s, encap, now_ms),
-                    Transmit::Reply(r) => self.reply(io, i, quote, port, src_mac, &r, now_ms),
-                }
-            }
+            ETHERTYPE_IPV4 if meta.to_us => self.balance(io, port, i, now_ms),
             _ => {}
         }
     }
 }
 
 impl Director {
+    /// An IPv4 or IPv6 packet to us, through the engine: sent as it
+    /// answers, answered (ICMP error, reset), or — passed to the host —
+    /// an echo request to a VIP answered.
+    fn balance(&mut self, io: &mut impl PacketIo, port: PortId, i: usize, now_ms: u64) {
+        let (frame, meta) = io.rx_frame(i);
+        let (ip_start, end) = (meta.start + ETH_HDR, meta.start + meta.len);
+        let src_mac: [u8; 6] = frame[meta.start + 6..meta.start + 12]
+            .try_into()
+            .unwrap_or_default();
+        self.counters.rx_csum_partial += u64::from(meta.offload.csum_partial);
+        self.counters.rx_gso += u64::from(meta.offload.gso_type != 0);
+        let mut pkt = PacketBuf::with_len(frame, ip_start, meta.len - ETH_HDR);
+        pkt.csum_partial = meta.offload.csum_partial;
+        if meta.offload.gso_type != 0 {
+            pkt.gso_size = meta.offload.gso_size.max(1);
+        }
+        let v6 = pkt.bytes().first().is_some_and(|b| b >> 4 == 6);
+        let paths = Net {
+            ports: &self.ports,
+            routes: &self.routes,
+            local: &self.local_addrs,
+            routes6: &self.routes6,
+            local6: &self.local_addrs6,
+        };
+        let t = self.engine.process(now_ms, &mut pkt, &paths);
+        // What a reply quotes: the packet as the engine left it.
+        let quote = pkt.start..pkt.start + pkt.len;
+        let encap = pkt.encap;
+        match t {
+            Transmit::Pass if v6 => self.echo6(io, i, port, src_mac, ip_start..end),
+            Transmit::Pass => self.echo(io, i, port, src_mac, ip_start..end),
+            Transmit::Drop(_) | Transmit::Held => {}
+            Transmit::Send(s) => self.send(io, i, meta.offload, &s, encap, now_ms),
+            Transmit::Reply(r) => self.reply(io, i, quote, port, src_mac, &r, now_ms),
+        }
+    }
+
     /// Answers an ICMP echo request to a VIP, as the host of a kernel
     /// director would (its VIPs are local addresses there): same ID,
     /// sequence and data, TTL 64, from the VIP. Not for a VIP that is also

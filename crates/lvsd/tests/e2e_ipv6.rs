@@ -143,6 +143,21 @@ fn nat66_and_ipv4_side_by_side() {
     );
     let after = support::counter(&lvsadm_ok(&d.sock, &["--counters"]), "io.echo_replies");
     assert_eq!(after, before + 1);
+    // lvsd keeps its interfaces in all-multicast mode (solicitations for
+    // the VIPs go to solicited-node groups the host never joined).
+    // (`ip link` shows only the flag an operator set; the device's own
+    // flags are in sysfs: IFF_ALLMULTI is 0x200.)
+    let out = lab
+        .exec(
+            lab.director_ns(),
+            "cat",
+            &["/sys/class/net/d0/flags"],
+            Duration::from_secs(5),
+        )
+        .expect("read the flags");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let flags = u32::from_str_radix(text.trim().trim_start_matches("0x"), 16).unwrap_or(0);
+    assert_ne!(flags & 0x200, 0, "flags {text}");
     // The client learned the VIP's MAC from lvsd (neighbour discovery).
     let neigh = ip(
         &lab,

@@ -111,7 +111,7 @@ fn open_socket(ifindex: i32) -> io::Result<OwnedFd> {
     mr.mr_ifindex = ifindex;
     mr.mr_type = libc::PACKET_MR_ALLMULTI as u16;
     // SAFETY: fd is a valid packet socket; mr is a live packet_mreq of the given size.
-    let _ = unsafe {
+    let rc = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             libc::SOL_PACKET,
@@ -120,6 +120,12 @@ fn open_socket(ifindex: i32) -> io::Result<OwnedFd> {
             std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
         )
     };
+    if rc != 0 {
+        eprintln!(
+            "lvsd: warning: interface {ifindex}: all-multicast mode not set ({}); solicitations for IPv6 VIPs may not arrive on NICs that filter multicast",
+            io::Error::last_os_error()
+        );
+    }
     Ok(fd)
 }
 
