@@ -9,6 +9,10 @@ lvs_install_deps() {
   command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
   command -v nft >/dev/null 2>&1 || need+=(nftables)
   command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+  # The observability tests: the status page in a real browser, and
+  # node_exporter reading lvsd's /proc views.
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+  [ -x /usr/bin/prometheus-node-exporter ] || need+=(prometheus-node-exporter)
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
       echo "missing packages: ${need[*]} (run as root, or install them with apt-get)" >&2
@@ -16,7 +20,16 @@ lvs_install_deps() {
     fi
     echo "installing ${need[*]} ..." >&2
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    # Packages with a service (prometheus-node-exporter) must not start it:
+    # the tests run their own copy, inside a lab namespace.
+    local policy=/usr/sbin/policy-rc.d own_policy=0
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+    fi
+    local rc=0
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || rc=$?
+    [ "$own_policy" -eq 0 ] || rm -f "$policy"
+    [ "$rc" -eq 0 ] || return 1
   fi
   if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install Rust first (https://rustup.rs), then run this again" >&2

@@ -129,6 +129,9 @@ pub struct Config {
     /// lvsd's control socket is, and the group allowed to use it besides
     /// root (the group is looked up by the daemon).
     pub control: Option<Control>,
+    /// `metrics ADDRESS:PORT` (global, at most once): where lvsd serves
+    /// its Prometheus metrics and status page.
+    pub metrics: Option<Spanned<std::net::SocketAddr>>,
     /// `flow` lines, in file order: traffic for the directors without an
     /// address.
     pub flows: Vec<FlowDef>,
@@ -937,6 +940,7 @@ struct Parser {
     sysctl_lines: HashMap<String, u32>,
     timeouts: Option<Spanned<[u32; 3]>>,
     control: Option<Control>,
+    metrics: Option<Spanned<std::net::SocketAddr>>,
     flows: Vec<FlowDef>,
     flow_lines: HashMap<String, u32>,
     directors: Vec<Director>,
@@ -1112,6 +1116,7 @@ impl Parser {
             sysctls: self.sysctls,
             timeouts: self.timeouts,
             control: self.control,
+            metrics: self.metrics,
             flows: self.flows,
         })
     }
@@ -1135,6 +1140,7 @@ impl Parser {
             "sysctl" => self.sysctl(cx, &mut args),
             "timeout" => self.timeout(cx, kw, &mut args),
             "control" => self.control(cx, kw, &mut args),
+            "metrics" => self.metrics(cx, kw, &mut args),
             "flow" => self.flow(cx, kw, &mut args),
             "director" => self.director(cx, kw, &mut args),
             "balance" | "mode" | "check" | "option" | "server" => {
@@ -1223,6 +1229,26 @@ impl Parser {
             ));
         }
         self.control = Some(c);
+        Ok(())
+    }
+
+    fn metrics(&mut self, cx: &Cx<'_>, kw: Tok<'_>, args: &mut Args<'_, '_>) -> Result<()> {
+        if let Some(first) = &self.metrics {
+            return Err(cx.err(kw.col, dup_line("`metrics`", first.span.line)));
+        }
+        let t = args.expect("the address to serve metrics on (`198.18.0.1:9100`, `[::1]:9100`)")?;
+        let (ip, port) = parse_addr(cx, &t)?;
+        let Some(port) = port else {
+            return Err(cx.err(
+                t.col,
+                format!("`metrics` needs a port (`{t}:9100`, say)", t = t.text),
+            ));
+        };
+        args.finish("metrics")?;
+        self.metrics = Some(Spanned::new(
+            std::net::SocketAddr::new(ip, port),
+            cx.span(&t),
+        ));
         Ok(())
     }
 

@@ -231,6 +231,7 @@ fn full_example() {
         sysctls: vec![],
         timeouts: None,
         control: None,
+        metrics: None,
         flows: vec![],
     };
     assert_eq!(cfg, expected);
@@ -1572,6 +1573,36 @@ fn control_statement() {
         "{}",
         e.message
     );
+}
+
+#[test]
+fn metrics_statement() {
+    let cfg = parse("metrics 198.18.0.1:9100\n");
+    let m = cfg.metrics.unwrap();
+    assert_eq!(m.value, "198.18.0.1:9100".parse().unwrap());
+    assert_eq!(m.span, sp(1, 9));
+    let cfg = parse("metrics [2001:db8::1]:9100\n");
+    assert_eq!(
+        cfg.metrics.unwrap().value,
+        "[2001:db8::1]:9100".parse().unwrap()
+    );
+    for (text, line, col, msg) in [
+        ("metrics 198.18.0.1\n", 1, 9, "`metrics` needs a port"),
+        ("metrics\n", 1, 8, "the address to serve metrics on"),
+        ("metrics 198.18.0.1:9100 extra\n", 1, 25, "extra"),
+        ("metrics 198.18.0.1:99999\n", 1, 20, "port"),
+        ("metrics localhost:9100\n", 1, 9, "expected an IP address"),
+        (
+            "metrics 198.18.0.1:1\nmetrics 198.18.0.1:2\n",
+            2,
+            1,
+            "duplicate `metrics` (first at line 1)",
+        ),
+    ] {
+        let e = parse_str(text, "t.conf").unwrap_err();
+        assert_eq!((e.line, e.col), (line, col), "{text:?}: {}", e.message);
+        assert!(e.message.contains(msg), "{text:?}: {}", e.message);
+    }
 }
 
 #[test]

@@ -299,6 +299,20 @@ pub struct HealthInfo {
     /// Consecutive successes and failures.
     pub successes: u32,
     pub failures: u32,
+    /// How long the probes took (absent when not checked, or from an
+    /// older daemon).
+    #[serde(default)]
+    pub latency: Option<Histogram>,
+}
+
+/// A histogram of durations in microseconds: `counts[i]` probes took at
+/// most `bounds_us[i]` (and more than the bound before); the last count
+/// is those above every bound.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Histogram {
+    pub bounds_us: Vec<u64>,
+    pub counts: Vec<u64>,
+    pub sum_us: u64,
 }
 
 /// A request from `lvsadm` to `lvsd`.

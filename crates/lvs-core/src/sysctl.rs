@@ -100,6 +100,7 @@ pub const SYSCTLS: &[Sysctl] = &[
     sysctl!("run_estimation", AnyInt, "1", Acts, "run the rate estimator (0 freezes rates and the listed counters)"),
     sysctl!("est_cpulist", CpuList, "(housekeeping CPUs)", Acts, "CPUs for the estimator; lvsd runs it in its own loop, but an empty list stops it as in the kernel"),
     sysctl!("est_nice", Range(-20, 19), "0", NoEffect("the estimator runs in lvsd's own loop, not in a thread"), "nice value of the estimator"),
+    sysctl!("debug_level", AnyInt, "0", Acts, "IPVS debug verbosity, mapped onto lvsd's log level: 0 leaves --log-level, 1-6 debug, 7 and above trace"),
     sysctl!("lblc_expiration", Range(-JIFFIES_SECS, JIFFIES_SECS), "86400", Acts, "idle seconds after which an lblc entry is removed by the periodic full check"),
     sysctl!("lblcr_expiration", Range(-JIFFIES_SECS, JIFFIES_SECS), "86400", Acts, "the same for lblcr; also when a server set may lose its most loaded member"),
 ];
@@ -334,7 +335,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), SYSCTLS.len());
-        assert_eq!(SYSCTLS.len(), 31);
+        assert_eq!(SYSCTLS.len(), 32);
         for s in SYSCTLS {
             assert_eq!(e.sysctl(s.name).unwrap(), s.default, "{}", s.name);
         }

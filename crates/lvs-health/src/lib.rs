@@ -180,6 +180,34 @@ pub struct Status {
     pub last_latency: Option<Duration>,
     /// Probes run since the check started.
     pub checks_run: u64,
+    /// How long the probes took, in buckets.
+    pub latency: LatencyHistogram,
+}
+
+/// Upper bounds (seconds) of the probe-duration buckets.
+pub const LATENCY_BOUNDS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Probe durations: a count per bucket of [`LATENCY_BOUNDS`] (the last
+/// element counts those above the last bound) and their sum.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LatencyHistogram {
+    pub counts: [u64; LATENCY_BOUNDS.len() + 1],
+    pub sum_secs: f64,
+}
+
+impl LatencyHistogram {
+    /// Counts one probe that took `d`.
+    pub fn record(&mut self, d: Duration) {
+        let s = d.as_secs_f64();
+        let i = LATENCY_BOUNDS
+            .iter()
+            .position(|&b| s <= b)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        self.counts[i] += 1;
+        self.sum_secs += s;
+    }
 }
 
 impl Status {
@@ -194,6 +222,7 @@ impl Status {
             failures: 0,
             last_latency: None,
             checks_run: 0,
+            latency: LatencyHistogram::default(),
         }
     }
 }
@@ -211,6 +240,27 @@ pub(crate) fn io_reason(e: &std::io::Error) -> String {
     match chars.next() {
         Some(c) => c.to_lowercase().chain(chars).collect(),
         None => "unknown error".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod latency_tests {
+    use super::*;
+
+    #[test]
+    fn durations_land_in_their_bucket() {
+        let mut h = LatencyHistogram::default();
+        for ms in [0.2, 0.5, 0.7, 40.0, 2500.0, 2600.0] {
+            h.record(Duration::from_secs_f64(ms / 1000.0));
+        }
+        let mut want = [0u64; 13];
+        want[0] = 2; // <= 0.5 ms, the bound itself included
+        want[1] = 1;
+        want[6] = 1; // <= 50 ms
+        want[11] = 1; // <= 2.5 s
+        want[12] = 1; // above every bound
+        assert_eq!(h.counts, want);
+        assert!((h.sum_secs - 5.1414).abs() < 1e-9);
     }
 }
 

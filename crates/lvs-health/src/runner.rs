@@ -292,6 +292,7 @@ async fn run_check(shared: Arc<Shared>, prober: Arc<Prober>, spec: CheckSpec, ge
         s.successes = verdict.successes();
         s.failures = verdict.failures();
         s.last_latency = Some(finished - started);
+        s.latency.record(finished - started);
         s.checks_run += 1;
         if let Some(up) = changed {
             table.transitions.push_back(Transition {

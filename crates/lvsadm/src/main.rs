@@ -734,6 +734,7 @@ mod tests {
                 age_ms: Some(1500),
                 successes: u32::from(up),
                 failures: u32::from(!up),
+                latency: None,
             }
         };
         let t = render_health(&[

@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -77,6 +77,7 @@ const SERVICES_PER_STEP: usize = 256;
 
 /// The running control server.
 pub struct ControlServer {
+    served: Arc<Served>,
     streams: Vec<Stream>,
     listings: Vec<Listing>,
     path: PathBuf,
@@ -165,7 +166,9 @@ impl ControlServer {
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let reload_lock = Arc::new(std::sync::Mutex::new(file));
+        let served = Arc::new(Served::default());
         let ctx = Context {
+            served: served.clone(),
             tx: tx.clone(),
             wake_fd,
             config: config.clone(),
@@ -175,6 +178,7 @@ impl ControlServer {
             .name("lvsd-control".into())
             .spawn(move || accept_loop(listener, ctx, stop2))?;
         Ok(ControlServer {
+            served,
             streams: Vec::new(),
             listings: Vec::new(),
             path: path.to_path_buf(),
@@ -244,22 +248,32 @@ impl ControlServer {
     /// thread of its own (reading and checking the file never holds up the
     /// packet loop); the outcome is logged.
     pub fn reload_in_background(&self) {
-        let ctx = Context {
-            tx: self.tx.clone(),
-            wake_fd: self.wake.as_raw_fd(),
-            config: self.config.clone(),
-            reload_lock: self.reload_lock.clone(),
-        };
+        let ctx = self.context();
         let spawned = std::thread::Builder::new()
             .name("lvsd-reload".into())
             .spawn(move || {
                 if let Response::Error { detail, .. } = reload(&ctx) {
-                    eprintln!("lvsd: SIGHUP: {detail}");
+                    tracing::warn!("SIGHUP: {detail}");
                 }
             });
         if let Err(e) = spawned {
-            eprintln!("lvsd: SIGHUP: cannot start the reload: {e}");
+            tracing::error!("SIGHUP: cannot start the reload: {e}");
         }
+    }
+
+    fn context(&self) -> Context {
+        Context {
+            served: self.served.clone(),
+            tx: self.tx.clone(),
+            wake_fd: self.wake.as_raw_fd(),
+            config: self.config.clone(),
+            reload_lock: self.reload_lock.clone(),
+        }
+    }
+
+    /// A handle for lvsd's own threads to ask what lvsadm asks.
+    pub fn client(&self) -> Client {
+        Client(self.context())
     }
 
     /// Descriptor that becomes readable when requests are waiting.
@@ -345,9 +359,35 @@ impl Drop for ControlServer {
 /// The file applied last, behind the lock reloads take.
 type LastFile = Arc<std::sync::Mutex<Arc<FileState<Check>>>>;
 
+/// Requests and reloads served, for the metrics.
+#[derive(Default)]
+pub struct Served {
+    pub requests: AtomicU64,
+    pub reloads_applied: AtomicU64,
+    pub reloads_refused: AtomicU64,
+}
+
+/// A way for lvsd's own threads (the metrics endpoint) to ask the packet
+/// loop what lvsadm asks, under the same deadlines.
+#[derive(Clone)]
+pub struct Client(Context);
+
+impl Client {
+    /// The loop's answer to `req` (not `ListConnections`, which streams).
+    pub fn ask(&self, req: Request) -> Response {
+        submit(&self.0, Job::Request(req))
+    }
+
+    /// What the control socket has served so far.
+    pub fn served(&self) -> &Served {
+        &self.0.served
+    }
+}
+
 /// What a client's thread needs to reach the packet loop.
 #[derive(Clone)]
 struct Context {
+    served: Arc<Served>,
     tx: Sender<Pending>,
     wake_fd: RawFd,
     config: Option<PathBuf>,
@@ -380,14 +420,14 @@ fn accept_loop(listener: UnixListener, ctx: Context, stop: Arc<AtomicBool>) {
                                     e.kind(),
                                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                                 ) => {}
-                            Err(e) => eprintln!("lvsd: control connection: {e}"),
+                            Err(e) => tracing::warn!("control connection: {e}"),
                             Ok(()) => {}
                         }
                         clients2.fetch_sub(1, Ordering::AcqRel);
                     });
                 if let Err(e) = spawned {
                     clients.fetch_sub(1, Ordering::AcqRel);
-                    eprintln!("lvsd: control connection: cannot start a thread: {e}");
+                    tracing::error!("control connection: cannot start a thread: {e}");
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -401,7 +441,7 @@ fn accept_loop(listener: UnixListener, ctx: Context, stop: Arc<AtomicBool>) {
                 unsafe { libc::poll(&mut pfd, 1, 50) };
             }
             Err(e) => {
-                eprintln!("lvsd: control socket accept: {e}");
+                tracing::warn!("control socket accept: {e}");
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
@@ -461,6 +501,7 @@ fn handle(stream: UnixStream, ctx: &Context) -> io::Result<()> {
         // A connect-and-close probe (e.g. waiting for the socket to appear).
         return Ok(());
     }
+    ctx.served.requests.fetch_add(1, Ordering::Relaxed);
     let resp = match lvs_control::read_request(&line) {
         Err(e) => Response::Error {
             kind: ErrorKind::BadRequest,
@@ -469,7 +510,7 @@ fn handle(stream: UnixStream, ctx: &Context) -> io::Result<()> {
         Ok(Request::Reload) => {
             let r = reload(ctx);
             if let Response::Error { detail, .. } = &r {
-                eprintln!("lvsd: lvsadm --reload: {detail}");
+                tracing::warn!("lvsadm --reload: {detail}");
             }
             r
         }
@@ -493,6 +534,14 @@ fn handle(stream: UnixStream, ctx: &Context) -> io::Result<()> {
 /// Reads and checks the configuration file here (off the packet loop);
 /// a file with errors is refused whole, and nothing changes.
 fn reload(ctx: &Context) -> Response {
+    let r = reload_file(ctx);
+    if matches!(r, Response::Error { .. }) {
+        ctx.served.reloads_refused.fetch_add(1, Ordering::Relaxed);
+    }
+    r
+}
+
+fn reload_file(ctx: &Context) -> Response {
     let mut last = ctx
         .reload_lock
         .lock()
@@ -521,20 +570,23 @@ fn reload(ctx: &Context) -> Response {
         notes,
     } = &resp
     {
+        ctx.served.reloads_applied.fetch_add(1, Ordering::Relaxed);
         *last = applied;
-        eprintln!(
-            "lvsd: configuration reloaded: {} change(s), {} warning(s)",
+        tracing::info!(
+            changes = changes.len(),
+            warnings = warnings.len(),
+            "configuration reloaded: {} change(s), {} warning(s)",
             changes.len(),
             warnings.len()
         );
         for c in changes {
-            eprintln!("lvsd:   {c}");
+            tracing::info!("  {c}");
         }
         for w in warnings {
-            eprintln!("lvsd:   warning: {w}");
+            tracing::warn!("reload: {w}");
         }
         for n in notes {
-            eprintln!("lvsd: {n}");
+            tracing::info!("{n}");
         }
     }
     resp

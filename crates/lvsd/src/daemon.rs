@@ -27,6 +27,8 @@ pub struct Options {
     pub config: Option<PathBuf>,
     /// `--control`: wins over the file's `control socket`.
     pub control: Option<PathBuf>,
+    /// `--metrics`: wins over the file's `metrics` line.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// A route resolved to one of our ports.
@@ -74,13 +76,16 @@ struct Counters {
     netlink_events: u64,
     /// Neighbour advertisements sent for IPv6 VIPs.
     nd_adverts: u64,
+    /// Receive batches (one system call each) that brought frames.
+    rx_batches: u64,
 }
 
 impl Counters {
     /// Every counter by name (`lvsadm --counters` shows them as `io.*`).
-    fn list(&self, neighbours: usize, routes: usize) -> [(&'static str, u64); 18] {
+    fn list(&self, neighbours: usize, routes: usize) -> [(&'static str, u64); 19] {
         [
             ("rx_frames", self.rx),
+            ("rx_batches", self.rx_batches),
             ("tx_frames", self.tx),
             ("rx_csum_partial", self.rx_csum_partial),
             ("rx_gso", self.rx_gso),
@@ -441,6 +446,17 @@ const MAX_ARP_ASKED: usize = 4096;
 /// How long a reply to one of our ARP requests is awaited.
 const ARP_ASK_TTL: Duration = Duration::from_secs(3);
 
+/// Maps the `debug_level` sysctl onto the log level (see `log`).
+fn apply_debug_level(engine: &Engine) {
+    if let Some(v) = engine
+        .sysctl("debug_level")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        crate::log::set_debug_level(v);
+    }
+}
+
 /// Runs until SIGTERM/SIGINT/SIGQUIT. Errors are rendered for people.
 pub fn run(opts: Options) -> Result<(), String> {
     // Signals first: from here on none of them ends lvsd uncleanly.
@@ -456,12 +472,13 @@ pub fn run(opts: Options) -> Result<(), String> {
         let file = crate::setup::load_file(path)?;
         let report = desired.apply_file(&mut engine, file);
         for w in &report.warnings {
-            eprintln!("lvsd: warning: {w}");
+            tracing::warn!("{w}");
         }
         for n in &report.notes {
-            eprintln!("lvsd: {n}");
+            tracing::info!("{n}");
         }
     }
+    apply_debug_level(&engine);
     let wanted = desired.file.interfaces.clone();
     let control_path = opts
         .control
@@ -532,7 +549,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     };
     let rules = d.load_network()?;
     if rules > 0 {
-        eprintln!("lvsd: warning: the host has {rules} policy-routing rule(s) beyond the default ones; lvsd looks routes up in tables local, main and default only");
+        tracing::warn!("the host has {rules} policy-routing rule(s) beyond the default ones; lvsd looks routes up in tables local, main and default only");
     }
     d.refresh_vips(&mut io, true);
     d.warm_up(&mut io, Duration::from_millis(500));
@@ -545,13 +562,26 @@ pub fn run(opts: Options) -> Result<(), String> {
         d.desired.file.clone(),
     )
     .map_err(|e| format!("cannot open control socket {}: {e}", control_path.display()))?;
+    let metrics = match opts.metrics.or(d.desired.file.metrics) {
+        None => None,
+        Some(addr) => {
+            let m = crate::metrics::start(addr, control.client())
+                .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+            tracing::info!(
+                "metrics on http://{}/metrics, status page on http://{}/",
+                m.addr,
+                m.addr
+            );
+            Some(m)
+        }
+    };
     // Health checks run on their own thread (a tokio runtime) and only
     // hand verdicts over; the packet loop applies them between batches.
     let health =
         lvs_health::Health::start().map_err(|e| format!("cannot start the health checker: {e}"))?;
     health.set_checks(d.desired.checks());
-    eprintln!(
-        "lvsd: attached to {}; {} virtual service(s); control socket {}",
+    tracing::info!(
+        "attached to {}; {} virtual service(s); control socket {}",
         d.ports
             .iter()
             .map(|p| p.name.as_str())
@@ -606,7 +636,7 @@ pub fn run(opts: Options) -> Result<(), String> {
                 let n = match io.recv(port) {
                     Ok(n) => n,
                     Err(e) => {
-                        eprintln!("lvsd: receive on {}: {e}", d.ports[port].name);
+                        tracing::warn!("receive on {}: {e}", d.ports[port].name);
                         0
                     }
                 };
@@ -614,12 +644,13 @@ pub fn run(opts: Options) -> Result<(), String> {
                     break;
                 }
                 d.counters.rx += n as u64;
+                d.counters.rx_batches += 1;
                 for i in 0..n {
                     d.handle_frame(&mut io, port, i, now_ms);
                 }
                 match io.flush() {
                     Ok(refused) => d.counters.tx_refused += refused as u64,
-                    Err(e) => eprintln!("lvsd: send: {e}"),
+                    Err(e) => tracing::warn!("send: {e}"),
                 }
                 if n < crate::io::afpacket::BATCH {
                     break;
@@ -642,6 +673,7 @@ pub fn run(opts: Options) -> Result<(), String> {
                 health.set_checks(d.desired.checks());
                 last_housekeeping = Instant::now() - Duration::from_secs(10);
             }
+            apply_debug_level(&d.engine);
         }
         if fds[nports + 2].revents & libc::POLLIN != 0 {
             let mut events = Vec::new();
@@ -666,27 +698,27 @@ pub fn run(opts: Options) -> Result<(), String> {
         }
         let other = signals.other.swap(0, Ordering::Relaxed);
         if other != 0 {
-            eprintln!("lvsd: signal {other} ignored (TERM, INT or QUIT stop lvsd)");
+            tracing::info!("signal {other} ignored (TERM, INT or QUIT stop lvsd)");
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
-            eprintln!("lvsd: SIGHUP: reloading the configuration");
+            tracing::info!("SIGHUP: reloading the configuration");
             control.reload_in_background();
         }
         if signals.usr1.swap(false, Ordering::Relaxed) {
-            eprintln!("lvsd: SIGUSR1: counters");
+            tracing::info!("SIGUSR1: counters");
             for (name, value) in d.counters.list(d.neigh.len(), d.routes.len()) {
-                eprintln!("lvsd:   io.{name} {value}");
+                tracing::info!("  io.{name} {value}");
             }
-            eprintln!("lvsd:   {}", engine_report(&d.engine, d.counters.fragments));
+            tracing::info!("  {}", engine_report(&d.engine, d.counters.fragments));
         }
         if signals.usr2.swap(false, Ordering::Relaxed) {
-            eprintln!("lvsd: SIGUSR2: real servers");
+            tracing::info!("SIGUSR2: real servers");
             let statuses: std::collections::HashMap<Check, lvs_health::Status> =
                 health.status().into_iter().collect();
             let status = |c: &Check| check_status(c, statuses.get(c));
             for h in d.desired.health(&d.engine, &status) {
-                eprintln!(
-                    "lvsd:   {} {} {} {} {}",
+                tracing::info!(
+                    "  {} {} {} {} {}",
                     if h.director.is_empty() {
                         "-"
                     } else {
@@ -720,8 +752,8 @@ pub fn run(opts: Options) -> Result<(), String> {
             let _ = io.flush();
         }
     }
-    eprintln!(
-"lvsd: stopping (rx {} tx {} frames, {} with partial checksum, {} GSO; {} connections created; {} neighbours, {} frames parked for ARP; drops: no route {}, no neighbour {}, refused {})",
+    tracing::info!(
+"stopping (rx {} tx {} frames, {} with partial checksum, {} GSO; {} connections created; {} neighbours, {} frames parked for ARP; drops: no route {}, no neighbour {}, refused {})",
         d.counters.rx,
         d.counters.tx,
         d.counters.rx_csum_partial,
@@ -733,12 +765,13 @@ pub fn run(opts: Options) -> Result<(), String> {
         d.counters.no_neighbour,
         d.counters.tx_refused
     );
-    eprintln!(
-        "lvsd: {}; {} segments cut from super-packets; {} VLAN-tagged frames left to their sub-interface",
+    tracing::info!(
+        "{}; {} segments cut from super-packets; {} VLAN-tagged frames left to their sub-interface",
         engine_report(&d.engine, d.counters.fragments),
         d.counters.segments,
         d.counters.rx_vlan_other
     );
+    drop(metrics);
     drop(control);
     drop(guard);
     Ok(())
@@ -764,18 +797,31 @@ impl Director {
                     (false, _, 1) => (1, "failure"),
                     (false, _, n) => (n, "failures"),
                 };
-                eprintln!(
-                    "lvsd: server {}{} {} of director {} is {}: {} {} ({count} consecutive {what}, rise {} fall {})",
+                let server = endpoint(s.cfg.addr, s.cfg.port);
+                let director = if s.director.is_empty() {
+                    "-"
+                } else {
+                    &s.director
+                };
+                let line = format!(
+                    "server {}{} {} of director {} is {}: {} {} ({count} consecutive {what}, rise {} fall {})",
                     s.name,
                     if s.sorry { " (sorry)" } else { "" },
-                    endpoint(s.cfg.addr, s.cfg.port),
-                    if s.director.is_empty() { "-" } else { &s.director },
+                    server,
+                    director,
                     if t.up { "UP" } else { "DOWN" },
                     check_name(&t.spec),
                     t.reason,
                     t.spec.rise.max(1),
                     t.spec.fall.max(1),
                 );
+                let reason = t.reason.as_str();
+                let name = s.name.as_str();
+                if t.up {
+                    tracing::info!(director, name, server, reason, "{line}");
+                } else {
+                    tracing::warn!(director, name, server, reason, "{line}");
+                }
             }
         }
         changed
@@ -906,9 +952,11 @@ impl Director {
             self.local_addrs6 = self.ports.iter().flat_map(|p| p.addrs6.clone()).collect();
         }
         if overrun {
-            eprintln!("lvsd: warning: rtnetlink events were lost; reading routes, neighbours and addresses again");
+            tracing::warn!(
+                "rtnetlink events were lost; reading routes, neighbours and addresses again"
+            );
             if let Err(e) = self.load_network() {
-                eprintln!("lvsd: warning: {e}");
+                tracing::warn!("{e}");
             }
             return;
         }
@@ -1040,7 +1088,7 @@ impl Director {
         for vip in &new {
             for (port, p) in self.ports.iter().enumerate() {
                 if self.warn_local_vip && p.addrs.contains(vip) {
-                    eprintln!("lvsd: warning: VIP {vip} is also configured on kernel interface {}; the kernel will answer it too (install nftables to prevent that)", p.name);
+                    tracing::warn!("VIP {vip} is also configured on kernel interface {}; the kernel will answer it too (install nftables to prevent that)", p.name);
                 }
                 let mut f = [0u8; 60];
                 let n = arp::build(&mut f, [0xff; 6], p.mac, &arp::gratuitous(*vip, p.mac));
@@ -1610,6 +1658,14 @@ fn check_status(c: &Check, s: Option<&lvs_health::Status>) -> crate::desired::Ch
             age_ms: s.last_at.map(|t| t.elapsed().as_millis() as u64),
             successes: s.successes,
             failures: s.failures,
+            latency: Some(lvs_control::Histogram {
+                bounds_us: lvs_health::LATENCY_BOUNDS
+                    .iter()
+                    .map(|b| (b * 1e6).round() as u64)
+                    .collect(),
+                counts: s.latency.counts.to_vec(),
+                sum_us: (s.latency.sum_secs * 1e6).round() as u64,
+            }),
         },
     }
 }

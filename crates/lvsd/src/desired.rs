@@ -429,6 +429,7 @@ pub struct CheckStatus {
     pub age_ms: Option<u64>,
     pub successes: u32,
     pub failures: u32,
+    pub latency: Option<lvs_control::Histogram>,
 }
 
 impl<C: Clone + Eq + Hash> Desired<C> {
@@ -466,6 +467,7 @@ impl<C: Clone + Eq + Hash> Desired<C> {
                     age_ms: st.age_ms,
                     successes: st.successes,
                     failures: st.failures,
+                    latency: st.latency,
                 });
             }
         }

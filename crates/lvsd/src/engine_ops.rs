@@ -114,6 +114,7 @@ fn counters(engine: &Engine, io: &[(&str, u64)]) -> Response {
         ("engine.reassembled", c.reassembled),
         ("engine.defense_dropped_entries", c.defense_dropped_entries),
         ("engine.memory_given_back", c.memory_given_back),
+        ("engine.connections", engine.connection_count() as u64),
         ("engine.connection_slots", engine.connection_slots() as u64),
     ]
     .iter()

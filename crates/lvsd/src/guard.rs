@@ -425,7 +425,7 @@ fn keep_sets(shared: &(Mutex<Slot>, Condvar), mut have: BTreeSet<Element>) {
             Err(e) => {
                 // The batch is atomic: the sets are as they were. Unless a
                 // newer set is waiting, this one is tried again.
-                eprintln!("lvsd: warning: updating the nftables guard (tried again later): {e}");
+                tracing::warn!("updating the nftables guard (tried again later): {e}");
                 if let Ok(mut slot) = m.lock() {
                     if slot.wanted.is_none() {
                         slot.wanted = Some(want.into_iter().collect());
@@ -445,7 +445,9 @@ impl KernelGuard {
     pub fn install(engine: &Engine, devices: &[String]) -> Result<KernelGuard, String> {
         if nft_available() {
             let g = NftGuard::install(engine, devices)?;
-            eprintln!("lvsd: nftables table `netdev {TABLE}` keeps the kernel from handling balanced packets");
+            tracing::info!(
+                "nftables table `netdev {TABLE}` keeps the kernel from handling balanced packets"
+            );
             return Ok(KernelGuard::Nft(g));
         }
         let off = |path: &str| -> Result<Option<String>, String> {
@@ -477,7 +479,7 @@ impl KernelGuard {
             }
         };
         if restore.is_some() || restore6.is_some() {
-            eprintln!("lvsd: nft not found: switched kernel IP forwarding off in this namespace (restored on exit)");
+            tracing::info!("nft not found: switched kernel IP forwarding off in this namespace (restored on exit)");
         }
         Ok(KernelGuard::Forwarding { restore, restore6 })
     }
@@ -501,7 +503,7 @@ impl Drop for NftGuard {
             let _ = t.join();
         }
         if let Err(e) = nft(&format!("delete table netdev {TABLE}\n")) {
-            eprintln!("lvsd: warning: could not remove nftables table `netdev {TABLE}`: {e}");
+            tracing::warn!("could not remove nftables table `netdev {TABLE}`: {e}");
         }
     }
 }

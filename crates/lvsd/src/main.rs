@@ -10,6 +10,8 @@ mod guard;
 mod import;
 mod io;
 mod lock;
+mod log;
+mod metrics;
 mod ndp;
 mod net;
 mod nft_sets;
@@ -65,6 +67,25 @@ struct Cli {
     /// configuration's `control socket PATH`, else /run/lvsd/control.sock].
     #[arg(long, value_name = "PATH")]
     control: Option<PathBuf>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics and a live status
+    /// page at http://ADDR/ [default: the configuration's `metrics` line;
+    /// none without it].
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
+
+    /// Most verbose messages written: error, warn, info, debug or trace.
+    /// The `debug_level` sysctl raises it at run time (1-6: debug, 7 and
+    /// above: trace; 0 gives this level back).
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = log::LogLevel::Info)]
+    log_level: log::LogLevel,
+
+    /// How messages are written on standard error: `human` (`lvsd:
+    /// warning: …`), `logfmt` (one line of `ts=… level=… msg="…" key=value`)
+    /// or `json` (one object per line) [default: human on a terminal,
+    /// logfmt otherwise].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<log::Format>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -231,10 +252,21 @@ fn main() -> ExitCode {
             path_mtus: path_mtu,
         })
         .map(|r| print!("{r}")),
-        None => daemon::run(daemon::Options {
-            config: cli.config,
-            control: cli.control,
-        }),
+        None => {
+            log::init(cli.log_format, cli.log_level);
+            let run = daemon::run(daemon::Options {
+                config: cli.config,
+                control: cli.control,
+                metrics: cli.metrics,
+            });
+            return match run {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -42,6 +42,8 @@ pub struct FileState<C> {
     /// only at start.
     pub control_socket: Option<std::path::PathBuf>,
     pub control_group: Option<(String, u32)>,
+    /// The `metrics` line (applied only at start).
+    pub metrics: Option<std::net::SocketAddr>,
     /// Legal but suspicious settings, rendered (`file:line:col: warning: …`).
     pub warnings: Vec<String>,
     /// The `flow` lines, with their directors' marks.
@@ -57,6 +59,7 @@ impl<C> Default for FileState<C> {
             interfaces: Vec::new(),
             control_socket: None,
             control_group: None,
+            metrics: None,
             warnings: Vec::new(),
             flows: Vec::new(),
         }
@@ -249,6 +252,12 @@ impl<C: Clone + Eq + Hash> Desired<C> {
         {
             r.warnings.push(
                 "the `control` line changed: the control socket is set up at start only; restart lvsd to apply it"
+                    .into(),
+            );
+        }
+        if started && old.metrics != new.metrics {
+            r.warnings.push(
+                "the `metrics` line changed: the metrics endpoint is set up at start only; restart lvsd to apply it"
                     .into(),
             );
         }

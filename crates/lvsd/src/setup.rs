@@ -80,6 +80,7 @@ pub fn file_state(cfg: &Config, file: &str, text: &str) -> Result<FileState<Chec
             .and_then(|c| c.socket.as_ref())
             .map(|s| std::path::PathBuf::from(&s.value)),
         control_group,
+        metrics: cfg.metrics.as_ref().map(|m| m.value),
     })
 }
 

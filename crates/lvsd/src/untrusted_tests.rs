@@ -17,6 +17,8 @@ fn config_word() -> impl Strategy<Value = String> {
             "director",
             "mark",
             "control",
+            "metrics",
+            "127.0.0.1:9100",
             "socket",
             "group",
             "server",

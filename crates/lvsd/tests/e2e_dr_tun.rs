@@ -669,7 +669,7 @@ fn bulk_tcp_through_a_gue_tunnel_cuts_super_packets() {
         "{log}"
     );
     // Engine drops are listed only when there are any.
-    let report = &log[log.find("lvsd: stopping").expect("exit report")..];
+    let report = &log[log.find("stopping (rx").expect("exit report")..];
     if report.contains(" gso_tunnel") {
         assert_eq!(reported(&log, " gso_tunnel"), 0, "{log}");
     }

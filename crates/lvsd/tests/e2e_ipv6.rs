@@ -166,7 +166,7 @@ fn nat66_and_ipv4_side_by_side() {
     );
     assert!(neigh.contains("lladdr"), "{neigh:?}");
     let log = d.stop(&lab);
-    assert!(log.contains("lvsd: stopping"), "{log}");
+    assert!(log.contains("msg=\"stopping (rx"), "{log}");
     lab.close().unwrap();
 }
 

@@ -371,7 +371,7 @@ fn empty_config_then_lvsadm_alone() {
     assert_eq!(code, 2);
     assert!(err.contains("-8589934..8589934"), "{err}");
     let (_, out, _) = lvsadm(sock, &["--sysctl"]);
-    assert_eq!(out.lines().count(), 31, "{out}");
+    assert_eq!(out.lines().count(), 32, "{out}");
     assert!(
         out.contains("net.ipv4.vs.secure_tcp = 0\n")
             && out.contains(

@@ -121,8 +121,8 @@ fn open_socket(ifindex: i32) -> io::Result<OwnedFd> {
         )
     };
     if rc != 0 {
-        eprintln!(
-            "lvsd: warning: interface {ifindex}: all-multicast mode not set ({}); solicitations for IPv6 VIPs may not arrive on NICs that filter multicast",
+        tracing::warn!(
+            "interface {ifindex}: all-multicast mode not set ({}); solicitations for IPv6 VIPs may not arrive on NICs that filter multicast",
             io::Error::last_os_error()
         );
     }

@@ -197,7 +197,7 @@ impl Director {
 /// the first line from there that contains `what`.
 pub fn reported(log: &str, what: &str) -> u64 {
     let start = log
-        .find("lvsd: stopping")
+        .find("stopping (rx")
         .unwrap_or_else(|| panic!("no exit report in {log}"));
     let line = log[start..]
         .lines()
