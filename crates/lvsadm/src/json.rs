@@ -147,6 +147,11 @@ pub fn health(v: &[HealthInfo]) -> String {
                 "age_ms": h.age_ms,
                 "successes": h.successes,
                 "failures": h.failures,
+                "latency": h.latency.as_ref().map(|l| json!({
+                    "bounds_us": l.bounds_us,
+                    "counts": l.counts,
+                    "sum_us": l.sum_us,
+                })),
             })
         })
         .collect();

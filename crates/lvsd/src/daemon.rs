@@ -787,7 +787,7 @@ impl Director {
         while let Some(t) = health.poll_transition() {
             let keys = self.desired.set_health(&mut self.engine, &t.spec, t.up);
             changed |= !keys.is_empty();
-            for (_, s, _) in self.desired.servers() {
+            for (key, s, _) in self.desired.servers() {
                 if s.check.as_ref() != Some(&t.spec) {
                     continue;
                 }
@@ -817,10 +817,12 @@ impl Director {
                 );
                 let reason = t.reason.as_str();
                 let name = s.name.as_str();
+                let service = crate::metrics::service_name(&crate::engine_ops::key_out(&key));
+                let service = service.as_str();
                 if t.up {
-                    tracing::info!(director, name, server, reason, "{line}");
+                    tracing::info!(service, director, name, server, reason, "{line}");
                 } else {
-                    tracing::warn!(director, name, server, reason, "{line}");
+                    tracing::warn!(service, director, name, server, reason, "{line}");
                 }
             }
         }

@@ -14,6 +14,7 @@
 //! kernel director work unchanged; `lvsd_*` families are ours.
 
 use crate::control::Client;
+use crate::daemon::endpoint;
 use lvs_control::{Counter, DestInfo, Forward, HealthInfo, Protocol, Request, Response};
 use lvs_control::{ServiceInfo, ServiceKey, StatsInfo};
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
@@ -745,17 +746,10 @@ impl prometheus_client::collector::Collector for Collect {
 }
 
 /// `TCP 198.18.0.10:80`, `TCP [2001:db8::10]:80`, `FWM 5`.
-fn service_name(k: &ServiceKey) -> String {
+pub fn service_name(k: &ServiceKey) -> String {
     match k.mark() {
         Some(m) => format!("FWM {m}"),
         None => format!("{} {}", proto_name(k.protocol), endpoint(k.addr, k.port)),
-    }
-}
-
-fn endpoint(a: IpAddr, port: u16) -> String {
-    match a {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
     }
 }
 
@@ -817,11 +811,6 @@ fn status_value(
                         Some(h) if !h.check.is_empty() => if h.up { "up" } else { "down" },
                         _ => "unchecked",
                     };
-                    let (cps, pps): (Vec<u64>, Vec<u64>) = history
-                        .servers
-                        .get(&(key, d.addr, d.port))
-                        .map(|q| q.iter().copied().unzip())
-                        .unwrap_or_default();
                     serde_json::json!({
                         "name": h.map(|h| h.server.as_str()).unwrap_or(""),
                         "director": h.map(|h| h.director.as_str()).unwrap_or(""),
@@ -835,7 +824,7 @@ fn status_value(
                         "check": h.map(|h| h.check.as_str()).unwrap_or(""),
                         "reason": h.map(|h| h.reason.as_str()).unwrap_or(""),
                         "stats": stats_json(d.stats.as_ref()),
-                        "history": {"cps": cps, "pps": pps},
+                        "history": history_json(history, (key, d.addr, d.port)),
                     })
                 })
                 .collect();
@@ -848,7 +837,7 @@ fn status_value(
                     "weight": 0, "active": 0, "inactive": 0,
                     "health": if h.check.is_empty() { "unchecked" } else if h.up { "up" } else { "down" },
                     "sorry": h.sorry, "check": h.check, "reason": h.reason,
-                    "stats": stats_json(None), "history": {"cps": [], "pps": []},
+                    "stats": stats_json(None), "history": history_json(history, (key, h.addr, h.port)),
                 }));
             }
             serde_json::json!({
@@ -870,6 +859,15 @@ fn status_value(
         "connections": connections,
         "services": services,
     })
+}
+
+fn history_json(history: &History, k: (ServiceKey, IpAddr, u16)) -> serde_json::Value {
+    let (cps, pps): (Vec<u64>, Vec<u64>) = history
+        .servers
+        .get(&k)
+        .map(|q| q.iter().copied().unzip())
+        .unwrap_or_default();
+    serde_json::json!({"cps": cps, "pps": pps})
 }
 
 /// Samples every server's rates for the page's charts.
@@ -906,7 +904,18 @@ fn record(h: &mut History, services: &[ServiceInfo]) {
             q.push_back((s.cps, s.in_pps + s.out_pps));
         }
     }
-    h.servers.retain(|k, _| seen.contains(k));
+    // A server no longer listed (down, or removed) keeps its history, read
+    // as zeros from now on, until it has nothing but zeros left.
+    h.servers.retain(|k, q| {
+        if seen.contains(k) {
+            return true;
+        }
+        if q.len() == HISTORY {
+            q.pop_front();
+        }
+        q.push_back((0, 0));
+        q.iter().any(|&s| s != (0, 0))
+    });
 }
 
 #[cfg(test)]
@@ -1079,7 +1088,20 @@ mod tests {
         let q = &h.servers[&(k, "198.18.1.11".parse().unwrap(), 80)];
         assert_eq!(q.len(), HISTORY);
         assert_eq!(q.back(), Some(&(2, 70)));
+        let gone = (k, "198.18.1.11".parse().unwrap(), 80);
         record(&mut h, &[service(k, vec![dest("198.18.1.12", 80, 1)])]);
-        assert_eq!(h.servers.len(), 1, "a server no longer listed is forgotten");
+        assert_eq!(
+            h.servers[&gone].back(),
+            Some(&(0, 0)),
+            "an unlisted server reads zeros"
+        );
+        for _ in 0..HISTORY {
+            record(&mut h, &[service(k, vec![dest("198.18.1.12", 80, 1)])]);
+        }
+        assert_eq!(
+            h.servers.len(),
+            1,
+            "a server with only zeros left is forgotten"
+        );
     }
 }

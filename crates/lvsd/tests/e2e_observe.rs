@@ -345,10 +345,16 @@ fn the_status_page_shows_the_servers_and_a_failed_check_in_chromium() {
     let (_g, lab) = nat_lab("lvtpage", 2);
     let servers = lab.start_identity_servers(80, 53).expect("real servers");
     let d = Director::start(&lab, "page", &config(""));
-    // A few samples of traffic for the charts.
-    for round in 0..3 {
-        traffic(&lab, 42000 + round * 20, 20);
-        std::thread::sleep(Duration::from_millis(2100));
+    // A few samples of traffic for the charts (a minute of it when taking
+    // the screenshot for the docs).
+    let rounds = if std::env::var_os("LVSD_SCREENSHOT").is_some() {
+        30
+    } else {
+        3
+    };
+    for round in 0..rounds {
+        traffic(&lab, 42000 + round * 40, 10 + (round * 7) % 25);
+        std::thread::sleep(Duration::from_millis(1500));
     }
     let tmp = std::env::temp_dir();
     let dom_path = tmp.join(format!("lvsd-e2e-page-{}.html", std::process::id()));
@@ -412,6 +418,7 @@ fn the_status_page_shows_the_servers_and_a_failed_check_in_chromium() {
         " director=web",
         " server=198.18.1.11:80",
         " reason=\"connection refused\"",
+        " service=\"TCP 198.18.0.100:80\"",
         " name=rs1",
     ] {
         assert!(down.contains(want), "{want} missing in {down}");
