@@ -17,6 +17,7 @@ pub mod slab;
 pub mod stats;
 #[cfg(test)]
 mod stats_tests;
+pub mod sync;
 pub mod sysctl;
 pub mod wire;
 pub mod xmit;
