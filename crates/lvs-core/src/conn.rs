@@ -46,12 +46,18 @@ pub struct Conn {
     pub flags: u32,
     /// Protocol state number (TCP: `TcpState as u8`; UDP: 0).
     pub state: u8,
+    /// The state when the entry was last considered for sync (a state
+    /// change forces a send, sync-protocol.md §6.1).
+    pub old_state: u8,
     /// Current timeout in milliseconds, set by the state machine.
     pub timeout_ms: u64,
     /// Absolute expiry time in milliseconds (engine clock).
     pub expires: u64,
     pub dest: Option<DestId>,
     pub in_pkts: u64,
+    /// When the last sync of this entry would expire, milliseconds, with
+    /// the retry count in its two low bits (sync-protocol.md §6.1).
+    pub sync_endtime: u64,
     /// The entry controlling this one (its persistence template).
     pub control: Option<ConnId>,
     /// How many entries this one controls (a template: its connections).
@@ -559,11 +565,13 @@ impl ConnTable {
             dport,
             flags,
             state: 0,
+            old_state: 0,
             // connections.md §1.1: a new entry starts with a 3 s timeout.
             timeout_ms: 3000,
             expires: now + 3000,
             dest: None,
             in_pkts: 0,
+            sync_endtime: 0,
             control: None,
             n_control: 0,
             generation: 0,

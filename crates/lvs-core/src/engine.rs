@@ -28,6 +28,8 @@ use crate::xmit::{self, IcmpError, IcmpSource, Method, OnLink, PacketBuf, Paths,
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+mod sync;
+
 /// Errors of control-plane operations; each matches one ipvsadm message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
@@ -373,6 +375,8 @@ pub struct Engine {
     /// Services on port 21 and on port 0 (they widen the service lookup, §4).
     port21_services: u32,
     port0_services: u32,
+    /// What connection sync has done (both roles).
+    sync_counters: crate::sync::SyncCounters,
     /// Firewall-mark services, and the flows that give packets their marks.
     fwm_services: u32,
     flows: Vec<crate::service::Flow>,
@@ -464,6 +468,7 @@ impl Engine {
             defense_next_ms: None,
             flush_nodest: false,
             port21_services: 0,
+            sync_counters: Default::default(),
             port0_services: 0,
             fwm_services: 0,
             flows: Vec::new(),

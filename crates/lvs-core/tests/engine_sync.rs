@@ -1,0 +1,227 @@
+//! Connection sync through the engine (sync-protocol.md §5, §6): what a
+//! backup makes of received entries — created, updated, bound to its own
+//! real servers with its own forwarding method, timed by the entry's
+//! timeout or its own — and what a master queues and when.
+
+use lvs_core::conn::Conn;
+use lvs_core::sync::codec::{wire_flags as wf, Builder, Entry, MessageFault};
+use lvs_core::{DestConfig, Engine, Forward, ServiceKey, ServiceOptions};
+use std::net::IpAddr;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn key(proto: u8, addr: &str, port: u16) -> ServiceKey {
+    ServiceKey {
+        protocol: proto,
+        addr: ip(addr),
+        port,
+    }
+}
+
+fn dest(addr: &str, port: u16, forward: Forward) -> DestConfig {
+    DestConfig {
+        addr: ip(addr),
+        port,
+        forward,
+        tunnel: Default::default(),
+        weight: 1,
+        u_threshold: 0,
+        l_threshold: 0,
+    }
+}
+
+/// A backup with a DR service 198.18.0.100:80 (two servers) and a
+/// persistent NAT service 198.18.0.101:443 (/24).
+fn backup() -> Engine {
+    let mut e = Engine::new(1);
+    let web = key(6, "198.18.0.100", 80);
+    e.add_service(web, "rr", 0).unwrap();
+    for a in ["198.18.1.11", "198.18.1.12"] {
+        e.add_dest(web, dest(a, 80, Forward::Route)).unwrap();
+    }
+    let tls = key(6, "198.18.0.101", 443);
+    let opts = ServiceOptions {
+        persistent: Some(360),
+        netmask: 0xFFFF_FF00,
+        ..Default::default()
+    };
+    e.add_service_with(tls, "rr", 0, opts).unwrap();
+    e.add_dest(tls, dest("198.18.1.11", 443, Forward::Masq))
+        .unwrap();
+    e
+}
+
+fn entry(flags: u32, state: u16, timeout: u32) -> Entry<'static> {
+    Entry {
+        protocol: 6,
+        flags,
+        state,
+        cport: 51234,
+        vport: 80,
+        dport: 80,
+        fwmark: 0,
+        timeout,
+        caddr: ip("198.18.0.2"),
+        vaddr: ip("198.18.0.100"),
+        daddr: ip("198.18.1.11"),
+        seq: None,
+        pe_data: None,
+        pe_name: None,
+    }
+}
+
+fn message(version: u8, syncid: u8, entries: &[Entry<'_>]) -> Vec<u8> {
+    let mut b = Builder::new(version, syncid, 1472);
+    for e in entries {
+        assert!(b.push(e));
+    }
+    b.bytes().to_vec()
+}
+
+fn conns(e: &Engine) -> Vec<Conn> {
+    let mut v: Vec<Conn> = e.connections().cloned().collect();
+    v.sort_by_key(|c| (c.vport, c.cport));
+    v
+}
+
+fn counts(e: &Engine, svc: ServiceKey, addr: &str) -> (u32, u32, u32) {
+    let (_, dests) = e.services().find(|(s, _)| s.key == svc).unwrap();
+    let d = dests.iter().find(|d| d.addr == ip(addr)).unwrap();
+    (d.active_conns, d.inact_conns, d.persist_conns)
+}
+
+#[test]
+fn a_backup_creates_the_connection_with_its_own_forwarding_method() {
+    let mut e = backup();
+    // Sent by a NAT master (flags 0): the backup's server is DR.
+    e.apply_sync(&message(1, 7, &[entry(0, 1, 900)]), 0, 1000)
+        .unwrap();
+    let c = &conns(&e)[0];
+    assert_eq!((c.daddr, c.dport, c.state), (ip("198.18.1.11"), 80, 1));
+    assert_eq!(c.flags & 0x7, Forward::Route as u32);
+    assert_eq!(
+        c.flags & (wf::SYNC | wf::NOOUTPUT | wf::INACTIVE),
+        wf::SYNC | wf::NOOUTPUT
+    );
+    assert_eq!(c.timeout_ms, 900_000);
+    assert_eq!(c.expires, 1000 + 900_000);
+    assert_eq!(c.in_pkts, 3, "in_pkts := sync_threshold");
+    assert_eq!(
+        counts(&e, key(6, "198.18.0.100", 80), "198.18.1.11"),
+        (1, 0, 0)
+    );
+    assert_eq!(e.sync_counters().entries_created, 1);
+    // Synced connections are not scheduled here: no statistics.
+    assert_eq!(e.counters.conns, 0);
+}
+
+#[test]
+fn updates_take_inactive_and_restart_the_timer() {
+    let mut e = backup();
+    e.apply_sync(&message(1, 0, &[entry(0, 1, 900)]), 0, 0)
+        .unwrap();
+    // FIN_WAIT, inactive, 120 s: the count moves to InActConn.
+    e.apply_sync(&message(1, 0, &[entry(wf::INACTIVE, 4, 120)]), 0, 5000)
+        .unwrap();
+    let c = &conns(&e)[0];
+    assert_eq!((c.state, c.timeout_ms, c.expires), (4, 120_000, 125_000));
+    assert_eq!(c.flags & 0x7, Forward::Route as u32, "the method stays");
+    assert_eq!(
+        counts(&e, key(6, "198.18.0.100", 80), "198.18.1.11"),
+        (0, 1, 0)
+    );
+    assert_eq!(e.sync_counters().entries_updated, 1);
+    assert_eq!(e.connections().count(), 1);
+}
+
+#[test]
+fn another_server_replaces_the_entry_unless_the_news_is_inactive() {
+    let mut e = backup();
+    e.apply_sync(&message(1, 0, &[entry(0, 1, 900)]), 0, 0)
+        .unwrap();
+    let mut moved = entry(wf::INACTIVE, 4, 120);
+    moved.daddr = ip("198.18.1.12");
+    e.apply_sync(&message(1, 0, &[moved]), 0, 1).unwrap();
+    assert_eq!(
+        conns(&e)[0].daddr,
+        ip("198.18.1.11"),
+        "inactive news ignored"
+    );
+    assert_eq!(e.sync_counters().entries_ignored, 1);
+    moved.flags = 0;
+    moved.state = 1;
+    e.apply_sync(&message(1, 0, &[moved]), 0, 2).unwrap();
+    let all = conns(&e);
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].daddr, ip("198.18.1.12"));
+    let web = key(6, "198.18.0.100", 80);
+    assert_eq!(counts(&e, web, "198.18.1.11"), (0, 0, 0));
+    assert_eq!(counts(&e, web, "198.18.1.12"), (1, 0, 0));
+}
+
+#[test]
+fn own_timeouts_for_v0_and_timeoutless_entries_and_180_s_for_templates() {
+    let mut e = backup();
+    e.set_timeouts(700, 0, 0).unwrap();
+    e.apply_sync(&message(0, 0, &[entry(0, 1, 0)]), 0, 0)
+        .unwrap();
+    assert_eq!(
+        conns(&e)[0].timeout_ms,
+        700_000,
+        "v0: the backup's own timeout"
+    );
+    let mut t = entry(wf::TEMPLATE | wf::INACTIVE, 1, 0);
+    t.cport = 0;
+    t.vaddr = ip("198.18.0.101");
+    t.vport = 443;
+    t.dport = 443;
+    t.caddr = ip("198.18.0.0");
+    e.apply_sync(&message(1, 0, &[t]), 0, 0).unwrap();
+    let tmpl = conns(&e).into_iter().find(|c| c.is_template()).unwrap();
+    assert_eq!(tmpl.timeout_ms, 180_000);
+    assert_eq!(tmpl.flags & 0x7, Forward::Masq as u32);
+    assert_eq!(
+        counts(&e, key(6, "198.18.0.101", 443), "198.18.1.11"),
+        (0, 0, 1)
+    );
+}
+
+#[test]
+fn unknown_services_give_unbound_entries_and_bad_entries_are_skipped() {
+    let mut e = backup();
+    let mut other = entry(0x83, 1, 900);
+    other.vaddr = ip("198.18.0.200");
+    let mut bad_state = entry(0, 11, 900);
+    bad_state.cport = 1;
+    e.apply_sync(&message(1, 0, &[other, bad_state, entry(0, 1, 900)]), 0, 0)
+        .unwrap();
+    let all = conns(&e);
+    assert_eq!(
+        all.len(),
+        2,
+        "the state-11 entry is skipped, the next applied"
+    );
+    let unbound = all.iter().find(|c| c.vaddr == ip("198.18.0.200")).unwrap();
+    assert!(unbound.dest.is_none());
+    assert_eq!(unbound.flags & 0x7, 3, "the entry's own method");
+    assert_eq!(e.sync_counters().entries_skipped, 1);
+}
+
+#[test]
+fn refused_messages_are_counted_by_reason() {
+    let mut e = backup();
+    let m = message(1, 7, &[entry(0, 1, 900)]);
+    assert_eq!(e.apply_sync(&m, 8, 0), Err(MessageFault::SyncId));
+    assert_eq!(
+        e.apply_sync(&m[..m.len() - 1], 0, 0),
+        Err(MessageFault::SizeMismatch)
+    );
+    assert_eq!(e.sync_counters().dropped[MessageFault::SyncId as usize], 1);
+    assert_eq!(
+        e.sync_counters().dropped[MessageFault::SizeMismatch as usize],
+        1
+    );
+    assert_eq!(e.connections().count(), 0);
+}
