@@ -377,6 +377,8 @@ pub struct Engine {
     port0_services: u32,
     /// What connection sync has done (both roles).
     sync_counters: crate::sync::SyncCounters,
+    /// The sync master, while one runs.
+    sync_master: Option<Box<sync::Master>>,
     /// Firewall-mark services, and the flows that give packets their marks.
     fwm_services: u32,
     flows: Vec<crate::service::Flow>,
@@ -469,6 +471,7 @@ impl Engine {
             flush_nodest: false,
             port21_services: 0,
             sync_counters: Default::default(),
+            sync_master: None,
             port0_services: 0,
             fwm_services: 0,
             flows: Vec::new(),
@@ -2207,7 +2210,18 @@ impl Engine {
             }
             _ => c.in_pkts += 1,
         }
-        self.transmit(now, id, pkt, paths, None)
+        let t = self.transmit(now, id, pkt, paths, None);
+        if self.sync_master.is_some() {
+            // §6.1: evaluated after the packet went out.
+            let c = self.conns.get(id);
+            let pkts = if flags & cf::ONE_PACKET != 0 {
+                u64::from(self.sync_timing().threshold)
+            } else {
+                c.in_pkts
+            };
+            self.sync_conn(now, id, pkts);
+        }
+        t
     }
 
     /// Sends a client-side packet of entry `id` by the entry's forwarding

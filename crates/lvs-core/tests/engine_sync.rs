@@ -225,3 +225,134 @@ fn refused_messages_are_counted_by_reason() {
     );
     assert_eq!(e.connections().count(), 0);
 }
+
+mod support;
+
+use lvs_core::sync::codec::{Item, Message};
+use lvs_core::sync::MasterConfig;
+use lvs_core::wire::tcp_flags::{ACK, FIN, SYN};
+
+/// A master with a DR service on 198.18.0.100:80 (persistent if asked).
+fn master(persistent: bool) -> Engine {
+    let mut e = Engine::new(1);
+    let web = key(6, "198.18.0.100", 80);
+    let opts = ServiceOptions {
+        persistent: persistent.then_some(300),
+        netmask: 0xFFFF_FFFF,
+        ..Default::default()
+    };
+    e.add_service_with(web, "rr", 0, opts).unwrap();
+    e.add_dest(web, dest("198.18.1.11", 80, Forward::Route))
+        .unwrap();
+    e.start_sync_master(MasterConfig {
+        syncid: 7,
+        maxlen: 1472,
+        ports: 1,
+    });
+    e
+}
+
+fn send(e: &mut Engine, now: u64, flags: u8) {
+    let mut p = support::tcp([198, 18, 0, 2], 40000, [198, 18, 0, 100], 80, flags);
+    e.process_ipv4(now, &mut p, false);
+}
+
+/// Every entry of the messages ready at `now`: (template?, state, flags).
+fn sent(e: &mut Engine, now: u64) -> Vec<(bool, u16, u32, u32)> {
+    let mut v = Vec::new();
+    while let Some(m) = e.pop_sync_message(now) {
+        let msg = Message::parse(&m.bytes, 7).unwrap();
+        assert_eq!((msg.version, msg.syncid), (1, 7));
+        for item in msg.entries() {
+            let Item::Entry(x) = item else {
+                panic!("{item:?}")
+            };
+            v.push((x.flags & wf::TEMPLATE != 0, x.state, x.flags, x.timeout));
+        }
+        e.recycle_sync_buffer(m.bytes);
+    }
+    v
+}
+
+#[test]
+fn a_master_sends_at_the_third_packet_and_on_closing_state_changes() {
+    let mut e = master(false);
+    send(&mut e, 0, SYN);
+    send(&mut e, 10, ACK);
+    assert!(
+        sent(&mut e, 2000).is_empty(),
+        "nothing before the 3rd packet"
+    );
+    send(&mut e, 20, ACK);
+    assert!(sent(&mut e, 1000).is_empty(), "held until 2 s old");
+    // DR, established: 0x83, the full timeout.
+    assert_eq!(sent(&mut e, 2020), vec![(false, 1, 0x83, 900)]);
+    send(&mut e, 3000, ACK);
+    assert!(sent(&mut e, 6000).is_empty(), "4th packet: not 53rd");
+    send(&mut e, 6000, FIN | ACK);
+    let fin = sent(&mut e, 8000);
+    assert_eq!(fin.len(), 1);
+    assert_eq!(fin[0].1, 4, "FIN_WAIT forces a send");
+    for i in 0..50 {
+        send(&mut e, 9000 + i, ACK);
+    }
+    // Packets 6..=55 include the 53rd.
+    assert_eq!(sent(&mut e, 20_000).len(), 1);
+    assert_eq!(e.sync_counters().entries_sent, 3);
+}
+
+#[test]
+fn a_template_follows_every_evaluated_packet() {
+    let mut e = master(true);
+    for (t, f) in [(0, SYN), (10, ACK), (20, ACK)] {
+        send(&mut e, t, f);
+    }
+    let v = sent(&mut e, 5000);
+    let kinds: Vec<(bool, u16)> = v.iter().map(|x| (x.0, x.1)).collect();
+    assert_eq!(kinds, vec![(true, 0), (true, 1), (false, 1), (true, 1)]);
+    assert_eq!(v[0].2, 0x1183, "DR template flags");
+    assert_eq!(v[0].3, 300, "the persistence timeout");
+}
+
+#[test]
+fn what_a_master_sends_a_backup_rebuilds() {
+    let mut m = master(true);
+    let mut b = Engine::new(2);
+    let web = key(6, "198.18.0.100", 80);
+    let opts = ServiceOptions {
+        persistent: Some(300),
+        netmask: 0xFFFF_FFFF,
+        ..Default::default()
+    };
+    b.add_service_with(web, "rr", 0, opts).unwrap();
+    b.add_dest(web, dest("198.18.1.11", 80, Forward::Route))
+        .unwrap();
+    for (t, f) in [(0, SYN), (10, ACK), (20, ACK)] {
+        send(&mut m, t, f);
+    }
+    while let Some(msg) = m.pop_sync_message(3000) {
+        b.apply_sync(&msg.bytes, 7, 3000).unwrap();
+    }
+    let view = |e: &Engine| {
+        let mut v: Vec<_> = e
+            .connections()
+            .map(|c| {
+                (
+                    c.protocol,
+                    c.caddr,
+                    c.cport,
+                    c.vaddr,
+                    c.vport,
+                    c.daddr,
+                    c.dport,
+                    c.state,
+                    c.flags & !wf::SYNC,
+                )
+            })
+            .collect();
+        v.sort_by_key(|x| x.2);
+        v
+    };
+    assert_eq!(view(&m), view(&b));
+    assert!(b.connections().all(|c| c.flags & wf::SYNC != 0));
+}

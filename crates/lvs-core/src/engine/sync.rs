@@ -4,8 +4,8 @@
 //! (§6.1, §6.2) and queues its entry; the caller carries the messages.
 
 use super::*;
-use crate::sync::codec::{wire_flags as wf, Entry, Item, Message, MessageFault};
-use crate::sync::{SyncCounters, SyncTimeouts};
+use crate::sync::codec::{wire_flags as wf, Builder, Entry, Item, Message, MessageFault};
+use crate::sync::{MasterConfig, Outgoing, SyncCounters, SyncTimeouts, FLUSH_AFTER_MS};
 
 /// A template's timeout when the entry does not give one (§5.3).
 const TEMPLATE_DEFAULT_SECS: u32 = 180;
@@ -227,3 +227,279 @@ impl Engine {
         &self.sync_counters
     }
 }
+
+/// A master's state: one message being filled per port, and the messages
+/// waiting for the daemon to send them.
+#[derive(Debug)]
+pub(crate) struct Master {
+    cfg: MasterConfig,
+    current: Vec<Option<(Builder, u64)>>,
+    queue: std::collections::VecDeque<Outgoing>,
+    /// Spent buffers, reused.
+    spare: Vec<Vec<u8>>,
+}
+
+impl Engine {
+    /// Starts sending as a sync master (`--start-daemon master`).
+    pub fn start_sync_master(&mut self, cfg: MasterConfig) {
+        let ports = usize::from(cfg.ports.clamp(1, 64));
+        self.sync_master = Some(Box::new(Master {
+            cfg,
+            current: (0..ports).map(|_| None).collect(),
+            queue: Default::default(),
+            spare: Vec::new(),
+        }));
+    }
+
+    /// Stops sending (what is not sent yet is lost, as in the kernel).
+    pub fn stop_sync_master(&mut self) {
+        self.sync_master = None;
+    }
+
+    /// Whether a master runs.
+    pub fn sync_master_running(&self) -> bool {
+        self.sync_master.is_some()
+    }
+
+    /// The next message to send, if any: full ones at once, a partly
+    /// filled one once it is [`FLUSH_AFTER_MS`] old.
+    pub fn pop_sync_message(&mut self, now: u64) -> Option<Outgoing> {
+        let m = self.sync_master.as_mut()?;
+        if m.queue.is_empty() {
+            for port in 0..m.current.len() {
+                if m.current[port]
+                    .as_ref()
+                    .is_some_and(|(_, since)| now.saturating_sub(*since) >= FLUSH_AFTER_MS)
+                {
+                    close(
+                        m,
+                        port,
+                        &mut self.sync_counters,
+                        self.settings.stored.get("sync_qlen_max"),
+                    );
+                }
+            }
+        }
+        m.queue.pop_front()
+    }
+
+    /// Gives a sent message's buffer back for reuse.
+    pub fn recycle_sync_buffer(&mut self, mut buf: Vec<u8>) {
+        if let Some(m) = self.sync_master.as_mut() {
+            if m.spare.len() < 64 {
+                buf.clear();
+                m.spare.push(buf);
+            }
+        }
+    }
+
+    /// §6.1/§6.2: after an incoming packet of entry `id` (`pkts`: its
+    /// incoming packet count now), queue it and its controllers as the
+    /// kernel would.
+    #[cold]
+    pub(crate) fn sync_conn(&mut self, now: u64, id: ConnId, mut pkts: u64) {
+        let version = self.sync_version();
+        let threshold = self.sync_timing().threshold;
+        let mut id = id;
+        // A chain of controllers is short (connection → template); bounded
+        // anyway.
+        for _ in 0..4 {
+            let c = self.conns.get(id);
+            let one_packet = c.flags & cf::ONE_PACKET != 0;
+            if version == 0 && (one_packet || c.caddr.is_ipv6()) {
+                return;
+            }
+            let sent = !one_packet && self.sync_needed(now, id, pkts);
+            if sent {
+                self.queue_sync_entry(now, id, version);
+            } else if version == 0 {
+                return;
+            }
+            let Some(t) = self.conns.get(id).control else {
+                return;
+            };
+            let Some(tc) = self.conns.get_mut_checked(t) else {
+                return;
+            };
+            pkts = if tc.is_template() {
+                tc.in_pkts += 1;
+                tc.in_pkts
+            } else {
+                u64::from(threshold)
+            };
+            id = t;
+        }
+    }
+
+    fn sync_version(&self) -> u8 {
+        match self.settings.stored.get("sync_version").map(String::as_str) {
+            Some("0") => 0,
+            _ => 1,
+        }
+    }
+
+    fn stored_int(&self, name: &str) -> i64 {
+        self.settings
+            .stored
+            .get(name)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// §6.1 "sync needed", with the engine's milliseconds for jiffies.
+    fn sync_needed(&mut self, now: u64, id: ConnId, pkts: u64) -> bool {
+        let timing = self.sync_timing();
+        let refresh_ms = self.stored_int("sync_refresh_period").max(0) as u64 * 1000;
+        let retries_max = self.stored_int("sync_retries").clamp(0, 3) as u64;
+        let persist_mode = self.stored_int("sync_persist_mode") != 0;
+        let controlled = self.conns.get(id).control.is_some();
+        let c = self.conns.get_mut(id);
+        let orig = c.sync_endtime;
+        let mut n = now.wrapping_add(c.timeout_ms) & !3;
+        let template = c.is_template();
+        let mut force = false;
+        let mut set_now = false;
+        if template {
+        } else if persist_mode && controlled {
+            return false;
+        } else if c.protocol == ipproto::TCP || c.protocol == ipproto::SCTP {
+            let ok = if c.protocol == ipproto::TCP {
+                use TcpState as T;
+                matches!(
+                    TcpState::from_u8(c.state),
+                    Some(T::Established | T::FinWait | T::Close | T::CloseWait | T::TimeWait)
+                )
+            } else {
+                use SctpState as S;
+                matches!(
+                    SctpState::from_u8(c.state),
+                    Some(
+                        S::Established
+                            | S::ShutdownSent
+                            | S::ShutdownReceived
+                            | S::ShutdownAckSent
+                            | S::Closed
+                    )
+                )
+            };
+            if !ok {
+                return false;
+            }
+            let established = if c.protocol == ipproto::TCP {
+                TcpState::Established as u8
+            } else {
+                SctpState::Established as u8
+            };
+            force = c.state != c.old_state;
+            set_now = force && c.state != established;
+        }
+        if !set_now {
+            if refresh_ms > 0 {
+                let diff = n.abs_diff(orig);
+                let min_diff = (c.timeout_ms / 2).max(10_000);
+                if diff < refresh_ms.min(min_diff) {
+                    let retries = orig & 3;
+                    if retries >= retries_max {
+                        return false;
+                    }
+                    if now < orig.wrapping_sub(c.timeout_ms).wrapping_add(refresh_ms / 8) {
+                        return false;
+                    }
+                    n |= retries + 1;
+                }
+            }
+            let (th, period) = (u64::from(timing.threshold), u64::from(timing.period));
+            if period > 0 {
+                if !template && pkts % period != th {
+                    return false;
+                }
+            } else if refresh_ms == 0 && pkts != th {
+                return false;
+            }
+        }
+        c.old_state = c.state;
+        c.sync_endtime = n;
+        let _ = force;
+        true
+    }
+
+    /// Appends entry `id` to its port's message (§6.3).
+    fn queue_sync_entry(&mut self, now: u64, id: ConnId, version: u8) {
+        let c = self.conns.get(id);
+        let fwmark = c
+            .dest
+            .and_then(|d| self.dests.get(d))
+            .and_then(|d| d.svc_key.mark())
+            .unwrap_or(0);
+        let entry = Entry {
+            protocol: c.protocol,
+            flags: c.flags & !wf::HASHED,
+            state: u16::from(c.state),
+            cport: c.cport,
+            vport: c.vport,
+            dport: c.dport,
+            fwmark,
+            timeout: (c.timeout_ms / 1000) as u32,
+            caddr: c.caddr,
+            vaddr: c.vaddr,
+            daddr: c.daddr,
+            seq: None,
+            pe_data: None,
+            pe_name: None,
+        };
+        let qlen = self.settings.stored.get("sync_qlen_max").cloned();
+        let Some(m) = self.sync_master.as_mut() else {
+            return;
+        };
+        let port = id as usize % m.current.len();
+        let (maxlen, syncid) = (m.cfg.maxlen, m.cfg.syncid);
+        let fits = m.current[port]
+            .as_ref()
+            .is_some_and(|(b, _)| b.version() == version && b.fits(&entry, maxlen));
+        if !fits {
+            close(m, port, &mut self.sync_counters, qlen.as_ref());
+            let mut b = match m.spare.pop() {
+                Some(buf) => Builder::with_buffer(buf, version, syncid),
+                None => Builder::new(version, syncid, maxlen),
+            };
+            if b.push(&entry) {
+                self.sync_counters.entries_sent += 1;
+            }
+            m.current[port] = Some((b, now));
+            return;
+        }
+        if let Some((b, _)) = m.current[port].as_mut() {
+            if b.push(&entry) {
+                self.sync_counters.entries_sent += 1;
+            }
+        }
+    }
+}
+
+/// Closes port `port`'s current message and queues it (or drops it when
+/// `sync_qlen_max` messages already wait).
+fn close(m: &mut Master, port: usize, counters: &mut SyncCounters, qlen: Option<&String>) {
+    let Some((b, _)) = m.current[port].take() else {
+        return;
+    };
+    if b.is_empty() {
+        return;
+    }
+    let max = qlen
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(DEFAULT_QLEN_MAX);
+    if m.queue.len() >= max {
+        counters.messages_dropped += 1;
+        m.spare.push(b.into_buffer());
+        return;
+    }
+    counters.messages_sent += 1;
+    m.queue.push_back(Outgoing {
+        port: port as u8,
+        bytes: b.into_buffer(),
+    });
+}
+
+/// `sync_qlen_max` when it was never set (the kernel's default depends on
+/// its memory; this is its value for about 450 MiB free).
+const DEFAULT_QLEN_MAX: usize = 3632;

@@ -394,6 +394,22 @@ impl Builder {
         b
     }
 
+    /// An empty message in a spent buffer (its memory reused).
+    pub fn with_buffer(buf: Vec<u8>, version: u8, syncid: u8) -> Builder {
+        let mut b = Builder {
+            buf,
+            version: 0,
+            count: 0,
+        };
+        b.reset(version, syncid);
+        b
+    }
+
+    /// The message's bytes, taken.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+
     /// Empties the message for reuse (keeping its memory).
     pub fn reset(&mut self, version: u8, syncid: u8) {
         self.buf.clear();

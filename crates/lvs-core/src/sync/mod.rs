@@ -34,3 +34,26 @@ pub struct SyncCounters {
     /// Messages thrown away because the queue was full (`sync_qlen_max`).
     pub messages_dropped: u64,
 }
+
+/// How a master sends (the daemon's `--start-daemon master` options that
+/// reach the engine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MasterConfig {
+    pub syncid: u8,
+    /// Largest message (sync-protocol.md §1.2: 1472 for an IPv4 group,
+    /// 1452 for IPv6, unless configured).
+    pub maxlen: usize,
+    /// Sending ports (`sync_ports`, clamped to 1..=64): a connection's
+    /// messages go to `base port + its index`.
+    pub ports: u8,
+}
+
+/// A message ready to go: to `base port + port`.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub port: u8,
+    pub bytes: Vec<u8>,
+}
+
+/// A partly filled message is sent once it is this old (§6.3).
+pub const FLUSH_AFTER_MS: u64 = 2000;
