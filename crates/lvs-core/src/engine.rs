@@ -379,6 +379,11 @@ pub struct Engine {
     sync_counters: crate::sync::SyncCounters,
     /// The sync master, while one runs.
     sync_master: Option<Box<sync::Master>>,
+    /// A sync backup runs (the daemon says so).
+    sync_backup: bool,
+    /// `backup_only` is set and a backup runs: client packets are left
+    /// to the host (sync-protocol.md §5.5).
+    director_off: bool,
     /// Firewall-mark services, and the flows that give packets their marks.
     fwm_services: u32,
     flows: Vec<crate::service::Flow>,
@@ -472,6 +477,8 @@ impl Engine {
             port21_services: 0,
             sync_counters: Default::default(),
             sync_master: None,
+            sync_backup: false,
+            director_off: false,
             port0_services: 0,
             fwm_services: 0,
             flows: Vec::new(),
@@ -1452,6 +1459,35 @@ impl Engine {
     /// What happens to a parsed packet of either family (§4–§8): an
     /// existing entry's direction, or a new connection to a virtual
     /// service. `len` is the IP packet's length (for the statistics).
+    /// `backup_only` with a backup running (sync-protocol.md §5.5): the
+    /// director does not schedule or forward client packets; replies of
+    /// NAT connections are still translated; the rest goes to the host.
+    #[cold]
+    #[allow(clippy::too_many_arguments)]
+    fn replies_only(
+        &mut self,
+        now: u64,
+        pkt: &mut PacketBuf,
+        paths: &impl Paths,
+        protocol: u8,
+        src: IpAddr,
+        dst: IpAddr,
+        l4: &L4,
+        len: u64,
+    ) -> Transmit {
+        let ok = OutKey {
+            protocol,
+            daddr: src,
+            dport: l4.sport,
+            caddr: dst,
+            cport: l4.dport,
+        };
+        match self.conns.lookup_out(&ok) {
+            Some(id) => self.forward_out(now, id, pkt, paths, l4, len),
+            None => Transmit::Pass,
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn flow(
@@ -1466,6 +1502,9 @@ impl Engine {
         len: u64,
     ) -> Transmit {
         let l4 = *l4;
+        if self.director_off {
+            return self.replies_only(now, pkt, paths, protocol, src, dst, &l4, len);
+        }
         let ik = InKey {
             protocol,
             caddr: src,

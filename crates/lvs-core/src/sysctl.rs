@@ -307,6 +307,9 @@ impl Engine {
             }
             other => {
                 s.stored.insert(other, text);
+                if other == "backup_only" {
+                    self.refresh_backup_only();
+                }
             }
         }
         Ok(())

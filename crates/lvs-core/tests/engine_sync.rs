@@ -356,3 +356,21 @@ fn what_a_master_sends_a_backup_rebuilds() {
     assert_eq!(view(&m), view(&b));
     assert!(b.connections().all(|c| c.flags & wf::SYNC != 0));
 }
+
+#[test]
+fn backup_only_leaves_client_packets_to_the_host_while_a_backup_runs() {
+    let mut e = master(false);
+    e.stop_sync_master();
+    e.set_sysctl("backup_only", "1").unwrap();
+    send(&mut e, 0, SYN);
+    assert_eq!(e.connections().count(), 1, "no backup running: directing");
+    e.set_sync_backup(true);
+    let mut p = support::tcp([198, 18, 0, 3], 40000, [198, 18, 0, 100], 80, SYN);
+    let v = e.process_ipv4(10, &mut p, false);
+    assert_eq!(v, lvs_core::Verdict::NotOurs, "{v:?}");
+    assert_eq!(e.connections().count(), 1);
+    e.set_sysctl("backup_only", "0").unwrap();
+    let mut p = support::tcp([198, 18, 0, 3], 40000, [198, 18, 0, 100], 80, SYN);
+    e.process_ipv4(20, &mut p, false);
+    assert_eq!(e.connections().count(), 2);
+}

@@ -256,6 +256,22 @@ impl Engine {
         self.sync_master = None;
     }
 
+    /// Tells the engine whether a sync backup runs (`backup_only` then
+    /// turns the director off).
+    pub fn set_sync_backup(&mut self, running: bool) {
+        self.sync_backup = running;
+        self.refresh_backup_only();
+    }
+
+    /// Whether a backup runs.
+    pub fn sync_backup_running(&self) -> bool {
+        self.sync_backup
+    }
+
+    pub(crate) fn refresh_backup_only(&mut self) {
+        self.director_off = self.sync_backup && self.stored_int("backup_only") != 0;
+    }
+
     /// Whether a master runs.
     pub fn sync_master_running(&self) -> bool {
         self.sync_master.is_some()
