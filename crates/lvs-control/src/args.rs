@@ -6,8 +6,8 @@
 
 use crate::render::{ListMode, ListOptions};
 use crate::{
-    DestSpec, Forward, Protocol, Request, ServiceKey, ServiceSpec, Timeouts, Tunnel, TunnelCsum,
-    TunnelType,
+    DaemonConfig, DestSpec, Forward, Protocol, Request, ServiceKey, ServiceSpec, SyncRole,
+    Timeouts, Tunnel, TunnelCsum, TunnelType,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -37,6 +37,8 @@ pub enum Command {
     },
     /// `-R`: read command lines from stdin.
     Restore,
+    /// `-L --daemon`.
+    ListDaemons,
     /// Everything that changes state: one request, answer `Ok` expected.
     Apply(Request),
 }
@@ -509,6 +511,13 @@ struct State {
     /// (ipvsadm's initial values: ipip, port 0, no checksum).
     tunnel: Tunnel,
     daemon_state: Option<String>,
+    /// The sync daemon's options.
+    mcast_ifn: Option<String>,
+    syncid: u8,
+    sync_maxlen: u16,
+    mcast_group: Option<IpAddr>,
+    mcast_port: u16,
+    mcast_ttl: u8,
     leftovers: Vec<String>,
 }
 
@@ -535,6 +544,12 @@ impl State {
             l_threshold: 0,
             tunnel: Tunnel::default(),
             daemon_state: None,
+            mcast_ifn: None,
+            syncid: 0,
+            sync_maxlen: 0,
+            mcast_group: None,
+            mcast_port: 0,
+            mcast_ttl: 0,
             leftovers: Vec::new(),
         }
     }
@@ -869,7 +884,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, UsageError> {
                 return fail("options conflicts in the list command");
             }
             if o(bit::DAEMON) {
-                return Err(UsageError::Unsupported("the sync daemon (--daemon)".into()));
+                return Ok(Command::ListDaemons);
             }
             // Precedence: stats > rate > thresholds > persistent-conn > tun-info.
             let mode = if o(bit::STATS) {
@@ -915,7 +930,22 @@ pub fn parse_args(args: &[String]) -> Result<Command, UsageError> {
         Cmd::Restore => Ok(Command::Restore),
         Cmd::Zero => Ok(Command::Apply(Request::Zero(key))),
         Cmd::StartDaemon | Cmd::StopDaemon => {
-            Err(UsageError::Unsupported("the sync daemon".into()))
+            let role = match st.daemon_state.as_deref() {
+                Some("backup") => SyncRole::Backup,
+                _ => SyncRole::Master,
+            };
+            if matches!(st.cmd, Some(Cmd::StopDaemon)) {
+                return Ok(Command::Apply(Request::StopDaemon(role)));
+            }
+            Ok(Command::Apply(Request::StartDaemon(DaemonConfig {
+                role,
+                ifname: st.mcast_ifn.clone().unwrap_or_else(|| "eth0".into()),
+                syncid: st.syncid,
+                maxlen: st.sync_maxlen,
+                group: st.mcast_group,
+                port: st.mcast_port,
+                ttl: st.mcast_ttl,
+            })))
         }
     }
 }
@@ -1091,39 +1121,51 @@ fn option(st: &mut State, id: Id, val: &str) -> Result<(), UsageError> {
         Id::NoSort => st.set(bit::NOSORT)?,
         Id::Sort => {}
         Id::Exact => st.set(bit::EXACT)?,
-        Id::McastInterface => st.set(bit::MCAST)?,
+        Id::McastInterface => {
+            st.set(bit::MCAST)?;
+            // ipvsadm keeps the first 15 characters (IFNAMSIZ - 1).
+            st.mcast_ifn = Some(val.chars().take(15).collect());
+        }
         Id::Syncid => {
             st.set(bit::SYNCID)?;
-            if number(val, 0, 255).is_none() {
-                return fail("illegal syncid specified");
+            match number(val, 0, 255) {
+                Some(n) => st.syncid = n as u8,
+                None => return fail("illegal syncid specified"),
             }
         }
         Id::SyncMaxlen => {
             st.set(bit::SYNC_MAXLEN)?;
-            if number(val, 1, 65507).is_none() {
-                return fail("illegal sync-maxlen specified");
+            match number(val, 1, 65507) {
+                Some(n) => st.sync_maxlen = n as u16,
+                None => return fail("illegal sync-maxlen specified"),
             }
         }
         Id::McastGroup => {
             st.set(bit::MCAST_GROUP)?;
             if val.contains(':') {
-                if !val.parse::<Ipv6Addr>().is_ok_and(|a| a.is_multicast()) {
-                    return fail(format!("invalid IPv6 mcast-group `{val}'"));
+                match val.parse::<Ipv6Addr>() {
+                    Ok(a) if a.is_multicast() => st.mcast_group = Some(IpAddr::V6(a)),
+                    _ => return fail(format!("invalid IPv6 mcast-group `{val}'")),
                 }
-            } else if !inet_aton(val).is_some_and(|a| a.is_multicast()) {
-                return fail(format!("invalid IPv4 mcast-group `{val}'"));
+            } else {
+                match inet_aton(val) {
+                    Some(a) if a.is_multicast() => st.mcast_group = Some(IpAddr::V4(a)),
+                    _ => return fail(format!("invalid IPv4 mcast-group `{val}'")),
+                }
             }
         }
         Id::McastPort => {
             st.set(bit::MCAST_PORT)?;
-            if number(val, 1, 65535).is_none() {
-                return fail("illegal mcast-port specified");
+            match number(val, 1, 65535) {
+                Some(n) => st.mcast_port = n as u16,
+                None => return fail("illegal mcast-port specified"),
             }
         }
         Id::McastTtl => {
             st.set(bit::MCAST_TTL)?;
-            if number(val, 1, 255).is_none() {
-                return fail("illegal mcast-ttl specified");
+            match number(val, 1, 255) {
+                Some(n) => st.mcast_ttl = n as u8,
+                None => return fail("illegal mcast-ttl specified"),
             }
         }
         // Commands are handled by the caller.

@@ -120,14 +120,15 @@ pub fn ip_vs_conn(conns: &[ConnInfo]) -> String {
     o
 }
 
-/// `/proc/net/ip_vs_conn_sync`: every entry is `LOCAL` (lvsd has no sync
-/// daemon yet).
+/// `/proc/net/ip_vs_conn_sync`: origin `SYNC` for entries a sync message
+/// made, else `LOCAL`.
 pub fn ip_vs_conn_sync(conns: &[ConnInfo]) -> String {
     let mut o =
         String::from("Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Origin Expires\n");
     for c in conns {
         conn_start(&mut o, c);
-        let _ = writeln!(o, " {:<6} {:>7}", "LOCAL", c.expires_secs);
+        let origin = if c.synced { "SYNC" } else { "LOCAL" };
+        let _ = writeln!(o, " {:<6} {:>7}", origin, c.expires_secs);
     }
     o
 }
@@ -278,6 +279,7 @@ TCP  [2001:0db8:0000:0000:0000:0000:0000:0080]:0050 rr
             dport,
             state: st.into(),
             expires_secs: exp,
+            synced: false,
         }
     }
 

@@ -242,6 +242,9 @@ pub struct ConnInfo {
     pub state: String,
     /// Whole seconds until the entry expires.
     pub expires_secs: u64,
+    /// Made or last updated by a sync message (origin `SYNC`).
+    #[serde(default)]
+    pub synced: bool,
 }
 
 /// The three timeouts of `ipvsadm --set` / `-L --timeout`, in seconds.
@@ -370,6 +373,12 @@ pub enum Request {
     /// of it. Each answers as it would alone (an error does not stop the
     /// rest, as with ipvsadm -R). No nested batches or reloads.
     Batch(Vec<Request>),
+    /// `--start-daemon master|backup` with its options.
+    StartDaemon(DaemonConfig),
+    /// `--stop-daemon master|backup`.
+    StopDaemon(SyncRole),
+    /// `-L --daemon`.
+    GetDaemons,
 }
 
 /// Why a request failed; each kind maps to one ipvsadm message (spec §6).
@@ -396,6 +405,57 @@ pub enum ErrorKind {
     NotSupported,
     /// The request could not be decoded.
     BadRequest,
+    /// start daemon: `Daemon has already run`
+    DaemonRunning,
+    /// stop daemon: `No daemon is running`
+    NoDaemon,
+    /// start daemon on an unknown interface: `No such device`
+    NoDevice,
+}
+
+/// A sync daemon's role.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SyncRole {
+    Master,
+    Backup,
+}
+
+/// `--start-daemon` and what `-L --daemon` lists (with the defaults
+/// filled in: sync-protocol.md §6.5).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DaemonConfig {
+    pub role: SyncRole,
+    /// `--mcast-interface` (at most 15 bytes).
+    pub ifname: String,
+    pub syncid: u8,
+    /// `--sync-maxlen`; 0: the default (§1.2).
+    pub maxlen: u16,
+    /// `--mcast-group`; `None`: 224.0.0.81.
+    pub group: Option<IpAddr>,
+    /// `--mcast-port`; 0: 8848.
+    pub port: u16,
+    /// `--mcast-ttl`; 0: 1.
+    pub ttl: u8,
+}
+
+/// A running sync daemon's counters (lvsd's addition to `-L --daemon`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncStatus {
+    pub messages_sent: u64,
+    pub entries_sent: u64,
+    /// Messages the master threw away (queue full, send failed).
+    pub send_dropped: u64,
+    /// Messages waiting to be sent.
+    pub queue_len: u64,
+    pub messages_received: u64,
+    pub entries_created: u64,
+    pub entries_updated: u64,
+    pub entries_skipped: u64,
+    pub entries_ignored: u64,
+    /// Received messages dropped (or stopped part-way), by reason.
+    pub receive_dropped: Vec<(String, u64)>,
+    /// Milliseconds since the last accepted message (backup).
+    pub last_message_age_ms: Option<u64>,
 }
 
 /// The daemon's answer.
@@ -432,5 +492,10 @@ pub enum Response {
         kind: ErrorKind,
         /// Extra detail for people (logged by lvsd, shown by lvsadm after the ipvsadm text).
         detail: String,
+    },
+    /// The running sync daemons (master first) and the counters.
+    Daemons {
+        daemons: Vec<DaemonConfig>,
+        status: Box<SyncStatus>,
     },
 }

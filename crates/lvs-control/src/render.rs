@@ -267,6 +267,41 @@ fn save_service(k: &ServiceKey) -> String {
     format!("{opt} {}", addrport(k.addr, k.port))
 }
 
+/// `-L --daemon` (spec §8.8): master first, then backup, each only if
+/// running, with the effective values.
+pub fn daemons(list: &[crate::DaemonConfig]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for role in [crate::SyncRole::Master, crate::SyncRole::Backup] {
+        for d in list.iter().filter(|d| d.role == role) {
+            let name = if role == crate::SyncRole::Master {
+                "master"
+            } else {
+                "backup"
+            };
+            let _ = write!(
+                out,
+                "{name} sync daemon (mcast={}, syncid={}",
+                d.ifname, d.syncid
+            );
+            if d.maxlen != 0 {
+                let _ = write!(out, ", maxlen={}", d.maxlen);
+            }
+            if let Some(g) = d.group {
+                let _ = write!(out, ", group={g}");
+            }
+            if d.port != 0 {
+                let _ = write!(out, ", port={}", d.port);
+            }
+            if d.ttl != 0 {
+                let _ = write!(out, ", ttl={}", d.ttl);
+            }
+            out.push_str(")\n");
+        }
+    }
+    out
+}
+
 /// The ipvsadm message for a daemon error (spec §6).
 pub fn error_message(kind: ErrorKind) -> &'static str {
     match kind {
@@ -284,6 +319,9 @@ pub fn error_message(kind: ErrorKind) -> &'static str {
         ErrorKind::BadRequest => {
             "lvsd could not decode the request (lvsadm/lvsd version mismatch?)"
         }
+        ErrorKind::DaemonRunning => "Daemon has already run",
+        ErrorKind::NoDaemon => "No daemon is running",
+        ErrorKind::NoDevice => "No such device",
     }
 }
 

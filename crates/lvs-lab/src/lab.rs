@@ -44,6 +44,8 @@ pub struct Lab {
     client: String,
     director: String,
     servers: Vec<String>,
+    /// A second director's namespace, linked to the director ([`Lab::add_peer`]).
+    peer: Option<String>,
     children: Mutex<Vec<Child>>,
     identity: Mutex<Vec<Arc<Shared>>>,
     closed: bool,
@@ -178,6 +180,7 @@ impl Lab {
             client,
             director,
             servers: server_names,
+            peer: None,
             children: Mutex::new(Vec::new()),
             identity: Mutex::new(Vec::new()),
             closed: false,
@@ -386,11 +389,57 @@ impl Lab {
     pub fn namespaces(&self) -> Vec<String> {
         let mut v = vec![self.client.clone(), self.director.clone()];
         v.extend(self.servers.iter().cloned());
+        v.extend(self.peer.iter().cloned());
         v
     }
 
+    /// Adds a peer namespace `<prefix><pid>-p` (a second director, e.g. a
+    /// sync backup) linked to the director by a veth pair named
+    /// [`PEER_IF`](crate::PEER_IF) on both sides, addresses
+    /// [`DIRECTOR_PEER_IP`](crate::DIRECTOR_PEER_IP) and
+    /// [`PEER_IP`](crate::PEER_IP). Removed with the lab.
+    pub fn add_peer(&mut self) -> Result<&str, LabError> {
+        if self.peer.is_none() {
+            let ns = format!("{}{}-p", self.prefix, std::process::id());
+            if !lock(&ACTIVE).insert(ns.clone()) {
+                return Err(LabError::InvalidArgument(format!(
+                    "namespace {ns} is in use"
+                )));
+            }
+            self.peer = Some(ns.clone());
+            if netns_exists(&ns) {
+                remove_netns(&ns)?;
+            }
+            ip(&["netns", "add", &ns])?;
+            let d = self.director.as_str();
+            let pif = crate::PEER_IF;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            ip(&[
+                "-n", d, "link", "add", pif, "type", "veth", "peer", "name", "p-tmp",
+            ])?;
+            ip(&["-n", d, "link", "set", "p-tmp", "netns", &ns])?;
+            ip(&["-n", &ns, "link", "set", "p-tmp", "name", pif])?;
+            let dip = format!("{}/{NET_PREFIX_LEN}", crate::DIRECTOR_PEER_IP);
+            let pip = format!("{}/{NET_PREFIX_LEN}", crate::PEER_IP);
+            ip(&["-n", d, "addr", "add", &dip, "dev", pif])?;
+            ip(&["-n", &ns, "addr", "add", &pip, "dev", pif])?;
+            ip(&["-n", d, "link", "set", pif, "up"])?;
+            ip(&["-n", &ns, "link", "set", pif, "up"])?;
+        }
+        Ok(self.peer.as_deref().unwrap_or_default())
+    }
+
+    /// The peer namespace, if [`Lab::add_peer`] made one.
+    pub fn peer_ns(&self) -> Option<&str> {
+        self.peer.as_deref()
+    }
+
     fn check_ns(&self, ns: &str) -> Result<(), LabError> {
-        if ns == self.client || ns == self.director || self.servers.iter().any(|s| s == ns) {
+        if ns == self.client
+            || ns == self.director
+            || self.servers.iter().any(|s| s == ns)
+            || self.peer.as_deref() == Some(ns)
+        {
             Ok(())
         } else {
             Err(LabError::InvalidArgument(format!(

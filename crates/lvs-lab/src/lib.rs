@@ -51,6 +51,15 @@ pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 pub const FRONT_NET: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
 /// Back network (real-server side), prefix length [`NET_PREFIX_LEN`].
 pub const BACK_NET: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 0);
+/// Peer link between the director and a second director ([`Lab::add_peer`]):
+/// `s0` in both namespaces, the director .1, the peer .2.
+pub const PEER_NET: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 0);
+/// The director's address on the peer link.
+pub const DIRECTOR_PEER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+/// The peer's address on the peer link.
+pub const PEER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
+/// Interface name of the peer link, in both namespaces.
+pub const PEER_IF: &str = "s0";
 /// Prefix length of both lab networks.
 pub const NET_PREFIX_LEN: u8 = 24;
 

@@ -509,6 +509,14 @@ fn execute(cmd: Command, path: &Path, argv0: &str, json: bool) -> i32 {
             Err(f) => report(f, 255),
         },
         Command::Restore => restore(path, argv0),
+        Command::ListDaemons => match request(path, &Request::GetDaemons) {
+            Ok(Response::Daemons { daemons, .. }) => {
+                print!("{}", lvs_control::render::daemons(&daemons));
+                0
+            }
+            Ok(r) => report(Failure::Unexpected(r), 2),
+            Err(f) => report(f, 255),
+        },
         Command::Apply(req) => match request(path, &req) {
             Ok(Response::Ok) => 0,
             Ok(r) => report(Failure::Unexpected(r), 2),

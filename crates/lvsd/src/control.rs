@@ -292,6 +292,7 @@ impl ControlServer {
         now_ms: u64,
         io: &[(&str, u64)],
         status: &dyn Fn(&Check) -> CheckStatus,
+        sync: &mut crate::sync::SyncDaemons,
     ) -> bool {
         let mut buf = [0u8; 8];
         // SAFETY: reading 8 bytes from our eventfd into a live buffer.
@@ -327,6 +328,9 @@ impl ControlServer {
                     });
                     continue;
                 }
+                Job::Request(
+                    req @ (Request::StartDaemon(_) | Request::StopDaemon(_) | Request::GetDaemons),
+                ) => (sync.request(&req, engine, now_ms), false),
                 Job::Request(req) => apply_request(desired, engine, &req, now_ms, io, status),
                 Job::Reload(plan) => {
                     // Logged by the reload's own thread.
@@ -690,7 +694,14 @@ mod tests {
     ) {
         let start = Instant::now();
         while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(20) {
-            ctl.serve(desired, engine, 0, &[], &|_| CheckStatus::default());
+            ctl.serve(
+                desired,
+                engine,
+                0,
+                &[],
+                &|_| CheckStatus::default(),
+                &mut Default::default(),
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
     }
@@ -773,9 +784,14 @@ mod tests {
         // ...and when it comes back, the withdrawn request is skipped.
         let mut engine = Engine::new(1);
         let mut desired = Desired::default();
-        let changed = ctl.serve(&mut desired, &mut engine, 0, &[], &|_| {
-            CheckStatus::default()
-        });
+        let changed = ctl.serve(
+            &mut desired,
+            &mut engine,
+            0,
+            &[],
+            &|_| CheckStatus::default(),
+            &mut Default::default(),
+        );
         assert!(!changed);
         assert_eq!(engine.services().count(), 0);
         // A request taken in time is applied and says so.
@@ -814,7 +830,14 @@ mod tests {
         let status = |_: &Check| CheckStatus::default();
         let start = Instant::now();
         while ctl.listings.is_empty() && start.elapsed() < Duration::from_secs(10) {
-            ctl.serve(&mut desired, &mut engine, 0, &[], &status);
+            ctl.serve(
+                &mut desired,
+                &mut engine,
+                0,
+                &[],
+                &status,
+                &mut Default::default(),
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         // Taken, not answered yet: one step lists SERVICES_PER_STEP.

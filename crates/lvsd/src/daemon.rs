@@ -610,6 +610,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         })
         .collect();
     let nports = io.port_count();
+    let mut sync = crate::sync::SyncDaemons::default();
     while !stop.load(Ordering::Relaxed) {
         // While connection listings stream, a step every millisecond at
         // least; else wake up every 50 ms for the timers.
@@ -667,6 +668,7 @@ pub fn run(opts: Options) -> Result<(), String> {
                 now_ms,
                 &d.counters.list(d.neigh.len(), d.routes.len()),
                 &status,
+                &mut sync,
             ) {
                 guard_dirty = true;
                 d.refresh_vips(&mut io, false);
@@ -674,7 +676,21 @@ pub fn run(opts: Options) -> Result<(), String> {
                 last_housekeeping = Instant::now() - Duration::from_secs(10);
             }
             apply_debug_level(&d.engine);
+            // Sync daemons started or stopped: their sockets in the poll set.
+            fds.truncate(nports + 3);
+            fds.extend(sync.fds().into_iter().map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            }));
         }
+        if fds[nports + 3..]
+            .iter()
+            .any(|p| p.revents & libc::POLLIN != 0)
+        {
+            sync.receive(&mut d.engine, now_ms);
+        }
+        sync.send(&mut d.engine, now_ms);
         if fds[nports + 2].revents & libc::POLLIN != 0 {
             let mut events = Vec::new();
             netlink.read(&mut events);

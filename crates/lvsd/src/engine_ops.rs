@@ -25,13 +25,17 @@ pub fn apply_with(
     io: &[(&str, u64)],
 ) -> (Response, bool) {
     let r = match req {
-        Request::GetCounters => return (counters(engine, io), false),
+        Request::GetCounters => return (counters(engine, io, now_ms), false),
         Request::GetTotals => return (Response::Totals(stats_info(&engine.total_stats())), false),
         // Health lives in the desired state (`desired::apply_request`).
         Request::GetHealth => return (Response::Health(Vec::new()), false),
         // Reloads are read by the control thread (`control.rs`), batches
-        // go through the desired state.
-        Request::Reload | Request::Batch(_) => {
+        // go through the desired state, sync daemons are the daemon's.
+        Request::Reload
+        | Request::Batch(_)
+        | Request::StartDaemon(_)
+        | Request::StopDaemon(_)
+        | Request::GetDaemons => {
             return (
                 Response::Error {
                     kind: lvs_control::ErrorKind::Invalid,
@@ -95,7 +99,7 @@ pub fn apply_with(
 }
 
 /// The engine's counters, drops by reason, then the daemon's.
-fn counters(engine: &Engine, io: &[(&str, u64)]) -> Response {
+fn counters(engine: &Engine, io: &[(&str, u64)], now_ms: u64) -> Response {
     let c = &engine.counters;
     let mut v: Vec<ctl::Counter> = [
         ("engine.connections_created", c.conns),
@@ -133,6 +137,32 @@ fn counters(engine: &Engine, io: &[(&str, u64)]) -> Response {
         name: format!("io.{n}"),
         value,
     }));
+    // Connection sync, both roles.
+    let s = engine.sync_counters();
+    let mut sync = vec![
+        ("sync.messages_sent", s.messages_sent),
+        ("sync.entries_sent", s.entries_sent),
+        ("sync.messages_dropped", s.messages_dropped),
+        ("sync.queue_len", engine.sync_queue_len() as u64),
+        ("sync.messages_received", s.received),
+        ("sync.entries_created", s.entries_created),
+        ("sync.entries_updated", s.entries_updated),
+        ("sync.entries_skipped", s.entries_skipped),
+        ("sync.entries_ignored", s.entries_ignored),
+    ];
+    if let Some(t) = s.last_received_ms {
+        sync.push(("sync.last_message_age_ms", now_ms.saturating_sub(t)));
+    }
+    v.extend(sync.into_iter().map(|(n, value)| ctl::Counter {
+        name: n.to_string(),
+        value,
+    }));
+    for f in lvs_core::sync::codec::MessageFault::ALL {
+        v.push(ctl::Counter {
+            name: format!("sync.drop_{}", f.name()),
+            value: s.dropped[f as usize],
+        });
+    }
     Response::Counters(v)
 }
 
@@ -407,6 +437,7 @@ fn conn_info(c: &lvs_core::conn::Conn, now_ms: u64) -> ctl::ConnInfo {
         dport: c.dport,
         state: Engine::state_name(c).to_string(),
         expires_secs: c.expires.saturating_sub(now_ms) / 1000,
+        synced: c.flags & lvs_core::sync::codec::wire_flags::SYNC != 0,
     }
 }
 

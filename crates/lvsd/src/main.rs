@@ -21,6 +21,7 @@ mod reload;
 mod replay;
 mod rtnl;
 mod setup;
+mod sync;
 #[cfg(test)]
 mod untrusted_tests;
 

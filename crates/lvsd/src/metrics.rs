@@ -693,11 +693,47 @@ impl prometheus_client::collector::Collector for Collect {
             MetricType::Counter,
             drops.into_iter(),
         )?;
+        let sync_drops = s.counters.iter().filter_map(|c| {
+            let r = c.name.strip_prefix("sync.drop_")?;
+            Some((vec![("reason", r.to_string())], c.value as f64))
+        });
+        family(
+            &mut enc,
+            "lvsd_sync_receive_drops",
+            "Received sync messages dropped or stopped part-way, by reason.",
+            MetricType::Counter,
+            sync_drops,
+        )?;
         for c in &s.counters {
             let (area, rest) = match c.name.split_once('.') {
-                Some((a @ ("engine" | "io"), r)) => (a, r),
+                Some((a @ ("engine" | "io" | "sync"), r)) => (a, r),
                 _ => continue,
             };
+            if area == "sync" && rest.starts_with("drop_") {
+                continue;
+            }
+            if matches!(
+                c.name.as_str(),
+                "sync.queue_len" | "sync.last_message_age_ms"
+            ) {
+                let name = if rest == "queue_len" {
+                    "lvsd_sync_queue_length".to_string()
+                } else {
+                    "lvsd_sync_last_message_age_seconds".to_string()
+                };
+                let v = if rest == "queue_len" {
+                    c.value as f64
+                } else {
+                    c.value as f64 / 1000.0
+                };
+                gauge(
+                    &mut enc,
+                    &name,
+                    &format!("lvsadm --counters: {}", c.name),
+                    v,
+                )?;
+                continue;
+            }
             if rest.starts_with("drop_")
                 || matches!(
                     c.name.as_str(),

@@ -691,10 +691,54 @@ fn other_commands() {
         failmsg(&["--stop-daemon", "bogus"]),
         "illegal start_daemon specified"
     );
-    assert!(matches!(
+    assert_eq!(
         p(&["--start-daemon", "master", "--syncid", "3"]),
-        Err(UsageError::Unsupported(_))
-    ));
+        Ok(Command::Apply(Request::StartDaemon(DaemonConfig {
+            role: SyncRole::Master,
+            ifname: "eth0".into(),
+            syncid: 3,
+            maxlen: 0,
+            group: None,
+            port: 0,
+            ttl: 0,
+        })))
+    );
+    assert_eq!(
+        p(&[
+            "--start-daemon",
+            "backup",
+            "--mcast-interface",
+            "averyveryverylongname0",
+            "--syncid",
+            "9",
+            "--sync-maxlen",
+            "9000",
+            "--mcast-group",
+            "ff02::81",
+            "--mcast-port",
+            "9000",
+            "--mcast-ttl",
+            "2",
+        ]),
+        Ok(Command::Apply(Request::StartDaemon(DaemonConfig {
+            role: SyncRole::Backup,
+            ifname: "averyveryverylon".chars().take(15).collect(),
+            syncid: 9,
+            maxlen: 9000,
+            group: Some("ff02::81".parse().unwrap()),
+            port: 9000,
+            ttl: 2,
+        })))
+    );
+    assert_eq!(
+        p(&["--stop-daemon", "backup"]),
+        Ok(Command::Apply(Request::StopDaemon(SyncRole::Backup)))
+    );
+    assert_eq!(p(&["-L", "--daemon"]), Ok(Command::ListDaemons));
+    assert_eq!(
+        failmsg(&["--start-daemon", "master", "--mcast-group", "198.18.0.1"]),
+        "invalid IPv4 mcast-group `198.18.0.1'"
+    );
     assert_eq!(
         failmsg(&["--start-daemon", "master", "--syncid", "256"]),
         "illegal syncid specified"

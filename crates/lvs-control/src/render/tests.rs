@@ -321,6 +321,7 @@ fn connections_example() {
         dport: dp,
         state: st.into(),
         expires_secs: e,
+        synced: false,
     };
     let conns = vec![
         c(

@@ -272,6 +272,11 @@ impl Engine {
         self.director_off = self.sync_backup && self.stored_int("backup_only") != 0;
     }
 
+    /// Messages waiting to be sent.
+    pub fn sync_queue_len(&self) -> usize {
+        self.sync_master.as_ref().map_or(0, |m| m.queue.len())
+    }
+
     /// Whether a master runs.
     pub fn sync_master_running(&self) -> bool {
         self.sync_master.is_some()

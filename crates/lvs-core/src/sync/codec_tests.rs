@@ -227,19 +227,20 @@ fn a_full_message_holds_forty_ipv4_entries() {
     assert_eq!((n, b.len()), (40, 8 + 40 * 36));
 }
 
-fn arb_entry() -> impl Strategy<
-    Value = (
-        bool,
-        [u8; 48],
-        u32,
-        u16,
-        [u16; 3],
-        u32,
-        u32,
-        Option<SeqData>,
-        u8,
-    ),
-> {
+/// (IPv6?, address bytes, flags, state, ports, fwmark, timeout, seq, protocol).
+type RawEntry = (
+    bool,
+    [u8; 48],
+    u32,
+    u16,
+    [u16; 3],
+    u32,
+    u32,
+    Option<SeqData>,
+    u8,
+);
+
+fn arb_entry() -> impl Strategy<Value = RawEntry> {
     (
         any::<bool>(),
         any::<[u8; 48]>(),

@@ -140,16 +140,21 @@ impl Director {
     /// stderr into a log file) and waits for its control socket. `tag`
     /// names the temporary files.
     pub fn start(lab: &Lab, tag: &str, config: &str) -> Director {
+        Director::start_in(lab, lab.director_ns(), tag, config)
+    }
+
+    /// `start`, in namespace `ns` of the lab (e.g. its peer).
+    pub fn start_in(lab: &Lab, ns: &str, tag: &str, config: &str) -> Director {
         let dir = std::env::temp_dir();
         let base = format!("lvsd-e2e-{tag}-{}", std::process::id());
         let conf = dir.join(format!("{base}.conf"));
         let sock = dir.join(format!("{base}.sock"));
         let log = dir.join(format!("{base}.log"));
         std::fs::write(&conf, config).unwrap();
-        let mut cmd = lab.command(lab.director_ns(), &lvsd().to_string_lossy());
+        let mut cmd = lab.command(ns, &lvsd().to_string_lossy());
         cmd.arg("--config").arg(&conf).arg("--control").arg(&sock);
         cmd.stderr(std::fs::File::create(&log).expect("lvsd log file"));
-        let pid = lab.spawn(lab.director_ns(), cmd).expect("start lvsd");
+        let pid = lab.spawn(ns, cmd).expect("start lvsd");
         wait_for_socket(&sock);
         Director {
             pid,

@@ -192,9 +192,12 @@ udp("198.18.2.6", 41002, V0, 53, 4)
 # DR TCP :443 persistent /24 - two clients of 198.18.2.0/24
 d1 = Tcp("198.18.2.21", 42001, V1, 443); d1.client("S", "A", "PA+10")
 d2 = Tcp("198.18.2.22", 42002, V1, 443); d2.client("S", "A", "PA+10", "PA+10")
-# closes (the real server's packets come from netns R with its own address, NAT reply direction)
+# closes (the real server's packets come from netns R with its own address, NAT reply direction),
+# PAUSE s later, so that the master has flushed the entries above (its buffer is sent once it is
+# 2 s old, checked once a second) and the state changes below arrive in a later message
 c3.rs = real_server_of(c3)
 c4.rs = real_server_of(c4)
+time.sleep(float(os.environ.get("PAUSE", "4")))
 c3.client("FA"); c3.server("FA"); c3.client("A")                    # client closes first
 c4.server("FA"); c4.client("A"); c4.client("FA"); c4.server("A")    # server closes first
 log.write(f"# traffic done {time.time():.6f}\n")
