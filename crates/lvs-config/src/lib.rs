@@ -135,6 +135,31 @@ pub struct Config {
     /// `flow` lines, in file order: traffic for the directors without an
     /// address.
     pub flows: Vec<FlowDef>,
+    /// `sync master|backup …` lines (global, at most one per role): the
+    /// connection sync daemons started with lvsd.
+    pub syncs: Vec<SyncDef>,
+}
+
+/// `sync master|backup interface IF [syncid N] [maxlen N] [group ADDR]
+/// [port N] [ttl N]`: ipvsadm's `--start-daemon` and its options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncDef {
+    /// True for `master`, false for `backup`.
+    pub master: bool,
+    /// The multicast interface (`--mcast-interface`).
+    pub interface: Spanned<String>,
+    /// The sync ID (`--syncid`).
+    pub syncid: u8,
+    /// 0: the default.
+    pub maxlen: u16,
+    /// A multicast group; `None`: 224.0.0.81.
+    pub group: Option<IpAddr>,
+    /// 0: 8848.
+    pub port: u16,
+    /// 0: 1.
+    pub ttl: u8,
+    /// Where the statement is.
+    pub span: Span,
 }
 
 /// `flow NAME to PREFIX [from PREFIX] [ports LIST] [TCP|UDP|SCTP] director
@@ -941,6 +966,7 @@ struct Parser {
     timeouts: Option<Spanned<[u32; 3]>>,
     control: Option<Control>,
     metrics: Option<Spanned<std::net::SocketAddr>>,
+    syncs: Vec<SyncDef>,
     flows: Vec<FlowDef>,
     flow_lines: HashMap<String, u32>,
     directors: Vec<Director>,
@@ -1118,6 +1144,7 @@ impl Parser {
             control: self.control,
             metrics: self.metrics,
             flows: self.flows,
+            syncs: self.syncs,
         })
     }
 
@@ -1141,6 +1168,7 @@ impl Parser {
             "timeout" => self.timeout(cx, kw, &mut args),
             "control" => self.control(cx, kw, &mut args),
             "metrics" => self.metrics(cx, kw, &mut args),
+            "sync" => self.sync(cx, kw, &mut args),
             "flow" => self.flow(cx, kw, &mut args),
             "director" => self.director(cx, kw, &mut args),
             "balance" | "mode" | "check" | "option" | "server" => {
@@ -1229,6 +1257,88 @@ impl Parser {
             ));
         }
         self.control = Some(c);
+        Ok(())
+    }
+
+    fn sync(&mut self, cx: &Cx<'_>, kw: Tok<'_>, args: &mut Args<'_, '_>) -> Result<()> {
+        let role = args.expect("`master` or `backup`")?;
+        let master = match role.text {
+            "master" => true,
+            "backup" => false,
+            other => {
+                return Err(cx.err(
+                    role.col,
+                    format!("expected `master` or `backup`, found `{other}`"),
+                ))
+            }
+        };
+        if let Some(first) = self.syncs.iter().find(|s| s.master == master) {
+            return Err(cx.err(
+                kw.col,
+                dup_line(&format!("`sync {}`", role.text), first.span.line),
+            ));
+        }
+        let mut d = SyncDef {
+            master,
+            interface: Spanned::new(String::new(), cx.span(&kw)),
+            syncid: 0,
+            maxlen: 0,
+            group: None,
+            port: 0,
+            ttl: 0,
+            span: cx.span(&kw),
+        };
+        let mut seen: Vec<&str> = Vec::new();
+        let mut have_iface = false;
+        while let Some(word) = args.next() {
+            if seen.contains(&word.text) {
+                return Err(cx.err(word.col, format!("`{}` given twice", word.text)));
+            }
+            let v = match word.text {
+                "interface" => args.expect("an interface name")?,
+                "syncid" => args.expect("a sync ID (0..255)")?,
+                "maxlen" => args.expect("a message size in bytes (1..65507)")?,
+                "group" => args.expect("a multicast group address")?,
+                "port" => args.expect("a UDP port (1..65535)")?,
+                "ttl" => args.expect("a TTL (1..255)")?,
+                other => {
+                    return Err(cx.err(
+                        word.col,
+                        format!("unknown `sync` option `{other}` (expected interface, syncid, maxlen, group, port or ttl)"),
+                    ))
+                }
+            };
+            match word.text {
+                "interface" => {
+                    d.interface = Spanned::new(check_iface_name(cx, &v)?, cx.span(&v));
+                    have_iface = true;
+                }
+                "syncid" => d.syncid = num_u32(cx, &v, "a sync ID", 0, 255)? as u8,
+                "maxlen" => d.maxlen = num_u32(cx, &v, "a message size", 1, 65507)? as u16,
+                "port" => d.port = num_u32(cx, &v, "a UDP port", 1, 65535)? as u16,
+                "ttl" => d.ttl = num_u32(cx, &v, "a TTL", 1, 255)? as u8,
+                _ => {
+                    let g: IpAddr = v.text.parse().map_err(|_| {
+                        cx.err(
+                            v.col,
+                            format!("expected a multicast group address, found `{}`", v.text),
+                        )
+                    })?;
+                    if !g.is_multicast() {
+                        return Err(cx.err(v.col, format!("`{g}` is not a multicast address")));
+                    }
+                    d.group = Some(g);
+                }
+            }
+            seen.push(word.text);
+        }
+        if !have_iface {
+            return Err(cx.err(
+                kw.col,
+                "`sync` needs `interface NAME` (the multicast interface)",
+            ));
+        }
+        self.syncs.push(d);
         Ok(())
     }
 

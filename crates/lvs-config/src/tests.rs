@@ -232,6 +232,7 @@ fn full_example() {
         timeouts: None,
         control: None,
         metrics: None,
+        syncs: Vec::new(),
         flows: vec![],
     };
     assert_eq!(cfg, expected);
@@ -1597,6 +1598,55 @@ fn metrics_statement() {
             2,
             1,
             "duplicate `metrics` (first at line 1)",
+        ),
+    ] {
+        let e = parse_str(text, "t.conf").unwrap_err();
+        assert_eq!((e.line, e.col), (line, col), "{text:?}: {}", e.message);
+        assert!(e.message.contains(msg), "{text:?}: {}", e.message);
+    }
+}
+
+#[test]
+fn sync_statements() {
+    let cfg = parse("sync master interface s0 syncid 7\nsync backup interface eth1 group 224.0.0.82 port 9000 ttl 2 maxlen 9000\n");
+    assert_eq!(cfg.syncs.len(), 2);
+    let (m, b) = (&cfg.syncs[0], &cfg.syncs[1]);
+    assert!(m.master && !b.master);
+    assert_eq!((m.interface.value.as_str(), m.syncid, m.port), ("s0", 7, 0));
+    assert_eq!(b.group, Some("224.0.0.82".parse().unwrap()));
+    assert_eq!((b.port, b.ttl, b.maxlen), (9000, 2, 9000));
+    for (text, line, col, msg) in [
+        ("sync master\n", 1, 1, "needs `interface NAME`"),
+        (
+            "sync primary interface s0\n",
+            1,
+            6,
+            "expected `master` or `backup`",
+        ),
+        ("sync master interface s0 syncid 256\n", 1, 33, "sync ID"),
+        (
+            "sync master interface s0 group 198.18.0.1\n",
+            1,
+            32,
+            "not a multicast address",
+        ),
+        (
+            "sync master interface s0 colour red\n",
+            1,
+            26,
+            "unknown `sync` option `colour`",
+        ),
+        (
+            "sync master interface s0 ttl 1 ttl 2\n",
+            1,
+            32,
+            "`ttl` given twice",
+        ),
+        (
+            "sync master interface s0\nsync master interface s1\n",
+            2,
+            1,
+            "duplicate `sync master` (first at line 1)",
         ),
     ] {
         let e = parse_str(text, "t.conf").unwrap_err();

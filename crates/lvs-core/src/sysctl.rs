@@ -67,8 +67,6 @@ macro_rules! sysctl {
 use Accepts::{AnyInt, CpuList, PowerOfTwo, Range, SyncThreshold, Unsigned};
 use Effect::{Acts, NoEffect};
 
-const NO_SYNC: Effect = NoEffect("no connection sync daemon yet");
-
 /// Every sysctl of sysctls.md, in the kernel's table order.
 pub const SYSCTLS: &[Sysctl] = &[
     sysctl!("amemthresh", AnyInt, "1024", Acts, "available-memory threshold (pages) below which the automatic defenses switch on"),
@@ -78,22 +76,22 @@ pub const SYSCTLS: &[Sysctl] = &[
     sysctl!("conntrack", AnyInt, "0", NoEffect("lvsd's connections never pass through netfilter conntrack"), "keep netfilter conntrack entries for IPVS connections"),
     sysctl!("secure_tcp", Range(0, 3), "0", Acts, "use the secure TCP state table (on when the effective value is >= 2)"),
     sysctl!("snat_reroute", AnyInt, "1", NoEffect("lvsd routes every rewritten reply by its destination anyway"), "re-route NAT replies after the source rewrite"),
-    sysctl!("sync_version", Range(0, 1), "1", NO_SYNC, "sync message format a master sends (0 = legacy v0)"),
-    sysctl!("sync_ports", PowerOfTwo, "1", NO_SYNC, "number of sync threads/ports (a power of two)"),
-    sysctl!("sync_persist_mode", AnyInt, "0", NO_SYNC, "for persistent services sync only templates"),
-    sysctl!("sync_qlen_max", Unsigned, "(RAM pages / 32)", NO_SYNC, "maximum queued, unsent sync messages"),
-    sysctl!("sync_sock_size", AnyInt, "0", NO_SYNC, "send/receive buffer of sync sockets (0 = system default)"),
+    sysctl!("sync_version", Range(0, 1), "1", Acts, "sync message format a master sends (0 = legacy v0)"),
+    sysctl!("sync_ports", PowerOfTwo, "1", Acts, "number of sync threads/ports (a power of two)"),
+    sysctl!("sync_persist_mode", AnyInt, "0", Acts, "for persistent services sync only templates"),
+    sysctl!("sync_qlen_max", Unsigned, "(RAM pages / 32)", Acts, "maximum queued, unsent sync messages"),
+    sysctl!("sync_sock_size", AnyInt, "0", Acts, "send/receive buffer of sync sockets (0 = system default)"),
     sysctl!("cache_bypass", AnyInt, "0", Acts, "fwmark services without destination forward to the original destination"),
     sysctl!("expire_nodest_conn", AnyInt, "0", Acts, "expire (instead of dropping packets of) entries whose destination was deleted; reschedule SYNs to weight-0 destinations"),
     sysctl!("sloppy_tcp", AnyInt, "0", Acts, "create TCP entries from any non-RST packet, not only SYN"),
     sysctl!("sloppy_sctp", AnyInt, "0", Acts, "create SCTP entries from any packet whose first chunk is not ABORT"),
     sysctl!("expire_quiescent_template", AnyInt, "0", Acts, "a persistence template whose destination has weight 0 is invalid"),
-    sysctl!("sync_threshold", SyncThreshold, "3\t50", NO_SYNC, "sync a connection when in_pkts % period == threshold"),
-    sysctl!("sync_refresh_period", Range(-JIFFIES_SECS, JIFFIES_SECS), "0", NO_SYNC, "re-sync an unchanged connection only when its expiry moved this much"),
-    sysctl!("sync_retries", Range(0, 3), "0", NO_SYNC, "number of sync re-sends"),
+    sysctl!("sync_threshold", SyncThreshold, "3\t50", Acts, "sync a connection when in_pkts % period == threshold"),
+    sysctl!("sync_refresh_period", Range(-JIFFIES_SECS, JIFFIES_SECS), "0", Acts, "re-sync an unchanged connection only when its expiry moved this much"),
+    sysctl!("sync_retries", Range(0, 3), "0", Acts, "number of sync re-sends"),
     sysctl!("nat_icmp_send", AnyInt, "0", Acts, "answer unmatched packets from NAT real servers with ICMP port unreachable"),
     sysctl!("pmtu_disc", AnyInt, "1", Acts, "tunnels: send FRAG_NEEDED for DF packets over the tunnel MTU and copy DF to the outer header (0: fragment the outer packet instead)"),
-    sysctl!("backup_only", AnyInt, "0", NO_SYNC, "disable the director while a backup sync daemon runs"),
+    sysctl!("backup_only", AnyInt, "0", Acts, "disable the director while a backup sync daemon runs"),
     sysctl!("conn_reuse_mode", AnyInt, "1", Acts, "reschedule a new SYN that hits an old entry in TIME_WAIT/CLOSE (bit 2: also FIN_WAIT of DR/TUN entries)"),
     sysctl!("schedule_icmp", AnyInt, "0", NoEffect("related ICMP errors are translated for existing connections, but never schedule new ones"), "create entries for ICMP errors whose embedded packet matches none"),
     sysctl!("ignore_tunneled", AnyInt, "0", NoEffect("lvsd always leaves protocols it does not handle to the host"), "mark packets of protocols IPVS does not handle"),

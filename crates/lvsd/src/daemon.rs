@@ -611,6 +611,27 @@ pub fn run(opts: Options) -> Result<(), String> {
         .collect();
     let nports = io.port_count();
     let mut sync = crate::sync::SyncDaemons::default();
+    for cfg in d.desired.file.sync.clone() {
+        let req = lvs_control::Request::StartDaemon(cfg.clone());
+        if let lvs_control::Response::Error { kind, detail } = sync.request(&req, &mut d.engine, 0)
+        {
+            return Err(format!(
+                "cannot start the sync daemon on {}: {}{}",
+                cfg.ifname,
+                lvs_control::render::error_message(kind),
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({detail})")
+                }
+            ));
+        }
+    }
+    fds.extend(sync.fds().into_iter().map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }));
     while !stop.load(Ordering::Relaxed) {
         // While connection listings stream, a step every millisecond at
         // least; else wake up every 50 ms for the timers.

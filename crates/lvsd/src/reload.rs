@@ -44,6 +44,8 @@ pub struct FileState<C> {
     pub control_group: Option<(String, u32)>,
     /// The `metrics` line (applied only at start).
     pub metrics: Option<std::net::SocketAddr>,
+    /// The `sync` lines (started with lvsd).
+    pub sync: Vec<lvs_control::DaemonConfig>,
     /// Legal but suspicious settings, rendered (`file:line:col: warning: …`).
     pub warnings: Vec<String>,
     /// The `flow` lines, with their directors' marks.
@@ -60,6 +62,7 @@ impl<C> Default for FileState<C> {
             control_socket: None,
             control_group: None,
             metrics: None,
+            sync: Vec::new(),
             warnings: Vec::new(),
             flows: Vec::new(),
         }
@@ -252,6 +255,12 @@ impl<C: Clone + Eq + Hash> Desired<C> {
         {
             r.warnings.push(
                 "the `control` line changed: the control socket is set up at start only; restart lvsd to apply it"
+                    .into(),
+            );
+        }
+        if started && old.sync != new.sync {
+            r.warnings.push(
+                "the `sync` lines changed: sync daemons start with lvsd; restart it, or use lvsadm --stop-daemon/--start-daemon"
                     .into(),
             );
         }

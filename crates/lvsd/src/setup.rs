@@ -81,6 +81,23 @@ pub fn file_state(cfg: &Config, file: &str, text: &str) -> Result<FileState<Chec
             .map(|s| std::path::PathBuf::from(&s.value)),
         control_group,
         metrics: cfg.metrics.as_ref().map(|m| m.value),
+        sync: cfg
+            .syncs
+            .iter()
+            .map(|s| lvs_control::DaemonConfig {
+                role: if s.master {
+                    lvs_control::SyncRole::Master
+                } else {
+                    lvs_control::SyncRole::Backup
+                },
+                ifname: s.interface.value.clone(),
+                syncid: s.syncid,
+                maxlen: s.maxlen,
+                group: s.group,
+                port: s.port,
+                ttl: s.ttl,
+            })
+            .collect(),
     })
 }
 

@@ -374,8 +374,9 @@ fn empty_config_then_lvsadm_alone() {
     assert_eq!(out.lines().count(), 32, "{out}");
     assert!(
         out.contains("net.ipv4.vs.secure_tcp = 0\n")
+            && out.contains("net.ipv4.vs.sync_version = 1\n")
             && out.contains(
-                "net.ipv4.vs.sync_version = 1   # no effect: no connection sync daemon yet\n"
+                "net.ipv4.vs.conntrack = 0   # no effect: lvsd's connections never pass through netfilter conntrack\n"
             ),
         "{out}"
     );

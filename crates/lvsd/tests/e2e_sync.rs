@@ -64,23 +64,18 @@ fn a_backup_builds_the_masters_connection_table() {
         "syncm",
         &format!("interface d0\ninterface br1\n{SERVICES}"),
     );
-    let backup = Director::start_in(&lab, &peer, "syncb", &format!("interface s0\n{SERVICES}"));
+    // The backup's daemon from its configuration, the master's with lvsadm.
+    let backup = Director::start_in(
+        &lab,
+        &peer,
+        "syncb",
+        &format!("interface s0\nsync backup interface s0 syncid 7\n{SERVICES}"),
+    );
     lvsadm_ok(
         &master.sock,
         &[
             "--start-daemon",
             "master",
-            "--mcast-interface",
-            "s0",
-            "--syncid",
-            "7",
-        ],
-    );
-    lvsadm_ok(
-        &backup.sock,
-        &[
-            "--start-daemon",
-            "backup",
             "--mcast-interface",
             "s0",
             "--syncid",
