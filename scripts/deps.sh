@@ -13,6 +13,8 @@ lvs_install_deps() {
   # node_exporter reading lvsd's /proc views.
   [ -x /usr/bin/chromium ] || need+=(chromium)
   [ -x /usr/bin/prometheus-node-exporter ] || need+=(prometheus-node-exporter)
+  # The VRRP tests' peer.
+  [ -x /usr/sbin/keepalived ] || need+=(keepalived)
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
       echo "missing packages: ${need[*]} (run as root, or install them with apt-get)" >&2
@@ -20,7 +22,7 @@ lvs_install_deps() {
     fi
     echo "installing ${need[*]} ..." >&2
     apt-get update -qq
-    # Packages with a service (prometheus-node-exporter) must not start it:
+    # Packages with a service (prometheus-node-exporter, keepalived) must not start it:
     # the tests run their own copy, inside a lab namespace.
     local policy=/usr/sbin/policy-rc.d own_policy=0
     if [ ! -e "$policy" ]; then

@@ -2,7 +2,7 @@
 # The whole test suite: unit, property and engine tests, plus the end-to-end
 # tests that build network namespaces and push real curl/UDP traffic through
 # lvsd. Run as root on Linux (namespaces, AF_PACKET). Installs missing
-# Debian packages (iproute2, curl, nftables, chromium, prometheus-node-exporter, …) first.
+# Debian packages (iproute2, curl, nftables, chromium, prometheus-node-exporter, keepalived, …) first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh

@@ -138,14 +138,44 @@ pub struct Config {
     /// `sync master|backup …` lines (global, at most one per role): the
     /// connection sync daemons started with lvsd.
     pub syncs: Vec<SyncDef>,
+    /// `vrrp` lines.
+    pub vrrps: Vec<VrrpDef>,
+}
+
+/// `vrrp NAME interface IF id N priority N [advert S] [nopreempt] address
+/// ADDR [address ADDR …]`: a VRRP version 3 virtual router whose addresses
+/// lvsd holds while it is master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VrrpDef {
+    /// Unique among `vrrp` lines.
+    pub name: Spanned<String>,
+    /// The link the advertisements go on.
+    pub interface: Spanned<String>,
+    /// The virtual router ID, 1..=255.
+    pub vrid: u8,
+    /// 1..=255 (255: the address owner); default 100.
+    pub priority: u8,
+    /// Advertisement interval in centiseconds (from `advert S`, 0.01..40.95 s;
+    /// default 1 s).
+    pub interval_cs: u16,
+    /// Take over from a lower-priority master (default; `nopreempt` off).
+    pub preempt: bool,
+    /// The addresses (one family).
+    pub addrs: Vec<IpAddr>,
+    /// Where the statement is.
+    pub span: Span,
 }
 
 /// `sync master|backup interface IF [syncid N] [maxlen N] [group ADDR]
 /// [port N] [ttl N]`: ipvsadm's `--start-daemon` and its options.
+/// `sync vrrp NAME …`: the role follows that VRRP instance (master while
+/// it is master, backup otherwise), as keepalived's `lvs_sync_daemon`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncDef {
     /// True for `master`, false for `backup`.
     pub master: bool,
+    /// The VRRP instance the role follows.
+    pub follow: Option<Spanned<String>>,
     /// The multicast interface (`--mcast-interface`).
     pub interface: Spanned<String>,
     /// The sync ID (`--syncid`).
@@ -967,6 +997,7 @@ struct Parser {
     control: Option<Control>,
     metrics: Option<Spanned<std::net::SocketAddr>>,
     syncs: Vec<SyncDef>,
+    vrrps: Vec<VrrpDef>,
     flows: Vec<FlowDef>,
     flow_lines: HashMap<String, u32>,
     directors: Vec<Director>,
@@ -1136,6 +1167,18 @@ impl Parser {
     fn finish(mut self, file: &str, text: &str) -> Result<Config> {
         self.close_director(file)?;
         self.check_flows(file, text)?;
+        for s in &self.syncs {
+            if let Some(f) = &s.follow {
+                if !self.vrrps.iter().any(|v| v.name.value == f.value) {
+                    return Err(ConfigError::at(
+                        file,
+                        text,
+                        f.span,
+                        format!("no `vrrp {}` line for this `sync` to follow", f.value),
+                    ));
+                }
+            }
+        }
         Ok(Config {
             interfaces: self.interfaces,
             directors: self.directors,
@@ -1145,6 +1188,7 @@ impl Parser {
             metrics: self.metrics,
             flows: self.flows,
             syncs: self.syncs,
+            vrrps: self.vrrps,
         })
     }
 
@@ -1169,6 +1213,7 @@ impl Parser {
             "control" => self.control(cx, kw, &mut args),
             "metrics" => self.metrics(cx, kw, &mut args),
             "sync" => self.sync(cx, kw, &mut args),
+            "vrrp" => self.vrrp(cx, kw, &mut args),
             "flow" => self.flow(cx, kw, &mut args),
             "director" => self.director(cx, kw, &mut args),
             "balance" | "mode" | "check" | "option" | "server" => {
@@ -1261,25 +1306,37 @@ impl Parser {
     }
 
     fn sync(&mut self, cx: &Cx<'_>, kw: Tok<'_>, args: &mut Args<'_, '_>) -> Result<()> {
-        let role = args.expect("`master` or `backup`")?;
-        let master = match role.text {
-            "master" => true,
-            "backup" => false,
+        let role = args.expect("`master`, `backup` or `vrrp NAME`")?;
+        let (master, follow) = match role.text {
+            "master" => (true, None),
+            "backup" => (false, None),
+            "vrrp" => {
+                let n = args.expect("the name of a `vrrp` line")?;
+                (false, Some(Spanned::new(n.text.to_string(), cx.span(&n))))
+            }
             other => {
                 return Err(cx.err(
                     role.col,
-                    format!("expected `master` or `backup`, found `{other}`"),
+                    format!("expected `master`, `backup` or `vrrp NAME`, found `{other}`"),
                 ))
             }
         };
-        if let Some(first) = self.syncs.iter().find(|s| s.master == master) {
+        let clash = |s: &&SyncDef| {
+            if follow.is_some() || s.follow.is_some() {
+                true
+            } else {
+                s.master == master
+            }
+        };
+        if let Some(first) = self.syncs.iter().find(clash) {
             return Err(cx.err(
                 kw.col,
-                dup_line(&format!("`sync {}`", role.text), first.span.line),
+                dup_line("`sync` line for this role", first.span.line),
             ));
         }
         let mut d = SyncDef {
             master,
+            follow,
             interface: Spanned::new(String::new(), cx.span(&kw)),
             syncid: 0,
             maxlen: 0,
@@ -1339,6 +1396,90 @@ impl Parser {
             ));
         }
         self.syncs.push(d);
+        Ok(())
+    }
+
+    fn vrrp(&mut self, cx: &Cx<'_>, kw: Tok<'_>, args: &mut Args<'_, '_>) -> Result<()> {
+        let name = args.expect("a name for the VRRP instance")?;
+        if let Some(first) = self.vrrps.iter().find(|v| v.name.value == name.text) {
+            return Err(cx.err(
+                name.col,
+                dup_line(&format!("vrrp name `{}`", name.text), first.span.line),
+            ));
+        }
+        let mut v = VrrpDef {
+            name: Spanned::new(name.text.to_string(), cx.span(&name)),
+            interface: Spanned::new(String::new(), cx.span(&kw)),
+            vrid: 0,
+            priority: 100,
+            interval_cs: 100,
+            preempt: true,
+            addrs: Vec::new(),
+            span: cx.span(&kw),
+        };
+        let mut seen: Vec<&str> = Vec::new();
+        while let Some(word) = args.next() {
+            if word.text != "address" && seen.contains(&word.text) {
+                return Err(cx.err(word.col, format!("`{}` given twice", word.text)));
+            }
+            match word.text {
+                "interface" => {
+                    let t = args.expect("an interface name")?;
+                    v.interface = Spanned::new(check_iface_name(cx, &t)?, cx.span(&t));
+                }
+                "id" => {
+                    let t = args.expect("a virtual router ID (1..255)")?;
+                    v.vrid = num_u32(cx, &t, "a virtual router ID", 1, 255)? as u8;
+                }
+                "priority" => {
+                    let t = args.expect("a priority (1..255)")?;
+                    v.priority = num_u32(cx, &t, "a priority", 1, 255)? as u8;
+                }
+                "advert" => {
+                    let t = args.expect("an advertisement interval in seconds")?;
+                    let secs: f64 = t.text.parse().map_err(|_| {
+                        cx.err(t.col, format!("expected seconds (0.01..40.95), found `{}`", t.text))
+                    })?;
+                    let cs = (secs * 100.0).round();
+                    if !(1.0..=4095.0).contains(&cs) {
+                        return Err(cx.err(t.col, "the advertisement interval must be 0.01..40.95 seconds"));
+                    }
+                    v.interval_cs = cs as u16;
+                }
+                "nopreempt" => v.preempt = false,
+                "preempt" => v.preempt = true,
+                "address" => {
+                    let t = args.expect("an address the instance holds")?;
+                    let a: IpAddr = t.text.parse().map_err(|_| {
+                        cx.err(t.col, format!("expected an IP address, found `{}`", t.text))
+                    })?;
+                    if v.addrs.first().is_some_and(|f| f.is_ipv6() != a.is_ipv6()) {
+                        return Err(cx.err(t.col, "one `vrrp` line holds addresses of one family (write one line per family)"));
+                    }
+                    if v.addrs.contains(&a) {
+                        return Err(cx.err(t.col, format!("address {a} given twice")));
+                    }
+                    v.addrs.push(a);
+                }
+                other => {
+                    return Err(cx.err(
+                        word.col,
+                        format!("unknown `vrrp` option `{other}` (expected interface, id, priority, advert, preempt, nopreempt or address)"),
+                    ))
+                }
+            }
+            seen.push(word.text);
+        }
+        for (what, ok) in [
+            ("`interface NAME`", seen.contains(&"interface")),
+            ("`id N`", seen.contains(&"id")),
+            ("at least one `address ADDR`", !v.addrs.is_empty()),
+        ] {
+            if !ok {
+                return Err(cx.err(kw.col, format!("`vrrp` needs {what}")));
+            }
+        }
+        self.vrrps.push(v);
         Ok(())
     }
 

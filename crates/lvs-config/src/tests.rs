@@ -233,6 +233,7 @@ fn full_example() {
         control: None,
         metrics: None,
         syncs: Vec::new(),
+        vrrps: Vec::new(),
         flows: vec![],
     };
     assert_eq!(cfg, expected);
@@ -1621,7 +1622,7 @@ fn sync_statements() {
             "sync primary interface s0\n",
             1,
             6,
-            "expected `master` or `backup`",
+            "expected `master`, `backup` or `vrrp NAME`",
         ),
         ("sync master interface s0 syncid 256\n", 1, 33, "sync ID"),
         (
@@ -1646,8 +1647,47 @@ fn sync_statements() {
             "sync master interface s0\nsync master interface s1\n",
             2,
             1,
-            "duplicate `sync master` (first at line 1)",
+            "duplicate `sync` line for this role (first at line 1)",
         ),
+    ] {
+        let e = parse_str(text, "t.conf").unwrap_err();
+        assert_eq!((e.line, e.col), (line, col), "{text:?}: {}", e.message);
+        assert!(e.message.contains(msg), "{text:?}: {}", e.message);
+    }
+}
+
+#[test]
+fn vrrp_statements() {
+    let cfg = parse(
+        "vrrp front interface d0 id 51 priority 150 advert 0.5 nopreempt address 198.18.0.100 address 198.18.0.101\n\
+         vrrp front6 interface d0 id 52 address 2001:db8::10\n\
+         sync vrrp front interface s0 syncid 7\n",
+    );
+    let v = &cfg.vrrps[0];
+    assert_eq!(
+        (v.name.value.as_str(), v.interface.value.as_str()),
+        ("front", "d0")
+    );
+    assert_eq!(
+        (v.vrid, v.priority, v.interval_cs, v.preempt),
+        (51, 150, 50, false)
+    );
+    assert_eq!(v.addrs.len(), 2);
+    let w = &cfg.vrrps[1];
+    assert_eq!((w.priority, w.interval_cs, w.preempt), (100, 100, true));
+    assert_eq!(
+        cfg.syncs[0].follow.as_ref().map(|f| f.value.as_str()),
+        Some("front")
+    );
+    for (text, line, col, msg) in [
+        ("vrrp a interface d0 address 198.18.0.100\n", 1, 1, "`vrrp` needs `id N`"),
+        ("vrrp a interface d0 id 1\n", 1, 1, "at least one `address ADDR`"),
+        ("vrrp a interface d0 id 0 address 198.18.0.100\n", 1, 24, "virtual router ID"),
+        ("vrrp a interface d0 id 1 advert 50 address 198.18.0.100\n", 1, 33, "0.01..40.95"),
+        ("vrrp a interface d0 id 1 address 198.18.0.100 address 2001:db8::1\n", 1, 55, "one family"),
+        ("vrrp a interface d0 id 1 address 198.18.0.100\nvrrp a interface d0 id 2 address 198.18.0.101\n", 2, 6, "duplicate vrrp name `a`"),
+        ("sync vrrp nosuch interface s0\n", 1, 11, "no `vrrp nosuch` line"),
+        ("sync master interface s0\nsync vrrp a interface s0\nvrrp a interface d0 id 1 address 198.18.0.100\n", 2, 1, "duplicate `sync` line"),
     ] {
         let e = parse_str(text, "t.conf").unwrap_err();
         assert_eq!((e.line, e.col), (line, col), "{text:?}: {}", e.message);

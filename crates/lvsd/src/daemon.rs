@@ -140,6 +140,10 @@ struct Director {
     vips: HashSet<Ipv4Addr>,
     /// The IPv6 VIPs (answered and announced with neighbour discovery).
     vips6: HashSet<Ipv6Addr>,
+    /// Addresses of VRRP instances that are not master here (left to the
+    /// master), and those of instances that are.
+    held_back: HashSet<IpAddr>,
+    vrrp_owned: HashSet<IpAddr>,
     routes6: Vec<PortRoute6>,
     neigh6: Neighbours<Ipv6Addr>,
     counters: Counters,
@@ -533,6 +537,8 @@ pub fn run(opts: Options) -> Result<(), String> {
         neigh: Neighbours::default(),
         vips: HashSet::new(),
         vips6: HashSet::new(),
+        held_back: HashSet::new(),
+        vrrp_owned: HashSet::new(),
         routes6: Vec::new(),
         neigh6: Neighbours::default(),
         counters: Counters::default(),
@@ -627,6 +633,22 @@ pub fn run(opts: Options) -> Result<(), String> {
             ));
         }
     }
+    // VRRP instances: their sockets follow the fixed descriptors, the
+    // sync daemons' after them.
+    let mut vrrp = crate::vrrp_io::Vrrp::default();
+    for (name, ifname, cfg) in d.desired.file.vrrp.clone() {
+        let inst = crate::vrrp_io::Instance::open(&name, &ifname, cfg)
+            .map_err(|e| format!("cannot start VRRP instance {name} on {ifname}: {e}"))?;
+        vrrp.instances.push(inst);
+    }
+    let nfixed = nports + 3 + vrrp.instances.len();
+    fds.extend(vrrp.fds().into_iter().map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }));
+    let changes = vrrp.start(start.elapsed().as_millis() as u64);
+    d.follow_vrrp(&vrrp, &changes, &mut io, &mut sync);
     fds.extend(sync.fds().into_iter().map(|fd| libc::pollfd {
         fd,
         events: libc::POLLIN,
@@ -634,8 +656,12 @@ pub fn run(opts: Options) -> Result<(), String> {
     }));
     while !stop.load(Ordering::Relaxed) {
         // While connection listings stream, a step every millisecond at
-        // least; else wake up every 50 ms for the timers.
-        let timeout = if control.streaming() { 1 } else { 50 };
+        // least; else wake up every 50 ms for the timers (sooner when a
+        // VRRP timer is due).
+        let mut timeout = if control.streaming() { 1 } else { 50 };
+        if let Some(ms) = vrrp.next_in(start.elapsed().as_millis() as u64) {
+            timeout = timeout.min(ms as i32);
+        }
         // SAFETY: fds is a live array of pollfd of the given length.
         let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
         if r < 0 {
@@ -698,17 +724,26 @@ pub fn run(opts: Options) -> Result<(), String> {
             }
             apply_debug_level(&d.engine);
             // Sync daemons started or stopped: their sockets in the poll set.
-            fds.truncate(nports + 3);
+            fds.truncate(nfixed);
             fds.extend(sync.fds().into_iter().map(|fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,
                 revents: 0,
             }));
         }
-        if fds[nports + 3..]
-            .iter()
-            .any(|p| p.revents & libc::POLLIN != 0)
-        {
+        if !vrrp.instances.is_empty() {
+            let changes = vrrp.step(now_ms);
+            if !changes.is_empty() {
+                d.follow_vrrp(&vrrp, &changes, &mut io, &mut sync);
+                fds.truncate(nfixed);
+                fds.extend(sync.fds().into_iter().map(|fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                }));
+            }
+        }
+        if fds[nfixed..].iter().any(|p| p.revents & libc::POLLIN != 0) {
             sync.receive(&mut d.engine, now_ms);
         }
         sync.send(&mut d.engine, now_ms);
@@ -808,6 +843,9 @@ pub fn run(opts: Options) -> Result<(), String> {
         d.counters.segments,
         d.counters.rx_vlan_other
     );
+    // A master hands over at once (priority 0) instead of after the
+    // backup's down interval.
+    vrrp.shutdown();
     drop(metrics);
     drop(control);
     drop(guard);
@@ -1080,6 +1118,60 @@ impl Director {
         }
     }
 
+    /// Acts on VRRP transitions: the instance's addresses are held (ARP,
+    /// NDP, announced) only while it is master; a `sync vrrp NAME` daemon
+    /// takes the instance's role.
+    fn follow_vrrp(
+        &mut self,
+        vrrp: &crate::vrrp_io::Vrrp,
+        changes: &[crate::vrrp_io::Change],
+        io: &mut impl PacketIo,
+        sync: &mut crate::sync::SyncDaemons,
+    ) {
+        if changes.is_empty() {
+            return;
+        }
+        self.held_back = vrrp.not_owned().collect();
+        self.vrrp_owned = vrrp
+            .instances
+            .iter()
+            .filter(|i| i.is_master())
+            .flat_map(|i| i.router.cfg.addrs.iter().copied())
+            .collect();
+        for c in changes {
+            let inst = &vrrp.instances[c.instance];
+            let role = if c.master { "MASTER" } else { "BACKUP" };
+            let name = inst.name.as_str();
+            tracing::info!(
+                vrrp = name,
+                "VRRP instance {name} on {} is {role}",
+                inst.ifname
+            );
+            if let Some((follow, cfg)) = self.desired.file.sync_follow.clone() {
+                if follow == inst.name {
+                    use lvs_control::{Request, SyncRole};
+                    let (start, stop) = if c.master {
+                        (SyncRole::Master, SyncRole::Backup)
+                    } else {
+                        (SyncRole::Backup, SyncRole::Master)
+                    };
+                    let _ = sync.request(&Request::StopDaemon(stop), &mut self.engine, 0);
+                    let req =
+                        Request::StartDaemon(lvs_control::DaemonConfig { role: start, ..cfg });
+                    if let lvs_control::Response::Error { kind, detail } =
+                        sync.request(&req, &mut self.engine, 0)
+                    {
+                        tracing::error!(
+                            "cannot start the sync daemon for VRRP instance {name}: {} {detail}",
+                            lvs_control::render::error_message(kind)
+                        );
+                    }
+                }
+            }
+        }
+        self.refresh_vips(io, false);
+    }
+
     fn refresh_vips(&mut self, io: &mut impl PacketIo, startup: bool) {
         // IPv6 VIPs: announced with an unsolicited advertisement when new.
         let now6: HashSet<Ipv6Addr> = self
@@ -1091,6 +1183,12 @@ impl Director {
                 IpAddr::V4(_) => None,
             })
             .collect();
+        let mut now6 = now6;
+        now6.retain(|a| !self.held_back.contains(&IpAddr::V6(*a)));
+        now6.extend(self.vrrp_owned.iter().filter_map(|a| match a {
+            IpAddr::V6(a) => Some(*a),
+            IpAddr::V4(_) => None,
+        }));
         for vip in now6.difference(&self.vips6) {
             for (port, p) in self.ports.iter().enumerate() {
                 let mut f = [0u8; ndp::FRAME];
@@ -1111,6 +1209,13 @@ impl Director {
         // New VIPs of services are announced (gratuitous ARP); flow
         // addresses are only answered: a flow's network may hold a host
         // lvsd has not heard of yet, whose address must not be taken over.
+        // VRRP: a backup leaves its instances' addresses to the master; a
+        // master holds (and announces) them all, service VIPs or not.
+        now.retain(|a| !self.held_back.contains(&IpAddr::V4(*a)));
+        now.extend(self.vrrp_owned.iter().filter_map(|a| match a {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        }));
         let new: Vec<Ipv4Addr> = now.difference(&self.vips).copied().collect();
         let mut taken: HashSet<Ipv4Addr> = self.local_addrs.iter().copied().collect();
         taken.extend(self.routes.iter().filter_map(|r| r.gateway));
@@ -1124,6 +1229,7 @@ impl Director {
             taken.insert(Ipv4Addr::from(r.dest | !r.mask));
         }
         now.extend(flow_addresses(&self.engine, &taken));
+        now.retain(|a| !self.held_back.contains(&IpAddr::V4(*a)));
         for vip in &new {
             for (port, p) in self.ports.iter().enumerate() {
                 if self.warn_local_vip && p.addrs.contains(vip) {

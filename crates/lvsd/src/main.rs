@@ -24,6 +24,8 @@ mod setup;
 mod sync;
 #[cfg(test)]
 mod untrusted_tests;
+mod vrrp;
+mod vrrp_io;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

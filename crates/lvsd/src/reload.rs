@@ -46,6 +46,11 @@ pub struct FileState<C> {
     pub metrics: Option<std::net::SocketAddr>,
     /// The `sync` lines (started with lvsd).
     pub sync: Vec<lvs_control::DaemonConfig>,
+    /// `sync vrrp NAME …`: the VRRP instance whose role the daemon follows,
+    /// and its settings.
+    pub sync_follow: Option<(String, lvs_control::DaemonConfig)>,
+    /// The `vrrp` lines: name, interface, settings (applied at start).
+    pub vrrp: Vec<(String, String, crate::vrrp::Config)>,
     /// Legal but suspicious settings, rendered (`file:line:col: warning: …`).
     pub warnings: Vec<String>,
     /// The `flow` lines, with their directors' marks.
@@ -63,6 +68,8 @@ impl<C> Default for FileState<C> {
             control_group: None,
             metrics: None,
             sync: Vec::new(),
+            sync_follow: None,
+            vrrp: Vec::new(),
             warnings: Vec::new(),
             flows: Vec::new(),
         }
@@ -255,6 +262,12 @@ impl<C: Clone + Eq + Hash> Desired<C> {
         {
             r.warnings.push(
                 "the `control` line changed: the control socket is set up at start only; restart lvsd to apply it"
+                    .into(),
+            );
+        }
+        if started && (old.vrrp != new.vrrp || old.sync_follow != new.sync_follow) {
+            r.warnings.push(
+                "the `vrrp` lines changed: VRRP instances start with lvsd; restart it to apply them"
                     .into(),
             );
         }

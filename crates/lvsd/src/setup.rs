@@ -81,24 +81,51 @@ pub fn file_state(cfg: &Config, file: &str, text: &str) -> Result<FileState<Chec
             .map(|s| std::path::PathBuf::from(&s.value)),
         control_group,
         metrics: cfg.metrics.as_ref().map(|m| m.value),
+        sync_follow: cfg
+            .syncs
+            .iter()
+            .find_map(|s| Some((s.follow.as_ref()?.value.clone(), daemon_config(s)))),
+        vrrp: cfg
+            .vrrps
+            .iter()
+            .map(|v| {
+                (
+                    v.name.value.clone(),
+                    v.interface.value.clone(),
+                    crate::vrrp::Config {
+                        vrid: v.vrid,
+                        priority: v.priority,
+                        interval_cs: v.interval_cs,
+                        preempt: v.preempt,
+                        addrs: v.addrs.clone(),
+                    },
+                )
+            })
+            .collect(),
         sync: cfg
             .syncs
             .iter()
-            .map(|s| lvs_control::DaemonConfig {
-                role: if s.master {
-                    lvs_control::SyncRole::Master
-                } else {
-                    lvs_control::SyncRole::Backup
-                },
-                ifname: s.interface.value.clone(),
-                syncid: s.syncid,
-                maxlen: s.maxlen,
-                group: s.group,
-                port: s.port,
-                ttl: s.ttl,
-            })
+            .filter(|s| s.follow.is_none())
+            .map(daemon_config)
             .collect(),
     })
+}
+
+/// ipvsadm's `--start-daemon` request of a `sync` line.
+fn daemon_config(s: &lvs_config::SyncDef) -> lvs_control::DaemonConfig {
+    lvs_control::DaemonConfig {
+        role: if s.master {
+            lvs_control::SyncRole::Master
+        } else {
+            lvs_control::SyncRole::Backup
+        },
+        ifname: s.interface.value.clone(),
+        syncid: s.syncid,
+        maxlen: s.maxlen,
+        group: s.group,
+        port: s.port,
+        ttl: s.ttl,
+    }
 }
 
 /// Legal but suspicious settings, with where they are.
