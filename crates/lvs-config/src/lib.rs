@@ -160,6 +160,8 @@ pub struct VrrpDef {
     pub interval_cs: u16,
     /// Take over from a lower-priority master (default; `nopreempt` off).
     pub preempt: bool,
+    /// `preempt-delay S`: not before S seconds after start (0..=3600).
+    pub preempt_delay_s: u32,
     /// The addresses (one family).
     pub addrs: Vec<IpAddr>,
     /// Where the statement is.
@@ -1414,6 +1416,7 @@ impl Parser {
             priority: 100,
             interval_cs: 100,
             preempt: true,
+            preempt_delay_s: 0,
             addrs: Vec::new(),
             span: cx.span(&kw),
         };
@@ -1447,6 +1450,10 @@ impl Parser {
                     v.interval_cs = cs as u16;
                 }
                 "nopreempt" => v.preempt = false,
+                "preempt-delay" => {
+                    let t = args.expect("seconds to wait before preempting")?;
+                    v.preempt_delay_s = num_u32(cx, &t, "a preempt delay in seconds", 0, 3600)?;
+                }
                 "preempt" => v.preempt = true,
                 "address" => {
                     let t = args.expect("an address the instance holds")?;
@@ -1464,7 +1471,7 @@ impl Parser {
                 other => {
                     return Err(cx.err(
                         word.col,
-                        format!("unknown `vrrp` option `{other}` (expected interface, id, priority, advert, preempt, nopreempt or address)"),
+                        format!("unknown `vrrp` option `{other}` (expected interface, id, priority, advert, preempt, nopreempt, preempt-delay or address)"),
                     ))
                 }
             }

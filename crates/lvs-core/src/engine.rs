@@ -384,6 +384,10 @@ pub struct Engine {
     /// `backup_only` is set and a backup runs: client packets are left
     /// to the host (sync-protocol.md §5.5).
     director_off: bool,
+    /// Virtual addresses another director holds now (this one is a VRRP
+    /// backup for them): their client packets are left to the host, as a
+    /// kernel backup without the address would.
+    held_vips: std::collections::HashSet<IpAddr>,
     /// Firewall-mark services, and the flows that give packets their marks.
     fwm_services: u32,
     flows: Vec<crate::service::Flow>,
@@ -479,6 +483,7 @@ impl Engine {
             sync_master: None,
             sync_backup: false,
             director_off: false,
+            held_vips: Default::default(),
             port0_services: 0,
             fwm_services: 0,
             flows: Vec::new(),
@@ -1502,7 +1507,7 @@ impl Engine {
         len: u64,
     ) -> Transmit {
         let l4 = *l4;
-        if self.director_off {
+        if self.director_off || (!self.held_vips.is_empty() && self.held_vips.contains(&dst)) {
             return self.replies_only(now, pkt, paths, protocol, src, dst, &l4, len);
         }
         let ik = InKey {

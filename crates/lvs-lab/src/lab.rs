@@ -22,6 +22,10 @@ use crate::{
 
 /// Namespaces owned by live `Lab` values of this process (guards against
 /// two labs with the same prefix, and lets [`Lab::cleanup_stale`] skip them).
+#[path = "ha.rs"]
+mod ha;
+pub use ha::{ha_server_ip, HA_PEER_IP};
+
 static ACTIVE: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 /// Longest accepted namespace prefix.

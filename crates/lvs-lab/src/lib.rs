@@ -35,7 +35,7 @@ use std::net::Ipv4Addr;
 
 pub use client::{http_get, http_get_path, udp_exchange};
 pub use identity::{identity_body, IdentityServer};
-pub use lab::Lab;
+pub use lab::{ha_server_ip, Lab, HA_PEER_IP};
 pub use netns::{enter_netns, in_netns, list_netns, netns_exists, output_with_timeout};
 
 /// Client address on the front net (`c0` in the client namespace).

@@ -557,6 +557,17 @@ pub fn run(opts: Options) -> Result<(), String> {
     if rules > 0 {
         tracing::warn!("the host has {rules} policy-routing rule(s) beyond the default ones; lvsd looks routes up in tables local, main and default only");
     }
+    // VRRP instances start as backups: their addresses are neither
+    // announced nor directed until an instance is master.
+    d.held_back = d
+        .desired
+        .file
+        .vrrp
+        .iter()
+        .filter(|(_, _, c)| c.priority < 255)
+        .flat_map(|(_, _, c)| c.addrs.iter().copied())
+        .collect();
+    d.engine.set_held_vips(d.held_back.iter().copied());
     d.refresh_vips(&mut io, true);
     d.warm_up(&mut io, Duration::from_millis(500));
     // Opened only now: whoever waits for the socket finds a director that
@@ -1132,6 +1143,7 @@ impl Director {
             return;
         }
         self.held_back = vrrp.not_owned().collect();
+        self.engine.set_held_vips(self.held_back.iter().copied());
         self.vrrp_owned = vrrp
             .instances
             .iter()

@@ -97,6 +97,7 @@ pub fn file_state(cfg: &Config, file: &str, text: &str) -> Result<FileState<Chec
                         priority: v.priority,
                         interval_cs: v.interval_cs,
                         preempt: v.preempt,
+                        preempt_delay_ms: u64::from(v.preempt_delay_s) * 1000,
                         addrs: v.addrs.clone(),
                     },
                 )

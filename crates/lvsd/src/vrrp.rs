@@ -146,6 +146,10 @@ pub struct Config {
     pub interval_cs: u16,
     /// A higher-priority backup takes over from a lower-priority master.
     pub preempt: bool,
+    /// …but not before this long after it started (keepalived's
+    /// `preempt_delay`): time for a returning director to relearn the
+    /// connection table from the master's sync messages.
+    pub preempt_delay_ms: u64,
     pub addrs: Vec<IpAddr>,
 }
 
@@ -180,6 +184,7 @@ pub struct Router {
     advert_at: Option<u64>,
     /// The master we last accepted, for the status.
     pub master: Option<IpAddr>,
+    started_at: u64,
 }
 
 impl Router {
@@ -191,6 +196,7 @@ impl Router {
             down_at: None,
             advert_at: None,
             master: None,
+            started_at: 0,
         }
     }
 
@@ -225,6 +231,7 @@ impl Router {
     /// The Startup event.
     pub fn start(&mut self, now: u64, out: &mut Vec<Action>) {
         self.master_interval_cs = self.cfg.interval_cs;
+        self.started_at = now;
         if self.cfg.priority == 255 {
             self.become_master(now, out);
         } else {
@@ -276,7 +283,10 @@ impl Router {
             State::Backup => {
                 if a.priority == 0 {
                     self.down_at = Some(now + self.skew_ms());
-                } else if !self.cfg.preempt || a.priority >= self.cfg.priority {
+                } else if !self.cfg.preempt
+                    || a.priority >= self.cfg.priority
+                    || now < self.started_at + self.cfg.preempt_delay_ms
+                {
                     self.master_interval_cs = a.interval_cs.max(1);
                     self.down_at = Some(now + self.master_down_ms());
                     self.master = Some(src);
@@ -324,6 +334,7 @@ mod tests {
             priority,
             interval_cs: 100,
             preempt,
+            preempt_delay_ms: 0,
             addrs: vec![ip("198.18.0.100")],
         }
     }
@@ -454,6 +465,31 @@ mod tests {
             };
             assert_eq!(r.state, want, "preempt {preempt}");
         }
+    }
+
+    #[test]
+    fn a_preempt_delay_holds_a_returning_higher_priority_back() {
+        let mut r = Router::new(Config {
+            preempt_delay_ms: 5000,
+            ..cfg(200, true)
+        });
+        let mut out = Vec::new();
+        r.start(0, &mut out);
+        let mut t = 0;
+        while r.state == State::Backup {
+            r.on_advert(
+                t,
+                &advert(100),
+                ip("198.18.2.2"),
+                ip("198.18.2.1"),
+                &mut out,
+            );
+            t += 1000;
+            r.on_timer(t, &mut out);
+        }
+        // The last advertisement it accepted came at 4 s; it took over at
+        // the down interval after it, not before the delay ran out.
+        assert!(t >= 5000, "took over at {t} ms");
     }
 
     #[test]

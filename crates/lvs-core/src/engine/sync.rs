@@ -272,6 +272,13 @@ impl Engine {
         self.director_off = self.sync_backup && self.stored_int("backup_only") != 0;
     }
 
+    /// The virtual addresses another director holds now (a VRRP backup
+    /// leaves their client packets to the host; NAT replies are still
+    /// translated).
+    pub fn set_held_vips(&mut self, held: impl IntoIterator<Item = IpAddr>) {
+        self.held_vips = held.into_iter().collect();
+    }
+
     /// Messages waiting to be sent.
     pub fn sync_queue_len(&self) -> usize {
         self.sync_master.as_ref().map_or(0, |m| m.queue.len())

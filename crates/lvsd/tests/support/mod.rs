@@ -179,6 +179,24 @@ impl Director {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGKILL (a crash): waits for the process, removes its files (its
+    /// control socket is left behind by the crash). Returns its log.
+    pub fn kill(self, lab: &Lab) -> String {
+        // SAFETY: kill(2) on the pid of a process this test started.
+        unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+        let t0 = Instant::now();
+        while lab.try_wait(self.pid).ok().flatten().is_none()
+            && t0.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        for f in [&self.log, &self.conf, &self.sock] {
+            let _ = std::fs::remove_file(f);
+        }
+        log
+    }
+
     /// SIGTERM; asserts a clean exit and that the control socket is gone.
     /// Returns what lvsd wrote on stderr (also echoed to the test output).
     pub fn stop(self, lab: &Lab) -> String {
