@@ -190,6 +190,8 @@ pub struct SyncDef {
     pub port: u16,
     /// 0: 1.
     pub ttl: u8,
+    /// `resync`: a backup asks the master for a full copy at start.
+    pub resync: bool,
     /// Where the statement is.
     pub span: Span,
 }
@@ -1345,6 +1347,7 @@ impl Parser {
             group: None,
             port: 0,
             ttl: 0,
+            resync: false,
             span: cx.span(&kw),
         };
         let mut seen: Vec<&str> = Vec::new();
@@ -1352,6 +1355,11 @@ impl Parser {
         while let Some(word) = args.next() {
             if seen.contains(&word.text) {
                 return Err(cx.err(word.col, format!("`{}` given twice", word.text)));
+            }
+            if word.text == "resync" {
+                d.resync = true;
+                seen.push(word.text);
+                continue;
             }
             let v = match word.text {
                 "interface" => args.expect("an interface name")?,
@@ -1363,7 +1371,7 @@ impl Parser {
                 other => {
                     return Err(cx.err(
                         word.col,
-                        format!("unknown `sync` option `{other}` (expected interface, syncid, maxlen, group, port or ttl)"),
+                        format!("unknown `sync` option `{other}` (expected interface, syncid, maxlen, group, port, ttl or resync)"),
                     ))
                 }
             };

@@ -945,6 +945,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, UsageError> {
                 group: st.mcast_group,
                 port: st.mcast_port,
                 ttl: st.mcast_ttl,
+                resync: false,
             })))
         }
     }

@@ -436,6 +436,10 @@ pub struct DaemonConfig {
     pub port: u16,
     /// `--mcast-ttl`; 0: 1.
     pub ttl: u8,
+    /// Backup: ask the master for a full copy of its table at start
+    /// (lvsd's addition; the `sync … resync` option of the file).
+    #[serde(default)]
+    pub resync: bool,
 }
 
 /// A running sync daemon's counters (lvsd's addition to `-L --daemon`).

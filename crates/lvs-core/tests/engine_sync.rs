@@ -374,3 +374,64 @@ fn backup_only_leaves_client_packets_to_the_host_while_a_backup_runs() {
     e.process_ipv4(20, &mut p, false);
     assert_eq!(e.connections().count(), 2);
 }
+
+#[test]
+fn a_full_copy_sends_every_entry_at_once_and_a_backup_rebuilds_the_table() {
+    let mut m = master(true);
+    for c in 1..=200u8 {
+        for (t, f) in [(0, SYN), (10, ACK)] {
+            let mut p = support::tcp([198, 18, 3, c], 40000, [198, 18, 0, 100], 80, f);
+            m.process_ipv4(t, &mut p, false);
+        }
+    }
+    // Two packets each: nothing due under the kernel's rules but the
+    // templates.
+    while let Some(x) = m.pop_sync_message(5000) {
+        m.recycle_sync_buffer(x.bytes);
+    }
+    let mut b = backup_like_master();
+    m.begin_full_sync();
+    let mut steps = 0;
+    while m.full_sync_running() {
+        m.pump_full_sync(6000, 64);
+        steps += 1;
+        // Full messages and the last one go at once, no 2 s wait.
+        while let Some(x) = m.pop_sync_message(6000) {
+            b.apply_sync(&x.bytes, 7, 6000).unwrap();
+        }
+    }
+    assert_eq!(steps, 400 / 64 + 1);
+    assert_eq!(b.connections().count(), 400);
+    let key = |c: &Conn| (c.caddr, c.cport, c.vport, c.daddr, c.state, c.is_template());
+    let mut want: Vec<_> = m.connections().map(key).collect();
+    let mut got: Vec<_> = b.connections().map(key).collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+}
+
+fn backup_like_master() -> Engine {
+    let mut e = Engine::new(3);
+    let web = key(6, "198.18.0.100", 80);
+    let opts = ServiceOptions {
+        persistent: Some(300),
+        netmask: 0xFFFF_FFFF,
+        ..Default::default()
+    };
+    e.add_service_with(web, "rr", 0, opts).unwrap();
+    e.add_dest(web, dest("198.18.1.11", 80, Forward::Route))
+        .unwrap();
+    e
+}
+
+#[test]
+fn a_resync_request_reads_as_an_empty_v0_message_to_a_kernel_peer() {
+    let mut req = lvs_core::sync::RESYNC_REQUEST;
+    req[1] = 7;
+    let m = Message::parse(&req, 7).unwrap();
+    assert_eq!((m.version, m.count), (0, 0));
+    assert_eq!(m.entries().count(), 0);
+    assert!(lvs_core::sync::is_resync_request(&req, 7));
+    assert!(lvs_core::sync::is_resync_request(&req, 0));
+    assert!(!lvs_core::sync::is_resync_request(&req, 8));
+}

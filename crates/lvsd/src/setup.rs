@@ -126,6 +126,7 @@ fn daemon_config(s: &lvs_config::SyncDef) -> lvs_control::DaemonConfig {
         group: s.group,
         port: s.port,
         ttl: s.ttl,
+        resync: s.resync,
     }
 }
 

@@ -21,7 +21,20 @@ pub const DEFAULT_PORT: u16 = 8848;
 struct Running {
     cfg: DaemonConfig,
     sockets: Vec<Socket>,
+    /// Master: listens on the group for full-copy requests. Backup with
+    /// `resync`: sends its request.
+    side: Option<Socket>,
+    /// Backup with `resync`: requests sent, and when the next is due if
+    /// nothing arrived by then.
+    asked: u8,
+    ask_at: u64,
 }
+
+/// Full-copy requests a backup sends at most (1 s apart while nothing
+/// arrives).
+const RESYNC_TRIES: u8 = 3;
+/// Entries of a full copy queued per step of the packet loop.
+const FULL_COPY_STEP: usize = 4096;
 
 /// The running daemons and their socket-level counters.
 #[derive(Default)]
@@ -159,6 +172,15 @@ impl SyncDaemons {
             group: Some(group),
             port,
             ttl,
+            resync: cfg.resync,
+        };
+        // The master hears full-copy requests on the group's base port; a
+        // backup that wants a copy sends them there.
+        let base = SocketAddr::new(group, port);
+        let side = match cfg.role {
+            SyncRole::Master => backup_socket(base, &cfg.ifname, ifindex, 0).ok(),
+            SyncRole::Backup if cfg.resync => master_socket(base, ifindex, ttl, 0).ok(),
+            SyncRole::Backup => None,
         };
         tracing::info!(
             "{} sync daemon started (mcast={}, syncid={}, maxlen={maxlen}, group={group}, port={port}, ttl={ttl})",
@@ -176,6 +198,9 @@ impl SyncDaemons {
                 self.master = Some(Running {
                     cfg: effective,
                     sockets,
+                    side,
+                    asked: 0,
+                    ask_at: 0,
                 });
             }
             SyncRole::Backup => {
@@ -184,6 +209,9 @@ impl SyncDaemons {
                 self.backup = Some(Running {
                     cfg: effective,
                     sockets,
+                    side,
+                    asked: 0,
+                    ask_at: 0,
                 });
             }
         }
@@ -195,12 +223,48 @@ impl SyncDaemons {
         self.backup
             .iter()
             .flat_map(|r| r.sockets.iter().map(|s| s.as_raw_fd()))
+            .chain(
+                self.master
+                    .iter()
+                    .filter_map(|m| m.side.as_ref().map(|s| s.as_raw_fd())),
+            )
             .collect()
     }
 
     /// Applies every message waiting on the backup's sockets (bounded per
     /// call).
     pub fn receive(&mut self, engine: &mut Engine, now_ms: u64) {
+        if let Some(m) = &self.master {
+            if let Some(s) = &m.side {
+                let mut req = [0u8; 16];
+                for _ in 0..64 {
+                    // SAFETY: recv into a live buffer of that length.
+                    let n = unsafe {
+                        libc::recv(
+                            s.as_raw_fd(),
+                            req.as_mut_ptr().cast(),
+                            req.len(),
+                            libc::MSG_DONTWAIT,
+                        )
+                    };
+                    if n <= 0 {
+                        break;
+                    }
+                    // Other masters' messages arrive here too (cut to 16
+                    // bytes): only an 8-byte request counts.
+                    if n == 8
+                        && lvs_core::sync::is_resync_request(&req[..8], m.cfg.syncid)
+                        && !engine.full_sync_running()
+                    {
+                        tracing::info!(
+                            "sync master: a backup asked for a full copy; sending {} entries",
+                            engine.connection_count()
+                        );
+                        engine.begin_full_sync();
+                    }
+                }
+            }
+        }
         let Some(b) = &self.backup else { return };
         let syncid = b.cfg.syncid;
         for s in &b.sockets {
@@ -224,9 +288,25 @@ impl SyncDaemons {
         }
     }
 
-    /// Sends what the engine has ready.
+    /// Sends what the engine has ready (and a backup's full-copy request
+    /// while it is due).
     pub fn send(&mut self, engine: &mut Engine, now_ms: u64) {
+        if let Some(b) = &mut self.backup {
+            if let Some(s) = &b.side {
+                let heard = engine.sync_counters().received > 0;
+                if !heard && b.asked < RESYNC_TRIES && now_ms >= b.ask_at {
+                    let mut req = lvs_core::sync::RESYNC_REQUEST;
+                    req[1] = b.cfg.syncid;
+                    let _ = s.send(&req);
+                    b.asked += 1;
+                    b.ask_at = now_ms + 1000;
+                }
+            }
+        }
         let Some(m) = &self.master else { return };
+        if engine.full_sync_running() {
+            engine.pump_full_sync(now_ms, FULL_COPY_STEP);
+        }
         while let Some(out) = engine.pop_sync_message(now_ms) {
             let s = &m.sockets[usize::from(out.port) % m.sockets.len()];
             if s.send(&out.bytes).is_err() {

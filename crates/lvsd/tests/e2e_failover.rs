@@ -29,7 +29,7 @@ fn config(priority: u8, preempt: &str) -> String {
     format!(
         "interface d0
 vrrp front interface d0 id 51 priority {priority} advert 0.3 {preempt} address 198.18.0.100
-sync vrrp front interface d0 syncid 9
+sync vrrp front interface d0 syncid 9 resync
 director echo 198.18.0.100:{ECHO} TCP
     balance roundrobin
     server rs1 198.18.0.11:{ECHO}
@@ -222,7 +222,7 @@ fn the_backup_takes_over_established_connections_without_a_reset() {
     let side = Arc::new(ServerSide::default());
     let server_threads = servers(&lab, stop_servers.clone(), side.clone());
 
-    let a = Director::start(&lab, "haA", &config(150, "preempt-delay 8"));
+    let a = Director::start(&lab, "haA", &config(150, "preempt-delay 3"));
     let b = Director::start_in(&lab, &peer, "haB", &config(100, ""));
     wait_state(&a, "MASTER", Duration::from_secs(5));
     wait_state(&b, "BACKUP", Duration::from_secs(5));
@@ -293,15 +293,15 @@ fn the_backup_takes_over_established_connections_without_a_reset() {
 
     // A comes back with preemption: after its preempt delay (while it
     // relearns the table from B) it takes over, the connections intact.
-    let a = Director::start(&lab, "haA2", &config(150, "preempt-delay 8"));
+    let a = Director::start(&lab, "haA2", &config(150, "preempt-delay 3"));
     wait_state(&a, "BACKUP", Duration::from_secs(3));
-    // It relearns the connections from B's messages (each connection is
-    // sent again every 50 packets, 2.5 s here, plus up to 3 s in a
-    // message) before its delay runs out.
+    // It asks B for a full copy of the table (`resync`) and has it at
+    // once, long before its preempt delay runs out (without the copy it
+    // would learn each connection only at its next sync point).
     let t0 = Instant::now();
     while established(&a, ECHO) < 5 || established(&a, STICKY) < 1 {
         assert!(
-            state_of(&a) == Some("BACKUP") && t0.elapsed() < Duration::from_secs(8),
+            state_of(&a) == Some("BACKUP") && t0.elapsed() < Duration::from_millis(1500),
             "A did not relearn the table before taking over:\n{}",
             lvsadm_ok(&a.sock, &["-L", "-n", "-c"])
         );
@@ -309,8 +309,13 @@ fn the_backup_takes_over_established_connections_without_a_reset() {
     }
     let took = wait_state(&a, "MASTER", Duration::from_secs(12));
     assert!(
-        took >= Duration::from_secs(7),
+        took >= Duration::from_millis(2500),
         "preempted before its delay: {took:?}"
+    );
+    assert!(
+        b.log_so_far().contains("a backup asked for a full copy"),
+        "{}",
+        b.log_so_far()
     );
     wait_state(&b, "BACKUP", Duration::from_secs(3));
     let before = sent.load(Ordering::Relaxed);

@@ -701,6 +701,7 @@ fn other_commands() {
             group: None,
             port: 0,
             ttl: 0,
+            resync: false,
         })))
     );
     assert_eq!(
@@ -728,6 +729,7 @@ fn other_commands() {
             group: Some("ff02::81".parse().unwrap()),
             port: 9000,
             ttl: 2,
+            resync: false,
         })))
     );
     assert_eq!(

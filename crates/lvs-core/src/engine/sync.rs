@@ -233,6 +233,8 @@ impl Engine {
 #[derive(Debug)]
 pub(crate) struct Master {
     cfg: MasterConfig,
+    /// A full copy of the table being sent: the next table slot.
+    full_copy: Option<usize>,
     current: Vec<Option<(Builder, u64)>>,
     queue: std::collections::VecDeque<Outgoing>,
     /// Spent buffers, reused.
@@ -245,6 +247,7 @@ impl Engine {
         let ports = usize::from(cfg.ports.clamp(1, 64));
         self.sync_master = Some(Box::new(Master {
             cfg,
+            full_copy: None,
             current: (0..ports).map(|_| None).collect(),
             queue: Default::default(),
             spare: Vec::new(),
@@ -277,6 +280,58 @@ impl Engine {
     /// translated).
     pub fn set_held_vips(&mut self, held: impl IntoIterator<Item = IpAddr>) {
         self.held_vips = held.into_iter().collect();
+    }
+
+    /// Starts sending the whole table (lvsd's full copy for a backup that
+    /// asked, [`crate::sync::RESYNC_REQUEST`]): every connection and
+    /// template, whatever the send rules say, in the next steps.
+    pub fn begin_full_sync(&mut self) {
+        if let Some(m) = self.sync_master.as_mut() {
+            m.full_copy = Some(0);
+        }
+    }
+
+    /// Whether a full copy is under way.
+    pub fn full_sync_running(&self) -> bool {
+        self.sync_master
+            .as_ref()
+            .is_some_and(|m| m.full_copy.is_some())
+    }
+
+    /// Queues up to `budget` entries of a full copy (one step of the
+    /// packet loop's; the messages leave with the next `pop_sync_message`).
+    /// One-packet entries are never sent, as in the kernel; v0 carries IPv4
+    /// entries only.
+    pub fn pump_full_sync(&mut self, now: u64, budget: usize) {
+        let Some(start) = self.sync_master.as_ref().and_then(|m| m.full_copy) else {
+            return;
+        };
+        let version = self.sync_version();
+        let mut ids = Vec::with_capacity(budget);
+        let mut next = None;
+        for (id, c) in self.conns.iter_from(start) {
+            if ids.len() == budget {
+                next = Some(id as usize);
+                break;
+            }
+            if c.flags & cf::ONE_PACKET != 0 || (version == 0 && c.caddr.is_ipv6()) {
+                continue;
+            }
+            ids.push(id);
+        }
+        for id in ids {
+            self.queue_sync_entry(now, id, version);
+        }
+        let qlen = self.settings.stored.get("sync_qlen_max").cloned();
+        if let Some(m) = self.sync_master.as_mut() {
+            m.full_copy = next;
+            if next.is_none() {
+                // The last entries leave at once, not after 2 s.
+                for port in 0..m.current.len() {
+                    close(m, port, &mut self.sync_counters, qlen.as_ref());
+                }
+            }
+        }
     }
 
     /// Messages waiting to be sent.

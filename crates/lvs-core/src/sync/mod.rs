@@ -57,3 +57,16 @@ pub struct Outgoing {
 
 /// A partly filled message is sent once it is this old (§6.3).
 pub const FLUSH_AFTER_MS: u64 = 2000;
+
+/// What a backup sends to ask a master for a full copy of its table
+/// (lvsd's addition, off by default). To a kernel peer it is a version 0
+/// message with no entries: ignored. `syncid` goes in byte 1.
+pub const RESYNC_REQUEST: [u8; 8] = [0, 0, 0, 8, 0, b'L', b'V', b'S'];
+
+/// Whether `msg` is a full-copy request for sync ID `syncid` (0: any).
+pub fn is_resync_request(msg: &[u8], syncid: u8) -> bool {
+    msg.len() == 8
+        && msg[0] == 0
+        && msg[2..] == RESYNC_REQUEST[2..]
+        && (syncid == 0 || msg[1] == syncid)
+}
