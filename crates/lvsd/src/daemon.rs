@@ -78,12 +78,22 @@ struct Counters {
     nd_adverts: u64,
     /// Receive batches (one system call each) that brought frames.
     rx_batches: u64,
+    /// VRRP: instances that are master here, advertisements sent,
+    /// received and discarded (bad TTL, checksum, version, …).
+    vrrp_masters: u64,
+    vrrp_sent: u64,
+    vrrp_received: u64,
+    vrrp_discarded: u64,
 }
 
 impl Counters {
     /// Every counter by name (`lvsadm --counters` shows them as `io.*`).
-    fn list(&self, neighbours: usize, routes: usize) -> [(&'static str, u64); 19] {
+    fn list(&self, neighbours: usize, routes: usize) -> [(&'static str, u64); 23] {
         [
+            ("vrrp_master_instances", self.vrrp_masters),
+            ("vrrp_adverts_sent", self.vrrp_sent),
+            ("vrrp_adverts_received", self.vrrp_received),
+            ("vrrp_adverts_discarded", self.vrrp_discarded),
             ("rx_frames", self.rx),
             ("rx_batches", self.rx_batches),
             ("tx_frames", self.tx),
@@ -744,6 +754,11 @@ pub fn run(opts: Options) -> Result<(), String> {
         }
         if !vrrp.instances.is_empty() {
             let changes = vrrp.step(now_ms);
+            let c = &mut d.counters;
+            c.vrrp_masters = vrrp.instances.iter().filter(|i| i.is_master()).count() as u64;
+            c.vrrp_sent = vrrp.instances.iter().map(|i| i.sent).sum();
+            c.vrrp_received = vrrp.instances.iter().map(|i| i.received).sum();
+            c.vrrp_discarded = vrrp.instances.iter().map(|i| i.discarded).sum();
             if !changes.is_empty() {
                 d.follow_vrrp(&vrrp, &changes, &mut io, &mut sync);
                 fds.truncate(nfixed);

@@ -421,11 +421,12 @@ where
 }
 
 /// Counters of `lvsadm --counters` that are levels, not totals.
-const LEVELS: [&str; 4] = [
+const LEVELS: [&str; 5] = [
     "engine.connections",
     "engine.connection_slots",
     "io.neighbours",
     "io.routes",
+    "io.vrrp_master_instances",
 ];
 
 impl prometheus_client::collector::Collector for Collect {
