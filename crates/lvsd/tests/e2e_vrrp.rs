@@ -22,7 +22,7 @@ struct Keepalived {
     files: Vec<PathBuf>,
 }
 
-fn keepalived(lab: &Lab, ns: &str, priority: u8) -> Keepalived {
+fn keepalived(lab: &Lab, ns: &str, priority: u8, vip: &str) -> Keepalived {
     let exe = "/usr/sbin/keepalived";
     assert!(
         Path::new(exe).exists(),
@@ -47,7 +47,7 @@ vrrp_instance VI_1 {{
     priority {priority}
     advert_int 1
     virtual_ipaddress {{
-        {VIP}/32
+        {vip}
     }}
 }}
 "
@@ -91,7 +91,7 @@ impl Keepalived {
 
 /// Whether keepalived holds the address (on its interface in `ns`).
 fn keepalived_holds(lab: &Lab, ns: &str) -> bool {
-    support::ip(lab, ns, &["-4", "addr", "show", "dev", "s0"]).contains(&format!("{VIP}/32"))
+    support::ip(lab, ns, &["addr", "show", "dev", "s0"]).contains(&format!("{VIP}/32"))
 }
 
 /// lvsd's last VRRP transition in its log so far.
@@ -148,7 +148,7 @@ director web {VIP}:80 TCP
 fn lvsd_and_keepalived_elect_each_other_in_one_virtual_router() {
     let (_g, mut lab) = nat_lab("lvtvrrp", 1);
     let peer = lab.add_peer().expect("peer namespace").to_string();
-    let ka = keepalived(&lab, &peer, 100);
+    let ka = keepalived(&lab, &peer, 100, &format!("{VIP}/32"));
 
     // lvsd 150 against keepalived 100: lvsd is master.
     let d = lvsd(&lab, "vrrp1", 150, true);
@@ -210,4 +210,70 @@ fn settle_keepalived(lab: &Lab, ns: &str, holds: bool) {
         assert!(t0.elapsed() < Duration::from_secs(5));
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The same election over IPv6 (ff02::12, link-local sources): lvsd wins
+/// with the higher priority, keepalived takes over when lvsd stops.
+#[test]
+fn the_election_works_over_ipv6_too() {
+    const VIP6: &str = "2001:db8::100";
+    let (_g, mut lab) = nat_lab("lvtvrrp6", 1);
+    let peer = lab.add_peer().expect("peer namespace").to_string();
+    for ns in [lab.director_ns().to_string(), peer.clone()] {
+        // Link-local addresses usable at once (no duplicate detection).
+        lab.set_sysctl(&ns, "net.ipv6.conf.s0.accept_dad", "0")
+            .unwrap();
+        lab.set_sysctl(&ns, "net.ipv6.conf.s0.disable_ipv6", "0")
+            .unwrap();
+    }
+    let holds =
+        |lab: &Lab| support::ip(lab, &peer, &["-6", "addr", "show", "dev", "s0"]).contains(VIP6);
+    // Wait for both link-local addresses.
+    let t0 = Instant::now();
+    while [lab.director_ns().to_string(), peer.clone()]
+        .iter()
+        .any(|ns| !support::ip(&lab, ns, &["-6", "addr", "show", "dev", "s0"]).contains("fe80::"))
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no link-local address"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ka = keepalived(&lab, &peer, 100, &format!("{VIP6}/128"));
+    let d = Director::start(
+        &lab,
+        "vrrp6",
+        &format!(
+            "interface s0
+vrrp front interface s0 id 51 priority 150 address {VIP6}
+director web {VIP}:80 TCP
+    mode nat
+    server rs1 198.18.1.11:80
+"
+        ),
+    );
+    let t0 = Instant::now();
+    while lvsd_state(&d) != Some("MASTER") || holds(&lab) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(8),
+            "lvsd {:?}, keepalived holds {VIP6}: {}\n{}",
+            lvsd_state(&d),
+            holds(&lab),
+            d.log_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d.stop(&lab);
+    let t0 = Instant::now();
+    while !holds(&lab) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "keepalived did not take over"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let klog = ka.stop(&lab);
+    assert!(klog.contains("Entering MASTER STATE"), "{klog}");
+    lab.close().expect("clean up the lab");
 }
