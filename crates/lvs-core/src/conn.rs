@@ -215,6 +215,11 @@ pub struct ConnTable {
     /// Entries reserved up front: memory up to this is kept when the table
     /// drains; more is given back (`give_back`).
     floor: usize,
+    /// Entries whose timer ran out while they still controlled others (a
+    /// template re-armed for 60 s), noted while `note_rearmed` is on: a
+    /// sync master sends them (sync-protocol.md §6.1).
+    rearmed: Vec<ConnId>,
+    note_rearmed: bool,
 }
 
 impl ConnTable {
@@ -235,6 +240,8 @@ impl ConnTable {
             wheel: Wheel::new(),
             next_generation: 0,
             floor: 0,
+            rearmed: Vec::new(),
+            note_rearmed: false,
         }
     }
 
@@ -346,6 +353,18 @@ impl ConnTable {
     /// Entries from slot `start` on (see `Engine::connections_chunk`).
     pub fn iter_from(&self, start: usize) -> impl Iterator<Item = (ConnId, &Conn)> {
         self.conns.iter_from(start)
+    }
+
+    /// Notes (or stops noting) the entries re-armed because they control
+    /// others.
+    pub fn note_rearmed(&mut self, on: bool) {
+        self.note_rearmed = on;
+        self.rearmed.clear();
+    }
+
+    /// The entries re-armed since the last call.
+    pub fn take_rearmed(&mut self) -> Vec<ConnId> {
+        std::mem::take(&mut self.rearmed)
     }
 
     /// Inserts an entry (a newer entry with the same key replaces the older
@@ -504,6 +523,9 @@ impl ConnTable {
                     let t = self.wheel.file(id, g, exp);
                     self.conns[id].filed_tick = t;
                 } else if c.n_control > 0 {
+                    if self.note_rearmed {
+                        self.rearmed.push(id);
+                    }
                     let c = &mut self.conns[id];
                     c.timeout_ms = RETRY_MS;
                     c.expires = now.saturating_add(RETRY_MS);

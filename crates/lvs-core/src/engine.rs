@@ -1046,6 +1046,15 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: u64) -> usize {
         let mut buf = std::mem::take(&mut self.expired_buf);
         let (n, _) = self.conns.expire_some(now, &mut buf, EXPIRE_BUDGET);
+        if self.sync_master.is_some() {
+            // §6.1: a template kept for its connections is sent again.
+            let threshold = u64::from(self.sync_timing().threshold);
+            for id in self.conns.take_rearmed() {
+                if self.conns.get_mut_checked(id).is_some() {
+                    self.sync_conn(now, id, threshold);
+                }
+            }
+        }
         for c in buf.drain(..) {
             self.release(&c);
         }

@@ -435,3 +435,22 @@ fn a_resync_request_reads_as_an_empty_v0_message_to_a_kernel_peer() {
     assert!(lvs_core::sync::is_resync_request(&req, 0));
     assert!(!lvs_core::sync::is_resync_request(&req, 8));
 }
+
+#[test]
+fn a_template_kept_for_its_connections_is_sent_again_when_its_timer_runs_out() {
+    let mut e = master(true);
+    for (t, f) in [(0, SYN), (10, ACK), (20, ACK)] {
+        send(&mut e, t, f);
+    }
+    assert_eq!(sent(&mut e, 5000).len(), 4);
+    // The persistence timeout (300 s) runs out while the connection
+    // (ESTABLISHED, 900 s) still uses the template: kept for 60 s, and
+    // sent with that timeout.
+    let mut now = 5000;
+    while now < 301_000 {
+        now += 100;
+        e.handle_timeout(now);
+    }
+    let v = sent(&mut e, now + 3000);
+    assert_eq!(v, vec![(true, 1, 0x1183, 60)]);
+}

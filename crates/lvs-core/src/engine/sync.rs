@@ -245,6 +245,7 @@ impl Engine {
     /// Starts sending as a sync master (`--start-daemon master`).
     pub fn start_sync_master(&mut self, cfg: MasterConfig) {
         let ports = usize::from(cfg.ports.clamp(1, 64));
+        self.conns.note_rearmed(true);
         self.sync_master = Some(Box::new(Master {
             cfg,
             full_copy: None,
@@ -257,6 +258,7 @@ impl Engine {
     /// Stops sending (what is not sent yet is lost, as in the kernel).
     pub fn stop_sync_master(&mut self) {
         self.sync_master = None;
+        self.conns.note_rearmed(false);
     }
 
     /// Tells the engine whether a sync backup runs (`backup_only` then
