@@ -454,3 +454,31 @@ fn a_template_kept_for_its_connections_is_sent_again_when_its_timer_runs_out() {
     let v = sent(&mut e, now + 3000);
     assert_eq!(v, vec![(true, 1, 0x1183, 60)]);
 }
+
+#[test]
+fn an_entry_bound_to_another_method_is_indexed_by_its_own_reply_key() {
+    let mut e = backup();
+    // The master sent it as DR; this backup's server is NAT.
+    let mut x = entry(0x83, 1, 900);
+    x.vaddr = ip("198.18.0.101");
+    x.vport = 443;
+    x.dport = 443;
+    e.apply_sync(&message(1, 0, &[x]), 0, 0).unwrap();
+    assert_eq!(conns(&e)[0].flags & 0x7, Forward::Masq as u32);
+    // The real server's reply finds it and is translated.
+    let mut p = support::tcp([198, 18, 1, 11], 443, [198, 18, 0, 2], 51234, ACK);
+    let v = e.process_ipv4(10, &mut p, false);
+    assert!(matches!(v, lvs_core::Verdict::Forward { .. }), "{v:?}");
+    // An unbound entry bound by a later update is re-keyed too.
+    let mut y = x;
+    y.cport = 60000;
+    y.vaddr = ip("198.18.0.200");
+    e.apply_sync(&message(1, 0, &[y]), 0, 20).unwrap();
+    // Expiry removes both cleanly.
+    let mut now = 20;
+    while now < 1_000_000 {
+        now += 1000;
+        e.handle_timeout(now);
+    }
+    assert_eq!(e.connections().count(), 0);
+}

@@ -116,10 +116,10 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>
                     std::thread::Builder::new()
                         .name("lvsd-http".into())
                         .spawn(move || {
+                            let _slot = Slot(&s.busy);
                             if let Err(e) = serve(stream, &s) {
                                 tracing::debug!("metrics connection: {e}");
                             }
-                            s.busy.fetch_sub(1, Ordering::AcqRel);
                         });
                 if let Err(e) = spawned {
                     shared.busy.fetch_sub(1, Ordering::AcqRel);
@@ -162,6 +162,16 @@ fn read_head(stream: &TcpStream) -> io::Result<Vec<u8>> {
                 "request head too long",
             ));
         }
+    }
+}
+
+/// A connection's place among `MAX_CLIENTS`, released however its
+/// thread ends.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -149,6 +149,15 @@ impl SyncDaemons {
             (SyncRole::Backup, 0) => iface_mtu(&cfg.ifname).clamp(1500, 65535) - hlen,
             (SyncRole::Backup, v) => usize::from(v).clamp(1024, 65535 - hlen),
         };
+        if usize::from(port) + ports - 1 > 65535 {
+            return Err(err(
+                ErrorKind::Invalid,
+                format!(
+                    "ports {port}..{} (sync_ports {ports}) run past 65535",
+                    usize::from(port) + ports - 1
+                ),
+            ));
+        }
         let mut sockets = Vec::with_capacity(ports);
         for i in 0..ports {
             let to = SocketAddr::new(group, port + i as u16);
@@ -293,7 +302,10 @@ impl SyncDaemons {
     pub fn send(&mut self, engine: &mut Engine, now_ms: u64) {
         if let Some(b) = &mut self.backup {
             if let Some(s) = &b.side {
-                let heard = engine.sync_counters().received > 0;
+                // Heard: entries arrived (another backup's request is an
+                // empty message and does not count).
+                let c = engine.sync_counters();
+                let heard = c.entries_created + c.entries_updated > 0;
                 if !heard && b.asked < RESYNC_TRIES && now_ms >= b.ask_at {
                     let mut req = lvs_core::sync::RESYNC_REQUEST;
                     req[1] = b.cfg.syncid;
@@ -309,8 +321,15 @@ impl SyncDaemons {
         }
         while let Some(out) = engine.pop_sync_message(now_ms) {
             let s = &m.sockets[usize::from(out.port) % m.sockets.len()];
-            if s.send(&out.bytes).is_err() {
-                self.send_errors += 1;
+            match s.send(&out.bytes) {
+                Ok(_) => {}
+                // No room in the socket now: the message waits for the
+                // next step, first in line.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    engine.unpop_sync_message(out);
+                    break;
+                }
+                Err(_) => self.send_errors += 1,
             }
             engine.recycle_sync_buffer(out.bytes);
         }

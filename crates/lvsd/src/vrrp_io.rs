@@ -64,7 +64,15 @@ impl Instance {
                 imr_multiaddr: libc::in_addr {
                     s_addr: u32::from(GROUP_V4).to_be(),
                 },
-                imr_address: libc::in_addr { s_addr: 0 },
+                // The source of what is sent: exactly the address the
+                // checksum is computed over (binding the socket to it would
+                // filter out what arrives for the group).
+                imr_address: libc::in_addr {
+                    s_addr: match local {
+                        IpAddr::V4(a) => u32::from(a).to_be(),
+                        IpAddr::V6(_) => 0,
+                    },
+                },
                 imr_ifindex: ifindex as i32,
             };
             setsockopt(&socket, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &m)?;

@@ -264,8 +264,10 @@ fn the_backup_takes_over_established_connections_without_a_reset() {
     while established(&b, ECHO) < 4 || established(&b, STICKY) < 1 {
         assert!(
             t0.elapsed() < Duration::from_secs(8),
-            "B never learned the connections:\n{}",
-            lvsadm_ok(&b.sock, &["-L", "-n", "-c"])
+            "B never learned the connections:\n{}\n{}\n{}",
+            lvsadm_ok(&b.sock, &["-L", "-n", "-c"]),
+            lvsadm_ok(&a.sock, &["--counters"]),
+            lvsadm_ok(&b.sock, &["--counters"])
         );
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -101,24 +101,32 @@ impl Engine {
                     }
                 }
                 c.flags = (flags & wf::BACKUP_UPD_MASK) | (c.flags & !wf::BACKUP_UPD_MASK);
+                let mut id = id;
                 if c.dest.is_none() {
                     if let Some(did) = self.sync_dest(e, flags) {
-                        self.bind_synced(id, did);
+                        // Binding may change the forwarding method, and
+                        // with it the reply-side key: out of the indexes,
+                        // bound, back in.
+                        if let Some(mut c) = self.conns.remove(id) {
+                            self.bind_synced(&mut c, did);
+                            id = self.conns.insert(now, c);
+                        }
                     }
                 }
                 self.sync_counters.entries_updated += 1;
                 id
             }
             None => {
-                let c = ConnTable::new_conn(
+                let mut c = ConnTable::new_conn(
                     e.protocol, e.caddr, e.cport, e.vaddr, e.vport, e.daddr, e.dport, flags, now,
                 );
-                let id = self.conns.insert(now, c);
+                // Bound before it is indexed: the method decides its
+                // reply-side key.
                 if let Some(did) = self.sync_dest(e, flags) {
-                    self.bind_synced(id, did);
+                    self.bind_synced(&mut c, did);
                 }
                 self.sync_counters.entries_created += 1;
-                id
+                self.conns.insert(now, c)
             }
         };
         let threshold = self.sync_timing().threshold;
@@ -186,9 +194,8 @@ impl Engine {
     /// Binds a synced entry to a real server of this director: its
     /// forwarding method and NOOUTPUT come from the server's own
     /// configuration; a connection keeps the entry's INACTIVE (§5.3).
-    fn bind_synced(&mut self, id: ConnId, did: DestId) {
+    fn bind_synced(&mut self, c: &mut Conn, did: DestId) {
         let d = &mut self.dests[did];
-        let c = self.conns.get_mut(id);
         let dest_flags = d.conn_flags();
         let keep = c.flags & !(cf::FWD_MASK | cf::NOOUTPUT);
         c.flags = if c.is_template() {
@@ -366,6 +373,14 @@ impl Engine {
             }
         }
         m.queue.pop_front()
+    }
+
+    /// Puts back a message the socket could not take yet (it goes first
+    /// next time, §6.3: the kernel waits for room and retries).
+    pub fn unpop_sync_message(&mut self, out: Outgoing) {
+        if let Some(m) = self.sync_master.as_mut() {
+            m.queue.push_front(out);
+        }
     }
 
     /// Gives a sent message's buffer back for reuse.

@@ -227,9 +227,9 @@ impl<'a> Entries<'a> {
             return Item::Stop(MessageFault::EntryVersion);
         }
         self.pos = pos + len.div_ceil(4) * 4;
-        let e = &b[pos..pos + len];
-        let ty = e[0];
-        let fixed = match ty {
+        // The type byte is within the 36 bytes checked above, whatever
+        // the entry's own length says.
+        let fixed = match b[pos] {
             t if t & 1 == 1 => 72,
             0 => 36,
             _ => return Item::Stop(MessageFault::EntryType),
@@ -237,6 +237,7 @@ impl<'a> Entries<'a> {
         if fixed > len {
             return Item::Stop(MessageFault::Truncated);
         }
+        let e = &b[pos..pos + len];
         let (caddr, vaddr, daddr) = if fixed == 72 {
             (v6(e, 24), v6(e, 40), v6(e, 56))
         } else {

@@ -324,3 +324,32 @@ proptest! {
         prop_assert_eq!(got, sent);
     }
 }
+
+#[test]
+fn entry_lengths_below_the_fixed_part_stop_without_panicking() {
+    for len in [0u16, 1, 4, 35, 71] {
+        for ty in [0u8, 1] {
+            let mut m = build(1, 0, &[ex7_entry()]);
+            m[8] = ty;
+            m[10..12].copy_from_slice(&len.to_be_bytes());
+            assert_eq!(
+                decode(&m),
+                vec![Item::Stop(MessageFault::Truncated)],
+                "type {ty} len {len}"
+            );
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn any_v1_body_decodes_without_panicking(body in prop::collection::vec(any::<u8>(), 0..300), count in any::<u8>()) {
+        let mut m = vec![0, 0, 0, 0, count, 1, 0, 0];
+        m.extend_from_slice(&body);
+        let n = m.len() as u16;
+        m[2..4].copy_from_slice(&n.to_be_bytes());
+        for item in Message::parse(&m, 0).unwrap().entries() {
+            let _ = item;
+        }
+    }
+}
