@@ -6,7 +6,6 @@
 use crate::vrrp::{Action, Advert, Config, Router, State, GROUP_V4, GROUP_V6, PROTO, TTL};
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -133,34 +132,28 @@ impl Instance {
 
     /// Reads every waiting advertisement.
     fn receive(&mut self, now: u64, actions: &mut Vec<Action>) {
-        let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
+        let mut buf = [0u8; 2048];
         for _ in 0..64 {
-            let Ok((n, from)) = self.socket.recv_from(&mut buf) else {
+            let Some((n, src, hops)) = recv_with_hops(&self.socket, &mut buf) else {
                 break;
             };
-            // SAFETY: recv_from initialised the first n bytes.
-            let b: &[u8] = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast(), n) };
-            let parsed = match from.as_socket() {
-                Some(SocketAddr::V4(src)) => {
+            let b = &buf[..n];
+            let parsed = match src {
+                IpAddr::V4(_) => {
                     // An IPv4 raw socket hands over the IP header too.
                     let ihl = usize::from(b.first().map_or(0, |v| v & 0x0f)) * 4;
                     if b.len() < ihl || ihl < 20 {
                         self.discarded += 1;
                         continue;
                     }
-                    Advert::decode(&b[ihl..], IpAddr::V4(*src.ip()), b[8])
-                        .map(|a| (a, IpAddr::V4(*src.ip())))
+                    Advert::decode(&b[ihl..], src, b[8])
                 }
-                // The hop limit is not at hand without ancillary data; the
-                // socket only takes ff02::12 on a link, where 255 is the
-                // only value a router sends (checked by the kernel's
-                // link-local scope).
-                Some(SocketAddr::V6(src)) => Advert::decode(b, IpAddr::V6(*src.ip()), TTL)
-                    .map(|a| (a, IpAddr::V6(*src.ip()))),
-                None => continue,
+                // IPv6: the hop limit comes as ancillary data (RFC 5798
+                // §7.1: anything but 255 may come from off the link).
+                IpAddr::V6(_) => Advert::decode(b, src, hops.unwrap_or(0)),
             };
             match parsed {
-                Ok((a, src)) if src != self.local => {
+                Ok(a) if src != self.local => {
                     self.received += 1;
                     self.router.on_advert(now, &a, src, self.local, actions);
                 }
@@ -314,4 +307,59 @@ fn local_address(ifname: &str, v6: bool) -> Option<IpAddr> {
     // SAFETY: `head` came from getifaddrs and is freed once.
     unsafe { libc::freeifaddrs(head) };
     found
+}
+
+/// One datagram: its length, its source, and (IPv6) its hop limit from
+/// the `IPV6_HOPLIMIT` control message.
+fn recv_with_hops(s: &Socket, buf: &mut [u8]) -> Option<(usize, IpAddr, Option<u8>)> {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut control = [0u64; 16];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr; the pointers set below are live
+    // for the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: recvmsg with the live buffers described by `msg`.
+    let n = unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return None;
+    }
+    let src = match i32::from(name.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the kernel wrote a sockaddr_in for AF_INET.
+            let a =
+                unsafe { &*(&name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            IpAddr::V4(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the kernel wrote a sockaddr_in6 for AF_INET6.
+            let a =
+                unsafe { &*(&name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            IpAddr::V6(Ipv6Addr::from(a.sin6_addr.s6_addr))
+        }
+        _ => return Some((0, IpAddr::V4(Ipv4Addr::UNSPECIFIED), None)),
+    };
+    let mut hops = None;
+    // SAFETY: walking the control messages recvmsg wrote into `control`
+    // with the libc macros, which stay within msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::IPPROTO_IPV6 && (*c).cmsg_type == libc::IPV6_HOPLIMIT {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>());
+                hops = u8::try_from(v).ok();
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Some((n as usize, src, hops))
 }
