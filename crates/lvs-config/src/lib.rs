@@ -302,6 +302,10 @@ pub struct Director {
     /// `director NAME mark N`: the firewall mark of a director without an
     /// address (chosen by lvsd when absent).
     pub mark: Option<Spanned<u32>>,
+    /// `director NAME [mark N] ipv6`: a director without an address that is
+    /// an IPv6 firewall-mark service (`ipvsadm -f N -6`) even before it has
+    /// flows; span of the word. Without it the flows give the family.
+    pub ipv6: Option<Span>,
     /// Virtual address, if any (a director without one is reached through a
     /// flow); span of the address token.
     pub addr: Option<Spanned<IpAddr>>,
@@ -1637,6 +1641,15 @@ impl Parser {
                 ));
             }
             let v6 = f.to.value.0.is_ipv6();
+            if d.ipv6.is_some() && !v6 {
+                return Err(at(
+                    f.to.span,
+                    format!(
+                        "flow `{}` is IPv4 but director `{}` is IPv6 (`ipv6` on its line)",
+                        f.name.value, d.name.value
+                    ),
+                ));
+            }
             if let Some(other) = self.flows[..i]
                 .iter()
                 .find(|o| o.director.value == f.director.value && o.to.value.0.is_ipv6() != v6)
@@ -1713,11 +1726,21 @@ impl Parser {
         let mut port = None;
         let mut protocol = Protocol::Tcp;
         let mut mark = None;
-        if args.peek().is_some_and(|t| t.text == "mark") {
-            args.next();
-            let t = args.expect("a firewall mark (1..4294967295)")?;
-            let m = num_u32(cx, &t, "a firewall mark", 1, u32::MAX)?;
-            mark = Some(Spanned::new(m, cx.span(&t)));
+        let mut ipv6 = None;
+        let markless = args
+            .peek()
+            .is_some_and(|t| t.text == "mark" || t.text.eq_ignore_ascii_case("ipv6"));
+        if markless {
+            if args.peek().is_some_and(|t| t.text == "mark") {
+                args.next();
+                let t = args.expect("a firewall mark (1..4294967295)")?;
+                let m = num_u32(cx, &t, "a firewall mark", 1, u32::MAX)?;
+                mark = Some(Spanned::new(m, cx.span(&t)));
+            }
+            if let Some(t) = args.peek().filter(|t| t.text.eq_ignore_ascii_case("ipv6")) {
+                ipv6 = Some(cx.span(&t));
+                args.next();
+            }
         } else if let Some(tok) = args.next() {
             let (ip, p) = parse_addr(cx, &tok)?;
             addr = Some(Spanned::new(ip, cx.span(&tok)));
@@ -1744,6 +1767,7 @@ impl Parser {
             dir: Director {
                 name: Spanned::new(name, cx.span(&name_tok)),
                 mark,
+                ipv6,
                 addr,
                 port,
                 protocol,
@@ -2025,7 +2049,10 @@ impl DirState {
             match opt.text {
                 "timeout" => p.timeout = Some(seconds(cx, &args.expect("a number of seconds")?)?),
                 "netmask" => {
-                    let v6 = self.dir.addr.as_ref().map(|a| a.value.is_ipv6());
+                    let v6 = match &self.dir.addr {
+                        Some(a) => Some(a.value.is_ipv6()),
+                        None => self.dir.ipv6.map(|_| true),
+                    };
                     let what = match v6 {
                         Some(false) => "a dotted IPv4 netmask",
                         Some(true) => "a prefix length 0..128",

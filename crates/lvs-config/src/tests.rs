@@ -80,6 +80,7 @@ fn full_example() {
         directors: vec![
             Director {
                 mark: None,
+                ipv6: None,
                 name: Spanned::new("www".to_string(), sp(5, 10)),
                 addr: Some(Spanned::new(v4(10, 0, 0, 1), sp(5, 14))),
                 port: Some(80),
@@ -147,6 +148,7 @@ fn full_example() {
             },
             Director {
                 mark: None,
+                ipv6: None,
                 name: Spanned::new("dns".to_string(), sp(14, 10)),
                 addr: Some(Spanned::new(v6("2001:db8::53"), sp(14, 14))),
                 port: Some(53),
@@ -196,6 +198,7 @@ fn full_example() {
             },
             Director {
                 mark: None,
+                ipv6: None,
                 name: Spanned::new("flow".to_string(), sp(21, 10)),
                 addr: None,
                 port: None,
@@ -1788,4 +1791,41 @@ fn flow_errors_point_at_the_word_and_say_what_to_do() {
     // Disjoint protocols or ports do not overlap.
     parse("director web\nflow f to 198.18.0.0/24 tcp director web\nflow g to 198.18.0.0/24 udp director web\n");
     err("director web mark 0\n", 1, 19, "firewall mark");
+}
+
+#[test]
+fn ipv6_directors_without_address() {
+    // The family comes from the flows, or from `ipv6` on the line (an
+    // imported `ipvsadm -f N -6` service has no flows yet).
+    let cfg = parse(
+        "director web\n  mode nat\n  option persistence netmask 64\n  server a [2001:db8:1::11]:8080\n\
+         director six mark 7 ipv6\n  option persistence netmask 48\n  server b [2001:db8:1::12]\n\
+         director plain ipv6\n  server c [2001:db8:1::13]\n\
+         flow w to 2001:db8::100/124 ports 80 TCP director web\n",
+    );
+    assert_eq!(cfg.directors[0].ipv6, None);
+    assert!(cfg.directors[1].ipv6.is_some());
+    assert_eq!(cfg.directors[1].mark.as_ref().map(|m| m.value), Some(7));
+    assert!(cfg.directors[2].ipv6.is_some());
+    assert_eq!(
+        cfg.directors[1].persistence.as_ref().unwrap().value.netmask,
+        Some(Netmask::Prefix(48))
+    );
+    assert_eq!(
+        cfg.flows[0].to.value,
+        ("2001:db8::100".parse().unwrap(), 124)
+    );
+    err(
+        "director six ipv6\n  option persistence netmask 255.255.255.0\n",
+        2,
+        30,
+        "expected a prefix length 0..128 for an IPv6 director",
+    );
+    err(
+        "director six mark 7 ipv6\nflow f to 198.18.0.100 director six\n",
+        2,
+        11,
+        "flow `f` is IPv4 but director `six` is IPv6",
+    );
+    err("director six ipv6 mark 7\n", 1, 19, "");
 }

@@ -1423,9 +1423,10 @@ impl Engine {
     /// An IPv6 packet: what the host's IPv6 input drops is dropped
     /// (martian sources, multicast and loopback as source, malformed
     /// extension chains), ICMPv6 and multicast destinations are the host's
-    /// (neighbour discovery among them), a fragment to a virtual address is
-    /// not balanced (the kernel reassembles IPv6 before IPVS; lvsd does not
-    /// yet), and the rest goes through the same steps as IPv4.
+    /// (neighbour discovery among them), fragments of datagrams to a
+    /// virtual address or from a NAT real server are reassembled first (as
+    /// the kernel's defragmenter does before IPVS), and the rest goes
+    /// through the same steps as IPv4.
     #[inline(never)]
     fn process_v6(&mut self, now: u64, pkt: &mut PacketBuf, paths: &impl Paths) -> Transmit {
         use crate::wire::ipv6;
@@ -1459,10 +1460,12 @@ impl Engine {
             };
         }
         if t.fragment {
-            if self.vips.contains_key(&dst) {
-                return Transmit::Drop(DropReason::Fragment);
+            // An atomic fragment (offset 0, no more) is a whole packet
+            // with a fragment header in it: balanced as it is.
+            let atomic = ipv6::fragment_fields(b, t.frag_at).is_some_and(|(o, m, _)| o == 0 && !m);
+            if !atomic {
+                return self.reassemble_v6(now, pkt, paths, &t);
             }
-            return Transmit::Pass;
         }
         let Some(l4) = parse_l4(t.protocol, &b[t.offset..]) else {
             return no_transport(t.protocol);
@@ -1626,26 +1629,67 @@ impl Engine {
             IpAddr::V4(std::net::Ipv4Addr::new(b[12], b[13], b[14], b[15])),
             IpAddr::V4(std::net::Ipv4Addr::new(b[16], b[17], b[18], b[19])),
         );
-        let ours = self.vips.contains_key(&dst)
+        if !self.fragment_is_ours(Some(protocol), src, dst) {
+            return Transmit::Pass;
+        }
+        let outcome = self.frags.add(now, pkt.bytes());
+        self.reassembled(now, pkt, paths, outcome)
+    }
+
+    /// Whether a fragment from `src` to `dst` belongs to a datagram IPVS
+    /// sees whole: to a virtual address, or from a NAT real server (of
+    /// that protocol when the family's fragments say it).
+    fn fragment_is_ours(&self, protocol: Option<u8>, src: IpAddr, dst: IpAddr) -> bool {
+        self.vips.contains_key(&dst)
             || self
                 .nat_rs
                 .keys()
-                .any(|&(p, a, _)| p == protocol && a == src);
-        if !ours {
+                .any(|&(p, a, _)| protocol.is_none_or(|q| q == p) && a == src)
+    }
+
+    /// An IPv6 fragment (§1: the netfilter defragmenter runs before
+    /// IPVS): as for IPv4, the datagram is gathered and processed whole,
+    /// remembering its largest fragment for the MTU check (§3.4) and the
+    /// fragments made again on output.
+    #[cold]
+    fn reassemble_v6(
+        &mut self,
+        now: u64,
+        pkt: &mut PacketBuf,
+        paths: &impl Paths,
+        t: &crate::wire::ipv6::Transport,
+    ) -> Transmit {
+        use crate::wire::ipv6;
+        let b = pkt.bytes();
+        let (src, dst) = (IpAddr::V6(ipv6::src(b)), IpAddr::V6(ipv6::dst(b)));
+        if !self.fragment_is_ours(None, src, dst) {
             return Transmit::Pass;
         }
-        match self.frags.add(now, pkt.bytes()) {
+        let outcome = self.frags.add_v6(now, pkt.bytes(), t);
+        self.reassembled(now, pkt, paths, outcome)
+    }
+
+    fn reassembled(
+        &mut self,
+        now: u64,
+        pkt: &mut PacketBuf,
+        paths: &impl Paths,
+        outcome: crate::frag::Outcome,
+    ) -> Transmit {
+        match outcome {
             crate::frag::Outcome::Held => Transmit::Held,
             crate::frag::Outcome::Dropped => Transmit::Drop(DropReason::Fragment),
-            crate::frag::Outcome::Complete(slot) => {
+            crate::frag::Outcome::Complete(slot, largest) => {
                 let start = pkt.start;
                 let Some(len) = self.frags.take(slot, &mut pkt.buf[start..]) else {
                     return Transmit::Drop(DropReason::Fragment);
                 };
                 self.counters.reassembled += 1;
+                let v6 = pkt.bytes().first().is_some_and(|b| b >> 4 == 6);
                 pkt.len = len;
                 pkt.csum_partial = false;
                 pkt.gso_size = 0;
+                pkt.frag_max = if v6 { largest } else { 0 };
                 // Whole now: processed like any packet (it is no fragment).
                 self.process_inner(now, pkt, paths)
             }

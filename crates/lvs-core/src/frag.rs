@@ -1,8 +1,12 @@
-//! IPv4 reassembly of the fragments IPVS would see whole (forwarding.md §1:
-//! the host reassembles before LOCAL_IN, and IPVS gathers the fragments of
-//! NAT replies itself). The reassembled datagram is then processed like any
-//! packet, and fragmented again on output when it is larger than the path
-//! MTU (the I/O layer does that, keeping the datagram's ID).
+//! Reassembly of the fragments IPVS would see whole (forwarding.md §1).
+//! IPv4: the host reassembles before LOCAL_IN, and IPVS gathers the
+//! fragments of NAT replies itself; the datagram is fragmented again on
+//! output when it is larger than the path MTU (the I/O layer does that,
+//! keeping the datagram's ID). IPv6: the netfilter defragmenter gathers
+//! them and remembers the largest fragment, which bounds the MTU check
+//! and the fragments made again on output (the fragment header is
+//! removed; the headers in front of it, the unfragmentable part, are the
+//! first fragment's).
 //!
 //! Bounded like the kernel's queue: at most `MAX_DATAGRAMS` datagrams in
 //! flight (64 KiB each, 4 MiB in all, the default `ipfrag_high_thresh`),
@@ -12,6 +16,7 @@
 
 use crate::wire::checksum;
 use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::ipv6;
 
 /// Datagrams being reassembled at once.
 pub const MAX_DATAGRAMS: usize = 64;
@@ -21,21 +26,48 @@ pub const TIMEOUT_MS: u64 = 30_000;
 const MAX_PIECES: usize = 64;
 /// Largest datagram payload.
 const MAX_PAYLOAD: usize = 65535 - 20;
+/// Largest first-fragment header kept (an IPv4 header with options, or an
+/// IPv6 fixed header with the extension headers in front of the fragment
+/// header); a datagram with more is dropped.
+const MAX_HEADER: usize = 128;
 
+/// A datagram's identity: IPv4 (source, destination, protocol, 16-bit
+/// ID) or IPv6 (source, destination, 32-bit identification; protocol 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key {
-    src: [u8; 4],
-    dst: [u8; 4],
+    v6: bool,
+    src: [u8; 16],
+    dst: [u8; 16],
     protocol: u8,
-    id: u16,
+    id: u32,
+}
+
+/// One fragment, as the family's parser sees it.
+struct Piece<'a> {
+    key: Key,
+    /// Payload offset in bytes, and whether more follow.
+    off: usize,
+    more: bool,
+    data: &'a [u8],
+    /// The first fragment's header (what the datagram gets in front), and
+    /// for IPv6 where its next-header byte naming the fragment header is
+    /// and what the fragment header said follows.
+    header: &'a [u8],
+    fixup: Option<(usize, u8)>,
+    /// The fragment's size on the wire (IP header included).
+    size: usize,
 }
 
 #[derive(Debug)]
 struct Datagram {
     key: Key,
     expires_ms: u64,
-    /// The first fragment's header (offset 0), once it arrived.
-    header: Option<([u8; 60], usize)>,
+    /// The first fragment's header (offset 0), once it arrived, and the
+    /// IPv6 next-header fixup.
+    header: Option<([u8; MAX_HEADER], usize)>,
+    fixup: Option<(usize, u8)>,
+    /// The largest fragment seen (IP header included).
+    largest: usize,
     /// Payload bytes at their offset.
     payload: Vec<u8>,
     /// Byte ranges received, unordered.
@@ -49,8 +81,9 @@ struct Datagram {
 pub enum Outcome {
     /// Kept until the rest of its datagram arrives.
     Held,
-    /// The datagram is whole: take it with `Reassembly::take(slot, ..)`.
-    Complete(usize),
+    /// The datagram is whole: take it with `Reassembly::take(slot, ..)`
+    /// (the slot, and the largest fragment's size).
+    Complete(usize, u16),
     /// Dropped (overlap, inconsistent lengths, too many datagrams or
     /// pieces); the datagram so far is discarded.
     Dropped,
@@ -75,19 +108,87 @@ impl Reassembly {
         let Ok(ip) = Ipv4Packet::new_checked(frag) else {
             return Outcome::Dropped;
         };
-        self.expire(now);
-        let key = Key {
-            src: ip.src_bytes(),
-            dst: ip.dst_bytes(),
+        let mut key = Key {
+            v6: false,
+            src: [0; 16],
+            dst: [0; 16],
             protocol: ip.protocol(),
-            id: ip.ident(),
+            id: u32::from(ip.ident()),
         };
-        let off = usize::from(ip.frag_offset()) * 8;
-        let data = ip.payload();
+        key.src[..4].copy_from_slice(&ip.src_bytes());
+        key.dst[..4].copy_from_slice(&ip.dst_bytes());
+        let hl = ip.header_len();
+        self.add_piece(
+            now,
+            Piece {
+                key,
+                off: usize::from(ip.frag_offset()) * 8,
+                more: ip.more_frags(),
+                data: ip.payload(),
+                header: &frag[..hl],
+                fixup: None,
+                size: ip.total_len(),
+            },
+        )
+    }
+
+    /// Adds the IPv6 fragment `frag` (a packet `ipv6::check` accepted, cut
+    /// to its length, whose fragment header is at `t.frag_at`).
+    pub fn add_v6(&mut self, now: u64, frag: &[u8], t: &ipv6::Transport) -> Outcome {
+        let Some((off, more, id)) = ipv6::fragment_fields(frag, t.frag_at) else {
+            return Outcome::Dropped;
+        };
+        let mut key = Key {
+            v6: true,
+            src: [0; 16],
+            dst: [0; 16],
+            protocol: 0,
+            id,
+        };
+        key.src = ipv6::src(frag).octets();
+        key.dst = ipv6::dst(frag).octets();
+        let (Some(data), Some(header), Some(&next)) = (
+            frag.get(t.frag_at + 8..),
+            frag.get(..t.frag_at),
+            frag.get(t.frag_at),
+        ) else {
+            return Outcome::Dropped;
+        };
+        self.add_piece(
+            now,
+            Piece {
+                key,
+                off,
+                more,
+                data,
+                header,
+                fixup: Some((t.frag_next_at, next)),
+                size: frag.len(),
+            },
+        )
+    }
+
+    fn add_piece(&mut self, now: u64, p: Piece<'_>) -> Outcome {
+        self.expire(now);
+        let Piece {
+            key,
+            off,
+            more,
+            data,
+            ..
+        } = p;
         let end = off + data.len();
-        let more = ip.more_frags();
         // Every fragment but the last carries a multiple of 8 bytes.
-        if end > MAX_PAYLOAD || (more && data.len() % 8 != 0) || (more && data.is_empty()) {
+        let max = if key.v6 {
+            usize::from(u16::MAX).saturating_sub(p.header.len().saturating_sub(ipv6::HEADER_LEN))
+        } else {
+            MAX_PAYLOAD
+        };
+        if end > max
+            || (more && data.len() % 8 != 0)
+            || (more && data.is_empty())
+            || (off == 0 && p.header.len() > MAX_HEADER)
+        {
             self.discard(key);
             return Outcome::Dropped;
         }
@@ -106,6 +207,8 @@ impl Reassembly {
                     key,
                     expires_ms: now + TIMEOUT_MS,
                     header: None,
+                    fixup: None,
+                    largest: 0,
                     payload,
                     pieces: Vec::new(),
                     total: None,
@@ -132,17 +235,19 @@ impl Reassembly {
             d.total = Some(end);
         }
         if off == 0 {
-            let hl = ip.header_len();
-            let mut h = [0u8; 60];
-            h[..hl].copy_from_slice(&frag[..hl]);
+            let hl = p.header.len();
+            let mut h = [0u8; MAX_HEADER];
+            h[..hl].copy_from_slice(p.header);
             d.header = Some((h, hl));
+            d.fixup = p.fixup;
         }
+        d.largest = d.largest.max(p.size);
         let (Some(total), Some(_)) = (d.total, d.header) else {
             return Outcome::Held;
         };
         let covered: usize = d.pieces.iter().map(|&(a, b)| b - a).sum();
         if covered == total {
-            Outcome::Complete(slot)
+            Outcome::Complete(slot, d.largest.min(usize::from(u16::MAX)) as u16)
         } else {
             Outcome::Held
         }
@@ -160,13 +265,22 @@ impl Reassembly {
         if fits {
             out[..hl].copy_from_slice(&h[..hl]);
             out[hl..len].copy_from_slice(&d.payload[..total]);
-            out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-            // Offset 0, MF clear; DF as the first fragment had it.
-            out[6] &= 0x40;
-            out[7] = 0;
-            out[10..12].copy_from_slice(&[0, 0]);
-            let c = checksum::checksum(&out[..hl]);
-            out[10..12].copy_from_slice(&c.to_be_bytes());
+            if let Some((at, next)) = d.fixup {
+                // IPv6: the fragment header is gone; what it said follows
+                // is named by the header in front of it.
+                let pl = (len - ipv6::HEADER_LEN) as u16;
+                out[ipv6::field::PAYLOAD_LEN..ipv6::field::PAYLOAD_LEN + 2]
+                    .copy_from_slice(&pl.to_be_bytes());
+                out[at] = next;
+            } else {
+                out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                // Offset 0, MF clear; DF as the first fragment had it.
+                out[6] &= 0x40;
+                out[7] = 0;
+                out[10..12].copy_from_slice(&[0, 0]);
+                let c = checksum::checksum(&out[..hl]);
+                out[10..12].copy_from_slice(&c.to_be_bytes());
+            }
         }
         self.recycle(d.payload);
         fits.then_some(len)
@@ -253,8 +367,9 @@ mod tests {
         for (k, frag) in f.iter().enumerate() {
             match r.add(0, frag) {
                 Outcome::Held => assert!(k < 3),
-                Outcome::Complete(slot) => {
+                Outcome::Complete(slot, largest) => {
                     assert_eq!(k, 3);
+                    assert_eq!(largest, 996, "20 + 976");
                     let n = r.take(slot, &mut out).unwrap();
                     assert_eq!(&out[..n], &d[..]);
                 }

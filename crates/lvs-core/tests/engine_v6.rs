@@ -1,8 +1,8 @@
 //! IPv6 through the engine (forwarding.md §2–§6 for IPv6): NAT66 both
 //! ways with the L4 checksum carried over the IPv6 pseudo-header, direct
 //! routing with the hop limit decremented, extension headers walked to the
-//! transport header, and what is not balanced (ICMPv6, fragments,
-//! malformed chains). Packets are built byte by byte here; each expected
+//! transport header, fragments reassembled as the kernel's defragmenter
+//! does, and what is not balanced (ICMPv6, malformed chains). Packets are built byte by byte here; each expected
 //! output is built independently and compared whole.
 
 use lvs_core::xmit::{IcmpError, OnLink, PacketBuf, Reply, Transmit};
@@ -217,13 +217,10 @@ fn what_is_not_balanced() {
     let mut icmp = tcp(CLIENT, 1, VIP, 80, 0, 255);
     icmp[6] = 58;
     assert_eq!(run(&mut e, &mut icmp, 1500), Transmit::Pass);
-    // A fragment to a VIP: not balanced (the kernel would reassemble it).
+    // A fragment from and to no one lvsd balances is the host's.
     let frag = Some((44u8, vec![6, 0, 0, 1, 0, 0, 0, 7]));
-    let mut f = packet(6, CLIENT, 40006, VIP, 80, 0x02, 64, frag, b"", false);
-    assert_eq!(
-        run(&mut e, &mut f, 1500),
-        Transmit::Drop(DropReason::Fragment)
-    );
+    let mut f = packet(6, CLIENT, 40006, RIP, 80, 0x02, 64, frag, b"", false);
+    assert_eq!(run(&mut e, &mut f, 1500), Transmit::Pass);
     // An option header that runs past the packet; a payload length past
     // the buffer; a multicast source.
     let bad = Some((0u8, vec![6, 9, 0, 0, 0, 0, 0, 0]));
@@ -514,5 +511,99 @@ fn an_ipv6_packet_over_the_tunnel_mtu_gets_packet_too_big() {
     assert_eq!(
         tunnelled(&mut e, &p, DIRECTOR6.into(), 1300),
         Err(Transmit::Drop(DropReason::TunnelMtu))
+    );
+}
+
+/// Feeds `frags` through the engine (each in a buffer with room for the
+/// whole datagram) with path MTU `mtu`; every answer, and the bytes sent
+/// for the last.
+fn feed(e: &mut Engine, frags: &[Vec<u8>], mtu: u16) -> (Vec<Transmit>, Vec<u8>) {
+    let paths = OnLink {
+        src: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+        mtu,
+    };
+    let mut answers = Vec::new();
+    let mut sent = Vec::new();
+    for f in frags {
+        let mut buf = vec![0u8; 70_000];
+        buf[..f.len()].copy_from_slice(f);
+        let mut pkt = PacketBuf::with_len(&mut buf, 0, f.len());
+        let t = e.process(0, &mut pkt, &paths);
+        if let Transmit::Send(s) = t {
+            sent = buf[s.start..s.start + s.len].to_vec();
+        }
+        answers.push(t);
+    }
+    (answers, sent)
+}
+
+fn fragments(whole: &[u8], size: usize, id: u32) -> Vec<Vec<u8>> {
+    let mut v = Vec::new();
+    let mut out = vec![0u8; 2000];
+    lvs_core::wire::ipv6::fragment(whole, size, id, &mut out, 0, |f| v.push(f.to_vec()))
+        .expect("fragmented");
+    v
+}
+
+#[test]
+fn fragments_to_a_vip_are_reassembled_and_leave_no_larger_than_they_came() {
+    let mut e = engine(Forward::Masq, 8080);
+    let data: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+    let whole = packet(17, CLIENT, 5353, VIP, 80, 0, 64, None, &data, false);
+    // Three fragments of at most 1280 bytes, the last one first.
+    let mut frags = fragments(&whole, 1280, 0x1234);
+    assert_eq!(frags.len(), 3);
+    frags.rotate_right(1);
+    let (answers, sent) = feed(&mut e, &frags, 1500);
+    assert_eq!(answers[..2], [Transmit::Held, Transmit::Held]);
+    let Transmit::Send(s) = answers[2] else {
+        panic!("{answers:?}")
+    };
+    // The datagram, translated whole (checksum over the new pseudo-header),
+    // to be cut again into pieces no larger than the largest that came.
+    assert_eq!(
+        sent,
+        packet(17, CLIENT, 5353, RIP, 8080, 0, 63, None, &data, false)
+    );
+    assert_eq!(s.fragment, Some(1280));
+    assert_eq!(e.counters.reassembled, 1);
+    // Fragments larger than the path: packet too big, with the path's MTU
+    // (the datagram's largest fragment is what is checked).
+    let frags = fragments(&whole, 1400, 0x1235);
+    let (answers, _) = feed(&mut e, &frags, 1280);
+    assert!(
+        matches!(
+            answers.last(),
+            Some(Transmit::Reply(Reply::Icmp {
+                error: IcmpError::FragNeeded { mtu: 1280 },
+                ..
+            }))
+        ),
+        "{answers:?}"
+    );
+    // Overlapping fragments discard the datagram (RFC 5722).
+    let mut frags = fragments(&whole, 1280, 0x1236);
+    frags.insert(1, frags[0].clone());
+    let (answers, _) = feed(&mut e, &frags, 1500);
+    assert_eq!(answers[1], Transmit::Drop(DropReason::Fragment));
+    // An atomic fragment (offset 0, no more) is balanced as it is, its
+    // fragment header kept.
+    let atomic = Some((44u8, vec![17, 0, 0, 0, 0, 0, 0, 9]));
+    let mut a = packet(
+        17,
+        CLIENT,
+        5354,
+        VIP,
+        80,
+        0,
+        64,
+        atomic.clone(),
+        b"hi",
+        false,
+    );
+    assert_eq!(sent_to(run(&mut e, &mut a, 1500)), IpAddr::V6(RIP));
+    assert_eq!(
+        a,
+        packet(17, CLIENT, 5354, RIP, 8080, 0, 63, atomic, b"hi", false)
     );
 }

@@ -263,29 +263,37 @@ impl xmit::Paths for Net<'_> {
     }
 }
 
-/// Flows of /24 or longer are ranges of VIPs: lvsd owns each address of
-/// them on the wire (answers ARP, announces them). Wider flows are for
-/// traffic routed to the director.
-const FLOW_ARP_PREFIX: u8 = 24;
+/// Flows of at most 256 addresses (IPv4 /24, IPv6 /120 or longer) are
+/// ranges of VIPs: lvsd owns each address of them on the wire (answers ARP
+/// or neighbour solicitations). Wider flows are for traffic routed to the
+/// director.
+const FLOW_OWNED_HOST_BITS: u8 = 8;
 
-/// The addresses of the flows (of services that exist) lvsd answers ARP
-/// for: every address of their networks but `taken` (the director's own,
-/// route gateways, known neighbours, and the network and broadcast
-/// addresses of the attached subnets: a flow never claims another host's
-/// address).
-fn flow_addresses(engine: &Engine, taken: &HashSet<Ipv4Addr>) -> Vec<Ipv4Addr> {
+/// The addresses of the flows of one family (of services that exist) lvsd
+/// answers ARP or NDP for: every address of their networks but those
+/// `taken` says are another host's (the director's own, route gateways,
+/// known neighbours, and the subnets' network, broadcast or subnet-router
+/// anycast addresses: a flow never claims another host's address).
+fn flow_addresses(engine: &Engine, v6: bool, taken: impl Fn(IpAddr) -> bool) -> Vec<IpAddr> {
     let marks: HashSet<u32> = engine.service_keys().filter_map(|k| k.mark()).collect();
     let mut v = Vec::new();
     for f in engine.flows() {
-        let IpAddr::V4(net) = f.dst else { continue };
-        if f.dst_len < FLOW_ARP_PREFIX || !marks.contains(&f.mark) {
+        let bits: u8 = if v6 { 128 } else { 32 };
+        let host = bits.saturating_sub(f.dst_len);
+        if f.dst.is_ipv6() != v6 || host > FLOW_OWNED_HOST_BITS || !marks.contains(&f.mark) {
             continue;
         }
-        let size = 1u32 << (32 - u32::from(f.dst_len.min(32)));
+        let base = match f.dst {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        };
         v.extend(
-            (0..size)
-                .map(|i| Ipv4Addr::from(u32::from(net).wrapping_add(i)))
-                .filter(|a| !taken.contains(a)),
+            (0..1u128 << host)
+                .map(|i| match f.dst {
+                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(base.wrapping_add(i) as u32)),
+                    IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(base.wrapping_add(i))),
+                })
+                .filter(|a| !taken(*a)),
         );
     }
     v
@@ -1223,6 +1231,28 @@ impl Director {
                 io.queue_new(port, &f[..n], Offload::default());
             }
         }
+        // Flow addresses are answered, never announced (as for IPv4).
+        let mut taken6: HashSet<Ipv6Addr> = self.local_addrs6.iter().copied().collect();
+        taken6.extend(self.routes6.iter().filter_map(|r| r.gateway));
+        taken6.extend(self.neigh6.addresses());
+        taken6.extend(
+            self.routes6
+                .iter()
+                .filter(|r| r.gateway.is_none() && r.mask != u128::MAX && r.mask != 0)
+                .map(|r| Ipv6Addr::from(r.dest)),
+        );
+        now6.extend(
+            flow_addresses(&self.engine, true, |a| match a {
+                IpAddr::V6(a) => taken6.contains(&a),
+                IpAddr::V4(_) => true,
+            })
+            .into_iter()
+            .filter_map(|a| match a {
+                IpAddr::V6(a) => Some(a),
+                IpAddr::V4(_) => None,
+            }),
+        );
+        now6.retain(|a| !self.held_back.contains(&IpAddr::V6(*a)));
         self.vips6 = now6;
         let mut now: HashSet<Ipv4Addr> = self
             .engine
@@ -1255,7 +1285,17 @@ impl Director {
             taken.insert(Ipv4Addr::from(r.dest & r.mask));
             taken.insert(Ipv4Addr::from(r.dest | !r.mask));
         }
-        now.extend(flow_addresses(&self.engine, &taken));
+        now.extend(
+            flow_addresses(&self.engine, false, |a| match a {
+                IpAddr::V4(a) => taken.contains(&a),
+                IpAddr::V6(_) => true,
+            })
+            .into_iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            }),
+        );
         now.retain(|a| !self.held_back.contains(&IpAddr::V4(*a)));
         for vip in &new {
             for (port, p) in self.ports.iter().enumerate() {
@@ -1869,7 +1909,7 @@ fn release_free_heap() {
 
 #[cfg(test)]
 mod tests {
-    use super::{flow_addresses, Engine, HashSet, IcmpLimit, Ipv4Addr};
+    use super::{flow_addresses, Engine, IcmpLimit, IpAddr, Ipv4Addr, Ipv6Addr};
 
     /// The lookup table from rtnetlink routes: main before default, longest
     /// prefix first, lowest metric first; rejects and routes out of other
@@ -1969,15 +2009,36 @@ mod tests {
             flow([198, 19, 0, 0], 16, 7),
             flow([198, 18, 0, 200], 32, 8),
         ]);
-        let taken: HashSet<Ipv4Addr> = [Ipv4Addr::new(198, 18, 0, 102)].into();
-        let got = flow_addresses(&e, &taken);
+        let taken = |a: IpAddr| a == IpAddr::V4(Ipv4Addr::new(198, 18, 0, 102));
+        let got = flow_addresses(&e, false, taken);
         assert_eq!(
             got,
             [
-                Ipv4Addr::new(198, 18, 0, 100),
-                Ipv4Addr::new(198, 18, 0, 101),
-                Ipv4Addr::new(198, 18, 0, 103)
+                IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100)),
+                IpAddr::V4(Ipv4Addr::new(198, 18, 0, 101)),
+                IpAddr::V4(Ipv4Addr::new(198, 18, 0, 103))
             ]
         );
+        assert!(flow_addresses(&e, true, |_| false).is_empty());
+        // IPv6: a /126 is owned, a /64 only routed.
+        e.add_service(lvs_core::ServiceKey::fwmark(9, true), "rr", 0)
+            .unwrap();
+        let six = |a: &str, len: u8| lvs_core::Flow {
+            dst: a.parse::<Ipv6Addr>().unwrap().into(),
+            dst_len: len,
+            src: None,
+            protocol: None,
+            ports: Vec::new(),
+            mark: 9,
+        };
+        e.set_flows(vec![six("2001:db8::100", 126), six("2001:db8:1::", 64)]);
+        let got = flow_addresses(&e, true, |a| {
+            a == "2001:db8::101".parse::<IpAddr>().unwrap()
+        });
+        let want: Vec<IpAddr> = ["2001:db8::100", "2001:db8::102", "2001:db8::103"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(got, want);
     }
 }

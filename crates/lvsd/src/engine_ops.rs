@@ -61,12 +61,12 @@ pub fn apply_with(
                 ),
             };
         }
-        Request::AddService(s) => check_service(s).and_then(|_| {
+        Request::AddService(s) => {
             engine.add_service_with(key(&s.key), &s.scheduler, s.sched_flags, options(s))
-        }),
-        Request::EditService(s) => check_service(s).and_then(|_| {
+        }
+        Request::EditService(s) => {
             engine.edit_service_with(key(&s.key), &s.scheduler, s.sched_flags, options(s))
-        }),
+        }
         Request::DeleteService(k) => engine.delete_service(key(k)),
         Request::AddDest { service, dest } => {
             check_dest(dest).and_then(|_| engine.add_dest(key(service), dest_config(dest)))
@@ -207,14 +207,6 @@ pub fn check_dest(d: &ctl::DestSpec) -> Result<(), ControlError> {
             }
             _ => {}
         }
-    }
-    Ok(())
-}
-
-fn check_service(s: &ctl::ServiceSpec) -> Result<(), ControlError> {
-    // Flows (what feeds firewall-mark services) are IPv4 only.
-    if s.key.addr.is_ipv6() && s.key.protocol == ctl::Protocol::Fwmark {
-        return Err(ControlError::NotSupported("IPv6 firewall-mark services"));
     }
     Ok(())
 }

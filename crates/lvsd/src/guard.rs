@@ -78,9 +78,10 @@ pub enum Element {
     ServerAnyPort6(Ipv6Addr, u8),
     /// A flow's packets: source and destination networks, protocol, and
     /// a destination port range.
+    /// Both networks are of one family (IPv6: the `flows6` set).
     Flow {
-        src: (Ipv4Addr, u8),
-        dst: (Ipv4Addr, u8),
+        src: (IpAddr, u8),
+        dst: (IpAddr, u8),
         proto: u8,
         ports: (u16, u16),
     },
@@ -93,6 +94,7 @@ impl Element {
             Element::ServiceAnyPort(..) => "svc_any",
             Element::Server(..) => "rs",
             Element::ServerAnyPort(..) => "rs_any",
+            Element::Flow { dst, .. } if dst.0.is_ipv6() => "flows6",
             Element::Flow { .. } => "flows",
             Element::Service6(..) => "svc6",
             Element::ServiceAnyPort6(..) => "svc_any6",
@@ -135,8 +137,8 @@ impl Element {
                     (&mut k, (src.0, dst.0, ports.0)),
                     (&mut end, (last(src), last(dst), ports.1)),
                 ] {
-                    field_addr(k, s);
-                    field_addr(k, d);
+                    field_ip(k, s);
+                    field_ip(k, d);
                     field_proto(k, proto);
                     field_port(k, port);
                 }
@@ -154,9 +156,25 @@ impl Element {
 }
 
 /// The last address of network `n` (its start with every host bit set).
-fn last(n: (Ipv4Addr, u8)) -> Ipv4Addr {
-    let host = u32::MAX.checked_shr(u32::from(n.1)).unwrap_or(0);
-    Ipv4Addr::from(u32::from(n.0) | host)
+fn last(n: (IpAddr, u8)) -> IpAddr {
+    match n.0 {
+        IpAddr::V4(a) => {
+            let host = u32::MAX.checked_shr(u32::from(n.1)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) | host))
+        }
+        IpAddr::V6(a) => {
+            let host = u128::MAX.checked_shr(u32::from(n.1)).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) | host))
+        }
+    }
+}
+
+/// An address field of either family.
+fn field_ip(k: &mut Vec<u8>, a: IpAddr) {
+    match a {
+        IpAddr::V4(a) => nft_sets::field_addr(k, a),
+        IpAddr::V6(a) => k.extend_from_slice(&a.octets()),
+    }
 }
 
 /// The elements the engine's services call for, in no order and perhaps
@@ -216,17 +234,18 @@ pub fn elements(engine: &Engine) -> Vec<Element> {
 
 const ALL_PROTOCOLS: [u8; 3] = [ipproto::TCP, ipproto::UDP, ipproto::SCTP];
 
-/// The elements of the flows whose mark has a service (IPv4).
+/// The elements of the flows whose mark has a service.
 fn flow_elements(engine: &Engine, marks: &std::collections::HashSet<u32>, v: &mut Vec<Element>) {
     for f in engine.flows() {
-        let IpAddr::V4(dst) = f.dst else { continue };
+        let dst = f.dst;
         if !marks.contains(&f.mark) {
             continue;
         }
         let src = match f.src {
-            Some((IpAddr::V4(a), l)) => (a, l),
+            Some((a, l)) if a.is_ipv6() == dst.is_ipv6() => (a, l),
             Some(_) => continue,
-            None => (Ipv4Addr::UNSPECIFIED, 0),
+            None if dst.is_ipv6() => (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+            None => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
         };
         let protos: Vec<u8> = f.protocol.map_or(ALL_PROTOCOLS.to_vec(), |p| vec![p]);
         let ports = if f.ports.is_empty() {
@@ -264,6 +283,7 @@ table netdev {TABLE} {{
   set svc_any6 {{ type ipv6_addr . inet_proto; }}
   set rs6 {{ type ipv6_addr . inet_proto . inet_service; }}
   set rs_any6 {{ type ipv6_addr . inet_proto; }}
+  set flows6 {{ type ipv6_addr . ipv6_addr . inet_proto . inet_service; flags interval; }}
   chain ingress {{
     type filter hook ingress devices = {{ {} }} priority filter; policy accept;
     ip daddr . meta l4proto . th dport @svc drop
@@ -275,6 +295,7 @@ table netdev {TABLE} {{
     ip6 daddr . meta l4proto @svc_any6 drop
     ip6 saddr . meta l4proto . th sport @rs6 fib daddr type != local drop
     ip6 saddr . meta l4proto @rs_any6 fib daddr type != local drop
+    ip6 saddr . ip6 daddr . meta l4proto . th dport @flows6 fib daddr type != local drop
   }}
 }}
 ",
@@ -301,8 +322,8 @@ pub fn difference<'a>(have: &'a BTreeSet<Element>, want: &'a BTreeSet<Element>) 
     v
 }
 
-const SETS: [&str; 9] = [
-    "svc", "svc_any", "rs", "rs_any", "flows", "svc6", "svc_any6", "rs6", "rs_any6",
+const SETS: [&str; 10] = [
+    "svc", "svc_any", "rs", "rs_any", "flows", "svc6", "svc_any6", "rs6", "rs_any6", "flows6",
 ];
 
 fn nft(script: &str) -> Result<(), String> {
@@ -689,6 +710,68 @@ mod tests {
         );
         assert!(
             t.contains("ip6 daddr . meta l4proto . th dport @svc6 drop"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn ipv6_flows_have_their_own_interval_set() {
+        let mut e = Engine::new(0);
+        let key = ServiceKey::fwmark(9, true);
+        e.add_service(key, "rr", 0).unwrap();
+        let net: Ipv6Addr = "2001:db8::100".parse().unwrap();
+        let from: Ipv6Addr = "2001:db8:5::".parse().unwrap();
+        e.set_flows(vec![lvs_core::Flow {
+            dst: net.into(),
+            dst_len: 124,
+            src: Some((from.into(), 48)),
+            protocol: Some(17),
+            ports: vec![(53, 53)],
+            mark: 9,
+        }]);
+        let got: Vec<(&str, Key)> = sorted(&e).iter().map(|x| (x.set(), x.key())).collect();
+        let field = |a: &str, proto_port: [u8; 6]| -> Vec<u8> {
+            a.parse::<Ipv6Addr>()
+                .unwrap()
+                .octets()
+                .into_iter()
+                .chain(proto_port)
+                .collect()
+        };
+        let (start, end) = (
+            [
+                from.octets().to_vec(),
+                field("2001:db8::100", [17, 0, 0, 0, 0, 53]),
+            ]
+            .concat(),
+            [
+                "2001:db8:5:ffff:ffff:ffff:ffff:ffff"
+                    .parse::<Ipv6Addr>()
+                    .unwrap()
+                    .octets()
+                    .to_vec(),
+                field("2001:db8::10f", [17, 0, 0, 0, 0, 53]),
+            ]
+            .concat(),
+        );
+        // Ports are two bytes padded to four.
+        let pad = |mut v: Vec<u8>| {
+            v.extend([0, 0]);
+            v
+        };
+        assert_eq!(
+            got,
+            [(
+                "flows6",
+                Key {
+                    start: pad(start),
+                    end: Some(pad(end)),
+                }
+            )]
+        );
+        let t = table(&["d0".into()]);
+        assert!(
+            t.contains("ip6 saddr . ip6 daddr . meta l4proto . th dport @flows6 fib daddr type != local drop"),
             "{t}"
         );
     }

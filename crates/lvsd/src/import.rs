@@ -85,7 +85,11 @@ impl Dir {
     fn from_spec(name: String, s: &ServiceSpec) -> Dir {
         let k = &s.key;
         let addr = match k.port {
-            _ if k.mark().is_some() => format!("mark {}", k.mark().unwrap_or(0)),
+            _ if k.mark().is_some() => format!(
+                "mark {}{}",
+                k.mark().unwrap_or(0),
+                if k.addr.is_ipv6() { " ipv6" } else { "" }
+            ),
             0 => match k.addr {
                 IpAddr::V6(a) => format!("[{a}]"),
                 a => a.to_string(),
@@ -195,16 +199,6 @@ pub fn ipvsadm(text: &str) -> Result<String, String> {
         }
         let line_no = n + 1;
         match parse_args(&words) {
-            Ok(Command::Apply(Request::AddService(s)))
-                if s.key.mark().is_some() && s.key.addr.is_ipv6() =>
-            {
-                notes.push(format!(
-                    "line {line_no}: IPv6 firewall-mark service {} (lvsd has no IPv6 directors yet)",
-                    s.key.mark().unwrap_or(0)
-                ));
-            }
-            Ok(Command::Apply(Request::AddDest { service, .. }))
-                if service.mark().is_some() && service.addr.is_ipv6() => {}
             Ok(Command::Apply(Request::AddService(s))) => {
                 if let Some(mark) = s.key.mark() {
                     notes.push(format!(
@@ -288,6 +282,8 @@ mod tests {
 -a -t 198.18.0.101:0 -r 198.18.1.14:0 -g -w 1
 -A -f 7 -s rr
 -a -f 7 -r 198.18.1.11:0 -g -w 1
+-A -f 5 -6 -s rr -p 60 -M 64
+-a -f 5 -6 -r [2001:db8::1]:0 -g -w 1
 ";
 
     /// The imported file builds the same table: `-S` of the engine it
@@ -300,6 +296,7 @@ mod tests {
             "{conf}"
         );
         assert!(conf.contains("director vs5 mark 7\n"), "{conf}");
+        assert!(conf.contains("director vs6 mark 5 ipv6\n"), "{conf}");
         let cfg =
             lvs_config::parse_str(&conf, "imported.conf").unwrap_or_else(|e| panic!("{e}\n{conf}"));
         let mut e = lvs_core::Engine::new(0);
@@ -328,13 +325,6 @@ mod tests {
         );
         let e = ipvsadm("-A -t 198.18.0.100:80 -s nope\n").unwrap_err();
         assert!(e.starts_with("line 1:"), "{e}");
-        // An IPv6 firewall-mark service is noted, not imported.
-        let c = ipvsadm("-A -f 5 -6 -s rr -p 60 -M 64\n-a -f 5 -6 -r 2001:db8::1 -g\n").unwrap();
-        assert!(
-            c.contains("# not imported: line 1: IPv6 firewall-mark service 5"),
-            "{c}"
-        );
-        assert!(!c.contains("\ndirector "), "{c}");
         // Thresholds (which -S does not save, but -a lines may carry).
         let c =
             ipvsadm("-A -t 198.18.0.100:80\n-a -t 198.18.0.100:80 -r 198.18.1.1 -m -x 100 -y 50\n")

@@ -296,17 +296,14 @@ pub fn apply_with(
                 // A director without an address: the firewall-mark service
                 // its flows feed.
                 let mark = marks.get(d.name.value.as_str()).copied().unwrap_or(0);
-                if cfg
-                    .flows
-                    .iter()
-                    .any(|f| f.director.value == d.name.value && f.to.value.0.is_ipv6())
-                {
-                    return Err(err(
-                        d.name.span,
-                        "IPv6 directors are not supported yet".into(),
-                    ));
-                }
-                (ServiceKey::fwmark(mark, false), 0)
+                // Its family: `ipv6` on its line, else its flows' (the
+                // parser keeps one director's flows in one family).
+                let v6 = d.ipv6.is_some()
+                    || cfg
+                        .flows
+                        .iter()
+                        .any(|f| f.director.value == d.name.value && f.to.value.0.is_ipv6());
+                (ServiceKey::fwmark(mark, v6), 0)
             }
             Some(addr) => {
                 let port = match d.port {
@@ -367,12 +364,19 @@ pub fn apply_with(
                 .as_ref()
                 .map(|p| p.value.timeout.unwrap_or(DEFAULT_PERSISTENCE_SECS)),
             netmask: match d.persistence.as_ref().and_then(|p| p.value.netmask) {
-                None if key.addr.is_ipv6() && key.mark().is_none() => 128,
+                None if key.addr.is_ipv6() => 128,
                 None => u32::MAX,
-                Some(Netmask::V4(m)) => m,
-                Some(Netmask::Prefix(p)) if key.addr.is_ipv6() && key.mark().is_none() => {
-                    u32::from(p)
+                Some(Netmask::V4(_)) if key.addr.is_ipv6() => {
+                    return Err(err(
+                        persist_span,
+                        format!(
+                            "director `{}` is IPv6 (its flows are): its persistence netmask is a prefix length 0..128",
+                            d.name.value
+                        ),
+                    ))
                 }
+                Some(Netmask::V4(m)) => m,
+                Some(Netmask::Prefix(p)) if key.addr.is_ipv6() => u32::from(p),
                 Some(Netmask::Prefix(p)) => v4_prefix(p, persist_span)?,
             },
             one_packet: d.one_packet.is_some(),

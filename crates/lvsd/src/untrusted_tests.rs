@@ -16,6 +16,8 @@ fn config_word() -> impl Strategy<Value = String> {
             "ports",
             "director",
             "mark",
+            "ipv6",
+            "2001:db8::100/126",
             "control",
             "metrics",
             "sync",

@@ -56,6 +56,23 @@ fn requests(lab: &Lab, url: &str, n: usize, extra: &[&str]) -> HashMap<String, u
     bodies
 }
 
+/// Sends `what` from the client's own socket to [2001:db8::100]:53 and
+/// returns the answer and where it came from.
+fn udp_ask(lab: &Lab, what: &[u8]) -> (Vec<u8>, SocketAddr) {
+    let what = what.to_vec();
+    lab.run_in(lab.client_ns(), move || {
+        let s = UdpSocket::bind("[2001:db8::2]:0")?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        let to: SocketAddr = "[2001:db8::100]:53".parse().unwrap();
+        s.send_to(&what, to)?;
+        let mut buf = [0u8; 64];
+        let (n, from) = s.recv_from(&mut buf)?;
+        Ok::<_, std::io::Error>((buf[..n].to_vec(), from))
+    })
+    .expect("run in the client namespace")
+    .expect("a UDP answer over IPv6")
+}
+
 const DUAL: &str = "\
 director web6 [2001:db8::100]:80 TCP
     balance roundrobin
@@ -87,18 +104,7 @@ fn nat66_and_ipv4_side_by_side() {
     let four = requests(&lab, "http://198.18.0.100/", 5, &[]);
     assert_eq!(four.get("rs1\n"), Some(&5), "{four:?}");
     // UDP over IPv6, from the client's own socket.
-    let answer = lab
-        .run_in(lab.client_ns(), || {
-            let s = UdpSocket::bind("[2001:db8::2]:0")?;
-            s.set_read_timeout(Some(Duration::from_secs(3)))?;
-            let to: SocketAddr = "[2001:db8::100]:53".parse().unwrap();
-            s.send_to(b"who?", to)?;
-            let mut buf = [0u8; 64];
-            let (n, from) = s.recv_from(&mut buf)?;
-            Ok::<_, std::io::Error>((buf[..n].to_vec(), from))
-        })
-        .expect("run in the client namespace")
-        .expect("a UDP answer over IPv6");
+    let answer = udp_ask(&lab, b"who?");
     assert_eq!(answer.0, b"rs1\n");
     assert_eq!(
         answer.1,
@@ -294,6 +300,99 @@ fn packet_too_big_reaches_the_client_and_its_tcp_shrinks() {
         support::counter(&counters, "drop.frag_needed") > 0,
         "{counters}"
     );
+    d.stop(&lab);
+    lab.close().unwrap();
+}
+
+/// IPv6 flows feed an IPv6 firewall-mark director: every address of a /126
+/// and two ports, through NAT66, with the client resolving each address
+/// from lvsd's neighbour advertisements; listed as ipvsadm lists an `-f N
+/// -6` service; the guard's `flows6` interval set keeps the kernel off.
+#[test]
+fn ipv6_flows_feed_a_firewall_mark_director() {
+    let (_g, lab) = nat_lab("lvsixf", 2);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    add_ipv6(&lab);
+    let d = Director::start(
+        &lab,
+        "flows6",
+        "director range6 mark 6
+    balance roundrobin
+    mode nat
+    server rs1 [2001:db8:1::11]:80
+    server rs2 [2001:db8:1::12]:80
+
+flow r6 to 2001:db8::200/126 ports 80,8080 TCP director range6
+",
+    );
+    let mut total: HashMap<String, u32> = HashMap::new();
+    for host in ["2001:db8::200", "2001:db8::201", "2001:db8::203"] {
+        for port in [80, 8080] {
+            let got = requests(&lab, &format!("http://[{host}]:{port}/"), 2, &["-6"]);
+            for (k, v) in got {
+                *total.entry(k).or_default() += v;
+            }
+        }
+    }
+    assert_eq!(total.get("rs1\n"), Some(&6), "{total:?}");
+    assert_eq!(total.get("rs2\n"), Some(&6), "{total:?}");
+    // A port outside the flow is not lvsd's (and nothing else answers).
+    assert!(curl_args(
+        &lab,
+        "http://[2001:db8::200]:81/",
+        &["-6", "--max-time", "2"]
+    )
+    .is_err());
+    let list = lvsadm_ok(&d.sock, &["-L", "-n"]);
+    assert!(list.contains("FWM  6 IPv6 wrr\n"), "{list}");
+    assert!(
+        list.contains("  -> [2001:db8:1::12]:80          Masq    1      0          6"),
+        "{list}"
+    );
+    let save = lvsadm_ok(&d.sock, &["-S", "-n"]);
+    assert!(save.contains("-A -f 6 -6 -s wrr\n"), "{save}");
+    let set = nft_set(&lab, "flows6");
+    assert!(
+        set.iter()
+            .any(|e| e == "::/0 . 2001:db8::200/126 . tcp . 8080"),
+        "{set:?}"
+    );
+    // Answered (not announced): the client learned the address it asked.
+    let neigh = ip(
+        &lab,
+        lab.client_ns(),
+        &["-6", "neigh", "show", "2001:db8::201"],
+    );
+    assert!(neigh.contains("lladdr"), "{neigh:?}");
+    d.stop(&lab);
+    lab.close().unwrap();
+}
+
+/// A UDP datagram the client's kernel sends in IPv6 fragments is
+/// reassembled by lvsd (as the kernel's defragmenter does before IPVS),
+/// translated through NAT66, sent on in fragments no larger than it came
+/// in, reassembled by the real server's kernel and answered.
+#[test]
+fn fragmented_ipv6_udp_through_nat66_is_reassembled_and_answered() {
+    let (_g, lab) = nat_lab("lvsixfr", 1);
+    let servers = lab.start_identity_servers(80, 53).expect("real servers");
+    add_ipv6(&lab);
+    let d = Director::start(
+        &lab,
+        "frag6",
+        "director dns6 [2001:db8::100]:53 UDP\n  mode nat\n  server rs1 [2001:db8:1::11]:53\n",
+    );
+    let answer = udp_ask(&lab, &[0x42u8; 4000]);
+    assert_eq!(answer.0, b"rs1\n");
+    assert_eq!(answer.1, "[2001:db8::100]:53".parse().unwrap());
+    assert_eq!(servers[0].udp_requests(), 1);
+    let counters = lvsadm_ok(&d.sock, &["--counters"]);
+    let value = |name: &str| support::counter(&counters, name);
+    // 4000 bytes over a 1500-byte link: 3 fragments, 2 held, 1 completes,
+    // 3 made again.
+    assert_eq!(value("engine.fragments_held"), 2, "{counters}");
+    assert_eq!(value("engine.reassembled"), 1, "{counters}");
+    assert_eq!(value("io.tx_fragments"), 3, "{counters}");
     d.stop(&lab);
     lab.close().unwrap();
 }

@@ -42,6 +42,10 @@ pub struct Transport {
     pub offset: usize,
     /// The packet carries a fragment header.
     pub fragment: bool,
+    /// Where the fragment header is (0: none).
+    pub frag_at: usize,
+    /// Where the next-header byte naming the fragment header is.
+    pub frag_next_at: usize,
 }
 
 /// Why a buffer is not a usable IPv6 packet.
@@ -76,24 +80,43 @@ pub fn check(b: &[u8]) -> Result<usize, Ipv6Error> {
 /// its length) to the transport header.
 pub fn transport(b: &[u8]) -> Result<Transport, Ipv6Error> {
     let mut next = b[field::NEXT_HEADER];
+    let mut next_at = field::NEXT_HEADER;
     let mut at = HEADER_LEN;
-    let mut fragment = false;
+    let (mut frag_at, mut frag_next_at) = (0, 0);
     for _ in 0..MAX_EXT {
         match next {
             nexthdr::HOP_BY_HOP | nexthdr::ROUTING | nexthdr::DEST_OPTS => {
                 let h = b.get(at..at + 2).ok_or(Ipv6Error::BadExtension)?;
                 next = h[0];
+                next_at = at;
                 at += (usize::from(h[1]) + 1) * 8;
             }
             nexthdr::FRAGMENT => {
                 let h = b.get(at..at + 8).ok_or(Ipv6Error::BadExtension)?;
+                // A second fragment header is not a packet anyone sends.
+                if frag_at != 0 {
+                    return Err(Ipv6Error::BadExtension);
+                }
                 next = h[0];
-                fragment = true;
+                (frag_at, frag_next_at) = (at, next_at);
+                next_at = at;
                 at += 8;
+                // Past a non-first fragment's header is the middle of the
+                // datagram: the walk ends there.
+                if u16::from_be_bytes([h[2], h[3]]) & !7 != 0 {
+                    return Ok(Transport {
+                        protocol: next,
+                        offset: at,
+                        fragment: true,
+                        frag_at,
+                        frag_next_at,
+                    });
+                }
             }
             nexthdr::AUTH => {
                 let h = b.get(at..at + 2).ok_or(Ipv6Error::BadExtension)?;
                 next = h[0];
+                next_at = at;
                 at += (usize::from(h[1]) + 2) * 4;
             }
             protocol => {
@@ -103,7 +126,9 @@ pub fn transport(b: &[u8]) -> Result<Transport, Ipv6Error> {
                 return Ok(Transport {
                     protocol,
                     offset: at,
-                    fragment,
+                    fragment: frag_at != 0,
+                    frag_at,
+                    frag_next_at,
                 });
             }
         }
@@ -133,13 +158,44 @@ pub fn set_dst(b: &mut [u8], a: Ipv6Addr) {
     b[field::DST..field::DST + 16].copy_from_slice(&a.octets());
 }
 
-/// Splits the IPv6 packet `pkt` (a fixed header without extension
-/// headers: the director's own tunnel packets) into fragments of at most
-/// `mtu` bytes, each the fixed header, a fragment header (identification
-/// `id`) and a part of the payload in 8-byte units, written at
-/// `out[reserve..]` and handed to `emit` (with the `reserve` bytes in
+/// The unfragmentable part of a packet `check` accepted (RFC 8200 §4.5):
+/// the fixed header, hop-by-hop options, and destination options and
+/// routing headers up to the last routing header. Returns its length and
+/// the offset of the next-header byte that names what follows it; `None`
+/// if the chain runs past the packet or already holds a fragment header.
+pub fn unfragmentable(b: &[u8]) -> Option<(usize, usize)> {
+    let (mut end, mut next_at) = (HEADER_LEN, field::NEXT_HEADER);
+    let (mut at, mut field_at) = (HEADER_LEN, field::NEXT_HEADER);
+    for _ in 0..MAX_EXT {
+        let next = *b.get(field_at)?;
+        match next {
+            nexthdr::HOP_BY_HOP | nexthdr::ROUTING | nexthdr::DEST_OPTS => {
+                let h = b.get(at..at + 2)?;
+                let len = (usize::from(h[1]) + 1) * 8;
+                if at + len > b.len() {
+                    return None;
+                }
+                field_at = at;
+                at += len;
+                // Hop-by-hop and routing headers stay in every fragment;
+                // destination options only when a routing header follows.
+                if next != nexthdr::DEST_OPTS {
+                    (end, next_at) = (at, field_at);
+                }
+            }
+            nexthdr::FRAGMENT => return None,
+            _ => return Some((end, next_at)),
+        }
+    }
+    None
+}
+
+/// Splits the IPv6 packet `pkt` into fragments of at most `mtu` bytes,
+/// each its unfragmentable part (see [`unfragmentable`]), a fragment header
+/// (identification `id`) and a part of the rest in 8-byte units, written
+/// at `out[reserve..]` and handed to `emit` (with the `reserve` bytes in
 /// front). Returns how many, or `None` if it cannot (a too small MTU or
-/// buffer, extension headers already there).
+/// buffer, a fragment header already there).
 pub fn fragment(
     pkt: &[u8],
     mtu: usize,
@@ -149,16 +205,12 @@ pub fn fragment(
     mut emit: impl FnMut(&[u8]),
 ) -> Option<usize> {
     let total = check(pkt).ok()?;
-    let next = pkt[field::NEXT_HEADER];
-    if matches!(
-        next,
-        nexthdr::HOP_BY_HOP | nexthdr::ROUTING | nexthdr::FRAGMENT | nexthdr::DEST_OPTS
-    ) {
-        return None;
-    }
-    let payload = &pkt[HEADER_LEN..total];
-    let chunk = mtu.checked_sub(HEADER_LEN + 8)? & !7;
-    if chunk == 0 || out.len() < reserve + HEADER_LEN + 8 + chunk.min(payload.len()) {
+    let pkt = &pkt[..total];
+    let (unfrag, next_at) = unfragmentable(pkt)?;
+    let next = pkt[next_at];
+    let payload = &pkt[unfrag..];
+    let chunk = mtu.checked_sub(unfrag + 8)? & !7;
+    if chunk == 0 || out.len() < reserve + unfrag + 8 + chunk.min(payload.len()) {
         return None;
     }
     let mut n = 0;
@@ -166,23 +218,35 @@ pub fn fragment(
     while off < payload.len() {
         let take = chunk.min(payload.len() - off);
         let more = off + take < payload.len();
-        let f = &mut out[reserve..reserve + HEADER_LEN + 8 + take];
-        f[..HEADER_LEN].copy_from_slice(&pkt[..HEADER_LEN]);
+        let f = &mut out[reserve..reserve + unfrag + 8 + take];
+        f[..unfrag].copy_from_slice(&pkt[..unfrag]);
         f[field::PAYLOAD_LEN..field::PAYLOAD_LEN + 2]
-            .copy_from_slice(&((8 + take) as u16).to_be_bytes());
-        f[field::NEXT_HEADER] = nexthdr::FRAGMENT;
-        let h = &mut f[HEADER_LEN..HEADER_LEN + 8];
+            .copy_from_slice(&((unfrag - HEADER_LEN + 8 + take) as u16).to_be_bytes());
+        f[next_at] = nexthdr::FRAGMENT;
+        let h = &mut f[unfrag..unfrag + 8];
         h[0] = next;
         h[1] = 0;
         let word = (off as u16) | u16::from(more);
         h[2..4].copy_from_slice(&word.to_be_bytes());
         h[4..8].copy_from_slice(&id.to_be_bytes());
-        f[HEADER_LEN + 8..].copy_from_slice(&payload[off..off + take]);
-        emit(&out[..reserve + HEADER_LEN + 8 + take]);
+        f[unfrag + 8..].copy_from_slice(&payload[off..off + take]);
+        emit(&out[..reserve + unfrag + 8 + take]);
         n += 1;
         off += take;
     }
     Some(n)
+}
+
+/// The fields of the fragment header at `at`: offset in bytes, more
+/// fragments, identification.
+pub fn fragment_fields(b: &[u8], at: usize) -> Option<(usize, bool, u32)> {
+    let h = b.get(at..at + 8)?;
+    let word = u16::from_be_bytes([h[2], h[3]]);
+    Some((
+        usize::from(word & !7),
+        word & 1 != 0,
+        u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+    ))
 }
 
 #[cfg(test)]
@@ -214,7 +278,9 @@ mod tests {
             Ok(Transport {
                 protocol: 6,
                 offset: 40 + 8 + 16,
-                fragment: false
+                fragment: false,
+                frag_at: 0,
+                frag_next_at: 0,
             })
         );
         // A fragment header → UDP.
@@ -226,7 +292,9 @@ mod tests {
             Ok(Transport {
                 protocol: 17,
                 offset: 48,
-                fragment: true
+                fragment: true,
+                frag_at: 40,
+                frag_next_at: field::NEXT_HEADER,
             })
         );
         // ESP ends the walk: its payload is opaque.
@@ -296,9 +364,40 @@ mod tests {
             assert_eq!(usize::from(u16::from_be_bytes([f[4], f[5]])), f.len() - 40);
             assert_eq!(&f[48..], &p[40 + k * 40..40 + k * 40 + f.len() - 48]);
         }
-        // Too small an MTU, or extension headers already there: refused.
+        // Too small an MTU, or a fragment header already there: refused.
         assert_eq!(fragment(&p, 48, 1, &mut buf, 0, |_| {}), None);
-        let hbh = packet(nexthdr::HOP_BY_HOP, &[6, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(fragment(&hbh, 1280, 1, &mut buf, 0, |_| {}), None);
+        let fh = packet(nexthdr::FRAGMENT, &[6, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(fragment(&fh, 1280, 1, &mut buf, 0, |_| {}), None);
+    }
+
+    #[test]
+    fn the_unfragmentable_part_is_repeated_in_every_fragment() {
+        // Hop-by-hop (8) → routing (8) → destination options (8) → UDP:
+        // the first two stay in front of the fragment header, the
+        // destination options (after the routing header) travel inside.
+        let mut p = vec![nexthdr::ROUTING, 0, 0, 0, 0, 0, 0, 0];
+        p.extend([nexthdr::DEST_OPTS, 0, 0, 0, 0, 0, 0, 0]);
+        p.extend([17, 0, 1, 4, 0, 0, 0, 0]);
+        p.extend((0..100).map(|i| i as u8));
+        let b = packet(nexthdr::HOP_BY_HOP, &p);
+        assert_eq!(unfragmentable(&b), Some((56, 48)));
+        let mut frags = Vec::new();
+        let mut buf = [0u8; 400];
+        let n = fragment(&b, 56 + 8 + 48, 7, &mut buf, 0, |f| frags.push(f.to_vec())).unwrap();
+        assert_eq!(n, 3, "108 bytes in 48-byte pieces");
+        for (k, f) in frags.iter().enumerate() {
+            assert_eq!(&f[..4], &b[..4]);
+            assert_eq!(usize::from(u16::from_be_bytes([f[4], f[5]])), f.len() - 40);
+            assert_eq!(f[40], nexthdr::ROUTING, "hop-by-hop kept");
+            assert_eq!(f[48], nexthdr::FRAGMENT, "routing header names it");
+            assert_eq!(f[56], nexthdr::DEST_OPTS, "what followed");
+            let t = transport(f).unwrap();
+            assert_eq!((t.frag_at, t.frag_next_at), (56, 48));
+            let (off, more, id) = fragment_fields(f, t.frag_at).unwrap();
+            assert_eq!((off, more, id), (k * 48, k < 2, 7));
+        }
+        // Destination options alone (no routing header) are fragmentable.
+        let d = packet(nexthdr::DEST_OPTS, &[17, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(unfragmentable(&d), Some((40, field::NEXT_HEADER)));
     }
 }

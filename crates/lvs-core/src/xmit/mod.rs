@@ -47,6 +47,11 @@ pub struct PacketBuf<'a> {
     /// Set by the engine for an ICMP error it relays: such a packet never
     /// triggers "fragmentation needed" (§3.4).
     pub relay_icmp: bool,
+    /// Set by the engine for an IPv6 datagram it reassembled: the largest
+    /// fragment's size, which the MTU check uses instead of the length and
+    /// which bounds the fragments made again on output (0: not
+    /// reassembled).
+    pub frag_max: u16,
     /// Set by the engine with `Send::segment` for a tunnel: the
     /// encapsulation each segment gets.
     pub encap: Option<tunnel::Encap>,
@@ -64,6 +69,7 @@ impl<'a> PacketBuf<'a> {
             csum_partial: false,
             gso_size: 0,
             relay_icmp: false,
+            frag_max: 0,
             encap: None,
         }
     }

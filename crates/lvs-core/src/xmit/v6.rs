@@ -23,7 +23,7 @@ fn prepare(
     from: IcmpSource,
     ttl_first: bool,
 ) -> Result<(), Transmit> {
-    let (gso, relay) = (pkt.gso_size, pkt.relay_icmp);
+    let (gso, relay, frag_max) = (pkt.gso_size, pkt.relay_icmp, pkt.frag_max);
     let b = pkt.bytes_mut();
     let hop = b[ipv6::field::HOP_LIMIT];
     if hop <= 1 {
@@ -35,8 +35,11 @@ fn prepare(
             from,
         }));
     }
-    // A GSO super-packet is checked by its segments' size.
-    let on_wire = if gso == 0 {
+    // A GSO super-packet is checked by its segments' size, a reassembled
+    // datagram by its largest fragment's (§3.4).
+    let on_wire = if frag_max != 0 {
+        usize::from(frag_max)
+    } else if gso == 0 {
         b.len()
     } else {
         match ipv6::transport(b) {
@@ -87,7 +90,12 @@ pub(super) fn send(method: Method, pkt: &PacketBuf, path: Path) -> Transmit {
         start: pkt.start,
         len: pkt.len,
         csum_partial: pkt.csum_partial && !sctp,
-        fragment: None,
+        // A reassembled datagram leaves in fragments no larger than the
+        // largest it came in (nor than the path MTU), as the kernel's
+        // output fragments a defragmented packet.
+        fragment: (pkt.frag_max != 0)
+            .then(|| pkt.frag_max.min(path.mtu))
+            .filter(|&m| pkt.len > usize::from(m)),
         segment: None,
     })
 }

@@ -311,7 +311,7 @@ fn director(
             "ops" => d.options.push("option onepacket".into()),
             "delay_loop" => interval = Some(num(s, 1, "seconds")?),
             "virtualhost" => vhost = s.arg(1).map(str::to_string),
-            "real_server" | "sorry_server" => {}
+            "real_server" | "sorry_server" | "ip_family" => {}
             other => notes.push(format!("line {}: virtual_server option `{other}`", s.line)),
         }
     }
@@ -463,7 +463,13 @@ pub fn import(text: &str) -> Result<String, String> {
                     "line {}: which packets carry mark {mark} (netfilter rules): add `flow` lines for its director",
                     n.line
                 ));
-                vec![((IpAddr::V4(Ipv4Addr::from(mark)), 0), format!("fwm{mark}"))]
+                // `ip_family inet6` makes it an IPv6 firewall-mark service.
+                let v6 = n
+                    .children()
+                    .iter()
+                    .any(|c| c.key() == "ip_family" && c.arg(1) == Some("inet6"));
+                let key = lvs_core::ServiceKey::fwmark(mark, v6);
+                vec![((key.addr, 0), format!("fwm{mark}"))]
             }
             ("virtual_server", Some("group")) => {
                 let g = n.arg(2).unwrap_or("");
@@ -489,7 +495,7 @@ pub fn import(text: &str) -> Result<String, String> {
             }
             (k, _) => {
                 let what = if k.starts_with("vrrp") {
-                    " (VIP ownership: lvsd has no VRRP yet; keep keepalived for it)"
+                    " (VIP ownership: write lvsd's `vrrp` statement for it, see the README's \"Failover: VRRP\")"
                 } else {
                     ""
                 };
@@ -511,7 +517,8 @@ pub fn import(text: &str) -> Result<String, String> {
             }
             let (mut d, port) = director(n, name, vip, &mut notes)?;
             if n.arg(1) == Some("fwmark") {
-                d.addr = format!("mark {}", n.arg(2).unwrap_or("0"));
+                let v6 = if vip.0.is_ipv6() { " ipv6" } else { "" };
+                d.addr = format!("mark {}{v6}", n.arg(2).unwrap_or("0"));
                 d.protocol = "";
             }
             d.write(&mut body, port);
@@ -627,6 +634,17 @@ virtual_server fwmark 7 {
     lb_algo rr
     lb_kind DR
 }
+
+virtual_server fwmark 8 {
+    ip_family inet6
+    lb_algo rr
+    lb_kind DR
+    persistence_timeout 60
+    persistence_granularity 64
+    real_server 2001:db8:1::11 80 {
+        weight 1
+    }
+}
 "#;
 
     #[test]
@@ -666,7 +684,8 @@ virtual_server fwmark 7 {
                 "198.18.0.101:443 sh 2",
                 "198.18.0.110:53 rr 1",
                 "198.18.0.111:53 rr 1",
-                "0.0.0.7:0 rr 0"
+                "0.0.0.7:0 rr 0",
+                "[0:8::]:0 rr 1"
             ],
             "{conf}"
         );
