@@ -130,14 +130,25 @@ pub fn segment_count(pkt: &[u8], mss: u16) -> Option<usize> {
     Some(payload.div_ceil(mss).max(1))
 }
 
-/// (IP header length, TCP header length, payload length) of an IPv4 TCP
-/// packet whose headers are complete.
+/// (IP header length — for IPv6 up to the TCP header, extension headers
+/// included — TCP header length, payload length) of an IPv4 or IPv6 TCP
+/// packet (not a fragment) whose headers are complete.
 fn tcp_layout(pkt: &[u8]) -> Option<(usize, usize, usize)> {
-    let ip = Ipv4Packet::new_checked(pkt).ok()?;
-    if ip.protocol() != super::ipproto::TCP {
-        return None;
-    }
-    let t = ip.payload();
+    let (hl, t) = if pkt.first().is_some_and(|b| b >> 4 == 6) {
+        let total = super::ipv6::check(pkt).ok()?;
+        let tp = super::ipv6::transport(&pkt[..total]).ok()?;
+        if tp.protocol != super::ipproto::TCP || tp.fragment {
+            return None;
+        }
+        (tp.offset, &pkt[tp.offset..total])
+    } else {
+        let ip = Ipv4Packet::new_checked(pkt).ok()?;
+        if ip.protocol() != super::ipproto::TCP {
+            return None;
+        }
+        let (hl, n) = (ip.header_len(), ip.payload().len());
+        (hl, &pkt[hl..hl + n])
+    };
     if t.len() < 20 {
         return None;
     }
@@ -145,11 +156,12 @@ fn tcp_layout(pkt: &[u8]) -> Option<(usize, usize, usize)> {
     if thl < 20 || thl > t.len() {
         return None;
     }
-    Some((ip.header_len(), thl, t.len() - thl))
+    Some((hl, thl, t.len() - thl))
 }
 
-/// Cuts an IPv4 TCP super-packet into segments of at most `mss` payload
-/// bytes, as GSO does: headers copied, IP ID counted up, sequence numbers
+/// Cuts an IPv4 or IPv6 TCP super-packet into segments of at most `mss`
+/// payload bytes, as GSO does: headers copied, IPv4 ID counted up (IPv6:
+/// the payload length set), sequence numbers
 /// advanced, FIN and PSH only on the last segment, CWR only on the first,
 /// both checksums computed in full. Each segment is written at
 /// `out[reserve..]`; `emit(out, len)` may then write in front of it (link
@@ -169,12 +181,9 @@ pub fn segment(
         return None;
     }
     let hdrs = hl + thl;
+    let v6 = pkt[0] >> 4 == 6;
     let id = u16::from_be_bytes([pkt[4], pkt[5]]);
     let seq = u32::from_be_bytes([pkt[hl + 4], pkt[hl + 5], pkt[hl + 6], pkt[hl + 7]]);
-    let (src, dst) = (
-        [pkt[12], pkt[13], pkt[14], pkt[15]],
-        [pkt[16], pkt[17], pkt[18], pkt[19]],
-    );
     let n = payload.div_ceil(mss).max(1);
     for k in 0..n {
         let off = k * mss;
@@ -183,11 +192,26 @@ pub fn segment(
         let seg = &mut out[reserve..reserve + len];
         seg[..hdrs].copy_from_slice(&pkt[..hdrs]);
         seg[hdrs..].copy_from_slice(&pkt[hdrs + off..hdrs + off + take]);
-        seg[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        seg[4..6].copy_from_slice(&id.wrapping_add(k as u16).to_be_bytes());
-        seg[10..12].copy_from_slice(&[0, 0]);
-        let c = checksum::checksum(&seg[..hl]);
-        seg[10..12].copy_from_slice(&c.to_be_bytes());
+        let sum = if v6 {
+            let pl = (len - super::ipv6::HEADER_LEN) as u16;
+            seg[4..6].copy_from_slice(&pl.to_be_bytes());
+            let (src, dst) = (
+                super::ipv6::src(seg).octets(),
+                super::ipv6::dst(seg).octets(),
+            );
+            checksum::pseudo_v6(src, dst, super::ipproto::TCP, (thl + take) as u32)
+        } else {
+            seg[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            seg[4..6].copy_from_slice(&id.wrapping_add(k as u16).to_be_bytes());
+            seg[10..12].copy_from_slice(&[0, 0]);
+            let c = checksum::checksum(&seg[..hl]);
+            seg[10..12].copy_from_slice(&c.to_be_bytes());
+            let (src, dst) = (
+                [seg[12], seg[13], seg[14], seg[15]],
+                [seg[16], seg[17], seg[18], seg[19]],
+            );
+            checksum::pseudo_v4(src, dst, super::ipproto::TCP, (thl + take) as u16)
+        };
         let t = &mut seg[hl..];
         t[4..8].copy_from_slice(&seq.wrapping_add(off as u32).to_be_bytes());
         if k + 1 < n {
@@ -197,7 +221,6 @@ pub fn segment(
             t[13] &= !tcp_flags::CWR;
         }
         t[16..18].copy_from_slice(&[0, 0]);
-        let sum = checksum::pseudo_v4(src, dst, super::ipproto::TCP, (thl + take) as u16);
         let c = !checksum::fold(checksum::add_bytes(sum, t));
         t[16..18].copy_from_slice(&c.to_be_bytes());
         emit(out, len);
@@ -272,6 +295,43 @@ mod tests {
         assert_eq!(segs[2].len(), 45);
         assert!(super::segment(&orig, 0, &mut out, 0, |_, _| {}).is_none());
         assert!(super::segment(&orig, 10, &mut out[..40], 8, |_, _| {}).is_none());
+    }
+
+    #[test]
+    fn ipv6_super_packets_are_cut_the_same_way() {
+        // IPv6 + 20-byte TCP + 25 bytes of payload, FIN|PSH|ACK.
+        let (src, dst) = ([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], {
+            let mut d = [0u8; 16];
+            d[..4].copy_from_slice(&[0x20, 1, 0xd, 0xb8]);
+            d[15] = 0x10;
+            d
+        });
+        let mut v = vec![0x60, 0, 0, 0, 0, 45, 6, 64];
+        v.extend(src);
+        v.extend(dst);
+        let mut t = vec![0u8; 20];
+        t[4..8].copy_from_slice(&1000u32.to_be_bytes());
+        t[12] = 0x50;
+        t[13] = tcp_flags::ACK | tcp_flags::PSH | tcp_flags::FIN;
+        v.extend(t);
+        v.extend((0..25u8).collect::<Vec<u8>>());
+        assert_eq!(segment_count(&v, 10), Some(3));
+        let mut out = [0u8; 200];
+        let mut segs = Vec::new();
+        let n = super::segment(&v, 10, &mut out, 0, |b, len| segs.push(b[..len].to_vec())).unwrap();
+        assert_eq!(n, 3);
+        let mut payload = Vec::new();
+        for (k, s) in segs.iter().enumerate() {
+            let pl = usize::from(u16::from_be_bytes([s[4], s[5]]));
+            assert_eq!(pl, s.len() - 40);
+            let sum = checksum::pseudo_v6(src, dst, 6, pl as u32);
+            assert_eq!(checksum::fold(checksum::add_bytes(sum, &s[40..])), 0xffff);
+            let seq = u32::from_be_bytes([s[44], s[45], s[46], s[47]]);
+            assert_eq!(seq, 1000 + 10 * k as u32);
+            assert_eq!(s[53] & tcp_flags::FIN != 0, k == 2);
+            payload.extend_from_slice(&s[60..]);
+        }
+        assert_eq!(&payload[..], &v[60..]);
     }
 
     #[test]

@@ -190,10 +190,6 @@ pub(crate) fn xmit(
             _ => 0,
         },
     };
-    if pkt.is_gso() && inner_v6 {
-        // lvsd cuts IPv4 super-packets only (`wire::tcp::segment`).
-        return Transmit::Drop(DropReason::GsoTunnel);
-    }
     if pkt.is_gso() {
         // A super-packet cannot ask the kernel for tunnel segmentation
         // (the virtio header has no such type): the I/O layer cuts it into
