@@ -270,33 +270,55 @@ impl xmit::Paths for Net<'_> {
 const FLOW_OWNED_HOST_BITS: u8 = 8;
 
 /// The addresses of the flows of one family (of services that exist) lvsd
-/// answers ARP or NDP for: every address of their networks but those
-/// `taken` says are another host's (the director's own, route gateways,
-/// known neighbours, and the subnets' network, broadcast or subnet-router
-/// anycast addresses: a flow never claims another host's address).
-fn flow_addresses(engine: &Engine, v6: bool, taken: impl Fn(IpAddr) -> bool) -> Vec<IpAddr> {
+/// answers ARP or NDP for: every address of their networks but those in
+/// `taken` (the director's own, route gateways, known neighbours, and the
+/// subnets' network, broadcast or subnet-router anycast addresses: a flow
+/// never claims another host's address). `family` picks the family's
+/// addresses (`None`: the other family).
+fn flow_addresses<A: Copy + Eq + std::hash::Hash>(
+    engine: &Engine,
+    taken: &HashSet<A>,
+    family: impl Fn(IpAddr) -> Option<A>,
+) -> Vec<A> {
     let marks: HashSet<u32> = engine.service_keys().filter_map(|k| k.mark()).collect();
     let mut v = Vec::new();
     for f in engine.flows() {
-        let bits: u8 = if v6 { 128 } else { 32 };
+        let (bits, base) = match f.dst {
+            IpAddr::V4(a) => (32u8, u128::from(u32::from(a))),
+            IpAddr::V6(a) => (128, u128::from(a)),
+        };
         let host = bits.saturating_sub(f.dst_len);
-        if f.dst.is_ipv6() != v6 || host > FLOW_OWNED_HOST_BITS || !marks.contains(&f.mark) {
+        if family(f.dst).is_none() || host > FLOW_OWNED_HOST_BITS || !marks.contains(&f.mark) {
             continue;
         }
-        let base = match f.dst {
-            IpAddr::V4(a) => u128::from(u32::from(a)),
-            IpAddr::V6(a) => u128::from(a),
-        };
         v.extend(
             (0..1u128 << host)
-                .map(|i| match f.dst {
-                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(base.wrapping_add(i) as u32)),
-                    IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(base.wrapping_add(i))),
+                .filter_map(|i| {
+                    let n = base.wrapping_add(i);
+                    family(match f.dst {
+                        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(n as u32)),
+                        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(n)),
+                    })
                 })
-                .filter(|a| !taken(*a)),
+                .filter(|a| !taken.contains(a)),
         );
     }
     v
+}
+
+/// The family pickers of `flow_addresses`.
+fn v4_only(a: IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
+}
+
+fn v6_only(a: IpAddr) -> Option<Ipv6Addr> {
+    match a {
+        IpAddr::V6(a) => Some(a),
+        IpAddr::V4(_) => None,
+    }
 }
 
 /// Adds `x` to `v` (once) or removes it.
@@ -1241,17 +1263,7 @@ impl Director {
                 .filter(|r| r.gateway.is_none() && r.mask != u128::MAX && r.mask != 0)
                 .map(|r| Ipv6Addr::from(r.dest)),
         );
-        now6.extend(
-            flow_addresses(&self.engine, true, |a| match a {
-                IpAddr::V6(a) => taken6.contains(&a),
-                IpAddr::V4(_) => true,
-            })
-            .into_iter()
-            .filter_map(|a| match a {
-                IpAddr::V6(a) => Some(a),
-                IpAddr::V4(_) => None,
-            }),
-        );
+        now6.extend(flow_addresses(&self.engine, &taken6, v6_only));
         now6.retain(|a| !self.held_back.contains(&IpAddr::V6(*a)));
         self.vips6 = now6;
         let mut now: HashSet<Ipv4Addr> = self
@@ -1285,17 +1297,7 @@ impl Director {
             taken.insert(Ipv4Addr::from(r.dest & r.mask));
             taken.insert(Ipv4Addr::from(r.dest | !r.mask));
         }
-        now.extend(
-            flow_addresses(&self.engine, false, |a| match a {
-                IpAddr::V4(a) => taken.contains(&a),
-                IpAddr::V6(_) => true,
-            })
-            .into_iter()
-            .filter_map(|a| match a {
-                IpAddr::V4(a) => Some(a),
-                IpAddr::V6(_) => None,
-            }),
-        );
+        now.extend(flow_addresses(&self.engine, &taken, v4_only));
         now.retain(|a| !self.held_back.contains(&IpAddr::V4(*a)));
         for vip in &new {
             for (port, p) in self.ports.iter().enumerate() {
@@ -1909,7 +1911,7 @@ fn release_free_heap() {
 
 #[cfg(test)]
 mod tests {
-    use super::{flow_addresses, Engine, IcmpLimit, IpAddr, Ipv4Addr, Ipv6Addr};
+    use super::{flow_addresses, v4_only, v6_only, Engine, HashSet, IcmpLimit, Ipv4Addr, Ipv6Addr};
 
     /// The lookup table from rtnetlink routes: main before default, longest
     /// prefix first, lowest metric first; rejects and routes out of other
@@ -2009,17 +2011,17 @@ mod tests {
             flow([198, 19, 0, 0], 16, 7),
             flow([198, 18, 0, 200], 32, 8),
         ]);
-        let taken = |a: IpAddr| a == IpAddr::V4(Ipv4Addr::new(198, 18, 0, 102));
-        let got = flow_addresses(&e, false, taken);
+        let taken: HashSet<Ipv4Addr> = [Ipv4Addr::new(198, 18, 0, 102)].into();
+        let got = flow_addresses(&e, &taken, v4_only);
         assert_eq!(
             got,
             [
-                IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100)),
-                IpAddr::V4(Ipv4Addr::new(198, 18, 0, 101)),
-                IpAddr::V4(Ipv4Addr::new(198, 18, 0, 103))
+                Ipv4Addr::new(198, 18, 0, 100),
+                Ipv4Addr::new(198, 18, 0, 101),
+                Ipv4Addr::new(198, 18, 0, 103)
             ]
         );
-        assert!(flow_addresses(&e, true, |_| false).is_empty());
+        assert!(flow_addresses(&e, &HashSet::new(), v6_only).is_empty());
         // IPv6: a /126 is owned, a /64 only routed.
         e.add_service(lvs_core::ServiceKey::fwmark(9, true), "rr", 0)
             .unwrap();
@@ -2032,10 +2034,9 @@ mod tests {
             mark: 9,
         };
         e.set_flows(vec![six("2001:db8::100", 126), six("2001:db8:1::", 64)]);
-        let got = flow_addresses(&e, true, |a| {
-            a == "2001:db8::101".parse::<IpAddr>().unwrap()
-        });
-        let want: Vec<IpAddr> = ["2001:db8::100", "2001:db8::102", "2001:db8::103"]
+        let taken6: HashSet<Ipv6Addr> = ["2001:db8::101".parse().unwrap()].into();
+        let got = flow_addresses(&e, &taken6, v6_only);
+        let want: Vec<Ipv6Addr> = ["2001:db8::100", "2001:db8::102", "2001:db8::103"]
             .iter()
             .map(|a| a.parse().unwrap())
             .collect();
