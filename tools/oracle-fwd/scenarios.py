@@ -19,6 +19,8 @@ IP IDs: 0x4000 + 0x100*i + step number (fixed, so every input packet is reproduc
 packets carry that number as their flow label instead.
 Mixed-family tunnel scenarios (tun46-*: IPv4 service, IPv6 real server; tun64-*: the reverse)
 give the real server the other family's address with the same number (s.rs(family=...))."""
+import struct
+
 import pkt as P
 
 TOS = 0xbb          # DSCP 46 + ECN CE, as the spec's verification runs
@@ -633,6 +635,39 @@ def tun6_mtu(s):
     s.send("client", ctcp(s, "A", seq=1001, ack=5001, total=1300), "data packet of 1300 bytes")
     s.send("client", ctcp(s, "A", seq=2241, ack=5001, total=1360), "data packet of 1360 bytes (= tunnel MTU)")
     s.send("client", ctcp(s, "A", seq=3541, ack=5001, total=1361), "data packet of 1361 bytes (tunnel MTU + 1)")
+
+
+def frag6(whole, at, length, more, ident):
+    """The piece [at, at+length) of the payload of IPv6 packet `whole` (no extension headers) as a
+    fragment: the header with next header 44, then the fragment header (identification `ident`)."""
+    nh, body = whole[6], whole[40:]
+    piece = body[at:at + length]
+    fh = struct.pack("!BBHI", nh, 0, at | (1 if more else 0), ident)
+    return whole[:4] + struct.pack("!HBB", 8 + len(piece), 44, whole[7]) + whole[8:40] + fh + piece
+
+
+@scenario6
+def nat6_udp_frag(s):
+    "NAT66 UDP datagrams arriving in fragments: reassembled, translated, fragmented again no larger than the largest fragment; a fragment larger than the route MTU -> packet too big"
+    rs, rs2 = s.rs(), s.rs(1)
+    s.routes.append({"dst": f"{rs2}/128", "dev": "eth1", "mtu": 1300})
+    for port, r in ((53, rs), (54, rs2)):
+        s.svc(f"-A -u {s.ep(s.vip, port)} -s rr")
+        s.svc(f"-a -u {s.ep(s.vip, port)} -r {s.ep(r, 5353)} -m -w 1")
+    c, cp = s.client, s.cport
+    # 3000 bytes of UDP in fragments of 1280 bytes (1232-byte pieces), the last one first.
+    whole = P.udp(c, s.vip, cp, 53, n=2992, tos=TOS, ident=0)
+    ident = 0x6a000000 + s.idx
+    f = [frag6(whole, 0, 1232, True, ident), frag6(whole, 1232, 1232, True, ident),
+         frag6(whole, 2464, 536, False, ident)]
+    s.send("client", lambda i: f[2], "last fragment (offset 2464, 536 bytes) of a 3000-byte UDP datagram to VIP:53")
+    s.send("client", lambda i: f[0], "first fragment (1280 bytes, M)")
+    s.send("client", lambda i: f[1], "middle fragment (offset 1232, M): the datagram is complete")
+    # 2000 bytes of UDP to VIP:54 (route MTU 1300) in a 1400-byte fragment and the rest.
+    whole2 = P.udp(c, s.vip, cp + 1, 54, n=1992, tos=TOS, ident=0)
+    g = [frag6(whole2, 0, 1352, True, ident + 1), frag6(whole2, 1352, 648, False, ident + 1)]
+    s.send("client", lambda i: g[0], "first fragment (1400 bytes, M) of a 2000-byte datagram to VIP:54 (route MTU 1300)")
+    s.send("client", lambda i: g[1], "last fragment: complete, its largest fragment is over the route MTU")
 
 
 def build_all():

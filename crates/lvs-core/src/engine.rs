@@ -273,6 +273,8 @@ pub struct Settings {
     pub run_estimation: i32,
     /// `pmtu_disc` (default 1): DF checks against the tunnel MTU.
     pub pmtu_disc: i32,
+    /// `snat_reroute` (default 1): NAT replies are routed from the VIP.
+    pub snat_reroute: i32,
     /// Values written to sysctls the engine does not read itself.
     pub stored: std::collections::BTreeMap<&'static str, String>,
     /// TCP timeouts per state, seconds.
@@ -295,6 +297,7 @@ impl Default for Settings {
             nat_icmp_send: 0,
             run_estimation: 1,
             pmtu_disc: 1,
+            snat_reroute: 1,
             stored: Default::default(),
             tcp_timeouts: tcp::DEFAULT_TIMEOUTS,
             udp_timeout: udp::DEFAULT_TIMEOUT,
@@ -1782,7 +1785,8 @@ impl Engine {
             let (vaddr, vport) = (c.vaddr, c.vport);
             self.account(id, false, pkt.len as u64);
             pkt.relay_icmp = true;
-            return xmit::icmp::xmit_nat_out(pkt, paths, r, vaddr, vport);
+            let reroute = self.settings.snat_reroute != 0;
+            return xmit::icmp::xmit_nat_out(pkt, paths, r, vaddr, vport, reroute);
         }
         Transmit::Pass
     }
@@ -1827,7 +1831,8 @@ impl Engine {
             }
             let vport = c.vport;
             self.account(id, false, pkt.len as u64);
-            return xmit::icmp6::xmit_nat_out(pkt, paths, r, vip, vport);
+            let reroute = self.settings.snat_reroute != 0;
+            return xmit::icmp6::xmit_nat_out(pkt, paths, r, vip, vport, reroute);
         }
         Transmit::Pass
     }
@@ -2396,10 +2401,11 @@ impl Engine {
             return Transmit::Pass;
         }
         let (vaddr, vport, caddr) = (c.vaddr, c.vport, c.caddr);
+        let reroute = self.settings.snat_reroute != 0;
         match (vaddr, caddr) {
-            (IpAddr::V4(v4), _) => xmit::masq::xmit_out(pkt, paths, v4, vport, caddr),
+            (IpAddr::V4(v4), _) => xmit::masq::xmit_out(pkt, paths, v4, vport, caddr, reroute),
             (IpAddr::V6(v6), IpAddr::V6(c6)) if xmit::is_v6(pkt) => {
-                xmit::v6::masq_out(pkt, paths, v6, vport, c6)
+                xmit::v6::masq_out(pkt, paths, v6, vport, c6, reroute)
             }
             _ => Transmit::Drop(DropReason::UnsupportedForward),
         }

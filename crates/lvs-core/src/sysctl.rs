@@ -75,7 +75,7 @@ pub const SYSCTLS: &[Sysctl] = &[
     sysctl!("drop_packet", Range(0, 3), "0", Acts, "drop a share of new-connection packets (0 off, 1-2 auto, 3 always)"),
     sysctl!("conntrack", AnyInt, "0", NoEffect("lvsd's connections never pass through netfilter conntrack"), "keep netfilter conntrack entries for IPVS connections"),
     sysctl!("secure_tcp", Range(0, 3), "0", Acts, "use the secure TCP state table (on when the effective value is >= 2)"),
-    sysctl!("snat_reroute", AnyInt, "1", NoEffect("lvsd routes every rewritten reply by its destination anyway"), "re-route NAT replies after the source rewrite"),
+    sysctl!("snat_reroute", AnyInt, "1", Acts, "route NAT replies from the VIP after the source rewrite (policy routing by source applies; 0: from the real server, as they came)"),
     sysctl!("sync_version", Range(0, 1), "1", Acts, "sync message format a master sends (0 = legacy v0)"),
     sysctl!("sync_ports", PowerOfTwo, "1", Acts, "number of sync threads/ports (a power of two)"),
     sysctl!("sync_persist_mode", AnyInt, "0", Acts, "for persistent services sync only templates"),
@@ -250,6 +250,7 @@ impl Engine {
             "nat_icmp_send" => s.nat_icmp_send.to_string(),
             "run_estimation" => s.run_estimation.to_string(),
             "pmtu_disc" => s.pmtu_disc.to_string(),
+            "snat_reroute" => s.snat_reroute.to_string(),
             "lblc_expiration" => self.sched_settings.lblc_expiration_written.to_string(),
             "lblcr_expiration" => self.sched_settings.lblcr_expiration_written.to_string(),
             other => s
@@ -293,6 +294,7 @@ impl Engine {
             "nat_icmp_send" => s.nat_icmp_send = v()?,
             "run_estimation" => s.run_estimation = v()?,
             "pmtu_disc" => s.pmtu_disc = v()?,
+            "snat_reroute" => s.snat_reroute = v()?,
             "lblc_expiration" => {
                 let n = d.parse(value)?;
                 self.sched_settings.lblc_expiration_s = clamp_secs(n);

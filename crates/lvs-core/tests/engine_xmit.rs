@@ -915,3 +915,70 @@ fn packets_the_hosts_input_drops_are_dropped_and_counted() {
         [1, 8, 1, 1, 2]
     );
 }
+
+/// Paths whose route depends on the source (policy routing by source): from
+/// the VIP, through port 1 and a gateway; from the director's address,
+/// through port 2; otherwise on-link behind port 0.
+struct BySource;
+
+const VIP_GATEWAY: [u8; 4] = [198, 18, 0, 254];
+
+impl lvs_core::xmit::Paths for BySource {
+    fn path(&self, to: std::net::IpAddr) -> Option<lvs_core::xmit::Path> {
+        paths(1500).path(to)
+    }
+    fn path_from(
+        &self,
+        to: std::net::IpAddr,
+        from: std::net::IpAddr,
+    ) -> Option<lvs_core::xmit::Path> {
+        let p = self.path(to)?;
+        Some(if from == ip(V) {
+            lvs_core::xmit::Path {
+                port: 1,
+                next_hop: ip(VIP_GATEWAY),
+                ..p
+            }
+        } else if from == ip(DIRECTOR) {
+            lvs_core::xmit::Path { port: 2, ..p }
+        } else {
+            p
+        })
+    }
+    fn source(&self, _to: std::net::IpAddr) -> Option<std::net::IpAddr> {
+        Some(ip(DIRECTOR))
+    }
+}
+
+fn run_by_source(e: &mut Engine, pkt: &[u8]) -> Transmit {
+    let mut buf = vec![0u8; HEADROOM + pkt.len()];
+    buf[HEADROOM..].copy_from_slice(pkt);
+    let mut p = PacketBuf::new(&mut buf, HEADROOM);
+    e.process(0, &mut p, &BySource)
+}
+
+/// `snat_reroute` (forwarding.md §5 step 4): a NAT reply is routed as if
+/// the director sent it from the VIP, so rules that select by source
+/// apply; with 0 it keeps the route of its own source (the real server).
+/// A NAT packet towards the real server is routed by its destination; a
+/// tunnel's outer packet from the source the director picked.
+#[test]
+fn nat_replies_are_routed_from_the_vip_and_tunnels_from_their_source() {
+    let sent = |t: Transmit| match t {
+        Transmit::Send(s) => (s.port, s.next_hop),
+        other => panic!("{other:?}"),
+    };
+    let mut e = nat_engine();
+    assert_eq!(e.sysctl("snat_reroute").as_deref(), Ok("1"));
+    let t = run_by_source(&mut e, &tcp(C, 40000, V, 80, SYN));
+    assert_eq!(sent(t), (0, ip(R)));
+    let t = run_by_source(&mut e, &tcp(R, 8080, C, 40000, SYN | ACK));
+    assert_eq!(sent(t), (1, ip(VIP_GATEWAY)), "routed from the VIP");
+    e.set_sysctl("snat_reroute", "0").unwrap();
+    let t = run_by_source(&mut e, &tcp(R, 8080, C, 40000, ACK));
+    assert_eq!(sent(t), (0, ip(C)), "routed from the real server");
+
+    let mut e = engine(Forward::Tunnel, Tunnel::default());
+    let t = run_by_source(&mut e, &tcp(C, 40000, V, 80, SYN));
+    assert_eq!(sent(t), (2, ip(R)), "routed from the outer source");
+}

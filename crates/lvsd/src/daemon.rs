@@ -6,6 +6,7 @@
 use crate::arp::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR};
 use crate::control::ControlServer;
 use crate::desired::{Check, Desired};
+use crate::fib::{self, Fib};
 use crate::guard::KernelGuard;
 use crate::io::afpacket::AfPacket;
 use crate::io::{Offload, PacketIo, PortId};
@@ -29,23 +30,6 @@ pub struct Options {
     pub control: Option<PathBuf>,
     /// `--metrics`: wins over the file's `metrics` line.
     pub metrics: Option<std::net::SocketAddr>,
-}
-
-/// A route resolved to one of our ports.
-struct PortRoute {
-    dest: u32,
-    mask: u32,
-    gateway: Option<Ipv4Addr>,
-    port: Option<PortId>,
-}
-
-/// An IPv6 route as the lookup uses it (see `PortRoute`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PortRoute6 {
-    dest: u128,
-    mask: u128,
-    gateway: Option<Ipv6Addr>,
-    port: Option<PortId>,
 }
 
 /// Counters of the daemon's own decisions (the engine counts the rest).
@@ -142,10 +126,14 @@ struct Director {
     /// What the engine's real servers should be (config, lvsadm, health).
     desired: Desired<Check>,
     ports: Vec<Interface>,
-    routes: Vec<PortRoute>,
+    /// IPv4 routing (rules and tables), built from `kernel_routes` and
+    /// `kernel_rules`.
+    fib4: Fib<u32>,
     /// Every route of the kernel (both families, every table), by key, as
-    /// rtnetlink reported them; `routes` is built from it.
+    /// rtnetlink reported them.
     kernel_routes: HashMap<rtnl::RouteKey, rtnl::Route>,
+    /// The kernel's policy-routing rules (both families), in its order.
+    kernel_rules: Vec<rtnl::Rule>,
     neigh: Neighbours,
     vips: HashSet<Ipv4Addr>,
     /// The IPv6 VIPs (answered and announced with neighbour discovery).
@@ -154,7 +142,7 @@ struct Director {
     /// master), and those of instances that are.
     held_back: HashSet<IpAddr>,
     vrrp_owned: HashSet<IpAddr>,
-    routes6: Vec<PortRoute6>,
+    fib6: Fib<u128>,
     neigh6: Neighbours<Ipv6Addr>,
     counters: Counters,
     /// Last time an ARP request went out for (port, address).
@@ -181,39 +169,61 @@ struct Director {
 const FRAG_SRC: usize = 65536;
 
 /// The director's routing as the engine's transmit step asks for it: the
-/// route (longest prefix first), the egress port, its MTU and address.
+/// route (`fib`), the egress port, its MTU and address.
 struct Net<'a> {
     ports: &'a [Interface],
-    routes: &'a [PortRoute],
+    fib4: &'a Fib<u32>,
     /// The host's addresses on the attached ports, flat.
     local: &'a [Ipv4Addr],
-    routes6: &'a [PortRoute6],
+    fib6: &'a Fib<u128>,
     local6: &'a [Ipv6Addr],
+}
+
+impl Net<'_> {
+    #[inline]
+    fn lookup(&self, to: IpAddr, from: Option<IpAddr>) -> Option<xmit::Path> {
+        let (port, next_hop, local) = match to {
+            IpAddr::V4(a) => {
+                let from = from.and_then(<u32 as fib::Bits>::of);
+                let (port, nh) = self.fib4.hop(u32::from(a), from)?;
+                (
+                    port,
+                    IpAddr::V4(Ipv4Addr::from(nh)),
+                    self.local.contains(&a),
+                )
+            }
+            IpAddr::V6(a) => {
+                let from = from.and_then(<u128 as fib::Bits>::of);
+                let (port, nh) = self.fib6.hop(u128::from(a), from)?;
+                (
+                    port,
+                    IpAddr::V6(Ipv6Addr::from(nh)),
+                    self.local6.contains(&a),
+                )
+            }
+        };
+        Some(xmit::Path {
+            port: port as u32,
+            next_hop,
+            mtu: self.ports[port].mtu,
+            local,
+        })
+    }
 }
 
 impl xmit::Paths for Net<'_> {
     #[inline]
     fn path(&self, to: IpAddr) -> Option<xmit::Path> {
-        let to4 = match to {
-            IpAddr::V4(a) => a,
-            IpAddr::V6(a) => {
-                let (port, nh) = route6(self.routes6, a)?;
-                return Some(xmit::Path {
-                    port: port as u32,
-                    next_hop: IpAddr::V6(nh),
-                    mtu: self.ports[port].mtu,
-                    local: self.local6.contains(&a),
-                });
-            }
+        self.lookup(to, None)
+    }
+
+    #[inline]
+    fn path_from(&self, to: IpAddr, from: IpAddr) -> Option<xmit::Path> {
+        let by_source = match to {
+            IpAddr::V4(_) => self.fib4.by_source(),
+            IpAddr::V6(_) => self.fib6.by_source(),
         };
-        let local = self.local.contains(&to4);
-        let (port, nh) = route(self.routes, to4)?;
-        Some(xmit::Path {
-            port: port as u32,
-            next_hop: IpAddr::V4(nh),
-            mtu: self.ports[port].mtu,
-            local,
-        })
+        self.lookup(to, by_source.then_some(from))
     }
 
     #[inline]
@@ -225,42 +235,50 @@ impl xmit::Paths for Net<'_> {
     }
 
     fn source(&self, to: IpAddr) -> Option<IpAddr> {
-        let to4 = match to {
-            IpAddr::V4(a) => a,
-            IpAddr::V6(a) => {
-                // The port's address on the next hop's prefix when there
-                // is one, else a global one, else any.
-                let (port, nh) = route6(self.routes6, a)?;
-                let addrs = &self.ports[port].addrs6;
-                let on_link = self.routes6.iter().find(|r| {
-                    r.port == Some(port) && r.gateway.is_none() && u128::from(nh) & r.mask == r.dest
-                });
-                let global = |x: &&Ipv6Addr| x.segments()[0] & 0xffc0 != 0xfe80;
-                return on_link
-                    .and_then(|r| addrs.iter().find(|x| u128::from(**x) & r.mask == r.dest))
-                    .or_else(|| addrs.iter().find(global))
-                    .or(addrs.first())
-                    .map(|x| IpAddr::V6(*x));
+        let ports = self.ports;
+        match to {
+            IpAddr::V4(a) => {
+                let addrs = |p: PortId| ports[p].addrs.iter().map(|a| u32::from(*a));
+                let s = source_of(self.fib4, u32::from(a), addrs, |_| true)?;
+                Some(IpAddr::V4(Ipv4Addr::from(s)))
             }
-        };
-        let (port, nh) = route(self.routes, to4)?;
-        let p = &self.ports[port];
-        // The preferred source: the port's address on the next hop's
-        // subnet when there is one, else its first (kernel source
-        // selection, simplified).
-        let on_link = self.routes.iter().find(|r| {
-            r.port == Some(port) && r.gateway.is_none() && u32::from(nh) & r.mask == r.dest & r.mask
-        });
-        let src = on_link
-            .and_then(|r| {
-                p.addrs
-                    .iter()
-                    .find(|a| u32::from(**a) & r.mask == r.dest & r.mask)
-            })
-            .or(p.addrs.first())
-            .copied()?;
-        Some(IpAddr::V4(src))
+            IpAddr::V6(a) => {
+                let addrs = |p: PortId| ports[p].addrs6.iter().map(|a| u128::from(*a));
+                // Not link-local (fe80::/10).
+                let global = |a: &u128| (a >> 118) as u16 != 0xfe80 >> 6;
+                let s = source_of(self.fib6, u128::from(a), addrs, global)?;
+                Some(IpAddr::V6(Ipv6Addr::from(s)))
+            }
+        }
     }
+}
+
+/// The source address the host would use towards `to` (kernel source
+/// selection, simplified): the route's preferred source; else the one of
+/// the on-link route that reaches the next hop, or the egress port's
+/// address inside it; else the port's first `preferred` address; else its
+/// first.
+fn source_of<T: fib::Bits, I: Iterator<Item = T>>(
+    fib: &Fib<T>,
+    to: T,
+    addrs: impl Fn(PortId) -> I,
+    preferred: impl Fn(&T) -> bool,
+) -> Option<T> {
+    let e = fib.lookup(to, None)?;
+    if let Some(s) = e.prefsrc {
+        return Some(s);
+    }
+    let fib::To::Port(port) = e.to else {
+        return None;
+    };
+    let nh = e.gateway.unwrap_or(to);
+    let on_link = fib
+        .entries()
+        .find(|r| r.to == fib::To::Port(port) && r.gateway.is_none() && r.covers(nh));
+    on_link
+        .and_then(|r| r.prefsrc.or_else(|| addrs(port).find(|a| r.covers(*a))))
+        .or_else(|| addrs(port).find(&preferred))
+        .or_else(|| addrs(port).next())
 }
 
 /// Flows of at most 256 addresses (IPv4 /24, IPv6 /120 or longer) are
@@ -327,95 +345,6 @@ fn set_member<T: PartialEq>(v: &mut Vec<T>, x: T, add: bool) {
     if add {
         v.push(x);
     }
-}
-
-/// The lookup table of one family from the kernel's routes: tables main,
-/// then default (the local table holds the host's own and broadcast
-/// addresses, which are not paths), longest prefix first, then lowest
-/// metric. A route that is not unicast (blackhole, unreachable, prohibit)
-/// or leaves by an interface lvsd is not attached to has no port: no path.
-/// `make` builds the family's entry (`None`: the other family).
-fn lookup_table<'a, R>(
-    routes: impl Iterator<Item = &'a rtnl::Route>,
-    ports: &[Interface],
-    make: impl Fn(&rtnl::Route, Option<PortId>) -> Option<R>,
-) -> Vec<R> {
-    let mut v: Vec<(u32, u8, u32, R)> = routes
-        .filter_map(|r| {
-            let rank = match r.table {
-                rtnl::TABLE_MAIN => 0,
-                rtnl::TABLE_DEFAULT => 1,
-                _ => return None,
-            };
-            let port = if r.unicast {
-                ports.iter().position(|p| p.index as u32 == r.oif)
-            } else {
-                None
-            };
-            Some((rank, r.len, r.metric, make(r, port)?))
-        })
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
-    v.into_iter().map(|(_, _, _, r)| r).collect()
-}
-
-/// The IPv4 lookup table (`lookup_table`).
-fn port_routes<'a>(
-    routes: impl Iterator<Item = &'a rtnl::Route>,
-    ports: &[Interface],
-) -> Vec<PortRoute> {
-    lookup_table(routes, ports, |r, port| {
-        let IpAddr::V4(dst) = r.dst else { return None };
-        let mask = u32::MAX.checked_shl(32 - u32::from(r.len)).unwrap_or(0);
-        let gateway = match r.gateway {
-            Some(IpAddr::V4(g)) => Some(g),
-            _ => None,
-        };
-        let dest = u32::from(dst) & mask;
-        Some(PortRoute {
-            dest,
-            mask,
-            gateway,
-            port,
-        })
-    })
-}
-
-/// The IPv6 lookup table (`lookup_table`).
-fn port_routes6<'a>(
-    routes: impl Iterator<Item = &'a rtnl::Route>,
-    ports: &[Interface],
-) -> Vec<PortRoute6> {
-    lookup_table(routes, ports, |r, port| {
-        let IpAddr::V6(dst) = r.dst else { return None };
-        let mask = u128::MAX.checked_shl(128 - u32::from(r.len)).unwrap_or(0);
-        let gateway = match r.gateway {
-            Some(IpAddr::V6(g)) => Some(g),
-            _ => None,
-        };
-        let dest = u128::from(dst) & mask;
-        Some(PortRoute6 {
-            dest,
-            mask,
-            gateway,
-            port,
-        })
-    })
-}
-
-/// Egress port and next hop for an IPv6 `dst`.
-fn route6(routes: &[PortRoute6], dst: Ipv6Addr) -> Option<(PortId, Ipv6Addr)> {
-    let d = u128::from(dst);
-    let r = routes.iter().find(|r| d & r.mask == r.dest)?;
-    Some((r.port?, r.gateway.unwrap_or(dst)))
-}
-
-/// Egress port and next hop for `dst` (routes sorted longest prefix first).
-#[inline]
-fn route(routes: &[PortRoute], dst: Ipv4Addr) -> Option<(PortId, Ipv4Addr)> {
-    let d = u32::from(dst);
-    let r = routes.iter().find(|r| d & r.mask == r.dest & r.mask)?;
-    Some((r.port?, r.gateway.unwrap_or(dst)))
 }
 
 /// What the signals an operator may send do (README, "Signals").
@@ -572,14 +501,15 @@ pub fn run(opts: Options) -> Result<(), String> {
         desired,
         engine,
         ports,
-        routes: Vec::new(),
+        fib4: Fib::default(),
         kernel_routes: HashMap::new(),
+        kernel_rules: Vec::new(),
         neigh: Neighbours::default(),
         vips: HashSet::new(),
         vips6: HashSet::new(),
         held_back: HashSet::new(),
         vrrp_owned: HashSet::new(),
-        routes6: Vec::new(),
+        fib6: Fib::default(),
         neigh6: Neighbours::default(),
         counters: Counters::default(),
         arp_asked: Default::default(),
@@ -593,9 +523,12 @@ pub fn run(opts: Options) -> Result<(), String> {
             last_ms: 0,
         },
     };
-    let rules = d.load_network()?;
-    if rules > 0 {
-        tracing::warn!("the host has {rules} policy-routing rule(s) beyond the default ones; lvsd looks routes up in tables local, main and default only");
+    d.load_network()?;
+    let extra = d.kernel_rules.len().saturating_sub(5);
+    if extra > 0 {
+        tracing::info!(
+            "following the host's policy-routing rules ({extra} beyond the kernel's own)"
+        );
     }
     // VRRP instances start as backups: their addresses are neither
     // announced nor directed until an instance is master.
@@ -764,7 +697,7 @@ pub fn run(opts: Options) -> Result<(), String> {
                 &mut d.desired,
                 &mut d.engine,
                 now_ms,
-                &d.counters.list(d.neigh.len(), d.routes.len()),
+                &d.counters.list(d.neigh.len(), d.fib4.len()),
                 &status,
                 &mut sync,
             ) {
@@ -834,7 +767,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         }
         if signals.usr1.swap(false, Ordering::Relaxed) {
             tracing::info!("SIGUSR1: counters");
-            for (name, value) in d.counters.list(d.neigh.len(), d.routes.len()) {
+            for (name, value) in d.counters.list(d.neigh.len(), d.fib4.len()) {
                 tracing::info!("  io.{name} {value}");
             }
             tracing::info!("  {}", engine_report(&d.engine, d.counters.fragments));
@@ -1000,7 +933,7 @@ impl Director {
             .filter(|d| d.available())
             .filter_map(|d| match d.addr {
                 IpAddr::V4(a) => self.route(a).map(|(p, nh)| (p, IpAddr::V4(nh))),
-                IpAddr::V6(a) => route6(&self.routes6, a).map(|(p, nh)| (p, IpAddr::V6(nh))),
+                IpAddr::V6(a) => self.route6(a).map(|(p, nh)| (p, IpAddr::V6(nh))),
             })
             .collect()
     }
@@ -1019,14 +952,15 @@ impl Director {
             .all(|&(p, nh)| self.resolved(p, nh))
     }
 
-    /// The kernel's routes, neighbours and addresses as they are now;
-    /// returns how many policy-routing rules lvsd does not follow.
-    fn load_network(&mut self) -> Result<usize, String> {
-        let (events, rules) = rtnl::dump()
+    /// The kernel's routes, rules, neighbours and addresses as they are
+    /// now.
+    fn load_network(&mut self) -> Result<(), String> {
+        let events = rtnl::dump()
             .map_err(|e| format!("cannot read routes, neighbours and addresses: {e}"))?;
         self.kernel_routes.clear();
+        self.kernel_rules.clear();
         self.apply_network(events);
-        Ok(rules)
+        Ok(())
     }
 
     /// Applies rtnetlink events: routes are replaced at once (the lookup
@@ -1048,6 +982,14 @@ impl Director {
                         self.kernel_routes.insert(route.key(), route);
                     } else {
                         self.kernel_routes.remove(&route.key());
+                    }
+                    routes_changed = true;
+                }
+                Event::Rule { add, rule } => {
+                    if add {
+                        self.kernel_rules.push(rule);
+                    } else if let Some(i) = self.kernel_rules.iter().position(|r| *r == rule) {
+                        self.kernel_rules.remove(i);
                     }
                     routes_changed = true;
                 }
@@ -1094,8 +1036,9 @@ impl Director {
             return;
         }
         if routes_changed {
-            self.routes = port_routes(self.kernel_routes.values(), &self.ports);
-            self.routes6 = port_routes6(self.kernel_routes.values(), &self.ports);
+            let rules = &self.kernel_rules;
+            self.fib4 = Fib::build(self.kernel_routes.values(), rules, &self.ports);
+            self.fib6 = Fib::build(self.kernel_routes.values(), rules, &self.ports);
         }
     }
 
@@ -1114,7 +1057,7 @@ impl Director {
         if self.vips.contains(&ip) || self.local_addrs.contains(&ip) {
             return;
         }
-        if self.route(ip) != Some((port, ip)) {
+        if !self.fib4.on_link(port, u32::from(ip)) {
             return;
         }
         let for_us = a.op == arp::OP_REQUEST
@@ -1130,7 +1073,14 @@ impl Director {
     /// Egress port and next hop for `dst`.
     #[inline]
     fn route(&self, dst: Ipv4Addr) -> Option<(PortId, Ipv4Addr)> {
-        route(&self.routes, dst)
+        let (p, nh) = self.fib4.hop(u32::from(dst), None)?;
+        Some((p, Ipv4Addr::from(nh)))
+    }
+
+    /// Egress port and next hop for an IPv6 `dst`.
+    fn route6(&self, dst: Ipv6Addr) -> Option<(PortId, Ipv6Addr)> {
+        let (p, nh) = self.fib6.hop(u128::from(dst), None)?;
+        Some((p, Ipv6Addr::from(nh)))
     }
 
     /// Neighbour discovery, as `learn_from_arp` and the ARP answers do for
@@ -1144,7 +1094,7 @@ impl Director {
             _ => (n.target, n.mac.or(Some(src_mac))),
         };
         let ours = |a: &Ipv6Addr| self.vips6.contains(a) || self.local_addrs6.contains(a);
-        let on_link = route6(&self.routes6, who) == Some((port, who));
+        let on_link = self.fib6.on_link(port, u128::from(who));
         if let (Some(mac), false, true) = (mac, ours(&who) || who.is_unspecified(), on_link) {
             let learn = match n.kind {
                 ndp::NEIGHBOUR_SOLICIT => self.vips6.contains(&n.target),
@@ -1255,11 +1205,15 @@ impl Director {
         }
         // Flow addresses are answered, never announced (as for IPv4).
         let mut taken6: HashSet<Ipv6Addr> = self.local_addrs6.iter().copied().collect();
-        taken6.extend(self.routes6.iter().filter_map(|r| r.gateway));
+        taken6.extend(
+            self.fib6
+                .entries()
+                .filter_map(|r| r.gateway.map(Ipv6Addr::from)),
+        );
         taken6.extend(self.neigh6.addresses());
         taken6.extend(
-            self.routes6
-                .iter()
+            self.fib6
+                .entries()
                 .filter(|r| r.gateway.is_none() && r.mask != u128::MAX && r.mask != 0)
                 .map(|r| Ipv6Addr::from(r.dest)),
         );
@@ -1287,14 +1241,18 @@ impl Director {
         }));
         let new: Vec<Ipv4Addr> = now.difference(&self.vips).copied().collect();
         let mut taken: HashSet<Ipv4Addr> = self.local_addrs.iter().copied().collect();
-        taken.extend(self.routes.iter().filter_map(|r| r.gateway));
+        taken.extend(
+            self.fib4
+                .entries()
+                .filter_map(|r| r.gateway.map(Ipv4Addr::from)),
+        );
         taken.extend(self.neigh.addresses());
         for r in self
-            .routes
-            .iter()
+            .fib4
+            .entries()
             .filter(|r| r.gateway.is_none() && r.mask != u32::MAX && r.mask != 0)
         {
-            taken.insert(Ipv4Addr::from(r.dest & r.mask));
+            taken.insert(Ipv4Addr::from(r.dest));
             taken.insert(Ipv4Addr::from(r.dest | !r.mask));
         }
         now.extend(flow_addresses(&self.engine, &taken, v4_only));
@@ -1622,9 +1580,9 @@ impl Director {
         let v6 = pkt.bytes().first().is_some_and(|b| b >> 4 == 6);
         let paths = Net {
             ports: &self.ports,
-            routes: &self.routes,
+            fib4: &self.fib4,
             local: &self.local_addrs,
-            routes6: &self.routes6,
+            fib6: &self.fib6,
             local6: &self.local_addrs6,
         };
         let t = self.engine.process(now_ms, &mut pkt, &paths);
@@ -1912,71 +1870,6 @@ fn release_free_heap() {
 #[cfg(test)]
 mod tests {
     use super::{flow_addresses, v4_only, v6_only, Engine, HashSet, IcmpLimit, Ipv4Addr, Ipv6Addr};
-
-    /// The lookup table from rtnetlink routes: main before default, longest
-    /// prefix first, lowest metric first; rejects and routes out of other
-    /// interfaces give no path; the local table and IPv6 are left out.
-    #[test]
-    fn port_routes_follow_the_default_rules() {
-        use super::{port_routes, route, rtnl, Interface, IpAddr};
-        let port = |name: &str, index: i32| Interface {
-            name: name.into(),
-            index,
-            mac: [2, 0, 0, 0, 0, index as u8],
-            addrs: Vec::new(),
-            addrs6: Vec::new(),
-            up: true,
-            loopback: false,
-            ethernet: true,
-            mtu: 1500,
-        };
-        let ports = [port("d0", 2), port("d1", 3)];
-        let v4 = |a: [u8; 4]| IpAddr::V4(Ipv4Addr::from(a));
-        let r = |table: u32, dst: [u8; 4], len: u8, gw: Option<[u8; 4]>, oif: u32, metric: u32| {
-            rtnl::Route {
-                table,
-                dst: v4(dst),
-                len,
-                gateway: gw.map(v4),
-                oif,
-                metric,
-                tos: 0,
-                unicast: true,
-            }
-        };
-        let routes = [
-            r(254, [198, 18, 0, 0], 24, None, 2, 0),
-            r(254, [198, 18, 1, 0], 24, None, 3, 0),
-            // Default route in main, and a worse one in the default table.
-            r(254, [0, 0, 0, 0], 0, Some([198, 18, 1, 1]), 3, 100),
-            r(253, [0, 0, 0, 0], 0, Some([198, 18, 0, 1]), 2, 0),
-            // Two routes to one prefix: the lower metric wins.
-            r(254, [198, 18, 9, 0], 24, Some([198, 18, 0, 9]), 2, 50),
-            r(254, [198, 18, 9, 0], 24, Some([198, 18, 1, 9]), 3, 10),
-            // A blackhole inside the on-link /24: no path.
-            rtnl::Route {
-                unicast: false,
-                oif: 0,
-                ..r(254, [198, 18, 1, 128], 25, None, 0, 0)
-            },
-            // Out of an interface lvsd is not attached to: no path.
-            r(254, [198, 18, 7, 0], 24, None, 9, 0),
-            // The local table is not a path table.
-            r(255, [198, 18, 5, 1], 32, None, 2, 0),
-        ];
-        let t = port_routes(routes.iter(), &ports);
-        let at = |a: [u8; 4]| route(&t, Ipv4Addr::from(a));
-        assert_eq!(at([198, 18, 0, 7]), Some((0, Ipv4Addr::new(198, 18, 0, 7))));
-        assert_eq!(at([198, 18, 1, 7]), Some((1, Ipv4Addr::new(198, 18, 1, 7))));
-        assert_eq!(at([198, 18, 1, 200]), None);
-        assert_eq!(at([198, 18, 9, 1]), Some((1, Ipv4Addr::new(198, 18, 1, 9))));
-        assert_eq!(at([198, 18, 7, 1]), None);
-        assert_eq!(at([198, 18, 5, 1]), Some((1, Ipv4Addr::new(198, 18, 1, 1))));
-        assert_eq!(
-            at([198, 19, 200, 1]),
-            Some((1, Ipv4Addr::new(198, 18, 1, 1)))
-        );
-    }
 
     #[test]
     fn icmp_limit_allows_a_burst_then_one_per_millisecond() {

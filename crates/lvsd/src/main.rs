@@ -6,6 +6,7 @@ mod daemon;
 mod demo;
 mod desired;
 mod engine_ops;
+mod fib;
 mod guard;
 mod import;
 mod io;

@@ -1517,3 +1517,80 @@ fn routes_neighbours_and_addresses_follow_rtnetlink() {
     director.stop(&lab);
     lab.close().unwrap();
 }
+
+/// Policy routing, as the kernel's IPVS follows it: lvsd looks routes up
+/// through the host's rules (dumped at start, then changed by rtnetlink
+/// events). The real servers' subnet moves to a table reached by a rule
+/// on the destination; the client's subnet to a table reached only from
+/// the VIP, so the NAT replies find the client only when routed from the
+/// VIP (`snat_reroute`); a `prohibit` rule for the real server stops the
+/// traffic until it is deleted.
+#[test]
+fn policy_routing_rules_are_followed() {
+    let (_g, lab) = nat_lab("lvpr", 1);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    let director = Director::start(&lab, "policy", ONE_NAT);
+    let d = lab.director_ns().to_string();
+    let counters = || lvsadm_ok(&director.sock, &["--counters"]);
+    // Runs `ip ARGS` in the director, then waits (bounded) until lvsd has
+    // read an event more.
+    let change = |args: &[&str]| {
+        let before = counter(&counters(), "io.netlink_events");
+        support::ip(&lab, &d, args);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while counter(&counters(), "io.netlink_events") == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let get = || curl_args(&lab, "http://198.18.0.100/", &["--max-time", "3"]);
+    assert_eq!(get().as_deref(), Ok("rs1\n"));
+
+    change(&[
+        "route",
+        "add",
+        "198.18.1.0/24",
+        "dev",
+        "br1",
+        "table",
+        "100",
+    ]);
+    change(&[
+        "rule",
+        "add",
+        "to",
+        "198.18.1.0/24",
+        "lookup",
+        "100",
+        "pref",
+        "100",
+    ]);
+    change(&["route", "del", "198.18.1.0/24", "dev", "br1"]);
+    assert_eq!(get().as_deref(), Ok("rs1\n"), "to the servers by table 100");
+
+    change(&["route", "add", "198.18.0.0/24", "dev", "d0", "table", "101"]);
+    change(&[
+        "rule",
+        "add",
+        "from",
+        "198.18.0.100",
+        "lookup",
+        "101",
+        "pref",
+        "101",
+    ]);
+    change(&["route", "del", "198.18.0.0/24", "dev", "d0"]);
+    assert_eq!(get().as_deref(), Ok("rs1\n"), "replies routed from the VIP");
+
+    let dropped = counter(&counters(), "drop.no_route");
+    change(&["rule", "add", "to", "198.18.1.11", "prohibit", "pref", "50"]);
+    assert!(get().is_err(), "a prohibit rule: no path to the server");
+    assert!(
+        counter(&counters(), "drop.no_route") > dropped,
+        "{}",
+        counters()
+    );
+    change(&["rule", "del", "pref", "50"]);
+    assert_eq!(get().as_deref(), Ok("rs1\n"));
+    director.stop(&lab);
+    lab.close().unwrap();
+}

@@ -267,12 +267,16 @@ pub(crate) fn xmit_nat_out(
     r: &Related,
     vip: IpAddr,
     vport: u16,
+    reroute: bool,
 ) -> Transmit {
-    let to = match Ipv4Packet::new_checked(pkt.bytes()) {
-        Ok(ip) => IpAddr::V4(ip.dst()),
+    let (to, src) = match Ipv4Packet::new_checked(pkt.bytes()) {
+        Ok(ip) => (IpAddr::V4(ip.dst()), IpAddr::V4(ip.src())),
         Err(_) => return Transmit::Drop(DropReason::Malformed),
     };
-    let path = match lookup(paths, to, Transmit::Pass) {
+    // Routed from the VIP the error now comes from (`snat_reroute`), else
+    // from its own source.
+    let from = if reroute { vip } else { src };
+    let path = match super::lookup_from(paths, to, from, Transmit::Pass) {
         Ok(p) => p,
         Err(t) => return t,
     };

@@ -162,9 +162,11 @@ pub(crate) fn xmit_nat_out(
     r: &Related6,
     vip: Ipv6Addr,
     vport: u16,
+    reroute: bool,
 ) -> Transmit {
     let to = ipv6::dst(pkt.bytes());
-    let p = match forward_path(paths, to, Transmit::Pass) {
+    let from = super::v6::reply_source(pkt, vip, reroute);
+    let p = match super::v6::reply_path(paths, to, from) {
         Ok(p) => p,
         Err(t) => return t,
     };

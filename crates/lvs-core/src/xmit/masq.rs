@@ -1,7 +1,10 @@
 //! Masquerading (NAT) transmit, both directions (forwarding.md §4, §5): the
 //! common step of §3, then the address/port rewrite of `crate::nat`.
 
-use super::{lookup, prepare, prepare_view, send, IcmpSource, Method, PacketBuf, Paths, Transmit};
+use super::{
+    lookup, lookup_from, prepare, prepare_view, send, IcmpSource, Method, PacketBuf, Paths,
+    Transmit,
+};
 use crate::engine::DropReason;
 use crate::nat::{self, Side};
 use crate::wire::ipv4::Ipv4Packet;
@@ -40,15 +43,22 @@ pub(crate) fn xmit_in(
 /// OUT direction: RIP:dport → client becomes VIP:vport → client (§5). The
 /// kernel's IP forwarding checks TTL and MTU before IPVS translates, and
 /// its errors come from the director's own address. A reply to the
-/// director's own connection is the host's.
+/// director's own connection is the host's. The route is the one from the
+/// VIP with `reroute` (`snat_reroute`), else from the real server as the
+/// reply came.
 pub(crate) fn xmit_out(
     pkt: &mut PacketBuf,
     paths: &impl Paths,
     vip: Ipv4Addr,
     vport: u16,
     caddr: IpAddr,
+    reroute: bool,
 ) -> Transmit {
-    let path = match lookup(paths, caddr, Transmit::Pass) {
+    let from = match (reroute, pkt.bytes().get(12..16)) {
+        (false, Some(s)) => IpAddr::V4(Ipv4Addr::new(s[0], s[1], s[2], s[3])),
+        _ => IpAddr::V4(vip),
+    };
+    let path = match lookup_from(paths, caddr, from, Transmit::Pass) {
         Ok(p) => p,
         Err(t) => return t,
     };

@@ -113,6 +113,14 @@ pub struct Path {
 pub trait Paths {
     /// The path to `to`, or `None` when there is no route.
     fn path(&self, to: IpAddr) -> Option<Path>;
+    /// The path to `to` for a packet whose source is `from`: where
+    /// policy routing selects by source, a NAT reply re-routed after its
+    /// source became the VIP (`snat_reroute`) or a tunnel's outer packet
+    /// may take another route than `path` gives.
+    fn path_from(&self, to: IpAddr, from: IpAddr) -> Option<Path> {
+        let _ = from;
+        self.path(to)
+    }
     /// The source address the host would use towards `to` (the route's
     /// preferred source): a tunnel's outer source (§7). Asked only for
     /// tunnels, so the NAT and DR paths do not pay for it.
@@ -424,7 +432,23 @@ fn on_wire_len(ip: &Ipv4Packet<&mut [u8]>, gso_size: u16) -> usize {
 /// or when `to` is the host's own (`on_local`).
 #[inline(always)]
 pub(crate) fn lookup(paths: &impl Paths, to: IpAddr, on_local: Transmit) -> Result<Path, Transmit> {
-    match paths.path(to) {
+    checked(paths.path(to), on_local)
+}
+
+/// `lookup` for a packet from `from` (`Paths::path_from`).
+#[inline(always)]
+pub(crate) fn lookup_from(
+    paths: &impl Paths,
+    to: IpAddr,
+    from: IpAddr,
+    on_local: Transmit,
+) -> Result<Path, Transmit> {
+    checked(paths.path_from(to, from), on_local)
+}
+
+#[inline(always)]
+fn checked(path: Option<Path>, on_local: Transmit) -> Result<Path, Transmit> {
+    match path {
         None => Err(Transmit::Drop(DropReason::NoRoute)),
         Some(p) if p.local => Err(on_local),
         Some(mut p) => {

@@ -5,7 +5,9 @@
 //! encapsulation (IPIP, GUE, GRE) written in place into the buffer's
 //! headroom: no copy of the inner packet, no allocation.
 
-use super::{fragment_hint, lookup, prepare, IcmpSource, Method, PacketBuf, Paths, Send, Transmit};
+use super::{
+    fragment_hint, lookup_from, prepare, IcmpSource, Method, PacketBuf, Paths, Send, Transmit,
+};
 use crate::engine::DropReason;
 use crate::service::{Tunnel, TunnelCsum, TunnelType};
 use crate::wire::checksum;
@@ -118,13 +120,15 @@ pub(crate) fn xmit(
     pmtu_disc: bool,
     st: &mut TunnelState,
 ) -> Transmit {
-    let path = match lookup(paths, rip, Transmit::Pass) {
-        Ok(p) => p,
-        Err(t) => return t,
-    };
+    // The outer source first, then the route from it (the kernel looks
+    // up again with the source it chose: policy rules by source apply).
     let src = match (paths.source(rip), rip) {
         (Some(s @ IpAddr::V4(_)), IpAddr::V4(_)) | (Some(s @ IpAddr::V6(_)), IpAddr::V6(_)) => s,
         _ => return Transmit::Drop(DropReason::NoRoute),
+    };
+    let path = match lookup_from(paths, rip, src, Transmit::Pass) {
+        Ok(p) => p,
+        Err(t) => return t,
     };
     let (outer_len, min_tmtu) = match rip {
         IpAddr::V4(_) => (20, MIN_TMTU_V4),

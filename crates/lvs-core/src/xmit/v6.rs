@@ -79,6 +79,27 @@ pub(super) fn forward_path(
     Ok(p)
 }
 
+/// The path to `to` from `from` (`Paths::path_from`): for replies whose
+/// source is rewritten (NAT66 OUT) or kept (`snat_reroute` 0).
+pub(super) fn reply_path(
+    paths: &impl Paths,
+    to: Ipv6Addr,
+    from: Ipv6Addr,
+) -> Result<Path, Transmit> {
+    let mut p = super::lookup_from(paths, IpAddr::V6(to), IpAddr::V6(from), Transmit::Pass)?;
+    p.mtu = p.mtu.max(MIN_MTU);
+    Ok(p)
+}
+
+/// The source a NAT66 reply is routed from: the VIP it gets (`reroute`,
+/// `snat_reroute`) or the one it came with.
+pub(super) fn reply_source(pkt: &PacketBuf, vip: Ipv6Addr, reroute: bool) -> Ipv6Addr {
+    if reroute {
+        return vip;
+    }
+    ipv6::src(pkt.bytes())
+}
+
 pub(super) fn send(method: Method, pkt: &PacketBuf, path: Path) -> Transmit {
     // SCTP's CRC32c was finished by the engine: no offload request.
     let sctp = pkt.csum_partial
@@ -142,8 +163,10 @@ pub(crate) fn masq_out(
     vip: Ipv6Addr,
     vport: u16,
     caddr: Ipv6Addr,
+    reroute: bool,
 ) -> Transmit {
-    let p = match forward_path(paths, caddr, Transmit::Pass) {
+    let from = reply_source(pkt, vip, reroute);
+    let p = match reply_path(paths, caddr, from) {
         Ok(p) => p,
         Err(t) => return t,
     };

@@ -215,14 +215,142 @@ fn checker(c: &Node, notes: &mut Vec<String>) -> Result<Option<Checker>, String>
     Ok(Some(Checker { method, params }))
 }
 
+/// A `vrrp_instance` as lvsd's `vrrp` statement: interface, router id,
+/// priority, advertisement interval, preemption and the virtual addresses
+/// (of the first address's family: one family per lvsd instance). The
+/// older `lvs_sync_daemon_interface` inside it becomes a `sync vrrp` line.
+fn vrrp_instance(n: &Node, out: &mut String, notes: &mut Vec<String>) -> Result<(), String> {
+    let name = n
+        .arg(1)
+        .ok_or_else(|| format!("line {}: vrrp_instance needs a name", n.line))?;
+    let (mut iface, mut id) = (None, None);
+    let mut opts = String::new();
+    let mut addrs: Vec<IpAddr> = Vec::new();
+    for c in n.children() {
+        let arg = c.arg(1).unwrap_or("");
+        match c.key() {
+            "interface" => iface = Some(arg.to_string()),
+            "virtual_router_id" => id = Some(num(c, 1, "a router id")?),
+            "priority" => {
+                let p = num(c, 1, "a priority")?;
+                // keepalived gives an address owner 255; lvsd keeps 1–255.
+                let _ = write!(opts, " priority {}", p.clamp(1, 255));
+            }
+            "advert_int" => {
+                let s: f64 = arg
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| (0.01..=40.95).contains(s))
+                    .ok_or_else(|| format!("line {}: bad advert_int `{arg}`", c.line))?;
+                let _ = write!(opts, " advert {s}");
+            }
+            "nopreempt" => opts.push_str(" nopreempt"),
+            "preempt_delay" => {
+                let _ = write!(opts, " preempt-delay {}", num(c, 1, "seconds")?);
+            }
+            "virtual_ipaddress" | "virtual_ipaddress_excluded" => {
+                for a in c.children() {
+                    let text = a.key();
+                    let ip = text.split('/').next().unwrap_or("");
+                    let ip: IpAddr = ip
+                        .parse()
+                        .map_err(|_| format!("line {}: bad virtual address `{text}`", a.line))?;
+                    if a.words.len() > 1 {
+                        notes.push(format!(
+                            "line {}: options of virtual address {ip} (lvsd holds it on the instance's interface)",
+                            a.line
+                        ));
+                    }
+                    match addrs.first() {
+                        Some(f) if f.is_ipv4() != ip.is_ipv4() => notes.push(format!(
+                            "line {}: virtual address {ip} of the other family (write a second `vrrp` line with its own id)",
+                            a.line
+                        )),
+                        _ => addrs.push(ip),
+                    }
+                }
+            }
+            "lvs_sync_daemon_interface" => sync_line(out, name, arg, ""),
+            "state" => notes.push(format!(
+                "line {}: state {arg} (lvsd starts every instance as backup; the election decides)",
+                c.line
+            )),
+            "authentication" => notes.push(format!(
+                "line {}: authentication (VRRP version 3 has none; lvsd speaks version 3)",
+                c.line
+            )),
+            "version" if arg != "3" => notes.push(format!(
+                "line {}: version {arg} (lvsd speaks VRRP version 3; set keepalived's peers to `version 3`)",
+                c.line
+            )),
+            "version" => {}
+            other => notes.push(format!("line {}: vrrp_instance `{other}`", c.line)),
+        }
+    }
+    let iface =
+        iface.ok_or_else(|| format!("line {}: vrrp_instance {name} has no interface", n.line))?;
+    let id = id.ok_or_else(|| {
+        format!(
+            "line {}: vrrp_instance {name} has no virtual_router_id",
+            n.line
+        )
+    })?;
+    if addrs.is_empty() {
+        return Err(format!(
+            "line {}: vrrp_instance {name} has no virtual_ipaddress",
+            n.line
+        ));
+    }
+    let _ = write!(out, "vrrp {name} interface {iface} id {id}{opts}");
+    for a in addrs {
+        let _ = write!(out, " address {a}");
+    }
+    out.push('\n');
+    Ok(())
+}
+
+/// A `sync vrrp` line: the sync daemon follows instance `name`.
+fn sync_line(out: &mut String, name: &str, iface: &str, rest: &str) {
+    let _ = writeln!(out, "sync vrrp {name} interface {iface}{rest}");
+}
+
+/// `global_defs`: `lvs_sync_daemon IF INSTANCE [id N] [maxlen N] [port N]
+/// [ttl N] [group ADDR]` becomes a `sync vrrp` line; the rest is noted.
+fn global_defs(n: &Node, out: &mut String, notes: &mut Vec<String>) {
+    for c in n.children() {
+        match (c.key(), c.arg(1), c.arg(2)) {
+            ("lvs_sync_daemon", Some(iface), Some(inst)) => {
+                let mut rest = String::new();
+                let mut i = 3;
+                while let (Some(k), Some(v)) = (c.arg(i), c.arg(i + 1)) {
+                    let k = match k {
+                        "id" => "syncid",
+                        "maxlen" | "port" | "ttl" | "group" => k,
+                        _ => {
+                            notes.push(format!("line {}: lvs_sync_daemon `{k}`", c.line));
+                            i += 2;
+                            continue;
+                        }
+                    };
+                    let _ = write!(rest, " {k} {v}");
+                    i += 2;
+                }
+                sync_line(out, inst, iface, &rest);
+            }
+            (k, _, _) => notes.push(format!("line {}: global_defs `{k}`", c.line)),
+        }
+    }
+}
+
 /// The member addresses of a `virtual_server_group` (ranges expanded).
 fn members(g: &Node, notes: &mut Vec<String>) -> Result<Vec<(IpAddr, u16)>, String> {
     let mut v = Vec::new();
     for m in g.children() {
         if m.key() == "fwmark" {
             notes.push(format!(
-                "line {}: group member fwmark {} (lvsd has no flows yet)",
+                "line {}: group member fwmark {} (write a `director … mark {}` with its `flow` lines)",
                 m.line,
+                m.arg(1).unwrap_or(""),
                 m.arg(1).unwrap_or("")
             ));
             continue;
@@ -446,11 +574,21 @@ pub fn import(text: &str) -> Result<String, String> {
         .filter_map(|n| Some((n.arg(1)?, n)))
         .collect();
     let mut body = String::new();
+    // VRRP instances and sync daemons come first (global statements).
+    let mut globals = String::new();
     let mut count = 0;
     let mut names: HashMap<String, usize> = HashMap::new();
     for n in &nodes {
         let vips: Vec<((IpAddr, u16), String)> = match (n.key(), n.arg(1)) {
             ("virtual_server_group", _) => continue,
+            ("vrrp_instance", _) => {
+                vrrp_instance(n, &mut globals, &mut notes)?;
+                continue;
+            }
+            ("global_defs", _) => {
+                global_defs(n, &mut globals, &mut notes);
+                continue;
+            }
             ("virtual_server", Some("fwmark")) => {
                 let mark: u32 = n
                     .arg(2)
@@ -494,12 +632,7 @@ pub fn import(text: &str) -> Result<String, String> {
                 vec![((addr, port), String::new())]
             }
             (k, _) => {
-                let what = if k.starts_with("vrrp") {
-                    " (VIP ownership: write lvsd's `vrrp` statement for it, see the README's \"Failover: VRRP\")"
-                } else {
-                    ""
-                };
-                notes.push(format!("line {}: block `{k}`{what}", n.line));
+                notes.push(format!("line {}: block `{k}`", n.line));
                 continue;
             }
         };
@@ -526,7 +659,11 @@ pub fn import(text: &str) -> Result<String, String> {
         }
     }
     notes.dedup();
-    Ok(finish("keepalived.conf", &notes, &body))
+    if !globals.is_empty() {
+        globals.push('\n');
+    }
+    globals.push_str(&body);
+    Ok(finish("keepalived.conf", &notes, &globals))
 }
 
 #[cfg(test)]
@@ -541,6 +678,7 @@ mod tests {
 ! Configuration File for keepalived
 global_defs {
    router_id LVS_A
+   lvs_sync_daemon eth1 VI_1 id 7
 }
 
 vrrp_instance VI_1 {
@@ -548,8 +686,16 @@ vrrp_instance VI_1 {
     interface eth0
     virtual_router_id 51
     priority 150
+    advert_int 0.5
+    preempt_delay 10
+    authentication {
+        auth_type PASS
+        auth_pass secret
+    }
     virtual_ipaddress {
-        198.18.0.100
+        198.18.0.100/24 dev eth0
+        198.18.0.101
+        2001:db8::100
     }
 }
 
@@ -652,14 +798,24 @@ virtual_server fwmark 8 {
         let conf = import(SAMPLE).unwrap();
         // What does not map is said.
         for n in [
-            "block `global_defs`",
-            "block `vrrp_instance` (VIP ownership",
+            "global_defs `router_id`",
+            "state MASTER",
+            "line 15: authentication (VRRP version 3 has none",
+            "options of virtual address 198.18.0.100",
+            "virtual address 2001:db8::100 of the other family",
             "delay_before_retry",
             "MISC_CHECK (no equivalent check)",
             "group member fwmark 9",
             "which packets carry mark 7",
         ] {
             assert!(conf.contains(n), "{n} not noted in\n{conf}");
+        }
+        // VRRP and the sync daemon that follows it.
+        for line in [
+            "\nvrrp VI_1 interface eth0 id 51 priority 150 advert 0.5 preempt-delay 10 address 198.18.0.100 address 198.18.0.101\n",
+            "\nsync vrrp VI_1 interface eth1 syncid 7\n",
+        ] {
+            assert!(conf.contains(line), "{line} not in\n{conf}");
         }
         // The file is valid for lvsd, and builds the right table.
         let cfg = lvs_config::parse_str(&conf, "k.conf").unwrap_or_else(|e| panic!("{e}\n{conf}"));
