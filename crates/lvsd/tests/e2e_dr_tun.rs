@@ -28,11 +28,10 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use support::{
-    bulk_both_ways, curl_args, inet_sum, ip, lvsadm_ok, nat_lab, reported, sibling, tcp_pseudo,
+    bulk_both_ways, curl_args, inet_sum, ip, lvsadm_ok, nat_lab, reported, tcp_pseudo, Decap,
     Director,
 };
 
@@ -268,80 +267,6 @@ fn direct_routing_is_the_default_and_delivers_to_the_vip() {
     lab.close().expect("lab cleanup");
 }
 
-/// `lvs-decap` running in a real server's namespace.
-struct Decap {
-    pid: u32,
-    stats: PathBuf,
-    log: PathBuf,
-}
-
-impl Decap {
-    fn start(lab: &Lab, i: usize, tag: &str) -> Decap {
-        let dir = std::env::temp_dir();
-        let base = format!("lvs-decap-{tag}-{}-rs{i}", std::process::id());
-        let stats = dir.join(format!("{base}.stats"));
-        let log = dir.join(format!("{base}.log"));
-        let _ = std::fs::remove_file(&stats);
-        let mut cmd = Command::new(sibling("lvs-decap"));
-        cmd.args([
-            "--addr",
-            &server_ip(i).to_string(),
-            "--from",
-            &lvs_lab::DIRECTOR_BACK_IP.to_string(),
-            "--gue-port",
-            "6080",
-            "--tun",
-            "lvdecap0",
-            "--max-seconds",
-            "120",
-            "--stats",
-        ])
-        .arg(&stats);
-        // One open file for both streams, so neither overwrites the other.
-        let out = std::fs::File::create(&log).expect("decap log");
-        cmd.stderr(out.try_clone().expect("decap log")).stdout(out);
-        let pid = lab.spawn(lab.server_ns(i), cmd).expect("start lvs-decap");
-        let d = Decap { pid, stats, log };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while d.counters().get("ready").map(String::as_str) != Some("1") {
-            if let Ok(Some(status)) = lab.try_wait(pid) {
-                panic!(
-                    "lvs-decap on rs{i} exited: {status:?}: {}",
-                    std::fs::read_to_string(&d.log).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "lvs-decap on rs{i} not ready");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-
-    fn counters(&self) -> HashMap<String, String> {
-        std::fs::read_to_string(&self.stats)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    /// SIGTERM; asserts a clean exit; returns the final counters.
-    fn stop(self, lab: &Lab) -> HashMap<String, u64> {
-        let status = lab.stop(self.pid).expect("stop lvs-decap");
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        assert!(status.success(), "lvs-decap: {status:?}\n{log}");
-        let c: HashMap<String, u64> = self
-            .counters()
-            .into_iter()
-            .filter_map(|(k, v)| v.parse().ok().map(|n| (k, n)))
-            .collect();
-        assert_eq!(c.get("violations"), Some(&0), "{log}");
-        let _ = std::fs::remove_file(&self.stats);
-        let _ = std::fs::remove_file(&self.log);
-        c
-    }
-}
-
 /// Tunnel forwarding of one kind through two real servers running
 /// `lvs-decap`: requests succeed, every tunnel packet passed the header
 /// checks, and `--tun-info` shows the tunnel.
@@ -352,7 +277,12 @@ fn tunnel(prefix: &str, mode: &str, kind: &str, csum: bool, tun_info: &str) {
         vip_on_loopback(&lab, i);
     }
     director_routes_replies(&lab);
-    let decaps: Vec<Decap> = (1..=2).map(|i| Decap::start(&lab, i, prefix)).collect();
+    let decaps: Vec<Decap> = (1..=2)
+        .map(|i| {
+            let (rip, from) = (server_ip(i).into(), lvs_lab::DIRECTOR_BACK_IP.into());
+            Decap::start(&lab, i, prefix, rip, from, None)
+        })
+        .collect();
     let config = format!(
         "director web 198.18.0.100:80 TCP\n  balance roundrobin\n  {mode}\n  server rs1 198.18.1.11:80\n  server rs2 198.18.1.12:80\n"
     );
@@ -642,7 +572,8 @@ fn bulk_tcp_through_a_gue_tunnel_cuts_super_packets() {
     let (_g, lab) = nat_lab("lvtgbulk", 1);
     vip_on_loopback(&lab, 1);
     director_routes_replies(&lab);
-    let decap = Decap::start(&lab, 1, "lvtgbulk");
+    let (rip, from) = (server_ip(1).into(), lvs_lab::DIRECTOR_BACK_IP.into());
+    let decap = Decap::start(&lab, 1, "lvtgbulk", rip, from, None);
     const LEN: usize = 2 << 20;
     let config = "director bulk 198.18.0.100:9000 TCP\n  balance roundrobin\n  mode tunnel gue port 6080 csum\n  server rs1 198.18.1.11:9000\n";
     let director = Director::start(&lab, "gbulk", config);

@@ -14,7 +14,7 @@ use lvs_lab::Lab;
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
-use support::{curl_args, ip, lvsadm_ok, nat_lab, nft_set, Director};
+use support::{curl_args, ip, lvsadm_ok, nat_lab, nft_set, Decap, Director};
 
 /// IPv6 on the lab (which keeps it off by default) and addresses on its
 /// links (no duplicate address detection, so they are usable at once):
@@ -176,6 +176,19 @@ fn nat66_and_ipv4_side_by_side() {
     lab.close().unwrap();
 }
 
+/// The IPv6 VIP on every real server's loopback (direct routing and
+/// tunnels: the packets reach them still addressed to it).
+fn vip6_on_loopbacks(lab: &Lab) {
+    for i in 1..=lab.server_count() {
+        let ns = lab.server_ns(i).to_string();
+        ip(
+            lab,
+            &ns,
+            &["-6", "addr", "add", "2001:db8::100/128", "dev", "lo"],
+        );
+    }
+}
+
 #[test]
 fn ipv6_direct_routing() {
     let (_g, lab) = nat_lab("lvsdr", 2);
@@ -184,14 +197,7 @@ fn ipv6_direct_routing() {
     // Direct routing: each server has the VIP on its loopback (IPv6 answers
     // neighbour solicitations only for the receiving link's addresses) and
     // answers the client straight, through the director's kernel routing.
-    for i in 1..=2 {
-        let ns = lab.server_ns(i).to_string();
-        ip(
-            &lab,
-            &ns,
-            &["-6", "addr", "add", "2001:db8::100/128", "dev", "lo"],
-        );
-    }
+    vip6_on_loopbacks(&lab);
     lab.set_sysctl(lab.director_ns(), "net.ipv6.conf.all.forwarding", "1")
         .unwrap();
     let d = Director::start(
@@ -394,5 +400,99 @@ fn fragmented_ipv6_udp_through_nat66_is_reassembled_and_answered() {
     assert_eq!(value("engine.reassembled"), 1, "{counters}");
     assert_eq!(value("io.tx_fragments"), 3, "{counters}");
     d.stop(&lab);
+    lab.close().unwrap();
+}
+
+/// Tunnels with an IPv6 outer header to real tunnel endpoints (`lvs-decap`
+/// on each real server, reading the link with a packet socket; this
+/// kernel has no ip6_tunnel module): an IPv6 VIP with IPv6-in-IPv6 to rs1
+/// and GUE over IPv6 with its checksum to rs2, and an IPv4 VIP whose
+/// servers are IPv6 addresses — IPv4 in IPv6 with GRE (mixed families,
+/// forwarding.md §7). Every tunnel packet passes the endpoint's header
+/// checks (§7.2–§7.4), the inner packets reach the servers' kernels, and
+/// the servers answer the client straight (through the director's kernel
+/// routing, as for direct routing).
+#[test]
+fn ipv6_tunnels_and_mixed_families() {
+    let (_g, lab) = nat_lab("lvtun6", 2);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    add_ipv6(&lab);
+    vip6_on_loopbacks(&lab);
+    for i in 1..=2 {
+        ip(
+            &lab,
+            lab.server_ns(i),
+            &["addr", "add", "198.18.0.100/32", "dev", "lo"],
+        );
+    }
+    for key in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
+        lab.set_sysctl(lab.director_ns(), key, "1").unwrap();
+    }
+    let director6: std::net::IpAddr = "2001:db8:1::1".parse().unwrap();
+    let decaps: Vec<Decap> = (1..=2)
+        .map(|i| {
+            let rip = format!("2001:db8:1::1{i}").parse().unwrap();
+            Decap::start(&lab, i, "lvtun6", rip, director6, Some("b0"))
+        })
+        .collect();
+    let d = Director::start(
+        &lab,
+        "tun6",
+        "director web6 [2001:db8::100]:80 TCP\n    balance roundrobin\n    server rs1 2001:db8:1::11 mode tunnel\n    server rs2 2001:db8:1::12 mode tunnel gue port 6080 csum\n\
+         director web4 198.18.0.100:80 TCP\n    balance roundrobin\n    mode tunnel gre csum\n    server rs1 2001:db8:1::11\n    server rs2 2001:db8:1::12\n",
+    );
+    let fail = |e: String| -> ! {
+        let seen: Vec<_> = decaps.iter().map(Decap::counters).collect();
+        panic!("{e}\nlvs-decap counters: {seen:?}")
+    };
+    let both = |url: &str, extra: &[&str]| {
+        let mut got: HashMap<String, u32> = HashMap::new();
+        for _ in 0..6 {
+            let body = curl_args(&lab, url, extra).unwrap_or_else(|e| fail(e));
+            *got.entry(body).or_default() += 1;
+        }
+        got
+    };
+    let got6 = both("http://[2001:db8::100]/", &["-6"]);
+    let got4 = both("http://198.18.0.100/", &[]);
+    for got in [&got6, &got4] {
+        assert_eq!(
+            (got.get("rs1\n"), got.get("rs2\n")),
+            (Some(&3), Some(&3)),
+            "{got:?}"
+        );
+    }
+    let list = lvsadm_ok(&d.sock, &["-L", "-n", "--tun-info"]);
+    assert!(
+        list.contains("  -> [2001:db8:1::12]:80          Tunnel  gue:6080:+c"),
+        "{list}"
+    );
+    assert!(
+        list.contains("  -> [2001:db8:1::11]:80          Tunnel  gre:+c"),
+        "{list}"
+    );
+    d.stop(&lab);
+    let c: Vec<HashMap<String, u64>> = decaps.into_iter().map(|x| x.stop(&lab)).collect();
+    // Per connection at least SYN, request, FIN (and ACKs).
+    let (rs1, rs2) = (&c[0], &c[1]);
+    assert!(
+        rs1["ipip"] >= 9 && rs1["gre"] >= 9 && rs1["gue"] == 0,
+        "{rs1:?}"
+    );
+    assert!(
+        rs2["gue"] >= 9 && rs2["gre"] >= 9 && rs2["ipip"] == 0,
+        "{rs2:?}"
+    );
+    assert_eq!(rs2["gue_csum"], rs2["gue"], "{rs2:?}");
+    for x in &c {
+        let all = x["ipip"] + x["gue"] + x["gre"];
+        assert_eq!(
+            (x["outer_v6"], x["written"], x["gre_csum"]),
+            (all, all, x["gre"]),
+            "{x:?}"
+        );
+        // IPv6 inside for the IPv6 VIP, IPv4 inside GRE for the IPv4 one.
+        assert_eq!(x["inner_v6"], x["ipip"] + x["gue"], "{x:?}");
+    }
     lab.close().unwrap();
 }

@@ -472,3 +472,87 @@ pub fn nft_set(lab: &Lab, name: &str) -> Vec<String> {
         .map(|e| e.trim().to_string())
         .collect()
 }
+
+/// `lvs-decap` running in a real server's namespace.
+pub struct Decap {
+    pid: u32,
+    stats: PathBuf,
+    log: PathBuf,
+}
+
+impl Decap {
+    /// Starts it on real server `i` for tunnel packets to `rip` from
+    /// `from`, read on the link `dev` (needed for IPv6), and waits until it
+    /// is ready.
+    pub fn start(
+        lab: &Lab,
+        i: usize,
+        tag: &str,
+        rip: std::net::IpAddr,
+        from: std::net::IpAddr,
+        dev: Option<&str>,
+    ) -> Decap {
+        let dir = std::env::temp_dir();
+        let base = format!("lvs-decap-{tag}-{}-rs{i}", std::process::id());
+        let stats = dir.join(format!("{base}.stats"));
+        let log = dir.join(format!("{base}.log"));
+        let _ = std::fs::remove_file(&stats);
+        let mut cmd = Command::new(sibling("lvs-decap"));
+        cmd.args(["--addr", &rip.to_string(), "--from", &from.to_string()]);
+        if let Some(dev) = dev {
+            cmd.args(["--dev", dev]);
+        }
+        cmd.args([
+            "--gue-port",
+            "6080",
+            "--tun",
+            "lvdecap0",
+            "--max-seconds",
+            "120",
+            "--stats",
+        ])
+        .arg(&stats);
+        // One open file for both streams, so neither overwrites the other.
+        let out = std::fs::File::create(&log).expect("decap log");
+        cmd.stderr(out.try_clone().expect("decap log")).stdout(out);
+        let pid = lab.spawn(lab.server_ns(i), cmd).expect("start lvs-decap");
+        let d = Decap { pid, stats, log };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while d.counters().get("ready").map(String::as_str) != Some("1") {
+            if let Ok(Some(status)) = lab.try_wait(pid) {
+                panic!(
+                    "lvs-decap on rs{i} exited: {status:?}: {}",
+                    std::fs::read_to_string(&d.log).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "lvs-decap on rs{i} not ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    pub fn counters(&self) -> std::collections::HashMap<String, String> {
+        std::fs::read_to_string(&self.stats)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// SIGTERM; asserts a clean exit; returns the final counters.
+    pub fn stop(self, lab: &Lab) -> std::collections::HashMap<String, u64> {
+        let status = lab.stop(self.pid).expect("stop lvs-decap");
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(status.success(), "lvs-decap: {status:?}\n{log}");
+        let c: std::collections::HashMap<String, u64> = self
+            .counters()
+            .into_iter()
+            .filter_map(|(k, v)| v.parse().ok().map(|n| (k, n)))
+            .collect();
+        assert_eq!(c.get("violations"), Some(&0), "{log}");
+        let _ = std::fs::remove_file(&self.stats);
+        let _ = std::fs::remove_file(&self.log);
+        c
+    }
+}
