@@ -9,6 +9,9 @@ lvs_install_deps() {
   command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
   command -v nft >/dev/null 2>&1 || need+=(nftables)
   command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+  # lvsd's XDP program is built from C for the BPF target at build time.
+  command -v clang >/dev/null 2>&1 || need+=(clang)
+  [ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
   # The observability tests: the status page in a real browser, and
   # node_exporter reading lvsd's /proc views.
   [ -x /usr/bin/chromium ] || need+=(chromium)

@@ -137,6 +137,11 @@ pub struct Fib<T> {
     tables: Vec<(u32, Vec<Entry<T>>)>,
     /// Some rule selects by source: lookups with a source differ.
     by_source: bool,
+    /// When every rule matches every lookup and only names a table (the
+    /// kernel's default rules, for one), and no table throws: the tables'
+    /// routes one after the other in rule order — the first route that
+    /// covers an address is the answer, in one scan.
+    flat: Option<Vec<Entry<T>>>,
 }
 
 impl<T: Bits> Fib<T> {
@@ -207,10 +212,37 @@ impl<T: Bits> Fib<T> {
             v.sort_by(|a, b| b.len.cmp(&a.len).then(a.metric.cmp(&b.metric)));
         }
         let by_source = fib_rules.iter().any(|r| r.src.is_some());
+        let plain = fib_rules.iter().all(|r| {
+            r.src.is_none()
+                && r.dst.is_none()
+                && r.selectors_match
+                && !r.invert
+                && r.suppress_prefixlen.is_none()
+                && !r.suppress_ifgroup
+                && matches!(r.action, Action::Table(_) | Action::Nop)
+        }) && tables
+            .iter()
+            .all(|(_, v)| v.iter().all(|e| e.to != To::Throw));
+        let flat = plain.then(|| {
+            let mut seen = Vec::new();
+            let mut flat = Vec::new();
+            for r in &fib_rules {
+                let Action::Table(t) = r.action else { continue };
+                if seen.contains(&t) {
+                    continue;
+                }
+                seen.push(t);
+                if let Some((_, v)) = tables.iter().find(|(id, _)| *id == t) {
+                    flat.extend_from_slice(v);
+                }
+            }
+            flat
+        });
         Fib {
             rules: fib_rules,
             tables,
             by_source,
+            flat,
         }
     }
 
@@ -221,7 +253,17 @@ impl<T: Bits> Fib<T> {
 
     /// The route to `dst` from `src` (`None`: unspecified), when it leads
     /// out of an attached port.
+    #[inline]
     pub fn lookup(&self, dst: T, src: Option<T>) -> Option<&Entry<T>> {
+        if let Some(flat) = &self.flat {
+            let e = flat.iter().find(|e| e.covers(dst))?;
+            return matches!(e.to, To::Port(_)).then_some(e);
+        }
+        self.walk(dst, src)
+    }
+
+    /// `lookup` through the rules, one by one.
+    fn walk(&self, dst: T, src: Option<T>) -> Option<&Entry<T>> {
         let mut i = 0;
         // Gotos only jump forward (the kernel refuses others), so a walk
         // is at most one pass; the bound is for safety only.
@@ -399,6 +441,18 @@ mod tests {
             Some((1, ip(198, 18, 1, 1)))
         );
         assert!(!f.by_source());
+        // The one-scan form answers as the walk through the rules does.
+        assert!(f.flat.is_some());
+        for a in [
+            [198, 18, 0, 7],
+            [198, 18, 1, 200],
+            [198, 18, 9, 1],
+            [198, 18, 7, 1],
+            [1, 2, 3, 4],
+        ] {
+            let a = u32::from(Ipv4Addr::from(a));
+            assert_eq!(f.lookup(a, None), f.walk(a, None), "{a:x}");
+        }
         let on = |port: PortId, a: [u8; 4]| f.on_link(port, u32::from(Ipv4Addr::from(a)));
         assert!(on(1, [198, 18, 1, 7]) && on(0, [198, 18, 0, 7]));
         assert!(!on(0, [198, 18, 1, 7]), "on-link behind the other port");
@@ -462,7 +516,7 @@ mod tests {
             [198, 18, 0, 100],
             32,
         )]);
-        assert!(f.by_source());
+        assert!(f.by_source() && f.flat.is_none());
         assert_eq!(hop(&f, [198, 19, 0, 1], None), Some((1, ip(198, 18, 1, 1))));
         assert_eq!(
             hop(&f, [198, 19, 0, 1], vip),

@@ -27,6 +27,9 @@ mod sync;
 mod untrusted_tests;
 mod vrrp;
 mod vrrp_io;
+// The fast path exists and is tested; the daemon does not use it yet.
+#[allow(dead_code)]
+mod xdp;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
