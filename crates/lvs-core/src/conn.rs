@@ -49,6 +49,9 @@ pub struct Conn {
     /// The state when the entry was last considered for sync (a state
     /// change forces a send, sync-protocol.md §6.1).
     pub old_state: u8,
+    /// Whether a fast path carries the entry (`engine::offload`): 0 no,
+    /// 1 yes, 2 yes and its timer ran out once (one grace period left).
+    pub offload: u8,
     /// Current timeout in milliseconds, set by the state machine.
     pub timeout_ms: u64,
     /// Absolute expiry time in milliseconds (engine clock).
@@ -522,6 +525,14 @@ impl ConnTable {
                     let exp = c.expires;
                     let t = self.wheel.file(id, g, exp);
                     self.conns[id].filed_tick = t;
+                } else if c.offload == 1 {
+                    // Carried by a fast path whose report may be late:
+                    // one grace period (engine::offload).
+                    let c = &mut self.conns[id];
+                    c.offload = 2;
+                    c.expires = now.saturating_add(crate::engine::OFFLOAD_GRACE_MS);
+                    let t = self.wheel.file(id, g, c.expires);
+                    self.conns[id].filed_tick = t;
                 } else if c.n_control > 0 {
                     if self.note_rearmed {
                         self.rearmed.push(id);
@@ -588,6 +599,7 @@ impl ConnTable {
             flags,
             state: 0,
             old_state: 0,
+            offload: 0,
             // connections.md §1.1: a new entry starts with a 3 s timeout.
             timeout_ms: 3000,
             expires: now + 3000,

@@ -28,7 +28,10 @@ use crate::xmit::{self, IcmpError, IcmpSource, Method, OnLink, PacketBuf, Paths,
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+mod offload;
 mod sync;
+
+pub use offload::{FastPathSeen, Offload, OffloadFlow, OFFLOAD_GRACE_MS};
 
 /// Errors of control-plane operations; each matches one ipvsadm message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -382,6 +385,10 @@ pub struct Engine {
     sync_counters: crate::sync::SyncCounters,
     /// The sync master, while one runs.
     sync_master: Option<Box<sync::Master>>,
+    /// Whether connections are offered to a fast path, and the requests
+    /// for it not yet taken (`offload`).
+    offload_on: bool,
+    offload_queue: offload::OffloadQueue,
     /// A sync backup runs (the daemon says so).
     sync_backup: bool,
     /// `backup_only` is set and a backup runs: client packets are left
@@ -484,6 +491,8 @@ impl Engine {
             port21_services: 0,
             sync_counters: Default::default(),
             sync_master: None,
+            offload_on: false,
+            offload_queue: Default::default(),
             sync_backup: false,
             director_off: false,
             held_vips: Default::default(),
@@ -2271,6 +2280,7 @@ impl Engine {
     /// What follows the removal of an entry: detach it from its controller
     /// (§8.3) and unbind it from its destination (§12).
     fn release(&mut self, c: &Conn) {
+        self.offload_gone(c);
         if let Some(t) = c.control {
             if let Some(ctl) = self.conns.get_mut_checked(t) {
                 ctl.n_control = ctl.n_control.saturating_sub(1);
@@ -2313,6 +2323,7 @@ impl Engine {
             _ => c.in_pkts += 1,
         }
         let t = self.transmit(now, id, pkt, paths, None);
+        self.offload_after_packet(id, false);
         if self.sync_master.is_some() {
             // §6.1: evaluated after the packet went out.
             let c = self.conns.get(id);
@@ -2402,16 +2413,26 @@ impl Engine {
         }
         let (vaddr, vport, caddr) = (c.vaddr, c.vport, c.caddr);
         let reroute = self.settings.snat_reroute != 0;
-        match (vaddr, caddr) {
+        let t = match (vaddr, caddr) {
             (IpAddr::V4(v4), _) => xmit::masq::xmit_out(pkt, paths, v4, vport, caddr, reroute),
             (IpAddr::V6(v6), IpAddr::V6(c6)) if xmit::is_v6(pkt) => {
                 xmit::v6::masq_out(pkt, paths, v6, vport, c6, reroute)
             }
             _ => Transmit::Drop(DropReason::UnsupportedForward),
-        }
+        };
+        self.offload_after_packet(id, true);
+        t
     }
 
+    #[inline(always)]
     fn account(&mut self, id: ConnId, inbound: bool, len: u64) {
+        self.account_bulk(id, inbound, 1, len);
+    }
+
+    /// `pkts` packets of `bytes` bytes in all for entry `id`'s destination,
+    /// service and the totals.
+    #[inline(always)]
+    fn account_bulk(&mut self, id: ConnId, inbound: bool, pkts: u64, bytes: u64) {
         let Some(did) = self.conns.get(id).dest else {
             return;
         };
@@ -2421,13 +2442,7 @@ impl Engine {
             return;
         }
         let svc = d.svc;
-        let bump = |c: &mut Counters| {
-            if inbound {
-                c.add_in(len);
-            } else {
-                c.add_out(len);
-            }
-        };
+        let bump = |c: &mut Counters| c.add_many(inbound, pkts, bytes);
         bump(&mut d.stats);
         if let Some(s) = self.services.get_mut(svc) {
             bump(&mut s.stats);

@@ -24,6 +24,19 @@ impl Counters {
         self.in_bytes = self.in_bytes.wrapping_add(len);
     }
 
+    /// `pkts` packets of `bytes` bytes in all, incoming (`inbound`) or
+    /// outgoing.
+    #[inline]
+    pub fn add_many(&mut self, inbound: bool, pkts: u64, bytes: u64) {
+        let (p, b) = if inbound {
+            (&mut self.in_pkts, &mut self.in_bytes)
+        } else {
+            (&mut self.out_pkts, &mut self.out_bytes)
+        };
+        *p = p.wrapping_add(pkts);
+        *b = b.wrapping_add(bytes);
+    }
+
     /// One outgoing (real server → client) packet of `len` bytes.
     #[inline]
     pub fn add_out(&mut self, len: u64) {

@@ -1,0 +1,201 @@
+//! The engine's side of a fast path (lvsd's XDP program): which
+//! connections the caller may carry without the engine, and what the fast
+//! path saw, folded back into the engine's timers and statistics.
+//!
+//! The engine stays the judge of every state change: a connection is
+//! offered (`Offload::Install`) only once nothing but its data is left to
+//! see — a NAT connection whose reply came back, TCP in ESTABLISHED — and
+//! is taken back (`Offload::Remove`) as soon as it leaves that state (a
+//! FIN or RST, which the fast path never carries, comes through the
+//! engine), or the entry goes. The caller reports the fast path's packets
+//! (`offload_seen`); an entry whose timer runs out while offloaded gets one
+//! grace period for that report before it expires, so an entry the fast
+//! path still sees traffic for is not expired.
+//!
+//! Not offered: IPv6 and tunnels or direct routing (the program knows NAT
+//! of IPv4 only), templates and one-packet entries, and every connection
+//! while a sync master runs (its sends follow each packet's count).
+
+use super::*;
+use std::collections::VecDeque;
+
+/// How long an offloaded entry whose timer ran out waits for the fast
+/// path's report before it expires (more than the report period).
+pub const OFFLOAD_GRACE_MS: u64 = 3_000;
+
+/// Entry states of `Conn::offload`.
+pub(crate) mod state {
+    /// Not carried by the fast path.
+    pub const NONE: u8 = 0;
+    /// Carried.
+    pub const CARRIED: u8 = 1;
+    /// Carried, its timer ran out: expires at the next run out unless the
+    /// fast path reports a packet.
+    pub const GRACE: u8 = 2;
+}
+
+/// A NAT connection, both of its directions: the client's packets
+/// (caddr:cport → vaddr:vport, rewritten to daddr:dport) and the real
+/// server's (daddr:dport → caddr:cport, rewritten from vaddr:vport).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffloadFlow {
+    pub protocol: u8,
+    pub caddr: IpAddr,
+    pub cport: u16,
+    pub vaddr: IpAddr,
+    pub vport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+}
+
+impl OffloadFlow {
+    fn of(c: &Conn) -> OffloadFlow {
+        OffloadFlow {
+            protocol: c.protocol,
+            caddr: c.caddr,
+            cport: c.cport,
+            vaddr: c.vaddr,
+            vport: c.vport,
+            daddr: c.daddr,
+            dport: c.dport,
+        }
+    }
+
+    fn in_key(&self) -> InKey {
+        InKey {
+            protocol: self.protocol,
+            caddr: self.caddr,
+            cport: self.cport,
+            vaddr: self.vaddr,
+            vport: self.vport,
+        }
+    }
+}
+
+/// What the engine asks of the fast path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offload {
+    /// Carry this connection's packets (both directions).
+    Install(OffloadFlow),
+    /// Stop carrying it: its packets are the engine's again.
+    Remove(OffloadFlow),
+}
+
+/// What the fast path carried of one connection since its last report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FastPathSeen {
+    /// Client → server packets and bytes (IP length).
+    pub in_pkts: u64,
+    pub in_bytes: u64,
+    /// Server → client.
+    pub out_pkts: u64,
+    pub out_bytes: u64,
+    /// When the last of them passed, on the engine's clock (ms); 0: none.
+    pub last_ms: u64,
+}
+
+impl Engine {
+    /// Turns offering connections to a fast path on or off. Off: every
+    /// carried connection is taken back (`Offload::Remove`).
+    pub fn set_offload(&mut self, on: bool) {
+        self.offload_on = on;
+        if on {
+            return;
+        }
+        let carried: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.offload != state::NONE)
+            .map(|(id, _)| id)
+            .collect();
+        for id in carried {
+            self.take_back(id);
+        }
+    }
+
+    /// The next request for the fast path, oldest first.
+    pub fn pop_offload(&mut self) -> Option<Offload> {
+        self.offload_queue.pop_front()
+    }
+
+    /// Folds what the fast path carried of `flow` into the entry: its
+    /// packets count in the statistics, and the timer restarts from the
+    /// last of them as it would have for each packet (the state's
+    /// timeout; ESTABLISHED or UDP do not change on data). A flow that is
+    /// no longer offloaded (or gone) only counts what it reports.
+    pub fn offload_seen(&mut self, flow: &OffloadFlow, seen: &FastPathSeen) {
+        let Some(id) = self.conns.lookup_in(&flow.in_key()) else {
+            return;
+        };
+        if seen.in_pkts > 0 {
+            self.account_bulk(id, true, seen.in_pkts, seen.in_bytes);
+            let c = self.conns.get_mut(id);
+            c.in_pkts = c.in_pkts.saturating_add(seen.in_pkts);
+        }
+        if seen.out_pkts > 0 {
+            self.account_bulk(id, false, seen.out_pkts, seen.out_bytes);
+        }
+        let c = self.conns.get_mut(id);
+        if seen.last_ms == 0 || c.offload == state::NONE {
+            return;
+        }
+        c.offload = state::CARRIED;
+        let timeout = c.timeout_ms;
+        if seen.last_ms.saturating_add(timeout) > c.expires {
+            self.conns.restart_timer(id, seen.last_ms, timeout);
+        }
+    }
+
+    /// After a packet of entry `id` went through the engine (`reply`: one
+    /// of the real server's): offers the connection when nothing but data
+    /// is left to see — TCP in ESTABLISHED, UDP from its first reply on
+    /// (which assures a template) — and takes it back when it left that
+    /// state.
+    pub(crate) fn offload_after_packet(&mut self, id: ConnId, reply: bool) {
+        if !self.offload_on {
+            return;
+        }
+        let Some(c) = self.conns.get_mut_checked(id) else {
+            return;
+        };
+        let eligible = c.flags & (cf::FWD_MASK | cf::TEMPLATE | cf::ONE_PACKET | cf::NOOUTPUT)
+            == cf::MASQ
+            && c.caddr.is_ipv4()
+            && c.daddr.is_ipv4()
+            && match c.protocol {
+                ipproto::TCP => c.state == TcpState::Established as u8,
+                ipproto::UDP => true,
+                _ => false,
+            }
+            && self.sync_master.is_none();
+        match (c.offload, eligible) {
+            (state::NONE, true) if reply || c.protocol != ipproto::UDP => {
+                c.offload = state::CARRIED;
+                let f = OffloadFlow::of(c);
+                self.offload_queue.push_back(Offload::Install(f));
+            }
+            (state::CARRIED | state::GRACE, false) => self.take_back(id),
+            (state::GRACE, true) => c.offload = state::CARRIED,
+            _ => {}
+        }
+    }
+
+    /// The fast path stops carrying entry `id`.
+    fn take_back(&mut self, id: ConnId) {
+        let c = self.conns.get_mut(id);
+        c.offload = state::NONE;
+        let f = OffloadFlow::of(c);
+        self.offload_queue.push_back(Offload::Remove(f));
+    }
+
+    /// An entry left the table: a fast path carrying it must stop.
+    pub(crate) fn offload_gone(&mut self, c: &Conn) {
+        if c.offload != state::NONE {
+            self.offload_queue
+                .push_back(Offload::Remove(OffloadFlow::of(c)));
+        }
+    }
+}
+
+/// For `VecDeque` in the engine's fields.
+pub(crate) type OffloadQueue = VecDeque<Offload>;
