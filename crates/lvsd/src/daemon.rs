@@ -30,6 +30,8 @@ pub struct Options {
     pub control: Option<PathBuf>,
     /// `--metrics`: wins over the file's `metrics` line.
     pub metrics: Option<std::net::SocketAddr>,
+    /// `--fastpath xdp`: established NAT flows in an XDP program.
+    pub fastpath: bool,
 }
 
 /// Counters of the daemon's own decisions (the engine counts the rest).
@@ -68,12 +70,20 @@ struct Counters {
     vrrp_sent: u64,
     vrrp_received: u64,
     vrrp_discarded: u64,
+    /// The XDP fast path: flows carried now, packets it carried (folded
+    /// every second), offers it could not take (no route or neighbour).
+    fastpath_flows: u64,
+    fastpath_packets: u64,
+    fastpath_skipped: u64,
 }
 
 impl Counters {
     /// Every counter by name (`lvsadm --counters` shows them as `io.*`).
-    fn list(&self, neighbours: usize, routes: usize) -> [(&'static str, u64); 23] {
+    fn list(&self, neighbours: usize, routes: usize) -> [(&'static str, u64); 26] {
         [
+            ("fastpath_flows", self.fastpath_flows),
+            ("fastpath_packets", self.fastpath_packets),
+            ("fastpath_skipped", self.fastpath_skipped),
             ("vrrp_master_instances", self.vrrp_masters),
             ("vrrp_adverts_sent", self.vrrp_sent),
             ("vrrp_adverts_received", self.vrrp_received),
@@ -163,6 +173,8 @@ struct Director {
     /// Scratch for fragmentation: a copy of the packet (`FRAG_SRC` bytes),
     /// then one fragment frame (Ethernet header + up to a jumbo MTU).
     frag_buf: Vec<u8>,
+    /// The XDP fast path, when it runs (`--fastpath xdp`).
+    fastpath: Option<crate::fastpath::Daemon>,
 }
 
 /// Largest packet the director fragments itself.
@@ -515,6 +527,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         arp_asked: Default::default(),
         icmp_buf: vec![0u8; 1600],
         frag_buf: vec![0u8; FRAG_SRC + 9216 + 64],
+        fastpath: None,
         frag6_id: 0,
         warn_local_vip: matches!(guard, KernelGuard::Forwarding { .. }),
         pending: Pending::default(),
@@ -524,6 +537,15 @@ pub fn run(opts: Options) -> Result<(), String> {
         },
     };
     d.load_network()?;
+    if opts.fastpath {
+        match crate::fastpath::Daemon::start(&d.ports) {
+            Ok(fp) => {
+                d.fastpath = Some(fp);
+                d.engine.set_offload(true);
+            }
+            Err(e) => tracing::warn!("no XDP fast path ({e}): every interface uses AF_PACKET only"),
+        }
+    }
     let extra = d.kernel_rules.len().saturating_sub(5);
     if extra > 0 {
         tracing::info!(
@@ -587,6 +609,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     let start = Instant::now();
     let (mut guard_dirty, mut last_guard) = (false, Instant::now());
     let mut last_housekeeping = Instant::now() - Duration::from_secs(10);
+    let mut last_fold = Instant::now();
     let mut fds: Vec<libc::pollfd> = io
         .fds()
         .into_iter()
@@ -795,6 +818,11 @@ pub fn run(opts: Options) -> Result<(), String> {
         let given_back = d.engine.counters.memory_given_back;
         d.engine.hold_compaction(control.listing_connections());
         d.engine.handle_timeout(now_ms);
+        let fold = last_fold.elapsed() >= Duration::from_secs(1);
+        if fold {
+            last_fold = Instant::now();
+        }
+        d.run_fastpath(now_ms, fold);
         if d.engine.counters.memory_given_back != given_back {
             release_free_heap();
         }
@@ -1068,6 +1096,36 @@ impl Director {
         } else {
             self.neigh.confirm(port, ip, a.sender_mac);
         }
+    }
+
+    /// The fast path: the engine's offload requests into its flow map,
+    /// and (`fold`) what it carried back into the engine.
+    fn run_fastpath(&mut self, now_ms: u64, fold: bool) {
+        let Director {
+            engine,
+            fastpath,
+            fib4,
+            neigh,
+            ports,
+            counters,
+            ..
+        } = self;
+        let Some(fp) = fastpath else {
+            return;
+        };
+        let hop = |dst: Ipv4Addr, from: Option<Ipv4Addr>| {
+            let from = from.map(u32::from).filter(|_| fib4.by_source());
+            let (port, nh) = fib4.hop(u32::from(dst), from)?;
+            let dmac = neigh.get(port, Ipv4Addr::from(nh))?;
+            Some(crate::fastpath::Hop { port, dmac })
+        };
+        fp.apply(engine, ports, now_ms, hop);
+        if fold {
+            fp.fold(engine, now_ms);
+        }
+        counters.fastpath_flows = fp.flows;
+        counters.fastpath_packets = fp.packets;
+        counters.fastpath_skipped = fp.skipped;
     }
 
     /// Egress port and next hop for `dst`.

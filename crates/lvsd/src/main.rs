@@ -6,6 +6,7 @@ mod daemon;
 mod demo;
 mod desired;
 mod engine_ops;
+mod fastpath;
 mod fib;
 mod guard;
 mod import;
@@ -27,8 +28,6 @@ mod sync;
 mod untrusted_tests;
 mod vrrp;
 mod vrrp_io;
-// The fast path exists and is tested; the daemon does not use it yet.
-#[allow(dead_code)]
 mod xdp;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +54,13 @@ use std::process::ExitCode;
 /// cleanly and removes what it installed.
 ///
 /// Manage it with `lvsadm` (ipvsadm's command line) over the control socket.
+/// `--fastpath`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FastPathArg {
+    Off,
+    Xdp,
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "lvsd",
@@ -80,6 +86,14 @@ struct Cli {
     /// none without it].
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
+
+    /// `xdp`: an XDP program on every interface forwards the packets of
+    /// established IPv4 NAT connections in the kernel (the engine still
+    /// sees every state change); `off`: every packet goes through lvsd
+    /// (AF_PACKET). Without XDP (an old kernel, no clang at build time)
+    /// lvsd says so and runs with AF_PACKET only.
+    #[arg(long, value_enum, value_name = "PATH", default_value_t = FastPathArg::Off)]
+    fastpath: FastPathArg,
 
     /// Most verbose messages written: error, warn, info, debug or trace.
     /// The `debug_level` sysctl raises it at run time (1-6: debug, 7 and
@@ -265,6 +279,7 @@ fn main() -> ExitCode {
                 config: cli.config,
                 control: cli.control,
                 metrics: cli.metrics,
+                fastpath: cli.fastpath == FastPathArg::Xdp,
             });
             return match run {
                 Ok(()) => ExitCode::SUCCESS,

@@ -431,8 +431,9 @@ where
 }
 
 /// Counters of `lvsadm --counters` that are levels, not totals.
-const LEVELS: [&str; 5] = [
+const LEVELS: [&str; 6] = [
     "engine.connections",
+    "io.fastpath_flows",
     "engine.connection_slots",
     "io.neighbours",
     "io.routes",

@@ -6,11 +6,9 @@
 //! pure Rust, no libbpf or C toolchain at run time, maintained, and it
 //! reads the BTF map definitions clang writes).
 //!
-//! Status: the program and its NAT rewrite exist and are checked byte for
-//! byte against the engine's (tests below); the daemon does not attach it
-//! or install flows yet.
+//! `fastpath.rs` attaches it and keeps its flow map (`lvsd --fastpath
+//! xdp`).
 
-use std::io;
 use std::net::Ipv4Addr;
 
 /// One direction of a connection as the program looks it up: addresses
@@ -102,7 +100,9 @@ unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for FlowAction {}
 
 /// XDP return codes (linux/bpf.h).
+#[cfg(test)]
 pub const XDP_PASS: u32 = 2;
+#[cfg(test)]
 pub const XDP_REDIRECT: u32 = 4;
 
 /// The program's object, when this build has one.
@@ -137,6 +137,20 @@ impl FastPath {
         }
     }
 
+    /// Attaches the program to interface `ifname` in generic (skb) mode;
+    /// it stays attached until the `FastPath` is dropped (or lvsd ends).
+    pub fn attach(&mut self, ifname: &str) -> Result<(), String> {
+        let prog: &mut aya::programs::Xdp = self
+            .ebpf
+            .program_mut(PROGRAM)
+            .ok_or("no lvs_xdp program")?
+            .try_into()
+            .map_err(|e| format!("lvs_xdp: {e}"))?;
+        prog.attach(ifname, aya::programs::XdpFlags::SKB_MODE)
+            .map_err(|e| format!("attaching XDP to {ifname}: {e}"))?;
+        Ok(())
+    }
+
     fn flows(
         &mut self,
     ) -> Result<aya::maps::HashMap<&mut aya::maps::MapData, FlowKey, FlowAction>, String> {
@@ -167,10 +181,14 @@ impl FastPath {
             Err(e) => Err(format!("removing a flow: {e}")),
         }
     }
+}
 
+#[cfg(test)]
+impl FastPath {
     /// Runs the program once on `frame` in the kernel (BPF_PROG_TEST_RUN,
     /// nothing is sent): its verdict and the frame as it left it.
-    pub fn test_run(&self, frame: &[u8]) -> io::Result<(u32, Vec<u8>)> {
+    pub fn test_run(&self, frame: &[u8]) -> std::io::Result<(u32, Vec<u8>)> {
+        use std::io;
         use std::os::fd::{AsFd, AsRawFd};
         let prog: &aya::programs::Xdp = self
             .ebpf
@@ -207,9 +225,11 @@ impl FastPath {
     }
 }
 
+#[cfg(test)]
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 
 /// The `test` member of `union bpf_attr` (linux/bpf.h).
+#[cfg(test)]
 #[repr(C)]
 #[derive(Default)]
 struct TestRunAttr {

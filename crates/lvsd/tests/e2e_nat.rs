@@ -1594,3 +1594,68 @@ fn policy_routing_rules_are_followed() {
     director.stop(&lab);
     lab.close().unwrap();
 }
+
+/// The XDP fast path (`--fastpath xdp`): lvsd says which path each
+/// interface takes; a UDP flow and TCP connections are carried by the XDP
+/// program once the engine has seen what can change their state (the
+/// UDP flow's first reply, the TCP handshake), and given back at a FIN;
+/// every answer arrives; the statistics stay exact, the fast path's
+/// packets folded in.
+#[test]
+fn the_xdp_fast_path_carries_established_nat_flows() {
+    let (_g, lab) = nat_lab("lvxdp", 1);
+    let _servers = lab.start_identity_servers(80, 53).expect("real servers");
+    let config = format!(
+        "{ONE_NAT}director dns 198.18.0.100:53 UDP\n  mode nat\n  server rs1 198.18.1.11:53\n"
+    );
+    let director = Director::start_with(&lab, "xdp", &config, &["--fastpath", "xdp"]);
+    let log = director.log_so_far();
+    assert!(log.contains("d0: fast path XDP (generic mode)"), "{log}");
+    assert!(log.contains("br1: fast path XDP (generic mode)"), "{log}");
+    // 200 exchanges of one UDP flow (bounded: 2 s per answer at most).
+    let answers = lab
+        .run_in(lab.client_ns(), || -> std::io::Result<Vec<Vec<u8>>> {
+            let sock = std::net::UdpSocket::bind("0.0.0.0:45000")?;
+            sock.set_read_timeout(Some(Duration::from_secs(2)))?;
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1500];
+            for i in 0..200u32 {
+                sock.send_to(&i.to_be_bytes(), "198.18.0.100:53")?;
+                let (n, from) = sock.recv_from(&mut buf)?;
+                assert_eq!(from.to_string(), "198.18.0.100:53");
+                got.push(buf[..n].to_vec());
+            }
+            Ok(got)
+        })
+        .unwrap()
+        .expect("UDP exchanges");
+    assert_eq!(answers.len(), 200);
+    assert!(answers.iter().all(|a| a == &answers[0] && !a.is_empty()));
+    for _ in 0..3 {
+        assert_eq!(curl(&lab, "http://198.18.0.100/").as_deref(), Ok("rs1\n"));
+    }
+    // The fold runs every second, the estimator every 2 s.
+    std::thread::sleep(Duration::from_millis(3500));
+    let counters = lvsadm_ok(&director.sock, &["--counters"]);
+    assert_eq!(
+        counter(&counters, "io.fastpath_flows"),
+        1,
+        "the UDP flow; TCP went back at its FIN\n{counters}"
+    );
+    assert_eq!(counter(&counters, "io.fastpath_skipped"), 0, "{counters}");
+    let carried = counter(&counters, "io.fastpath_packets");
+    assert!(carried >= 300, "{carried} packets carried\n{counters}");
+    let stats = lvsadm_ok(&director.sock, &["-L", "-n", "--stats", "--exact"]);
+    let line = stats
+        .lines()
+        .find(|l| l.starts_with("UDP  198.18.0.100:53"))
+        .unwrap_or_else(|| panic!("{stats}"));
+    let f: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        (f[2], f[3], f[4]),
+        ("1", "200", "200"),
+        "exact with the fast path's packets\n{stats}"
+    );
+    director.stop(&lab);
+    lab.close().unwrap();
+}

@@ -37,7 +37,7 @@ pub(crate) mod state {
 /// A NAT connection, both of its directions: the client's packets
 /// (caddr:cport → vaddr:vport, rewritten to daddr:dport) and the real
 /// server's (daddr:dport → caddr:cport, rewritten from vaddr:vport).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OffloadFlow {
     pub protocol: u8,
     pub caddr: IpAddr,

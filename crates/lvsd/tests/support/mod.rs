@@ -143,8 +143,17 @@ impl Director {
         Director::start_in(lab, lab.director_ns(), tag, config)
     }
 
+    /// `start`, with more of lvsd's options.
+    pub fn start_with(lab: &Lab, tag: &str, config: &str, args: &[&str]) -> Director {
+        Director::start_in_with(lab, lab.director_ns(), tag, config, args)
+    }
+
     /// `start`, in namespace `ns` of the lab (e.g. its peer).
     pub fn start_in(lab: &Lab, ns: &str, tag: &str, config: &str) -> Director {
+        Director::start_in_with(lab, ns, tag, config, &[])
+    }
+
+    fn start_in_with(lab: &Lab, ns: &str, tag: &str, config: &str, args: &[&str]) -> Director {
         let dir = std::env::temp_dir();
         let base = format!("lvsd-e2e-{tag}-{}", std::process::id());
         let conf = dir.join(format!("{base}.conf"));
@@ -153,6 +162,7 @@ impl Director {
         std::fs::write(&conf, config).unwrap();
         let mut cmd = lab.command(ns, &lvsd().to_string_lossy());
         cmd.arg("--config").arg(&conf).arg("--control").arg(&sock);
+        cmd.args(args);
         cmd.stderr(std::fs::File::create(&log).expect("lvsd log file"));
         let pid = lab.spawn(ns, cmd).expect("start lvsd");
         wait_for_socket(&sock);

@@ -1,0 +1,216 @@
+//! The daemon's side of the XDP fast path (`--fastpath xdp`): attaches
+//! the program (`xdp.rs`) to every port, carries the engine's offload
+//! requests into its flow map (both directions of a NAT connection, with
+//! the egress port, MACs and MTU the daemon's routes and neighbours give),
+//! and folds what the program counted back into the engine every second —
+//! and at once when a flow is removed — so that statistics stay exact and
+//! an entry is not expired while the fast path still carries it.
+//!
+//! The program is attached in generic (skb) mode: it redirects into any
+//! device, bridges included (native mode on veth or a NIC is faster but
+//! can redirect only to devices that take XDP frames).
+
+use crate::io::PortId;
+use crate::net::Interface;
+use crate::xdp::{FastPath, FlowAction, FlowKey, Side};
+use lvs_core::engine::{FastPathSeen, Offload, OffloadFlow};
+use lvs_core::wire::ipproto;
+use lvs_core::Engine;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// A way out for one address: egress port and the next hop's MAC.
+pub struct Hop {
+    pub port: PortId,
+    pub dmac: [u8; 6],
+}
+
+/// What the program counted of one direction when last folded.
+#[derive(Debug, Clone, Copy, Default)]
+struct Folded {
+    packets: u64,
+    bytes: u64,
+    last_ns: u64,
+}
+
+/// One carried connection.
+struct Carried {
+    in_key: FlowKey,
+    out_key: FlowKey,
+    folded_in: Folded,
+    folded_out: Folded,
+}
+
+pub struct Daemon {
+    fp: FastPath,
+    carried: HashMap<OffloadFlow, Carried>,
+    /// Flows carried now, and packets the program carried (folded).
+    pub flows: u64,
+    pub packets: u64,
+    /// Offers not taken: no route or neighbour for a direction yet.
+    pub skipped: u64,
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (the clock of `bpf_ktime_get_ns`).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which lives on our stack.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
+fn v4(a: IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
+}
+
+impl Daemon {
+    /// Loads the program and attaches it to every port; says per port
+    /// which path its packets take.
+    pub fn start(ports: &[Interface]) -> Result<Daemon, String> {
+        let mut fp = FastPath::load()?;
+        for p in ports {
+            fp.attach(&p.name)?;
+            tracing::info!(
+                "{}: fast path XDP (generic mode): established NAT flows are forwarded in the kernel; everything else goes to lvsd (AF_PACKET)",
+                p.name
+            );
+        }
+        Ok(Daemon {
+            fp,
+            carried: HashMap::new(),
+            flows: 0,
+            packets: 0,
+            skipped: 0,
+        })
+    }
+
+    /// Carries the engine's requests into the flow map. `hop` finds the
+    /// way to an address (from a source, for policy routing).
+    pub fn apply(
+        &mut self,
+        engine: &mut Engine,
+        ports: &[Interface],
+        now_ms: u64,
+        hop: impl Fn(Ipv4Addr, Option<Ipv4Addr>) -> Option<Hop>,
+    ) {
+        // NAT replies are routed from the VIP (`snat_reroute` 1), else from
+        // the real server, as the engine routes them.
+        let reroute = engine.sysctl("snat_reroute").is_ok_and(|v| v != "0");
+        while let Some(req) = engine.pop_offload() {
+            match req {
+                Offload::Install(f) => {
+                    if let Err(e) = self.install(&f, ports, &hop, reroute) {
+                        self.skipped += 1;
+                        tracing::debug!("fast path: not carried: {e}");
+                    }
+                }
+                Offload::Remove(f) => {
+                    if let Some(mut c) = self.carried.remove(&f) {
+                        self.fold_one(engine, &f, &mut c, now_ms);
+                        let _ = self.fp.remove(&c.in_key);
+                        let _ = self.fp.remove(&c.out_key);
+                    }
+                }
+            }
+        }
+        self.flows = self.carried.len() as u64;
+    }
+
+    fn install(
+        &mut self,
+        f: &OffloadFlow,
+        ports: &[Interface],
+        hop: &impl Fn(Ipv4Addr, Option<Ipv4Addr>) -> Option<Hop>,
+        reroute: bool,
+    ) -> Result<(), String> {
+        let (Some(c), Some(v), Some(d)) = (v4(f.caddr), v4(f.vaddr), v4(f.daddr)) else {
+            return Err("not IPv4".into());
+        };
+        if !matches!(f.protocol, ipproto::TCP | ipproto::UDP) {
+            return Err("not TCP or UDP".into());
+        }
+        // Towards the server as the engine routes it (by destination);
+        // replies from the VIP they leave with.
+        let to_server = hop(d, None).ok_or("no route or neighbour to the real server")?;
+        let from = if reroute { v } else { d };
+        let to_client = hop(c, Some(from)).ok_or("no route or neighbour to the client")?;
+        let action = |h: &Hop, side: Side, addr: Ipv4Addr, port: u16| {
+            let p = &ports[h.port];
+            FlowAction::new(side, addr, port, p.index as u32, p.mac, h.dmac, p.mtu)
+        };
+        let in_key = FlowKey::new(f.protocol, c, f.cport, v, f.vport);
+        let out_key = FlowKey::new(f.protocol, d, f.dport, c, f.cport);
+        self.fp
+            .install(&in_key, &action(&to_server, Side::Destination, d, f.dport))?;
+        if let Err(e) = self
+            .fp
+            .install(&out_key, &action(&to_client, Side::Source, v, f.vport))
+        {
+            let _ = self.fp.remove(&in_key);
+            return Err(e);
+        }
+        self.carried.insert(
+            *f,
+            Carried {
+                in_key,
+                out_key,
+                folded_in: Folded::default(),
+                folded_out: Folded::default(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Folds every carried flow's new packets into the engine.
+    pub fn fold(&mut self, engine: &mut Engine, now_ms: u64) {
+        let flows: Vec<OffloadFlow> = self.carried.keys().copied().collect();
+        for f in flows {
+            if let Some(mut c) = self.carried.remove(&f) {
+                self.fold_one(engine, &f, &mut c, now_ms);
+                self.carried.insert(f, c);
+            }
+        }
+    }
+
+    /// Reports what the program carried of `f` since `c` was last folded
+    /// (one read of each direction), and remembers what it read.
+    fn fold_one(&mut self, engine: &mut Engine, f: &OffloadFlow, c: &mut Carried, now_ms: u64) {
+        let (Ok(Some(i)), Ok(Some(o))) = (self.fp.get(&c.in_key), self.fp.get(&c.out_key)) else {
+            return;
+        };
+        let last_ns = i.last_ns.max(o.last_ns);
+        let newer = last_ns > c.folded_in.last_ns.max(c.folded_out.last_ns);
+        let ago_ms = monotonic_ns().saturating_sub(last_ns) / 1_000_000;
+        let seen = FastPathSeen {
+            in_pkts: i.packets.saturating_sub(c.folded_in.packets),
+            in_bytes: i.bytes.saturating_sub(c.folded_in.bytes),
+            out_pkts: o.packets.saturating_sub(c.folded_out.packets),
+            out_bytes: o.bytes.saturating_sub(c.folded_out.bytes),
+            last_ms: if newer {
+                now_ms.saturating_sub(ago_ms).max(1)
+            } else {
+                0
+            },
+        };
+        c.folded_in = Folded {
+            packets: i.packets,
+            bytes: i.bytes,
+            last_ns: i.last_ns,
+        };
+        c.folded_out = Folded {
+            packets: o.packets,
+            bytes: o.bytes,
+            last_ns: o.last_ns,
+        };
+        self.packets += seen.in_pkts + seen.out_pkts;
+        if seen != FastPathSeen::default() {
+            engine.offload_seen(f, &seen);
+        }
+    }
+}
