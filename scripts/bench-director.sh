@@ -21,4 +21,6 @@ conf="$RUNDIR/lvsd.conf"
   echo "  mode nat"
   echo "  server iperf $IPERF_REAL:$IPERF_PORT"
 } >"$conf"
-exec "${LVSD:-$here/target/release/lvsd}" --config "$conf" --control "$RUNDIR/lvsd.sock"
+# LVSD: another binary; LVSD_ARGS: more options (e.g. "--fastpath xdp").
+# shellcheck disable=SC2086
+exec "${LVSD:-$here/target/release/lvsd}" --config "$conf" --control "$RUNDIR/lvsd.sock" ${LVSD_ARGS:-}
