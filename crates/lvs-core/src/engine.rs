@@ -31,7 +31,7 @@ use std::net::IpAddr;
 mod offload;
 mod sync;
 
-pub use offload::{FastPathSeen, Offload, OffloadFlow, OFFLOAD_GRACE_MS};
+pub use offload::{FastPathSeen, Offload, OffloadFlow, OFFLOAD_AFTER_PKTS, OFFLOAD_GRACE_MS};
 
 /// Errors of control-plane operations; each matches one ipvsadm message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,7 +6,7 @@
 
 mod support;
 
-use lvs_core::engine::{FastPathSeen, Offload, OffloadFlow, OFFLOAD_GRACE_MS};
+use lvs_core::engine::{FastPathSeen, Offload, OffloadFlow, OFFLOAD_AFTER_PKTS, OFFLOAD_GRACE_MS};
 use lvs_core::wire::ipproto;
 use lvs_core::wire::tcp_flags::{ACK, FIN, SYN};
 use lvs_core::xmit::{OnLink, PacketBuf, Transmit, HEADROOM};
@@ -67,8 +67,9 @@ fn flow(protocol: u8, cport: u16) -> OffloadFlow {
 }
 
 /// TCP: SYN, SYN-ACK and the client's ACK go through the engine; the
-/// connection is offered once ESTABLISHED with a reply seen, once only;
-/// its FIN (which the fast path never carries) takes it back.
+/// connection is offered once ESTABLISHED and `OFFLOAD_AFTER_PKTS` client
+/// packets in, once only; its FIN (which the fast path never carries)
+/// takes it back.
 #[test]
 fn a_tcp_connection_is_offered_when_established_and_taken_back_at_its_fin() {
     let (mut e, _) = engine(ipproto::TCP, Forward::Masq);
@@ -83,6 +84,17 @@ fn a_tcp_connection_is_offered_when_established_and_taken_back_at_its_fin() {
         "the server's SYN-ACK: still SYN_RECV"
     );
     run(&mut e, 20, from_c(ACK));
+    assert_eq!(events(&mut e), vec![], "ESTABLISHED, but short so far");
+    for k in 3..OFFLOAD_AFTER_PKTS {
+        run(&mut e, 20 + k, from_c(ACK));
+    }
+    assert_eq!(
+        events(&mut e),
+        vec![],
+        "{} client packets",
+        OFFLOAD_AFTER_PKTS - 1
+    );
+    run(&mut e, 29, from_c(ACK));
     let f = flow(ipproto::TCP, 40000);
     assert_eq!(events(&mut e), vec![Offload::Install(f)]);
     run(&mut e, 30, from_c(ACK));
@@ -106,7 +118,9 @@ fn a_tcp_connection_is_offered_when_established_and_taken_back_at_its_fin() {
 fn reported_packets_count_and_keep_the_entry_alive() {
     let (mut e, key) = engine(ipproto::UDP, Forward::Masq);
     let f = flow(ipproto::UDP, 41000);
-    run(&mut e, 0, packet(ipproto::UDP, C, 41000, V, 80, 0));
+    for _ in 0..OFFLOAD_AFTER_PKTS {
+        run(&mut e, 0, packet(ipproto::UDP, C, 41000, V, 80, 0));
+    }
     assert_eq!(events(&mut e), vec![], "no reply yet");
     run(&mut e, 100, packet(ipproto::UDP, R, 8080, C, 41000, 0));
     assert_eq!(events(&mut e), vec![Offload::Install(f)]);
@@ -121,12 +135,13 @@ fn reported_packets_count_and_keep_the_entry_alive() {
     };
     e.offload_seen(&f, &seen);
     // The statistics (as the estimator publishes them, every 2 s): the
-    // engine's own two 32-byte datagrams and the fast path's.
+    // engine's own 32-byte datagrams and the fast path's.
     for now in (100..=2500u64).step_by(100) {
         e.handle_timeout(now);
     }
     let s = e.service_stats(&key).unwrap().0.counters;
-    assert_eq!((s.in_pkts, s.in_bytes), (11, 32 + 320));
+    let n = OFFLOAD_AFTER_PKTS;
+    assert_eq!((s.in_pkts, s.in_bytes), (n + 10, 32 * n + 320));
     assert_eq!((s.out_pkts, s.out_bytes), (6, 32 + 160));
     // Without the report the entry would expire at 100 s + 300 s; it
     // lives until 200 s + 300 s.
@@ -167,11 +182,15 @@ fn reported_packets_count_and_keep_the_entry_alive() {
 fn what_the_fast_path_cannot_carry_is_never_offered() {
     for forward in [Forward::Route, Forward::Tunnel] {
         let (mut e, _) = engine(ipproto::UDP, forward);
-        run(&mut e, 0, packet(ipproto::UDP, C, 41000, V, 80, 0));
-        run(&mut e, 0, packet(ipproto::UDP, C, 41000, V, 80, 0));
+        for _ in 0..=OFFLOAD_AFTER_PKTS {
+            run(&mut e, 0, packet(ipproto::UDP, C, 41000, V, 80, 0));
+        }
         assert_eq!(events(&mut e), vec![], "{forward:?}");
     }
     let (mut e, _) = engine(ipproto::UDP, Forward::Masq);
+    for _ in 0..OFFLOAD_AFTER_PKTS {
+        run(&mut e, 0, packet(ipproto::UDP, C, 41000, V, 80, 0));
+    }
     e.start_sync_master(lvs_core::sync::MasterConfig {
         syncid: 1,
         maxlen: 1472,

@@ -5,6 +5,8 @@
 //! The engine stays the judge of every state change: a connection is
 //! offered (`Offload::Install`) only once nothing but its data is left to
 //! see — a NAT connection whose reply came back, TCP in ESTABLISHED — and
+//! it has shown `OFFLOAD_AFTER_PKTS` client packets (short connections
+//! are not worth a flow), and
 //! is taken back (`Offload::Remove`) as soon as it leaves that state (a
 //! FIN or RST, which the fast path never carries, comes through the
 //! engine), or the entry goes. The caller reports the fast path's packets
@@ -22,6 +24,12 @@ use std::collections::VecDeque;
 /// How long an offloaded entry whose timer ran out waits for the fast
 /// path's report before it expires (more than the report period).
 pub const OFFLOAD_GRACE_MS: u64 = 3_000;
+
+/// Client packets a connection shows the engine before it is offered:
+/// installing and removing a flow costs the caller more than the few data
+/// packets of a short connection (an HTTP request per connection) would
+/// save; a long one is offered after these.
+pub const OFFLOAD_AFTER_PKTS: u64 = 8;
 
 /// Entry states of `Conn::offload`.
 pub(crate) mod state {
@@ -148,9 +156,9 @@ impl Engine {
 
     /// After a packet of entry `id` went through the engine (`reply`: one
     /// of the real server's): offers the connection when nothing but data
-    /// is left to see — TCP in ESTABLISHED, UDP from its first reply on
-    /// (which assures a template) — and takes it back when it left that
-    /// state.
+    /// is left to see — TCP in ESTABLISHED, UDP at a reply (the first one
+    /// assures a template) — after `OFFLOAD_AFTER_PKTS` client packets, and
+    /// takes it back when it left that state.
     pub(crate) fn offload_after_packet(&mut self, id: ConnId, reply: bool) {
         if !self.offload_on {
             return;
@@ -167,7 +175,8 @@ impl Engine {
                 ipproto::UDP => true,
                 _ => false,
             }
-            && self.sync_master.is_none();
+            && self.sync_master.is_none()
+            && c.in_pkts >= OFFLOAD_AFTER_PKTS;
         match (c.offload, eligible) {
             (state::NONE, true) if reply || c.protocol != ipproto::UDP => {
                 c.offload = state::CARRIED;
