@@ -71,19 +71,22 @@ struct Counters {
     vrrp_received: u64,
     vrrp_discarded: u64,
     /// The XDP fast path: flows carried now, packets it carried (folded
-    /// every second), offers it could not take (no route or neighbour).
+    /// every second), offers it could not take (no route or neighbour),
+    /// flows written again after their route or next hop changed.
     fastpath_flows: u64,
     fastpath_packets: u64,
     fastpath_skipped: u64,
+    fastpath_rewritten: u64,
 }
 
 impl Counters {
     /// Every counter by name (`lvsadm --counters` shows them as `io.*`).
-    fn list(&self, neighbours: usize, routes: usize) -> [(&'static str, u64); 26] {
+    fn list(&self, neighbours: usize, routes: usize) -> [(&'static str, u64); 27] {
         [
             ("fastpath_flows", self.fastpath_flows),
             ("fastpath_packets", self.fastpath_packets),
             ("fastpath_skipped", self.fastpath_skipped),
+            ("fastpath_rewritten", self.fastpath_rewritten),
             ("vrrp_master_instances", self.vrrp_masters),
             ("vrrp_adverts_sent", self.vrrp_sent),
             ("vrrp_adverts_received", self.vrrp_received),
@@ -1121,11 +1124,12 @@ impl Director {
         };
         fp.apply(engine, ports, now_ms, hop);
         if fold {
-            fp.fold(engine, now_ms);
+            fp.fold(engine, ports, now_ms, hop);
         }
         counters.fastpath_flows = fp.flows;
         counters.fastpath_packets = fp.packets;
         counters.fastpath_skipped = fp.skipped;
+        counters.fastpath_rewritten = fp.rewritten;
     }
 
     /// Egress port and next hop for `dst`.

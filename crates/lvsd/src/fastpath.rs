@@ -4,7 +4,10 @@
 //! the egress port, MACs and MTU the daemon's routes and neighbours give),
 //! and folds what the program counted back into the engine every second —
 //! and at once when a flow is removed — so that statistics stay exact and
-//! an entry is not expired while the fast path still carries it.
+//! an entry is not expired while the fast path still carries it. At each
+//! fold the ways out are looked up again: a flow whose route or next hop's
+//! MAC changed is installed again with the new ones (or taken out of the
+//! map, its packets then going through lvsd, when there is none).
 //!
 //! The program is attached in generic (skb) mode: it redirects into any
 //! device, bridges included (native mode on veth or a NIC is faster but
@@ -20,6 +23,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// A way out for one address: egress port and the next hop's MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hop {
     pub port: PortId,
     pub dmac: [u8; 6],
@@ -39,6 +43,8 @@ struct Carried {
     out_key: FlowKey,
     folded_in: Folded,
     folded_out: Folded,
+    /// The ways out it was installed with (towards the server, the client).
+    hops: (Hop, Hop),
 }
 
 pub struct Daemon {
@@ -49,6 +55,8 @@ pub struct Daemon {
     pub packets: u64,
     /// Offers not taken: no route or neighbour for a direction yet.
     pub skipped: u64,
+    /// Flows written again (or taken out) because their way out changed.
+    pub rewritten: u64,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (the clock of `bpf_ktime_get_ns`).
@@ -87,6 +95,7 @@ impl Daemon {
             flows: 0,
             packets: 0,
             skipped: 0,
+            rewritten: 0,
         })
     }
 
@@ -135,47 +144,105 @@ impl Daemon {
         if !matches!(f.protocol, ipproto::TCP | ipproto::UDP) {
             return Err("not TCP or UDP".into());
         }
-        // Towards the server as the engine routes it (by destination);
-        // replies from the VIP they leave with.
-        let to_server = hop(d, None).ok_or("no route or neighbour to the real server")?;
-        let from = if reroute { v } else { d };
-        let to_client = hop(c, Some(from)).ok_or("no route or neighbour to the client")?;
+        let hops = Self::hops(f, hop, reroute).ok_or("no route or neighbour")?;
+        let in_key = FlowKey::new(f.protocol, c, f.cport, v, f.vport);
+        let out_key = FlowKey::new(f.protocol, d, f.dport, c, f.cport);
+        let mut carried = Carried {
+            in_key,
+            out_key,
+            folded_in: Folded::default(),
+            folded_out: Folded::default(),
+            hops,
+        };
+        self.write(f, &mut carried, ports)?;
+        self.carried.insert(*f, carried);
+        Ok(())
+    }
+
+    /// The ways out of both directions of `f`: towards the server as the
+    /// engine routes it (by destination), towards the client from the VIP
+    /// (`snat_reroute`) or the server.
+    fn hops(
+        f: &OffloadFlow,
+        hop: &impl Fn(Ipv4Addr, Option<Ipv4Addr>) -> Option<Hop>,
+        reroute: bool,
+    ) -> Option<(Hop, Hop)> {
+        let (c, v, d) = (v4(f.caddr)?, v4(f.vaddr)?, v4(f.daddr)?);
+        let to_server = hop(d, None)?;
+        let to_client = hop(c, Some(if reroute { v } else { d }))?;
+        Some((to_server, to_client))
+    }
+
+    /// Writes both directions of `f` into the map with `c.hops` (fresh
+    /// counters: what is folded starts again from zero).
+    fn write(
+        &mut self,
+        f: &OffloadFlow,
+        c: &mut Carried,
+        ports: &[Interface],
+    ) -> Result<(), String> {
+        let (Some(v), Some(d)) = (v4(f.vaddr), v4(f.daddr)) else {
+            return Err("not IPv4".into());
+        };
         let action = |h: &Hop, side: Side, addr: Ipv4Addr, port: u16| {
             let p = &ports[h.port];
             FlowAction::new(side, addr, port, p.index as u32, p.mac, h.dmac, p.mtu)
         };
-        let in_key = FlowKey::new(f.protocol, c, f.cport, v, f.vport);
-        let out_key = FlowKey::new(f.protocol, d, f.dport, c, f.cport);
-        self.fp
-            .install(&in_key, &action(&to_server, Side::Destination, d, f.dport))?;
+        let (to_server, to_client) = c.hops;
+        self.fp.install(
+            &c.in_key,
+            &action(&to_server, Side::Destination, d, f.dport),
+        )?;
         if let Err(e) = self
             .fp
-            .install(&out_key, &action(&to_client, Side::Source, v, f.vport))
+            .install(&c.out_key, &action(&to_client, Side::Source, v, f.vport))
         {
-            let _ = self.fp.remove(&in_key);
+            let _ = self.fp.remove(&c.in_key);
             return Err(e);
         }
-        self.carried.insert(
-            *f,
-            Carried {
-                in_key,
-                out_key,
-                folded_in: Folded::default(),
-                folded_out: Folded::default(),
-            },
-        );
+        c.folded_in = Folded::default();
+        c.folded_out = Folded::default();
         Ok(())
     }
 
-    /// Folds every carried flow's new packets into the engine.
-    pub fn fold(&mut self, engine: &mut Engine, now_ms: u64) {
+    /// Folds every carried flow's new packets into the engine, and writes
+    /// again the flows whose ways out changed (`hop` as for `apply`).
+    pub fn fold(
+        &mut self,
+        engine: &mut Engine,
+        ports: &[Interface],
+        now_ms: u64,
+        hop: impl Fn(Ipv4Addr, Option<Ipv4Addr>) -> Option<Hop>,
+    ) {
+        let reroute = engine.sysctl("snat_reroute").is_ok_and(|v| v != "0");
         let flows: Vec<OffloadFlow> = self.carried.keys().copied().collect();
         for f in flows {
-            if let Some(mut c) = self.carried.remove(&f) {
-                self.fold_one(engine, &f, &mut c, now_ms);
+            let Some(mut c) = self.carried.remove(&f) else {
+                continue;
+            };
+            self.fold_one(engine, &f, &mut c, now_ms);
+            let now = Self::hops(&f, &hop, reroute);
+            if now == Some(c.hops) {
                 self.carried.insert(f, c);
+                continue;
+            }
+            self.rewritten += 1;
+            match now {
+                Some(h) => {
+                    c.hops = h;
+                    if self.write(&f, &mut c, ports).is_ok() {
+                        self.carried.insert(f, c);
+                    }
+                }
+                // No way out any more: lvsd's packet loop answers (and the
+                // engine keeps the entry; its packets reach it now).
+                None => {
+                    let _ = self.fp.remove(&c.in_key);
+                    let _ = self.fp.remove(&c.out_key);
+                }
             }
         }
+        self.flows = self.carried.len() as u64;
     }
 
     /// Reports what the program carried of `f` since `c` was last folded

@@ -1600,7 +1600,7 @@ fn policy_routing_rules_are_followed() {
 /// the XDP program once the engine has seen what can change their state
 /// (the UDP flow's replies, the TCP handshake) and a few packets; the TCP
 /// connection is given back at its FIN; short connections stay with the
-/// engine. Every answer arrives, the bulk transfer's bytes are intact both
+/// engine; a carried flow follows a change of its next hop's MAC. Every answer arrives, the bulk transfer's bytes are intact both
 /// ways, and the statistics stay exact with the fast path's packets folded
 /// in.
 #[test]
@@ -1617,13 +1617,13 @@ fn the_xdp_fast_path_carries_established_nat_flows() {
     assert!(log.contains("br1: fast path XDP (generic mode)"), "{log}");
     let counters = || lvsadm_ok(&director.sock, &["--counters"]);
     // 200 exchanges of one UDP flow (bounded: 2 s per answer at most).
-    let answers = lab
-        .run_in(lab.client_ns(), || -> std::io::Result<Vec<Vec<u8>>> {
+    let exchange = |count: u32| -> Vec<Vec<u8>> {
+        lab.run_in(lab.client_ns(), move || -> std::io::Result<Vec<Vec<u8>>> {
             let sock = std::net::UdpSocket::bind("0.0.0.0:45000")?;
             sock.set_read_timeout(Some(Duration::from_secs(2)))?;
             let mut got = Vec::new();
             let mut buf = [0u8; 1500];
-            for i in 0..200u32 {
+            for i in 0..count {
                 sock.send_to(&i.to_be_bytes(), "198.18.0.100:53")?;
                 let (n, from) = sock.recv_from(&mut buf)?;
                 assert_eq!(from.to_string(), "198.18.0.100:53");
@@ -1632,7 +1632,9 @@ fn the_xdp_fast_path_carries_established_nat_flows() {
             Ok(got)
         })
         .unwrap()
-        .expect("UDP exchanges");
+        .expect("UDP exchanges")
+    };
+    let answers = exchange(200);
     assert_eq!(answers.len(), 200);
     assert!(answers.iter().all(|a| a == &answers[0] && !a.is_empty()));
     // Short connections: the engine's alone.
@@ -1647,6 +1649,40 @@ fn the_xdp_fast_path_carries_established_nat_flows() {
         "{udp_carried} packets carried\n{}",
         counters()
     );
+    // The real server's MAC changes (and the director's kernel learns it):
+    // the carried flow is written again with the new next hop, and its
+    // exchanges go on.
+    let new_mac = "02:00:00:00:aa:11";
+    support::ip(
+        &lab,
+        lab.server_ns(1),
+        &["link", "set", "b0", "address", new_mac],
+    );
+    let d = lab.director_ns().to_string();
+    support::ip(
+        &lab,
+        &d,
+        &[
+            "neigh",
+            "replace",
+            "198.18.1.11",
+            "lladdr",
+            new_mac,
+            "dev",
+            "br1",
+            "nud",
+            "permanent",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(exchange(50).len(), 50);
+    assert!(
+        counter(&counters(), "io.fastpath_rewritten") >= 1,
+        "{}",
+        counters()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let udp_carried = counter(&counters(), "io.fastpath_packets");
     // A long TCP connection: the small segments (ACKs) go by the fast
     // path, the large (GSO) ones and the FIN by lvsd; nothing is lost.
     const LEN: usize = 4 << 20;
@@ -1673,7 +1709,7 @@ fn the_xdp_fast_path_carries_established_nat_flows() {
     let f: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(
         (f[2], f[3], f[4]),
-        ("1", "200", "200"),
+        ("1", "250", "250"),
         "exact with the fast path's packets\n{stats}"
     );
     director.stop(&lab);
