@@ -840,6 +840,9 @@ impl Engine {
     }
 
     fn unlink_dest(&mut self, id: DestId) {
+        // Without its destination the engine drops (or expires) an entry's
+        // next packet: a fast path must stop carrying them.
+        self.take_back_where(|c| c.dest == Some(id));
         self.index_rs(id, -1);
         let d = &self.dests[id];
         self.listed.remove(&(d.svc, d.addr, d.port));

@@ -208,3 +208,60 @@ fn what_the_fast_path_cannot_carry_is_never_offered() {
     run(&mut e, 0, packet(ipproto::UDP, C, 41000, V, 80, 0));
     assert_eq!(events(&mut e), vec![], "off");
 }
+
+/// Carried entries are taken back when the engine must see their packets
+/// again: their real server is deleted (the engine then drops or expires
+/// them), a sync master starts (it counts every packet). A flow the caller
+/// could not take is offered again at a later packet; a report for a flow
+/// the entry no longer matches counts nothing.
+#[test]
+fn carried_entries_are_taken_back_when_the_engine_must_see_them() {
+    let offered = |e: &mut Engine, cport: u16| {
+        for _ in 0..OFFLOAD_AFTER_PKTS {
+            run(e, 0, packet(ipproto::UDP, C, cport, V, 80, 0));
+        }
+        run(e, 0, packet(ipproto::UDP, R, 8080, C, cport, 0));
+        flow(ipproto::UDP, cport)
+    };
+    let (mut e, key) = engine(ipproto::UDP, Forward::Masq);
+    let f = offered(&mut e, 41000);
+    assert_eq!(events(&mut e), vec![Offload::Install(f)]);
+    e.delete_dest(key, ip(R), 8080).unwrap();
+    assert_eq!(events(&mut e), vec![Offload::Remove(f)], "its server went");
+
+    let (mut e, _) = engine(ipproto::UDP, Forward::Masq);
+    let f = offered(&mut e, 41000);
+    assert_eq!(events(&mut e), vec![Offload::Install(f)]);
+    e.start_sync_master(lvs_core::sync::MasterConfig {
+        syncid: 1,
+        maxlen: 1472,
+        ports: 1,
+    });
+    assert_eq!(events(&mut e), vec![Offload::Remove(f)], "a sync master");
+
+    let (mut e, key) = engine(ipproto::UDP, Forward::Masq);
+    let f = offered(&mut e, 41000);
+    assert_eq!(events(&mut e), vec![Offload::Install(f)]);
+    e.offload_refused(&f);
+    run(&mut e, 10, packet(ipproto::UDP, R, 8080, C, 41000, 0));
+    assert_eq!(events(&mut e), vec![Offload::Install(f)], "offered again");
+    // A report naming another server than the entry's counts nothing.
+    let other = OffloadFlow { dport: 9999, ..f };
+    for now in (0..=2500u64).step_by(100) {
+        e.handle_timeout(now);
+    }
+    let before = e.service_stats(&key).unwrap().0.counters;
+    e.offload_seen(
+        &other,
+        &FastPathSeen {
+            in_pkts: 5,
+            in_bytes: 500,
+            ..FastPathSeen::default()
+        },
+    );
+    for now in (2500..=5000u64).step_by(100) {
+        e.handle_timeout(now);
+    }
+    let after = e.service_stats(&key).unwrap().0.counters;
+    assert_eq!(after.in_pkts, before.in_pkts);
+}

@@ -12,6 +12,14 @@
  * checksum (0) is the engine's too: IPVS fills in a full checksum, which
  * would mean summing the payload here.
  *
+ * A packet whose L4 checksum is still to be computed (CHECKSUM_PARTIAL:
+ * sent by a local stack over veth or tap, seen in generic mode) carries
+ * the pseudo-header sum in its checksum field, which the update above
+ * would spoil; XDP cannot see the skb's checksum state, so a packet whose
+ * field equals that sum goes to the engine, which learns the state from
+ * the packet socket (a complete checksum that happens to equal it, one in
+ * 65536, goes there too: slower, not wrong).
+ *
  * Built by crates/lvsd/build.rs:
  *   clang -O2 -g -target bpf -c lvs_xdp.c -o lvs_xdp.o
  * (Debian: clang, libbpf-dev). */
@@ -70,6 +78,16 @@ static __always_inline __u16 fold(__u32 s)
 	return (__u16)s;
 }
 
+/* The folded pseudo-header sum of an IPv4 TCP/UDP segment of `len` bytes:
+ * what the checksum field holds while the checksum is still to be
+ * computed (all in network order). */
+static __always_inline __u16 pseudo_sum(__u32 saddr, __u32 daddr, __u8 proto, __u16 len)
+{
+	__u32 s = (saddr >> 16) + (saddr & 0xffff) + (daddr >> 16) + (daddr & 0xffff);
+	s += bpf_htons(proto) + bpf_htons(len);
+	return fold(s);
+}
+
 /* RFC 1624 eqn. 3: the checksum `c` after a 16-bit word changes from
  * `old` to `new` (all in network order). */
 static __always_inline __u16 csum_replace2(__u16 c, __u16 old, __u16 new)
@@ -107,18 +125,24 @@ int lvs_xdp(struct xdp_md *ctx)
 		struct tcphdr *th = (void *)(ip + 1);
 		if ((void *)(th + 1) > end)
 			return XDP_PASS;
+		/* The whole header inside the datagram. */
+		if (th->doff < 5 || sizeof(*ip) + th->doff * 4 > tot)
+			return XDP_PASS;
 		/* State changes are the engine's. */
 		if (th->syn || th->fin || th->rst)
 			return XDP_PASS;
 		l4csum = &th->check;
 	} else if (ip->protocol == IPPROTO_UDP) {
 		struct udphdr *uh = (void *)(ip + 1);
-		if ((void *)(uh + 1) > end || uh->check == 0)
+		if ((void *)(uh + 1) > end || uh->check == 0 || sizeof(*ip) + sizeof(*uh) > tot)
 			return XDP_PASS;
 		l4csum = &uh->check;
 	} else {
 		return XDP_PASS;
 	}
+	/* A checksum still to be computed: the engine's (see the top). */
+	if (*l4csum == pseudo_sum(ip->saddr, ip->daddr, ip->protocol, tot - sizeof(*ip)))
+		return XDP_PASS;
 	k.sport = ports[0];
 	k.dport = ports[1];
 	struct flow_action *a = bpf_map_lookup_elem(&lvs_flows, &k);

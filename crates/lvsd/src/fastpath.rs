@@ -120,6 +120,7 @@ impl Daemon {
                 Offload::Install(f) => {
                     if let Err(e) = self.install(&f, ports, &hop, reroute) {
                         self.skipped += 1;
+                        engine.offload_refused(&f);
                         tracing::debug!("fast path: not carried: {e}");
                     }
                 }
@@ -151,6 +152,15 @@ impl Daemon {
         let hops = Self::hops(f, hop, reroute).ok_or("no route or neighbour")?;
         let in_key = FlowKey::new(f.protocol, c, f.cport, v, f.vport);
         let out_key = FlowKey::new(f.protocol, d, f.dport, c, f.cport);
+        // One client address and port to two VIPs, one server: their
+        // replies look alike; the first carried keeps its flow.
+        if self
+            .carried
+            .values()
+            .any(|x| x.out_key == out_key || x.in_key == in_key)
+        {
+            return Err("its replies would look like another carried flow's".into());
+        }
         let mut carried = Carried {
             in_key,
             out_key,
@@ -231,20 +241,18 @@ impl Daemon {
                 continue;
             }
             self.rewritten += 1;
-            match now {
-                Some(h) => {
-                    c.hops = h;
-                    if self.write(&f, &mut c, ports).is_ok() {
-                        self.carried.insert(f, c);
-                    }
-                }
-                // No way out any more: lvsd's packet loop answers (and the
-                // engine keeps the entry; its packets reach it now).
-                None => {
-                    let _ = self.fp.remove(&c.in_key);
-                    let _ = self.fp.remove(&c.out_key);
+            if let Some(h) = now {
+                c.hops = h;
+                if self.write(&f, &mut c, ports).is_ok() {
+                    self.carried.insert(f, c);
+                    continue;
                 }
             }
+            // No way out any more (or it could not be written): out of the
+            // map; its packets reach lvsd, whose engine may offer it again.
+            let _ = self.fp.remove(&c.in_key);
+            let _ = self.fp.remove(&c.out_key);
+            engine.offload_refused(&f);
         }
         self.flows = self.carried.len() as u64;
     }

@@ -413,8 +413,10 @@ fn rule(m: &RuleMessage) -> Option<Rule> {
             RuleAttribute::SourcePortRange(p) | RuleAttribute::DestinationPortRange(p) => {
                 r.selectors_match &= p.start == 0
             }
+            // -1: none; anything from the family's length up suppresses
+            // every route, as the kernel compares.
             RuleAttribute::SuppressPrefixLen(n) => {
-                r.suppress_prefixlen = u8::try_from(*n).ok().filter(|&n| n <= max_len)
+                r.suppress_prefixlen = (*n != u32::MAX).then(|| u8::try_from(*n).unwrap_or(u8::MAX))
             }
             RuleAttribute::SuppressIfGroup(g) => {
                 r.suppress_ifgroup = Some(*g).filter(|&g| g != u32::MAX)

@@ -374,8 +374,9 @@ mod tests {
 
     /// The fast path's NAT rewrite of established packets, both ways and
     /// for TCP and UDP, is the engine's byte for byte; its counters count; what can change IPVS state, a TTL about
-    /// to expire, a packet over the MTU, a UDP datagram without checksum
-    /// and unknown flows go to the kernel untouched.
+    /// to expire, a packet over the MTU, a UDP datagram without checksum,
+    /// a checksum still to be computed and unknown flows go to the kernel
+    /// untouched.
     #[test]
     fn the_fast_path_rewrites_as_the_engine_does() {
         require_root();
@@ -451,6 +452,18 @@ mod tests {
                 "flags {flags:#x} ttl {ttl} len {len}"
             );
         }
+        // A checksum still to be computed (CHECKSUM_PARTIAL): the field
+        // holds the pseudo-header sum, which the engine must handle.
+        let mut partial = packet(ipproto::TCP, (C, 40000), (V, 80), ACK, 64, b"data");
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&partial[12..20]);
+        pseudo.extend_from_slice(&[0, ipproto::TCP, 0, 24]);
+        let seed = !lvs_core::wire::checksum::checksum(&pseudo);
+        partial[36..38].copy_from_slice(&seed.to_be_bytes());
+        assert_eq!(
+            fp.test_run(&frame(&partial)).unwrap(),
+            (XDP_PASS, frame(&partial))
+        );
         let other = packet(ipproto::TCP, (C, 40001), (V, 80), ACK, 64, b"");
         assert_eq!(fp.test_run(&frame(&other)).unwrap().0, XDP_PASS);
         fp.remove(&ink).unwrap();

@@ -107,18 +107,39 @@ impl Engine {
     /// carried connection is taken back (`Offload::Remove`).
     pub fn set_offload(&mut self, on: bool) {
         self.offload_on = on;
-        if on {
-            return;
+        if !on {
+            self.take_back_where(|_| true);
         }
+    }
+
+    /// Takes back every carried entry that `which` picks.
+    pub(crate) fn take_back_where(&mut self, which: impl Fn(&Conn) -> bool) {
         let carried: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.offload != state::NONE)
+            .filter(|(_, c)| c.offload != state::NONE && which(c))
             .map(|(id, _)| id)
             .collect();
         for id in carried {
             self.take_back(id);
         }
+    }
+
+    /// The caller could not take `flow` (no route or neighbour for it, a
+    /// clash with another carried flow): its packets keep coming to the
+    /// engine, which may offer it again later.
+    pub fn offload_refused(&mut self, flow: &OffloadFlow) {
+        if let Some(id) = self.carried_id(flow) {
+            self.conns.get_mut(id).offload = state::NONE;
+        }
+    }
+
+    /// The entry `flow` names, if it is the one carried (not a newer entry
+    /// with the same client side).
+    fn carried_id(&self, flow: &OffloadFlow) -> Option<ConnId> {
+        let id = self.conns.lookup_in(&flow.in_key())?;
+        let c = self.conns.get(id);
+        (c.offload != state::NONE && OffloadFlow::of(c) == *flow).then_some(id)
     }
 
     /// The next request for the fast path, oldest first.
@@ -130,11 +151,17 @@ impl Engine {
     /// packets count in the statistics, and the timer restarts from the
     /// last of them as it would have for each packet (the state's
     /// timeout; ESTABLISHED or UDP do not change on data). A flow that is
-    /// no longer offloaded (or gone) only counts what it reports.
+    /// no longer offloaded only counts what it reports; one that is gone,
+    /// nothing.
     pub fn offload_seen(&mut self, flow: &OffloadFlow, seen: &FastPathSeen) {
+        // Only the entry that was carried: a newer one with the same client
+        // side (after this one expired) gets nothing of it.
         let Some(id) = self.conns.lookup_in(&flow.in_key()) else {
             return;
         };
+        if OffloadFlow::of(self.conns.get(id)) != *flow {
+            return;
+        }
         if seen.in_pkts > 0 {
             self.account_bulk(id, true, seen.in_pkts, seen.in_bytes);
             let c = self.conns.get_mut(id);

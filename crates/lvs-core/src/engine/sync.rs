@@ -251,6 +251,8 @@ pub(crate) struct Master {
 impl Engine {
     /// Starts sending as a sync master (`--start-daemon master`).
     pub fn start_sync_master(&mut self, cfg: MasterConfig) {
+        // A master counts every packet (§6.1): none may bypass the engine.
+        self.take_back_where(|_| true);
         let ports = usize::from(cfg.ports.clamp(1, 64));
         self.conns.note_rearmed(true);
         self.sync_master = Some(Box::new(Master {
