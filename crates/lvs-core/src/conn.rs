@@ -33,6 +33,17 @@ pub mod flags {
     pub const ONE_PACKET: u32 = 0x2000;
 }
 
+/// Values of `Conn::offload` (`engine::offload`).
+pub mod offload {
+    /// Not carried by the fast path.
+    pub const NONE: u8 = 0;
+    /// Carried.
+    pub const CARRIED: u8 = 1;
+    /// Carried, its timer ran out: expires at the next run out unless the
+    /// fast path reports a packet.
+    pub const GRACE: u8 = 2;
+}
+
 /// One connection entry.
 #[derive(Debug, Clone)]
 pub struct Conn {
@@ -49,8 +60,8 @@ pub struct Conn {
     /// The state when the entry was last considered for sync (a state
     /// change forces a send, sync-protocol.md §6.1).
     pub old_state: u8,
-    /// Whether a fast path carries the entry (`engine::offload`): 0 no,
-    /// 1 yes, 2 yes and its timer ran out once (one grace period left).
+    /// Whether a fast path carries the entry: `offload::NONE`, `CARRIED`,
+    /// or `GRACE` (its timer ran out once; one grace period left).
     pub offload: u8,
     /// Current timeout in milliseconds, set by the state machine.
     pub timeout_ms: u64,
@@ -525,11 +536,11 @@ impl ConnTable {
                     let exp = c.expires;
                     let t = self.wheel.file(id, g, exp);
                     self.conns[id].filed_tick = t;
-                } else if c.offload == 1 {
+                } else if c.offload == offload::CARRIED {
                     // Carried by a fast path whose report may be late:
                     // one grace period (engine::offload).
                     let c = &mut self.conns[id];
-                    c.offload = 2;
+                    c.offload = offload::GRACE;
                     c.expires = now.saturating_add(crate::engine::OFFLOAD_GRACE_MS);
                     let t = self.wheel.file(id, g, c.expires);
                     self.conns[id].filed_tick = t;

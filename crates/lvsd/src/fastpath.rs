@@ -70,12 +70,6 @@ fn monotonic_ns() -> u64 {
     (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
-/// Whether NAT replies are routed from the VIP (`snat_reroute` 1) or from
-/// the real server, as the engine routes them.
-fn snat_reroute(engine: &Engine) -> bool {
-    engine.sysctl("snat_reroute").is_ok_and(|v| v != "0")
-}
-
 fn v4(a: IpAddr) -> Option<Ipv4Addr> {
     match a {
         IpAddr::V4(a) => Some(a),
@@ -114,7 +108,7 @@ impl Daemon {
         now_ms: u64,
         hop: impl Fn(Ipv4Addr, Option<Ipv4Addr>) -> Option<Hop>,
     ) {
-        let reroute = snat_reroute(engine);
+        let reroute = engine.snat_reroute();
         while let Some(req) = engine.pop_offload() {
             match req {
                 Offload::Install(f) => {
@@ -228,7 +222,7 @@ impl Daemon {
         now_ms: u64,
         hop: impl Fn(Ipv4Addr, Option<Ipv4Addr>) -> Option<Hop>,
     ) {
-        let reroute = snat_reroute(engine);
+        let reroute = engine.snat_reroute();
         let flows: Vec<OffloadFlow> = self.carried.keys().copied().collect();
         for f in flows {
             let Some(mut c) = self.carried.remove(&f) else {

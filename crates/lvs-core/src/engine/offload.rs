@@ -31,16 +31,7 @@ pub const OFFLOAD_GRACE_MS: u64 = 3_000;
 /// save; a long one is offered after these.
 pub const OFFLOAD_AFTER_PKTS: u64 = 8;
 
-/// Entry states of `Conn::offload`.
-pub(crate) mod state {
-    /// Not carried by the fast path.
-    pub const NONE: u8 = 0;
-    /// Carried.
-    pub const CARRIED: u8 = 1;
-    /// Carried, its timer ran out: expires at the next run out unless the
-    /// fast path reports a packet.
-    pub const GRACE: u8 = 2;
-}
+use crate::conn::offload as state;
 
 /// A NAT connection, both of its directions: the client's packets
 /// (caddr:cport → vaddr:vport, rewritten to daddr:dport) and the real
@@ -140,6 +131,12 @@ impl Engine {
         let id = self.conns.lookup_in(&flow.in_key())?;
         let c = self.conns.get(id);
         (c.offload != state::NONE && OffloadFlow::of(c) == *flow).then_some(id)
+    }
+
+    /// Whether NAT replies are routed from their VIP (`snat_reroute` on),
+    /// as a fast path carrying them must route them too.
+    pub fn snat_reroute(&self) -> bool {
+        self.settings.snat_reroute != 0
     }
 
     /// The next request for the fast path, oldest first.
