@@ -234,6 +234,9 @@ pub struct ConnTable {
     /// sync master sends them (sync-protocol.md §6.1).
     rearmed: Vec<ConnId>,
     note_rearmed: bool,
+    /// Carried entries whose timer ran out (now in their grace period):
+    /// the fast path is asked for its report on them.
+    graced: Vec<ConnId>,
 }
 
 impl ConnTable {
@@ -256,6 +259,7 @@ impl ConnTable {
             floor: 0,
             rearmed: Vec::new(),
             note_rearmed: false,
+            graced: Vec::new(),
         }
     }
 
@@ -379,6 +383,25 @@ impl ConnTable {
     /// The entries re-armed since the last call.
     pub fn take_rearmed(&mut self) -> Vec<ConnId> {
         std::mem::take(&mut self.rearmed)
+    }
+
+    /// The carried entries that went into their grace period since the
+    /// last call.
+    pub fn take_graced(&mut self) -> Vec<ConnId> {
+        std::mem::take(&mut self.graced)
+    }
+
+    /// Moves the expiry of entry `id` to `expires` (its timeout stays):
+    /// filed again if that is earlier than where it is filed.
+    pub fn set_expiry(&mut self, id: ConnId, expires: u64) {
+        let c = &mut self.conns[id];
+        c.expires = expires;
+        let tick = self.wheel.tick_for(expires);
+        if tick < c.filed_tick {
+            let g = c.generation;
+            let t = self.wheel.file(id, g, expires);
+            self.conns[id].filed_tick = t;
+        }
     }
 
     /// Inserts an entry (a newer entry with the same key replaces the older
@@ -544,6 +567,7 @@ impl ConnTable {
                     c.expires = now.saturating_add(crate::engine::OFFLOAD_GRACE_MS);
                     let t = self.wheel.file(id, g, c.expires);
                     self.conns[id].filed_tick = t;
+                    self.graced.push(id);
                 } else if c.n_control > 0 {
                     if self.note_rearmed {
                         self.rearmed.push(id);

@@ -388,6 +388,8 @@ pub struct Engine {
     /// Whether connections are offered to a fast path, and the requests
     /// for it not yet taken (`offload`).
     offload_on: bool,
+    /// Client packets before a connection is offered.
+    offload_after: u64,
     offload_queue: offload::OffloadQueue,
     /// A sync backup runs (the daemon says so).
     sync_backup: bool,
@@ -492,6 +494,7 @@ impl Engine {
             sync_counters: Default::default(),
             sync_master: None,
             offload_on: false,
+            offload_after: OFFLOAD_AFTER_PKTS,
             offload_queue: Default::default(),
             sync_backup: false,
             director_off: false,
@@ -1069,6 +1072,9 @@ impl Engine {
                     self.sync_conn(now, id, threshold);
                 }
             }
+        }
+        for id in self.conns.take_graced() {
+            self.offload_report_due(id);
         }
         for c in buf.drain(..) {
             self.release(&c);

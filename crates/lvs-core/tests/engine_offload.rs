@@ -156,6 +156,11 @@ fn reported_packets_count_and_keep_the_entry_alive() {
         e.handle_timeout(now);
     }
     assert_eq!(e.connection_count(), 1, "in its grace period");
+    assert_eq!(
+        events(&mut e),
+        vec![Offload::Report(f)],
+        "a report asked for"
+    );
     // A late report within the grace period keeps it.
     e.offload_seen(
         &f,
@@ -173,6 +178,53 @@ fn reported_packets_count_and_keep_the_entry_alive() {
         e.handle_timeout(now);
     }
     assert_eq!(e.connection_count(), 0, "expired after its grace period");
+    assert_eq!(
+        events(&mut e),
+        vec![Offload::Report(f), Offload::Remove(f)],
+        "asked again, not answered"
+    );
+}
+
+/// When its timer runs out, a carried entry is asked for (`Report`); an
+/// answer with nothing new carried expires it then, as without a fast
+/// path, and one with a packet keeps it from that packet on.
+#[test]
+fn an_answered_report_decides_at_once() {
+    let (mut e, _) = engine(ipproto::UDP, Forward::Masq);
+    let f = flow(ipproto::UDP, 41000);
+    for _ in 0..OFFLOAD_AFTER_PKTS {
+        run(&mut e, 0, packet(ipproto::UDP, C, 41000, V, 80, 0));
+    }
+    run(&mut e, 100, packet(ipproto::UDP, R, 8080, C, 41000, 0));
+    assert_eq!(events(&mut e), vec![Offload::Install(f)]);
+    let udp_timeout = 300_000;
+    // Runs out at 100 ms + 300 s: asked.
+    for now in (100..=100 + udp_timeout + 200).step_by(100) {
+        e.handle_timeout(now);
+    }
+    assert_eq!(events(&mut e), vec![Offload::Report(f)]);
+    // A packet at 250 s: it lives until 550 s, asked again then.
+    let seen = FastPathSeen {
+        in_pkts: 1,
+        in_bytes: 32,
+        last_ms: 250_000,
+        ..FastPathSeen::default()
+    };
+    e.offload_seen(&f, &seen);
+    for now in (100 + udp_timeout + 200..=250_000 + udp_timeout - 200).step_by(100) {
+        e.handle_timeout(now);
+    }
+    assert_eq!(e.connection_count(), 1, "alive until 550 s");
+    assert_eq!(events(&mut e), vec![]);
+    for now in (250_000 + udp_timeout - 200..=250_000 + udp_timeout + 200).step_by(100) {
+        e.handle_timeout(now);
+    }
+    assert_eq!(events(&mut e), vec![Offload::Report(f)]);
+    assert_eq!(e.connection_count(), 1, "waiting for the answer");
+    // Nothing carried since: gone at the next tick, not after the grace.
+    e.offload_seen(&f, &FastPathSeen::default());
+    e.handle_timeout(250_000 + udp_timeout + 300);
+    assert_eq!(e.connection_count(), 0, "expired when the answer came");
     assert_eq!(events(&mut e), vec![Offload::Remove(f)]);
 }
 

@@ -20,6 +20,15 @@
  * the packet socket (a complete checksum that happens to equal it, one in
  * 65536, goes there too: slower, not wrong).
  *
+ * The same decisions are made by a TC (clsact ingress) program, lvs_tc,
+ * for hosts whose packets carry their checksum state in the skb (veth,
+ * containers): there the kernel's checksum helpers update a checksum
+ * still to be computed correctly, so those packets are carried too, and
+ * GSO super-packets stay whole (their segments' size is checked against
+ * the MTU). Packet sockets see a frame before TC ingress does, so lvsd's
+ * own sockets get a filter, lvs_sock, that drops from them what lvs_tc
+ * will carry (the same checks on the same map).
+ *
  * Built by crates/lvsd/build.rs:
  *   clang -O2 -g -target bpf -c lvs_xdp.c -o lvs_xdp.o
  * (Debian: clang, libbpf-dev). */
@@ -29,6 +38,8 @@
 #include <linux/ip.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
+#include <linux/pkt_cls.h>
+#include <stddef.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -172,6 +183,145 @@ int lvs_xdp(struct xdp_md *ctx)
 	__sync_fetch_and_add(&a->bytes, tot);
 	a->last_ns = bpf_ktime_get_ns();
 	return bpf_redirect(a->oif, 0);
+}
+
+/* ---- TC and the packet-socket filter ------------------------------- */
+
+/* Offsets in the frame (Ethernet, IPv4 without options). */
+#define IP_OFF ETH_HLEN
+#define IP_CSUM_OFF (ETH_HLEN + offsetof(struct iphdr, check))
+#define IP_TTL_OFF (ETH_HLEN + offsetof(struct iphdr, ttl))
+#define L4_OFF (ETH_HLEN + sizeof(struct iphdr))
+
+/* The headers the decision reads, copied out of the packet. */
+struct hdrs {
+	struct iphdr ip;
+	union {
+		struct tcphdr tcp;
+		struct udphdr udp;
+		__u16 ports[2];
+	};
+};
+
+/* Whether the skb's packet (IP header and L4 header in `h`, `ip_len`
+ * bytes from the IP header on) is one a flow may carry, and that flow.
+ * The same for lvs_tc and lvs_sock, so that what the filter keeps from
+ * lvsd is what TC sends on. */
+static __always_inline struct flow_action *skb_flow(struct hdrs *h, __u32 ip_len, __u32 gso_size)
+{
+	if (h->ip.version != 4 || h->ip.ihl != 5 || (h->ip.frag_off & bpf_htons(0x3fff)) ||
+	    h->ip.ttl <= 1)
+		return 0;
+	__u32 tot = bpf_ntohs(h->ip.tot_len);
+	/* A GSO packet may say 0 (BIG TCP): not ours. */
+	if (tot < sizeof(struct iphdr) || tot > ip_len)
+		return 0;
+	__u32 l4_hdr;
+	if (h->ip.protocol == IPPROTO_TCP) {
+		if (h->tcp.doff < 5 || sizeof(struct iphdr) + h->tcp.doff * 4 > tot)
+			return 0;
+		if (h->tcp.syn || h->tcp.fin || h->tcp.rst)
+			return 0;
+		l4_hdr = h->tcp.doff * 4;
+	} else if (h->ip.protocol == IPPROTO_UDP) {
+		if (h->udp.check == 0 || sizeof(struct iphdr) + sizeof(struct udphdr) > tot)
+			return 0;
+		l4_hdr = sizeof(struct udphdr);
+	} else {
+		return 0;
+	}
+	struct flow_key k = {
+		.saddr = h->ip.saddr,
+		.daddr = h->ip.daddr,
+		.sport = h->ports[0],
+		.dport = h->ports[1],
+		.proto = h->ip.protocol,
+	};
+	struct flow_action *a = bpf_map_lookup_elem(&lvs_flows, &k);
+	if (!a)
+		return 0;
+	/* What goes on the wire: the packet, or each segment of a GSO one. */
+	__u32 wire = gso_size ? sizeof(struct iphdr) + l4_hdr + gso_size : tot;
+	if (wire > a->mtu)
+		return 0;
+	return a;
+}
+
+/* Reads the headers of an IPv4 TCP/UDP packet (`at`: where its IP header
+ * starts, relative to `base`); 0 when it is not one or is too short. */
+static __always_inline int load_hdrs(struct __sk_buff *skb, __u32 at, __u32 base, struct hdrs *h)
+{
+	if (bpf_skb_load_bytes_relative(skb, at, &h->ip, sizeof(h->ip), base))
+		return 0;
+	if (h->ip.protocol == IPPROTO_TCP)
+		return !bpf_skb_load_bytes_relative(skb, at + sizeof(h->ip), &h->tcp,
+						    sizeof(h->tcp), base);
+	if (h->ip.protocol == IPPROTO_UDP)
+		return !bpf_skb_load_bytes_relative(skb, at + sizeof(h->ip), &h->udp,
+						    sizeof(h->udp), base);
+	return 0;
+}
+
+SEC("classifier")
+int lvs_tc(struct __sk_buff *skb)
+{
+	struct hdrs h;
+	if (skb->protocol != bpf_htons(ETH_P_IP) || skb->len < ETH_HLEN ||
+	    !load_hdrs(skb, IP_OFF, BPF_HDR_START_MAC, &h))
+		return TC_ACT_UNSPEC;
+	struct flow_action *a = skb_flow(&h, skb->len - ETH_HLEN, skb->gso_segs > 1 ? skb->gso_size : 0);
+	if (!a)
+		return TC_ACT_UNSPEC;
+	int udp = h.ip.protocol == IPPROTO_UDP;
+	__u32 l4_csum = L4_OFF + (udp ? offsetof(struct udphdr, check) : offsetof(struct tcphdr, check));
+	/* The kernel's helpers know the skb's checksum state: a checksum still
+	 * to be computed gets the pseudo-header part only. */
+	__u64 mangled = udp ? BPF_F_MARK_MANGLED_0 : 0;
+
+	/* TTL - 1: the TTL is the high byte of its 16-bit word. */
+	__u8 ttl = h.ip.ttl - 1;
+	__u16 old_word = bpf_htons((__u16)h.ip.ttl << 8);
+	__u16 new_word = bpf_htons((__u16)ttl << 8);
+	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_word, new_word, 2) ||
+	    bpf_skb_store_bytes(skb, IP_TTL_OFF, &ttl, 1, 0))
+		return TC_ACT_SHOT;
+	__u32 addr_off = ETH_HLEN + (a->side ? offsetof(struct iphdr, saddr) : offsetof(struct iphdr, daddr));
+	__u32 port_off = L4_OFF + (a->side ? 0 : 2);
+	__u32 old_addr = a->side ? h.ip.saddr : h.ip.daddr;
+	__u16 old_port = a->side ? h.ports[0] : h.ports[1];
+	__u32 new_addr = a->addr;
+	__u16 new_port = a->port;
+	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_addr, new_addr, 4) ||
+	    bpf_l4_csum_replace(skb, l4_csum, old_addr, new_addr, BPF_F_PSEUDO_HDR | mangled | 4) ||
+	    bpf_skb_store_bytes(skb, addr_off, &new_addr, 4, 0) ||
+	    bpf_l4_csum_replace(skb, l4_csum, old_port, new_port, mangled | 2) ||
+	    bpf_skb_store_bytes(skb, port_off, &new_port, 2, 0))
+		return TC_ACT_SHOT;
+	__u8 macs[12];
+	__builtin_memcpy(macs, a->dmac, ETH_ALEN);
+	__builtin_memcpy(macs + ETH_ALEN, a->smac, ETH_ALEN);
+	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0))
+		return TC_ACT_SHOT;
+	/* One packet per skb, as the engine (and IPVS) counts a GSO packet. */
+	__sync_fetch_and_add(&a->packets, 1);
+	__sync_fetch_and_add(&a->bytes, skb->len - ETH_HLEN);
+	a->last_ns = bpf_ktime_get_ns();
+	return bpf_redirect(a->oif, 0);
+}
+
+/* On lvsd's packet sockets: drops (0) what lvs_tc will carry, keeps the
+ * rest whole. Packet sockets see frames before TC ingress. */
+SEC("socket")
+int lvs_sock(struct __sk_buff *skb)
+{
+	struct hdrs h;
+	if (skb->protocol != bpf_htons(ETH_P_IP) || !load_hdrs(skb, 0, BPF_HDR_START_NET, &h))
+		return skb->len;
+	/* lvs_tc's length: from the IP header on. */
+	__u32 ip_len = bpf_ntohs(h.ip.tot_len);
+	if (skb->gso_segs > 1 ? skb_flow(&h, skb->len, skb->gso_size) : skb_flow(&h, ip_len, 0))
+		return 0;
+	return skb->len;
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -30,8 +30,10 @@ pub struct Options {
     pub control: Option<PathBuf>,
     /// `--metrics`: wins over the file's `metrics` line.
     pub metrics: Option<std::net::SocketAddr>,
-    /// `--fastpath xdp`: established NAT flows in an XDP program.
-    pub fastpath: bool,
+    /// `--fastpath xdp|tc`: established NAT flows in an XDP or TC program.
+    pub fastpath: Option<crate::xdp::Hook>,
+    /// `--fastpath-after`: client packets before a connection is offered.
+    pub fastpath_after: u64,
 }
 
 /// Counters of the daemon's own decisions (the engine counts the rest).
@@ -540,14 +542,17 @@ pub fn run(opts: Options) -> Result<(), String> {
         },
     };
     d.load_network()?;
-    if opts.fastpath {
-        match crate::fastpath::Daemon::start(&d.ports) {
+    if let Some(hook) = opts.fastpath {
+        match crate::fastpath::Daemon::start(hook, &d.ports, io.sockets()) {
             Ok(fp) => {
                 d.fastpath = Some(fp);
+                d.engine.set_offload_after(opts.fastpath_after);
                 d.engine.set_offload(true);
             }
-            Err(e) => tracing::warn!("no XDP fast path ({e}): every interface uses AF_PACKET only"),
+            Err(e) => tracing::warn!("no fast path ({e}): every interface uses AF_PACKET only"),
         }
+        // Loading read the kernel's BTF (megabytes, freed since).
+        release_free_heap();
     }
     let extra = d.kernel_rules.len().saturating_sub(5);
     if extra > 0 {
@@ -863,6 +868,18 @@ pub fn run(opts: Options) -> Result<(), String> {
         d.counters.segments,
         d.counters.rx_vlan_other
     );
+    if d.fastpath.is_some() {
+        // What the program carried since the last fold counts too.
+        d.run_fastpath(start.elapsed().as_millis() as u64, true);
+        let c = &d.counters;
+        tracing::info!(
+            "fast path: {} packets carried in the kernel; {} flows carried at the end; {} offers not taken; {} flows written again",
+            c.fastpath_packets,
+            c.fastpath_flows,
+            c.fastpath_skipped,
+            c.fastpath_rewritten
+        );
+    }
     // A master hands over at once (priority 0) instead of after the
     // backup's down interval.
     vrrp.shutdown();

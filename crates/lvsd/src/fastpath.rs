@@ -1,4 +1,4 @@
-//! The daemon's side of the XDP fast path (`--fastpath xdp`): attaches
+//! The daemon's side of the fast path (`--fastpath xdp|tc`): attaches
 //! the program (`xdp.rs`) to every port, carries the engine's offload
 //! requests into its flow map (both directions of a NAT connection, with
 //! the egress port, MACs and MTU the daemon's routes and neighbours give),
@@ -9,13 +9,15 @@
 //! MAC changed is installed again with the new ones (or taken out of the
 //! map, its packets then going through lvsd, when there is none).
 //!
-//! The program is attached in generic (skb) mode: it redirects into any
-//! device, bridges included (native mode on veth or a NIC is faster but
-//! can redirect only to devices that take XDP frames).
+//! XDP is attached in generic (skb) mode: it redirects into any device,
+//! bridges included (native mode on veth or a NIC is faster but can
+//! redirect only to devices that take XDP frames). TC is attached at
+//! ingress, and lvsd's packet sockets are filtered so that they do not
+//! also get what it carries.
 
 use crate::io::PortId;
 use crate::net::Interface;
-use crate::xdp::{FastPath, FlowAction, FlowKey, Side};
+use crate::xdp::{FastPath, FlowAction, FlowKey, Hook, Side};
 use lvs_core::engine::{FastPathSeen, Offload, OffloadFlow};
 use lvs_core::wire::ipproto;
 use lvs_core::Engine;
@@ -78,15 +80,24 @@ fn v4(a: IpAddr) -> Option<Ipv4Addr> {
 }
 
 impl Daemon {
-    /// Loads the program and attaches it to every port; says per port
-    /// which path its packets take.
-    pub fn start(ports: &[Interface]) -> Result<Daemon, String> {
-        let mut fp = FastPath::load()?;
+    /// Loads the program for `hook`, attaches it to every port and filters
+    /// lvsd's packet sockets (`sockets`, for TC); says per port which path
+    /// its packets take.
+    pub fn start<'a>(
+        hook: Hook,
+        ports: &[Interface],
+        sockets: impl Iterator<Item = std::os::fd::BorrowedFd<'a>>,
+    ) -> Result<Daemon, String> {
+        let mut fp = FastPath::load(hook)?;
+        for sock in sockets {
+            fp.filter_socket(sock)?;
+        }
         for p in ports {
             fp.attach(&p.name)?;
             tracing::info!(
-                "{}: fast path XDP (generic mode): established NAT flows are forwarded in the kernel; everything else goes to lvsd (AF_PACKET)",
-                p.name
+                "{}: fast path {}: established NAT flows are forwarded in the kernel; everything else goes to lvsd (AF_PACKET)",
+                p.name,
+                hook.describe()
             );
         }
         Ok(Daemon {
@@ -118,9 +129,17 @@ impl Daemon {
                         tracing::debug!("fast path: not carried: {e}");
                     }
                 }
+                Offload::Report(f) => match self.carried.remove(&f) {
+                    Some(mut c) => {
+                        self.fold_one(engine, &f, &mut c, now_ms, true);
+                        self.carried.insert(f, c);
+                    }
+                    // Not in the map: nothing was carried.
+                    None => engine.offload_seen(&f, &FastPathSeen::default()),
+                },
                 Offload::Remove(f) => {
                     if let Some(mut c) = self.carried.remove(&f) {
-                        self.fold_one(engine, &f, &mut c, now_ms);
+                        self.fold_one(engine, &f, &mut c, now_ms, false);
                         let _ = self.fp.remove(&c.in_key);
                         let _ = self.fp.remove(&c.out_key);
                     }
@@ -228,7 +247,7 @@ impl Daemon {
             let Some(mut c) = self.carried.remove(&f) else {
                 continue;
             };
-            self.fold_one(engine, &f, &mut c, now_ms);
+            self.fold_one(engine, &f, &mut c, now_ms, false);
             let now = Self::hops(&f, &hop, reroute);
             if now == Some(c.hops) {
                 self.carried.insert(f, c);
@@ -252,9 +271,20 @@ impl Daemon {
     }
 
     /// Reports what the program carried of `f` since `c` was last folded
-    /// (one read of each direction), and remembers what it read.
-    fn fold_one(&mut self, engine: &mut Engine, f: &OffloadFlow, c: &mut Carried, now_ms: u64) {
+    /// (one read of each direction), and remembers what it read. `always`:
+    /// reports also when nothing was (the engine asked).
+    fn fold_one(
+        &mut self,
+        engine: &mut Engine,
+        f: &OffloadFlow,
+        c: &mut Carried,
+        now_ms: u64,
+        always: bool,
+    ) {
         let (Ok(Some(i)), Ok(Some(o))) = (self.fp.get(&c.in_key), self.fp.get(&c.out_key)) else {
+            if always {
+                engine.offload_seen(f, &FastPathSeen::default());
+            }
             return;
         };
         let last_ns = i.last_ns.max(o.last_ns);
@@ -282,7 +312,7 @@ impl Daemon {
             last_ns: o.last_ns,
         };
         self.packets += seen.in_pkts + seen.out_pkts;
-        if seen != FastPathSeen::default() {
+        if always || seen != FastPathSeen::default() {
             engine.offload_seen(f, &seen);
         }
     }

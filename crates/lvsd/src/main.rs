@@ -59,6 +59,7 @@ use std::process::ExitCode;
 enum FastPathArg {
     Off,
     Xdp,
+    Tc,
 }
 
 #[derive(Parser, Debug)]
@@ -87,13 +88,24 @@ struct Cli {
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
 
-    /// `xdp`: an XDP program on every interface forwards the packets of
-    /// established IPv4 NAT connections in the kernel (the engine still
-    /// sees every state change); `off`: every packet goes through lvsd
-    /// (AF_PACKET). Without XDP (an old kernel, no clang at build time)
-    /// lvsd says so and runs with AF_PACKET only.
+    /// `xdp`: an XDP program (generic mode) on every interface forwards
+    /// the packets of established IPv4 NAT connections in the kernel (the
+    /// engine still sees every state change); best for packets from NICs.
+    /// `tc`: the same at TC ingress, which also carries packets whose
+    /// checksum is still to be computed and GSO packets (veth, containers,
+    /// local senders); `off`: every packet goes through lvsd (AF_PACKET).
+    /// Without them (an old kernel, no clang at build time) lvsd says so
+    /// and runs with AF_PACKET only.
     #[arg(long, value_enum, value_name = "PATH", default_value_t = FastPathArg::Off)]
     fastpath: FastPathArg,
+
+    /// With `--fastpath`: client packets a connection shows lvsd
+    /// before the fast path carries it. Short connections are cheaper in
+    /// lvsd than as a flow installed and removed again; 1 hands every
+    /// connection over as soon as it is established.
+    #[arg(long, value_name = "PKTS", default_value_t = lvs_core::engine::OFFLOAD_AFTER_PKTS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    fastpath_after: u64,
 
     /// Most verbose messages written: error, warn, info, debug or trace.
     /// The `debug_level` sysctl raises it at run time (1-6: debug, 7 and
@@ -279,7 +291,12 @@ fn main() -> ExitCode {
                 config: cli.config,
                 control: cli.control,
                 metrics: cli.metrics,
-                fastpath: cli.fastpath == FastPathArg::Xdp,
+                fastpath: match cli.fastpath {
+                    FastPathArg::Off => None,
+                    FastPathArg::Xdp => Some(xdp::Hook::Xdp),
+                    FastPathArg::Tc => Some(xdp::Hook::Tc),
+                },
+                fastpath_after: cli.fastpath_after,
             });
             return match run {
                 Ok(()) => ExitCode::SUCCESS,

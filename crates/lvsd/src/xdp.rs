@@ -104,50 +104,136 @@ unsafe impl aya::Pod for FlowAction {}
 pub const XDP_PASS: u32 = 2;
 #[cfg(test)]
 pub const XDP_REDIRECT: u32 = 4;
+/// TC return codes (linux/pkt_cls.h): TC_ACT_UNSPEC (-1), TC_ACT_REDIRECT.
+#[cfg(test)]
+pub const TC_ACT_UNSPEC: u32 = u32::MAX;
+#[cfg(test)]
+pub const TC_ACT_REDIRECT: u32 = 7;
 
 /// The program's object, when this build has one.
 #[cfg(not(lvsd_no_xdp))]
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lvs_xdp.o"));
 
-/// The loaded program and its maps.
-pub struct FastPath {
-    ebpf: aya::Ebpf,
+/// Where the fast path hooks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// XDP in generic (skb) mode: before the packet taps; packets whose
+    /// checksum is still to be computed are left to lvsd.
+    Xdp,
+    /// TC (clsact) ingress: knows the skb's checksum state, keeps GSO
+    /// packets whole; lvsd's packet sockets get a filter (`lvs_sock`) that
+    /// keeps from them what TC carries, as they see packets before TC.
+    Tc,
 }
 
-const PROGRAM: &str = "lvs_xdp";
-const FLOWS: &str = "lvs_flows";
-
-impl FastPath {
-    /// Loads the program into the kernel (not attached anywhere).
-    pub fn load() -> Result<FastPath, String> {
-        #[cfg(lvsd_no_xdp)]
-        return Err("this lvsd was built without its XDP program (clang was missing)".into());
-        #[cfg(not(lvsd_no_xdp))]
-        {
-            let mut ebpf =
-                aya::Ebpf::load(OBJECT).map_err(|e| format!("loading the XDP program: {e}"))?;
-            let prog: &mut aya::programs::Xdp = ebpf
-                .program_mut(PROGRAM)
-                .ok_or("the XDP object has no lvs_xdp program")?
-                .try_into()
-                .map_err(|e| format!("lvs_xdp: {e}"))?;
-            prog.load()
-                .map_err(|e| format!("the kernel refused lvs_xdp: {e}"))?;
-            Ok(FastPath { ebpf })
+impl Hook {
+    fn program(self) -> &'static str {
+        match self {
+            Hook::Xdp => "lvs_xdp",
+            Hook::Tc => "lvs_tc",
         }
     }
 
-    /// Attaches the program to interface `ifname` in generic (skb) mode;
-    /// it stays attached until the `FastPath` is dropped (or lvsd ends).
+    /// How lvsd names it in its messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Hook::Xdp => "XDP (generic mode)",
+            Hook::Tc => "TC ingress",
+        }
+    }
+}
+
+/// The loaded program and its maps.
+pub struct FastPath {
+    ebpf: aya::Ebpf,
+    hook: Hook,
+}
+
+const FLOWS: &str = "lvs_flows";
+const SOCKET_FILTER: &str = "lvs_sock";
+
+impl FastPath {
+    /// Loads the program for `hook` into the kernel (not attached anywhere).
+    pub fn load(hook: Hook) -> Result<FastPath, String> {
+        #[cfg(lvsd_no_xdp)]
+        return Err(format!(
+            "this lvsd was built without its fast-path programs (clang was missing; {hook:?} asked)"
+        ));
+        #[cfg(not(lvsd_no_xdp))]
+        {
+            let mut ebpf = aya::Ebpf::load(OBJECT)
+                .map_err(|e| format!("loading the fast-path programs: {e}"))?;
+            let name = hook.program();
+            let prog = ebpf
+                .program_mut(name)
+                .ok_or_else(|| format!("the object has no {name} program"))?;
+            let loaded = match hook {
+                Hook::Xdp => <&mut aya::programs::Xdp>::try_from(prog)
+                    .map_err(|e| e.to_string())?
+                    .load(),
+                Hook::Tc => <&mut aya::programs::SchedClassifier>::try_from(prog)
+                    .map_err(|e| e.to_string())?
+                    .load(),
+            };
+            loaded.map_err(|e| format!("the kernel refused {name}: {e}"))?;
+            if hook == Hook::Tc {
+                let filter: &mut aya::programs::SocketFilter = ebpf
+                    .program_mut(SOCKET_FILTER)
+                    .ok_or("the object has no lvs_sock program")?
+                    .try_into()
+                    .map_err(|e| format!("lvs_sock: {e}"))?;
+                filter
+                    .load()
+                    .map_err(|e| format!("the kernel refused lvs_sock: {e}"))?;
+            }
+            Ok(FastPath { ebpf, hook })
+        }
+    }
+
+    /// Attaches the program to interface `ifname` (XDP: generic mode; TC:
+    /// ingress, with a clsact qdisc added where the kernel needs one); it
+    /// stays attached until the `FastPath` is dropped (or lvsd ends).
     pub fn attach(&mut self, ifname: &str) -> Result<(), String> {
-        let prog: &mut aya::programs::Xdp = self
+        let name = self.hook.program();
+        let prog = self
             .ebpf
-            .program_mut(PROGRAM)
-            .ok_or("no lvs_xdp program")?
+            .program_mut(name)
+            .ok_or_else(|| format!("no {name} program"))?;
+        match self.hook {
+            Hook::Xdp => {
+                let prog: &mut aya::programs::Xdp =
+                    prog.try_into().map_err(|e| format!("{name}: {e}"))?;
+                prog.attach(ifname, aya::programs::XdpFlags::SKB_MODE)
+                    .map_err(|e| format!("attaching XDP to {ifname}: {e}"))?;
+            }
+            Hook::Tc => {
+                // Kernels before 6.6 attach through a clsact qdisc (which
+                // may be there already); later ones by a TCX link.
+                let _ = aya::programs::tc::qdisc_add_clsact(ifname);
+                let prog: &mut aya::programs::SchedClassifier =
+                    prog.try_into().map_err(|e| format!("{name}: {e}"))?;
+                prog.attach(ifname, aya::programs::TcAttachType::Ingress)
+                    .map_err(|e| format!("attaching TC to {ifname}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// With the TC hook: filters lvsd's packet socket `sock` so that what
+    /// the program carries does not reach lvsd too. Nothing to do for XDP.
+    pub fn filter_socket(&mut self, sock: std::os::fd::BorrowedFd<'_>) -> Result<(), String> {
+        if self.hook != Hook::Tc {
+            return Ok(());
+        }
+        let filter: &mut aya::programs::SocketFilter = self
+            .ebpf
+            .program_mut(SOCKET_FILTER)
+            .ok_or("no lvs_sock program")?
             .try_into()
-            .map_err(|e| format!("lvs_xdp: {e}"))?;
-        prog.attach(ifname, aya::programs::XdpFlags::SKB_MODE)
-            .map_err(|e| format!("attaching XDP to {ifname}: {e}"))?;
+            .map_err(|e| format!("lvs_sock: {e}"))?;
+        filter
+            .attach(sock)
+            .map_err(|e| format!("filtering a packet socket: {e}"))?;
         Ok(())
     }
 
@@ -185,16 +271,23 @@ impl FastPath {
 
 #[cfg(test)]
 impl FastPath {
-    /// Runs the program once on `frame` in the kernel (BPF_PROG_TEST_RUN,
-    /// nothing is sent): its verdict and the frame as it left it.
+    /// Runs the hook's program once on `frame` in the kernel
+    /// (BPF_PROG_TEST_RUN, nothing is sent): its verdict and the frame as
+    /// it left it.
     pub fn test_run(&self, frame: &[u8]) -> std::io::Result<(u32, Vec<u8>)> {
+        self.test_run_program(self.hook.program(), frame)
+    }
+
+    /// `test_run` of the program called `name` (the kernel's test run
+    /// starts a socket filter such as `lvs_sock` at the frame's network
+    /// header, as a packet socket's filter sees it).
+    pub fn test_run_program(&self, name: &str, frame: &[u8]) -> std::io::Result<(u32, Vec<u8>)> {
         use std::io;
         use std::os::fd::{AsFd, AsRawFd};
-        let prog: &aya::programs::Xdp = self
+        let prog = self
             .ebpf
-            .program(PROGRAM)
-            .and_then(|p| p.try_into().ok())
-            .ok_or_else(|| io::Error::other("no lvs_xdp program"))?;
+            .program(name)
+            .ok_or_else(|| io::Error::other(format!("no {name} program")))?;
         let fd = prog.fd().map_err(io::Error::other)?;
         let mut out = vec![0u8; frame.len() + 256];
         let mut attr = TestRunAttr {
@@ -372,15 +465,39 @@ mod tests {
         );
     }
 
-    /// The fast path's NAT rewrite of established packets, both ways and
-    /// for TCP and UDP, is the engine's byte for byte; its counters count; what can change IPVS state, a TTL about
-    /// to expire, a packet over the MTU, a UDP datagram without checksum,
-    /// a checksum still to be computed and unknown flows go to the kernel
-    /// untouched.
+    /// XDP's NAT rewrite of established packets, both ways and for TCP
+    /// and UDP, is the engine's byte for byte; its counters count; what can
+    /// change IPVS state, a TTL about to expire, a packet over the MTU, a
+    /// UDP datagram without checksum, a checksum still to be computed and
+    /// unknown flows go to the kernel untouched.
     #[test]
-    fn the_fast_path_rewrites_as_the_engine_does() {
+    fn the_xdp_program_rewrites_as_the_engine_does() {
+        rewrites_as_the_engine_does(Hook::Xdp);
+    }
+
+    /// The same for the TC program, and its packet-socket filter drops
+    /// exactly what it carries. (The kernel's test run gives it complete
+    /// checksums; a checksum still to be computed is the end-to-end
+    /// tests' part.)
+    #[test]
+    fn the_tc_program_rewrites_as_the_engine_does() {
+        rewrites_as_the_engine_does(Hook::Tc);
+    }
+
+    /// What the packet-socket filter does with `ip`: whether lvsd gets it.
+    fn lvsd_gets(fp: &FastPath, ip: &[u8]) -> bool {
+        let (keep, _) = fp.test_run_program(SOCKET_FILTER, &frame(ip)).unwrap();
+        keep != 0
+    }
+
+    fn rewrites_as_the_engine_does(hook: Hook) {
         require_root();
-        let mut fp = FastPath::load().expect("load lvs_xdp");
+        let mut fp = FastPath::load(hook).expect("load the fast path");
+        let (pass, redirect) = match hook {
+            Hook::Xdp => (XDP_PASS, XDP_REDIRECT),
+            Hook::Tc => (TC_ACT_UNSPEC, TC_ACT_REDIRECT),
+        };
+        let tc = hook == Hook::Tc;
         let install_both = |fp: &mut FastPath, proto: u8, cport: u16| {
             let ink = FlowKey::new(proto, C, cport, V, 80);
             let ina = FlowAction::new(Side::Destination, R, 8080, 7, SMAC, DMAC, 1500);
@@ -392,8 +509,11 @@ mod tests {
         };
         let check = |fp: &FastPath, e: &mut Engine, ip: Vec<u8>, mac: [u8; 6]| {
             let want = engine_sends(e, &ip);
+            if tc {
+                assert!(!lvsd_gets(fp, &ip), "the filter keeps it from lvsd");
+            }
             let (verdict, out) = fp.test_run(&frame(&ip)).unwrap();
-            assert_eq!(verdict, XDP_REDIRECT);
+            assert_eq!(verdict, redirect);
             assert_eq!(&out[..6], &mac);
             assert_eq!(&out[6..12], &SMAC);
             assert_eq!(&out[14..], &want[..], "the engine's bytes");
@@ -448,9 +568,12 @@ mod tests {
             let (verdict, out) = fp.test_run(&frame(&ip)).unwrap();
             assert_eq!(
                 (verdict, &out[14..]),
-                (XDP_PASS, &ip[..]),
+                (pass, &ip[..]),
                 "flags {flags:#x} ttl {ttl} len {len}"
             );
+            if tc {
+                assert!(lvsd_gets(&fp, &ip), "flags {flags:#x} ttl {ttl} len {len}");
+            }
         }
         // A checksum still to be computed (CHECKSUM_PARTIAL): the field
         // holds the pseudo-header sum, which the engine must handle.
@@ -460,15 +583,21 @@ mod tests {
         pseudo.extend_from_slice(&[0, ipproto::TCP, 0, 24]);
         let seed = !lvs_core::wire::checksum::checksum(&pseudo);
         partial[36..38].copy_from_slice(&seed.to_be_bytes());
-        assert_eq!(
-            fp.test_run(&frame(&partial)).unwrap(),
-            (XDP_PASS, frame(&partial))
-        );
+        if !tc {
+            // TC reads the checksum state from the skb instead.
+            assert_eq!(
+                fp.test_run(&frame(&partial)).unwrap(),
+                (pass, frame(&partial))
+            );
+        }
         let other = packet(ipproto::TCP, (C, 40001), (V, 80), ACK, 64, b"");
-        assert_eq!(fp.test_run(&frame(&other)).unwrap().0, XDP_PASS);
+        assert_eq!(fp.test_run(&frame(&other)).unwrap().0, pass);
         fp.remove(&ink).unwrap();
         let ip = packet(ipproto::TCP, (C, 40000), (V, 80), ACK, 64, b"");
-        assert_eq!(fp.test_run(&frame(&ip)).unwrap().0, XDP_PASS, "removed");
+        assert_eq!(fp.test_run(&frame(&ip)).unwrap().0, pass, "removed");
+        if tc {
+            assert!(lvsd_gets(&fp, &other) && lvsd_gets(&fp, &ip));
+        }
 
         // UDP with a checksum; without one (0), IPVS computes a full
         // checksum: the engine's work.
@@ -490,7 +619,10 @@ mod tests {
         no_csum[26..28].copy_from_slice(&[0, 0]);
         assert_eq!(
             fp.test_run(&frame(&no_csum)).unwrap(),
-            (XDP_PASS, frame(&no_csum))
+            (pass, frame(&no_csum))
         );
+        if tc {
+            assert!(lvsd_gets(&fp, &no_csum));
+        }
     }
 }

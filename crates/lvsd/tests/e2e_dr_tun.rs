@@ -538,7 +538,7 @@ fn path_mtu_discovery_through_nat() {
     );
     const LEN: usize = 2 << 20;
     let config = "director bulk 198.18.0.100:9000 TCP\n  balance roundrobin\n  mode nat\n  server rs1 198.18.1.11:9000\n";
-    let director = Director::start(&lab, "pmtu", config);
+    let director = Director::start_keeping_offloads(&lab, "pmtu", config);
     let (up, down, took) = bulk_both_ways(&lab, LEN, Duration::from_secs(15));
     // The client learnt the path MTU from lvsd's frag-needed (sent from the VIP).
     let route = ip(&lab, lab.client_ns(), &["route", "get", "198.18.0.100"]);
@@ -576,7 +576,7 @@ fn bulk_tcp_through_a_gue_tunnel_cuts_super_packets() {
     let decap = Decap::start(&lab, 1, "lvtgbulk", rip, from, None);
     const LEN: usize = 2 << 20;
     let config = "director bulk 198.18.0.100:9000 TCP\n  balance roundrobin\n  mode tunnel gue port 6080 csum\n  server rs1 198.18.1.11:9000\n";
-    let director = Director::start(&lab, "gbulk", config);
+    let director = Director::start_keeping_offloads(&lab, "gbulk", config);
     let (up, down, took) = bulk_both_ways(&lab, LEN, Duration::from_secs(15));
     let log = director.stop(&lab);
     // Asserts 0 violations: every segment lvsd cut and wrapped passed the checks.

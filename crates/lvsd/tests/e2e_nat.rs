@@ -461,7 +461,7 @@ fn bulk_transfer(prefix: &str, director_tx_csum_off: bool) {
     }
     const LEN: usize = 32 << 20;
     let config = "director bulk 198.18.0.100:9000 TCP\n  balance roundrobin\n  mode nat\n  server rs1 198.18.1.11:9000\n";
-    let director = Director::start(&lab, "bulk", config);
+    let director = Director::start_keeping_offloads(&lab, "bulk", config);
     let (up, down, _) = bulk_both_ways(&lab, LEN, Duration::from_secs(20));
     assert_eq!(up, Ok(LEN), "client → server through the VIP");
     assert_eq!(down, Ok(LEN), "server → client through the VIP");
@@ -1600,21 +1600,42 @@ fn policy_routing_rules_are_followed() {
 /// the XDP program once the engine has seen what can change their state
 /// (the UDP flow's replies, the TCP handshake) and a few packets; the TCP
 /// connection is given back at its FIN; short connections stay with the
-/// engine; a carried flow follows a change of its next hop's MAC. Every answer arrives, the bulk transfer's bytes are intact both
-/// ways, and the statistics stay exact with the fast path's packets folded
-/// in.
+/// engine; a carried flow follows a change of its next hop's MAC. Every
+/// answer arrives, the bulk transfer's bytes are intact both ways, and the
+/// statistics stay exact with the fast path's packets folded in.
 #[test]
 fn the_xdp_fast_path_carries_established_nat_flows() {
-    let (_g, lab) = nat_lab("lvxdp", 1);
+    fast_path_carries_established_nat_flows("xdp");
+}
+
+/// The same with the TC fast path (`--fastpath tc`), the hosts keeping
+/// their offloads: their packets leave checksums to be computed and TCP
+/// sends GSO super-packets, which TC carries too (XDP leaves them to
+/// lvsd). The director's own interfaces compute checksums in software, so
+/// the receivers verify every one the fast path updated.
+#[test]
+fn the_tc_fast_path_carries_offloaded_packets() {
+    fast_path_carries_established_nat_flows("tc");
+}
+
+fn fast_path_carries_established_nat_flows(hook: &str) {
+    let (_g, lab) = nat_lab(&format!("lv{hook}"), 1);
     let _servers = lab.start_identity_servers(80, 53).expect("real servers");
     let config = format!(
         "{ONE_NAT}director dns 198.18.0.100:53 UDP\n  mode nat\n  server rs1 198.18.1.11:53\n\
          director bulk 198.18.0.100:9000 TCP\n  mode nat\n  server rs1 198.18.1.11:9000\n"
     );
-    // The client's and the server's stacks compute their checksums (as a
-    // NIC delivers them): over veth they would leave them to be computed
-    // (CHECKSUM_PARTIAL), and such packets are the engine's.
-    for (ns, dev) in [(lab.client_ns(), "c0"), (lab.server_ns(1), "b0")] {
+    // XDP: the client's and the server's stacks compute their checksums
+    // (as a NIC delivers them): over veth they would leave them to be
+    // computed (CHECKSUM_PARTIAL), and such packets are the engine's.
+    // TC: the director computes the checksums it sends, from what the fast
+    // path left in the field.
+    let off = if hook == "xdp" {
+        [(lab.client_ns(), "c0"), (lab.server_ns(1), "b0")]
+    } else {
+        [(lab.director_ns(), "d0"), (lab.director_ns(), "br1")]
+    };
+    for (ns, dev) in off {
         let out = lab
             .exec(
                 ns,
@@ -1625,10 +1646,15 @@ fn the_xdp_fast_path_carries_established_nat_flows() {
             .expect("ethtool (package ethtool) must be installed");
         assert!(out.status.success(), "ethtool -K {dev} tx off");
     }
-    let director = Director::start_with(&lab, "xdp", &config, &["--fastpath", "xdp"]);
+    let director = Director::start_with(&lab, hook, &config, &["--fastpath", hook]);
     let log = director.log_so_far();
-    assert!(log.contains("d0: fast path XDP (generic mode)"), "{log}");
-    assert!(log.contains("br1: fast path XDP (generic mode)"), "{log}");
+    let said = if hook == "xdp" {
+        "fast path XDP (generic mode)"
+    } else {
+        "fast path TC ingress"
+    };
+    assert!(log.contains(&format!("d0: {said}")), "{log}");
+    assert!(log.contains(&format!("br1: {said}")), "{log}");
     let counters = || lvsadm_ok(&director.sock, &["--counters"]);
     // 200 exchanges of one UDP flow (bounded: 2 s per answer at most).
     let exchange = |count: u32| -> Vec<Vec<u8>> {
@@ -1698,7 +1724,8 @@ fn the_xdp_fast_path_carries_established_nat_flows() {
     std::thread::sleep(Duration::from_millis(1500));
     let udp_carried = counter(&counters(), "io.fastpath_packets");
     // A long TCP connection: the small segments (ACKs) go by the fast
-    // path, the large (GSO) ones and the FIN by lvsd; nothing is lost.
+    // path, the large (GSO) ones too with TC (by lvsd with XDP), the FIN
+    // by lvsd; nothing is lost.
     const LEN: usize = 4 << 20;
     let (up, down, _) = bulk_both_ways(&lab, LEN, Duration::from_secs(20));
     assert_eq!((up, down), (Ok(LEN), Ok(LEN)));

@@ -5,7 +5,7 @@
 //! The engine stays the judge of every state change: a connection is
 //! offered (`Offload::Install`) only once nothing but its data is left to
 //! see — a NAT connection whose reply came back, TCP in ESTABLISHED — and
-//! it has shown `OFFLOAD_AFTER_PKTS` client packets (short connections
+//! it has shown `set_offload_after` client packets (short connections
 //! are not worth a flow), and
 //! is taken back (`Offload::Remove`) as soon as it leaves that state (a
 //! FIN or RST, which the fast path never carries, comes through the
@@ -25,10 +25,10 @@ use std::collections::VecDeque;
 /// path's report before it expires (more than the report period).
 pub const OFFLOAD_GRACE_MS: u64 = 3_000;
 
-/// Client packets a connection shows the engine before it is offered:
-/// installing and removing a flow costs the caller more than the few data
-/// packets of a short connection (an HTTP request per connection) would
-/// save; a long one is offered after these.
+/// Client packets a connection shows the engine before it is offered, by
+/// default (`set_offload_after`): installing and removing a flow costs the
+/// caller more than the few data packets of a short connection (an HTTP
+/// request per connection) would save; a long one is offered after these.
 pub const OFFLOAD_AFTER_PKTS: u64 = 8;
 
 use crate::conn::offload as state;
@@ -78,6 +78,11 @@ pub enum Offload {
     Install(OffloadFlow),
     /// Stop carrying it: its packets are the engine's again.
     Remove(OffloadFlow),
+    /// Its timer ran out: report what was carried of it since the last
+    /// report now (`offload_seen`, also when nothing was), so that it
+    /// expires on time or lives on from its last packet. Without the
+    /// report it expires `OFFLOAD_GRACE_MS` later.
+    Report(OffloadFlow),
 }
 
 /// What the fast path carried of one connection since its last report.
@@ -101,6 +106,12 @@ impl Engine {
         if !on {
             self.take_back_where(|_| true);
         }
+    }
+
+    /// Client packets a connection shows the engine before it is offered
+    /// (at least 1; `OFFLOAD_AFTER_PKTS` until set).
+    pub fn set_offload_after(&mut self, pkts: u64) {
+        self.offload_after = pkts.max(1);
     }
 
     /// Takes back every carried entry that `which` picks.
@@ -168,20 +179,43 @@ impl Engine {
             self.account_bulk(id, false, seen.out_pkts, seen.out_bytes);
         }
         let c = self.conns.get_mut(id);
-        if seen.last_ms == 0 || c.offload == state::NONE {
+        let graced = c.offload == state::GRACE;
+        if c.offload == state::NONE {
+            return;
+        }
+        if seen.last_ms == 0 {
+            if graced {
+                // Nothing carried since its timer ran out (the grace began
+                // then): it expires now, as it would have without a fast path.
+                let ran_out = c.expires.saturating_sub(OFFLOAD_GRACE_MS);
+                self.conns.set_expiry(id, ran_out);
+            }
             return;
         }
         c.offload = state::CARRIED;
         let timeout = c.timeout_ms;
-        if seen.last_ms.saturating_add(timeout) > c.expires {
+        // In the grace period the expiry is the grace's end, not the
+        // timer's: the last packet decides.
+        if graced || seen.last_ms.saturating_add(timeout) > c.expires {
             self.conns.restart_timer(id, seen.last_ms, timeout);
+        }
+    }
+
+    /// Entry `id` went into its grace period: the fast path is asked for
+    /// its report.
+    pub(crate) fn offload_report_due(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.get_mut_checked(id) {
+            if c.offload == state::GRACE {
+                let f = OffloadFlow::of(c);
+                self.offload_queue.push_back(Offload::Report(f));
+            }
         }
     }
 
     /// After a packet of entry `id` went through the engine (`reply`: one
     /// of the real server's): offers the connection when nothing but data
     /// is left to see — TCP in ESTABLISHED, UDP at a reply (the first one
-    /// assures a template) — after `OFFLOAD_AFTER_PKTS` client packets, and
+    /// assures a template) — after `offload_after` client packets, and
     /// takes it back when it left that state.
     pub(crate) fn offload_after_packet(&mut self, id: ConnId, reply: bool) {
         if !self.offload_on {
@@ -200,7 +234,7 @@ impl Engine {
                 _ => false,
             }
             && self.sync_master.is_none()
-            && c.in_pkts >= OFFLOAD_AFTER_PKTS;
+            && c.in_pkts >= self.offload_after;
         match (c.offload, eligible) {
             (state::NONE, true) if reply || c.protocol != ipproto::UDP => {
                 c.offload = state::CARRIED;

@@ -191,6 +191,12 @@ impl AfPacket {
         })
     }
 
+    /// The packet sockets, one per port in port order (to filter them).
+    pub fn sockets(&self) -> impl Iterator<Item = std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.socks.iter().map(|s| s.as_fd())
+    }
+
     /// Whether the auxiliary data of a received frame says it had a VLAN tag.
     fn vlan_tagged(h: &libc::msghdr) -> bool {
         // SAFETY: `h` was filled by recvmmsg with msg_control pointing at

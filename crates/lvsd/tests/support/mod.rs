@@ -126,6 +126,47 @@ pub fn wait_for_socket(path: &Path) {
     panic!("lvsd did not open {} within 10 s", path.display());
 }
 
+/// `LVSD_TEST_FASTPATH=xdp` (the second pass of `scripts/test.sh`): every
+/// director the tests start runs with the XDP fast path, which carries
+/// each connection from its first established packet on; the tests are
+/// the same and must pass the same.
+pub fn fastpath_everywhere() -> bool {
+    std::env::var("LVSD_TEST_FASTPATH").is_ok_and(|v| v == "xdp")
+}
+
+/// Transmit checksum offload off on every veth of the lab. Packets from a
+/// NIC arrive with complete checksums; a local stack's (veth) leave them
+/// to be computed, and the fast path leaves those to lvsd, so that in a
+/// lab with offload on it would carry nothing.
+pub fn hosts_send_complete_checksums(lab: &Lab) {
+    for ns in lab.namespaces() {
+        let out = lab
+            .exec(
+                &ns,
+                "ip",
+                &["-o", "link", "show", "type", "veth"],
+                Duration::from_secs(5),
+            )
+            .expect("ip link show");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            // `7: c0@if6: <…` → c0
+            let Some(name) = line.split(':').nth(1) else {
+                continue;
+            };
+            let dev = name.trim().split('@').next().unwrap_or_default();
+            let out = lab
+                .exec(
+                    &ns,
+                    "ethtool",
+                    &["-K", dev, "tx", "off"],
+                    Duration::from_secs(5),
+                )
+                .expect("ethtool (package ethtool) must be installed");
+            assert!(out.status.success(), "ethtool -K {dev} tx off in {ns}");
+        }
+    }
+}
+
 /// A running director inside the lab; stopped (SIGTERM) by `stop` or on drop
 /// of the lab.
 pub struct Director {
@@ -153,7 +194,26 @@ impl Director {
         Director::start_in_with(lab, ns, tag, config, &[])
     }
 
+    /// `start` for a test of what the hosts' offloads make (GSO
+    /// super-packets, checksums left to be computed): in the fast-path
+    /// pass (`fastpath_everywhere`) their offloads stay on, so the fast
+    /// path is attached but leaves those packets to lvsd.
+    pub fn start_keeping_offloads(lab: &Lab, tag: &str, config: &str) -> Director {
+        Director::start_full(lab, lab.director_ns(), tag, config, &[], true)
+    }
+
     fn start_in_with(lab: &Lab, ns: &str, tag: &str, config: &str, args: &[&str]) -> Director {
+        Director::start_full(lab, ns, tag, config, args, false)
+    }
+
+    fn start_full(
+        lab: &Lab,
+        ns: &str,
+        tag: &str,
+        config: &str,
+        args: &[&str],
+        keep_offloads: bool,
+    ) -> Director {
         let dir = std::env::temp_dir();
         let base = format!("lvsd-e2e-{tag}-{}", std::process::id());
         let conf = dir.join(format!("{base}.conf"));
@@ -163,6 +223,12 @@ impl Director {
         let mut cmd = lab.command(ns, &lvsd().to_string_lossy());
         cmd.arg("--config").arg(&conf).arg("--control").arg(&sock);
         cmd.args(args);
+        if fastpath_everywhere() && !args.contains(&"--fastpath") {
+            if !keep_offloads {
+                hosts_send_complete_checksums(lab);
+            }
+            cmd.args(["--fastpath", "xdp", "--fastpath-after", "1"]);
+        }
         cmd.stderr(std::fs::File::create(&log).expect("lvsd log file"));
         let pid = lab.spawn(ns, cmd).expect("start lvsd");
         wait_for_socket(&sock);
