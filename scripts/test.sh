@@ -10,9 +10,12 @@ lvs_install_deps
 # The end-to-end tests run the real lvsd and lvsadm binaries.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"
-# The end-to-end tests again, with the XDP fast path carrying every
-# connection it can (README, "The two commands"); lvsd falls back to
-# AF_PACKET by itself where XDP cannot be attached.
+# The end-to-end tests again, with the XDP fast path and then the TC one
+# carrying every connection they can (README, "The two commands"); lvsd
+# falls back to AF_PACKET by itself where they cannot be attached.
 if [ $# -eq 0 ]; then
-  LVSD_TEST_FASTPATH=xdp cargo test -p lvsd --locked --test 'e2e_*'
+  for hook in xdp tc; do
+    echo "== end-to-end tests with --fastpath $hook"
+    LVSD_TEST_FASTPATH=$hook cargo test -p lvsd --locked --test 'e2e_*'
+  done
 fi

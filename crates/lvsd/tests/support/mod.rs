@@ -126,12 +126,16 @@ pub fn wait_for_socket(path: &Path) {
     panic!("lvsd did not open {} within 10 s", path.display());
 }
 
-/// `LVSD_TEST_FASTPATH=xdp` (the second pass of `scripts/test.sh`): every
-/// director the tests start runs with the XDP fast path, which carries
-/// each connection from its first established packet on; the tests are
-/// the same and must pass the same.
-pub fn fastpath_everywhere() -> bool {
-    std::env::var("LVSD_TEST_FASTPATH").is_ok_and(|v| v == "xdp")
+/// `LVSD_TEST_FASTPATH=xdp` or `tc` (the later passes of
+/// `scripts/test.sh`): every director the tests start runs with that fast
+/// path, which carries each connection from its first established packet
+/// on; the tests are the same and must pass the same.
+pub fn fastpath_everywhere() -> Option<&'static str> {
+    match std::env::var("LVSD_TEST_FASTPATH").as_deref() {
+        Ok("xdp") => Some("xdp"),
+        Ok("tc") => Some("tc"),
+        _ => None,
+    }
 }
 
 /// Transmit checksum offload off on every veth of the lab. Packets from a
@@ -195,9 +199,9 @@ impl Director {
     }
 
     /// `start` for a test of what the hosts' offloads make (GSO
-    /// super-packets, checksums left to be computed): in the fast-path
-    /// pass (`fastpath_everywhere`) their offloads stay on, so the fast
-    /// path is attached but leaves those packets to lvsd.
+    /// super-packets, checksums left to be computed): in the XDP pass
+    /// (`fastpath_everywhere`) their offloads stay on, so XDP is attached
+    /// but leaves those packets to lvsd.
     pub fn start_keeping_offloads(lab: &Lab, tag: &str, config: &str) -> Director {
         Director::start_full(lab, lab.director_ns(), tag, config, &[], true)
     }
@@ -223,11 +227,13 @@ impl Director {
         let mut cmd = lab.command(ns, &lvsd().to_string_lossy());
         cmd.arg("--config").arg(&conf).arg("--control").arg(&sock);
         cmd.args(args);
-        if fastpath_everywhere() && !args.contains(&"--fastpath") {
-            if !keep_offloads {
+        if let Some(hook) = fastpath_everywhere().filter(|_| !args.contains(&"--fastpath")) {
+            // XDP leaves packets whose checksum is still to be computed to
+            // lvsd; TC carries them.
+            if hook == "xdp" && !keep_offloads {
                 hosts_send_complete_checksums(lab);
             }
-            cmd.args(["--fastpath", "xdp", "--fastpath-after", "1"]);
+            cmd.args(["--fastpath", hook, "--fastpath-after", "1"]);
         }
         cmd.stderr(std::fs::File::create(&log).expect("lvsd log file"));
         let pid = lab.spawn(ns, cmd).expect("start lvsd");
