@@ -56,6 +56,7 @@ fn events(e: &mut Engine) -> Vec<Offload> {
 
 fn flow(protocol: u8, cport: u16) -> OffloadFlow {
     OffloadFlow {
+        method: Forward::Masq,
         protocol,
         caddr: ip(C),
         cport,
@@ -228,11 +229,45 @@ fn an_answered_report_decides_at_once() {
     assert_eq!(events(&mut e), vec![Offload::Remove(f)]);
 }
 
-/// Never offered: direct routing and tunnels, IPv4 NAT while a sync
-/// master runs; turning offload off takes every carried entry back.
+/// Direct routing: the client's packets only (the replies do not pass
+/// the director). TCP is offered once ESTABLISHED by the client's ACK
+/// (the input-only state table) and taken back at its FIN; UDP at a
+/// client packet, as no reply ever comes.
+#[test]
+fn direct_routing_is_offered_from_the_clients_packets() {
+    let dr = |protocol, cport| OffloadFlow {
+        method: Forward::Route,
+        dport: 80,
+        ..flow(protocol, cport)
+    };
+    let (mut e, _) = engine(ipproto::TCP, Forward::Route);
+    run(&mut e, 0, packet(ipproto::TCP, C, 42000, V, 80, SYN));
+    run(&mut e, 1, packet(ipproto::TCP, C, 42000, V, 80, ACK));
+    for _ in 2..OFFLOAD_AFTER_PKTS {
+        assert_eq!(events(&mut e), vec![]);
+        run(&mut e, 2, packet(ipproto::TCP, C, 42000, V, 80, ACK));
+    }
+    let f = dr(ipproto::TCP, 42000);
+    assert_eq!(events(&mut e), vec![Offload::Install(f)]);
+    run(&mut e, 3, packet(ipproto::TCP, C, 42000, V, 80, ACK | FIN));
+    assert_eq!(events(&mut e), vec![Offload::Remove(f)]);
+
+    let (mut e, _) = engine(ipproto::UDP, Forward::Route);
+    for _ in 0..OFFLOAD_AFTER_PKTS {
+        assert_eq!(events(&mut e), vec![]);
+        run(&mut e, 0, packet(ipproto::UDP, C, 41000, V, 80, 0));
+    }
+    assert_eq!(
+        events(&mut e),
+        vec![Offload::Install(dr(ipproto::UDP, 41000))]
+    );
+}
+
+/// Never offered: tunnels, IPv4 NAT while a sync master runs; turning
+/// offload off takes every carried entry back.
 #[test]
 fn what_the_fast_path_cannot_carry_is_never_offered() {
-    for forward in [Forward::Route, Forward::Tunnel] {
+    for forward in [Forward::Tunnel] {
         let (mut e, _) = engine(ipproto::UDP, forward);
         for _ in 0..=OFFLOAD_AFTER_PKTS {
             run(&mut e, 0, packet(ipproto::UDP, C, 41000, V, 80, 0));

@@ -2,9 +2,9 @@
  * rewritten and sent on here, without leaving the kernel; everything else
  * goes on to the kernel and to lvsd's packet loop (XDP_PASS).
  *
- * This first part handles NAT (both directions) of established IPv4 TCP
- * and UDP connections: the engine keeps every packet that can change
- * IPVS state (SYN, FIN, RST, fragments, IP options, TTL expiry, packets
+ * It handles NAT (both directions) and direct routing (the client's
+ * packets: TTL and MACs only) of established IPv4 TCP and UDP
+ * connections: the engine keeps every packet that can change IPVS state (SYN, FIN, RST, fragments, IP options, TTL expiry, packets
  * over the path MTU, anything not in the map). The rewrite is the
  * engine's, byte for byte (lvsd's tests compare both): TTL - 1, the
  * address and port of one side, the IPv4 header checksum and the L4
@@ -58,7 +58,8 @@ struct flow_key {
 struct flow_action {
 	__u32 addr;
 	__u16 port;
-	/* 0: the destination is rewritten (NAT IN), 1: the source (NAT OUT). */
+	/* SIDE_DST: the destination is rewritten (NAT IN), SIDE_SRC: the
+	 * source (NAT OUT), SIDE_NONE: neither (direct routing). */
 	__u8 side;
 	__u8 pad0;
 	__u32 oif;
@@ -80,6 +81,10 @@ struct {
 	__type(key, struct flow_key);
 	__type(value, struct flow_action);
 } lvs_flows SEC(".maps");
+
+#define SIDE_DST 0
+#define SIDE_SRC 1
+#define SIDE_NONE 2
 
 /* One's complement sum of 16-bit words, folded. */
 static __always_inline __u16 fold(__u32 s)
@@ -151,32 +156,38 @@ int lvs_xdp(struct xdp_md *ctx)
 	} else {
 		return XDP_PASS;
 	}
-	/* A checksum still to be computed: the engine's (see the top). */
-	if (*l4csum == pseudo_sum(ip->saddr, ip->daddr, ip->protocol, tot - sizeof(*ip)))
-		return XDP_PASS;
 	k.sport = ports[0];
 	k.dport = ports[1];
 	struct flow_action *a = bpf_map_lookup_elem(&lvs_flows, &k);
 	if (!a || tot > a->mtu)
+		return XDP_PASS;
+	/* A checksum still to be computed: the engine's (see the top), when
+	 * the flow changes what it covers. */
+	if (a->side != SIDE_NONE &&
+	    *l4csum == pseudo_sum(ip->saddr, ip->daddr, ip->protocol, tot - sizeof(*ip)))
 		return XDP_PASS;
 
 	/* TTL - 1: the TTL is the high byte of its 16-bit word. */
 	__u16 old_ttl = bpf_htons((__u16)ip->ttl << 8);
 	ip->ttl--;
 	__u16 hc = csum_replace2(ip->check, old_ttl, bpf_htons((__u16)ip->ttl << 8));
-	__u32 *addr = a->side ? &ip->saddr : &ip->daddr;
-	__u16 *port = a->side ? &ports[0] : &ports[1];
-	__u32 old_addr = *addr;
-	__u16 old_port = *port;
-	ip->check = csum_replace4(hc, old_addr, a->addr);
-	*addr = a->addr;
-	*port = a->port;
-	__u16 c = csum_replace4(*l4csum, old_addr, a->addr);
-	c = csum_replace2(c, old_port, a->port);
-	/* 0 means "no checksum" in UDP: a computed 0 is sent as 0xffff. */
-	if (ip->protocol == IPPROTO_UDP && c == 0)
-		c = 0xffff;
-	*l4csum = c;
+	if (a->side == SIDE_NONE) {
+		ip->check = hc;
+	} else {
+		__u32 *addr = a->side == SIDE_SRC ? &ip->saddr : &ip->daddr;
+		__u16 *port = a->side == SIDE_SRC ? &ports[0] : &ports[1];
+		__u32 old_addr = *addr;
+		__u16 old_port = *port;
+		ip->check = csum_replace4(hc, old_addr, a->addr);
+		*addr = a->addr;
+		*port = a->port;
+		__u16 c = csum_replace4(*l4csum, old_addr, a->addr);
+		c = csum_replace2(c, old_port, a->port);
+		/* 0 means "no checksum" in UDP: a computed 0 is sent as 0xffff. */
+		if (ip->protocol == IPPROTO_UDP && c == 0)
+			c = 0xffff;
+		*l4csum = c;
+	}
 	__builtin_memcpy(eth->h_dest, a->dmac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, a->smac, ETH_ALEN);
 	__sync_fetch_and_add(&a->packets, 1);
@@ -285,18 +296,21 @@ int lvs_tc(struct __sk_buff *skb)
 	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_word, new_word, 2) ||
 	    bpf_skb_store_bytes(skb, IP_TTL_OFF, &ttl, 1, 0))
 		return TC_ACT_SHOT;
-	__u32 addr_off = ETH_HLEN + (a->side ? offsetof(struct iphdr, saddr) : offsetof(struct iphdr, daddr));
-	__u32 port_off = L4_OFF + (a->side ? 0 : 2);
-	__u32 old_addr = a->side ? h.ip.saddr : h.ip.daddr;
-	__u16 old_port = a->side ? h.ports[0] : h.ports[1];
-	__u32 new_addr = a->addr;
-	__u16 new_port = a->port;
-	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_addr, new_addr, 4) ||
-	    bpf_l4_csum_replace(skb, l4_csum, old_addr, new_addr, BPF_F_PSEUDO_HDR | mangled | 4) ||
-	    bpf_skb_store_bytes(skb, addr_off, &new_addr, 4, 0) ||
-	    bpf_l4_csum_replace(skb, l4_csum, old_port, new_port, mangled | 2) ||
-	    bpf_skb_store_bytes(skb, port_off, &new_port, 2, 0))
-		return TC_ACT_SHOT;
+	if (a->side != SIDE_NONE) {
+		int src = a->side == SIDE_SRC;
+		__u32 addr_off = ETH_HLEN + (src ? offsetof(struct iphdr, saddr) : offsetof(struct iphdr, daddr));
+		__u32 port_off = L4_OFF + (src ? 0 : 2);
+		__u32 old_addr = src ? h.ip.saddr : h.ip.daddr;
+		__u16 old_port = src ? h.ports[0] : h.ports[1];
+		__u32 new_addr = a->addr;
+		__u16 new_port = a->port;
+		if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_addr, new_addr, 4) ||
+		    bpf_l4_csum_replace(skb, l4_csum, old_addr, new_addr, BPF_F_PSEUDO_HDR | mangled | 4) ||
+		    bpf_skb_store_bytes(skb, addr_off, &new_addr, 4, 0) ||
+		    bpf_l4_csum_replace(skb, l4_csum, old_port, new_port, mangled | 2) ||
+		    bpf_skb_store_bytes(skb, port_off, &new_port, 2, 0))
+			return TC_ACT_SHOT;
+	}
 	__u8 macs[12];
 	__builtin_memcpy(macs, a->dmac, ETH_ALEN);
 	__builtin_memcpy(macs + ETH_ALEN, a->smac, ETH_ALEN);

@@ -20,7 +20,7 @@ use crate::net::Interface;
 use crate::xdp::{FastPath, FlowAction, FlowKey, Hook, Side};
 use lvs_core::engine::{FastPathSeen, Offload, OffloadFlow};
 use lvs_core::wire::ipproto;
-use lvs_core::Engine;
+use lvs_core::{Engine, Forward};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -42,11 +42,22 @@ struct Folded {
 /// One carried connection.
 struct Carried {
     in_key: FlowKey,
-    out_key: FlowKey,
+    /// The real server's packets (NAT; none pass by with direct routing).
+    out_key: Option<FlowKey>,
     folded_in: Folded,
     folded_out: Folded,
     /// The ways out it was installed with (towards the server, the client).
-    hops: (Hop, Hop),
+    hops: (Hop, Option<Hop>),
+}
+
+impl Carried {
+    /// Takes both directions out of the map.
+    fn unmap(&self, fp: &mut FastPath) {
+        let _ = fp.remove(&self.in_key);
+        if let Some(k) = &self.out_key {
+            let _ = fp.remove(k);
+        }
+    }
 }
 
 pub struct Daemon {
@@ -140,8 +151,7 @@ impl Daemon {
                 Offload::Remove(f) => {
                     if let Some(mut c) = self.carried.remove(&f) {
                         self.fold_one(engine, &f, &mut c, now_ms, false);
-                        let _ = self.fp.remove(&c.in_key);
-                        let _ = self.fp.remove(&c.out_key);
+                        c.unmap(&mut self.fp);
                     }
                 }
             }
@@ -164,13 +174,14 @@ impl Daemon {
         }
         let hops = Self::hops(f, hop, reroute).ok_or("no route or neighbour")?;
         let in_key = FlowKey::new(f.protocol, c, f.cport, v, f.vport);
-        let out_key = FlowKey::new(f.protocol, d, f.dport, c, f.cport);
+        let out_key =
+            (f.method == Forward::Masq).then(|| FlowKey::new(f.protocol, d, f.dport, c, f.cport));
         // One client address and port to two VIPs, one server: their
         // replies look alike; the first carried keeps its flow.
         if self
             .carried
             .values()
-            .any(|x| x.out_key == out_key || x.in_key == in_key)
+            .any(|x| (out_key.is_some() && x.out_key == out_key) || x.in_key == in_key)
         {
             return Err("its replies would look like another carried flow's".into());
         }
@@ -186,18 +197,21 @@ impl Daemon {
         Ok(())
     }
 
-    /// The ways out of both directions of `f`: towards the server as the
-    /// engine routes it (by destination), towards the client from the VIP
-    /// (`snat_reroute`) or the server.
+    /// The ways out of the directions of `f`: towards the server as the
+    /// engine routes it (by destination), towards the client (NAT) from
+    /// the VIP (`snat_reroute`) or the server.
     fn hops(
         f: &OffloadFlow,
         hop: &impl Fn(Ipv4Addr, Option<Ipv4Addr>) -> Option<Hop>,
         reroute: bool,
-    ) -> Option<(Hop, Hop)> {
+    ) -> Option<(Hop, Option<Hop>)> {
         let (c, v, d) = (v4(f.caddr)?, v4(f.vaddr)?, v4(f.daddr)?);
         let to_server = hop(d, None)?;
+        if f.method != Forward::Masq {
+            return Some((to_server, None));
+        }
         let to_client = hop(c, Some(if reroute { v } else { d }))?;
-        Some((to_server, to_client))
+        Some((to_server, Some(to_client)))
     }
 
     /// Writes both directions of `f` into the map with `c.hops` (fresh
@@ -216,16 +230,18 @@ impl Daemon {
             FlowAction::new(side, addr, port, p.index as u32, p.mac, h.dmac, p.mtu)
         };
         let (to_server, to_client) = c.hops;
-        self.fp.install(
-            &c.in_key,
-            &action(&to_server, Side::Destination, d, f.dport),
-        )?;
-        if let Err(e) = self
-            .fp
-            .install(&c.out_key, &action(&to_client, Side::Source, v, f.vport))
-        {
-            let _ = self.fp.remove(&c.in_key);
-            return Err(e);
+        let side = if c.out_key.is_some() {
+            Side::Destination
+        } else {
+            Side::Neither
+        };
+        self.fp
+            .install(&c.in_key, &action(&to_server, side, d, f.dport))?;
+        if let (Some(k), Some(h)) = (&c.out_key, &to_client) {
+            if let Err(e) = self.fp.install(k, &action(h, Side::Source, v, f.vport)) {
+                let _ = self.fp.remove(&c.in_key);
+                return Err(e);
+            }
         }
         c.folded_in = Folded::default();
         c.folded_out = Folded::default();
@@ -263,8 +279,7 @@ impl Daemon {
             }
             // No way out any more (or it could not be written): out of the
             // map; its packets reach lvsd, whose engine may offer it again.
-            let _ = self.fp.remove(&c.in_key);
-            let _ = self.fp.remove(&c.out_key);
+            c.unmap(&mut self.fp);
             engine.offload_refused(&f);
         }
         self.flows = self.carried.len() as u64;
@@ -281,7 +296,11 @@ impl Daemon {
         now_ms: u64,
         always: bool,
     ) {
-        let (Ok(Some(i)), Ok(Some(o))) = (self.fp.get(&c.in_key), self.fp.get(&c.out_key)) else {
+        let out = match &c.out_key {
+            Some(k) => self.fp.get(k),
+            None => Ok(Some(FlowAction::default())),
+        };
+        let (Ok(Some(i)), Ok(Some(o))) = (self.fp.get(&c.in_key), out) else {
             if always {
                 engine.offload_seen(f, &FastPathSeen::default());
             }

@@ -44,6 +44,8 @@ pub enum Side {
     Destination,
     /// NAT OUT: the source becomes the VIP.
     Source,
+    /// Direct routing: neither (TTL and MACs only).
+    Neither,
 }
 
 /// What the program does with a flow's packets, and its counters.
@@ -82,7 +84,11 @@ impl FlowAction {
         FlowAction {
             addr: addr.octets(),
             port: port.to_be_bytes(),
-            side: u8::from(side == Side::Source),
+            side: match side {
+                Side::Destination => 0,
+                Side::Source => 1,
+                Side::Neither => 2,
+            },
             oif,
             dmac,
             smac,
@@ -412,6 +418,18 @@ mod tests {
         p
     }
 
+    /// TCP packet `p` (4 bytes of payload) as a local stack hands it on
+    /// with checksum offload: its checksum field holds the pseudo-header
+    /// sum (CHECKSUM_PARTIAL).
+    fn partial(mut p: Vec<u8>) -> Vec<u8> {
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&p[12..20]);
+        pseudo.extend_from_slice(&[0, ipproto::TCP, 0, 24]);
+        let seed = !lvs_core::wire::checksum::checksum(&pseudo);
+        p[36..38].copy_from_slice(&seed.to_be_bytes());
+        p
+    }
+
     fn frame(ip: &[u8]) -> Vec<u8> {
         let mut f = vec![0xaa; 6];
         f.extend_from_slice(&[0xbb; 6]);
@@ -436,6 +454,10 @@ mod tests {
     }
 
     fn nat_engine(proto: u8) -> Engine {
+        engine_with(proto, Forward::Masq)
+    }
+
+    fn engine_with(proto: u8, forward: Forward) -> Engine {
         let mut e = Engine::new(7);
         let key = ServiceKey {
             protocol: proto,
@@ -445,8 +467,8 @@ mod tests {
         e.add_service(key, "rr", 0).unwrap();
         let dest = DestConfig {
             addr: IpAddr::V4(R),
-            port: 8080,
-            forward: Forward::Masq,
+            port: if forward == Forward::Masq { 8080 } else { 80 },
+            forward,
             tunnel: Tunnel::default(),
             weight: 1,
             u_threshold: 0,
@@ -577,17 +599,12 @@ mod tests {
         }
         // A checksum still to be computed (CHECKSUM_PARTIAL): the field
         // holds the pseudo-header sum, which the engine must handle.
-        let mut partial = packet(ipproto::TCP, (C, 40000), (V, 80), ACK, 64, b"data");
-        let mut pseudo = Vec::new();
-        pseudo.extend_from_slice(&partial[12..20]);
-        pseudo.extend_from_slice(&[0, ipproto::TCP, 0, 24]);
-        let seed = !lvs_core::wire::checksum::checksum(&pseudo);
-        partial[36..38].copy_from_slice(&seed.to_be_bytes());
+        let half_done = partial(packet(ipproto::TCP, (C, 40000), (V, 80), ACK, 64, b"data"));
         if !tc {
             // TC reads the checksum state from the skb instead.
             assert_eq!(
-                fp.test_run(&frame(&partial)).unwrap(),
-                (pass, frame(&partial))
+                fp.test_run(&frame(&half_done)).unwrap(),
+                (pass, frame(&half_done))
             );
         }
         let other = packet(ipproto::TCP, (C, 40001), (V, 80), ACK, 64, b"");
@@ -624,5 +641,30 @@ mod tests {
         if tc {
             assert!(lvsd_gets(&fp, &no_csum));
         }
+
+        // Direct routing: the client's packets, TTL and MACs only; a
+        // checksum still to be computed is left as it is, so XDP carries
+        // those packets too.
+        let mut e = engine_with(ipproto::TCP, Forward::Route);
+        let ink = FlowKey::new(ipproto::TCP, C, 40003, V, 80);
+        let a = FlowAction::new(Side::Neither, R, 80, 7, SMAC, DMAC, 1500);
+        fp.install(&ink, &a).unwrap();
+        engine_sends(
+            &mut e,
+            &packet(ipproto::TCP, (C, 40003), (V, 80), 0x02, 64, b""),
+        );
+        for (ttl, payload) in [(64, &b"GET / HTTP/1.0\r\n\r\n"[..]), (2, b"x")] {
+            check(
+                &fp,
+                &mut e,
+                packet(ipproto::TCP, (C, 40003), (V, 80), ACK | PSH, ttl, payload),
+                DMAC,
+            );
+        }
+        let p = partial(packet(ipproto::TCP, (C, 40003), (V, 80), ACK, 64, b"data"));
+        let (verdict, out) = fp.test_run(&frame(&p)).unwrap();
+        assert_eq!(verdict, redirect);
+        assert_eq!(&out[14 + 36..14 + 38], &p[36..38], "left as it was");
+        assert_eq!(fp.get(&ink).unwrap().unwrap().packets, 3);
     }
 }

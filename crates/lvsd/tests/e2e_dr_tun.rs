@@ -260,7 +260,13 @@ fn direct_routing_is_the_default_and_delivers_to_the_vip() {
 
     let log = director.stop(&lab);
     // Only direct routing was used: nothing was translated or tunnelled.
-    assert!(reported(&log, " route,") >= 69 * 3, "{log}");
+    // With a fast path (the later passes of scripts/test.sh), it carried
+    // the established connections' packets.
+    let carried = support::carried(&log);
+    assert!(reported(&log, " route,") + carried >= 69 * 3, "{log}");
+    if support::fastpath_everywhere().is_some() {
+        assert!(carried > 0, "{log}");
+    }
     assert_eq!(reported(&log, " masq,"), 0, "{log}");
     assert_eq!(reported(&log, " tunnel,"), 0, "{log}");
     drop(servers);

@@ -14,7 +14,7 @@
 //! grace period for that report before it expires, so an entry the fast
 //! path still sees traffic for is not expired.
 //!
-//! Not offered: IPv6 and tunnels or direct routing (the program knows NAT
+//! Not offered: IPv6 and tunnels (the programs know NAT and direct routing
 //! of IPv4 only), templates and one-packet entries, and every connection
 //! while a sync master runs (its sends follow each packet's count).
 
@@ -33,11 +33,15 @@ pub const OFFLOAD_AFTER_PKTS: u64 = 8;
 
 use crate::conn::offload as state;
 
-/// A NAT connection, both of its directions: the client's packets
-/// (caddr:cport → vaddr:vport, rewritten to daddr:dport) and the real
-/// server's (daddr:dport → caddr:cport, rewritten from vaddr:vport).
+/// A carried connection. NAT (`method` `Forward::Masq`): both of its
+/// directions, the client's packets (caddr:cport → vaddr:vport, rewritten
+/// to daddr:dport) and the real server's (daddr:dport → caddr:cport,
+/// rewritten from vaddr:vport). Direct routing (`Forward::Route`): the
+/// client's packets only, sent unchanged but for their TTL to the real
+/// server daddr (its replies do not pass the director).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OffloadFlow {
+    pub method: Forward,
     pub protocol: u8,
     pub caddr: IpAddr,
     pub cport: u16,
@@ -50,6 +54,11 @@ pub struct OffloadFlow {
 impl OffloadFlow {
     fn of(c: &Conn) -> OffloadFlow {
         OffloadFlow {
+            method: if c.flags & cf::FWD_MASK == cf::MASQ {
+                Forward::Masq
+            } else {
+                Forward::Route
+            },
             protocol: c.protocol,
             caddr: c.caddr,
             cport: c.cport,
@@ -224,8 +233,10 @@ impl Engine {
         let Some(c) = self.conns.get_mut_checked(id) else {
             return;
         };
-        let eligible = c.flags & (cf::FWD_MASK | cf::TEMPLATE | cf::ONE_PACKET | cf::NOOUTPUT)
-            == cf::MASQ
+        // NAT, or direct routing (whose entries expect no output).
+        let method = c.flags & (cf::FWD_MASK | cf::TEMPLATE | cf::ONE_PACKET | cf::NOOUTPUT);
+        let route = method == Forward::Route as u32 | cf::NOOUTPUT;
+        let eligible = (method == cf::MASQ || route)
             && c.caddr.is_ipv4()
             && c.daddr.is_ipv4()
             && match c.protocol {
@@ -235,8 +246,11 @@ impl Engine {
             }
             && self.sync_master.is_none()
             && c.in_pkts >= self.offload_after;
+        // UDP by NAT waits for a reply (the first one assures a template);
+        // direct routing never sees one.
+        let ready = reply || c.protocol != ipproto::UDP || route;
         match (c.offload, eligible) {
-            (state::NONE, true) if reply || c.protocol != ipproto::UDP => {
+            (state::NONE, true) if ready => {
                 c.offload = state::CARRIED;
                 let f = OffloadFlow::of(c);
                 self.offload_queue.push_back(Offload::Install(f));

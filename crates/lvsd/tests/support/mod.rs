@@ -318,6 +318,15 @@ pub fn reported(log: &str, what: &str) -> u64 {
         .unwrap_or_else(|| panic!("no number before `{what}` in {line}"))
 }
 
+/// Packets lvsd's exit report says the kernel fast path carried (0
+/// without a fast path).
+pub fn carried(log: &str) -> u64 {
+    if !log.contains(" packets carried in the kernel") {
+        return 0;
+    }
+    reported(log, " packets carried in the kernel")
+}
+
 pub fn curl(lab: &Lab, url: &str) -> Result<String, String> {
     curl_args(lab, url, &[])
 }
