@@ -117,7 +117,7 @@ fn entry(i: u32, now: u64, timeout_ms: u64) -> Conn {
         flags::MASQ,
         now,
     );
-    c.timeout_ms = timeout_ms;
+    c.timeout_ms = timeout_ms as u32;
     c.expires = now + timeout_ms;
     c
 }

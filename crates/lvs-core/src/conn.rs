@@ -57,29 +57,46 @@ pub struct Conn {
     pub flags: u32,
     /// Protocol state number (TCP: `TcpState as u8`; UDP: 0).
     pub state: u8,
-    /// The state when the entry was last considered for sync (a state
-    /// change forces a send, sync-protocol.md §6.1).
-    pub old_state: u8,
-    /// Whether a fast path carries the entry: `offload::NONE`, `CARRIED`,
-    /// or `GRACE` (its timer ran out once; one grace period left).
-    pub offload: u8,
-    /// Current timeout in milliseconds, set by the state machine.
-    pub timeout_ms: u64,
+    /// `old_state()` in the low 6 bits, `offload()` in the high 2 (one
+    /// byte: the entry stays at 104 bytes).
+    meta: u8,
+    /// Current timeout in milliseconds, set by the state machine (at most
+    /// `u32::MAX`, 49.7 days; longer ones are cut to that).
+    pub timeout_ms: u32,
     /// Absolute expiry time in milliseconds (engine clock).
     pub expires: u64,
-    pub dest: Option<DestId>,
-    pub in_pkts: u64,
+    /// The real server (`dest()`).
+    dest_id: PackedId,
+    /// Incoming packets, wrapping at 2^32 (the kernel's is an atomic_t).
+    pub in_pkts: u32,
     /// When the last sync of this entry would expire, milliseconds, with
     /// the retry count in its two low bits (sync-protocol.md §6.1).
     pub sync_endtime: u64,
-    /// The entry controlling this one (its persistence template).
-    pub control: Option<ConnId>,
+    /// The entry controlling this one, its persistence template
+    /// (`control()`).
+    control_id: PackedId,
     /// How many entries this one controls (a template: its connections).
     pub n_control: u32,
-    /// Distinguishes this entry from earlier ones that had the same id.
-    generation: u32,
-    /// The wheel tick this entry is currently filed under.
-    filed_tick: u64,
+    /// The wheel tick this entry is currently filed under, its low 32 bits
+    /// (compared as the kernel compares jiffies: 2^31 ticks of 100 ms,
+    /// 6.8 years, apart at most).
+    filed_tick: u32,
+}
+
+/// An id or none in 4 bytes (`Option<u32>` takes 8): `u32::MAX` stands
+/// for none (no table holds that many entries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PackedId(u32);
+
+impl PackedId {
+    #[inline]
+    fn new(id: Option<u32>) -> PackedId {
+        PackedId(id.unwrap_or(u32::MAX))
+    }
+    #[inline]
+    fn get(self) -> Option<u32> {
+        (self.0 != u32::MAX).then_some(self.0)
+    }
 }
 
 /// Lookup key of the client side: (protocol, caddr, cport, vaddr, vport).
@@ -103,6 +120,45 @@ pub struct OutKey {
 }
 
 impl Conn {
+    /// The state when the entry was last considered for sync (a state
+    /// change forces a send, sync-protocol.md §6.1). States are below 64.
+    #[inline]
+    pub fn old_state(&self) -> u8 {
+        self.meta & 0x3f
+    }
+    #[inline]
+    pub fn set_old_state(&mut self, s: u8) {
+        self.meta = (self.meta & 0xc0) | (s & 0x3f);
+    }
+    /// Whether a fast path carries the entry: `offload::NONE`, `CARRIED`,
+    /// or `GRACE` (its timer ran out once; one grace period left).
+    #[inline]
+    pub fn offload(&self) -> u8 {
+        self.meta >> 6
+    }
+    #[inline]
+    pub fn set_offload(&mut self, o: u8) {
+        self.meta = (self.meta & 0x3f) | (o << 6);
+    }
+    /// The real server the entry forwards to (none: unbound, e.g. a
+    /// synced entry whose server is not configured here).
+    #[inline]
+    pub fn dest(&self) -> Option<DestId> {
+        self.dest_id.get()
+    }
+    #[inline]
+    pub fn set_dest(&mut self, d: Option<DestId>) {
+        self.dest_id = PackedId::new(d);
+    }
+    /// The entry controlling this one (its persistence template).
+    #[inline]
+    pub fn control(&self) -> Option<ConnId> {
+        self.control_id.get()
+    }
+    #[inline]
+    pub fn set_control(&mut self, t: Option<ConnId>) {
+        self.control_id = PackedId::new(t);
+    }
     pub fn in_key(&self) -> InKey {
         InKey {
             protocol: self.protocol,
@@ -136,8 +192,15 @@ impl Conn {
     /// When the entry's timer was last restarted.
     #[inline]
     pub fn last_restart(&self) -> u64 {
-        self.expires.saturating_sub(self.timeout_ms)
+        self.expires.saturating_sub(u64::from(self.timeout_ms))
     }
+}
+
+/// A timeout in milliseconds as an entry keeps it: at most `u32::MAX`
+/// (49.7 days; the kernel's are jiffies in an int, up to 99 days at 250 Hz).
+#[inline]
+pub fn clamp_timeout(ms: u64) -> u32 {
+    ms.min(u64::from(u32::MAX)) as u32
 }
 
 /// Timeout an entry gets when its timer fires while it still controls
@@ -152,8 +215,18 @@ pub const TICK_MS: u64 = 100;
 /// so entries are not revisited before they are due.
 pub const WHEEL_SLOTS: usize = 16384;
 
-/// A wheel filing: entry, its generation, and the tick it was filed for.
-type Filing = (ConnId, u32, u64);
+/// A wheel filing: entry and the tick it was filed for (low 32 bits). A
+/// filing is current while its entry's `filed_tick` is that tick; others
+/// are stale (re-filed since, or an entry that went, its id taken by a
+/// newer one: filed under the same tick, that one is merely visited
+/// twice, the second time stale).
+type Filing = (ConnId, u32);
+
+/// Whether tick `a` comes before tick `b` (both their low 32 bits).
+#[inline]
+fn tick_before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
 
 struct Wheel {
     slots: Vec<Vec<Filing>>,
@@ -180,10 +253,11 @@ impl Wheel {
             _ => tick,
         }
     }
-    fn file(&mut self, id: ConnId, generation: u32, expires: u64) -> u64 {
+    /// Files entry `id` for `expires`; the tick it is filed under.
+    fn file(&mut self, id: ConnId, expires: u64) -> u32 {
         let tick = self.tick_for(expires);
-        self.slots[(tick % WHEEL_SLOTS as u64) as usize].push((id, generation, tick));
-        tick
+        self.slots[(tick % WHEEL_SLOTS as u64) as usize].push((id, tick as u32));
+        tick as u32
     }
 }
 
@@ -225,7 +299,6 @@ pub struct ConnTable {
     by_tmpl: HashTable<ConnId>,
     hasher: RandomState,
     wheel: Wheel,
-    next_generation: u32,
     /// Entries reserved up front: memory up to this is kept when the table
     /// drains; more is given back (`give_back`).
     floor: usize,
@@ -255,7 +328,6 @@ impl ConnTable {
                 !seed,
             ),
             wheel: Wheel::new(),
-            next_generation: 0,
             floor: 0,
             rearmed: Vec::new(),
             note_rearmed: false,
@@ -303,7 +375,8 @@ impl ConnTable {
         let new_id = |id: ConnId| moved.get(&id).copied().unwrap_or(id);
         if !moved.is_empty() {
             for (_, c) in self.conns.iter_mut() {
-                c.control = c.control.map(new_id);
+                let t = c.control().map(new_id);
+                c.set_control(t);
             }
         }
         let (conns, hasher) = (&self.conns, &self.hasher);
@@ -324,8 +397,8 @@ impl ConnTable {
         let by_tmpl = rebuild(&self.by_tmpl, false, 0);
         (self.by_in, self.by_out, self.by_tmpl) = (by_in, by_out, by_tmpl);
         for slot in &mut self.wheel.slots {
-            // Filings of moved entries follow them; stale ones stay stale
-            // (their generation no longer matches whatever holds the id).
+            // Filings of moved entries follow them; a stale one may now
+            // name a moved entry, which is then visited once more (`Filing`).
             for f in slot.iter_mut() {
                 f.0 = new_id(f.0);
             }
@@ -396,10 +469,9 @@ impl ConnTable {
     pub fn set_expiry(&mut self, id: ConnId, expires: u64) {
         let c = &mut self.conns[id];
         c.expires = expires;
-        let tick = self.wheel.tick_for(expires);
-        if tick < c.filed_tick {
-            let g = c.generation;
-            let t = self.wheel.file(id, g, expires);
+        let tick = self.wheel.tick_for(expires) as u32;
+        if tick_before(tick, c.filed_tick) {
+            let t = self.wheel.file(id, expires);
             self.conns[id].filed_tick = t;
         }
     }
@@ -408,13 +480,11 @@ impl ConnTable {
     /// one in the index, as the kernel finds the newest first) and arms its
     /// timer. Templates go to the template index only; one-packet entries
     /// are stored without being indexed or timed (§3, §16).
-    pub fn insert(&mut self, now: u64, mut c: Conn) -> ConnId {
+    pub fn insert(&mut self, now: u64, c: Conn) -> ConnId {
         if self.wheel.next_tick.is_none() {
             self.wheel.next_tick = Some(now / TICK_MS);
         }
-        self.next_generation = self.next_generation.wrapping_add(1);
-        c.generation = self.next_generation;
-        let (ik, ok, exp, g, fl) = (c.in_key(), c.out_key(), c.expires, c.generation, c.flags);
+        let (ik, ok, exp, fl) = (c.in_key(), c.out_key(), c.expires, c.flags);
         let id = self.conns.insert(c);
         if fl & flags::ONE_PACKET != 0 {
             return id;
@@ -426,7 +496,7 @@ impl ConnTable {
             index_put(&mut self.by_in, conns, hasher, id, ik, Conn::in_key);
             index_put(&mut self.by_out, conns, hasher, id, ok, Conn::out_key);
         }
-        let tick = self.wheel.file(id, g, exp);
+        let tick = self.wheel.file(id, exp);
         self.conns[id].filed_tick = tick;
         id
     }
@@ -463,12 +533,12 @@ impl ConnTable {
     #[inline]
     pub fn restart_timer(&mut self, id: ConnId, now: u64, timeout_ms: u64) {
         let c = &mut self.conns[id];
-        c.timeout_ms = timeout_ms;
+        c.timeout_ms = clamp_timeout(timeout_ms);
         c.expires = now + timeout_ms;
-        let tick = self.wheel.tick_for(c.expires);
-        if tick < c.filed_tick {
-            let (g, exp) = (c.generation, c.expires);
-            let t = self.wheel.file(id, g, exp);
+        let tick = self.wheel.tick_for(c.expires) as u32;
+        if tick_before(tick, c.filed_tick) {
+            let exp = c.expires;
+            let t = self.wheel.file(id, exp);
             self.conns[id].filed_tick = t;
         }
     }
@@ -539,17 +609,17 @@ impl ConnTable {
                     break;
                 }
                 visited += 1;
-                let (id, g, tick) = due[i];
+                let (id, tick) = due[i];
                 let Some(c) = self.conns.get(id) else {
                     due.swap_remove(i);
                     continue;
                 };
-                if c.generation != g || c.filed_tick != tick {
-                    // A newer entry under a reused id, or a stale filing.
+                if c.filed_tick != tick {
+                    // A stale filing (see `Filing`).
                     due.swap_remove(i);
                     continue;
                 }
-                if tick > next {
+                if tick_before(next as u32, tick) {
                     // Filed for a later revolution of the wheel: stays here.
                     i += 1;
                     continue;
@@ -557,15 +627,15 @@ impl ConnTable {
                 due.swap_remove(i);
                 if c.expires > now {
                     let exp = c.expires;
-                    let t = self.wheel.file(id, g, exp);
+                    let t = self.wheel.file(id, exp);
                     self.conns[id].filed_tick = t;
-                } else if c.offload == offload::CARRIED {
+                } else if c.offload() == offload::CARRIED {
                     // Carried by a fast path whose report may be late:
                     // one grace period (engine::offload).
                     let c = &mut self.conns[id];
-                    c.offload = offload::GRACE;
+                    c.set_offload(offload::GRACE);
                     c.expires = now.saturating_add(crate::engine::OFFLOAD_GRACE_MS);
-                    let t = self.wheel.file(id, g, c.expires);
+                    let t = self.wheel.file(id, c.expires);
                     self.conns[id].filed_tick = t;
                     self.graced.push(id);
                 } else if c.n_control > 0 {
@@ -573,9 +643,9 @@ impl ConnTable {
                         self.rearmed.push(id);
                     }
                     let c = &mut self.conns[id];
-                    c.timeout_ms = RETRY_MS;
+                    c.timeout_ms = RETRY_MS as u32;
                     c.expires = now.saturating_add(RETRY_MS);
-                    let t = self.wheel.file(id, g, c.expires);
+                    let t = self.wheel.file(id, c.expires);
                     self.conns[id].filed_tick = t;
                 } else if let Some(c) = self.remove(id) {
                     expired += 1;
@@ -610,7 +680,7 @@ impl ConnTable {
             .filter(|&i| self.conns.get(i).is_some())
     }
 
-    /// A fresh entry value (timer and generation are set by `insert`).
+    /// A fresh entry value (its timer is filed by `insert`).
     #[allow(clippy::too_many_arguments)]
     pub fn new_conn(
         protocol: u8,
@@ -633,17 +703,15 @@ impl ConnTable {
             dport,
             flags,
             state: 0,
-            old_state: 0,
-            offload: 0,
+            meta: 0,
             // connections.md §1.1: a new entry starts with a 3 s timeout.
             timeout_ms: 3000,
             expires: now + 3000,
-            dest: None,
+            dest_id: PackedId::new(None),
             in_pkts: 0,
             sync_endtime: 0,
-            control: None,
+            control_id: PackedId::new(None),
             n_control: 0,
-            generation: 0,
             filed_tick: 0,
         }
     }
@@ -659,7 +727,7 @@ mod tests {
         let v = Ipv4Addr::new(198, 18, 0, 100).into();
         let d = Ipv4Addr::new(198, 18, 1, 11).into();
         let mut x = ConnTable::new_conn(6, c, cport, v, 80, d, 80, 0, now);
-        x.timeout_ms = timeout;
+        x.timeout_ms = timeout as u32;
         x.expires = now + timeout;
         x
     }
@@ -684,6 +752,31 @@ mod tests {
         t.remove(id);
         assert_eq!(t.lookup_in(&c.in_key()), None);
         assert_eq!(t.lookup_out(&c.out_key()), None);
+    }
+
+    /// An entry removed before its timer ran out leaves its filing; an entry
+    /// that takes its id is not expired by it, and one filed under that
+    /// same tick expires once.
+    #[test]
+    fn a_reused_id_is_not_expired_by_its_predecessors_filing() {
+        let mut t = ConnTable::new(5);
+        t.expire(0, &mut Vec::new());
+        let a = t.insert(0, conn(1, 0, 3_000));
+        t.remove(a);
+        let b = t.insert(0, conn(2, 0, 10_000));
+        assert_eq!(a, b, "the id is reused");
+        let mut gone = vec![];
+        assert_eq!(expire_into(&mut t, 5_000, &mut gone), 0);
+        assert_eq!(t.len(), 1, "alive past its predecessor's expiry");
+        t.remove(b);
+        let c = t.insert(5_000, conn(3, 5_000, 5_000));
+        assert_eq!(c, b);
+        // Filed twice under 10 s (b's stale filing and its own).
+        assert_eq!(expire_into(&mut t, 9_900, &mut gone), 0);
+        assert_eq!(expire_into(&mut t, 10_200, &mut gone), 1);
+        assert_eq!(gone, vec![3]);
+        assert!(t.is_empty());
+        assert_eq!(expire_into(&mut t, 20_000, &mut gone), 0);
     }
 
     #[test]

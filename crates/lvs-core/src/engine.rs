@@ -845,7 +845,7 @@ impl Engine {
     fn unlink_dest(&mut self, id: DestId) {
         // Without its destination the engine drops (or expires) an entry's
         // next packet: a fast path must stop carrying them.
-        self.take_back_where(|c| c.dest == Some(id));
+        self.take_back_where(|c| c.dest() == Some(id));
         self.index_rs(id, -1);
         let d = &self.dests[id];
         self.listed.remove(&(d.svc, d.addr, d.port));
@@ -1139,7 +1139,7 @@ impl Engine {
         let mut ids = std::mem::take(&mut self.id_buf);
         ids.clear();
         ids.extend(self.conns.iter().filter_map(|(id, c)| {
-            let gone = c.dest.is_some_and(|d| !self.dests[d].available());
+            let gone = c.dest().is_some_and(|d| !self.dests[d].available());
             (gone && c.n_control == 0).then_some(id)
         }));
         for &id in &ids {
@@ -1150,7 +1150,7 @@ impl Engine {
             if c.n_control != 0 {
                 continue;
             }
-            let control = c.control;
+            let control = c.control();
             self.delete_forced(id);
             if let Some(t) = control {
                 if self
@@ -1183,10 +1183,10 @@ impl Engine {
             }
             let (state, protocol, in_pkts) = (c.state, c.protocol, c.in_pkts);
             let idle = now.saturating_sub(c.last_restart()) >= 60_000;
-            let rate_test = |d: &mut Defense| idle && d.rate_drop(in_pkts);
+            let rate_test = |d: &mut Defense| idle && d.rate_drop(u64::from(in_pkts));
             let drop = if c.is_template() {
                 let ops = c
-                    .dest
+                    .dest()
                     .and_then(|d| self.dests.get(d))
                     .and_then(|d| self.services.get(d.svc))
                     .is_some_and(|s| s.opts.one_packet);
@@ -1555,7 +1555,7 @@ impl Engine {
             if !self.keep_on_reuse(id, protocol, &l4) {
                 self.expire_now(id);
                 found = None;
-            } else if let Some(d) = self.conns.get(id).dest {
+            } else if let Some(d) = self.conns.get(id).dest() {
                 if !self.dests[d].available() {
                     if self.settings.expire_nodest_conn == 0 {
                         return Transmit::Drop(DropReason::DestDeleted);
@@ -2123,7 +2123,7 @@ impl Engine {
             }
         }
         let (tid, did) = match tmpl {
-            Some(t) => (t, self.conns.get(t).dest?),
+            Some(t) => (t, self.conns.get(t).dest()?),
             None => {
                 let s = &mut self.services[svc];
                 let mut ctx = SchedCtx {
@@ -2150,9 +2150,9 @@ impl Engine {
                     now,
                 );
                 let timeout = u64::from(opts.persistent.unwrap_or(0)) * 1000;
-                t.timeout_ms = timeout;
+                t.timeout_ms = crate::conn::clamp_timeout(timeout);
                 t.expires = now + timeout;
-                t.dest = Some(did);
+                t.set_dest(Some(did));
                 d.persist_conns += 1;
                 d.refs += 1;
                 d.check_overload_on_bind();
@@ -2170,14 +2170,14 @@ impl Engine {
         // Step 6: the template's timer restarts with its own timeout.
         let t = self.conns.get_mut(tid);
         t.n_control += 1;
-        let timeout = t.timeout_ms;
+        let timeout = u64::from(t.timeout_ms);
         self.conns.restart_timer(tid, now, timeout);
         Some(id)
     }
 
     /// §8.2 step 2: whether a template may still be used.
     fn template_valid(&self, t: ConnId) -> bool {
-        let Some(did) = self.conns.get(t).dest else {
+        let Some(did) = self.conns.get(t).dest() else {
             return false;
         };
         let Some(d) = self.dests.get(did) else {
@@ -2214,8 +2214,8 @@ impl Engine {
             flags,
             now,
         );
-        c.dest = Some(did);
-        c.control = control;
+        c.set_dest(Some(did));
+        c.set_control(control);
         // Bind: every new entry starts inactive (§2, §12).
         d.inact_conns += 1;
         d.refs += 1;
@@ -2241,7 +2241,7 @@ impl Engine {
         }
         let c = self.conns.get(id);
         if self.settings.expire_nodest_conn != 0 {
-            if let Some(d) = c.dest {
+            if let Some(d) = c.dest() {
                 if self.dests[d].weight == 0 {
                     return false;
                 }
@@ -2249,7 +2249,7 @@ impl Engine {
         }
         let mode = self.settings.conn_reuse_mode;
         // A controlled entry never expects a new connection.
-        if mode == 0 || c.control.is_some() {
+        if mode == 0 || c.control().is_some() {
             return true;
         }
         let expected = if protocol == ipproto::SCTP {
@@ -2290,7 +2290,7 @@ impl Engine {
     /// (§8.3) and unbind it from its destination (§12).
     fn release(&mut self, c: &Conn) {
         self.offload_gone(c);
-        if let Some(t) = c.control {
+        if let Some(t) = c.control() {
             if let Some(ctl) = self.conns.get_mut_checked(t) {
                 ctl.n_control = ctl.n_control.saturating_sub(1);
                 let orphan =
@@ -2321,15 +2321,15 @@ impl Engine {
         self.account(id, true, len);
         self.transition(now, id, dir, l4);
         let c = self.conns.get_mut(id);
-        let (flags, control) = (c.flags, c.control);
+        let (flags, control) = (c.flags, c.control());
         // §5.1 step 8: a one-packet entry counts on its template.
         match control {
             Some(t) if flags & cf::ONE_PACKET != 0 => {
                 if let Some(t) = self.conns.get_mut_checked(t) {
-                    t.in_pkts += 1;
+                    t.in_pkts = t.in_pkts.wrapping_add(1);
                 }
             }
-            _ => c.in_pkts += 1,
+            _ => c.in_pkts = c.in_pkts.wrapping_add(1),
         }
         let t = self.transmit(now, id, pkt, paths, None);
         self.offload_after_packet(id, false);
@@ -2339,7 +2339,7 @@ impl Engine {
             let pkts = if flags & cf::ONE_PACKET != 0 {
                 u64::from(self.sync_timing().threshold)
             } else {
-                c.in_pkts
+                u64::from(c.in_pkts)
             };
             self.sync_conn(now, id, pkts);
         }
@@ -2360,7 +2360,7 @@ impl Engine {
         icmp: Option<&xmit::icmp::Related>,
     ) -> Transmit {
         let c = self.conns.get(id);
-        let (flags, daddr, dport, dest) = (c.flags, c.daddr, c.dport, c.dest);
+        let (flags, daddr, dport, dest) = (c.flags, c.daddr, c.dport, c.dest());
         // The tunnel settings only for tunnel entries (a slab read saved
         // on the NAT and DR paths).
         let tunnel = if flags & cf::FWD_MASK == Forward::Tunnel as u32 {
@@ -2442,7 +2442,7 @@ impl Engine {
     /// service and the totals.
     #[inline(always)]
     fn account_bulk(&mut self, id: ConnId, inbound: bool, pkts: u64, bytes: u64) {
-        let Some(did) = self.conns.get(id).dest else {
+        let Some(did) = self.conns.get(id).dest() else {
             return;
         };
         let d = &mut self.dests[did];
@@ -2475,7 +2475,7 @@ impl Engine {
                 );
                 if new != cur {
                     c.state = new as u8;
-                    if let Some(did) = c.dest {
+                    if let Some(did) = c.dest() {
                         move_counters(&mut self.dests[did], &mut c.flags, new.is_active());
                     }
                     assure = new == TcpState::Established;
@@ -2490,13 +2490,13 @@ impl Engine {
                     .map_or(cur, |ev| sctp::next_state(dir, cur, ev));
                 if new != cur {
                     c.state = new as u8;
-                    if let Some(did) = c.dest {
+                    if let Some(did) = c.dest() {
                         move_counters(&mut self.dests[did], &mut c.flags, new.is_active());
                     }
                     assure = new == SctpState::Established;
                 }
                 if l4.sctp_event.is_none() {
-                    (c.timeout_ms / 1000) as u32
+                    c.timeout_ms / 1000
                 } else {
                     settings.sctp_timeouts[new as usize]
                 }
@@ -2506,7 +2506,7 @@ impl Engine {
                 settings.udp_timeout
             }
         };
-        let control = c.control;
+        let control = c.control();
         self.conns
             .restart_timer(id, now, u64::from(timeout_s) * 1000);
         if assure {
@@ -2569,7 +2569,7 @@ fn free_dest(dests: &mut Slab<Dest>, trash: &mut Trash, did: DestId) {
 
 /// Releases an entry's hold on its destination (§12).
 fn unbind(dests: &mut Slab<Dest>, c: &Conn) {
-    let Some(did) = c.dest else { return };
+    let Some(did) = c.dest() else { return };
     let Some(d) = dests.get_mut(did) else { return };
     if c.flags & cf::TEMPLATE != 0 {
         d.persist_conns = d.persist_conns.saturating_sub(1);

@@ -391,7 +391,9 @@ fn random_l4_contents_never_panic() {
     let tmpl = lvs_core::conn::flags::TEMPLATE;
     let inact = lvs_core::conn::flags::INACTIVE;
     let count = |f: &dyn Fn(&lvs_core::conn::Conn) -> bool| {
-        e.connections().filter(|c| c.dest.is_some() && f(c)).count() as u64
+        e.connections()
+            .filter(|c| c.dest().is_some() && f(c))
+            .count() as u64
     };
     let sum = |f: &dyn Fn(&lvs_core::service::Dest) -> u32| {
         e.all_dests().map(|d| u64::from(f(d))).sum::<u64>()

@@ -204,7 +204,7 @@ fn unknown_services_give_unbound_entries_and_bad_entries_are_skipped() {
         "the state-11 entry is skipped, the next applied"
     );
     let unbound = all.iter().find(|c| c.vaddr == ip("198.18.0.200")).unwrap();
-    assert!(unbound.dest.is_none());
+    assert!(unbound.dest().is_none());
     assert_eq!(unbound.flags & 0x7, 3, "the entry's own method");
     assert_eq!(e.sync_counters().entries_skipped, 1);
 }

@@ -128,7 +128,7 @@ impl Engine {
         let carried: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.offload != state::NONE && which(c))
+            .filter(|(_, c)| c.offload() != state::NONE && which(c))
             .map(|(id, _)| id)
             .collect();
         for id in carried {
@@ -141,7 +141,7 @@ impl Engine {
     /// engine, which may offer it again later.
     pub fn offload_refused(&mut self, flow: &OffloadFlow) {
         if let Some(id) = self.carried_id(flow) {
-            self.conns.get_mut(id).offload = state::NONE;
+            self.conns.get_mut(id).set_offload(state::NONE);
         }
     }
 
@@ -150,7 +150,7 @@ impl Engine {
     fn carried_id(&self, flow: &OffloadFlow) -> Option<ConnId> {
         let id = self.conns.lookup_in(&flow.in_key())?;
         let c = self.conns.get(id);
-        (c.offload != state::NONE && OffloadFlow::of(c) == *flow).then_some(id)
+        (c.offload() != state::NONE && OffloadFlow::of(c) == *flow).then_some(id)
     }
 
     /// Whether NAT replies are routed from their VIP (`snat_reroute` on),
@@ -182,14 +182,14 @@ impl Engine {
         if seen.in_pkts > 0 {
             self.account_bulk(id, true, seen.in_pkts, seen.in_bytes);
             let c = self.conns.get_mut(id);
-            c.in_pkts = c.in_pkts.saturating_add(seen.in_pkts);
+            c.in_pkts = c.in_pkts.wrapping_add(seen.in_pkts as u32);
         }
         if seen.out_pkts > 0 {
             self.account_bulk(id, false, seen.out_pkts, seen.out_bytes);
         }
         let c = self.conns.get_mut(id);
-        let graced = c.offload == state::GRACE;
-        if c.offload == state::NONE {
+        let graced = c.offload() == state::GRACE;
+        if c.offload() == state::NONE {
             return;
         }
         if seen.last_ms == 0 {
@@ -201,8 +201,8 @@ impl Engine {
             }
             return;
         }
-        c.offload = state::CARRIED;
-        let timeout = c.timeout_ms;
+        c.set_offload(state::CARRIED);
+        let timeout = u64::from(c.timeout_ms);
         // In the grace period the expiry is the grace's end, not the
         // timer's: the last packet decides.
         if graced || seen.last_ms.saturating_add(timeout) > c.expires {
@@ -214,7 +214,7 @@ impl Engine {
     /// its report.
     pub(crate) fn offload_report_due(&mut self, id: ConnId) {
         if let Some(c) = self.conns.get_mut_checked(id) {
-            if c.offload == state::GRACE {
+            if c.offload() == state::GRACE {
                 let f = OffloadFlow::of(c);
                 self.offload_queue.push_back(Offload::Report(f));
             }
@@ -245,18 +245,18 @@ impl Engine {
                 _ => false,
             }
             && self.sync_master.is_none()
-            && c.in_pkts >= self.offload_after;
+            && u64::from(c.in_pkts) >= self.offload_after;
         // UDP by NAT waits for a reply (the first one assures a template);
         // direct routing never sees one.
         let ready = reply || c.protocol != ipproto::UDP || route;
-        match (c.offload, eligible) {
+        match (c.offload(), eligible) {
             (state::NONE, true) if ready => {
-                c.offload = state::CARRIED;
+                c.set_offload(state::CARRIED);
                 let f = OffloadFlow::of(c);
                 self.offload_queue.push_back(Offload::Install(f));
             }
             (state::CARRIED | state::GRACE, false) => self.take_back(id),
-            (state::GRACE, true) => c.offload = state::CARRIED,
+            (state::GRACE, true) => c.set_offload(state::CARRIED),
             _ => {}
         }
     }
@@ -264,14 +264,14 @@ impl Engine {
     /// The fast path stops carrying entry `id`.
     fn take_back(&mut self, id: ConnId) {
         let c = self.conns.get_mut(id);
-        c.offload = state::NONE;
+        c.set_offload(state::NONE);
         let f = OffloadFlow::of(c);
         self.offload_queue.push_back(Offload::Remove(f));
     }
 
     /// An entry left the table: a fast path carrying it must stop.
     pub(crate) fn offload_gone(&mut self, c: &Conn) {
-        if c.offload != state::NONE {
+        if c.offload() != state::NONE {
             self.offload_queue
                 .push_back(Offload::Remove(OffloadFlow::of(c)));
         }

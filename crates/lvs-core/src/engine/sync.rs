@@ -92,7 +92,7 @@ impl Engine {
             Some(id) => {
                 let c = self.conns.get_mut(id);
                 if !template && (c.flags ^ flags) & cf::INACTIVE != 0 {
-                    if let Some(did) = c.dest {
+                    if let Some(did) = c.dest() {
                         move_counters(
                             &mut self.dests[did],
                             &mut c.flags,
@@ -102,7 +102,7 @@ impl Engine {
                 }
                 c.flags = (flags & wf::BACKUP_UPD_MASK) | (c.flags & !wf::BACKUP_UPD_MASK);
                 let mut id = id;
-                if c.dest.is_none() {
+                if c.dest().is_none() {
                     if let Some(did) = self.sync_dest(e, flags) {
                         // Binding may change the forwarding method, and
                         // with it the reply-side key: out of the indexes,
@@ -144,11 +144,11 @@ impl Engine {
             }
         };
         let c = self.conns.get_mut(id);
-        c.in_pkts = u64::from(threshold);
+        c.in_pkts = threshold;
         c.state = e.state as u8;
-        c.old_state = c.state;
+        c.set_old_state(c.state);
         let timeout_ms = u64::from(secs) * 1000;
-        c.timeout_ms = timeout_ms;
+        c.timeout_ms = crate::conn::clamp_timeout(timeout_ms);
         self.conns.restart_timer(id, now, timeout_ms);
     }
 
@@ -203,7 +203,7 @@ impl Engine {
         } else {
             keep | (dest_flags & !cf::INACTIVE)
         };
-        c.dest = Some(did);
+        c.set_dest(Some(did));
         if c.is_template() {
             d.persist_conns += 1;
         } else if c.flags & cf::INACTIVE != 0 {
@@ -417,15 +417,15 @@ impl Engine {
             } else if version == 0 {
                 return;
             }
-            let Some(t) = self.conns.get(id).control else {
+            let Some(t) = self.conns.get(id).control() else {
                 return;
             };
             let Some(tc) = self.conns.get_mut_checked(t) else {
                 return;
             };
             pkts = if tc.is_template() {
-                tc.in_pkts += 1;
-                tc.in_pkts
+                tc.in_pkts = tc.in_pkts.wrapping_add(1);
+                u64::from(tc.in_pkts)
             } else {
                 u64::from(threshold)
             };
@@ -454,10 +454,10 @@ impl Engine {
         let refresh_ms = self.stored_int("sync_refresh_period").max(0) as u64 * 1000;
         let retries_max = self.stored_int("sync_retries").clamp(0, 3) as u64;
         let persist_mode = self.stored_int("sync_persist_mode") != 0;
-        let controlled = self.conns.get(id).control.is_some();
+        let controlled = self.conns.get(id).control().is_some();
         let c = self.conns.get_mut(id);
         let orig = c.sync_endtime;
-        let mut n = now.wrapping_add(c.timeout_ms) & !3;
+        let mut n = now.wrapping_add(u64::from(c.timeout_ms)) & !3;
         let template = c.is_template();
         let mut force = false;
         let mut set_now = false;
@@ -492,19 +492,23 @@ impl Engine {
             } else {
                 SctpState::Established as u8
             };
-            force = c.state != c.old_state;
+            force = c.state != c.old_state();
             set_now = force && c.state != established;
         }
         if !set_now {
             if refresh_ms > 0 {
                 let diff = n.abs_diff(orig);
-                let min_diff = (c.timeout_ms / 2).max(10_000);
+                let min_diff = (u64::from(c.timeout_ms) / 2).max(10_000);
                 if diff < refresh_ms.min(min_diff) {
                     let retries = orig & 3;
                     if retries >= retries_max {
                         return false;
                     }
-                    if now < orig.wrapping_sub(c.timeout_ms).wrapping_add(refresh_ms / 8) {
+                    if now
+                        < orig
+                            .wrapping_sub(u64::from(c.timeout_ms))
+                            .wrapping_add(refresh_ms / 8)
+                    {
                         return false;
                     }
                     n |= retries + 1;
@@ -519,7 +523,7 @@ impl Engine {
                 return false;
             }
         }
-        c.old_state = c.state;
+        c.set_old_state(c.state);
         c.sync_endtime = n;
         let _ = force;
         true
@@ -529,7 +533,7 @@ impl Engine {
     fn queue_sync_entry(&mut self, now: u64, id: ConnId, version: u8) {
         let c = self.conns.get(id);
         let fwmark = c
-            .dest
+            .dest()
             .and_then(|d| self.dests.get(d))
             .and_then(|d| d.svc_key.mark())
             .unwrap_or(0);
@@ -541,7 +545,7 @@ impl Engine {
             vport: c.vport,
             dport: c.dport,
             fwmark,
-            timeout: (c.timeout_ms / 1000) as u32,
+            timeout: c.timeout_ms / 1000,
             caddr: c.caddr,
             vaddr: c.vaddr,
             daddr: c.daddr,
