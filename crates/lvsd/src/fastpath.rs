@@ -50,16 +50,6 @@ struct Carried {
     hops: (Hop, Option<Hop>),
 }
 
-impl Carried {
-    /// Takes both directions out of the map.
-    fn unmap(&self, fp: &mut FastPath) {
-        let _ = fp.remove(&self.in_key);
-        if let Some(k) = &self.out_key {
-            let _ = fp.remove(k);
-        }
-    }
-}
-
 pub struct Daemon {
     fp: FastPath,
     carried: HashMap<OffloadFlow, Carried>,
@@ -150,8 +140,7 @@ impl Daemon {
                 },
                 Offload::Remove(f) => {
                     if let Some(mut c) = self.carried.remove(&f) {
-                        self.fold_one(engine, &f, &mut c, now_ms, false);
-                        c.unmap(&mut self.fp);
+                        self.take_out(engine, &f, &mut c, now_ms);
                     }
                 }
             }
@@ -270,6 +259,8 @@ impl Daemon {
                 continue;
             }
             self.rewritten += 1;
+            // Out of the map with its last counts; written again below.
+            self.take_out(engine, &f, &mut c, now_ms);
             if let Some(h) = now {
                 c.hops = h;
                 if self.write(&f, &mut c, ports).is_ok() {
@@ -277,12 +268,24 @@ impl Daemon {
                     continue;
                 }
             }
-            // No way out any more (or it could not be written): out of the
-            // map; its packets reach lvsd, whose engine may offer it again.
-            c.unmap(&mut self.fp);
+            // No way out any more (or it could not be written): its packets
+            // reach lvsd, whose engine may offer it again.
             engine.offload_refused(&f);
         }
         self.flows = self.carried.len() as u64;
+    }
+
+    /// Takes both directions of `f` out of the map and reports what the
+    /// program carried of them since the last fold, up to the last packet.
+    fn take_out(&mut self, engine: &mut Engine, f: &OffloadFlow, c: &mut Carried, now_ms: u64) {
+        let i = self.fp.take(&c.in_key);
+        let o = match &c.out_key {
+            Some(k) => self.fp.take(k),
+            None => Ok(Some(FlowAction::default())),
+        };
+        if let (Ok(Some(i)), Ok(Some(o))) = (i, o) {
+            self.report(engine, f, c, (&i, &o), now_ms, false);
+        }
     }
 
     /// Reports what the program carried of `f` since `c` was last folded
@@ -306,6 +309,20 @@ impl Daemon {
             }
             return;
         };
+        self.report(engine, f, c, (&i, &o), now_ms, always);
+    }
+
+    /// Reports the counts `i` and `o` (in and out) of `f` less what `c`
+    /// has folded already, and remembers them.
+    fn report(
+        &mut self,
+        engine: &mut Engine,
+        f: &OffloadFlow,
+        c: &mut Carried,
+        (i, o): (&FlowAction, &FlowAction),
+        now_ms: u64,
+        always: bool,
+    ) {
         let last_ns = i.last_ns.max(o.last_ns);
         let newer = last_ns > c.folded_in.last_ns.max(c.folded_out.last_ns);
         let ago_ms = monotonic_ns().saturating_sub(last_ns) / 1_000_000;
