@@ -754,6 +754,28 @@ mod tests {
         assert_eq!(t.lookup_out(&c.out_key()), None);
     }
 
+    /// Ticks are kept as their low 32 bits: timers filed and restarted
+    /// across the wrap (2^32 ticks of 100 ms) run out on time.
+    #[test]
+    fn timers_run_across_the_tick_wrap() {
+        assert!(tick_before(u32::MAX, 0) && !tick_before(0, u32::MAX));
+        let wrap = (1u64 << 32) * TICK_MS;
+        let mut t = ConnTable::new(9);
+        t.expire(wrap - 1_000, &mut Vec::new());
+        let a = t.insert(wrap - 1_000, conn(1, wrap - 1_000, 3_000));
+        t.insert(wrap - 1_000, conn(2, wrap - 1_000, 60_000));
+        // a, filed after the wrap, restarted to end before it: filed again
+        // (the low bits of its new tick are the larger).
+        t.restart_timer(a, wrap - 500, 300);
+        let mut gone = vec![];
+        assert_eq!(expire_into(&mut t, wrap - 300, &mut gone), 0);
+        assert_eq!(expire_into(&mut t, wrap + 100, &mut gone), 1);
+        assert_eq!(gone, vec![1]);
+        assert_eq!(expire_into(&mut t, wrap + 58_000, &mut gone), 0);
+        assert_eq!(expire_into(&mut t, wrap + 59_200, &mut gone), 1);
+        assert_eq!(gone, vec![1, 2]);
+    }
+
     /// An entry removed before its timer ran out leaves its filing; an entry
     /// that takes its id is not expired by it, and one filed under that
     /// same tick expires once.
